@@ -1,0 +1,75 @@
+"""The Siaga dashboard: MQTT ingest, alarm store, live board (Flask)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from datetime import timedelta
+from typing import Any
+
+from flask import Flask, jsonify, render_template, request
+
+from . import api, auth, board, csrf, db, i18n, live
+
+DEFAULTS: dict[str, Any] = {
+    "SIAGA_LANGUAGE": "id",
+    "SIAGA_BROKER": None,
+    "SIAGA_MQTT_CLIENT_ID": "siaga-dashboard",
+    "SIAGA_DEMO_PANEL_URL": None,
+    "SESSION_COOKIE_HTTPONLY": True,
+    "SESSION_COOKIE_SAMESITE": "Lax",
+    "SESSION_COOKIE_NAME": "siaga_session",
+    "PERMANENT_SESSION_LIFETIME": timedelta(hours=14),  # a night shift and the handover
+    "MAX_CONTENT_LENGTH": 1 * 1024 * 1024,
+}
+
+
+def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
+    """Build the app. Without ``test_config`` the TOML named by ``SIAGA_DASHBOARD_CONFIG`` is read."""
+    app = Flask(__name__)
+    app.config.from_mapping(DEFAULTS)
+    if test_config is None:
+        from .config import load_config
+
+        app.config.from_mapping(load_config(os.environ["SIAGA_DASHBOARD_CONFIG"]))
+    else:
+        app.config.from_mapping(test_config)
+
+    db.init_app(app)
+    i18n.init_app(app)
+    csrf.init_app(app)
+    auth.init_app(app)
+    live.init_app(app)
+    app.register_blueprint(board.bp)
+    app.register_blueprint(api.bp)
+    _register_errors(app)
+
+    @app.after_request
+    def _security_headers(response):
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("X-Frame-Options", "DENY")
+        response.headers.setdefault("Referrer-Policy", "same-origin")
+        response.headers.setdefault(
+            "Content-Security-Policy",
+            "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+            "connect-src 'self'; frame-ancestors 'none'",
+        )
+        return response
+
+    return app
+
+
+def _register_errors(app: Flask) -> None:
+    def handler(code: int, key: str):
+        def handle(error: Exception) -> Any:
+            if request.path.startswith("/api/"):
+                description = getattr(error, "description", "")
+                return jsonify(error=key if description != "csrf" else "csrf"), code
+            message_key = "csrf_failed" if getattr(error, "description", "") == "csrf" else key
+            return render_template("error.html", code=code, message_key=message_key), code
+
+        return handle
+
+    app.register_error_handler(400, handler(400, "bad_request"))
+    app.register_error_handler(403, handler(403, "forbidden"))
+    app.register_error_handler(404, handler(404, "not_found"))

@@ -1,0 +1,86 @@
+"""The alarm life cycle, without I/O: which event opens an alarm, which action moves it where."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from firmware_bridge.errors import SiagaError
+from firmware_bridge.payloads import EventType, IndicationState
+
+
+class AlarmState(StrEnum):
+    UNACKNOWLEDGED = "unacknowledged"
+    ACKNOWLEDGED = "acknowledged"
+    RESOLVED = "resolved"
+
+
+class Resolution(StrEnum):
+    REAL = "real"
+    FALSE_ALARM = "false_alarm"
+    TEST = "test"
+
+
+class Action(StrEnum):
+    OPENED = "opened"
+    PRESSED = "pressed"
+    ACKNOWLEDGED = "acknowledged"
+    RESOLVED = "resolved"
+
+
+class AlarmNotFound(SiagaError, LookupError):
+    """No such alarm, or not one the current user may see."""
+
+
+class InvalidTransition(SiagaError, ValueError):
+    """The action does not apply to the alarm's current state (e.g. resolving twice)."""
+
+
+OPEN_STATES = (AlarmState.UNACKNOWLEDGED, AlarmState.ACKNOWLEDGED)
+
+_OPERATOR_MOVES: dict[Action, dict[AlarmState, AlarmState]] = {
+    Action.ACKNOWLEDGED: {AlarmState.UNACKNOWLEDGED: AlarmState.ACKNOWLEDGED},
+    Action.RESOLVED: {
+        AlarmState.UNACKNOWLEDGED: AlarmState.RESOLVED,
+        AlarmState.ACKNOWLEDGED: AlarmState.RESOLVED,
+    },
+}
+
+_VERBS = {Action.ACKNOWLEDGED: "acknowledge", Action.RESOLVED: "resolve"}
+
+#: Note length limit for operator notes, in characters.
+MAX_NOTE = 2000
+
+
+def opens_alarm(event_type: EventType) -> bool:
+    """Only a real press raises an alarm; heartbeats and troubles are stored as events."""
+    return event_type is EventType.PRESS
+
+
+def next_state(state: AlarmState, action: Action) -> AlarmState:
+    """The state after an operator action, or :class:`InvalidTransition`."""
+    moves = _OPERATOR_MOVES.get(action, {})
+    if state not in moves:
+        verb = _VERBS.get(action, action.value)
+        raise InvalidTransition(f"cannot {verb} an alarm that is {state.value}")
+    return moves[state]
+
+
+def indication_for(state: AlarmState) -> IndicationState:
+    """What the button should show for an alarm in ``state``."""
+    return {
+        AlarmState.UNACKNOWLEDGED: IndicationState.RECEIVED,
+        AlarmState.ACKNOWLEDGED: IndicationState.ACKNOWLEDGED,
+        AlarmState.RESOLVED: IndicationState.RESOLVED,
+    }[state]
+
+
+def clean_note(note: object) -> str | None:
+    """Validate an operator's note; ``None`` when empty."""
+    if note is None:
+        return None
+    if not isinstance(note, str):
+        raise InvalidTransition("note must be text")
+    note = note.strip()
+    if len(note) > MAX_NOTE:
+        raise InvalidTransition(f"note is longer than {MAX_NOTE} characters")
+    return note or None

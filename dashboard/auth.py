@@ -1,0 +1,171 @@
+"""Accounts, roles and sign-in.
+
+Roles decide which alarms a person sees: the fire post sees fire alarms;
+only the SAPA desk sees SAPA alarms (children's data, UU PDP 27/2022).
+"""
+
+from __future__ import annotations
+
+import functools
+import sqlite3
+import time
+from collections.abc import Callable
+from enum import StrEnum
+from typing import Any, TypeVar
+
+from flask import Blueprint, Flask, abort, flash, g, jsonify, redirect, render_template, request, session, url_for
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from firmware_bridge.errors import SiagaError
+from firmware_bridge.payloads import Kind
+
+from .db import get_db
+from .i18n import translate
+
+bp = Blueprint("auth", __name__)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class Role(StrEnum):
+    FIRE_OPERATOR = "fire_operator"
+    SAPA_DESK = "sapa_desk"
+    SATPOL = "satpol"
+    TECHNICIAN = "technician"
+    ADMIN = "admin"
+
+
+#: Which alarm kinds each role may see. SAPA is the SAPA desk's alone.
+ALARM_KINDS: dict[Role, frozenset[str]] = {
+    Role.FIRE_OPERATOR: frozenset({Kind.FIRE.value}),
+    Role.SAPA_DESK: frozenset({Kind.SAPA.value}),
+    Role.ADMIN: frozenset({Kind.FIRE.value}),
+    Role.TECHNICIAN: frozenset(),
+    Role.SATPOL: frozenset(),
+}
+
+#: The board each role lands on after signing in.
+HOME: dict[Role, str] = {
+    Role.FIRE_OPERATOR: "board.fire",
+    Role.SAPA_DESK: "board.sapa",
+    Role.ADMIN: "board.fire",
+    Role.TECHNICIAN: "board.fire",
+    Role.SATPOL: "board.fire",
+}
+
+MIN_PASSWORD = 10
+
+
+class AccountError(SiagaError, ValueError):
+    """An account cannot be created as asked (name taken, weak password, unknown role)."""
+
+
+def create_user(
+    conn: sqlite3.Connection, username: str, password: str, role: str, display_name: str | None = None
+) -> int:
+    try:
+        role = Role(role)
+    except ValueError:
+        raise AccountError(f"unknown role {role!r}; choose one of {', '.join(r.value for r in Role)}") from None
+    username = username.strip()
+    if not username or len(username) > 64 or not username.replace("-", "").replace("_", "").replace(".", "").isalnum():
+        raise AccountError("username: 1-64 letters, digits, '-', '_' or '.'")
+    if len(password) < MIN_PASSWORD:
+        raise AccountError(f"password: at least {MIN_PASSWORD} characters")
+    try:
+        cursor = conn.execute(
+            "INSERT INTO users (username, password_hash, role, display_name, created_at) VALUES (?, ?, ?, ?, ?)",
+            (username, generate_password_hash(password), str(role), display_name, time.time()),
+        )
+    except sqlite3.IntegrityError:
+        raise AccountError(f"username {username!r} is taken") from None
+    return int(cursor.lastrowid or 0)
+
+
+_DUMMY_HASH = generate_password_hash("not a real password")
+
+
+def authenticate(conn: sqlite3.Connection, username: str, password: str) -> sqlite3.Row | None:
+    row = conn.execute("SELECT * FROM users WHERE username = ? AND active = 1", (username,)).fetchone()
+    if row is None:
+        check_password_hash(_DUMMY_HASH, password)  # same work whether or not the user exists
+        return None
+    return row if check_password_hash(row["password_hash"], password) else None
+
+
+def current_role() -> Role | None:
+    user = g.get("user")
+    return Role(user["role"]) if user is not None else None
+
+
+def visible_kinds() -> frozenset[str]:
+    role = current_role()
+    return ALARM_KINDS.get(role, frozenset()) if role else frozenset()
+
+
+def _wants_json() -> bool:
+    return request.path.startswith("/api/")
+
+
+def login_required(*roles: Role) -> Callable[[F], F]:
+    """Require a signed-in user, and one of ``roles`` if given."""
+
+    def decorator(view: F) -> F:
+        @functools.wraps(view)
+        def wrapped(*args: Any, **kwargs: Any) -> Any:
+            if g.get("user") is None:
+                if _wants_json():
+                    return jsonify(error="login_required"), 401
+                flash(translate("login_required"))
+                return redirect(url_for("auth.login", next=request.path))
+            if roles and current_role() not in roles:
+                if _wants_json():
+                    return jsonify(error="forbidden"), 403
+                abort(403)
+            return view(*args, **kwargs)
+
+        return wrapped  # type: ignore[return-value]
+
+    return decorator
+
+
+@bp.before_app_request
+def load_user() -> None:
+    user_id = session.get("uid")
+    g.user = None
+    if user_id is not None:
+        g.user = get_db().execute("SELECT * FROM users WHERE id = ? AND active = 1", (user_id,)).fetchone()
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login() -> Any:
+    error = None
+    if request.method == "POST":
+        user = authenticate(get_db(), request.form.get("username", ""), request.form.get("password", ""))
+        if user is None:
+            error = translate("login_failed")
+        else:
+            language = session.get("lang")
+            session.clear()  # a fresh session: no fixation
+            session.permanent = True
+            session["uid"] = user["id"]
+            if language:
+                session["lang"] = language
+            target = request.args.get("next", "")
+            if not target.startswith("/") or target.startswith("//"):
+                target = url_for(HOME[Role(user["role"])])
+            return redirect(target)
+    return render_template("login.html", error=error), (401 if error else 200)
+
+
+@bp.route("/logout", methods=["POST"])
+def logout() -> Any:
+    language = session.get("lang")
+    session.clear()
+    if language:
+        session["lang"] = language
+    return redirect(url_for("auth.login"))
+
+
+def init_app(app: Flask) -> None:
+    app.register_blueprint(bp)

@@ -1,0 +1,50 @@
+"""The live board pages: the fire post's and the SAPA desk's."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, current_app, g, jsonify, redirect, render_template, url_for
+
+from .auth import HOME, Role, current_role, login_required
+from .live import live
+
+bp = Blueprint("board", __name__)
+
+
+@bp.get("/")
+def index() -> Any:
+    role = current_role()
+    if role is None:
+        return redirect(url_for("auth.login"))
+    return redirect(url_for(HOME[role]))
+
+
+def _render(desk: str) -> str:
+    return render_template(
+        "board.html",
+        desk=desk,
+        user=g.user,
+        demo_panel_url=current_app.config.get("SIAGA_DEMO_PANEL_URL"),
+    )
+
+
+@bp.get("/board")
+@login_required(Role.FIRE_OPERATOR, Role.ADMIN)
+def fire() -> str:
+    return _render("fire")
+
+
+@bp.get("/sapa")
+@login_required(Role.SAPA_DESK)
+def sapa() -> str:
+    return _render("sapa")
+
+
+@bp.get("/healthz")
+def healthz() -> Any:
+    """Liveness for systemd, load balancers and monitoring; reveals no data."""
+    ingest = live().ingest
+    ok = ingest is None or (ingest.is_alive() and ingest.failure is None)
+    body = {"ok": ok, "mqtt_connected": bool(ingest and ingest.connected.is_set())}
+    return jsonify(body), (200 if ok else 503)

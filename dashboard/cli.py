@@ -1,0 +1,131 @@
+"""``siaga-dashboard --config dashboard.toml [serve | check | create-user ...]``."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import logging
+import os
+import signal
+import sys
+from typing import Any
+
+from firmware_bridge import __version__
+from firmware_bridge.errors import ConfigError
+
+from . import create_app, live
+from .auth import AccountError, Role, create_user
+from .config import load_config
+from .db import connect, init_schema
+
+log = logging.getLogger("siaga.dashboard")
+
+EXIT_CONFIG = 78
+
+
+class _Stop(Exception):
+    pass
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="siaga-dashboard", description="Siaga dashboard (live board, ingest)")
+    parser.add_argument("--config", "-c", default=os.environ.get("SIAGA_DASHBOARD_CONFIG"), help="dashboard.toml")
+    parser.add_argument("--log-level", default=os.environ.get("SIAGA_LOG_LEVEL", "INFO"))
+    parser.add_argument("--version", action="version", version=f"siaga-dashboard {__version__}")
+    commands = parser.add_subparsers(dest="command")
+    commands.add_parser("serve", help="run the web server and MQTT ingest (default)")
+    commands.add_parser("check", help="validate the configuration and exit")
+    user = commands.add_parser("create-user", help="create an account (e.g. the first administrator)")
+    user.add_argument("username")
+    user.add_argument("--role", required=True, choices=[role.value for role in Role])
+    user.add_argument("--display-name")
+    secret = user.add_mutually_exclusive_group()
+    secret.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+    secret.add_argument("--password-file", help="read the password from this file")
+    args = parser.parse_args(argv)
+    if not args.config:
+        parser.error("--config is required (or set SIAGA_DASHBOARD_CONFIG)")
+    return args
+
+
+def _read_password(args: argparse.Namespace) -> str:
+    if args.password_stdin:
+        return sys.stdin.readline().rstrip("\n")
+    if args.password_file:
+        with open(args.password_file, encoding="utf-8") as handle:
+            return handle.read().strip()
+    first = getpass.getpass("Password: ")
+    if getpass.getpass("Repeat: ") != first:
+        raise AccountError("the passwords differ")
+    return first
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(f"siaga-dashboard: configuration error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    if args.command == "check":
+        print(f"{args.config}: OK")
+        return 0
+    if args.command == "create-user":
+        return _create_user(config, args)
+    return serve(config)
+
+
+def _create_user(config: dict[str, Any], args: argparse.Namespace) -> int:
+    conn = connect(config["DATABASE"])
+    try:
+        init_schema(conn)
+        create_user(conn, args.username, _read_password(args), args.role, args.display_name)
+    except (AccountError, OSError) as exc:
+        print(f"siaga-dashboard: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        conn.close()
+    print(f"created {args.role} account {args.username!r}")
+    return 0
+
+
+def serve(config: dict[str, Any]) -> int:
+    from waitress import create_server
+
+    app = create_app(config)
+    live.start(app)
+    server = create_server(
+        app,
+        host=config["SIAGA_HOST"],
+        port=config["SIAGA_PORT"],
+        threads=config["SIAGA_THREADS"],
+        ident="siaga",
+        asyncore_use_poll=True,
+    )
+
+    def _raise_stop(*_: object) -> None:
+        raise _Stop
+
+    signal.signal(signal.SIGTERM, _raise_stop)
+    signal.signal(signal.SIGINT, _raise_stop)
+    print(
+        f"siaga-dashboard listening on http://{config['SIAGA_HOST']}:{config['SIAGA_PORT']}/",
+        file=sys.stderr,
+        flush=True,
+    )
+    try:
+        server.run()
+    except _Stop:
+        pass
+    finally:
+        live.stop(app)  # ends the live streams first, freeing their threads
+        server.close()
+        server.task_dispatcher.shutdown(timeout=5)
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

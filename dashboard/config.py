@@ -1,0 +1,64 @@
+"""The dashboard's configuration (``dashboard.toml``), read and validated once at start."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+from typing import Any
+
+from firmware_bridge.broker import read_broker_settings
+from firmware_bridge.settings import Section, read_toml
+
+from .i18n import LANGUAGES
+
+
+def load_config(path: str | Path) -> dict[str, Any]:
+    """Read ``dashboard.toml`` into a Flask config mapping; raises ConfigError naming file and key."""
+    return parse_config(read_toml(path))
+
+
+def parse_config(root: Section) -> dict[str, Any]:
+    section = root.section("dashboard", required=True)
+    data_dir = Path(section.str("data_dir", "/var/lib/siaga"))
+    database = section.str("database", str(data_dir / "dashboard.sqlite"))
+    secret_key_file = Path(section.str("secret_key_file", str(data_dir / "secret_key")))
+    config: dict[str, Any] = {
+        "DATABASE": database,
+        "SIAGA_LANGUAGE": section.str("language", "id", choices=LANGUAGES),
+        "SIAGA_HOST": section.str("host", "127.0.0.1"),
+        "SIAGA_PORT": section.int("port", 8000, min=1, max=65535),
+        "SIAGA_THREADS": section.int("threads", 32, min=4, max=512),
+        "SESSION_COOKIE_SECURE": section.bool("cookie_secure", True),
+        "SIAGA_DEMO_PANEL_URL": section.str("demo_panel_url", None),
+    }
+    config["SECRET_KEY"] = _secret_key(section, secret_key_file)
+    section.done()
+    broker = read_broker_settings(root.section("mqtt", required=True))
+    config["SIAGA_BROKER"] = broker
+    config["SIAGA_MQTT_CLIENT_ID"] = broker.client_id or "siaga-dashboard"
+    root.done()
+    return config
+
+
+def _secret_key(section: Section, path: Path) -> str:
+    """The session-signing key: read from its file, or created there (mode 0600) on first start."""
+    try:
+        key = path.read_text("utf-8").strip()
+    except FileNotFoundError:
+        key = ""
+    except OSError as exc:
+        raise section.error("secret_key_file", f"cannot read {str(path)!r}: {exc.strerror or exc}") from None
+    if key:
+        if len(key) < 32:
+            raise section.error("secret_key_file", f"{str(path)!r} holds a key shorter than 32 characters")
+        return key
+    key = secrets.token_hex(32)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(key + "\n")
+    except OSError as exc:
+        raise section.error("secret_key_file", f"cannot create {str(path)!r}: {exc.strerror or exc}") from None
+    return key

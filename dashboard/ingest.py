@@ -1,0 +1,322 @@
+"""MQTT ingest: validate, store idempotently, acknowledge, then tell the boards and the buttons.
+
+paho's network thread only queues incoming messages; one writer thread
+stores them in batches (one transaction, one fsync per batch) and only then
+sends the MQTT PUBACK (``manual_ack``), so an event the broker considers
+delivered is already on disk. A store failure leaves messages unacknowledged;
+the writer retries, and the broker keeps them meanwhile.
+
+After each commit the writer publishes the changed alarms to the live
+stream and sends each affected button its indication (received /
+acknowledged / resolved).
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import sqlite3
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.reasoncodes import ReasonCode
+
+from firmware_bridge.broker import BrokerSettings, make_client
+from firmware_bridge.counters import Counters
+from firmware_bridge.errors import BadPayload, BadTopic
+from firmware_bridge.payloads import (
+    Event,
+    GatewayState,
+    Health,
+    Indication,
+    Inventory,
+    Status,
+    decode_event,
+    decode_health,
+    decode_inventory,
+    decode_status,
+)
+from firmware_bridge.timeutil import format_epoch
+from firmware_bridge.topics import Channel, Topics
+
+from . import store
+from .alarms import AlarmState, indication_for
+from .db import connect, init_schema, transaction
+from .hub import Hub, LiveMessage
+
+log = logging.getLogger(__name__)
+
+_SUBSCRIBED = (Channel.STATUS, Channel.INVENTORY, Channel.EVENT, Channel.HEALTH)
+
+
+@dataclass(frozen=True, slots=True)
+class Inbound:
+    topic: str
+    payload: bytes
+    mid: int
+    qos: int
+    received_at: float
+    generation: int
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    at: str
+    topic: str
+    reason: str
+    message: str
+
+
+class Ingest:
+    """The dashboard's MQTT session and its single store writer."""
+
+    def __init__(
+        self,
+        settings: BrokerSettings,
+        database: str | Path,
+        hub: Hub,
+        *,
+        client_id: str = "siaga-dashboard",
+        counters: Counters | None = None,
+        batch_max: int = 500,
+        retry_s: float = 1.0,
+    ) -> None:
+        self.settings = settings
+        self.topics = Topics(settings.root)
+        self.hub = hub
+        self.counters = counters or Counters()
+        self._database = database
+        self._batch_max = batch_max
+        self._retry_s = retry_s
+        self._queue: queue.Queue[Inbound | None] = queue.Queue()
+        self._generation = 0
+        self._stopping = threading.Event()
+        self.connected = threading.Event()
+        self.rejections: deque[Rejection] = deque(maxlen=50)
+        self.failure: BaseException | None = None
+        self.last_loop = time.monotonic()
+        self.client = make_client(settings, client_id, persistent=True, manual_ack=True)
+        self.client.on_connect = self._on_connect
+        self.client.on_disconnect = self._on_disconnect
+        self.client.on_message = self._on_message
+        self._writer = threading.Thread(target=self._run, name="siaga-ingest", daemon=True)
+        self._conn: sqlite3.Connection | None = None
+
+    # -- life cycle ---------------------------------------------------------
+
+    def start(self) -> None:
+        self._conn = connect(self._database)
+        init_schema(self._conn)
+        self._writer.start()
+        self.client.connect_async(self.settings.host, self.settings.port, self.settings.keepalive)
+        self.client.loop_start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stopping.set()
+        self.connected.clear()
+        self.client.disconnect()
+        self.client.loop_stop()
+        self._queue.put(None)
+        if self._writer.is_alive():
+            self._writer.join(timeout)
+        if self._conn is not None:
+            self._conn.close()
+
+    def is_alive(self) -> bool:
+        return self._writer.is_alive()
+
+    @property
+    def backlog(self) -> int:
+        return self._queue.qsize()
+
+    # -- MQTT callbacks (paho's network thread) --------------------------------
+
+    def _on_connect(
+        self, client: mqtt.Client, userdata: object, flags: mqtt.ConnectFlags, reason_code: ReasonCode, properties: Any
+    ) -> None:
+        if reason_code.is_failure:
+            self.counters.add("mqtt_connect_refused")
+            log.error("broker %s refused the connection: %s", self.settings.describe(), reason_code)
+            return
+        self._generation += 1
+        self.counters.add("mqtt_connects")
+        client.subscribe([(self.topics.subscription(channel), channel.qos) for channel in _SUBSCRIBED])
+        self.connected.set()
+        log.info("connected to %s (session present: %s)", self.settings.describe(), flags.session_present)
+        self._queue.put(Inbound("", b"resync", 0, 0, time.time(), self._generation))
+
+    def _on_disconnect(
+        self, client: mqtt.Client, userdata: object, flags: Any, reason_code: ReasonCode, properties: Any
+    ) -> None:
+        if self.connected.is_set():
+            self.counters.add("mqtt_disconnects")
+            log.warning("disconnected from broker (%s)", reason_code)
+        self.connected.clear()
+
+    def _on_message(self, client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
+        self._queue.put(
+            Inbound(message.topic, message.payload, message.mid, message.qos, time.time(), self._generation)
+        )
+
+    # -- the writer ---------------------------------------------------------------
+
+    def _run(self) -> None:
+        try:
+            while True:
+                first = self._queue.get()
+                if first is None:
+                    return
+                batch = [first]
+                while len(batch) < self._batch_max:
+                    try:
+                        item = self._queue.get_nowait()
+                    except queue.Empty:
+                        break
+                    if item is None:
+                        self._queue.put(None)
+                        break
+                    batch.append(item)
+                self._process_with_retry(batch)
+                self.last_loop = time.monotonic()
+        except BaseException as exc:
+            self.failure = exc
+            log.critical("ingest writer stopped: %r", exc, exc_info=True)
+            raise
+
+    def _process_with_retry(self, batch: list[Inbound]) -> None:
+        while True:
+            try:
+                self._process(batch)
+                return
+            except sqlite3.Error as exc:
+                # Not acknowledged: the broker keeps the messages; try again.
+                self.counters.add("store_errors")
+                log.error("cannot store %d message(s): %s; retrying in %.1f s", len(batch), exc, self._retry_s)
+                if self._stopping.wait(self._retry_s):
+                    return
+
+    def _process(self, batch: list[Inbound]) -> None:
+        events: list[tuple[Event, float]] = []
+        statuses: list[tuple[Status, float]] = []
+        inventories: list[tuple[Inventory, float]] = []
+        healths: list[tuple[Health, float]] = []
+        resync = False
+        for item in batch:
+            if not item.topic:
+                resync = True
+                continue
+            try:
+                decoded = self._decode(item)
+            except (BadTopic, BadPayload) as exc:
+                self._reject(item, exc)
+                continue
+            if isinstance(decoded, Event):
+                events.append((decoded, item.received_at))
+            elif isinstance(decoded, Status):
+                statuses.append((decoded, item.received_at))
+            elif isinstance(decoded, Inventory):
+                inventories.append((decoded, item.received_at))
+            else:
+                healths.append((decoded, item.received_at))
+
+        conn = self._conn
+        assert conn is not None
+        outcome = store.IngestOutcome()
+        if events or statuses or inventories or healths:
+            with transaction(conn):
+                for inventory, at in inventories:
+                    store.store_inventory(conn, inventory, at)
+                for status, at in statuses:
+                    store.store_status(conn, status, at)
+                for health, at in healths:
+                    store.store_health(conn, health, at)
+                outcome = store.store_events(conn, events)
+        self._acknowledge(batch)
+
+        self.counters.add("events_stored", outcome.stored)
+        self.counters.add("events_duplicate", outcome.duplicates)
+        self._announce(conn, outcome, statuses, inventories)
+        if resync:
+            self._resync_indications(store.all_open_alarms(conn))
+
+    def _decode(self, item: Inbound) -> Event | Status | Inventory | Health:
+        gw, channel = self.topics.parse(item.topic)
+        if channel is Channel.EVENT:
+            decoded: Event | Status | Inventory | Health = decode_event(item.payload)
+        elif channel is Channel.STATUS:
+            decoded = decode_status(item.payload)
+        elif channel is Channel.INVENTORY:
+            decoded = decode_inventory(item.payload)
+        elif channel is Channel.HEALTH:
+            decoded = decode_health(item.payload)
+        else:
+            raise BadTopic(f"not an ingest topic: {item.topic!r}")
+        if decoded.gw != gw:
+            # The broker's ACL ties a gateway to its own topics; a payload that
+            # claims another gateway is forged or misconfigured.
+            raise BadPayload(
+                f"field 'gw': {decoded.gw!r} does not match the topic's gateway {gw!r}",
+                field="gw",
+                reason="gw_mismatch",
+            )
+        return decoded
+
+    def _reject(self, item: Inbound, exc: BadTopic | BadPayload) -> None:
+        reason = exc.reason if isinstance(exc, BadPayload) else "bad_topic"
+        self.counters.add("rejected")
+        self.counters.add(f"rejected.{reason}")
+        count = self.counters.get(f"rejected.{reason}")
+        self.rejections.append(Rejection(format_epoch(time.time()), item.topic, reason, str(exc)))
+        if count <= 10 or count % 100 == 0:
+            log.warning("rejected message on %r (%s, #%d): %s", item.topic, reason, count, exc)
+
+    def _acknowledge(self, batch: list[Inbound]) -> None:
+        generation = self._generation
+        for item in batch:
+            # A message id belongs to one connection; after a reconnect the
+            # broker redelivers what was not acknowledged, and the store
+            # ignores the duplicate.
+            if item.qos > 0 and item.generation == generation:
+                self.client.ack(item.mid, item.qos)
+
+    def _announce(
+        self,
+        conn: sqlite3.Connection,
+        outcome: store.IngestOutcome,
+        statuses: list[tuple[Status, float]],
+        inventories: list[tuple[Inventory, float]],
+    ) -> None:
+        alarms = store.get_alarms(conn, outcome.alarms)
+        for alarm in alarms:
+            self.hub.publish(LiveMessage("alarm", alarm, kind=alarm["kind"]))
+            self.indicate(alarm)
+        changed_gateways = {status.gw for status, _ in statuses} | {inv.gw for inv, _ in inventories}
+        for gw in sorted(changed_gateways):
+            view = store.get_gateway(conn, gw)
+            if view is not None:
+                self.hub.publish(LiveMessage("gateway", view))
+        for status, _ in statuses:
+            if status.state is GatewayState.ONLINE:
+                # A gateway that (re)connects learns the state of its open alarms again.
+                self._resync_indications(store.open_alarms_of_gateway(conn, status.gw))
+
+    def _resync_indications(self, alarms: list[dict[str, Any]]) -> None:
+        for alarm in alarms:
+            self.indicate(alarm)
+
+    def indicate(self, alarm: dict[str, Any]) -> None:
+        """Send the button of ``alarm`` what it should show (QoS 1, via the alarm's gateway)."""
+        indication = Indication(
+            button=alarm["button"],
+            state=indication_for(AlarmState(alarm["state"])),
+            alarm=alarm["id"],
+            rev=alarm["rev"],
+            ts=format_epoch(time.time()),
+        )
+        self.client.publish(self.topics.indicate(alarm["gw"]), indication.encode(), qos=Channel.INDICATE.qos)
+        self.counters.add("indications_sent")

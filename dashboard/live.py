@@ -1,0 +1,61 @@
+"""The dashboard's background parts (live hub and MQTT ingest), attached to the app."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from flask import Flask, current_app
+
+from firmware_bridge.counters import Counters
+
+from .hub import Hub
+from .ingest import Ingest
+
+log = logging.getLogger(__name__)
+
+EXTENSION = "siaga"
+
+
+@dataclass
+class Live:
+    hub: Hub
+    ingest: Ingest | None
+    counters: Counters = field(default_factory=Counters)
+    started: bool = False
+
+
+def init_app(app: Flask) -> None:
+    hub = Hub()
+    counters = Counters()
+    broker = app.config.get("SIAGA_BROKER")
+    ingest = None
+    if broker is not None:
+        ingest = Ingest(
+            broker,
+            app.config["DATABASE"],
+            hub,
+            client_id=app.config.get("SIAGA_MQTT_CLIENT_ID", "siaga-dashboard"),
+            counters=counters,
+        )
+    app.extensions[EXTENSION] = Live(hub=hub, ingest=ingest, counters=counters)
+
+
+def live() -> Live:
+    return current_app.extensions[EXTENSION]
+
+
+def start(app: Flask) -> None:
+    """Start MQTT ingest (the CLI and the test fixtures call this; create_app does not)."""
+    state: Live = app.extensions[EXTENSION]
+    if state.ingest is not None and not state.started:
+        state.ingest.start()
+        state.started = True
+
+
+def stop(app: Flask) -> None:
+    state: Live = app.extensions[EXTENSION]
+    state.hub.close()
+    if state.ingest is not None and state.started:
+        state.ingest.stop()
+        state.started = False

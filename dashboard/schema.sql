@@ -1,0 +1,88 @@
+-- Siaga dashboard store, schema version 1 (PRAGMA user_version).
+-- Times named *_at are the dashboard's clock (Unix seconds, REAL);
+-- ts columns are the gateway's clock as sent (ISO 8601 text).
+
+CREATE TABLE IF NOT EXISTS users (
+    id            INTEGER PRIMARY KEY AUTOINCREMENT,
+    username      TEXT    NOT NULL UNIQUE,
+    password_hash TEXT    NOT NULL,
+    role          TEXT    NOT NULL,
+    display_name  TEXT,
+    active        INTEGER NOT NULL DEFAULT 1,
+    created_at    REAL    NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS gateways (
+    gw          TEXT PRIMARY KEY,
+    state       TEXT NOT NULL,           -- online / offline
+    status_ts   TEXT,                    -- gateway's clock
+    reason      TEXT,
+    version     TEXT,
+    started     TEXT,
+    updated_at  REAL NOT NULL,           -- when we learned the state
+    health      TEXT,                    -- last health payload (JSON)
+    health_at   REAL
+);
+
+CREATE TABLE IF NOT EXISTS buttons (
+    id          TEXT PRIMARY KEY,        -- button ids are unique across gateways
+    gw          TEXT NOT NULL,
+    kind        TEXT NOT NULL,
+    transport   TEXT NOT NULL,
+    site_name   TEXT NOT NULL,
+    lat         REAL NOT NULL,
+    lon         REAL NOT NULL,
+    label       TEXT,
+    updated_at  REAL NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS alarms (
+    id               INTEGER PRIMARY KEY AUTOINCREMENT,
+    button           TEXT    NOT NULL,
+    gw               TEXT    NOT NULL,   -- gateway that carried the latest press
+    kind             TEXT    NOT NULL,
+    state            TEXT    NOT NULL,   -- unacknowledged / acknowledged / resolved
+    rev              INTEGER NOT NULL DEFAULT 0,
+    press_count      INTEGER NOT NULL DEFAULT 1,
+    first_event_id   TEXT    NOT NULL,
+    last_event_id    TEXT    NOT NULL,
+    first_press_ts   TEXT    NOT NULL,   -- gateway's clock
+    opened_at        REAL    NOT NULL,   -- dashboard's clock
+    last_press_at    REAL    NOT NULL,
+    acknowledged_at  REAL,
+    acknowledged_by  TEXT,
+    resolved_at      REAL,
+    resolved_by      TEXT,
+    resolution       TEXT,               -- real / false_alarm / test
+    note             TEXT
+);
+-- At most one open alarm per button: further presses join it.
+CREATE UNIQUE INDEX IF NOT EXISTS alarms_open_button ON alarms(button) WHERE state != 'resolved';
+CREATE INDEX IF NOT EXISTS alarms_kind_state ON alarms(kind, state, opened_at);
+
+CREATE TABLE IF NOT EXISTS alarm_actions (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    alarm_id    INTEGER NOT NULL REFERENCES alarms(id),
+    action      TEXT    NOT NULL,        -- opened / pressed / acknowledged / resolved
+    actor       TEXT    NOT NULL,        -- username, or "gw:<id>" for presses
+    at          REAL    NOT NULL,
+    from_state  TEXT,
+    to_state    TEXT    NOT NULL,
+    note        TEXT,
+    event_id    TEXT
+);
+CREATE INDEX IF NOT EXISTS alarm_actions_alarm ON alarm_actions(alarm_id, id);
+
+CREATE TABLE IF NOT EXISTS events (
+    id           TEXT    PRIMARY KEY,    -- event id from the gateway: redelivery is a no-op
+    gw           TEXT    NOT NULL,
+    button       TEXT    NOT NULL,
+    kind         TEXT    NOT NULL,
+    type         TEXT    NOT NULL,
+    ts           TEXT    NOT NULL,       -- gateway's clock
+    src          TEXT    NOT NULL,
+    received_at  REAL    NOT NULL,       -- dashboard's clock
+    alarm_id     INTEGER REFERENCES alarms(id),
+    payload      TEXT    NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_button ON events(button, received_at);

@@ -1,0 +1,217 @@
+/* Siaga live board: Server-Sent Events in, operator actions out, a sound that
+ * repeats until every alarm is acknowledged. No framework, no external asset:
+ * the board must work on a fire post's PC without internet access. */
+(() => {
+  "use strict";
+
+  const root = document.getElementById("board");
+  const T = JSON.parse(document.getElementById("i18n").textContent);
+  const csrf = document.querySelector('meta[name="csrf-token"]').content;
+  const lang = root.dataset.lang === "en" ? "en-GB" : "id-ID";
+  const alarms = new Map();
+  const gateways = new Map();
+  let serverOffsetMs = 0;
+
+  const t = (key, vars) => {
+    let text = T[key] || key;
+    for (const [name, value] of Object.entries(vars || {})) text = text.replace(`{${name}}`, value);
+    return text;
+  };
+
+  function el(tag, attrs, ...children) {
+    const node = document.createElement(tag);
+    for (const [name, value] of Object.entries(attrs || {})) {
+      if (value === null || value === undefined || value === false) continue;
+      if (name === "dataset") Object.assign(node.dataset, value);
+      else if (name.startsWith("on")) node.addEventListener(name.slice(2), value);
+      else node.setAttribute(name, value === true ? "" : value);
+    }
+    for (const child of children.flat()) {
+      if (child === null || child === undefined || child === false) continue;
+      node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+    }
+    return node;
+  }
+
+  function ago(iso) {
+    const seconds = Math.max(0, Math.round((Date.now() + serverOffsetMs - Date.parse(iso)) / 1000));
+    if (seconds < 60) return t("ago_seconds", { n: seconds });
+    if (seconds < 3600) return t("ago_minutes", { n: Math.floor(seconds / 60) });
+    if (seconds < 86400) return t("ago_hours", { n: Math.floor(seconds / 3600) });
+    return t("ago_days", { n: Math.floor(seconds / 86400) });
+  }
+
+  const clock = (iso) => new Date(iso).toLocaleTimeString(lang, { hour: "2-digit", minute: "2-digit", second: "2-digit" });
+
+  // -- state -----------------------------------------------------------------
+
+  function applyAlarm(alarm) {
+    const current = alarms.get(alarm.id);
+    if (current && current.rev > alarm.rev) return; // an older copy arrived late
+    if (alarm.open) alarms.set(alarm.id, alarm);
+    else alarms.delete(alarm.id);
+  }
+
+  function applySnapshot(data) {
+    serverOffsetMs = Date.parse(data.server_time) - Date.now();
+    alarms.clear();
+    data.alarms.forEach(applyAlarm);
+    gateways.clear();
+    data.gateways.forEach((gw) => gateways.set(gw.gw, gw));
+  }
+
+  // -- rendering -------------------------------------------------------------
+
+  function renderGateways() {
+    const list = document.getElementById("gateway-list");
+    const items = [...gateways.values()].map((gw) => {
+      const label = gw.state === "online" ? t("gw_online") : gw.state === "offline" ? t("gw_offline") : t("gw_unknown");
+      const mark = gw.state === "online" ? "●" : gw.state === "offline" ? "✖" : "?";
+      return el("li", { class: `gw gw-${gw.state}`, dataset: { gw: gw.gw, state: gw.state } },
+        el("span", { class: "mark", "aria-hidden": "true" }, mark), ` ${gw.gw}: `, el("strong", {}, label));
+    });
+    list.replaceChildren(...(items.length ? items : [el("li", { class: "muted" }, t("no_gateways"))]));
+  }
+
+  function actionsFor(alarm) {
+    if (alarm.state === "unacknowledged") {
+      return el("div", { class: "actions" },
+        el("button", { type: "button", class: "ack", onclick: () => act(alarm.id, "acknowledge", {}) }, t("acknowledge")));
+    }
+    const select = el("select", { name: "resolution", "aria-label": t("resolve") },
+      ["real", "false_alarm", "test"].map((r) => el("option", { value: r }, t(`resolution_${r}`))));
+    const note = el("input", { name: "note", type: "text", maxlength: "2000", placeholder: t("note_placeholder"), "aria-label": t("note") });
+    return el("form", {
+      class: "actions resolve",
+      onsubmit: (e) => { e.preventDefault(); act(alarm.id, "resolve", { resolution: select.value, note: note.value }); },
+    }, select, note, el("button", { type: "submit", class: "resolve" }, t("resolve")));
+  }
+
+  function alarmCard(alarm) {
+    const place = alarm.site ? alarm.site.name : t("site_unknown");
+    return el("li", { class: `alarm kind-${alarm.kind} state-${alarm.state}`, dataset: { alarmId: alarm.id, state: alarm.state, kind: alarm.kind } },
+      el("div", { class: "head" },
+        el("span", { class: "kind" }, alarm.kind === "fire" ? "🔥 " : "🛡 ", t(`kind_${alarm.kind}`)),
+        el("span", { class: "state" }, alarm.state === "unacknowledged" ? "⚠ " : "✔ ", t(`state_${alarm.state}`)),
+        el("span", { class: "number" }, `#${alarm.id}`)),
+      el("div", { class: "place" }, place, alarm.label ? el("span", { class: "label" }, ` — ${alarm.label}`) : null),
+      el("div", { class: "meta" },
+        `${t("pressed_at")} ${clock(alarm.opened_at)} · `,
+        el("span", { class: "ago", dataset: { since: alarm.opened_at } }, ago(alarm.opened_at)),
+        ` · ${t("presses")}: `, el("strong", { class: "presses" }, alarm.press_count),
+        ` · ${alarm.button} @ ${alarm.gw}`,
+        alarm.acknowledged_by ? el("div", { class: "ackby" }, t("acknowledged_by", { who: alarm.acknowledged_by })) : null),
+      actionsFor(alarm));
+  }
+
+  function renderAlarms() {
+    const sorted = [...alarms.values()].sort((a, b) => (b.opened_at.localeCompare(a.opened_at)) || (b.id - a.id));
+    document.getElementById("alarm-list").replaceChildren(...sorted.map(alarmCard));
+    document.getElementById("alarm-count").textContent = String(sorted.length);
+    document.getElementById("no-alarms").hidden = sorted.length > 0;
+    updateSound();
+  }
+
+  function render() { renderGateways(); renderAlarms(); }
+
+  setInterval(() => {
+    document.querySelectorAll(".ago[data-since]").forEach((node) => { node.textContent = ago(node.dataset.since); });
+  }, 1000);
+
+  // -- actions ------------------------------------------------------------------
+
+  async function act(id, action, body) {
+    try {
+      const response = await fetch(`/api/alarms/${id}/${action}`, {
+        method: "POST",
+        credentials: "same-origin",
+        headers: { "Content-Type": "application/json", "X-CSRF-Token": csrf },
+        body: JSON.stringify(body),
+      });
+      const data = await response.json().catch(() => ({}));
+      if (!response.ok) throw new Error(data.message || data.error || response.status);
+      applyAlarm(data.alarm);
+      renderAlarms();
+    } catch (error) {
+      window.alert(`${t("error_action")}: ${error.message}`);
+    }
+  }
+
+  // -- sound: repeats while any alarm is unacknowledged -------------------------
+
+  const AudioCtx = window.AudioContext || window.webkitAudioContext;
+  const audio = AudioCtx ? new AudioCtx() : null;
+  const prompt = document.getElementById("sound-prompt");
+  let soundTimer = null;
+  window.siagaBeeps = 0;
+
+  function beep() {
+    if (!audio || audio.state !== "running") return;
+    const start = audio.currentTime;
+    const gain = audio.createGain();
+    gain.connect(audio.destination);
+    gain.gain.setValueAtTime(0.0001, start);
+    [880, 660, 880, 660].forEach((freq, i) => {
+      const osc = audio.createOscillator();
+      osc.type = "square";
+      osc.frequency.setValueAtTime(freq, start + i * 0.25);
+      osc.connect(gain);
+      osc.start(start + i * 0.25);
+      osc.stop(start + i * 0.25 + 0.22);
+    });
+    gain.gain.exponentialRampToValueAtTime(0.3, start + 0.02);
+    gain.gain.setValueAtTime(0.3, start + 0.95);
+    gain.gain.exponentialRampToValueAtTime(0.0001, start + 1.0);
+    window.siagaBeeps += 1;
+  }
+
+  function soundNeeded() { return [...alarms.values()].some((a) => a.state === "unacknowledged"); }
+
+  function updateSound() {
+    const needed = soundNeeded();
+    const blocked = !audio || audio.state !== "running";
+    prompt.hidden = !(blocked && (needed || audio && audio.state === "suspended"));
+    document.body.dataset.sound = needed ? (blocked ? "blocked" : "playing") : "idle";
+    document.body.classList.toggle("alarming", needed);
+    if (needed && !soundTimer) {
+      beep();
+      soundTimer = setInterval(() => { if (soundNeeded()) beep(); }, 2000);
+    } else if (!needed && soundTimer) {
+      clearInterval(soundTimer);
+      soundTimer = null;
+    }
+  }
+
+  prompt.addEventListener("click", () => {
+    if (!audio) return;
+    audio.resume().then(() => { updateSound(); if (soundNeeded()) beep(); });
+  });
+  if (audio) audio.onstatechange = updateSound;
+
+  // -- live stream ----------------------------------------------------------------
+
+  const streamState = document.getElementById("stream-state");
+  function setStream(state) {
+    streamState.dataset.state = state;
+    streamState.textContent = state === "live" ? `● ${t("stream_connected")}` : `○ ${t("stream_connecting")}`;
+  }
+
+  function connect() {
+    const source = new EventSource("/api/stream");
+    source.addEventListener("snapshot", (e) => { applySnapshot(JSON.parse(e.data)); setStream("live"); render(); });
+    source.addEventListener("alarm", (e) => { applyAlarm(JSON.parse(e.data)); renderAlarms(); });
+    source.addEventListener("gateway", (e) => { const gw = JSON.parse(e.data); gateways.set(gw.gw, gw); renderGateways(); });
+    source.addEventListener("error", () => {
+      setStream("connecting");
+      if (source.readyState === EventSource.CLOSED) {
+        // The server refused (e.g. signed out) or went away for good: retry, then reload to sign in.
+        setTimeout(() => fetch("/api/gateways", { credentials: "same-origin" })
+          .then((r) => (r.status === 401 ? window.location.reload() : connect()))
+          .catch(() => connect()), 2000);
+      }
+    });
+  }
+
+  updateSound();
+  connect();
+})();

@@ -1,0 +1,338 @@
+"""The alarm store: events stored idempotently, alarms opened and joined, operator actions.
+
+Functions take an open connection; writers run inside :func:`db.transaction`.
+Reads that the board shows come back as plain dicts, ready for JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from firmware_bridge.payloads import Event, Health, Inventory, Kind, Status
+from firmware_bridge.timeutil import format_epoch
+
+from .alarms import (
+    OPEN_STATES,
+    Action,
+    AlarmNotFound,
+    AlarmState,
+    InvalidTransition,
+    Resolution,
+    clean_note,
+    next_state,
+    opens_alarm,
+)
+from .db import transaction
+
+_ALARM_SELECT = """
+SELECT a.*, b.site_name, b.lat, b.lon, b.label, b.transport
+FROM alarms a LEFT JOIN buttons b ON b.id = a.button
+"""
+
+
+@dataclass
+class IngestOutcome:
+    stored: int = 0
+    duplicates: int = 0
+    #: alarm id -> the last action that changed it in this batch
+    alarms: dict[int, Action] = field(default_factory=dict)
+
+
+def _iso(value: float | None) -> str | None:
+    return None if value is None else format_epoch(value)
+
+
+def alarm_view(row: sqlite3.Row) -> dict[str, Any]:
+    """An alarm as the API and the live stream show it."""
+    site = None
+    if row["site_name"] is not None:
+        site = {"name": row["site_name"], "lat": row["lat"], "lon": row["lon"]}
+    return {
+        "id": row["id"],
+        "button": row["button"],
+        "label": row["label"],
+        "gw": row["gw"],
+        "kind": row["kind"],
+        "state": row["state"],
+        "open": row["state"] != AlarmState.RESOLVED,
+        "rev": row["rev"],
+        "press_count": row["press_count"],
+        "first_press_ts": row["first_press_ts"],
+        "opened_at": _iso(row["opened_at"]),
+        "last_press_at": _iso(row["last_press_at"]),
+        "acknowledged_at": _iso(row["acknowledged_at"]),
+        "acknowledged_by": row["acknowledged_by"],
+        "resolved_at": _iso(row["resolved_at"]),
+        "resolved_by": row["resolved_by"],
+        "resolution": row["resolution"],
+        "note": row["note"],
+        "last_event_id": row["last_event_id"],
+        "site": site,
+        "transport": row["transport"],
+    }
+
+
+# -- ingest -------------------------------------------------------------------
+
+
+def store_events(conn: sqlite3.Connection, events: Sequence[tuple[Event, float]]) -> IngestOutcome:
+    """Store events (inside the caller's transaction). A known event id changes nothing."""
+    outcome = IngestOutcome()
+    for event, received_at in events:
+        cursor = conn.execute(
+            "INSERT INTO events (id, gw, button, kind, type, ts, src, received_at, payload) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO NOTHING",
+            (
+                event.id,
+                event.gw,
+                event.button,
+                str(event.kind),
+                str(event.type),
+                event.ts,
+                str(event.src),
+                received_at,
+                json.dumps(event.to_dict(), separators=(",", ":")),
+            ),
+        )
+        if cursor.rowcount == 0:
+            outcome.duplicates += 1
+            continue
+        outcome.stored += 1
+        if opens_alarm(event.type):
+            alarm_id, action = _apply_press(conn, event, received_at)
+            conn.execute("UPDATE events SET alarm_id = ? WHERE id = ?", (alarm_id, event.id))
+            if outcome.alarms.get(alarm_id) is not Action.OPENED:
+                outcome.alarms[alarm_id] = action
+    return outcome
+
+
+def _apply_press(conn: sqlite3.Connection, event: Event, received_at: float) -> tuple[int, Action]:
+    row = conn.execute(
+        "SELECT id, state FROM alarms WHERE button = ? AND state != ?", (event.button, AlarmState.RESOLVED)
+    ).fetchone()
+    actor = f"gw:{event.gw}"
+    if row is not None:
+        conn.execute(
+            "UPDATE alarms SET press_count = press_count + 1, rev = rev + 1, last_event_id = ?, "
+            "last_press_at = ?, gw = ? WHERE id = ?",
+            (event.id, received_at, event.gw, row["id"]),
+        )
+        _log_action(conn, row["id"], Action.PRESSED, actor, received_at, row["state"], row["state"], None, event.id)
+        return row["id"], Action.PRESSED
+    cursor = conn.execute(
+        "INSERT INTO alarms (button, gw, kind, state, first_event_id, last_event_id, first_press_ts, "
+        "opened_at, last_press_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            event.button,
+            event.gw,
+            str(event.kind),
+            AlarmState.UNACKNOWLEDGED,
+            event.id,
+            event.id,
+            event.ts,
+            received_at,
+            received_at,
+        ),
+    )
+    alarm_id = int(cursor.lastrowid or 0)
+    _log_action(conn, alarm_id, Action.OPENED, actor, received_at, None, AlarmState.UNACKNOWLEDGED, None, event.id)
+    return alarm_id, Action.OPENED
+
+
+def _log_action(
+    conn: sqlite3.Connection,
+    alarm_id: int,
+    action: Action,
+    actor: str,
+    at: float,
+    from_state: str | None,
+    to_state: str,
+    note: str | None,
+    event_id: str | None = None,
+) -> None:
+    conn.execute(
+        "INSERT INTO alarm_actions (alarm_id, action, actor, at, from_state, to_state, note, event_id) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        (alarm_id, str(action), actor, at, from_state, str(to_state), note, event_id),
+    )
+
+
+def store_status(conn: sqlite3.Connection, status: Status, now: float) -> None:
+    conn.execute(
+        "INSERT INTO gateways (gw, state, status_ts, reason, version, started, updated_at) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(gw) DO UPDATE SET state = excluded.state, "
+        "status_ts = excluded.status_ts, reason = excluded.reason, "
+        "version = COALESCE(excluded.version, gateways.version), "
+        "started = COALESCE(excluded.started, gateways.started), updated_at = excluded.updated_at",
+        (
+            status.gw,
+            str(status.state),
+            status.ts,
+            str(status.reason) if status.reason else None,
+            status.version,
+            status.started,
+            now,
+        ),
+    )
+
+
+def store_inventory(conn: sqlite3.Connection, inventory: Inventory, now: float) -> None:
+    for button in inventory.buttons:
+        conn.execute(
+            "INSERT INTO buttons (id, gw, kind, transport, site_name, lat, lon, label, updated_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET gw = excluded.gw, "
+            "kind = excluded.kind, transport = excluded.transport, site_name = excluded.site_name, "
+            "lat = excluded.lat, lon = excluded.lon, label = excluded.label, updated_at = excluded.updated_at",
+            (
+                button.id,
+                inventory.gw,
+                str(button.kind),
+                str(button.transport),
+                button.site.name,
+                button.site.lat,
+                button.site.lon,
+                button.label,
+                now,
+            ),
+        )
+    if not conn.execute("SELECT 1 FROM gateways WHERE gw = ?", (inventory.gw,)).fetchone():
+        # Inventory can arrive before status; the gateway is known, state not yet.
+        conn.execute("INSERT INTO gateways (gw, state, updated_at) VALUES (?, 'unknown', ?)", (inventory.gw, now))
+
+
+def store_health(conn: sqlite3.Connection, health: Health, now: float) -> None:
+    conn.execute(
+        "UPDATE gateways SET health = ?, health_at = ? WHERE gw = ?",
+        (json.dumps(health.to_dict(), separators=(",", ":")), now, health.gw),
+    )
+
+
+# -- operator actions -----------------------------------------------------------
+
+
+def act_on_alarm(
+    conn: sqlite3.Connection,
+    alarm_id: int,
+    action: Action,
+    *,
+    actor: str,
+    kinds: Iterable[Kind],
+    now: float,
+    note: object = None,
+    resolution: object = None,
+) -> dict[str, Any]:
+    """Acknowledge or resolve an alarm the actor may see; returns the updated alarm."""
+    note = clean_note(note)
+    if action is Action.RESOLVED:
+        try:
+            resolution = Resolution(resolution)
+        except ValueError:
+            choices = ", ".join(r.value for r in Resolution)
+            raise InvalidTransition(f"resolution must be one of {choices} (got {resolution!r})") from None
+    visible = {str(kind) for kind in kinds}
+    with transaction(conn):
+        row = conn.execute("SELECT state, kind FROM alarms WHERE id = ?", (alarm_id,)).fetchone()
+        if row is None or row["kind"] not in visible:
+            raise AlarmNotFound(f"alarm {alarm_id} not found")
+        state = AlarmState(row["state"])
+        new_state = next_state(state, action)
+        if action is Action.ACKNOWLEDGED:
+            conn.execute(
+                "UPDATE alarms SET state = ?, rev = rev + 1, acknowledged_at = ?, acknowledged_by = ?, "
+                "note = COALESCE(?, note) WHERE id = ?",
+                (new_state, now, actor, note, alarm_id),
+            )
+        else:
+            conn.execute(
+                "UPDATE alarms SET state = ?, rev = rev + 1, resolved_at = ?, resolved_by = ?, resolution = ?, "
+                "note = COALESCE(?, note) WHERE id = ?",
+                (new_state, now, actor, str(resolution), note, alarm_id),
+            )
+        _log_action(conn, alarm_id, action, actor, now, state, new_state, note)
+    alarm = get_alarm(conn, alarm_id, kinds=visible)
+    assert alarm is not None
+    return alarm
+
+
+# -- reads ------------------------------------------------------------------------
+
+
+def get_alarm(conn: sqlite3.Connection, alarm_id: int, *, kinds: Iterable[str]) -> dict[str, Any] | None:
+    row = conn.execute(_ALARM_SELECT + " WHERE a.id = ?", (alarm_id,)).fetchone()
+    if row is None or row["kind"] not in {str(kind) for kind in kinds}:
+        return None
+    return alarm_view(row)
+
+
+def get_alarms(conn: sqlite3.Connection, alarm_ids: Iterable[int]) -> list[dict[str, Any]]:
+    """Alarms by id, whatever their kind (for the live stream, which filters per subscriber)."""
+    ids = list(alarm_ids)
+    if not ids:
+        return []
+    marks = ",".join("?" * len(ids))
+    rows = conn.execute(_ALARM_SELECT + f" WHERE a.id IN ({marks})", ids).fetchall()
+    return [alarm_view(row) for row in rows]
+
+
+def list_alarms(
+    conn: sqlite3.Connection, *, kinds: Iterable[str], open_only: bool = True, limit: int = 200
+) -> list[dict[str, Any]]:
+    kinds = [str(kind) for kind in kinds]
+    if not kinds:
+        return []
+    marks = ",".join("?" * len(kinds))
+    query = _ALARM_SELECT + f" WHERE a.kind IN ({marks})"
+    params: list[Any] = list(kinds)
+    if open_only:
+        query += " AND a.state IN (?, ?)"
+        params += [str(state) for state in OPEN_STATES]
+    query += " ORDER BY a.opened_at DESC, a.id DESC LIMIT ?"
+    params.append(limit)
+    return [alarm_view(row) for row in conn.execute(query, params).fetchall()]
+
+
+def alarm_actions(conn: sqlite3.Connection, alarm_id: int) -> list[dict[str, Any]]:
+    rows = conn.execute(
+        "SELECT action, actor, at, from_state, to_state, note, event_id FROM alarm_actions "
+        "WHERE alarm_id = ? ORDER BY id",
+        (alarm_id,),
+    ).fetchall()
+    return [{**dict(row), "at": _iso(row["at"])} for row in rows]
+
+
+def open_alarms_of_gateway(conn: sqlite3.Connection, gw: str) -> list[dict[str, Any]]:
+    rows = conn.execute(_ALARM_SELECT + " WHERE a.gw = ? AND a.state != ?", (gw, AlarmState.RESOLVED)).fetchall()
+    return [alarm_view(row) for row in rows]
+
+
+def all_open_alarms(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+    rows = conn.execute(_ALARM_SELECT + " WHERE a.state != ?", (AlarmState.RESOLVED,)).fetchall()
+    return [alarm_view(row) for row in rows]
+
+
+def gateway_view(row: sqlite3.Row) -> dict[str, Any]:
+    health = json.loads(row["health"]) if row["health"] else None
+    return {
+        "gw": row["gw"],
+        "state": row["state"],
+        "status_ts": row["status_ts"],
+        "reason": row["reason"],
+        "version": row["version"],
+        "started": row["started"],
+        "updated_at": _iso(row["updated_at"]),
+        "health_at": _iso(row["health_at"]),
+        "outbox_depth": (health or {}).get("outbox", {}).get("depth"),
+    }
+
+
+def list_gateways(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+    return [gateway_view(row) for row in conn.execute("SELECT * FROM gateways ORDER BY gw").fetchall()]
+
+
+def get_gateway(conn: sqlite3.Connection, gw: str) -> dict[str, Any] | None:
+    row = conn.execute("SELECT * FROM gateways WHERE gw = ?", (gw,)).fetchone()
+    return None if row is None else gateway_view(row)

@@ -1,0 +1,408 @@
+"""JSON payloads of the gateway <-> dashboard contract (version 1).
+
+Each payload has a model (a frozen dataclass), an ``encode()`` that produces
+the bytes to publish, and a ``decode_*`` function that turns bytes received
+from the broker into the model or raises :class:`BadPayload` naming the
+offending field. Both ends validate against the same JSON Schemas
+(``firmware_bridge/schemas/*.schema.json``).
+
+Consumers ignore fields they do not know, so a payload may grow within
+version 1; anything incompatible gets a new ``v`` and a new topic root.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import StrEnum
+from importlib import resources
+from typing import Any
+
+import fastjsonschema
+
+from .errors import BadPayload
+from .timeutil import parse_ts
+
+PAYLOAD_VERSION = 1
+
+#: Anything larger is refused before it is parsed (an inventory of 1,000
+#: buttons is about 150 KiB; an event is a few hundred bytes).
+MAX_PAYLOAD_BYTES = 256 * 1024
+
+
+class Kind(StrEnum):
+    FIRE = "fire"
+    SAPA = "sapa"
+
+
+class EventType(StrEnum):
+    PRESS = "press"
+    TEST = "test"
+    HEARTBEAT = "heartbeat"
+    LOW_BATTERY = "low_battery"
+    TAMPER = "tamper"
+
+
+class Source(StrEnum):
+    GPIO = "gpio"
+    LORA = "lora"
+
+
+class GatewayState(StrEnum):
+    ONLINE = "online"
+    OFFLINE = "offline"
+
+
+class StatusReason(StrEnum):
+    CONNECTED = "connected"
+    SHUTDOWN = "shutdown"
+    LOST = "lost"
+
+
+class IndicationState(StrEnum):
+    """What a button shows. ``received``: the dashboard stored the alarm;
+    ``acknowledged``/``dispatched``: a person is on it ("help is coming");
+    ``resolved``: the alarm is closed."""
+
+    RECEIVED = "received"
+    ACKNOWLEDGED = "acknowledged"
+    DISPATCHED = "dispatched"
+    RESOLVED = "resolved"
+
+
+def _load_schema(name: str) -> Callable[[Any], Any]:
+    text = resources.files("firmware_bridge.schemas").joinpath(f"{name}.schema.json").read_text("utf-8")
+    return fastjsonschema.compile(json.loads(text))
+
+
+def schema_text(name: str) -> str:
+    """The JSON Schema document of one payload (``event``, ``status``, ...)."""
+    return resources.files("firmware_bridge.schemas").joinpath(f"{name}.schema.json").read_text("utf-8")
+
+
+_VALIDATORS: dict[str, Callable[[Any], Any]] = {
+    name: _load_schema(name) for name in ("event", "status", "inventory", "health", "indication")
+}
+
+
+def _field_of(exc: fastjsonschema.JsonSchemaValueException) -> str:
+    name = exc.name or "data"
+    if exc.rule == "required" and isinstance(exc.value, dict):
+        missing = [key for key in (exc.rule_definition or []) if key not in exc.value]
+        if missing:
+            name = f"{name}.{missing[0]}"
+    return name[len("data.") :] if name.startswith("data.") else name.replace("data", "", 1)
+
+
+def _reason_of(exc: fastjsonschema.JsonSchemaValueException) -> str:
+    return {"required": "missing_field", "enum": "bad_value", "type": "bad_type", "const": "bad_version"}.get(
+        exc.rule or "", "invalid"
+    )
+
+
+def _parse_object(payload: bytes | str, what: str) -> dict[str, Any]:
+    if len(payload) > MAX_PAYLOAD_BYTES:
+        raise BadPayload(f"{what}: payload of {len(payload)} bytes exceeds {MAX_PAYLOAD_BYTES}", reason="too_large")
+    try:
+        data = json.loads(payload)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadPayload(f"{what}: not valid JSON ({exc})", reason="not_json") from None
+    if not isinstance(data, dict):
+        raise BadPayload(f"{what}: expected a JSON object, got {type(data).__name__}", reason="not_object")
+    return data
+
+
+def validate(what: str, data: dict[str, Any]) -> dict[str, Any]:
+    """Validate a decoded payload against its schema; raises :class:`BadPayload`."""
+    version = data.get("v")
+    if version != PAYLOAD_VERSION:
+        raise BadPayload(
+            f"{what}: field 'v': unsupported payload version {version!r} (this end speaks {PAYLOAD_VERSION})",
+            field="v",
+            reason="bad_version",
+        )
+    try:
+        _VALIDATORS[what](data)
+    except fastjsonschema.JsonSchemaValueException as exc:
+        where = _field_of(exc)
+        message = exc.message.replace("data.", "", 1) if exc.message.startswith("data.") else exc.message
+        raise BadPayload(f"{what}: field '{where}': {message}", field=where, reason=_reason_of(exc)) from None
+    return data
+
+
+def _encode(data: dict[str, Any]) -> bytes:
+    return json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def _drop_none(data: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in data.items() if value is not None}
+
+
+@dataclass(frozen=True, slots=True)
+class Site:
+    name: str
+    lat: float
+    lon: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "lat": self.lat, "lon": self.lon}
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One thing that happened at a button."""
+
+    id: str
+    gw: str
+    button: str
+    kind: Kind
+    type: EventType
+    ts: str
+    src: Source
+    seq: int | None = None
+    held_ms: int | None = None
+    radio: dict[str, Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return _drop_none(
+            {
+                "v": PAYLOAD_VERSION,
+                "id": self.id,
+                "gw": self.gw,
+                "button": self.button,
+                "kind": str(self.kind),
+                "type": str(self.type),
+                "ts": self.ts,
+                "src": str(self.src),
+                "seq": self.seq,
+                "held_ms": self.held_ms,
+                "radio": self.radio,
+            }
+        )
+
+    def encode(self) -> bytes:
+        return _encode(validate("event", self.to_dict()))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Event:
+        validate("event", data)
+        parse_ts(data["ts"])
+        return cls(
+            id=data["id"],
+            gw=data["gw"],
+            button=data["button"],
+            kind=Kind(data["kind"]),
+            type=EventType(data["type"]),
+            ts=data["ts"],
+            src=Source(data["src"]),
+            seq=data.get("seq"),
+            held_ms=data.get("held_ms"),
+            radio=data.get("radio"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Status:
+    """A gateway's presence, retained; the broker publishes the last will on loss."""
+
+    gw: str
+    state: GatewayState
+    ts: str
+    version: str | None = None
+    reason: StatusReason | None = None
+    started: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return _drop_none(
+            {
+                "v": PAYLOAD_VERSION,
+                "gw": self.gw,
+                "state": str(self.state),
+                "ts": self.ts,
+                "version": self.version,
+                "reason": str(self.reason) if self.reason else None,
+                "started": self.started,
+            }
+        )
+
+    def encode(self) -> bytes:
+        return _encode(validate("status", self.to_dict()))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Status:
+        validate("status", data)
+        parse_ts(data["ts"])
+        return cls(
+            gw=data["gw"],
+            state=GatewayState(data["state"]),
+            ts=data["ts"],
+            version=data.get("version"),
+            reason=StatusReason(data["reason"]) if "reason" in data else None,
+            started=data.get("started"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ButtonInfo:
+    id: str
+    kind: Kind
+    transport: Source
+    site: Site
+    label: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return _drop_none(
+            {
+                "id": self.id,
+                "kind": str(self.kind),
+                "transport": str(self.transport),
+                "site": self.site.to_dict(),
+                "label": self.label,
+            }
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Inventory:
+    gw: str
+    ts: str
+    buttons: tuple[ButtonInfo, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "v": PAYLOAD_VERSION,
+            "gw": self.gw,
+            "ts": self.ts,
+            "buttons": [button.to_dict() for button in self.buttons],
+        }
+
+    def encode(self) -> bytes:
+        return _encode(validate("inventory", self.to_dict()))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Inventory:
+        validate("inventory", data)
+        parse_ts(data["ts"])
+        buttons = tuple(
+            ButtonInfo(
+                id=item["id"],
+                kind=Kind(item["kind"]),
+                transport=Source(item["transport"]),
+                site=Site(item["site"]["name"], float(item["site"]["lat"]), float(item["site"]["lon"])),
+                label=item.get("label"),
+            )
+            for item in data["buttons"]
+        )
+        seen: set[str] = set()
+        for button in buttons:
+            if button.id in seen:
+                raise BadPayload(
+                    f"inventory: field 'buttons': duplicate button id {button.id!r}",
+                    field="buttons",
+                    reason="duplicate",
+                )
+            seen.add(button.id)
+        return cls(gw=data["gw"], ts=data["ts"], buttons=buttons)
+
+
+@dataclass(frozen=True, slots=True)
+class Health:
+    gw: str
+    ts: str
+    uptime_s: float
+    outbox: dict[str, Any]
+    counters: dict[str, int]
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            **self.extra,
+            "v": PAYLOAD_VERSION,
+            "gw": self.gw,
+            "ts": self.ts,
+            "uptime_s": self.uptime_s,
+            "outbox": self.outbox,
+            "counters": self.counters,
+        }
+
+    def encode(self) -> bytes:
+        return _encode(validate("health", self.to_dict()))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Health:
+        validate("health", data)
+        parse_ts(data["ts"])
+        known = {"v", "gw", "ts", "uptime_s", "outbox", "counters"}
+        return cls(
+            gw=data["gw"],
+            ts=data["ts"],
+            uptime_s=float(data["uptime_s"]),
+            outbox=data["outbox"],
+            counters=data["counters"],
+            extra={key: value for key, value in data.items() if key not in known},
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Indication:
+    """Downlink: what a button should show for an alarm."""
+
+    button: str
+    state: IndicationState
+    alarm: int
+    rev: int
+    ts: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "v": PAYLOAD_VERSION,
+            "button": self.button,
+            "state": str(self.state),
+            "alarm": self.alarm,
+            "rev": self.rev,
+            "ts": self.ts,
+        }
+
+    def encode(self) -> bytes:
+        return _encode(validate("indication", self.to_dict()))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Indication:
+        validate("indication", data)
+        parse_ts(data["ts"])
+        return cls(
+            button=data["button"],
+            state=IndicationState(data["state"]),
+            alarm=data["alarm"],
+            rev=data["rev"],
+            ts=data["ts"],
+        )
+
+    def supersedes(self, other: Indication | None) -> bool:
+        """True if this indication is newer than ``other`` for the same button.
+
+        Alarm numbers grow, and an alarm's revision grows with each action, so
+        (alarm, rev) orders indications even when the broker redelivers old ones.
+        """
+        return other is None or (self.alarm, self.rev) > (other.alarm, other.rev)
+
+
+def decode_event(payload: bytes | str) -> Event:
+    return Event.from_dict(_parse_object(payload, "event"))
+
+
+def decode_status(payload: bytes | str) -> Status:
+    return Status.from_dict(_parse_object(payload, "status"))
+
+
+def decode_inventory(payload: bytes | str) -> Inventory:
+    return Inventory.from_dict(_parse_object(payload, "inventory"))
+
+
+def decode_health(payload: bytes | str) -> Health:
+    return Health.from_dict(_parse_object(payload, "health"))
+
+
+def decode_indication(payload: bytes | str) -> Indication:
+    return Indication.from_dict(_parse_object(payload, "indication"))

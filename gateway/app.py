@@ -1,0 +1,243 @@
+"""The gateway daemon: wired buttons -> durable outbox -> MQTT, and indications back to LEDs."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+
+from gpiozero.pins import Factory
+
+from firmware_bridge import __version__
+from firmware_bridge.counters import Counters
+from firmware_bridge.errors import OutboxError
+from firmware_bridge.ids import make_ulid
+from firmware_bridge.payloads import (
+    ButtonInfo,
+    Event,
+    EventType,
+    Health,
+    Indication,
+    Inventory,
+    Source,
+)
+from firmware_bridge.timeutil import format_epoch
+from firmware_bridge.topics import Topics
+
+from .buttons import WiredButton
+from .config import ButtonConfig, GatewayConfig
+from .indicator import IndicatorState, Pattern
+from .link import GatewayLink
+from .outbox import Outbox
+from .pump import Pump
+
+log = logging.getLogger(__name__)
+
+
+def new_event_id(now: float | None = None) -> str:
+    return make_ulid(int((time.time() if now is None else now) * 1000), os.urandom(10))
+
+
+class Gateway:
+    """Everything one Raspberry Pi runs. Use as a context manager, or ``start()``/``close()``."""
+
+    def __init__(
+        self,
+        config: GatewayConfig,
+        *,
+        pin_factory: Factory | None = None,
+        version: str = __version__,
+        pump_window: int = 500,
+    ) -> None:
+        self.config = config
+        self.version = version
+        self.counters = Counters()
+        self.started_at = time.time()
+        self.topics = Topics(config.broker.root)
+        self._pin_factory = pin_factory
+        self._event_topic = self.topics.event(config.id)
+        self._lock = threading.RLock()
+        self._changed = threading.Condition(self._lock)
+        self._stopping = threading.Event()
+        self._listeners: list[Callable[[str, Pattern], None]] = []
+        self.buttons: dict[str, WiredButton] = {}
+        self._indicators: dict[str, IndicatorState] = {button.id: IndicatorState() for button in config.buttons}
+        self.outbox = Outbox(config.outbox_path)
+        self.link = GatewayLink(
+            config.broker,
+            config.id,
+            version=version,
+            inventory=self.inventory_payload,
+            on_indication=self._on_indication,
+            on_publish=self._on_publish,
+            counters=self.counters,
+            started_at=self.started_at,
+        )
+        self.pump = Pump(self.outbox, self._publish_event, self.counters, window=pump_window)
+        self._health_thread = threading.Thread(target=self._health_loop, name="siaga-health", daemon=True)
+        self.ready = threading.Event()
+
+    # -- life cycle -------------------------------------------------------
+
+    def start(self) -> Gateway:
+        backlog = self.outbox.depth()
+        if backlog:
+            log.warning("outbox holds %d event(s) from before; they go out first", backlog)
+        self.pump.start()
+        self.link.start()
+        try:
+            for button in self.config.buttons:
+                self.buttons[button.id] = WiredButton(button, self._pin_factory, self._on_press, file=self.config.file)
+        except BaseException:
+            self.close()
+            raise
+        self._health_thread.start()
+        self.ready.set()
+        log.info(
+            "gateway %s ready: %d button(s), broker %s",
+            self.config.id,
+            len(self.buttons),
+            self.config.broker.describe(),
+        )
+        return self
+
+    def close(self) -> None:
+        self._stopping.set()
+        for button in self.buttons.values():
+            button.close()
+        self.buttons.clear()
+        if self._health_thread.is_alive():
+            self._health_thread.join(5)
+        self.link.stop()
+        self.pump.stop()
+        self.outbox.close()
+
+    def __enter__(self) -> Gateway:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- events -----------------------------------------------------------
+
+    def record(self, button: ButtonConfig, *, type: EventType = EventType.PRESS, held_ms: int | None = None) -> Event:
+        """Create an event, commit it to the outbox, and let the pump publish it."""
+        event = Event(
+            id=new_event_id(),
+            gw=self.config.id,
+            button=button.id,
+            kind=button.kind,
+            type=type,
+            ts=format_epoch(time.time()),
+            src=Source.GPIO,
+            held_ms=held_ms,
+        )
+        payload = event.encode()
+        try:
+            self.outbox.put(event.id, self._event_topic, payload)
+        except OutboxError as exc:
+            # Never lose the press: send it from memory and say so loudly.
+            self.counters.add("outbox_errors")
+            log.error("outbox failed, sending event %s from memory only: %s", event.id, exc)
+            self.pump.publish_unstored(self._event_topic, payload)
+        else:
+            self.pump.wake()
+        self.counters.add("events_recorded")
+        return event
+
+    def _publish_event(self, topic: str, payload: bytes):
+        return self.link.publish(topic, payload, qos=1)
+
+    def _on_publish(self) -> None:
+        self.pump.wake()
+
+    def _on_press(self, button: ButtonConfig, held_ms: int | None) -> None:
+        # Runs in gpiozero's callback thread: report every failure, never raise into it.
+        try:
+            self.counters.add("presses")
+            with self._lock:
+                # Show "sending" before publishing, so a very fast "received"
+                # from the dashboard is never overwritten by it.
+                self._show(button.id, self._indicators[button.id].pressed())
+            self.record(button, held_ms=held_ms)
+        except Exception:
+            self.counters.add("press_errors")
+            log.exception("press of %s could not be recorded", button.id)
+
+    # -- indications --------------------------------------------------------
+
+    def _on_indication(self, indication: Indication) -> None:
+        state = self._indicators.get(indication.button)
+        if state is None:
+            self.counters.add("indications_unknown_button")
+            log.warning("indication for unknown button %s", indication.button)
+            return
+        with self._lock:
+            pattern = state.indicate(indication)
+            if pattern is None:
+                self.counters.add("indications_stale")
+                return
+            self.counters.add("indications_applied")
+            self._show(indication.button, pattern)
+
+    def _show(self, button_id: str, pattern: Pattern) -> None:
+        button = self.buttons.get(button_id)
+        if button is not None:
+            button.show(pattern)
+        for listener in list(self._listeners):
+            listener(button_id, pattern)
+        self._changed.notify_all()
+
+    def add_listener(self, listener: Callable[[str, Pattern], None]) -> None:
+        """Call ``listener(button_id, pattern)`` whenever a button's indication changes."""
+        self._listeners.append(listener)
+
+    def pattern(self, button_id: str) -> Pattern:
+        with self._lock:
+            return self._indicators[button_id].pattern
+
+    def wait_for_pattern(self, button_id: str, pattern: Pattern, timeout: float) -> bool:
+        with self._changed:
+            return self._changed.wait_for(lambda: self._indicators[button_id].pattern is pattern, timeout)
+
+    # -- inventory and health ---------------------------------------------------
+
+    def inventory_payload(self) -> bytes:
+        return Inventory(
+            gw=self.config.id,
+            ts=format_epoch(time.time()),
+            buttons=tuple(
+                ButtonInfo(id=b.id, kind=b.kind, transport=Source.GPIO, site=b.site, label=b.label)
+                for b in self.config.buttons
+            ),
+        ).encode()
+
+    def health(self) -> Health:
+        oldest = self.outbox.oldest_created_at()
+        return Health(
+            gw=self.config.id,
+            ts=format_epoch(time.time()),
+            uptime_s=round(time.time() - self.started_at, 3),
+            outbox={
+                "depth": self.outbox.depth(),
+                "oldest_ts": None if oldest is None else format_epoch(oldest),
+                "memory_only": self.pump.unstored_waiting,
+                "inflight": self.pump.inflight,
+            },
+            counters=self.counters.snapshot(),
+            extra={
+                "version": self.version,
+                "mqtt_connected": self.link.connected.is_set(),
+                "pump_alive": self.pump.is_alive(),
+            },
+        )
+
+    def _health_loop(self) -> None:
+        while not self._stopping.wait(self.config.health_interval_s):
+            try:
+                self.link.publish_health(self.health().encode())
+            except Exception:  # health must never take the gateway down
+                self.counters.add("health_errors")
+                log.exception("could not publish health")

@@ -1,0 +1,95 @@
+"""``siaga-gateway --config gateway.toml``: the entry point, where the environment is read."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import socket
+import sys
+import threading
+from importlib.metadata import entry_points
+
+from gpiozero.pins import Factory
+
+from firmware_bridge import __version__
+from firmware_bridge.errors import ConfigError, OutboxError
+
+from .app import Gateway
+from .config import load_config
+
+log = logging.getLogger("siaga.gateway")
+
+#: sysexits.h EX_CONFIG: systemd shows it, and Restart= policies can skip it.
+EXIT_CONFIG = 78
+
+
+def make_pin_factory(name: str | None) -> Factory | None:
+    """The gpiozero pin factory named in the config, else ``GPIOZERO_PIN_FACTORY``, else gpiozero's default."""
+    name = name or os.environ.get("GPIOZERO_PIN_FACTORY")
+    if not name:
+        return None
+    for entry in entry_points(group="gpiozero_pin_factories"):
+        if entry.name == name.lower():
+            return entry.load()()
+    raise ConfigError(f"unknown gpiozero pin factory {name!r}", key="gateway.pin_factory")
+
+
+def notify_systemd(message: str) -> None:
+    """Send an sd_notify message if systemd asked for them (Type=notify)."""
+    address = os.environ.get("NOTIFY_SOCKET")
+    if not address:
+        return
+    if address.startswith("@"):
+        address = "\0" + address[1:]
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        try:
+            sock.sendto(message.encode(), address)
+        except OSError as exc:
+            log.warning("sd_notify failed: %s", exc)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="siaga-gateway", description="Siaga panic-button gateway")
+    parser.add_argument("--config", "-c", required=True, help="path of gateway.toml")
+    parser.add_argument("--check", action="store_true", help="validate the configuration and exit")
+    parser.add_argument("--log-level", default=os.environ.get("SIAGA_LOG_LEVEL", "INFO"))
+    parser.add_argument("--version", action="version", version=f"siaga-gateway {__version__}")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+    try:
+        config = load_config(args.config)
+        if args.check:
+            print(f"{args.config}: OK ({len(config.buttons)} button(s), gateway {config.id})")
+            return 0
+        gateway = Gateway(config, pin_factory=make_pin_factory(config.pin_factory))
+        gateway.start()
+    except ConfigError as exc:
+        print(f"siaga-gateway: configuration error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except OutboxError as exc:
+        print(f"siaga-gateway: {exc}", file=sys.stderr)
+        return 1
+
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    notify_systemd("READY=1")
+    print(f"siaga-gateway {config.id} ready", file=sys.stderr, flush=True)
+    try:
+        stop.wait()
+    finally:
+        notify_systemd("STOPPING=1")
+        gateway.close()
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,178 @@
+"""The gateway's configuration (``gateway.toml``), read and validated once at start.
+
+See ``docs/configuration.md`` for every key. A wrong file stops the gateway
+with a :class:`ConfigError` naming the file and the key.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from firmware_bridge.broker import BrokerSettings, read_broker_settings
+from firmware_bridge.errors import ConfigError
+from firmware_bridge.payloads import Kind, Site
+from firmware_bridge.settings import Section, read_toml
+from firmware_bridge.topics import ID_PATTERN
+
+#: Pin names gpiozero understands and that make sense for a button or LED:
+#: a BCM number (17), "GPIO17"/"BCM17", or a physical header pin ("BOARD11", "J8:11").
+_PIN_RE = re.compile(r"^(?:(?:GPIO|BCM)(\d{1,2})|(?:BOARD|J8:)(\d{1,2}))$")
+_BCM_MAX = 27
+_HEADER_MAX = 40
+
+PIN_FACTORIES = ("lgpio", "rpigpio", "pigpio", "native", "mock")
+
+
+@dataclass(frozen=True)
+class ButtonConfig:
+    id: str
+    kind: Kind
+    pin: int | str
+    site: Site
+    label: str | None = None
+    #: Seconds the button must be held before it counts (0: a press counts at once).
+    hold_s: float = 0.0
+    #: Software debounce in seconds (None: no debounce).
+    bounce_s: float | None = 0.05
+    #: True: the button connects the pin to ground (internal pull-up).
+    pull_up: bool = True
+    led_pin: int | str | None = None
+    #: A local sounder; only fire buttons may have one (SAPA stays silent).
+    buzzer_pin: int | str | None = None
+    key_path: str = ""
+
+
+@dataclass(frozen=True)
+class GatewayConfig:
+    id: str
+    outbox_path: Path
+    broker: BrokerSettings
+    buttons: tuple[ButtonConfig, ...]
+    pin_factory: str | None = None
+    health_interval_s: float = 30.0
+    file: str = ""
+
+    def button(self, button_id: str) -> ButtonConfig:
+        for button in self.buttons:
+            if button.id == button_id:
+                return button
+        raise KeyError(button_id)
+
+
+def load_config(path: str | Path) -> GatewayConfig:
+    """Read ``gateway.toml``; raises :class:`ConfigError` naming the file and key."""
+    return parse_config(read_toml(path))
+
+
+def parse_config(root: Section) -> GatewayConfig:
+    gateway = root.section("gateway", required=True)
+    gw_id = gateway.str("id", pattern=ID_PATTERN)
+    data_dir = Path(gateway.str("data_dir", "/var/lib/siaga"))
+    outbox_path = Path(gateway.str("outbox", str(data_dir / "outbox.sqlite")))
+    pin_factory = gateway.str("pin_factory", None, choices=PIN_FACTORIES)
+    health_interval = gateway.float("health_interval_s", 30.0, min=1.0, max=3600.0)
+    gateway.done()
+
+    mqtt_section = root.section("mqtt", required=True)
+    broker = read_broker_settings(mqtt_section)
+
+    buttons = tuple(_parse_button(section) for section in root.sections("button", required=True))
+    _check_unique(root, buttons)
+    root.done()
+    return GatewayConfig(
+        id=gw_id,
+        outbox_path=outbox_path,
+        broker=broker,
+        buttons=buttons,
+        pin_factory=pin_factory,
+        health_interval_s=health_interval,
+        file=root.file,
+    )
+
+
+def _parse_button(section: Section) -> ButtonConfig:
+    kind = Kind(section.str("kind", choices=[k.value for k in Kind]))
+    site_section = section.section("site", required=True)
+    site = Site(
+        name=site_section.str("name"),
+        lat=site_section.float("lat", min=-90.0, max=90.0),
+        lon=site_section.float("lon", min=-180.0, max=180.0),
+    )
+    site_section.done()
+    bounce = section.float("bounce_s", 0.05, min=0.0, max=1.0)
+    button = ButtonConfig(
+        id=section.str("id", pattern=ID_PATTERN),
+        kind=kind,
+        pin=parse_pin(section, "pin", required=True),
+        site=site,
+        label=section.str("label", None),
+        hold_s=section.float("hold_s", 0.0, min=0.0, max=30.0),
+        bounce_s=bounce or None,
+        pull_up=section.bool("pull_up", True),
+        led_pin=parse_pin(section, "led_pin"),
+        buzzer_pin=parse_pin(section, "buzzer_pin"),
+        key_path=section.path,
+    )
+    if button.buzzer_pin is not None and kind is Kind.SAPA:
+        raise section.error("buzzer_pin", "a SAPA button must stay silent: it cannot have a buzzer")
+    section.done()
+    return button
+
+
+def parse_pin(section: Section, key: str, *, required: bool = False) -> int | str | None:
+    """A GPIO pin as gpiozero names it, checked for range; ``None`` if absent and optional."""
+    if not section.has(key):
+        if required:
+            raise section.error(key, "missing (this key is required)")
+        section.raw(key, None)
+        return None
+    value = section.raw(key)
+    if isinstance(value, bool):
+        raise section.error(key, f"not a pin: {value!r}")
+    if isinstance(value, int):
+        if not 0 <= value <= _BCM_MAX:
+            raise section.error(key, f"BCM pin {value} does not exist (0..{_BCM_MAX})")
+        return value
+    if isinstance(value, str):
+        match = _PIN_RE.match(value.strip().upper())
+        if match:
+            bcm, header = match.groups()
+            if bcm is not None and int(bcm) <= _BCM_MAX:
+                return f"GPIO{int(bcm)}"
+            if header is not None and 1 <= int(header) <= _HEADER_MAX:
+                return f"BOARD{int(header)}"
+        raise section.error(key, f"bad pin {value!r}: use a BCM number like 17, 'GPIO17' or 'BOARD11'")
+    raise section.error(key, f"not a pin: {value!r}")
+
+
+def _pin_identity(pin: int | str) -> str:
+    return f"GPIO{pin}" if isinstance(pin, int) else pin
+
+
+def _check_unique(root: Section, buttons: tuple[ButtonConfig, ...]) -> None:
+    ids: dict[str, str] = {}
+    pins: dict[str, str] = {}
+    for button in buttons:
+        if button.id in ids:
+            raise ConfigError(
+                f"{root.file}: key '{button.key_path}.id': duplicate button id {button.id!r} "
+                f"(also at {ids[button.id]})",
+                file=root.file,
+                key=f"{button.key_path}.id",
+            )
+        ids[button.id] = button.key_path
+        for key in ("pin", "led_pin", "buzzer_pin"):
+            pin = getattr(button, key)
+            if pin is None:
+                continue
+            identity = _pin_identity(pin)
+            here = f"{button.key_path}.{key}"
+            if identity in pins:
+                raise ConfigError(
+                    f"{root.file}: key '{here}': pin {pin!r} is already used by {pins[identity]}",
+                    file=root.file,
+                    key=here,
+                )
+            pins[identity] = here

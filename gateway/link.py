@@ -1,0 +1,165 @@
+"""The gateway's MQTT session: presence, inventory, events out, indications in.
+
+- Persistent session (stable client id, ``clean_session=False``) so the
+  broker queues indications while the gateway is away.
+- Retained ``online`` status, with a retained last will ``offline``.
+- Status and inventory are (re)published on every connect, so a broker that
+  lost its retained messages, or a stale last will, is corrected at once.
+- Capped exponential reconnect is paho's, configured from the settings.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.client import MQTTMessageInfo
+from paho.mqtt.reasoncodes import ReasonCode
+
+from firmware_bridge.broker import BrokerSettings, make_client
+from firmware_bridge.counters import Counters
+from firmware_bridge.errors import BadPayload, BadTopic
+from firmware_bridge.payloads import GatewayState, Indication, Status, StatusReason, decode_indication
+from firmware_bridge.timeutil import format_epoch
+from firmware_bridge.topics import Channel, Topics
+
+log = logging.getLogger(__name__)
+
+
+class GatewayLink:
+    def __init__(
+        self,
+        settings: BrokerSettings,
+        gw_id: str,
+        *,
+        version: str,
+        inventory: Callable[[], bytes],
+        on_indication: Callable[[Indication], None],
+        on_publish: Callable[[], None],
+        counters: Counters,
+        started_at: float,
+    ) -> None:
+        self.settings = settings
+        self.gw_id = gw_id
+        self.topics = Topics(settings.root)
+        self._version = version
+        self._inventory = inventory
+        self._on_indication = on_indication
+        self._on_publish_cb = on_publish
+        self._counters = counters
+        self._started = format_epoch(started_at)
+        self.connected = threading.Event()
+        self.client = make_client(settings, client_id=f"siaga-gw-{gw_id}", persistent=True)
+        self.client.will_set(
+            self.topics.status(gw_id),
+            self._status(GatewayState.OFFLINE, StatusReason.LOST),
+            qos=1,
+            retain=True,
+        )
+        self.client.on_connect = self._on_connect
+        self.client.on_disconnect = self._on_disconnect
+        self.client.on_message = self._on_message
+        self.client.on_publish = self._on_publish
+
+    def start(self) -> None:
+        self.client.connect_async(self.settings.host, self.settings.port, self.settings.keepalive)
+        self.client.loop_start()
+
+    def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> MQTTMessageInfo:
+        return self.client.publish(topic, payload, qos=qos, retain=retain)
+
+    def publish_health(self, payload: bytes) -> None:
+        if self.connected.is_set():
+            self.client.publish(self.topics.health(self.gw_id), payload, qos=Channel.HEALTH.qos)
+
+    def republish_inventory(self) -> None:
+        self.client.publish(self.topics.inventory(self.gw_id), self._inventory(), qos=1, retain=True)
+
+    def stop(self, timeout: float = 3.0) -> None:
+        """Announce a deliberate shutdown (retained ``offline``) and disconnect."""
+        if self.connected.is_set():
+            info = self.client.publish(
+                self.topics.status(self.gw_id),
+                self._status(GatewayState.OFFLINE, StatusReason.SHUTDOWN),
+                qos=1,
+                retain=True,
+            )
+            try:
+                info.wait_for_publish(timeout)
+            except RuntimeError:
+                pass  # lost the connection meanwhile; the last will says offline
+        self.connected.clear()
+        self.client.disconnect()
+        self.client.loop_stop()
+
+    def _status(self, state: GatewayState, reason: StatusReason) -> bytes:
+        return Status(
+            gw=self.gw_id,
+            state=state,
+            ts=format_epoch(time.time()),
+            version=self._version,
+            reason=reason,
+            started=self._started,
+        ).encode()
+
+    def _on_connect(
+        self,
+        client: mqtt.Client,
+        userdata: object,
+        flags: mqtt.ConnectFlags,
+        reason_code: ReasonCode,
+        properties: object,
+    ) -> None:
+        if reason_code.is_failure:
+            self._counters.add("mqtt_connect_refused")
+            log.error("broker %s refused the connection: %s", self.settings.describe(), reason_code)
+            return
+        self._counters.add("mqtt_connects")
+        log.info("connected to %s (session present: %s)", self.settings.describe(), flags.session_present)
+        client.subscribe(self.topics.indicate(self.gw_id), qos=Channel.INDICATE.qos)
+        client.publish(
+            self.topics.status(self.gw_id),
+            self._status(GatewayState.ONLINE, StatusReason.CONNECTED),
+            qos=1,
+            retain=True,
+        )
+        self.republish_inventory()
+        self.connected.set()
+
+    def _on_disconnect(
+        self,
+        client: mqtt.Client,
+        userdata: object,
+        flags: mqtt.DisconnectFlags,
+        reason_code: ReasonCode,
+        properties: object,
+    ) -> None:
+        was_connected = self.connected.is_set()
+        self.connected.clear()
+        if was_connected:
+            self._counters.add("mqtt_disconnects")
+            log.warning("disconnected from broker (%s); reconnecting", reason_code)
+
+    def _on_publish(
+        self, client: mqtt.Client, userdata: object, mid: int, reason_code: ReasonCode, properties: object
+    ) -> None:
+        self._on_publish_cb()
+
+    def _on_message(self, client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
+        try:
+            gw, channel = self.topics.parse(message.topic)
+            if gw != self.gw_id or channel is not Channel.INDICATE:
+                raise BadTopic(f"unexpected topic {message.topic!r}")
+            indication = decode_indication(message.payload)
+        except (BadTopic, BadPayload) as exc:
+            self._counters.add("indications_rejected")
+            log.warning("rejected downlink on %s: %s", message.topic, exc)
+            return
+        try:
+            self._on_indication(indication)
+        except Exception:  # a bad indication must not stop the MQTT loop
+            self._counters.add("indication_errors")
+            log.exception("could not apply indication %s", indication)

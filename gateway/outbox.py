@@ -1,0 +1,123 @@
+"""The gateway's durable outbox: events survive power cuts and broker outages.
+
+An event is committed here (SQLite, WAL, ``synchronous=FULL``: the commit is
+on disk when :meth:`Outbox.put` returns) before it is published, and leaves
+only when the broker has acknowledged it. Rows are published in ``seq``
+order, so after a restart the oldest event goes out first.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from firmware_bridge.errors import OutboxError
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS outbox (
+    seq        INTEGER PRIMARY KEY AUTOINCREMENT,
+    event_id   TEXT    NOT NULL UNIQUE,
+    topic      TEXT    NOT NULL,
+    payload    BLOB    NOT NULL,
+    created_at REAL    NOT NULL
+);
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxRow:
+    seq: int
+    event_id: str
+    topic: str
+    payload: bytes
+    created_at: float
+
+
+class Outbox:
+    """A durable FIFO of events waiting for the broker's acknowledgement."""
+
+    def __init__(self, path: str | Path, *, synchronous: str = "FULL") -> None:
+        self.path = Path(path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=10)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute(f"PRAGMA synchronous={synchronous}")
+            self._db.executescript(_SCHEMA)
+        except (sqlite3.Error, OSError) as exc:
+            raise OutboxError(f"cannot open outbox {self.path}: {exc}") from exc
+        # One connection shared by the input callbacks and the pump; SQLite
+        # serialises writers anyway, and the lock keeps seq order == commit order.
+        self._lock = threading.Lock()
+
+    def put(self, event_id: str, topic: str, payload: bytes, *, now: float | None = None) -> int:
+        """Store an event durably and return its sequence number.
+
+        Storing the same event id twice keeps the first row (a retry is harmless).
+        """
+        created = time.time() if now is None else now
+        with self._lock:
+            try:
+                cursor = self._db.execute(
+                    "INSERT INTO outbox (event_id, topic, payload, created_at) VALUES (?, ?, ?, ?) "
+                    "ON CONFLICT(event_id) DO NOTHING",
+                    (event_id, topic, payload, created),
+                )
+                if cursor.rowcount == 1:
+                    return int(cursor.lastrowid or 0)
+                row = self._db.execute("SELECT seq FROM outbox WHERE event_id = ?", (event_id,)).fetchone()
+                return int(row[0])
+            except sqlite3.Error as exc:
+                raise OutboxError(f"cannot store event {event_id} in {self.path}: {exc}") from exc
+
+    def pending(self, after_seq: int, limit: int) -> list[OutboxRow]:
+        """Rows with ``seq > after_seq``, oldest first."""
+        with self._lock:
+            try:
+                rows = self._db.execute(
+                    "SELECT seq, event_id, topic, payload, created_at FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?",
+                    (after_seq, limit),
+                ).fetchall()
+            except sqlite3.Error as exc:
+                raise OutboxError(f"cannot read outbox {self.path}: {exc}") from exc
+        return [
+            OutboxRow(seq, event_id, topic, bytes(payload), created) for seq, event_id, topic, payload, created in rows
+        ]
+
+    def remove(self, seqs: Iterable[int]) -> None:
+        """Forget rows the broker has acknowledged."""
+        batch = [(seq,) for seq in seqs]
+        if not batch:
+            return
+        with self._lock:
+            try:
+                self._db.execute("BEGIN")
+                self._db.executemany("DELETE FROM outbox WHERE seq = ?", batch)
+                self._db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise OutboxError(f"cannot remove acknowledged events from {self.path}: {exc}") from exc
+
+    def depth(self) -> int:
+        with self._lock:
+            return int(self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
+
+    def oldest_created_at(self) -> float | None:
+        with self._lock:
+            row = self._db.execute("SELECT MIN(created_at) FROM outbox").fetchone()
+        return None if row[0] is None else float(row[0])
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def __enter__(self) -> Outbox:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,166 @@
+"""Run a real Mosquitto with the project's broker configuration (tests, benchmarks, demo).
+
+The generated main configuration adds only what is per-run (listener port,
+persistence folder, accounts) and includes ``deploy/mosquitto/conf.d`` --
+the same tuning file production uses.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+CONF_D = REPO / "deploy" / "mosquitto" / "conf.d"
+ACL_FILE = REPO / "deploy" / "mosquitto" / "siaga.acl"
+
+
+class BrokerStartError(RuntimeError):
+    pass
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for_port(host: str, port: int, timeout: float) -> bool:
+    """True once something accepts TCP connections on host:port."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection((host, port), timeout=0.2):
+                return True
+        except OSError:
+            time.sleep(0.01)  # polling a port that is not open yet; nothing to wait on
+    return False
+
+
+def mosquitto_binary() -> str:
+    for candidate in (shutil.which("mosquitto"), "/usr/sbin/mosquitto"):
+        if candidate and os.access(candidate, os.X_OK):
+            return candidate
+    raise BrokerStartError("mosquitto is not installed (Debian: sudo apt-get install mosquitto)")
+
+
+@dataclass
+class TlsFiles:
+    ca_file: str
+    cert_file: str
+    key_file: str
+
+
+@dataclass
+class Mosquitto:
+    """One Mosquitto process on a free loopback port, restartable on the same port and data."""
+
+    workdir: Path
+    port: int = 0
+    users: dict[str, str] = field(default_factory=dict)
+    acl: bool = False
+    tls: TlsFiles | None = None
+    host: str = "127.0.0.1"
+    process: subprocess.Popen[bytes] | None = None
+
+    def __post_init__(self) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        if not self.port:
+            self.port = free_port(self.host)
+        self.log_path = self.workdir / "mosquitto.log"
+
+    def write_config(self) -> Path:
+        data = self.workdir / "data"
+        data.mkdir(exist_ok=True)
+        lines = [
+            f"user {getpass.getuser()}",
+            f"persistence_location {data}/",
+            f"log_dest file {self.log_path}",
+            "log_type error",
+            "log_type warning",
+            "log_type notice",
+            "log_type information",
+            "connection_messages true",
+            f"listener {self.port} {self.host}",
+        ]
+        if self.tls:
+            lines += [
+                f"cafile {self.tls.ca_file}",
+                f"certfile {self.tls.cert_file}",
+                f"keyfile {self.tls.key_file}",
+            ]
+        if self.users:
+            lines += ["allow_anonymous false", f"password_file {self._password_file()}"]
+        else:
+            lines.append("allow_anonymous true")
+        if self.acl:
+            lines.append(f"acl_file {ACL_FILE}")
+        lines.append(f"include_dir {CONF_D}")
+        path = self.workdir / "mosquitto.conf"
+        path.write_text("\n".join(lines) + "\n")
+        return path
+
+    def _password_file(self) -> Path:
+        path = self.workdir / "passwd"
+        if not path.exists():
+            path.touch(mode=0o600)
+            for user, password in self.users.items():
+                subprocess.run(["mosquitto_passwd", "-b", str(path), user, password], check=True, capture_output=True)
+        return path
+
+    def start(self, timeout: float = 10.0) -> Mosquitto:
+        config = self.write_config()
+        log = open(self.workdir / "stderr.log", "ab")  # noqa: SIM115 - closed with the process
+        self.process = subprocess.Popen([mosquitto_binary(), "-c", str(config)], stdout=log, stderr=log)
+        log.close()
+        if not wait_for_port(self.host, self.port, timeout):
+            self.kill()
+            raise BrokerStartError(f"mosquitto did not start on port {self.port}: {self.describe_failure()}")
+        return self
+
+    def describe_failure(self) -> str:
+        text = ""
+        for name in ("stderr.log", "mosquitto.log"):
+            path = self.workdir / name
+            if path.exists():
+                text += path.read_text(errors="replace")[-2000:]
+        return text.strip() or "no output"
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """A clean shutdown: Mosquitto saves its persistence file."""
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+
+    def kill(self) -> None:
+        """SIGKILL: what a power cut or crash does to the broker."""
+        if self.process and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        self.process = None
+
+    def restart(self) -> Mosquitto:
+        self.stop()
+        return self.start()
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def __enter__(self) -> Mosquitto:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -1,0 +1,110 @@
+"""Run a real dashboard (Flask app, MQTT ingest, waitress) inside this process.
+
+Tests and benchmarks use it to get a dashboard on a free port without a
+subprocess; it is the same code ``siaga-dashboard serve`` runs.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from firmware_bridge.broker import BrokerSettings
+
+from .mosquitto import free_port, wait_for_port
+
+
+def dashboard_config(
+    workdir: Path,
+    broker: BrokerSettings,
+    *,
+    port: int = 0,
+    client_id: str = "siaga-dashboard",
+    **extra: Any,
+) -> dict[str, Any]:
+    """A Flask config mapping for a dashboard whose files live in ``workdir``."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    return {
+        "DATABASE": str(workdir / "dashboard.sqlite"),
+        "SECRET_KEY": "test-secret-key-" + "x" * 32,
+        "SIAGA_BROKER": broker,
+        "SIAGA_MQTT_CLIENT_ID": client_id,
+        "SIAGA_HOST": "127.0.0.1",
+        "SIAGA_PORT": port or free_port(),
+        "SIAGA_THREADS": 16,
+        "SESSION_COOKIE_SECURE": False,
+        **extra,
+    }
+
+
+@dataclass
+class DashboardServer:
+    config: dict[str, Any]
+    app: Any = None
+    server: Any = None
+    _thread: threading.Thread | None = field(default=None, repr=False)
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.config['SIAGA_HOST']}:{self.config['SIAGA_PORT']}"
+
+    @property
+    def ingest(self) -> Any:
+        from dashboard.live import EXTENSION
+
+        return self.app.extensions[EXTENSION].ingest
+
+    def start(self, *, wait_mqtt: float = 10.0) -> DashboardServer:
+        from waitress import create_server
+
+        from dashboard import create_app, live
+
+        self.app = create_app(self.config)
+        live.start(self.app)
+        self.server = create_server(
+            self.app,
+            host=self.config["SIAGA_HOST"],
+            port=self.config["SIAGA_PORT"],
+            threads=self.config["SIAGA_THREADS"],
+            ident="siaga",
+        )
+        self._thread = threading.Thread(target=self.server.run, name="waitress", daemon=True)
+        self._thread.start()
+        if not wait_for_port(self.config["SIAGA_HOST"], self.config["SIAGA_PORT"], 10):
+            raise RuntimeError("dashboard did not start listening")
+        ingest = self.ingest
+        if wait_mqtt and ingest is not None and not ingest.connected.wait(wait_mqtt):
+            raise RuntimeError("dashboard did not connect to the broker")
+        return self
+
+    def create_user(self, username: str, password: str, role: str) -> None:
+        from dashboard.auth import create_user
+        from dashboard.db import connect
+
+        conn = connect(self.config["DATABASE"])
+        try:
+            create_user(conn, username, password, role)
+        finally:
+            conn.close()
+
+    def stop(self) -> None:
+        from dashboard import live
+
+        if self.app is not None:
+            live.stop(self.app)
+        if self.server is not None:
+            self.server.close()
+            for channel in list(self.server._map.values()):
+                channel.close()
+            self.server.task_dispatcher.shutdown(timeout=5)
+        if self._thread is not None:
+            self._thread.join(10)
+        self.app = self.server = self._thread = None
+
+    def __enter__(self) -> DashboardServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
