@@ -16,11 +16,16 @@ from firmware_bridge.payloads import Kind, Site
 from firmware_bridge.settings import Section, read_toml
 from firmware_bridge.topics import ID_PATTERN
 
-#: Pin names gpiozero understands and that make sense for a button or LED:
-#: a BCM number (17), "GPIO17"/"BCM17", or a physical header pin ("BOARD11", "J8:11").
+#: Pin names accepted: a BCM number (17), "GPIO17"/"BCM17", or a physical
+#: pin of the 40-pin header ("BOARD11", "J8:11"), which is turned into its
+#: BCM number so that the same pin named two ways is caught as a duplicate.
 _PIN_RE = re.compile(r"^(?:(?:GPIO|BCM)(\d{1,2})|(?:BOARD|J8:)(\d{1,2}))$")
 _BCM_MAX = 27
-_HEADER_MAX = 40
+#: Physical header pin -> BCM GPIO (the same on every 40-pin Raspberry Pi).
+_HEADER_TO_BCM = {
+    3: 2, 5: 3, 7: 4, 8: 14, 10: 15, 11: 17, 12: 18, 13: 27, 15: 22, 16: 23, 18: 24, 19: 10, 21: 9, 22: 25,
+    23: 11, 24: 8, 26: 7, 27: 0, 28: 1, 29: 5, 31: 6, 32: 12, 33: 13, 35: 19, 36: 16, 37: 26, 38: 20, 40: 21,
+}
 
 PIN_FACTORIES = ("lgpio", "rpigpio", "pigpio", "native", "mock")
 
@@ -29,7 +34,7 @@ PIN_FACTORIES = ("lgpio", "rpigpio", "pigpio", "native", "mock")
 class ButtonConfig:
     id: str
     kind: Kind
-    pin: int | str
+    pin: int
     site: Site
     label: str | None = None
     #: Seconds the button must be held before it counts (0: a press counts at once).
@@ -38,9 +43,9 @@ class ButtonConfig:
     bounce_s: float | None = 0.05
     #: True: the button connects the pin to ground (internal pull-up).
     pull_up: bool = True
-    led_pin: int | str | None = None
+    led_pin: int | None = None
     #: A local sounder; only fire buttons may have one (SAPA stays silent).
-    buzzer_pin: int | str | None = None
+    buzzer_pin: int | None = None
     key_path: str = ""
 
 
@@ -121,8 +126,8 @@ def _parse_button(section: Section) -> ButtonConfig:
     return button
 
 
-def parse_pin(section: Section, key: str, *, required: bool = False) -> int | str | None:
-    """A GPIO pin as gpiozero names it, checked for range; ``None`` if absent and optional."""
+def parse_pin(section: Section, key: str, *, required: bool = False) -> int | None:
+    """A GPIO pin as a BCM number, checked for range; ``None`` if absent and optional."""
     if not section.has(key):
         if required:
             raise section.error(key, "missing (this key is required)")
@@ -140,15 +145,13 @@ def parse_pin(section: Section, key: str, *, required: bool = False) -> int | st
         if match:
             bcm, header = match.groups()
             if bcm is not None and int(bcm) <= _BCM_MAX:
-                return f"GPIO{int(bcm)}"
-            if header is not None and 1 <= int(header) <= _HEADER_MAX:
-                return f"BOARD{int(header)}"
+                return int(bcm)
+            if header is not None and int(header) in _HEADER_TO_BCM:
+                return _HEADER_TO_BCM[int(header)]
+            if header is not None and 1 <= int(header) <= 40:
+                raise section.error(key, f"header pin {value!r} is power or ground, not a GPIO")
         raise section.error(key, f"bad pin {value!r}: use a BCM number like 17, 'GPIO17' or 'BOARD11'")
     raise section.error(key, f"not a pin: {value!r}")
-
-
-def _pin_identity(pin: int | str) -> str:
-    return f"GPIO{pin}" if isinstance(pin, int) else pin
 
 
 def _check_unique(root: Section, buttons: tuple[ButtonConfig, ...]) -> None:
@@ -167,7 +170,7 @@ def _check_unique(root: Section, buttons: tuple[ButtonConfig, ...]) -> None:
             pin = getattr(button, key)
             if pin is None:
                 continue
-            identity = _pin_identity(pin)
+            identity = f"GPIO{pin}"
             here = f"{button.key_path}.{key}"
             if identity in pins:
                 raise ConfigError(

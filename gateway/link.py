@@ -21,7 +21,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from firmware_bridge.broker import BrokerSettings, make_client
 from firmware_bridge.counters import Counters
-from firmware_bridge.errors import BadPayload, BadTopic
+from firmware_bridge.errors import BadPayload
 from firmware_bridge.payloads import GatewayState, Indication, Status, StatusReason, decode_indication
 from firmware_bridge.timeutil import format_epoch
 from firmware_bridge.topics import Channel, Topics
@@ -45,6 +45,7 @@ class GatewayLink:
         self.settings = settings
         self.gw_id = gw_id
         self.topics = Topics(settings.root)
+        self._indicate_topic = self.topics.indicate(gw_id)
         self._version = version
         self._inventory = inventory
         self._on_indication = on_indication
@@ -119,7 +120,7 @@ class GatewayLink:
             return
         self._counters.add("mqtt_connects")
         log.info("connected to %s (session present: %s)", self.settings.describe(), flags.session_present)
-        client.subscribe(self.topics.indicate(self.gw_id), qos=Channel.INDICATE.qos)
+        client.subscribe(self._indicate_topic, qos=Channel.INDICATE.qos)
         client.publish(
             self.topics.status(self.gw_id),
             self._status(GatewayState.ONLINE, StatusReason.CONNECTED),
@@ -149,12 +150,15 @@ class GatewayLink:
         self._on_publish_cb()
 
     def _on_message(self, client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
+        if message.topic != self._indicate_topic:
+            # Only a misbehaving broker sends topics we never subscribed to
+            # (amqtt, the demo broker, replays retained messages to everyone).
+            self._counters.add("downlink_foreign_topic")
+            log.info("ignored message on unsubscribed topic %r", message.topic)
+            return
         try:
-            gw, channel = self.topics.parse(message.topic)
-            if gw != self.gw_id or channel is not Channel.INDICATE:
-                raise BadTopic(f"unexpected topic {message.topic!r}")
             indication = decode_indication(message.payload)
-        except (BadTopic, BadPayload) as exc:
+        except BadPayload as exc:
             self._counters.add("indications_rejected")
             log.warning("rejected downlink on %s: %s", message.topic, exc)
             return

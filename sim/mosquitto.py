@@ -117,7 +117,7 @@ class Mosquitto:
 
     def start(self, timeout: float = 10.0) -> Mosquitto:
         config = self.write_config()
-        log = open(self.workdir / "stderr.log", "ab")  # noqa: SIM115 - closed with the process
+        log = open(self.workdir / "stderr.log", "ab")
         self.process = subprocess.Popen([mosquitto_binary(), "-c", str(config)], stdout=log, stderr=log)
         log.close()
         if not wait_for_port(self.host, self.port, timeout):

@@ -48,9 +48,7 @@ class DashboardClient:
     def login(self, username: str, password: str) -> None:
         self.get_page("/login")
         form = urllib.parse.urlencode({"username": username, "password": password, "csrf_token": self.csrf}).encode()
-        status, text, url = self._request(
-            "POST", "/login", form, {"Content-Type": "application/x-www-form-urlencoded"}
-        )
+        status, text, url = self._request("POST", "/login", form, {"Content-Type": "application/x-www-form-urlencoded"})
         if status != 200 or url.endswith("/login"):
             raise HTTPStatusError(status, text)
         self.get_page(urllib.parse.urlsplit(url).path)  # the new session's CSRF token

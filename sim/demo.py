@@ -1,0 +1,226 @@
+"""``siaga-sim demo``: the whole system on one machine, without hardware.
+
+Starts a broker (embedded amqtt, a local Mosquitto with the project's
+config, or an existing one), the dashboard as its own process, two gateways
+on gpiozero mock pins with Konawe Selatan sample sites, and the virtual
+button panel. Ctrl-C stops everything.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from gpiozero.pins.mock import MockFactory
+
+from firmware_bridge.settings import parse_toml
+from gateway.app import Gateway
+from gateway.config import parse_config
+
+from .mosquitto import Mosquitto, free_port, wait_for_port
+from .panel import PanelServer, VirtualButton
+
+SAMPLE_GATEWAYS = ("gw-pasar-andoolo.toml", "gw-smpn1-konda.toml")
+DEMO_USERS = (("damkar", "fire_operator", "Pos Pemadam (damkar)"), ("sapa", "sapa_desk", "Meja SAPA"))
+
+
+def _port_free(host: str, port: int) -> bool:
+    return not wait_for_port(host, port, 0.05)
+
+
+@dataclass
+class DemoOptions:
+    workdir: Path
+    broker: str = "embedded"
+    mqtt_port: int = 1883
+    port: int = 8000
+    panel_port: int = 8001
+    host: str = "127.0.0.1"
+
+
+@dataclass
+class Demo:
+    options: DemoOptions
+    mqtt_host: str = "127.0.0.1"
+    mqtt_port: int = 0
+    credentials: dict[str, str] = field(default_factory=dict)
+    gateways: list[Gateway] = field(default_factory=list)
+    _stoppers: list[Any] = field(default_factory=list)
+    dashboard: subprocess.Popen[bytes] | None = None
+    panel: PanelServer | None = None
+
+    def say(self, text: str) -> None:
+        print(text, flush=True)
+
+    # -- pieces --------------------------------------------------------------
+
+    def start_broker(self) -> None:
+        choice = self.options.broker
+        if choice.startswith("mqtt://"):
+            parts = urlsplit(choice)
+            self.mqtt_host, self.mqtt_port = parts.hostname or "127.0.0.1", parts.port or 1883
+            self.say(f"  broker     existing, {choice}")
+            return
+        port = self.options.mqtt_port
+        if not port or not _port_free(self.options.host, port):
+            port = free_port(self.options.host)
+        self.mqtt_host, self.mqtt_port = self.options.host, port
+        if choice == "mosquitto":
+            broker = Mosquitto(self.options.workdir / "mosquitto", port=port).start()
+            self._stoppers.append(broker.stop)
+            self.say(f"  broker     Mosquitto with deploy/mosquitto/conf.d, mqtt://{self.mqtt_host}:{port}")
+        else:
+            from .broker import EmbeddedBroker
+
+            broker = EmbeddedBroker(self.options.host, port).start()
+            self._stoppers.append(broker.stop)
+            self.say(f"  broker     embedded (amqtt), mqtt://{self.mqtt_host}:{port}")
+
+    def write_dashboard_config(self) -> Path:
+        workdir = self.options.workdir
+        path = workdir / "dashboard.toml"
+        path.write_text(
+            "# Written by siaga-sim demo.\n"
+            "[dashboard]\n"
+            f'data_dir = "{workdir / "dashboard"}"\n'
+            f'host = "{self.options.host}"\n'
+            f"port = {self.options.port}\n"
+            "cookie_secure = false  # plain http on this machine only\n"
+            f'demo_panel_url = "http://{self.options.host}:{self.options.panel_port}/"\n\n'
+            "[mqtt]\n"
+            f'host = "{self.mqtt_host}"\n'
+            f"port = {self.mqtt_port}\n"
+            'client_id = "siaga-dashboard-demo"\n'
+        )
+        return path
+
+    def _dashboard_cmd(self, config: Path, *args: str) -> list[str]:
+        return [sys.executable, "-m", "dashboard", "--config", str(config), *args]
+
+    def ensure_users(self, config: Path) -> None:
+        store = self.options.workdir / "credentials.txt"
+        if store.exists():
+            for line in store.read_text().splitlines():
+                user, _, password = line.partition(" ")
+                self.credentials[user] = password
+            return
+        lines = []
+        for user, role, display in DEMO_USERS:
+            password = f"{user}-{secrets.token_hex(4)}"
+            subprocess.run(
+                self._dashboard_cmd(
+                    config, "create-user", user, "--role", role, "--display-name", display, "--password-stdin"
+                ),
+                input=(password + "\n").encode(),
+                check=True,
+                capture_output=True,
+            )
+            self.credentials[user] = password
+            lines.append(f"{user} {password}")
+        fd = os.open(store, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write("\n".join(lines) + "\n")
+
+    def start_dashboard(self) -> None:
+        if not _port_free(self.options.host, self.options.port):
+            raise SystemExit(f"siaga-sim: port {self.options.port} is in use; stop what runs there or use --port")
+        config = self.write_dashboard_config()
+        self.ensure_users(config)
+        log = open(self.options.workdir / "dashboard.log", "ab")
+        self.dashboard = subprocess.Popen(self._dashboard_cmd(config, "serve"), stdout=log, stderr=log)
+        log.close()
+        url = f"http://{self.options.host}:{self.options.port}"
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.dashboard.poll() is not None:
+                raise SystemExit(f"siaga-sim: the dashboard stopped; see {self.options.workdir / 'dashboard.log'}")
+            try:
+                with urllib.request.urlopen(url + "/healthz", timeout=1) as response:
+                    if b'"mqtt_connected":true' in response.read():
+                        break
+            except OSError:
+                pass
+            time.sleep(0.1)  # polling a child process we cannot wait on otherwise
+        else:
+            raise SystemExit("siaga-sim: the dashboard did not become ready within 30 s")
+        self.say(f"  dashboard  {url}/   (log: {self.options.workdir / 'dashboard.log'})")
+
+    def start_gateways(self) -> dict[str, VirtualButton]:
+        buttons: dict[str, VirtualButton] = {}
+        for name in SAMPLE_GATEWAYS:
+            template = resources.files("sim.data").joinpath(name).read_text("utf-8")
+            gw_id = name.removesuffix(".toml")
+            text = (
+                template.replace("@DATA_DIR@", str(self.options.workdir / gw_id))
+                .replace("@MQTT_HOST@", self.mqtt_host)
+                .replace("@MQTT_PORT@", str(self.mqtt_port))
+            )
+            path = self.options.workdir / f"{gw_id}.toml"
+            path.write_text(text)
+            config = parse_config(parse_toml(text, str(path)))
+            factory = MockFactory()
+            gateway = Gateway(config, pin_factory=factory).start()
+            self.gateways.append(gateway)
+            for button in config.buttons:
+                buttons[button.id] = VirtualButton(gateway, factory, button)
+            self.say(f"  gateway    {config.id}: {len(config.buttons)} button(s) on mock GPIO ({path.name})")
+        return buttons
+
+    # -- whole -----------------------------------------------------------------
+
+    def run(self, stop: threading.Event) -> int:
+        self.options.workdir.mkdir(parents=True, exist_ok=True)
+        self.say("Siaga demo starting:")
+        try:
+            self.start_broker()
+            self.start_dashboard()
+            buttons = self.start_gateways()
+            board = f"http://{self.options.host}:{self.options.port}/"
+            self.panel = PanelServer(
+                buttons, host=self.options.host, port=self.options.panel_port, board_url=board
+            ).start()
+            self.say(f"  panel      {self.panel.url}   (press virtual buttons, watch their LEDs)")
+            self.say("")
+            self.say(f"Open {board} and sign in:")
+            self.say(f"  fire post (pos damkar):  damkar / {self.credentials['damkar']}")
+            self.say(f"  SAPA desk:               sapa / {self.credentials['sapa']}")
+            self.say("Press a button:   siaga-sim press pasar-andoolo-fire-1")
+            self.say(f"Buttons:          {', '.join(sorted(buttons))}")
+            self.say("Siaga demo ready. Ctrl-C stops it.")
+            stop.wait()
+        finally:
+            self.shutdown()
+        return 0
+
+    def shutdown(self) -> None:
+        self.say("Siaga demo stopping...")
+        if self.panel is not None:
+            self.panel.stop()
+        for gateway in reversed(self.gateways):
+            gateway.close()
+        if self.dashboard is not None and self.dashboard.poll() is None:
+            self.dashboard.send_signal(signal.SIGTERM)
+            try:
+                self.dashboard.wait(15)
+            except subprocess.TimeoutExpired:
+                self.dashboard.kill()
+        for stopper in reversed(self._stoppers):
+            stopper()
+
+
+def run_demo(options: DemoOptions) -> int:
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    return Demo(options).run(stop)

@@ -1,0 +1,174 @@
+"""Fixtures: a real Mosquitto per test (the project's config), fresh databases, mock GPIO.
+
+Every service runs for real on a free loopback port and is stopped after the
+test; nothing is faked.
+"""
+
+from __future__ import annotations
+
+import textwrap
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from gpiozero.pins.mock import MockFactory
+
+from firmware_bridge.broker import BrokerSettings
+from firmware_bridge.settings import read_toml
+from gateway.app import Gateway
+from gateway.config import GatewayConfig, parse_config
+from sim.mosquitto import Mosquitto
+from sim.servers import DashboardServer, dashboard_config
+from sim.webclient import DashboardClient
+
+from .mqttprobe import Probe
+
+OPERATOR = ("operator", "operator-password-1")
+SAPA_DESK = ("sapadesk", "sapa-desk-password-1")
+ADMIN = ("admin", "admin-password-123")
+
+#: Two wired buttons on one gateway: a fire button with LED and buzzer, and a
+#: SAPA button with an LED only.
+DEFAULT_BUTTONS = """
+[[button]]
+id = "fire-1"
+kind = "fire"
+label = "Blok A"
+pin = 17
+led_pin = 27
+buzzer_pin = 22
+[button.site]
+name = "Pasar Andoolo"
+lat = -4.3497
+lon = 122.3786
+
+[[button]]
+id = "sapa-1"
+kind = "sapa"
+label = "Pos keamanan"
+pin = 23
+led_pin = 24
+[button.site]
+name = "Pasar Andoolo"
+lat = -4.3499
+lon = 122.3783
+"""
+
+
+@pytest.fixture
+def mosquitto(tmp_path: Path) -> Iterator[Mosquitto]:
+    broker = Mosquitto(tmp_path / "mosquitto").start()
+    yield broker
+    broker.stop()
+
+
+@pytest.fixture
+def broker_settings(mosquitto: Mosquitto) -> BrokerSettings:
+    return BrokerSettings(host=mosquitto.host, port=mosquitto.port)
+
+
+def gateway_toml(
+    path: Path,
+    *,
+    port: int,
+    gw_id: str = "gw-test",
+    buttons: str = DEFAULT_BUTTONS,
+    mqtt_extra: str = "",
+    data_dir: Path | None = None,
+) -> Path:
+    data_dir = data_dir or path.parent / f"{gw_id}-data"
+    path.write_text(
+        textwrap.dedent(
+            f"""
+            [gateway]
+            id = "{gw_id}"
+            data_dir = "{data_dir}"
+            health_interval_s = 60
+
+            [mqtt]
+            host = "127.0.0.1"
+            port = {port}
+            """
+        )
+        + textwrap.dedent(mqtt_extra)
+        + textwrap.dedent(buttons)
+    )
+    return path
+
+
+@pytest.fixture
+def make_gateway_config(tmp_path: Path, mosquitto: Mosquitto) -> Callable[..., GatewayConfig]:
+    """Write a gateway.toml for the test's broker and load it the way the daemon does."""
+
+    def make(gw_id: str = "gw-test", **kwargs: object) -> GatewayConfig:
+        kwargs.setdefault("port", mosquitto.port)
+        path = gateway_toml(tmp_path / f"{gw_id}.toml", gw_id=gw_id, **kwargs)  # type: ignore[arg-type]
+        return parse_config(read_toml(path))
+
+    return make
+
+
+@pytest.fixture
+def pin_factory() -> Iterator[MockFactory]:
+    factory = MockFactory()
+    yield factory
+    factory.reset()
+
+
+@pytest.fixture
+def start_gateway(pin_factory: MockFactory) -> Iterator[Callable[..., Gateway]]:
+    started: list[Gateway] = []
+
+    def start(config: GatewayConfig, *, factory: MockFactory | None = None, wait_connected: bool = True) -> Gateway:
+        gateway = Gateway(config, pin_factory=factory or pin_factory).start()
+        started.append(gateway)
+        if wait_connected:
+            assert gateway.link.connected.wait(10), "gateway did not connect to the broker"
+        return gateway
+
+    yield start
+    for gateway in reversed(started):
+        gateway.close()
+
+
+@pytest.fixture
+def gateway(make_gateway_config: Callable[..., GatewayConfig], start_gateway: Callable[..., Gateway]) -> Gateway:
+    return start_gateway(make_gateway_config())
+
+
+@pytest.fixture
+def dashboard(tmp_path: Path, broker_settings: BrokerSettings) -> Iterator[DashboardServer]:
+    server = DashboardServer(dashboard_config(tmp_path / "dashboard", broker_settings)).start()
+    server.create_user(*OPERATOR, "fire_operator")
+    server.create_user(*SAPA_DESK, "sapa_desk")
+    server.create_user(*ADMIN, "admin")
+    yield server
+    server.stop()
+
+
+def signed_in(dashboard: DashboardServer, account: tuple[str, str]) -> DashboardClient:
+    client = DashboardClient(dashboard.url)
+    client.login(*account)
+    return client
+
+
+@pytest.fixture
+def operator(dashboard: DashboardServer) -> DashboardClient:
+    return signed_in(dashboard, OPERATOR)
+
+
+@pytest.fixture
+def sapa_desk(dashboard: DashboardServer) -> DashboardClient:
+    return signed_in(dashboard, SAPA_DESK)
+
+
+@pytest.fixture
+def probe(broker_settings: BrokerSettings) -> Iterator[Probe]:
+    with Probe(broker_settings) as client:
+        yield client
+
+
+def press(factory: MockFactory, pin: int = 17) -> None:
+    """A short press of a wired button (pin pulled to ground, then released)."""
+    factory.pin(pin).drive_low()
+    factory.pin(pin).drive_high()

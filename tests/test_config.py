@@ -1,0 +1,169 @@
+"""Configuration files: a wrong one stops the program with the file and the key named."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from importlib import resources
+from pathlib import Path
+
+import pytest
+
+from firmware_bridge import ConfigError
+from firmware_bridge.payloads import Kind
+from firmware_bridge.settings import parse_toml
+from gateway.config import load_config, parse_config
+
+from .conftest import DEFAULT_BUTTONS, gateway_toml
+
+
+def parse(text: str):
+    return parse_config(parse_toml(text, "gateway.toml"))
+
+
+GOOD = """
+[gateway]
+id = "gw-a"
+data_dir = "/tmp/siaga-test"
+[mqtt]
+host = "127.0.0.1"
+""" + DEFAULT_BUTTONS
+
+
+def with_button(**fields: object) -> str:
+    def toml(value: object) -> str:
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        return repr(value).replace("'", '"')
+
+    lines = [f"{key} = {toml(value)}" for key, value in fields.items()]
+    return (
+        '[gateway]\nid = "gw-a"\n[mqtt]\nhost = "h"\n[[button]]\n'
+        + "\n".join(lines)
+        + '\n[button.site]\nname = "Pasar"\nlat = -4.3\nlon = 122.3\n'
+    )
+
+
+def test_a_good_file_is_read() -> None:
+    config = parse(GOOD)
+    assert config.id == "gw-a"
+    assert [b.id for b in config.buttons] == ["fire-1", "sapa-1"]
+    assert config.buttons[0].kind is Kind.FIRE
+    assert config.buttons[1].site.name == "Pasar Andoolo"
+    assert config.outbox_path == Path("/tmp/siaga-test/outbox.sqlite")
+    assert config.broker.port == 1883 and config.broker.root == "siaga/v1"
+
+
+@pytest.mark.parametrize("name", ["gw-pasar-andoolo.toml", "gw-smpn1-konda.toml"])
+def test_the_shipped_samples_are_valid(name: str) -> None:
+    text = resources.files("sim.data").joinpath(name).read_text()
+    text = text.replace("@DATA_DIR@", "/tmp/x").replace("@MQTT_HOST@", "h").replace("@MQTT_PORT@", "1883")
+    config = parse(text)
+    kinds = {button.kind for button in config.buttons}
+    assert kinds == {Kind.FIRE, Kind.SAPA}
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "words"),
+    [
+        ('[mqtt]\nhost = "h"\n' + DEFAULT_BUTTONS, "gateway", "missing"),
+        ('[gateway]\nid = "gw-a"\n' + DEFAULT_BUTTONS, "mqtt", "missing"),
+        ('[gateway]\nid = "gw-a"\n[mqtt]\n', "button", "missing"),
+        ('[gateway]\n[mqtt]\n' + DEFAULT_BUTTONS, "gateway.id", "missing"),
+        ('[gateway]\nid = "gw/a"\n[mqtt]\n' + DEFAULT_BUTTONS, "gateway.id", "does not match"),
+        ('[gateway]\nid = "gw-a"\npin_factory = "magic"\n[mqtt]\n' + DEFAULT_BUTTONS, "gateway.pin_factory", "one of"),
+        ('[gateway]\nid = "gw-a"\nhold_tme = 1\n[mqtt]\n' + DEFAULT_BUTTONS, "gateway.hold_tme", "unknown key"),
+        ('[gateway]\nid = "gw-a"\n[mqtt]\nport = 70000\n' + DEFAULT_BUTTONS, "mqtt.port", "at most"),
+        ('[gateway]\nid = "gw-a"\n[mqtt]\npassword = "x"\n' + DEFAULT_BUTTONS, "mqtt.username", "needs a username"),
+        (
+            '[gateway]\nid = "gw-a"\n[mqtt]\nusername = "u"\npassword_file = "/nonexistent/pw"\n' + DEFAULT_BUTTONS,
+            "mqtt.password_file",
+            "cannot read",
+        ),
+        ('[gateway]\nid = "gw-a"\n[mqtt]\n[mqtt.tls]\nca_file = "/nonexistent/ca.pem"\n' + DEFAULT_BUTTONS,
+         "mqtt.tls.ca_file", "does not exist"),
+        (with_button(id="b", kind="smoke", pin=17), "button[1].kind", "fire, sapa"),
+        (with_button(id="b", kind="fire"), "button[1].pin", "missing"),
+        (with_button(id="b", kind="fire", pin=40), "button[1].pin", "does not exist"),
+        (with_button(id="b", kind="fire", pin="GPIO99"), "button[1].pin", "bad pin"),
+        (with_button(id="b", kind="fire", pin="banana"), "button[1].pin", "bad pin"),
+        (with_button(id="b", kind="fire", pin=True), "button[1].pin", "not a pin"),
+        (with_button(id="b", kind="fire", pin="BOARD6"), "button[1].pin", "power or ground"),
+        (with_button(id="b", kind="fire", pin=17, led_pin="BOARD11"), "button[1].led_pin", "already used"),
+        (with_button(id="b", kind="sapa", pin=17, buzzer_pin=22), "button[1].buzzer_pin", "silent"),
+        (with_button(id="b", kind="fire", pin=17, hold_s=-1), "button[1].hold_s", "at least"),
+        (with_button(id="b", kind="fire", pin=17, colour="red"), "button[1].colour", "unknown key"),
+        (GOOD.replace('id = "sapa-1"', 'id = "fire-1"'), "button[2].id", "duplicate"),
+        (GOOD.replace("pin = 23", "pin = 17"), "button[2].pin", "already used"),
+        (GOOD.replace("lat = -4.3499", "lat = -95"), "button[2].site.lat", "at least"),
+        (GOOD.replace('name = "Pasar Andoolo"\nlat = -4.3499', 'lat = -4.3499'), "button[2].site.name", "missing"),
+        ("[gateway\nid=", "", "not valid TOML"),
+    ],
+)
+def test_a_wrong_file_names_the_file_and_the_key(text: str, key: str, words: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse(text)
+    message = str(caught.value)
+    assert message.startswith("gateway.toml: ")
+    assert caught.value.key == key
+    if key:
+        assert f"'{key}'" in message
+    assert words in message
+
+
+def test_a_missing_file_is_named(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not found") as caught:
+        load_config(tmp_path / "nope.toml")
+    assert str(tmp_path / "nope.toml") in str(caught.value)
+
+
+def run_cli(module: str, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", module, *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def test_the_gateway_stops_at_start_with_exit_78_on_a_bad_file(tmp_path: Path) -> None:
+    path = gateway_toml(tmp_path / "gateway.toml", port=1883, buttons=DEFAULT_BUTTONS.replace('"sapa"', '"smoke"'))
+    result = run_cli("gateway", "--config", str(path))
+    assert result.returncode == 78
+    assert f"{path}: key 'button[2].kind'" in result.stderr
+    assert "smoke" in result.stderr
+
+
+def test_a_pin_the_factory_cannot_use_is_a_config_error(tmp_path: Path) -> None:
+    # GPIO2 (I2C SDA) has a fixed pull-up: a button wired to 3V3 (pull_up = false) cannot use it.
+    buttons = DEFAULT_BUTTONS.replace("pin = 23", "pin = 2\npull_up = false")
+    path = gateway_toml(tmp_path / "gateway.toml", port=1, buttons=buttons)
+    result = run_cli("gateway", "--config", str(path), env={"GPIOZERO_PIN_FACTORY": "mock"})
+    assert result.returncode == 78, result.stderr
+    assert "key 'button[2].pin'" in result.stderr
+
+
+def test_check_validates_without_starting(tmp_path: Path) -> None:
+    path = gateway_toml(tmp_path / "gateway.toml", port=1883)
+    result = run_cli("gateway", "--config", str(path), "--check")
+    assert result.returncode == 0
+    assert "OK (2 button(s), gateway gw-test)" in result.stdout
+
+
+def test_the_dashboard_names_key_and_file_too(tmp_path: Path) -> None:
+    path = tmp_path / "dashboard.toml"
+    path.write_text(f'[dashboard]\ndata_dir = "{tmp_path}"\nlanguage = "fr"\n[mqtt]\n')
+    result = run_cli("dashboard", "--config", str(path), "check")
+    assert result.returncode == 78
+    assert f"{path}: key 'dashboard.language': must be one of id, en" in result.stderr
+
+
+def test_the_dashboard_creates_its_secret_key_privately(tmp_path: Path) -> None:
+    path = tmp_path / "dashboard.toml"
+    path.write_text(f'[dashboard]\ndata_dir = "{tmp_path / "data"}"\n[mqtt]\n')
+    assert run_cli("dashboard", "--config", str(path), "check").returncode == 0
+    key_file = tmp_path / "data" / "secret_key"
+    assert len(key_file.read_text().strip()) == 64
+    assert key_file.stat().st_mode & 0o077 == 0

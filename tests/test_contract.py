@@ -1,0 +1,254 @@
+"""The gateway <-> dashboard MQTT contract: topics, payloads, validation errors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from firmware_bridge import BadPayload, BadTopic, SiagaError
+from firmware_bridge.ids import is_event_id, make_ulid, ulid_millis
+from firmware_bridge.payloads import (
+    MAX_PAYLOAD_BYTES,
+    ButtonInfo,
+    Event,
+    EventType,
+    Health,
+    Indication,
+    IndicationState,
+    Inventory,
+    Kind,
+    Site,
+    Source,
+    Status,
+    GatewayState,
+    decode_event,
+    decode_health,
+    decode_indication,
+    decode_inventory,
+    decode_status,
+)
+from firmware_bridge.timeutil import format_epoch, parse_ts
+from firmware_bridge.topics import Channel, Topics
+
+ULID = make_ulid(1_795_000_000_000, bytes(range(10)))
+
+
+def event(**changes: object) -> dict:
+    base = {
+        "v": 1,
+        "id": ULID,
+        "gw": "gw-a",
+        "button": "fire-1",
+        "kind": "fire",
+        "type": "press",
+        "ts": "2026-11-28T04:05:06.789Z",
+        "src": "gpio",
+    }
+    base.update(changes)
+    return {key: value for key, value in base.items() if value is not None}
+
+
+def raw(data: dict) -> bytes:
+    return json.dumps(data).encode()
+
+
+# -- topics -------------------------------------------------------------------------
+
+
+def test_topics_are_built_under_the_root_and_parse_back() -> None:
+    topics = Topics("siaga/v1")
+    assert topics.event("gw-a") == "siaga/v1/gw/gw-a/event"
+    assert topics.indicate("gw-a") == "siaga/v1/gw/gw-a/cmd/indicate"
+    for channel in Channel:
+        assert topics.parse(topics.topic("gw-a", channel)) == ("gw-a", channel)
+    assert topics.subscription(Channel.STATUS) == "siaga/v1/gw/+/status"
+
+
+def test_channel_qos_and_retain_follow_the_contract() -> None:
+    assert (Channel.STATUS.qos, Channel.STATUS.retain) == (1, True)
+    assert (Channel.INVENTORY.qos, Channel.INVENTORY.retain) == (1, True)
+    assert (Channel.EVENT.qos, Channel.EVENT.retain) == (1, False)
+    assert (Channel.HEALTH.qos, Channel.HEALTH.retain) == (0, False)
+    assert (Channel.INDICATE.qos, Channel.INDICATE.retain) == (1, False)
+
+
+@pytest.mark.parametrize(
+    "topic",
+    [
+        "other/v1/gw/gw-a/event",
+        "siaga/v1/gw/gw-a/unknown",
+        "siaga/v1/gw/gw-a",
+        "siaga/v1/gw//event",
+        "siaga/v1/gw/+/event",
+        "siaga/v1/gw/gw-a/event/extra",
+    ],
+)
+def test_foreign_topics_are_refused(topic: str) -> None:
+    with pytest.raises(BadTopic):
+        Topics().parse(topic)
+
+
+@pytest.mark.parametrize("gw", ["", "a/b", "a+b", "#", "-leading", "x" * 65])
+def test_ids_that_would_change_a_topic_are_refused(gw: str) -> None:
+    with pytest.raises(BadTopic):
+        Topics().event(gw)
+
+
+@pytest.mark.parametrize("root", ["", "/siaga", "siaga/", "siaga/#", "a//b"])
+def test_bad_roots_are_refused(root: str) -> None:
+    with pytest.raises(BadTopic):
+        Topics(root)
+
+
+# -- events -------------------------------------------------------------------------
+
+
+def test_event_round_trip() -> None:
+    original = Event(
+        id=ULID, gw="gw-a", button="fire-1", kind=Kind.FIRE, type=EventType.PRESS,
+        ts="2026-11-28T04:05:06.789Z", src=Source.GPIO, held_ms=1200,
+    )
+    assert decode_event(original.encode()) == original
+
+
+def test_unknown_fields_are_ignored_for_forward_compatibility() -> None:
+    decoded = decode_event(raw(event(firmware="2.1", extra={"a": 1})))
+    assert decoded.button == "fire-1"
+
+
+@pytest.mark.parametrize("missing", ["v", "id", "gw", "button", "kind", "type", "ts", "src"])
+def test_a_missing_field_is_named(missing: str) -> None:
+    data = event()
+    del data[missing]
+    with pytest.raises(BadPayload) as caught:
+        decode_event(raw(data))
+    assert caught.value.field == missing
+    assert missing in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "reason"),
+    [
+        ("kind", "smoke", "bad_value"),
+        ("type", "explode", "bad_value"),
+        ("src", "wifi", "bad_value"),
+        ("button", "fire/1", "invalid"),
+        ("button", 17, "bad_type"),
+        ("id", "not-an-id", "invalid"),
+        ("ts", "2026-11-28 04:05:06", "invalid"),
+        ("ts", "2026-11-28T04:05:06", "invalid"),
+        ("held_ms", -1, "invalid"),
+        ("v", 2, "bad_version"),
+        ("v", "1", "bad_version"),
+    ],
+)
+def test_a_wrong_field_is_named_with_a_reason(field: str, value: object, reason: str) -> None:
+    with pytest.raises(BadPayload) as caught:
+        decode_event(raw(event(**{field: value})))
+    assert caught.value.field == field
+    assert caught.value.reason == reason
+    assert f"'{field}'" in str(caught.value)
+
+
+def test_an_impossible_date_is_refused() -> None:
+    with pytest.raises(BadPayload) as caught:
+        decode_event(raw(event(ts="2026-13-40T04:05:06.789Z")))
+    assert caught.value.reason == "bad_timestamp"
+
+
+@pytest.mark.parametrize(
+    ("payload", "reason"),
+    [
+        (b"", "not_json"),
+        (b"{not json", "not_json"),
+        (b"\xff\xfe", "not_json"),
+        (b"[1, 2]", "not_object"),
+        (b"null", "not_object"),
+        (b'"press"', "not_object"),
+        (b" " * (MAX_PAYLOAD_BYTES + 1), "too_large"),
+    ],
+)
+def test_garbage_payloads_get_a_precise_reason(payload: bytes, reason: str) -> None:
+    with pytest.raises(BadPayload) as caught:
+        decode_event(payload)
+    assert caught.value.reason == reason
+
+
+def test_errors_are_siaga_errors_and_builtins() -> None:
+    with pytest.raises(SiagaError):
+        decode_event(b"nope")
+    with pytest.raises(ValueError):
+        decode_event(b"nope")
+
+
+def test_the_encoder_refuses_an_invalid_event() -> None:
+    bad = Event(id="x", gw="gw-a", button="b", kind=Kind.FIRE, type=EventType.PRESS, ts="now", src=Source.GPIO)
+    with pytest.raises(BadPayload):
+        bad.encode()
+
+
+# -- other payloads -----------------------------------------------------------------------
+
+
+def test_status_inventory_health_indication_round_trip() -> None:
+    now = format_epoch(1_795_000_000.5)
+    status = Status(gw="gw-a", state=GatewayState.ONLINE, ts=now, version="0.1.0", started=now)
+    assert decode_status(status.encode()) == status
+    inventory = Inventory(
+        gw="gw-a",
+        ts=now,
+        buttons=(ButtonInfo("fire-1", Kind.FIRE, Source.GPIO, Site("Pasar Andoolo", -4.35, 122.37), "Blok A"),),
+    )
+    assert decode_inventory(inventory.encode()) == inventory
+    health = Health(gw="gw-a", ts=now, uptime_s=3.5, outbox={"depth": 0, "oldest_ts": None}, counters={"x": 1})
+    assert decode_health(health.encode()).counters == {"x": 1}
+    indication = Indication(button="fire-1", state=IndicationState.RECEIVED, alarm=3, rev=0, ts=now)
+    assert decode_indication(indication.encode()) == indication
+
+
+def test_inventory_refuses_duplicate_buttons_and_bad_coordinates() -> None:
+    site = {"name": "Pasar", "lat": -4.35, "lon": 122.37}
+    button = {"id": "b1", "kind": "fire", "transport": "gpio", "site": site}
+    base = {"v": 1, "gw": "gw-a", "ts": "2026-11-28T04:05:06.789Z"}
+    with pytest.raises(BadPayload) as caught:
+        decode_inventory(raw({**base, "buttons": [button, button]}))
+    assert caught.value.reason == "duplicate"
+    with pytest.raises(BadPayload) as caught:
+        decode_inventory(raw({**base, "buttons": [{**button, "site": {**site, "lat": 91}}]}))
+    assert caught.value.field == "buttons[0].site.lat"
+
+
+def test_a_status_without_state_names_state() -> None:
+    with pytest.raises(BadPayload) as caught:
+        decode_status(raw({"v": 1, "gw": "gw-a", "ts": "2026-11-28T04:05:06.789Z"}))
+    assert caught.value.field == "state"
+
+
+def test_indications_are_ordered_by_alarm_then_revision() -> None:
+    ts = "2026-11-28T04:05:06.789Z"
+    first = Indication("b", IndicationState.RECEIVED, alarm=5, rev=0, ts=ts)
+    acked = Indication("b", IndicationState.ACKNOWLEDGED, alarm=5, rev=1, ts=ts)
+    newer_alarm = Indication("b", IndicationState.RECEIVED, alarm=6, rev=0, ts=ts)
+    assert acked.supersedes(first) and not first.supersedes(acked)
+    assert newer_alarm.supersedes(acked)
+    assert first.supersedes(None)
+
+
+# -- ids and time ---------------------------------------------------------------------------
+
+
+def test_ulids_sort_by_time_and_keep_their_millis() -> None:
+    early = make_ulid(1000, b"\xff" * 10)
+    late = make_ulid(1001, b"\x00" * 10)
+    assert early < late
+    assert ulid_millis(late) == 1001
+    assert is_event_id(early) and is_event_id("123e4567-e89b-12d3-a456-426614174000")
+    assert not is_event_id("01J" + "I" * 23)  # I is not Crockford base32
+
+
+def test_timestamps_are_utc_with_milliseconds_and_need_a_timezone() -> None:
+    assert format_epoch(0.25) == "1970-01-01T00:00:00.250Z"
+    assert parse_ts("2026-11-28T12:00:00.000+08:00").utcoffset().total_seconds() == 8 * 3600
+    with pytest.raises(BadPayload):
+        parse_ts("2026-11-28T12:00:00")

@@ -1,0 +1,73 @@
+"""The gateway's durable outbox (real SQLite files)."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from firmware_bridge import OutboxError
+from gateway.outbox import Outbox
+
+
+def test_events_come_out_in_the_order_they_went_in(tmp_path: Path) -> None:
+    with Outbox(tmp_path / "outbox.sqlite") as outbox:
+        seqs = [outbox.put(f"E{i:03d}", "t", f"p{i}".encode()) for i in range(5)]
+        assert seqs == sorted(seqs)
+        rows = outbox.pending(0, 10)
+        assert [row.event_id for row in rows] == [f"E{i:03d}" for i in range(5)]
+        assert outbox.pending(seqs[2], 10)[0].event_id == "E003"
+        assert len(outbox.pending(0, 2)) == 2
+
+
+def test_a_stored_event_survives_closing_and_reopening(tmp_path: Path) -> None:
+    path = tmp_path / "outbox.sqlite"
+    with Outbox(path) as outbox:
+        outbox.put("E1", "siaga/v1/gw/a/event", b'{"x":1}', now=1000.0)
+    with Outbox(path) as outbox:
+        (row,) = outbox.pending(0, 10)
+        assert (row.event_id, row.topic, row.payload, row.created_at) == ("E1", "siaga/v1/gw/a/event", b'{"x":1}', 1000.0)
+        assert outbox.oldest_created_at() == 1000.0
+
+
+def test_the_outbox_commits_durably_in_wal_mode(tmp_path: Path) -> None:
+    path = tmp_path / "outbox.sqlite"
+    with Outbox(path) as outbox:
+        outbox.put("E1", "t", b"p")
+        # A second, independent connection sees the row: it is committed, not buffered.
+        other = sqlite3.connect(path)
+        assert other.execute("SELECT COUNT(*) FROM outbox").fetchone()[0] == 1
+        assert other.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        other.close()
+
+
+def test_removing_acknowledged_rows_keeps_the_rest(tmp_path: Path) -> None:
+    with Outbox(tmp_path / "outbox.sqlite") as outbox:
+        first, second, third = (outbox.put(f"E{i}", "t", b"p") for i in range(3))
+        outbox.remove([first, third])
+        assert [row.seq for row in outbox.pending(0, 10)] == [second]
+        assert outbox.depth() == 1
+        outbox.remove([])
+        assert outbox.depth() == 1
+
+
+def test_storing_the_same_event_twice_keeps_one_row(tmp_path: Path) -> None:
+    with Outbox(tmp_path / "outbox.sqlite") as outbox:
+        assert outbox.put("E1", "t", b"first") == outbox.put("E1", "t", b"second")
+        (row,) = outbox.pending(0, 10)
+        assert row.payload == b"first"
+
+
+def test_an_unusable_location_is_an_outbox_error(tmp_path: Path) -> None:
+    not_a_folder = tmp_path / "file"
+    not_a_folder.write_text("x")
+    with pytest.raises(OutboxError, match="cannot open outbox"):
+        Outbox(not_a_folder / "outbox.sqlite")
+
+
+def test_a_corrupt_file_is_an_outbox_error_not_a_crash(tmp_path: Path) -> None:
+    path = tmp_path / "outbox.sqlite"
+    path.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(OutboxError):
+        Outbox(path)
