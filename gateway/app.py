@@ -105,9 +105,12 @@ class Gateway:
 
     def close(self) -> None:
         self._stopping.set()
-        for button in self.buttons.values():
+        with self._lock:
+            # Under the lock: an indication arriving now finds no button to drive.
+            buttons = list(self.buttons.values())
+            self.buttons.clear()
+        for button in buttons:
             button.close()
-        self.buttons.clear()
         if self._health_thread.is_alive():
             self._health_thread.join(5)
         self.link.stop()
@@ -150,8 +153,8 @@ class Gateway:
     def _publish_event(self, topic: str, payload: bytes):
         return self.link.publish(topic, payload, qos=1)
 
-    def _on_publish(self) -> None:
-        self.pump.wake()
+    def _on_publish(self, mid: int) -> None:
+        self.pump.acknowledged(mid)
 
     def _on_press(self, button: ButtonConfig, held_ms: int | None) -> None:
         # Runs in gpiozero's callback thread: report every failure, never raise into it.
@@ -197,6 +200,10 @@ class Gateway:
     def pattern(self, button_id: str) -> Pattern:
         with self._lock:
             return self._indicators[button_id].pattern
+
+    def last_indication(self, button_id: str) -> Indication | None:
+        with self._lock:
+            return self._indicators[button_id].last
 
     def wait_for_pattern(self, button_id: str, pattern: Pattern, timeout: float) -> bool:
         with self._changed:

@@ -38,7 +38,7 @@ class GatewayLink:
         version: str,
         inventory: Callable[[], bytes],
         on_indication: Callable[[Indication], None],
-        on_publish: Callable[[], None],
+        on_publish: Callable[[int], None],
         counters: Counters,
         started_at: float,
     ) -> None:
@@ -147,7 +147,7 @@ class GatewayLink:
     def _on_publish(
         self, client: mqtt.Client, userdata: object, mid: int, reason_code: ReasonCode, properties: object
     ) -> None:
-        self._on_publish_cb()
+        self._on_publish_cb(mid)
 
     def _on_message(self, client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
         if message.topic != self._indicate_topic:

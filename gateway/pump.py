@@ -7,8 +7,11 @@ handed to paho is never handed again by this process; after a restart every
 row still in the outbox is published again, and the dashboard's idempotent
 store makes that redelivery harmless.
 
-paho calls ``on_publish`` while holding its own lock, so the pump never holds
-a lock of its own while publishing; it polls ``MQTTMessageInfo.is_published``.
+paho calls ``on_publish`` while holding its own lock, so that callback only
+appends the message id to a deque; the pump thread, the only publisher of
+events, matches ids to rows. (``MQTTMessageInfo.is_published`` is no help: it
+raises for a message first handed over while disconnected, even after paho
+has delivered it.)
 """
 
 from __future__ import annotations
@@ -50,9 +53,12 @@ class Pump:
         self._retry_s = retry_s
         self._wake = threading.Event()
         self._stopping = threading.Event()
-        self._inflight: deque[tuple[int, MQTTMessageInfo]] = deque()
-        self._unstored: deque[MQTTMessageInfo] = deque()
-        self._unstored_lock = threading.Lock()
+        #: message id -> outbox seq (None for an event that is not in the outbox)
+        self._inflight: dict[int, int | None] = {}
+        #: ids paho reported acknowledged; appended by paho's thread, drained by the pump
+        self._acks: deque[int] = deque()
+        #: events that could not be stored, waiting to be handed to paho by the pump
+        self._unstored: deque[tuple[str, bytes]] = deque()
         self._cursor = 0
         self._thread = threading.Thread(target=self._run, name="siaga-pump", daemon=True)
         self._drained = threading.Condition()
@@ -74,16 +80,20 @@ class Pump:
         if self._thread.is_alive():
             self._thread.join(timeout)
 
+    def acknowledged(self, mid: int) -> None:
+        """paho's ``on_publish``: the broker acknowledged message ``mid`` (any thread, no locks)."""
+        self._acks.append(mid)
+        self._wake.set()
+
     def publish_unstored(self, topic: str, payload: bytes) -> None:
         """Publish an event that could not be stored (disk full, I/O error).
 
-        It lives only in paho's memory until the broker acknowledges it; a
-        restart before that loses it. Health reports how many such events wait.
+        It lives only in memory until the broker acknowledges it; a restart
+        before that loses it. Health reports how many such events wait.
         """
-        info = self._publish(topic, payload)
-        with self._unstored_lock:
-            self._unstored.append(info)
+        self._unstored.append((topic, payload))
         self._counters.add("events_unstored")
+        self._wake.set()
 
     @property
     def inflight(self) -> int:
@@ -91,8 +101,8 @@ class Pump:
 
     @property
     def unstored_waiting(self) -> int:
-        with self._unstored_lock:
-            return sum(1 for info in self._unstored if not info.is_published())
+        inflight = list(self._inflight.values())
+        return len(self._unstored) + sum(1 for seq in inflight if seq is None)
 
     def is_alive(self) -> bool:
         return self._thread.is_alive()
@@ -128,35 +138,51 @@ class Pump:
             raise
 
     def _collect_acknowledged(self) -> None:
-        done = [seq for seq, info in self._inflight if info.is_published()]
-        with self._unstored_lock:
-            while self._unstored and self._unstored[0].is_published():
-                self._unstored.popleft()
-        if not done:
+        done: list[int] = []
+        acknowledged = 0
+        while self._acks:
+            mid = self._acks.popleft()
+            if mid not in self._inflight:
+                continue  # status, inventory or health: not an event
+            seq = self._inflight.pop(mid)
+            acknowledged += 1
+            if seq is not None:
+                done.append(seq)
+        if not acknowledged:
             return
         self._outbox.remove(done)
-        finished = set(done)
-        self._inflight = deque(item for item in self._inflight if item[0] not in finished)
-        self._counters.add("events_acknowledged", len(done))
+        self._counters.add("events_acknowledged", acknowledged)
         with self._drained:
             self._drained.notify_all()
 
     def _send_more(self) -> None:
+        while self._unstored:
+            topic, payload = self._unstored[0]
+            if not self._hand_over(topic, payload, None, "unstored event"):
+                return
+            self._unstored.popleft()
         room = self._window - len(self._inflight)
         if room <= 0:
             return
         rows = self._outbox.pending(self._cursor, room)
         for row in rows:
-            info = self._publish(row.topic, row.payload)
-            if info.rc not in _ACCEPTED:
-                # paho refused to queue it (its queue is full): try again later.
-                self._counters.add("publish_refused")
-                log.warning("publish of event %s refused by paho: %s", row.event_id, info.rc)
-                self._stopping.wait(self._retry_s)
-                self._wake.set()
+            if not self._hand_over(row.topic, row.payload, row.seq, row.event_id):
                 return
-            self._inflight.append((row.seq, info))
             self._cursor = row.seq
-            self._counters.add("events_published")
         if len(rows) == room:
             self._wake.set()  # more may be waiting once acknowledgements free the window
+
+    def _hand_over(self, topic: str, payload: bytes, seq: int | None, what: str) -> bool:
+        info = self._publish(topic, payload)
+        if info.rc not in _ACCEPTED:
+            # paho refused to queue it (its queue is full): try again later.
+            self._counters.add("publish_refused")
+            log.warning("publish of %s refused by paho: %s", what, info.rc)
+            self._stopping.wait(self._retry_s)
+            self._wake.set()
+            return False
+        # Recorded before the next _collect_acknowledged, which runs on this
+        # thread: an acknowledgement that arrives first waits in the deque.
+        self._inflight[info.mid] = seq
+        self._counters.add("events_published")
+        return True

@@ -141,8 +141,6 @@ class PanelServer:
         return self
 
     def stop(self) -> None:
-        self.server.close()
-        for channel in list(self.server._map.values()):
-            channel.close()
-        self.server.task_dispatcher.shutdown(timeout=5)
-        self._thread.join(5)
+        from .servers import stop_waitress
+
+        stop_waitress(self.server, self._thread)

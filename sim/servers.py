@@ -16,6 +16,18 @@ from firmware_bridge.broker import BrokerSettings
 from .mosquitto import free_port, wait_for_port
 
 
+def stop_waitress(server: Any, thread: threading.Thread) -> None:
+    """Stop a waitress server running in ``thread`` at once (not at its next 1 s poll)."""
+
+    def close_everything() -> None:
+        for channel in list(server._map.values()):
+            channel.close()
+
+    server.trigger.pull_trigger(close_everything)  # runs in the loop thread and wakes it
+    thread.join(10)
+    server.task_dispatcher.shutdown(timeout=5)
+
+
 def dashboard_config(
     workdir: Path,
     broker: BrokerSettings,
@@ -94,13 +106,8 @@ class DashboardServer:
 
         if self.app is not None:
             live.stop(self.app)
-        if self.server is not None:
-            self.server.close()
-            for channel in list(self.server._map.values()):
-                channel.close()
-            self.server.task_dispatcher.shutdown(timeout=5)
-        if self._thread is not None:
-            self._thread.join(10)
+        if self.server is not None and self._thread is not None:
+            stop_waitress(self.server, self._thread)
         self.app = self.server = self._thread = None
 
     def __enter__(self) -> DashboardServer:

@@ -1,0 +1,185 @@
+"""The board's web side: sign-in, roles (SAPA privacy), CSRF, operator actions and their audit, language."""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+
+import pytest
+
+from sim.servers import DashboardServer
+from sim.webclient import DashboardClient, HTTPStatusError
+
+from .conftest import ADMIN, OPERATOR, SAPA_DESK, signed_in
+from .mqttprobe import Probe
+from .test_ingest import make_event, send, wait_alarm
+
+
+def test_signing_in_takes_each_desk_to_its_board(dashboard: DashboardServer) -> None:
+    operator = signed_in(dashboard, OPERATOR)
+    status, page = operator.get_page("/")
+    assert status == 200 and "Papan Alarm Pos Pemadam Kebakaran" in page
+    sapa = signed_in(dashboard, SAPA_DESK)
+    status, page = sapa.get_page("/")
+    assert status == 200 and "Meja SAPA" in page
+
+
+def test_a_wrong_password_is_refused(dashboard: DashboardServer) -> None:
+    client = DashboardClient(dashboard.url)
+    with pytest.raises(HTTPStatusError) as caught:
+        client.login(OPERATOR[0], "not-the-password")
+    assert caught.value.status == 401
+    assert "Nama pengguna atau kata sandi salah" in caught.value.body
+    with pytest.raises(HTTPStatusError) as caught:
+        client.get_json("/api/alarms")
+    assert caught.value.status == 401
+
+
+def test_pages_need_a_signed_in_user(dashboard: DashboardServer) -> None:
+    client = DashboardClient(dashboard.url)
+    status, page = client.get_page("/board")
+    assert status == 200 and 'name="password"' in page  # redirected to the sign-in form
+    with pytest.raises(HTTPStatusError) as caught:
+        client.get_json("/api/stream")
+    assert caught.value.status == 401
+
+
+def test_state_changes_need_the_csrf_token(dashboard: DashboardServer, operator: DashboardClient, probe: Probe) -> None:
+    event = send(probe, make_event())
+    alarm = wait_alarm(operator, lambda a: a["last_event_id"] == event.id)
+    token, operator.csrf = operator.csrf, "forged-token"
+    with pytest.raises(HTTPStatusError) as caught:
+        operator.post_json(f"/api/alarms/{alarm['id']}/acknowledge", {})
+    assert caught.value.status == 400 and json.loads(caught.value.body)["error"] == "csrf"
+    operator.csrf = ""
+    with pytest.raises(HTTPStatusError):
+        operator.post_json(f"/api/alarms/{alarm['id']}/acknowledge", {})
+    operator.csrf = token
+    operator.post_json(f"/api/alarms/{alarm['id']}/acknowledge", {})
+    # The sign-in form is protected too: a login without the form's token is refused.
+    request = urllib.request.Request(
+        dashboard.url + "/login", data=b"username=operator&password=operator-password-1", method="POST"
+    )
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=5)
+    assert refused.value.code == 400
+
+
+def test_sapa_alarms_are_only_for_the_sapa_desk(
+    dashboard: DashboardServer, operator: DashboardClient, sapa_desk: DashboardClient, probe: Probe
+) -> None:
+    admin = signed_in(dashboard, ADMIN)
+    with operator.stream() as fire_stream, sapa_desk.stream() as sapa_stream:
+        fire_stream.wait_for(lambda e: e.event == "snapshot", 5)
+        sapa_stream.wait_for(lambda e: e.event == "snapshot", 5)
+        sapa_event = send(probe, make_event(button="sapa-1", kind="sapa"))
+        sapa_alarm = sapa_stream.wait_for(lambda e: e.event == "alarm", 5).json()
+        assert sapa_alarm["kind"] == "sapa" and sapa_alarm["last_event_id"] == sapa_event.id
+        fire_event = send(probe, make_event())
+        # Streams keep order: the fire board's first alarm is the fire one; the SAPA one never came.
+        first = fire_stream.wait_for(lambda e: e.event == "alarm", 5).json()
+        assert first["kind"] == "fire" and first["last_event_id"] == fire_event.id
+    alarm_id = sapa_alarm["id"]
+    for client in (operator, admin):
+        assert all(a["kind"] == "fire" for a in client.get_json("/api/alarms?state=all")["alarms"])
+        with pytest.raises(HTTPStatusError) as caught:
+            client.get_json(f"/api/alarms/{alarm_id}")
+        assert caught.value.status == 404  # not even its existence is revealed
+        with pytest.raises(HTTPStatusError) as caught:
+            client.post_json(f"/api/alarms/{alarm_id}/acknowledge", {})
+        assert caught.value.status == 404
+        status, _ = client.get_page("/sapa")
+        assert status == 403
+    assert [a["kind"] for a in sapa_desk.get_json("/api/alarms")["alarms"]] == ["sapa"]
+    status, _ = sapa_desk.get_page("/board")
+    assert status == 403
+    sapa_desk.post_json(f"/api/alarms/{alarm_id}/acknowledge", {})
+
+
+def test_acknowledge_and_resolve_are_stored_with_who_when_and_note(
+    dashboard: DashboardServer, operator: DashboardClient, probe: Probe
+) -> None:
+    event = send(probe, make_event())
+    alarm = wait_alarm(operator, lambda a: a["last_event_id"] == event.id)
+    acked = operator.post_json(f"/api/alarms/{alarm['id']}/acknowledge", {"note": "Regu 1 berangkat"})["alarm"]
+    assert (acked["state"], acked["acknowledged_by"], acked["rev"]) == ("acknowledged", "operator", 1)
+    done = operator.post_json(
+        f"/api/alarms/{alarm['id']}/resolve", {"resolution": "false_alarm", "note": "Tersenggol pedagang"}
+    )["alarm"]
+    assert (done["state"], done["resolution"], done["resolved_by"], done["open"]) == (
+        "resolved", "false_alarm", "operator", False,
+    )
+    details = operator.get_json(f"/api/alarms/{alarm['id']}")
+    trail = [(a["action"], a["actor"], a["from_state"], a["to_state"], a["note"]) for a in details["actions"]]
+    assert trail == [
+        ("opened", "gw:gw-a", None, "unacknowledged", None),
+        ("acknowledged", "operator", "unacknowledged", "acknowledged", "Regu 1 berangkat"),
+        ("resolved", "operator", "acknowledged", "resolved", "Tersenggol pedagang"),
+    ]
+    assert all(a["at"].endswith("Z") for a in details["actions"])
+    assert operator.get_json("/api/alarms")["alarms"] == []
+
+
+@pytest.mark.parametrize(
+    ("action", "body", "status"),
+    [
+        ("resolve", {"resolution": "maybe"}, 400),
+        ("resolve", {}, 400),
+        ("acknowledge", {"note": "x" * 2001}, 400),
+        ("acknowledge", {"note": 42}, 400),
+    ],
+)
+def test_bad_actions_are_refused_with_a_reason(
+    dashboard: DashboardServer, operator: DashboardClient, probe: Probe, action: str, body: dict, status: int
+) -> None:
+    event = send(probe, make_event())
+    alarm = wait_alarm(operator, lambda a: a["last_event_id"] == event.id)
+    with pytest.raises(HTTPStatusError) as caught:
+        operator.post_json(f"/api/alarms/{alarm['id']}/{action}", body)
+    assert caught.value.status == status
+    assert json.loads(caught.value.body)["message"]
+    assert operator.get_json(f"/api/alarms/{alarm['id']}")["alarm"]["rev"] == 0
+
+
+def test_an_action_that_no_longer_applies_is_a_conflict(
+    dashboard: DashboardServer, operator: DashboardClient, probe: Probe
+) -> None:
+    event = send(probe, make_event())
+    alarm = wait_alarm(operator, lambda a: a["last_event_id"] == event.id)
+    operator.post_json(f"/api/alarms/{alarm['id']}/resolve", {"resolution": "test"})
+    for action in ("acknowledge", "resolve"):
+        with pytest.raises(HTTPStatusError) as caught:
+            operator.post_json(f"/api/alarms/{alarm['id']}/{action}", {"resolution": "real"})
+        assert caught.value.status == 409
+    with pytest.raises(HTTPStatusError) as caught:
+        operator.post_json("/api/alarms/999999/acknowledge", {})
+    assert caught.value.status == 404
+
+
+def test_bahasa_indonesia_by_default_and_english_on_request(dashboard: DashboardServer) -> None:
+    client = DashboardClient(dashboard.url)
+    status, page = client.get_page("/login")
+    assert '<html lang="id">' in page and "Kata sandi" in page
+    status, page = client.get_page("/login?lang=en")
+    assert '<html lang="en">' in page and "Password" in page
+    client.login(*OPERATOR)  # the choice survives signing in
+    status, page = client.get_page("/board")
+    assert "Fire Post Alarm Board" in page
+
+
+def test_pages_carry_security_headers_and_health_is_public(dashboard: DashboardServer) -> None:
+    with urllib.request.urlopen(dashboard.url + "/login", timeout=5) as response:
+        assert "frame-ancestors 'none'" in response.headers["Content-Security-Policy"]
+        assert response.headers["X-Content-Type-Options"] == "nosniff"
+        cookie = response.headers["Set-Cookie"]
+        assert "HttpOnly" in cookie and "SameSite=Lax" in cookie
+    with urllib.request.urlopen(dashboard.url + "/healthz", timeout=5) as response:
+        assert json.loads(response.read()) == {"ok": True, "mqtt_connected": True}
+
+
+def test_diagnostics_are_for_administrators(dashboard: DashboardServer, operator: DashboardClient) -> None:
+    with pytest.raises(HTTPStatusError) as caught:
+        operator.get_json("/api/diagnostics")
+    assert caught.value.status == 403
+    report = signed_in(dashboard, ADMIN).get_json("/api/diagnostics")
+    assert report["mqtt_connected"] and report["ingest_alive"]

@@ -1,0 +1,168 @@
+"""The alarm path end to end, and delivery across broker and gateway restarts.
+
+Real Mosquitto (project config), real gateway on gpiozero mock pins, real
+dashboard behind waitress, the board's live stream read over HTTP.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+
+from gpiozero.pins.mock import MockFactory
+
+from firmware_bridge.payloads import decode_event
+from firmware_bridge.topics import Topics
+from gateway.app import Gateway
+from gateway.config import GatewayConfig
+from gateway.indicator import Pattern
+from gateway.outbox import Outbox
+from sim.mosquitto import Mosquitto
+from sim.servers import DashboardServer
+from sim.webclient import DashboardClient
+
+from .conftest import press
+from .mqttprobe import Probe
+from .test_ingest import drained, wait_alarm
+
+
+def test_a_press_reaches_the_board_and_the_acknowledgement_lights_the_button(
+    dashboard: DashboardServer, operator: DashboardClient, gateway: Gateway, pin_factory: MockFactory
+) -> None:
+    led = pin_factory.pin(27)
+    with operator.stream() as stream:
+        stream.wait_for(lambda e: e.event == "snapshot", 5)
+        pin_factory.pin(17).drive_low()  # the wall button closes to ground
+        pin_factory.pin(17).drive_high()
+        live = stream.wait_for(lambda e: e.event == "alarm", 5).json()
+    assert (live["button"], live["kind"], live["state"], live["press_count"]) == (
+        "fire-1", "fire", "unacknowledged", 1,
+    )
+    assert live["site"]["name"] == "Pasar Andoolo" and live["gw"] == "gw-test"
+
+    (listed,) = operator.get_json("/api/alarms")["alarms"]
+    assert listed["id"] == live["id"]
+
+    # The button shows "received" (slow blink) once the dashboard has stored the alarm.
+    assert gateway.wait_for_pattern("fire-1", Pattern.RECEIVED, 5)
+    operator.post_json(f"/api/alarms/{live['id']}/acknowledge", {"note": "Regu 2 menuju lokasi"})
+    assert gateway.wait_for_pattern("fire-1", Pattern.HELP_COMING, 5)
+    assert gateway.buttons["fire-1"].led._blink_thread is None
+    assert led.state is True  # solid: help is coming
+
+    operator.post_json(f"/api/alarms/{live['id']}/resolve", {"resolution": "real"})
+    assert gateway.wait_for_pattern("fire-1", Pattern.OFF, 5)
+    assert led.state is False
+
+
+def test_a_sapa_press_reaches_only_the_sapa_desk_and_stays_silent_at_the_button(
+    dashboard: DashboardServer, gateway: Gateway, pin_factory: MockFactory
+) -> None:
+    from .conftest import SAPA_DESK, signed_in
+
+    desk = signed_in(dashboard, SAPA_DESK)
+    press(pin_factory, 23)
+    alarm = wait_alarm(desk, lambda a: a["button"] == "sapa-1")
+    assert alarm["kind"] == "sapa"
+    assert gateway.wait_for_pattern("sapa-1", Pattern.RECEIVED, 5)
+    assert gateway.buttons["sapa-1"].buzzer is None
+
+
+def test_a_press_while_the_broker_is_down_waits_in_the_outbox(
+    dashboard: DashboardServer,
+    operator: DashboardClient,
+    gateway: Gateway,
+    pin_factory: MockFactory,
+    mosquitto: Mosquitto,
+) -> None:
+    mosquitto.stop()
+    press(pin_factory, 17)
+    # The press callback has committed the event before returning.
+    assert gateway.outbox.depth() == 1
+    assert gateway.pattern("fire-1") is Pattern.SENDING
+    mosquitto.start()
+    alarm = wait_alarm(operator, lambda a: a["button"] == "fire-1", timeout=20)
+    assert alarm["press_count"] == 1
+    assert gateway.pump.wait_drained(10)
+    assert gateway.wait_for_pattern("fire-1", Pattern.RECEIVED, 10)
+
+
+def test_events_left_in_the_outbox_go_out_first_in_order_and_once(
+    dashboard: DashboardServer,
+    operator: DashboardClient,
+    make_gateway_config: Callable[..., GatewayConfig],
+    start_gateway: Callable[..., Gateway],
+    mosquitto: Mosquitto,
+) -> None:
+    config = make_gateway_config()
+    mosquitto.stop()
+    first_factory = MockFactory()
+    first = Gateway(config, pin_factory=first_factory).start()
+    for _ in range(3):
+        press(first_factory, 17)
+    press(first_factory, 23)
+    backlog = [row.event_id for row in first.outbox.pending(0, 100)]
+    assert len(backlog) == 4
+    first.close()  # the gateway restarts (or the Pi reboots) before the broker is back
+    first_factory.reset()
+
+    mosquitto.start()
+    second = start_gateway(config, wait_connected=False)
+    assert second.pump.wait_drained(20)
+    drained(dashboard, 4)
+    fire = wait_alarm(operator, lambda a: a["button"] == "fire-1")
+    assert fire["press_count"] == 3
+    events = [a["event_id"] for a in operator.get_json(f"/api/alarms/{fire['id']}")["actions"]]
+    assert events == backlog[:3]  # in the order they were pressed
+    assert dashboard.ingest.counters.get("events_stored") == 4
+    assert dashboard.ingest.counters.get("events_duplicate") == 0
+
+
+def test_an_event_sent_twice_after_a_crash_is_stored_once(
+    dashboard: DashboardServer,
+    operator: DashboardClient,
+    make_gateway_config: Callable[..., GatewayConfig],
+    start_gateway: Callable[..., Gateway],
+    pin_factory: MockFactory,
+    probe: Probe,
+) -> None:
+    config = make_gateway_config()
+    probe.subscribe(Topics().event("gw-test"))
+    gateway = start_gateway(config)
+    press(pin_factory, 17)
+    published = probe.wait_for(lambda m: m.topic.endswith("/event"))
+    alarm = wait_alarm(operator, lambda a: a["button"] == "fire-1")
+    assert gateway.pump.wait_drained(5)
+    gateway.close()
+    # A crash between the broker's PUBACK and the outbox delete leaves the row behind:
+    event = decode_event(published.payload)
+    with Outbox(config.outbox_path) as outbox:
+        outbox.put(event.id, published.topic, published.payload)
+    restarted = start_gateway(config, factory=MockFactory())
+    assert restarted.pump.wait_drained(10)
+    drained(dashboard, 2)
+    assert dashboard.ingest.counters.get("events_duplicate") == 1
+    again = operator.get_json(f"/api/alarms/{alarm['id']}")["alarm"]
+    assert (again["press_count"], again["rev"]) == (1, 0)
+    assert json.loads(published.payload)["id"] == again["last_event_id"]
+
+
+def test_every_press_ends_in_received_never_stuck_in_sending(
+    dashboard: DashboardServer, operator: DashboardClient, gateway: Gateway, pin_factory: MockFactory
+) -> None:
+    # Presses in quick succession: the dashboard may answer before the press handler
+    # returns, and coalesces indications per batch; the LED must end in "received"
+    # for the alarm's latest revision.
+    for _ in range(20):
+        press(pin_factory, 17)
+    presses = gateway.counters.get("presses")
+    alarm = wait_alarm(operator, lambda a: a["press_count"] == presses)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        last = gateway.last_indication("fire-1")
+        if last is not None and (last.alarm, last.rev) == (alarm["id"], alarm["rev"]):
+            break
+        gateway.wait_for_pattern("fire-1", Pattern.RECEIVED, 0.05)
+    assert (last.alarm, last.rev) == (alarm["id"], alarm["rev"])
+    assert gateway.pattern("fire-1") is Pattern.RECEIVED

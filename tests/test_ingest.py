@@ -1,0 +1,190 @@
+"""Dashboard ingest against a real broker: validation, idempotent storage, alarms, indications."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import pytest
+
+from firmware_bridge.ids import make_ulid
+from firmware_bridge.payloads import (
+    ButtonInfo,
+    Event,
+    EventType,
+    GatewayState,
+    Inventory,
+    Kind,
+    Site,
+    Source,
+    Status,
+    decode_indication,
+)
+from firmware_bridge.timeutil import format_epoch
+from firmware_bridge.topics import Topics
+from sim.servers import DashboardServer
+from sim.webclient import DashboardClient
+
+from .mqttprobe import Probe
+
+TOPICS = Topics()
+
+
+def new_id() -> str:
+    return make_ulid(int(time.time() * 1000), os.urandom(10))
+
+
+def make_event(button: str = "fire-1", kind: str = "fire", gw: str = "gw-a", type: str = "press", **kw) -> Event:
+    return Event(
+        id=kw.pop("id", None) or new_id(), gw=gw, button=button, kind=Kind(kind), type=EventType(type),
+        ts=format_epoch(time.time()), src=Source.GPIO, **kw,
+    )
+
+
+def send(probe: Probe, event: Event) -> Event:
+    probe.publish(TOPICS.event(event.gw), event.encode())
+    return event
+
+
+def wait_alarm(client: DashboardClient, predicate, timeout: float = 10.0) -> dict:
+    """Poll the board's API until an alarm matches (the API is what the test asserts on)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for alarm in client.get_json("/api/alarms?state=all")["alarms"]:
+            if predicate(alarm):
+                return alarm
+        time.sleep(0.02)  # polling an HTTP API; there is no event to wait on from outside
+    raise TimeoutError("no matching alarm")
+
+
+def drained(dashboard: DashboardServer, stored: int, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    counters = dashboard.ingest.counters
+    while counters.get("events_stored") + counters.get("events_duplicate") < stored:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"ingest stored {counters.snapshot()}")
+        time.sleep(0.01)  # the writer thread exposes counters, not an event
+
+
+BAD = [
+    (TOPICS.event("gw-a"), b"{not json", "not_json"),
+    (TOPICS.event("gw-a"), b"[]", "not_object"),
+    (TOPICS.event("gw-a"), json.dumps({**make_event().to_dict(), "v": 7}).encode(), "bad_version"),
+    (TOPICS.event("gw-a"), json.dumps({k: v for k, v in make_event().to_dict().items() if k != "button"}).encode(),
+     "missing_field"),
+    (TOPICS.event("gw-a"), json.dumps({**make_event().to_dict(), "kind": "smoke"}).encode(), "bad_value"),
+    (TOPICS.event("gw-a"), make_event(gw="gw-z").encode(), "gw_mismatch"),
+    (TOPICS.status("gw-a"), b'{"v":1,"gw":"gw-a"}', "missing_field"),
+    (TOPICS.inventory("gw-a"), b"\x00\xff", "not_json"),
+    (TOPICS.health("gw-a"), b"{}", "bad_version"),
+]
+
+
+@pytest.mark.parametrize(("topic", "payload", "reason"), BAD, ids=[b[2] + "-" + b[0].split("/")[-1] for b in BAD])
+def test_a_bad_message_is_counted_and_never_costs_a_good_event(
+    dashboard: DashboardServer, operator: DashboardClient, probe: Probe, topic: str, payload: bytes, reason: str
+) -> None:
+    probe.publish(topic, payload)
+    good = send(probe, make_event())
+    alarm = wait_alarm(operator, lambda a: a["last_event_id"] == good.id)
+    assert alarm["press_count"] == 1
+    counters = dashboard.ingest.counters
+    assert counters.get(f"rejected.{reason}") == 1
+    assert counters.get("rejected") == 1
+    assert dashboard.ingest.rejections[-1].reason == reason
+    assert dashboard.ingest.is_alive()
+
+
+def test_a_redelivered_event_changes_nothing(
+    dashboard: DashboardServer, operator: DashboardClient, probe: Probe
+) -> None:
+    event = send(probe, make_event())
+    first = wait_alarm(operator, lambda a: a["last_event_id"] == event.id)
+    send(probe, event)
+    send(probe, event)
+    drained(dashboard, 3)
+    (alarm,) = operator.get_json("/api/alarms")["alarms"]
+    assert alarm == first
+    assert dashboard.ingest.counters.get("events_duplicate") == 2
+
+
+def test_presses_join_the_open_alarm_until_it_is_resolved(
+    dashboard: DashboardServer, operator: DashboardClient, probe: Probe
+) -> None:
+    for _ in range(3):
+        last = send(probe, make_event())
+    alarm = wait_alarm(operator, lambda a: a["last_event_id"] == last.id)
+    assert (alarm["press_count"], alarm["state"]) == (3, "unacknowledged")
+    operator.post_json(f"/api/alarms/{alarm['id']}/acknowledge", {})
+    again = send(probe, make_event())
+    joined = wait_alarm(operator, lambda a: a["last_event_id"] == again.id)
+    assert (joined["id"], joined["press_count"], joined["state"]) == (alarm["id"], 4, "acknowledged")
+    operator.post_json(f"/api/alarms/{alarm['id']}/resolve", {"resolution": "real"})
+    after = send(probe, make_event())
+    fresh = wait_alarm(operator, lambda a: a["last_event_id"] == after.id)
+    assert fresh["id"] != alarm["id"] and fresh["press_count"] == 1
+
+
+def test_heartbeats_and_troubles_are_stored_without_raising_an_alarm(
+    dashboard: DashboardServer, operator: DashboardClient, probe: Probe
+) -> None:
+    send(probe, make_event(type="heartbeat"))
+    send(probe, make_event(type="tamper"))
+    press = send(probe, make_event(button="fire-2"))
+    wait_alarm(operator, lambda a: a["last_event_id"] == press.id)
+    alarms = operator.get_json("/api/alarms")["alarms"]
+    assert [a["button"] for a in alarms] == ["fire-2"]
+    assert dashboard.ingest.counters.get("events_stored") == 3
+
+
+def test_the_inventory_gives_an_alarm_its_place(
+    dashboard: DashboardServer, operator: DashboardClient, probe: Probe
+) -> None:
+    early = send(probe, make_event(button="fire-9"))
+    assert wait_alarm(operator, lambda a: a["last_event_id"] == early.id)["site"] is None
+    inventory = Inventory(
+        gw="gw-a", ts=format_epoch(time.time()),
+        buttons=(ButtonInfo("fire-9", Kind.FIRE, Source.GPIO, Site("SMP Negeri 1 Konda", -4.07, 122.5), "Lab IPA"),),
+    )
+    probe.publish(TOPICS.inventory("gw-a"), inventory.encode(), retain=True)
+    later = send(probe, make_event(button="fire-9"))
+    alarm = wait_alarm(operator, lambda a: a["last_event_id"] == later.id)
+    assert alarm["site"] == {"name": "SMP Negeri 1 Konda", "lat": -4.07, "lon": 122.5}
+    assert alarm["label"] == "Lab IPA"
+
+
+def test_gateway_presence_reaches_the_board(dashboard: DashboardServer, operator: DashboardClient, probe: Probe) -> None:
+    with operator.stream() as stream:
+        stream.wait_for(lambda e: e.event == "snapshot", 5)
+        for state in (GatewayState.ONLINE, GatewayState.OFFLINE):
+            status = Status(gw="gw-a", state=state, ts=format_epoch(time.time()), version="0.1.0")
+            probe.publish(TOPICS.status("gw-a"), status.encode(), retain=True)
+            update = stream.wait_for(lambda e: e.event == "gateway", 5).json()
+            assert (update["gw"], update["state"]) == ("gw-a", str(state))
+    (gateway,) = operator.get_json("/api/gateways")["gateways"]
+    assert gateway["state"] == "offline"
+
+
+def test_the_button_is_told_received_then_acknowledged(
+    dashboard: DashboardServer, operator: DashboardClient, probe: Probe
+) -> None:
+    probe.subscribe(TOPICS.indicate("gw-a"))
+    send(probe, make_event())
+    received = decode_indication(probe.wait_for(lambda m: "cmd/indicate" in m.topic).payload)
+    assert (received.button, received.state, received.rev) == ("fire-1", "received", 0)
+    operator.post_json(f"/api/alarms/{received.alarm}/acknowledge", {"note": "regu 1 berangkat"})
+    acked = decode_indication(probe.wait_for(lambda m: "cmd/indicate" in m.topic).payload)
+    assert (acked.state, acked.alarm, acked.rev) == ("acknowledged", received.alarm, 1)
+
+
+def test_a_reconnecting_gateway_is_told_the_state_of_its_open_alarms(
+    dashboard: DashboardServer, operator: DashboardClient, probe: Probe
+) -> None:
+    event = send(probe, make_event())
+    alarm = wait_alarm(operator, lambda a: a["last_event_id"] == event.id)
+    probe.subscribe(TOPICS.indicate("gw-a"))
+    online = Status(gw="gw-a", state=GatewayState.ONLINE, ts=format_epoch(time.time()))
+    probe.publish(TOPICS.status("gw-a"), online.encode(), retain=True)
+    resent = decode_indication(probe.wait_for(lambda m: "cmd/indicate" in m.topic).payload)
+    assert (resent.alarm, resent.state) == (alarm["id"], "received")
