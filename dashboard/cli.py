@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
     try:
-        config = load_config(args.config)
+        config = load_config(args.config, create_secret=args.command in (None, "serve"))
     except ConfigError as exc:
         print(f"siaga-dashboard: configuration error: {exc}", file=sys.stderr)
         return EXIT_CONFIG

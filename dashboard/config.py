@@ -13,12 +13,16 @@ from firmware_bridge.settings import Section, read_toml
 from .i18n import LANGUAGES
 
 
-def load_config(path: str | Path) -> dict[str, Any]:
-    """Read ``dashboard.toml`` into a Flask config mapping; raises ConfigError naming file and key."""
-    return parse_config(read_toml(path))
+def load_config(path: str | Path, *, create_secret: bool = True) -> dict[str, Any]:
+    """Read ``dashboard.toml`` into a Flask config mapping; raises ConfigError naming file and key.
+
+    The session-signing key is read from its file, or created there on first
+    start (``create_secret``); a mere check creates nothing.
+    """
+    return parse_config(read_toml(path), create_secret=create_secret)
 
 
-def parse_config(root: Section) -> dict[str, Any]:
+def parse_config(root: Section, *, create_secret: bool = True) -> dict[str, Any]:
     section = root.section("dashboard", required=True)
     data_dir = Path(section.str("data_dir", "/var/lib/siaga"))
     database = section.str("database", str(data_dir / "dashboard.sqlite"))
@@ -32,7 +36,7 @@ def parse_config(root: Section) -> dict[str, Any]:
         "SESSION_COOKIE_SECURE": section.bool("cookie_secure", True),
         "SIAGA_DEMO_PANEL_URL": section.str("demo_panel_url", None),
     }
-    config["SECRET_KEY"] = _secret_key(section, secret_key_file)
+    config["SECRET_KEY"] = _secret_key(section, secret_key_file, create=create_secret)
     section.done()
     broker = read_broker_settings(root.section("mqtt", required=True))
     config["SIAGA_BROKER"] = broker
@@ -41,7 +45,7 @@ def parse_config(root: Section) -> dict[str, Any]:
     return config
 
 
-def _secret_key(section: Section, path: Path) -> str:
+def _secret_key(section: Section, path: Path, *, create: bool) -> str | None:
     """The session-signing key: read from its file, or created there (mode 0600) on first start."""
     try:
         key = path.read_text("utf-8").strip()
@@ -53,6 +57,8 @@ def _secret_key(section: Section, path: Path) -> str:
         if len(key) < 32:
             raise section.error("secret_key_file", f"{str(path)!r} holds a key shorter than 32 characters")
         return key
+    if not create:
+        return None
     key = secrets.token_hex(32)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

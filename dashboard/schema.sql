@@ -36,8 +36,11 @@ CREATE TABLE IF NOT EXISTS buttons (
     updated_at  REAL NOT NULL
 );
 
+-- id = 16 * number + kind code (fire 1, sapa 2): each kind's ids run without
+-- gaps, so nobody can infer one kind's alarms from gaps in another's numbers.
 CREATE TABLE IF NOT EXISTS alarms (
-    id               INTEGER PRIMARY KEY AUTOINCREMENT,
+    id               INTEGER PRIMARY KEY,
+    number           INTEGER NOT NULL,   -- 1, 2, 3 ... within the kind
     button           TEXT    NOT NULL,
     gw               TEXT    NOT NULL,   -- gateway that carried the latest press
     kind             TEXT    NOT NULL,
@@ -59,6 +62,7 @@ CREATE TABLE IF NOT EXISTS alarms (
 -- At most one open alarm per button: further presses join it.
 CREATE UNIQUE INDEX IF NOT EXISTS alarms_open_button ON alarms(button) WHERE state != 'resolved';
 CREATE INDEX IF NOT EXISTS alarms_kind_state ON alarms(kind, state, opened_at);
+CREATE UNIQUE INDEX IF NOT EXISTS alarms_kind_number ON alarms(kind, number);
 
 CREATE TABLE IF NOT EXISTS alarm_actions (
     id          INTEGER PRIMARY KEY AUTOINCREMENT,

@@ -23,6 +23,7 @@ from .alarms import (
     InvalidTransition,
     Resolution,
     clean_note,
+    make_alarm_id,
     next_state,
     opens_alarm,
 )
@@ -53,6 +54,7 @@ def alarm_view(row: sqlite3.Row) -> dict[str, Any]:
         site = {"name": row["site_name"], "lat": row["lat"], "lon": row["lon"]}
     return {
         "id": row["id"],
+        "number": row["number"],
         "button": row["button"],
         "label": row["label"],
         "gw": row["gw"],
@@ -123,10 +125,17 @@ def _apply_press(conn: sqlite3.Connection, event: Event, received_at: float) -> 
         )
         _log_action(conn, row["id"], Action.PRESSED, actor, received_at, row["state"], row["state"], None, event.id)
         return row["id"], Action.PRESSED
-    cursor = conn.execute(
-        "INSERT INTO alarms (button, gw, kind, state, first_event_id, last_event_id, first_press_ts, "
-        "opened_at, last_press_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    # The caller's transaction holds SQLite's write lock, so MAX + 1 cannot race.
+    number = conn.execute(
+        "SELECT COALESCE(MAX(number), 0) + 1 FROM alarms WHERE kind = ?", (str(event.kind),)
+    ).fetchone()[0]
+    new_id = make_alarm_id(event.kind, number)
+    conn.execute(
+        "INSERT INTO alarms (id, number, button, gw, kind, state, first_event_id, last_event_id, first_press_ts, "
+        "opened_at, last_press_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
+            new_id,
+            number,
             event.button,
             event.gw,
             str(event.kind),
@@ -138,9 +147,8 @@ def _apply_press(conn: sqlite3.Connection, event: Event, received_at: float) -> 
             received_at,
         ),
     )
-    alarm_id = int(cursor.lastrowid or 0)
-    _log_action(conn, alarm_id, Action.OPENED, actor, received_at, None, AlarmState.UNACKNOWLEDGED, None, event.id)
-    return alarm_id, Action.OPENED
+    _log_action(conn, new_id, Action.OPENED, actor, received_at, None, AlarmState.UNACKNOWLEDGED, None, event.id)
+    return new_id, Action.OPENED
 
 
 def _log_action(

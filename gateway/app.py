@@ -161,10 +161,13 @@ class Gateway:
         try:
             self.counters.add("presses")
             with self._lock:
-                # Show "sending" before publishing, so a very fast "received"
-                # from the dashboard is never overwritten by it.
-                self._show(button.id, self._indicators[button.id].pressed())
+                # "sending" is decided before publishing, so that a very fast
+                # "received" from the dashboard is never overwritten by it...
+                self._indicators[button.id].pressed()
             self.record(button, held_ms=held_ms)
+            with self._lock:
+                # ...and the LED follows after the commit, off the alarm's path.
+                self._show(button.id, self._indicators[button.id].pattern)
         except Exception:
             self.counters.add("press_errors")
             log.exception("press of %s could not be recorded", button.id)

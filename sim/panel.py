@@ -83,7 +83,7 @@ async function refresh(){
       const d=document.createElement("div"); d.className="b "+b.kind; d.dataset.id=b.id;
       d.innerHTML=`<div class="site"></div><div class="muted lbl"></div><div class="muted"><code></code></div>
         <div><span class="led"></span><span class="pat"></span></div><button type="button"></button>`;
-      d.querySelector(".site").textContent=(b.kind==="fire"?"🔥 Kebakaran — ":"🛡 SAPA — ")+b.site;
+      d.querySelector(".site").textContent=(b.kind==="fire"?"KEBAKARAN — ":"SAPA — ")+b.site;
       d.querySelector(".lbl").textContent=b.label||""; d.querySelector("code").textContent=b.id+" @ "+b.gw;
       const btn=d.querySelector("button"); btn.textContent=b.hold_s?`TAHAN ${b.hold_s} dtk`:"TEKAN";
       btn.onclick=()=>fetch(`api/buttons/${encodeURIComponent(b.id)}/press`,{method:"POST",

@@ -107,7 +107,10 @@ def test_acknowledge_and_resolve_are_stored_with_who_when_and_note(
         f"/api/alarms/{alarm['id']}/resolve", {"resolution": "false_alarm", "note": "Tersenggol pedagang"}
     )["alarm"]
     assert (done["state"], done["resolution"], done["resolved_by"], done["open"]) == (
-        "resolved", "false_alarm", "operator", False,
+        "resolved",
+        "false_alarm",
+        "operator",
+        False,
     )
     details = operator.get_json(f"/api/alarms/{alarm['id']}")
     trail = [(a["action"], a["actor"], a["from_state"], a["to_state"], a["note"]) for a in details["actions"]]
@@ -164,7 +167,7 @@ def test_bahasa_indonesia_by_default_and_english_on_request(dashboard: Dashboard
     assert '<html lang="en">' in page and "Password" in page
     client.login(*OPERATOR)  # the choice survives signing in
     status, page = client.get_page("/board")
-    assert "Fire Post Alarm Board" in page
+    assert status == 200 and "Fire Post Alarm Board" in page
 
 
 def test_pages_carry_security_headers_and_health_is_public(dashboard: DashboardServer) -> None:
@@ -183,3 +186,18 @@ def test_diagnostics_are_for_administrators(dashboard: DashboardServer, operator
     assert caught.value.status == 403
     report = signed_in(dashboard, ADMIN).get_json("/api/diagnostics")
     assert report["mqtt_connected"] and report["ingest_alive"]
+
+
+def test_alarm_numbers_run_per_kind_so_gaps_reveal_nothing(
+    dashboard: DashboardServer, operator: DashboardClient, sapa_desk: DashboardClient, probe: Probe
+) -> None:
+    for button, kind in [("fire-1", "fire"), ("sapa-1", "sapa"), ("sapa-2", "sapa"), ("fire-2", "fire")]:
+        event = send(probe, make_event(button=button, kind=kind))
+        client = operator if kind == "fire" else sapa_desk
+        wait_alarm(client, lambda a, e=event: a["last_event_id"] == e.id)
+    fire = sorted((a["number"], a["id"]) for a in operator.get_json("/api/alarms")["alarms"])
+    sapa = sorted((a["number"], a["id"]) for a in sapa_desk.get_json("/api/alarms")["alarms"])
+    assert [number for number, _ in fire] == [1, 2] and [number for number, _ in sapa] == [1, 2]
+    # The fire post's ids are consecutive in its own sequence: no hint of the SAPA alarms in between.
+    assert fire[1][1] - fire[0][1] == sapa[1][1] - sapa[0][1]
+    assert {i for _, i in fire}.isdisjoint({i for _, i in sapa})

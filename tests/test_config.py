@@ -22,13 +22,16 @@ def parse(text: str):
     return parse_config(parse_toml(text, "gateway.toml"))
 
 
-GOOD = """
+GOOD = (
+    """
 [gateway]
 id = "gw-a"
 data_dir = "/tmp/siaga-test"
 [mqtt]
 host = "127.0.0.1"
-""" + DEFAULT_BUTTONS
+"""
+    + DEFAULT_BUTTONS
+)
 
 
 def with_button(**fields: object) -> str:
@@ -70,7 +73,7 @@ def test_the_shipped_samples_are_valid(name: str) -> None:
         ('[mqtt]\nhost = "h"\n' + DEFAULT_BUTTONS, "gateway", "missing"),
         ('[gateway]\nid = "gw-a"\n' + DEFAULT_BUTTONS, "mqtt", "missing"),
         ('[gateway]\nid = "gw-a"\n[mqtt]\n', "button", "missing"),
-        ('[gateway]\n[mqtt]\n' + DEFAULT_BUTTONS, "gateway.id", "missing"),
+        ("[gateway]\n[mqtt]\n" + DEFAULT_BUTTONS, "gateway.id", "missing"),
         ('[gateway]\nid = "gw/a"\n[mqtt]\n' + DEFAULT_BUTTONS, "gateway.id", "does not match"),
         ('[gateway]\nid = "gw-a"\npin_factory = "magic"\n[mqtt]\n' + DEFAULT_BUTTONS, "gateway.pin_factory", "one of"),
         ('[gateway]\nid = "gw-a"\nhold_tme = 1\n[mqtt]\n' + DEFAULT_BUTTONS, "gateway.hold_tme", "unknown key"),
@@ -81,8 +84,11 @@ def test_the_shipped_samples_are_valid(name: str) -> None:
             "mqtt.password_file",
             "cannot read",
         ),
-        ('[gateway]\nid = "gw-a"\n[mqtt]\n[mqtt.tls]\nca_file = "/nonexistent/ca.pem"\n' + DEFAULT_BUTTONS,
-         "mqtt.tls.ca_file", "does not exist"),
+        (
+            '[gateway]\nid = "gw-a"\n[mqtt]\n[mqtt.tls]\nca_file = "/nonexistent/ca.pem"\n' + DEFAULT_BUTTONS,
+            "mqtt.tls.ca_file",
+            "does not exist",
+        ),
         (with_button(id="b", kind="smoke", pin=17), "button[1].kind", "fire, sapa"),
         (with_button(id="b", kind="fire"), "button[1].pin", "missing"),
         (with_button(id="b", kind="fire", pin=40), "button[1].pin", "does not exist"),
@@ -97,7 +103,7 @@ def test_the_shipped_samples_are_valid(name: str) -> None:
         (GOOD.replace('id = "sapa-1"', 'id = "fire-1"'), "button[2].id", "duplicate"),
         (GOOD.replace("pin = 23", "pin = 17"), "button[2].pin", "already used"),
         (GOOD.replace("lat = -4.3499", "lat = -95"), "button[2].site.lat", "at least"),
-        (GOOD.replace('name = "Pasar Andoolo"\nlat = -4.3499', 'lat = -4.3499'), "button[2].site.name", "missing"),
+        (GOOD.replace('name = "Pasar Andoolo"\nlat = -4.3499', "lat = -4.3499"), "button[2].site.name", "missing"),
         ("[gateway\nid=", "", "not valid TOML"),
     ],
 )
@@ -160,10 +166,15 @@ def test_the_dashboard_names_key_and_file_too(tmp_path: Path) -> None:
     assert f"{path}: key 'dashboard.language': must be one of id, en" in result.stderr
 
 
-def test_the_dashboard_creates_its_secret_key_privately(tmp_path: Path) -> None:
+def test_the_dashboard_creates_its_secret_key_privately_on_first_start(tmp_path: Path) -> None:
+    from dashboard.config import load_config as load_dashboard_config
+
     path = tmp_path / "dashboard.toml"
     path.write_text(f'[dashboard]\ndata_dir = "{tmp_path / "data"}"\n[mqtt]\n')
-    assert run_cli("dashboard", "--config", str(path), "check").returncode == 0
     key_file = tmp_path / "data" / "secret_key"
-    assert len(key_file.read_text().strip()) == 64
+    assert run_cli("dashboard", "--config", str(path), "check").returncode == 0
+    assert not key_file.exists()  # a check creates nothing
+    key = load_dashboard_config(path)["SECRET_KEY"]
+    assert key_file.read_text().strip() == key and len(key) == 64
     assert key_file.stat().st_mode & 0o077 == 0
+    assert load_dashboard_config(path)["SECRET_KEY"] == key  # and keeps it

@@ -13,6 +13,7 @@ from firmware_bridge.payloads import (
     ButtonInfo,
     Event,
     EventType,
+    GatewayState,
     Health,
     Indication,
     IndicationState,
@@ -21,7 +22,6 @@ from firmware_bridge.payloads import (
     Site,
     Source,
     Status,
-    GatewayState,
     decode_event,
     decode_health,
     decode_indication,
@@ -106,8 +106,14 @@ def test_bad_roots_are_refused(root: str) -> None:
 
 def test_event_round_trip() -> None:
     original = Event(
-        id=ULID, gw="gw-a", button="fire-1", kind=Kind.FIRE, type=EventType.PRESS,
-        ts="2026-11-28T04:05:06.789Z", src=Source.GPIO, held_ms=1200,
+        id=ULID,
+        gw="gw-a",
+        button="fire-1",
+        kind=Kind.FIRE,
+        type=EventType.PRESS,
+        ts="2026-11-28T04:05:06.789Z",
+        src=Source.GPIO,
+        held_ms=1200,
     )
     assert decode_event(original.encode()) == original
 

@@ -37,7 +37,10 @@ def test_a_press_reaches_the_board_and_the_acknowledgement_lights_the_button(
         pin_factory.pin(17).drive_high()
         live = stream.wait_for(lambda e: e.event == "alarm", 5).json()
     assert (live["button"], live["kind"], live["state"], live["press_count"]) == (
-        "fire-1", "fire", "unacknowledged", 1,
+        "fire-1",
+        "fire",
+        "unacknowledged",
+        1,
     )
     assert live["site"]["name"] == "Pasar Andoolo" and live["gw"] == "gw-test"
 

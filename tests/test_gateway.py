@@ -85,9 +85,7 @@ def test_a_killed_gateway_is_announced_offline_by_its_last_will(
         assert status_of(late.wait_for(lambda m: m.retain))["state"] == "offline"
 
 
-def test_status_and_inventory_are_republished_after_the_broker_restarts(
-    gateway: Gateway, mosquitto: Mosquitto
-) -> None:
+def test_status_and_inventory_are_republished_after_the_broker_restarts(gateway: Gateway, mosquitto: Mosquitto) -> None:
     mosquitto.kill()
     mosquitto.start()
     with Probe(BrokerSettings(port=mosquitto.port)) as probe:
@@ -117,7 +115,7 @@ def test_hold_to_confirm_ignores_a_brief_touch(
     pin_factory: MockFactory,
     probe: Probe,
 ) -> None:
-    buttons = DEFAULT_BUTTONS.replace('pin = 23\n', "pin = 23\nhold_s = 0.3\n")
+    buttons = DEFAULT_BUTTONS.replace("pin = 23\n", "pin = 23\nhold_s = 0.3\n")
     gateway = start_gateway(make_gateway_config(buttons=buttons))
     probe.subscribe(TOPICS.event("gw-test"))
     press(pin_factory, 23)  # a bump: released at once
@@ -167,9 +165,14 @@ def test_a_fire_button_chirps_on_received_and_a_sapa_button_stays_silent(
 
 @pytest.mark.parametrize(
     "payload",
-    [b"not json", b'{"v":1}', b'{"v":9,"button":"fire-1"}', json.dumps({"v": 1, "button": "nobody", "state": "received",
-                                                                         "alarm": 1, "rev": 0,
-                                                                         "ts": "2026-01-01T00:00:00.000Z"}).encode()],
+    [
+        b"not json",
+        b'{"v":1}',
+        b'{"v":9,"button":"fire-1"}',
+        json.dumps(
+            {"v": 1, "button": "nobody", "state": "received", "alarm": 1, "rev": 0, "ts": "2026-01-01T00:00:00.000Z"}
+        ).encode(),
+    ],
 )
 def test_bad_downlink_is_counted_and_survived(gateway: Gateway, probe: Probe, payload: bytes) -> None:
     probe.publish(TOPICS.indicate("gw-test"), payload)
@@ -198,20 +201,36 @@ def test_a_gateway_logs_in_and_a_wrong_password_is_refused(
 
     secret = tmp_path / "gw-a.secret"
     secret.write_text("gateway-a-secret\n")
-    good = parse_config(read_toml(gateway_toml(
-        tmp_path / "a.toml", port=secured_broker.port, gw_id="gw-a",
-        mqtt_extra=f'username = "gw-a"\npassword_file = "{secret}"\n',
-    )))
+    good = parse_config(
+        read_toml(
+            gateway_toml(
+                tmp_path / "a.toml",
+                port=secured_broker.port,
+                gw_id="gw-a",
+                mqtt_extra=f'username = "gw-a"\npassword_file = "{secret}"\n',
+            )
+        )
+    )
     gateway = start_gateway(good)
     assert gateway.link.connected.is_set()
 
-    bad = parse_config(read_toml(gateway_toml(
-        tmp_path / "b.toml", port=secured_broker.port, gw_id="gw-b",
-        mqtt_extra='username = "gw-b"\npassword = "wrong-password"\n',
-        buttons=DEFAULT_BUTTONS.replace("pin = 17", "pin = 5").replace("pin = 23", "pin = 6")
-        .replace("led_pin = 27", "led_pin = 12").replace("led_pin = 24", "led_pin = 13")
-        .replace("buzzer_pin = 22", "buzzer_pin = 16").replace('"fire-1"', '"b-fire"').replace('"sapa-1"', '"b-sapa"'),
-    )))
+    bad = parse_config(
+        read_toml(
+            gateway_toml(
+                tmp_path / "b.toml",
+                port=secured_broker.port,
+                gw_id="gw-b",
+                mqtt_extra='username = "gw-b"\npassword = "wrong-password"\n',
+                buttons=DEFAULT_BUTTONS.replace("pin = 17", "pin = 5")
+                .replace("pin = 23", "pin = 6")
+                .replace("led_pin = 27", "led_pin = 12")
+                .replace("led_pin = 24", "led_pin = 13")
+                .replace("buzzer_pin = 22", "buzzer_pin = 16")
+                .replace('"fire-1"', '"b-fire"')
+                .replace('"sapa-1"', '"b-sapa"'),
+            )
+        )
+    )
     refused = start_gateway(bad, wait_connected=False)
     deadline = time.monotonic() + 10
     while refused.counters.get("mqtt_connect_refused") == 0 and time.monotonic() < deadline:
@@ -231,9 +250,7 @@ def test_the_acl_keeps_a_gateway_to_its_own_topics(secured_broker: Mosquitto) ->
         assert (first.topic, first.payload) == (TOPICS.event("gw-a"), b"own topic")
 
 
-def test_the_gateway_connects_over_tls(
-    tmp_path: Path, start_gateway: Callable[..., Gateway]
-) -> None:
+def test_the_gateway_connects_over_tls(tmp_path: Path, start_gateway: Callable[..., Gateway]) -> None:
     from firmware_bridge.settings import read_toml
     from gateway.config import parse_config
 
@@ -244,9 +261,15 @@ def test_the_gateway_connects_over_tls(
     server.cert_chain_pems[0].write_to_path(str(cert_file))
     server.private_key_pem.write_to_path(str(key_file))
     with Mosquitto(tmp_path / "tls", tls=TlsFiles(str(ca_file), str(cert_file), str(key_file))) as broker:
-        config = parse_config(read_toml(gateway_toml(
-            tmp_path / "tls.toml", port=broker.port, mqtt_extra=f'[mqtt.tls]\nca_file = "{ca_file}"\n',
-        )))
+        config = parse_config(
+            read_toml(
+                gateway_toml(
+                    tmp_path / "tls.toml",
+                    port=broker.port,
+                    mqtt_extra=f'[mqtt.tls]\nca_file = "{ca_file}"\n',
+                )
+            )
+        )
         assert config.broker.tls is not None
         gateway = start_gateway(config)
         assert gateway.link.connected.is_set()

@@ -37,8 +37,14 @@ def new_id() -> str:
 
 def make_event(button: str = "fire-1", kind: str = "fire", gw: str = "gw-a", type: str = "press", **kw) -> Event:
     return Event(
-        id=kw.pop("id", None) or new_id(), gw=gw, button=button, kind=Kind(kind), type=EventType(type),
-        ts=format_epoch(time.time()), src=Source.GPIO, **kw,
+        id=kw.pop("id", None) or new_id(),
+        gw=gw,
+        button=button,
+        kind=Kind(kind),
+        type=EventType(type),
+        ts=format_epoch(time.time()),
+        src=Source.GPIO,
+        **kw,
     )
 
 
@@ -71,8 +77,11 @@ BAD = [
     (TOPICS.event("gw-a"), b"{not json", "not_json"),
     (TOPICS.event("gw-a"), b"[]", "not_object"),
     (TOPICS.event("gw-a"), json.dumps({**make_event().to_dict(), "v": 7}).encode(), "bad_version"),
-    (TOPICS.event("gw-a"), json.dumps({k: v for k, v in make_event().to_dict().items() if k != "button"}).encode(),
-     "missing_field"),
+    (
+        TOPICS.event("gw-a"),
+        json.dumps({k: v for k, v in make_event().to_dict().items() if k != "button"}).encode(),
+        "missing_field",
+    ),
     (TOPICS.event("gw-a"), json.dumps({**make_event().to_dict(), "kind": "smoke"}).encode(), "bad_value"),
     (TOPICS.event("gw-a"), make_event(gw="gw-z").encode(), "gw_mismatch"),
     (TOPICS.status("gw-a"), b'{"v":1,"gw":"gw-a"}', "missing_field"),
@@ -144,7 +153,8 @@ def test_the_inventory_gives_an_alarm_its_place(
     early = send(probe, make_event(button="fire-9"))
     assert wait_alarm(operator, lambda a: a["last_event_id"] == early.id)["site"] is None
     inventory = Inventory(
-        gw="gw-a", ts=format_epoch(time.time()),
+        gw="gw-a",
+        ts=format_epoch(time.time()),
         buttons=(ButtonInfo("fire-9", Kind.FIRE, Source.GPIO, Site("SMP Negeri 1 Konda", -4.07, 122.5), "Lab IPA"),),
     )
     probe.publish(TOPICS.inventory("gw-a"), inventory.encode(), retain=True)
@@ -154,7 +164,9 @@ def test_the_inventory_gives_an_alarm_its_place(
     assert alarm["label"] == "Lab IPA"
 
 
-def test_gateway_presence_reaches_the_board(dashboard: DashboardServer, operator: DashboardClient, probe: Probe) -> None:
+def test_gateway_presence_reaches_the_board(
+    dashboard: DashboardServer, operator: DashboardClient, probe: Probe
+) -> None:
     with operator.stream() as stream:
         stream.wait_for(lambda e: e.event == "snapshot", 5)
         for state in (GatewayState.ONLINE, GatewayState.OFFLINE):

@@ -27,7 +27,12 @@ def test_a_stored_event_survives_closing_and_reopening(tmp_path: Path) -> None:
         outbox.put("E1", "siaga/v1/gw/a/event", b'{"x":1}', now=1000.0)
     with Outbox(path) as outbox:
         (row,) = outbox.pending(0, 10)
-        assert (row.event_id, row.topic, row.payload, row.created_at) == ("E1", "siaga/v1/gw/a/event", b'{"x":1}', 1000.0)
+        assert (row.event_id, row.topic, row.payload, row.created_at) == (
+            "E1",
+            "siaga/v1/gw/a/event",
+            b'{"x":1}',
+            1000.0,
+        )
         assert outbox.oldest_created_at() == 1000.0
 
 

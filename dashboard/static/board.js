@@ -91,9 +91,10 @@
     const place = alarm.site ? alarm.site.name : t("site_unknown");
     return el("li", { class: `alarm kind-${alarm.kind} state-${alarm.state}`, dataset: { alarmId: alarm.id, state: alarm.state, kind: alarm.kind } },
       el("div", { class: "head" },
-        el("span", { class: "kind" }, alarm.kind === "fire" ? "🔥 " : "🛡 ", t(`kind_${alarm.kind}`)),
+        // Text on a coloured badge, no emoji: a fire post PC may have no emoji font (it shows empty boxes).
+        el("span", { class: "kind" }, t(`kind_${alarm.kind}`)),
         el("span", { class: "state" }, alarm.state === "unacknowledged" ? "⚠ " : "✔ ", t(`state_${alarm.state}`)),
-        el("span", { class: "number" }, `#${alarm.id}`)),
+        el("span", { class: "number" }, `#${alarm.number}`)),
       el("div", { class: "place" }, place, alarm.label ? el("span", { class: "label" }, ` — ${alarm.label}`) : null),
       el("div", { class: "meta" },
         `${t("pressed_at")} ${clock(alarm.opened_at)} · `,

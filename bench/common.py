@@ -1,0 +1,95 @@
+"""Shared pieces of the benchmarks: percentiles, a dashboard process, a counting store reader."""
+
+from __future__ import annotations
+
+import signal
+import sqlite3
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from sim.mosquitto import free_port, wait_for_port
+
+
+def percentiles(samples: list[float]) -> dict[str, float]:
+    ordered = sorted(samples)
+
+    def pick(p: float) -> float:
+        return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
+
+    return {
+        "p50": round(pick(50), 3),
+        "p95": round(pick(95), 3),
+        "p99": round(pick(99), 3),
+        "max": round(ordered[-1], 3),
+        "mean": round(statistics.fmean(ordered), 3),
+    }
+
+
+class DashboardProcess:
+    """``siaga-dashboard serve`` as its own process, as in production."""
+
+    def __init__(self, workdir: Path, mqtt_port: int, *, user: tuple[str, str, str] | None = None) -> None:
+        self.workdir = workdir
+        self.port = free_port()
+        self.database = workdir / "dashboard" / "dashboard.sqlite"
+        self.config = workdir / "dashboard.toml"
+        self.config.write_text(
+            f'[dashboard]\ndata_dir = "{workdir / "dashboard"}"\nport = {self.port}\ncookie_secure = false\n'
+            f'[mqtt]\nport = {mqtt_port}\nclient_id = "bench-dashboard"\n'
+        )
+        self.command = [sys.executable, "-m", "dashboard", "--config", str(self.config), "--log-level", "WARNING"]
+        if user is not None:
+            name, password, role = user
+            subprocess.run(
+                [*self.command, "create-user", name, "--role", role, "--password-stdin"],
+                input=(password + "\n").encode(),
+                check=True,
+                capture_output=True,
+            )
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> DashboardProcess:
+        log = open(self.workdir / "dashboard.log", "ab")
+        self.process = subprocess.Popen([*self.command, "serve"], stdout=log, stderr=log)
+        log.close()
+        if not wait_for_port("127.0.0.1", self.port, 30):
+            raise RuntimeError("dashboard did not start: " + (self.workdir / "dashboard.log").read_text())
+        return self
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def count_events(self) -> int:
+        """Events committed to the dashboard's store (read-only, from another connection)."""
+        try:
+            conn = sqlite3.connect(f"file:{self.database}?mode=ro", uri=True, timeout=5)
+        except sqlite3.OperationalError:
+            return 0
+        try:
+            return int(conn.execute("SELECT COUNT(*) FROM events").fetchone()[0])
+        except sqlite3.OperationalError:
+            return 0
+        finally:
+            conn.close()
+
+    def wait_for_events(self, count: int, timeout: float) -> float | None:
+        """perf_counter() when the store first holds ``count`` events, or None on timeout."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.count_events() >= count:
+                return time.perf_counter()
+            time.sleep(0.005)  # polling another process's database
+        return None

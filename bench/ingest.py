@@ -1,0 +1,162 @@
+#!/usr/bin/env python3
+"""Dashboard ingest throughput: events persisted per second, next to the broker's raw QoS 1 rate.
+
+    .venv/bin/python bench/ingest.py [--events 20000]
+
+A publisher floods the broker with valid press events from 20 gateways and
+500 buttons (so alarms are opened and joined); the dashboard runs as its own
+process. The rate is events committed to the dashboard's store divided by the
+time from the first publish to the last commit. The floor is the same number
+of QoS 1 messages from one paho client to another on the same broker.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+from common import DashboardProcess
+
+from firmware_bridge.broker import BrokerSettings, make_client
+from firmware_bridge.ids import make_ulid
+from firmware_bridge.payloads import Event, EventType, Kind, Source
+from firmware_bridge.timeutil import format_epoch
+from firmware_bridge.topics import Topics
+from sim.mosquitto import Mosquitto
+
+GATEWAYS = 20
+BUTTONS = 500
+
+
+def publisher(port: int, name: str):
+    settings = BrokerSettings(port=port, max_inflight=1000)
+    client = make_client(settings, name, persistent=False)
+    connected = threading.Event()
+    client.on_connect = lambda *a: connected.set()
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    connected.wait(10)
+    return client
+
+
+def raw_rate(port: int, count: int) -> float:
+    received = threading.Event()
+    seen = [0]
+
+    def on_message(*_: object) -> None:
+        seen[0] += 1
+        if seen[0] == count:
+            received.set()
+
+    subscribed = threading.Event()
+    sub = make_client(BrokerSettings(port=port), "bench-raw-sub", persistent=False)
+    sub.on_message = on_message
+    sub.on_subscribe = lambda *a: subscribed.set()
+    sub.connect("127.0.0.1", port)
+    sub.loop_start()
+    sub.subscribe("bench/raw", 1)
+    subscribed.wait(10)
+    pub = publisher(port, "bench-raw-pub")
+    payload = b"x" * 300
+    start = time.perf_counter()
+    for _ in range(count):
+        pub.publish("bench/raw", payload, qos=1)
+    if not received.wait(120):
+        raise RuntimeError(f"raw rate: only {seen[0]} of {count} arrived")
+    elapsed = time.perf_counter() - start
+    for client in (pub, sub):
+        client.disconnect()
+        client.loop_stop()
+    return count / elapsed
+
+
+def events(count: int) -> list[tuple[str, bytes]]:
+    topics = Topics()
+    now = time.time()
+    out = []
+    for n in range(count):
+        gw = f"gw-bench-{n % GATEWAYS}"
+        event = Event(
+            id=make_ulid(int(now * 1000) + n, os.urandom(10)),
+            gw=gw,
+            button=f"bench-{n % BUTTONS}",
+            kind=Kind.FIRE,
+            type=EventType.PRESS,
+            ts=format_epoch(now),
+            src=Source.GPIO,
+        )
+        out.append((topics.event(gw), event.encode()))
+    return out
+
+
+def wait_connected(url: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url + "/healthz", timeout=1) as response:
+                if json.load(response)["mqtt_connected"]:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.05)  # polling another process
+    raise RuntimeError("dashboard did not connect to the broker")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=20000)
+    args = parser.parse_args()
+    batch = events(args.events)
+    with tempfile.TemporaryDirectory(prefix="siaga-bench-") as tmp:
+        workdir = Path(tmp)
+        broker = Mosquitto(workdir / "mosquitto").start()
+        dashboard = DashboardProcess(workdir, broker.port)
+        try:
+            floor = raw_rate(broker.port, args.events)
+            dashboard.start()
+            wait_connected(dashboard.url, 30)
+            pub = publisher(broker.port, "bench-gateways")
+            start = time.perf_counter()
+            for topic, payload in batch:
+                pub.publish(topic, payload, qos=1)
+            done = dashboard.wait_for_events(args.events, 300)
+            pub.disconnect()
+            pub.loop_stop()
+            if done is None:
+                raise RuntimeError(f"only {dashboard.count_events()} of {args.events} events were stored")
+            elapsed = done - start
+        finally:
+            dashboard.stop()
+            broker.stop()
+    rate = args.events / elapsed
+    print(
+        json.dumps(
+            {
+                "bench": "ingest",
+                "events": args.events,
+                "gateways": GATEWAYS,
+                "buttons": BUTTONS,
+                "seconds": round(elapsed, 3),
+                "events_per_s": round(rate),
+                "raw_mqtt_qos1_per_s": round(floor),
+                "ratio_to_raw": round(rate / floor, 3),
+                "target_events_per_s": 3000,
+                "meets_target": rate >= 3000,
+                "store": "SQLite WAL, synchronous=FULL, commit before PUBACK",
+                "machine": f"{platform.machine()}, {os.cpu_count()} cpu, Python {platform.python_version()}",
+            }
+        )
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

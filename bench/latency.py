@@ -1,0 +1,179 @@
+#!/usr/bin/env python3
+"""Press -> board latency, next to the raw MQTT hop on the same broker, in one JSON line.
+
+    .venv/bin/python bench/latency.py [--presses 500]
+
+Starts Mosquitto with the project's config, the dashboard as its own process
+(``siaga-dashboard serve``), and a gateway in this process on gpiozero's mock
+pins. For each press it measures from ``pin.drive_low()`` to the moment the
+alarm update arrives on the board's live stream (Server-Sent Events over
+HTTP), with the gateway's outbox commit and the dashboard's store commit
+(both fsync'd) on the path. It then measures the floor: a QoS 1 publish to a
+subscriber's ``on_message`` on the same broker.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from common import DashboardProcess, percentiles
+from gpiozero.pins.mock import MockFactory
+
+from firmware_bridge.broker import BrokerSettings, make_client
+from firmware_bridge.settings import parse_toml
+from gateway.app import Gateway
+from gateway.config import parse_config
+from sim.mosquitto import Mosquitto
+from sim.webclient import DashboardClient
+
+BUTTONS = 4
+
+
+def mqtt_hop(port: int, count: int) -> list[float]:
+    """QoS 1 publish -> on_message at a subscriber, one message at a time (milliseconds)."""
+    settings = BrokerSettings(port=port)
+    received = threading.Event()
+    arrival = [0.0]
+
+    def on_message(client, userdata, message) -> None:
+        arrival[0] = time.perf_counter()
+        received.set()
+
+    subscribed = threading.Event()
+    sub = make_client(settings, "bench-hop-sub", persistent=False)
+    sub.on_message = on_message
+    sub.on_subscribe = lambda *a: subscribed.set()
+    sub.connect("127.0.0.1", port)
+    sub.loop_start()
+    sub.subscribe("bench/hop", 1)
+    subscribed.wait(10)
+    pub = make_client(settings, "bench-hop-pub", persistent=False)
+    pub.connect("127.0.0.1", port)
+    pub.loop_start()
+    samples = []
+    payload = b'{"v":1,"id":"01J0000000000000000000000","gw":"gw-bench","button":"b","kind":"fire"}' * 2
+    for _ in range(count):
+        received.clear()
+        start = time.perf_counter()
+        pub.publish("bench/hop", payload, qos=1)
+        if not received.wait(5):
+            raise RuntimeError("raw MQTT hop lost a message")
+        samples.append((arrival[0] - start) * 1000)
+    for client in (pub, sub):
+        client.disconnect()
+        client.loop_stop()
+    return samples
+
+
+def gateway_config(workdir: Path, mqtt_port: int):
+    buttons = "".join(
+        f'[[button]]\nid = "bench-{n}"\nkind = "fire"\npin = {5 + n}\nled_pin = {20 + n}\nbounce_s = 0\n'
+        f'[button.site]\nname = "Bench site {n}"\nlat = -4.35\nlon = 122.37\n'
+        for n in range(BUTTONS)
+    )
+    text = f'[gateway]\nid = "gw-bench"\ndata_dir = "{workdir / "gw"}"\n[mqtt]\nport = {mqtt_port}\n{buttons}'
+    return parse_config(parse_toml(text, "bench-gateway.toml"))
+
+
+def press_to_board(
+    gateway: Gateway, factory: MockFactory, client: DashboardClient, count: int, warmup: int, gap_s: float
+):
+    samples: list[float] = []
+    indicated = threading.Condition()
+    applied = [0]
+
+    def on_pattern(button: str, pattern) -> None:
+        if str(pattern) == "received":
+            with indicated:
+                applied[0] += 1
+                indicated.notify_all()
+
+    gateway.add_listener(on_pattern)
+    expected: dict[str, int] = {}
+    with client.stream() as stream:
+        snapshot = stream.wait_for(lambda e: e.event == "snapshot", 10).json()
+        for alarm in snapshot["alarms"]:
+            expected[alarm["button"]] = alarm["press_count"]
+        for i in range(warmup + count):
+            n = i % BUTTONS
+            button = f"bench-{n}"
+            target = expected.get(button, 0) + 1
+            pin = factory.pin(5 + n)
+            before = applied[0]
+            start = time.perf_counter()
+            pin.drive_low()
+            event = stream.wait_for(
+                lambda e, b=button, t=target: (
+                    e.event == "alarm" and (d := e.json())["button"] == b and d["press_count"] == t
+                ),
+                10,
+            )
+            pin.drive_high()
+            expected[button] = target
+            if i >= warmup:
+                samples.append((event.arrived - start) * 1000)
+            with indicated:  # let the downlink settle before the next press
+                indicated.wait_for(lambda b=before: applied[0] > b, 5)
+            if gap_s:
+                time.sleep(gap_s)  # idle between presses, as a real site is (cold caches, idle disk)
+    return samples
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--presses", type=int, default=500)
+    parser.add_argument("--warmup", type=int, default=20)
+    parser.add_argument("--gap-ms", type=float, default=20.0, help="idle time between presses")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="siaga-bench-") as tmp:
+        workdir = Path(tmp)
+        broker = Mosquitto(workdir / "mosquitto").start()
+        dashboard = None
+        gateway = None
+        try:
+            dashboard = DashboardProcess(workdir, broker.port, user=("bench", "bench-password-1", "fire_operator"))
+            dashboard.start()
+            client = DashboardClient(dashboard.url)
+            client.login("bench", "bench-password-1")
+            factory = MockFactory()
+            gateway = Gateway(gateway_config(workdir, broker.port), pin_factory=factory).start()
+            if not gateway.link.connected.wait(10):
+                raise RuntimeError("gateway did not connect")
+            board = press_to_board(gateway, factory, client, args.presses, args.warmup, args.gap_ms / 1000)
+            hop = mqtt_hop(broker.port, args.presses + args.warmup)[args.warmup :]
+        finally:
+            if gateway is not None:
+                gateway.close()
+            if dashboard is not None:
+                dashboard.stop()
+            broker.stop()
+
+    board_p, hop_p = percentiles(board), percentiles(hop)
+    result = {
+        "bench": "latency",
+        "presses": len(board),
+        "gap_ms": args.gap_ms,
+        "press_to_board_ms": board_p,
+        "mqtt_hop_ms": hop_p,
+        "ratio_p50": round(board_p["p50"] / hop_p["p50"], 2),
+        "ratio_p99": round(board_p["p99"] / hop_p["p99"], 2),
+        "target_ms": {"p50": 2.0, "p99": 5.0},
+        "meets_target": board_p["p50"] <= 2.0 and board_p["p99"] <= 5.0,
+        "path": "gpio press -> outbox commit (fsync) -> mosquitto -> dashboard store commit (fsync) -> SSE",
+        "machine": f"{platform.machine()}, {os.cpu_count()} cpu, Python {platform.python_version()}",
+    }
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

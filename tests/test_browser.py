@@ -1,0 +1,407 @@
+"""The live board in a real browser: Debian's Chromium driven by Playwright.
+
+Everything behind the page is real too: a Mosquitto broker, the dashboard
+(Flask behind waitress, MQTT ingest), and a gateway whose wall buttons are
+gpiozero mock pins. A test presses a button and watches the open board.
+
+What Chromium's autoplay policy does to the board's sound (observed with
+Debian's Chromium 156, headless, the flags below):
+
+- signing in through the form is a click, and the board page it leads to (same
+  origin) inherits that user activation: its AudioContext runs, sound plays;
+- a board loaded without a gesture (reloaded, reopened after a restart, opened
+  from a bookmark with a kept session) gets a *suspended* AudioContext: the
+  board says so (``data-sound="blocked"``) and shows its "enable sound" prompt;
+- with ``--autoplay-policy=no-user-gesture-required`` (a kiosk set up for the
+  fire post) it plays without any click.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from gpiozero.pins.mock import MockFactory
+from playwright.sync_api import Browser, Locator, Page, Playwright, expect, sync_playwright
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+from gateway.app import Gateway
+from gateway.indicator import Pattern
+from sim.servers import DashboardServer
+
+from .conftest import OPERATOR, SAPA_DESK, press, signed_in
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
+AUTOPLAY_ARGS = ["--autoplay-policy=no-user-gesture-required"]
+
+#: Upper bound for anything the board should show; a press normally takes milliseconds.
+WAIT_MS = 10_000
+LED_WAIT_S = 5
+
+REPO = Path(__file__).resolve().parents[1]
+SCREENSHOTS = REPO / "artifacts" / "screenshots"
+
+expect.set_options(timeout=WAIT_MS)
+
+
+# -- fixtures -----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def playwright() -> Iterator[Playwright]:
+    with sync_playwright() as driver:
+        yield driver
+
+
+@pytest.fixture(scope="session")
+def browser(playwright: Playwright) -> Iterator[Browser]:
+    """Headless Chromium with its default autoplay policy: sound needs a click first."""
+    chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    yield chromium
+    chromium.close()
+
+
+@pytest.fixture(scope="session")
+def autoplay_browser(playwright: Playwright) -> Iterator[Browser]:
+    """Chromium that lets a page play sound without a user gesture (a kiosk-configured fire post PC)."""
+    chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS + AUTOPLAY_ARGS)
+    yield chromium
+    chromium.close()
+
+
+@pytest.fixture
+def open_page(browser: Browser) -> Iterator[Callable[..., Page]]:
+    """Open a page in a fresh browser context (its own cookies: one signed-in user per context).
+
+    Script errors and alert dialogs (the board alerts when an action fails) are
+    collected, and a test that caused any fails at teardown.
+    """
+    contexts = []
+    problems: list[str] = []
+
+    def open_(on: Browser | None = None) -> Page:
+        context = (on or browser).new_context(viewport={"width": 1280, "height": 800}, locale="id-ID")
+        context.set_default_timeout(WAIT_MS)
+        contexts.append(context)
+        page = context.new_page()
+        page.on("pageerror", lambda error: problems.append(f"script error: {error}"))
+
+        def on_dialog(dialog) -> None:  # type: ignore[no-untyped-def]
+            problems.append(f"dialog: {dialog.message}")
+            dialog.dismiss()
+
+        page.on("dialog", on_dialog)
+        return page
+
+    yield open_
+    for context in contexts:
+        context.close()
+    assert not problems, problems
+
+
+@pytest.fixture
+def page(open_page: Callable[..., Page]) -> Page:
+    return open_page()
+
+
+# -- helpers ------------------------------------------------------------------------
+
+
+def sign_in(page: Page, dashboard: DashboardServer, account: tuple[str, str], *, lands_on: str = "/board") -> None:
+    """Sign in through the real form (its hidden CSRF field included) and wait for the live stream."""
+    page.goto(dashboard.url + "/login")
+    form = page.locator("form.login")
+    form.locator("input[name=username]").fill(account[0])
+    form.locator("input[name=password]").fill(account[1])
+    form.locator("button[type=submit]").click()
+    page.wait_for_url(re.compile(re.escape(dashboard.url + lands_on) + r"(\?.*)?$"))
+    expect(page.locator("#stream-state")).to_have_attribute("data-state", "live")
+
+
+def cards(page: Page) -> Locator:
+    return page.locator("#alarm-list li.alarm")
+
+
+def body_sound(page: Page) -> Locator:
+    return page.locator("body")
+
+
+def beeps(page: Page) -> int:
+    return page.evaluate("window.siagaBeeps")
+
+
+def main_frame_navigations(page: Page) -> list[str]:
+    seen: list[str] = []
+    page.on("framenavigated", lambda frame: seen.append(frame.url) if frame == page.main_frame else None)
+    return seen
+
+
+# -- tests ------------------------------------------------------------------------------
+
+
+def test_a_press_appears_on_the_open_board_and_the_sound_waits_for_a_click(
+    dashboard: DashboardServer, gateway: Gateway, pin_factory: MockFactory, page: Page
+) -> None:
+    sign_in(page, dashboard, OPERATOR)
+    page.reload()  # the board reopened without a click (F5, a restart): Chromium will not let it play yet
+    expect(page.locator("#stream-state")).to_have_attribute("data-state", "live")
+    navigations = main_frame_navigations(page)
+    expect(page.locator("h1")).to_have_text("Papan Alarm Pos Pemadam Kebakaran")
+    expect(page.locator("#gateway-list li[data-gw=gw-test]")).to_have_attribute("data-state", "online")
+    expect(cards(page)).to_have_count(0)
+    expect(page.locator("#no-alarms")).to_be_visible()
+    # The prompt asks for the click before any alarm comes.
+    expect(page.locator("#sound-prompt")).to_be_visible()
+    expect(body_sound(page)).to_have_attribute("data-sound", "idle")
+
+    press(pin_factory, 17)
+
+    card = cards(page).filter(has_text="Pasar Andoolo")
+    expect(card).to_have_count(1)
+    expect(card).to_have_attribute("data-state", "unacknowledged")
+    expect(card).to_have_attribute("data-kind", "fire")
+    expect(card.locator(".state")).to_have_text("⚠ BELUM DITANGGAPI")
+    expect(card.locator(".place")).to_have_text("Pasar Andoolo — Blok A")
+    expect(card.locator(".presses")).to_have_text("1")
+    expect(card.locator("button.ack")).to_have_text("Tanggapi")
+    expect(page.locator("#alarm-count")).to_have_text("1")
+    expect(page.locator("#no-alarms")).to_be_hidden()
+    assert navigations == [], "the board reloaded instead of updating live"
+    assert gateway.wait_for_pattern("fire-1", Pattern.RECEIVED, LED_WAIT_S)
+
+    # Sound is wanted but blocked: the board says so, and has not pretended to beep.
+    expect(body_sound(page)).to_have_attribute("data-sound", "blocked")
+    expect(page.locator("body")).to_have_class(re.compile(r"\balarming\b"))
+    prompt = page.locator("#sound-prompt")
+    expect(prompt).to_be_visible()
+    expect(prompt).to_contain_text("klik di sini untuk mengaktifkan")
+    assert beeps(page) == 0
+
+    prompt.click()  # a real user gesture: the AudioContext may now run
+    expect(body_sound(page)).to_have_attribute("data-sound", "playing")
+    expect(prompt).to_be_hidden()
+    page.wait_for_function("() => window.siagaBeeps >= 1")
+    assert navigations == []
+
+
+def test_after_signing_in_the_alarm_sounds_at_once_and_repeats_until_acknowledged(
+    dashboard: DashboardServer, gateway: Gateway, pin_factory: MockFactory, page: Page
+) -> None:
+    sign_in(page, dashboard, OPERATOR)  # the sign-in click also unlocks sound on the board it leads to
+    expect(page.locator("#sound-prompt")).to_be_hidden()
+    expect(body_sound(page)).to_have_attribute("data-sound", "idle")
+    assert beeps(page) == 0
+
+    press(pin_factory, 17)
+    card = cards(page)
+    expect(card).to_have_attribute("data-state", "unacknowledged")
+    expect(body_sound(page)).to_have_attribute("data-sound", "playing")
+    expect(page.locator("#sound-prompt")).to_be_hidden()
+    page.wait_for_function("() => window.siagaBeeps >= 2")  # the first beep, then the 2 s repeat
+
+    card.locator("button.ack").click()
+    expect(card).to_have_attribute("data-state", "acknowledged")
+    expect(body_sound(page)).to_have_attribute("data-sound", "idle")
+    silent_from = beeps(page)
+    with pytest.raises(PlaywrightTimeout):  # longer than the 2 s repeat: no further beep comes
+        page.wait_for_function("n => window.siagaBeeps > n", arg=silent_from, timeout=2_500)
+
+
+def test_a_kiosk_with_autoplay_allowed_sounds_without_any_click(
+    dashboard: DashboardServer,
+    gateway: Gateway,
+    pin_factory: MockFactory,
+    open_page: Callable[..., Page],
+    autoplay_browser: Browser,
+) -> None:
+    page = open_page(autoplay_browser)
+    sign_in(page, dashboard, OPERATOR)
+    page.reload()  # no user activation on this document
+    expect(page.locator("#stream-state")).to_have_attribute("data-state", "live")
+    expect(page.locator("#sound-prompt")).to_be_hidden()
+    press(pin_factory, 17)
+    expect(cards(page)).to_have_attribute("data-state", "unacknowledged")
+    expect(body_sound(page)).to_have_attribute("data-sound", "playing")
+    expect(page.locator("#sound-prompt")).to_be_hidden()
+    page.wait_for_function("() => window.siagaBeeps >= 1")
+
+
+def test_acknowledge_and_resolve_from_the_board_drive_the_button_led(
+    dashboard: DashboardServer, gateway: Gateway, pin_factory: MockFactory, page: Page
+) -> None:
+    led = pin_factory.pin(27)
+    sign_in(page, dashboard, OPERATOR)
+    press(pin_factory, 17)
+    card = cards(page)
+    expect(card).to_have_attribute("data-state", "unacknowledged")
+    alarm_id = card.get_attribute("data-alarm-id")
+    assert gateway.wait_for_pattern("fire-1", Pattern.RECEIVED, LED_WAIT_S)
+    expect(body_sound(page)).to_have_attribute("data-sound", "playing")
+
+    card.get_by_role("button", name="Tanggapi").click()
+    expect(card).to_have_attribute("data-state", "acknowledged")
+    expect(card.locator(".state")).to_have_text("✔ DITANGGAPI")
+    expect(card.locator(".ackby")).to_have_text("Ditanggapi oleh operator")
+    expect(card.locator("button.ack")).to_have_count(0)
+    expect(body_sound(page)).to_have_attribute("data-sound", "idle")
+    expect(page.locator("body")).not_to_have_class(re.compile(r"\balarming\b"))
+    assert gateway.wait_for_pattern("fire-1", Pattern.HELP_COMING, LED_WAIT_S)
+    assert gateway.buttons["fire-1"].led._blink_thread is None
+    assert led.state is True  # solid: help is coming
+
+    card.locator("select[name=resolution]").select_option("false_alarm")
+    card.locator("input[name=note]").fill("Tersenggol gerobak pedagang")
+    card.locator("button.resolve").click()
+    expect(cards(page)).to_have_count(0)
+    expect(page.locator("#no-alarms")).to_be_visible()
+    expect(page.locator("#alarm-count")).to_have_text("0")
+    assert gateway.wait_for_pattern("fire-1", Pattern.OFF, LED_WAIT_S)
+    assert led.state is False
+
+    # What the board sent is what was stored, under the signed-in operator's name.
+    stored = signed_in(dashboard, OPERATOR).get_json(f"/api/alarms/{alarm_id}")
+    alarm = stored["alarm"]
+    assert (alarm["state"], alarm["resolution"], alarm["resolved_by"], alarm["acknowledged_by"]) == (
+        "resolved",
+        "false_alarm",
+        "operator",
+        "operator",
+    )
+    assert [(a["action"], a["actor"], a["note"]) for a in stored["actions"]][1:] == [
+        ("acknowledged", "operator", None),
+        ("resolved", "operator", "Tersenggol gerobak pedagang"),
+    ]
+
+
+def test_the_fire_board_never_shows_a_sapa_alarm_and_the_sapa_desk_never_a_fire_alarm(
+    dashboard: DashboardServer, gateway: Gateway, pin_factory: MockFactory, open_page: Callable[..., Page]
+) -> None:
+    fire = open_page()
+    sapa = open_page()
+    sign_in(fire, dashboard, OPERATOR)
+    sign_in(sapa, dashboard, SAPA_DESK, lands_on="/sapa")
+    expect(sapa.locator("h1")).to_have_text("Meja SAPA — Perlindungan Perempuan dan Anak")
+
+    press(pin_factory, 23)
+    sapa_card = sapa.locator("#alarm-list li.alarm[data-kind=sapa]")
+    expect(sapa_card).to_have_count(1)
+    expect(cards(sapa)).to_have_count(1)
+    expect(sapa_card).to_contain_text("Pasar Andoolo")
+    expect(sapa_card.locator(".kind")).to_have_text("SAPA")
+
+    press(pin_factory, 17)
+    # Each stream keeps order: had the SAPA alarm reached the fire board, it would be there already.
+    expect(fire.locator("#alarm-list li.alarm[data-kind=fire]")).to_have_count(1)
+    expect(cards(fire)).to_have_count(1)
+    expect(fire.locator("#alarm-count")).to_have_text("1")
+    expect(fire.locator("#alarm-list")).not_to_contain_text("SAPA")
+
+    # A second SAPA press updates the SAPA alarm after the fire alarm went out: once the desk
+    # shows it, a leaked fire alarm would have arrived before it.
+    press(pin_factory, 23)
+    expect(sapa_card.locator(".presses")).to_have_text("2")
+    expect(cards(sapa)).to_have_count(1)
+    expect(sapa.locator("#alarm-count")).to_have_text("1")
+    expect(sapa.locator("#alarm-list")).not_to_contain_text("KEBAKARAN")
+    expect(cards(fire)).to_have_count(1)
+    # The SAPA button's LED shows that the desk has the call.
+    assert gateway.wait_for_pattern("sapa-1", Pattern.RECEIVED, LED_WAIT_S)
+
+
+def test_the_board_catches_up_after_its_stream_was_cut(
+    dashboard: DashboardServer, gateway: Gateway, pin_factory: MockFactory, page: Page
+) -> None:
+    sign_in(page, dashboard, OPERATOR)
+    press(pin_factory, 17)
+    expect(cards(page)).to_have_attribute("data-state", "unacknowledged")
+    first_id = cards(page).get_attribute("data-alarm-id")
+    assert gateway.wait_for_pattern("fire-1", Pattern.RECEIVED, LED_WAIT_S)
+
+    # Cut the live stream (the server ends it, as at a restart) and keep the board from reconnecting.
+    page.route("**/api/stream", lambda route: route.abort())
+    dashboard.app.extensions["siaga"].hub.close()
+    expect(page.locator("#stream-state")).to_have_attribute("data-state", "connecting")
+
+    # Meanwhile: the alarm on screen is resolved elsewhere and a new press opens another one.
+    desk = signed_in(dashboard, OPERATOR)
+    desk.post_json(f"/api/alarms/{first_id}/resolve", {"resolution": "test"})
+    assert gateway.wait_for_pattern("fire-1", Pattern.OFF, LED_WAIT_S)
+    press(pin_factory, 17)
+    assert gateway.wait_for_pattern("fire-1", Pattern.RECEIVED, LED_WAIT_S)
+    (second,) = desk.get_json("/api/alarms")["alarms"]
+    assert str(second["id"]) != first_id
+
+    # The disconnected board still shows the old picture, and says it is not live.
+    expect(cards(page)).to_have_attribute("data-alarm-id", first_id)
+    expect(page.locator("#stream-state")).to_have_attribute("data-state", "connecting")
+    expect(page.locator("#stream-state")).to_contain_text("Menyambung ulang")
+
+    page.unroute("**/api/stream")
+    expect(page.locator("#stream-state")).to_have_attribute("data-state", "live")
+    expect(cards(page)).to_have_count(1)
+    expect(cards(page)).to_have_attribute("data-alarm-id", str(second["id"]))
+    expect(cards(page)).to_have_attribute("data-state", "unacknowledged")
+
+
+def test_the_board_speaks_english_when_asked(
+    dashboard: DashboardServer, gateway: Gateway, pin_factory: MockFactory, page: Page
+) -> None:
+    sign_in(page, dashboard, OPERATOR)
+    page.goto(dashboard.url + "/board?lang=en")
+    expect(page.locator("#stream-state")).to_have_attribute("data-state", "live")
+    expect(page.locator("html")).to_have_attribute("lang", "en")
+    expect(page.locator("h1")).to_have_text("Fire Post Alarm Board")
+    expect(page.locator("#no-alarms")).to_have_text("No open alarms.")
+    expect(page.locator("#sound-prompt")).to_contain_text("Alarm sound is off")
+
+    press(pin_factory, 17)
+    card = cards(page)
+    expect(card.locator(".state")).to_have_text("⚠ UNACKNOWLEDGED")
+    expect(card.locator(".kind")).to_have_text("FIRE")
+    card.get_by_role("button", name="Acknowledge").click()
+    expect(card.locator(".state")).to_have_text("✔ ACKNOWLEDGED")
+    expect(card.locator("button.resolve")).to_have_text("Resolve")
+    expect(card.locator("select[name=resolution] option")).to_have_text(["Real incident", "False alarm", "Test"])
+
+    # The choice is kept for the session: the next page load is English without ?lang.
+    page.goto(dashboard.url + "/board")
+    expect(page.locator("h1")).to_have_text("Fire Post Alarm Board")
+
+
+def test_screenshots_of_both_desks_with_an_open_alarm(
+    dashboard: DashboardServer,
+    gateway: Gateway,
+    pin_factory: MockFactory,
+    open_page: Callable[..., Page],
+) -> None:
+    fire = open_page()
+    sapa = open_page()
+    sign_in(fire, dashboard, OPERATOR)
+    sign_in(sapa, dashboard, SAPA_DESK, lands_on="/sapa")
+    press(pin_factory, 17)
+    press(pin_factory, 23)
+    expect(cards(fire)).to_have_attribute("data-state", "unacknowledged")
+    expect(cards(sapa)).to_have_attribute("data-state", "unacknowledged")
+    for board in (fire, sapa):
+        expect(body_sound(board)).to_have_attribute("data-sound", "playing")
+        expect(board.locator("#gateway-list li[data-gw=gw-test]")).to_have_attribute("data-state", "online")
+
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    for name, board in (("board-fire.png", fire), ("board-sapa.png", sapa)):
+        path = SCREENSHOTS / name
+        path.unlink(missing_ok=True)
+        board.screenshot(path=str(path), animations="disabled")
+        assert path.stat().st_size > 10_000
