@@ -47,6 +47,7 @@ def make_alarm_id(kind: Kind, number: int) -> int:
     """The id of the ``number``-th alarm of ``kind``."""
     return ID_STRIDE * number + KIND_CODE[kind]
 
+
 _OPERATOR_MOVES: dict[Action, dict[AlarmState, AlarmState]] = {
     Action.ACKNOWLEDGED: {AlarmState.UNACKNOWLEDGED: AlarmState.ACKNOWLEDGED},
     Action.RESOLVED: {
