@@ -41,7 +41,8 @@ def get_alarm(alarm_id: int) -> Any:
     alarm = store.get_alarm(get_db(), alarm_id, kinds=visible_kinds())
     if alarm is None:
         abort(404)
-    return jsonify(alarm=alarm, actions=store.alarm_actions(get_db(), alarm_id))
+    conn = get_db()
+    return jsonify(alarm=alarm, actions=store.alarm_actions(conn, alarm_id), events=store.alarm_events(conn, alarm_id))
 
 
 def _act(alarm_id: int, action: Action) -> Any:

@@ -1,10 +1,13 @@
 """MQTT ingest: validate, store idempotently, acknowledge, then tell the boards and the buttons.
 
-paho's network thread only queues incoming messages; one writer thread
-stores them in batches (one transaction, one fsync per batch) and only then
-sends the MQTT PUBACK (``manual_ack``), so an event the broker considers
-delivered is already on disk. A store failure leaves messages unacknowledged;
-the writer retries, and the broker keeps them meanwhile.
+Messages are stored in arrival order, in batches (one transaction, one fsync
+per batch), and the MQTT PUBACK is sent only after the commit
+(``manual_ack``), so an event the broker considers delivered is already on
+disk. When the store is idle, paho's network thread stores a message itself
+(one thread wake-up less on the alarm's path); when it is busy, messages
+queue up for the writer thread, which takes them in batches. A store failure
+leaves messages unacknowledged; the writer retries, and the broker keeps
+them meanwhile.
 
 After each commit the writer publishes the changed alarms to the live
 stream and sends each affected button its indication (received /
@@ -14,7 +17,6 @@ acknowledged / resolved).
 from __future__ import annotations
 
 import logging
-import queue
 import sqlite3
 import threading
 import time
@@ -93,7 +95,12 @@ class Ingest:
         self._database = database
         self._batch_max = batch_max
         self._retry_s = retry_s
-        self._queue: queue.Queue[Inbound | None] = queue.Queue()
+        # Arrival order is kept by one rule: a message is stored by the network
+        # thread only when nothing is queued and nobody is storing (_busy).
+        self._pending: deque[Inbound] = deque()
+        self._busy = False
+        self._closing = False
+        self._changed = threading.Condition()
         self._generation = 0
         self._stopping = threading.Event()
         self.connected = threading.Event()
@@ -121,7 +128,9 @@ class Ingest:
         self.connected.clear()
         self.client.disconnect()
         self.client.loop_stop()
-        self._queue.put(None)
+        with self._changed:
+            self._closing = True
+            self._changed.notify_all()
         if self._writer.is_alive():
             self._writer.join(timeout)
         if self._conn is not None:
@@ -132,7 +141,7 @@ class Ingest:
 
     @property
     def backlog(self) -> int:
-        return self._queue.qsize()
+        return len(self._pending)
 
     # -- MQTT callbacks (paho's network thread) --------------------------------
 
@@ -148,7 +157,7 @@ class Ingest:
         client.subscribe([(self.topics.subscription(channel), channel.qos) for channel in _SUBSCRIBED])
         self.connected.set()
         log.info("connected to %s (session present: %s)", self.settings.describe(), flags.session_present)
-        self._queue.put(Inbound("", b"resync", 0, 0, time.time(), self._generation))
+        self._enqueue(Inbound("", b"resync", 0, 0, time.time(), self._generation))
 
     def _on_disconnect(
         self, client: mqtt.Client, userdata: object, flags: Any, reason_code: ReasonCode, properties: Any
@@ -159,29 +168,59 @@ class Ingest:
         self.connected.clear()
 
     def _on_message(self, client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
-        self._queue.put(
-            Inbound(message.topic, message.payload, message.mid, message.qos, time.time(), self._generation)
-        )
+        item = Inbound(message.topic, message.payload, message.mid, message.qos, time.time(), self._generation)
+        with self._changed:
+            fast = not self._pending and not self._busy and not self._closing
+            if fast:
+                self._busy = True
+            else:
+                self._pending.append(item)
+                self._changed.notify_all()
+        if not fast:
+            return
+        try:
+            self._process([item])
+        except Exception as exc:  # noqa: BLE001 - never into paho's loop; the writer retries and reports
+            # Leave it (unacknowledged) to the writer, which retries a store
+            # failure and reports anything else.
+            self.counters.add("store_errors")
+            log.error("cannot store a message now (%r); handing it to the writer", exc)
+            with self._changed:
+                self._pending.appendleft(item)
+        finally:
+            with self._changed:
+                self._busy = False
+                self._changed.notify_all()
+
+    def _enqueue(self, item: Inbound) -> None:
+        with self._changed:
+            self._pending.append(item)
+            self._changed.notify_all()
 
     # -- the writer ---------------------------------------------------------------
+
+    def _take_batch(self) -> list[Inbound] | None:
+        with self._changed:
+            while not self._closing and (self._busy or not self._pending):
+                self._changed.wait()
+            if self._closing:
+                return None
+            self._busy = True
+            count = min(len(self._pending), self._batch_max)
+            return [self._pending.popleft() for _ in range(count)]
 
     def _run(self) -> None:
         try:
             while True:
-                first = self._queue.get()
-                if first is None:
+                batch = self._take_batch()
+                if batch is None:
                     return
-                batch = [first]
-                while len(batch) < self._batch_max:
-                    try:
-                        item = self._queue.get_nowait()
-                    except queue.Empty:
-                        break
-                    if item is None:
-                        self._queue.put(None)
-                        break
-                    batch.append(item)
-                self._process_with_retry(batch)
+                try:
+                    self._process_with_retry(batch)
+                finally:
+                    with self._changed:
+                        self._busy = False
+                        self._changed.notify_all()
                 self.last_loop = time.monotonic()
         except BaseException as exc:
             self.failure = exc
@@ -236,11 +275,17 @@ class Ingest:
                 for health, at in healths:
                     store.store_health(conn, health, at)
                 outcome = store.store_events(conn, events)
+        # Committed: the boards first (the alarm's path), then the broker's
+        # PUBACKs, then the buttons' indications.
+        alarms = store.get_alarms(conn, outcome.alarms)
+        for alarm in alarms:
+            self.hub.publish(LiveMessage("alarm", alarm, kind=alarm["kind"]))
         self._acknowledge(batch)
-
         self.counters.add("events_stored", outcome.stored)
         self.counters.add("events_duplicate", outcome.duplicates)
-        self._announce(conn, outcome, statuses, inventories)
+        for alarm in alarms:
+            self.indicate(alarm)
+        self._announce_gateways(conn, statuses, inventories)
         if resync:
             self._resync_indications(store.all_open_alarms(conn))
 
@@ -284,17 +329,12 @@ class Ingest:
             if item.qos > 0 and item.generation == generation:
                 self.client.ack(item.mid, item.qos)
 
-    def _announce(
+    def _announce_gateways(
         self,
         conn: sqlite3.Connection,
-        outcome: store.IngestOutcome,
         statuses: list[tuple[Status, float]],
         inventories: list[tuple[Inventory, float]],
     ) -> None:
-        alarms = store.get_alarms(conn, outcome.alarms)
-        for alarm in alarms:
-            self.hub.publish(LiveMessage("alarm", alarm, kind=alarm["kind"]))
-            self.indicate(alarm)
         changed_gateways = {status.gw for status, _ in statuses} | {inv.gw for inv, _ in inventories}
         for gw in sorted(changed_gateways):
             view = store.get_gateway(conn, gw)

@@ -67,7 +67,7 @@ CREATE UNIQUE INDEX IF NOT EXISTS alarms_kind_number ON alarms(kind, number);
 CREATE TABLE IF NOT EXISTS alarm_actions (
     id          INTEGER PRIMARY KEY AUTOINCREMENT,
     alarm_id    INTEGER NOT NULL REFERENCES alarms(id),
-    action      TEXT    NOT NULL,        -- opened / pressed / acknowledged / resolved
+    action      TEXT    NOT NULL,        -- opened / acknowledged / resolved (presses: events.alarm_id)
     actor       TEXT    NOT NULL,        -- username, or "gw:<id>" for presses
     at          REAL    NOT NULL,
     from_state  TEXT,

@@ -116,14 +116,13 @@ def _apply_press(conn: sqlite3.Connection, event: Event, received_at: float) -> 
     row = conn.execute(
         "SELECT id, state FROM alarms WHERE button = ? AND state != ?", (event.button, AlarmState.RESOLVED)
     ).fetchone()
-    actor = f"gw:{event.gw}"
     if row is not None:
+        # Each press is in the events table (alarm_id); only the alarm changes here.
         conn.execute(
             "UPDATE alarms SET press_count = press_count + 1, rev = rev + 1, last_event_id = ?, "
             "last_press_at = ?, gw = ? WHERE id = ?",
             (event.id, received_at, event.gw, row["id"]),
         )
-        _log_action(conn, row["id"], Action.PRESSED, actor, received_at, row["state"], row["state"], None, event.id)
         return row["id"], Action.PRESSED
     # The caller's transaction holds SQLite's write lock, so MAX + 1 cannot race.
     number = conn.execute(
@@ -147,6 +146,7 @@ def _apply_press(conn: sqlite3.Connection, event: Event, received_at: float) -> 
             received_at,
         ),
     )
+    actor = f"gw:{event.gw}"
     _log_action(conn, new_id, Action.OPENED, actor, received_at, None, AlarmState.UNACKNOWLEDGED, None, event.id)
     return new_id, Action.OPENED
 
@@ -310,6 +310,15 @@ def alarm_actions(conn: sqlite3.Connection, alarm_id: int) -> list[dict[str, Any
         (alarm_id,),
     ).fetchall()
     return [{**dict(row), "at": _iso(row["at"])} for row in rows]
+
+
+def alarm_events(conn: sqlite3.Connection, alarm_id: int) -> list[dict[str, Any]]:
+    """The presses of an alarm, in the order the dashboard received them."""
+    rows = conn.execute(
+        "SELECT id, gw, type, ts, received_at, src FROM events WHERE alarm_id = ? ORDER BY received_at, rowid",
+        (alarm_id,),
+    ).fetchall()
+    return [{**dict(row), "received_at": _iso(row["received_at"])} for row in rows]
 
 
 def open_alarms_of_gateway(conn: sqlite3.Connection, gw: str) -> list[dict[str, Any]]:

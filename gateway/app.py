@@ -139,14 +139,18 @@ class Gateway:
         )
         payload = event.encode()
         try:
-            self.outbox.put(event.id, self._event_topic, payload)
+            stored = self.outbox.put(event.id, self._event_topic, payload)
         except OutboxError as exc:
             # Never lose the press: send it from memory and say so loudly.
             self.counters.add("outbox_errors")
             log.error("outbox failed, sending event %s from memory only: %s", event.id, exc)
             self.pump.publish_unstored(self._event_topic, payload)
         else:
-            self.pump.wake()
+            fast = stored.previous is not None and self.pump.publish_now(
+                stored.seq, stored.previous, self._event_topic, payload
+            )
+            if not fast:
+                self.pump.wake()
         self.counters.add("events_recorded")
         return event
 

@@ -29,6 +29,16 @@ CREATE TABLE IF NOT EXISTS outbox (
 
 
 @dataclass(frozen=True, slots=True)
+class Stored:
+    """Where :meth:`Outbox.put` stored an event."""
+
+    seq: int
+    #: The seq of the row stored just before this one (0 if none ever was),
+    #: or None if the event id was already in the outbox (nothing new stored).
+    previous: int | None
+
+
+@dataclass(frozen=True, slots=True)
 class OutboxRow:
     seq: int
     event_id: str
@@ -48,14 +58,16 @@ class Outbox:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute(f"PRAGMA synchronous={synchronous}")
             self._db.executescript(_SCHEMA)
+            row = self._db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'outbox'").fetchone()
+            self._last_seq = int(row[0]) if row else 0
         except (sqlite3.Error, OSError) as exc:
             raise OutboxError(f"cannot open outbox {self.path}: {exc}") from exc
         # One connection shared by the input callbacks and the pump; SQLite
         # serialises writers anyway, and the lock keeps seq order == commit order.
         self._lock = threading.Lock()
 
-    def put(self, event_id: str, topic: str, payload: bytes, *, now: float | None = None) -> int:
-        """Store an event durably and return its sequence number.
+    def put(self, event_id: str, topic: str, payload: bytes, *, now: float | None = None) -> Stored:
+        """Store an event durably (on disk when this returns) and say where.
 
         Storing the same event id twice keeps the first row (a retry is harmless).
         """
@@ -68,9 +80,11 @@ class Outbox:
                     (event_id, topic, payload, created),
                 )
                 if cursor.rowcount == 1:
-                    return int(cursor.lastrowid or 0)
+                    seq = int(cursor.lastrowid or 0)
+                    previous, self._last_seq = self._last_seq, seq
+                    return Stored(seq, previous)
                 row = self._db.execute("SELECT seq FROM outbox WHERE event_id = ?", (event_id,)).fetchone()
-                return int(row[0])
+                return Stored(int(row[0]), None)
             except sqlite3.Error as exc:
                 raise OutboxError(f"cannot store event {event_id} in {self.path}: {exc}") from exc
 

@@ -60,6 +60,10 @@ class Pump:
         #: events that could not be stored, waiting to be handed to paho by the pump
         self._unstored: deque[tuple[str, bytes]] = deque()
         self._cursor = 0
+        #: Held while handing events to paho, so the pump and the fast path
+        #: (publish_now, from a press handler) keep seq order. paho's
+        #: on_publish never takes it, so it cannot deadlock with paho's locks.
+        self._send_lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="siaga-pump", daemon=True)
         self._drained = threading.Condition()
         #: The exception that stopped the pump, if any (reported by health).
@@ -84,6 +88,25 @@ class Pump:
         """paho's ``on_publish``: the broker acknowledged message ``mid`` (any thread, no locks)."""
         self._acks.append(mid)
         self._wake.set()
+
+    def publish_now(self, seq: int, previous: int, topic: str, payload: bytes) -> bool:
+        """Fast path for a row just committed by the caller: hand it to paho at once.
+
+        Saves waking the pump thread (a press reaches the broker sooner). Only
+        when every older row has already been handed over and there is room;
+        otherwise returns False and the pump sends it in order.
+        """
+        if not self._send_lock.acquire(blocking=False):
+            return False
+        try:
+            if self._cursor != previous or self._unstored or len(self._inflight) >= self._window:
+                return False
+            if not self._hand_over(topic, payload, seq, f"event seq {seq}"):
+                return False
+            self._cursor = seq
+            return True
+        finally:
+            self._send_lock.release()
 
     def publish_unstored(self, topic: str, payload: bytes) -> None:
         """Publish an event that could not be stored (disk full, I/O error).
@@ -125,8 +148,12 @@ class Pump:
                 self._wake.wait(timeout=1.0)
                 self._wake.clear()
                 try:
-                    self._collect_acknowledged()
-                    self._send_more()
+                    with self._send_lock:
+                        self._collect_acknowledged()
+                        refused = self._send_more()
+                    if refused:
+                        self._stopping.wait(self._retry_s)
+                        self._wake.set()
                 except OutboxError as exc:
                     self._counters.add("outbox_errors")
                     log.error("outbox: %s; retrying in %.1f s", exc, self._retry_s)
@@ -155,34 +182,34 @@ class Pump:
         with self._drained:
             self._drained.notify_all()
 
-    def _send_more(self) -> None:
+    def _send_more(self) -> bool:
+        """Hand waiting events to paho; True if paho refused one (retry later)."""
         while self._unstored:
             topic, payload = self._unstored[0]
             if not self._hand_over(topic, payload, None, "unstored event"):
-                return
+                return True
             self._unstored.popleft()
         room = self._window - len(self._inflight)
         if room <= 0:
-            return
+            return False
         rows = self._outbox.pending(self._cursor, room)
         for row in rows:
             if not self._hand_over(row.topic, row.payload, row.seq, row.event_id):
-                return
+                return True
             self._cursor = row.seq
         if len(rows) == room:
             self._wake.set()  # more may be waiting once acknowledgements free the window
+        return False
 
     def _hand_over(self, topic: str, payload: bytes, seq: int | None, what: str) -> bool:
         info = self._publish(topic, payload)
         if info.rc not in _ACCEPTED:
-            # paho refused to queue it (its queue is full): try again later.
+            # paho refused to queue it (its queue is full): the pump tries again later.
             self._counters.add("publish_refused")
             log.warning("publish of %s refused by paho: %s", what, info.rc)
-            self._stopping.wait(self._retry_s)
-            self._wake.set()
             return False
-        # Recorded before the next _collect_acknowledged, which runs on this
-        # thread: an acknowledgement that arrives first waits in the deque.
+        # Recorded under _send_lock, before the next _collect_acknowledged
+        # (same lock): an acknowledgement that arrives first waits in the deque.
         self._inflight[info.mid] = seq
         self._counters.add("events_published")
         return True

@@ -111,14 +111,17 @@ def test_events_left_in_the_outbox_go_out_first_in_order_and_once(
     first_factory.reset()
 
     mosquitto.start()
-    second = start_gateway(config, wait_connected=False)
+    second_factory = MockFactory()
+    second = start_gateway(config, factory=second_factory, wait_connected=False)
+    press(second_factory, 17)  # a new press while the backlog drains must not overtake it
     assert second.pump.wait_drained(20)
-    drained(dashboard, 4)
+    drained(dashboard, 5)
     fire = wait_alarm(operator, lambda a: a["button"] == "fire-1")
-    assert fire["press_count"] == 3
-    events = [a["event_id"] for a in operator.get_json(f"/api/alarms/{fire['id']}")["actions"]]
-    assert events == backlog[:3]  # in the order they were pressed
-    assert dashboard.ingest.counters.get("events_stored") == 4
+    assert fire["press_count"] == 4
+    events = [e["id"] for e in operator.get_json(f"/api/alarms/{fire['id']}")["events"]]
+    assert events[:3] == backlog[:3]  # in the order they were pressed, the new press last
+    assert events[3] not in backlog
+    assert dashboard.ingest.counters.get("events_stored") == 5
     assert dashboard.ingest.counters.get("events_duplicate") == 0
 
 

@@ -13,7 +13,7 @@ from gateway.outbox import Outbox
 
 def test_events_come_out_in_the_order_they_went_in(tmp_path: Path) -> None:
     with Outbox(tmp_path / "outbox.sqlite") as outbox:
-        seqs = [outbox.put(f"E{i:03d}", "t", f"p{i}".encode()) for i in range(5)]
+        seqs = [outbox.put(f"E{i:03d}", "t", f"p{i}".encode()).seq for i in range(5)]
         assert seqs == sorted(seqs)
         rows = outbox.pending(0, 10)
         assert [row.event_id for row in rows] == [f"E{i:03d}" for i in range(5)]
@@ -49,7 +49,7 @@ def test_the_outbox_commits_durably_in_wal_mode(tmp_path: Path) -> None:
 
 def test_removing_acknowledged_rows_keeps_the_rest(tmp_path: Path) -> None:
     with Outbox(tmp_path / "outbox.sqlite") as outbox:
-        first, second, third = (outbox.put(f"E{i}", "t", b"p") for i in range(3))
+        first, second, third = (outbox.put(f"E{i}", "t", b"p").seq for i in range(3))
         outbox.remove([first, third])
         assert [row.seq for row in outbox.pending(0, 10)] == [second]
         assert outbox.depth() == 1
@@ -59,9 +59,23 @@ def test_removing_acknowledged_rows_keeps_the_rest(tmp_path: Path) -> None:
 
 def test_storing_the_same_event_twice_keeps_one_row(tmp_path: Path) -> None:
     with Outbox(tmp_path / "outbox.sqlite") as outbox:
-        assert outbox.put("E1", "t", b"first") == outbox.put("E1", "t", b"second")
+        first = outbox.put("E1", "t", b"first")
+        again = outbox.put("E1", "t", b"second")
+        assert again.seq == first.seq and again.previous is None  # nothing new stored
         (row,) = outbox.pending(0, 10)
         assert row.payload == b"first"
+
+
+def test_each_row_knows_the_one_stored_before_it_across_restarts(tmp_path: Path) -> None:
+    path = tmp_path / "outbox.sqlite"
+    with Outbox(path) as outbox:
+        a = outbox.put("A", "t", b"p")
+        b = outbox.put("B", "t", b"p")
+        assert (a.previous, b.previous) == (0, a.seq)
+        outbox.remove([a.seq, b.seq])
+    with Outbox(path) as outbox:
+        c = outbox.put("C", "t", b"p")
+        assert c.previous == b.seq and c.seq > b.seq  # sequence numbers are never reused
 
 
 def test_an_unusable_location_is_an_outbox_error(tmp_path: Path) -> None:
