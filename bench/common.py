@@ -7,10 +7,45 @@ import sqlite3
 import statistics
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
+import paho.mqtt.client as mqtt
+
+from firmware_bridge.broker import BrokerSettings, make_client
 from sim.mosquitto import free_port, wait_for_port
+
+
+def connected_client(port: int, name: str, *, max_inflight: int = 100) -> mqtt.Client:
+    """A paho client (as Siaga configures them) connected to the local broker, its loop running."""
+    client = make_client(BrokerSettings(port=port, max_inflight=max_inflight), name, persistent=False)
+    connected = threading.Event()
+    client.on_connect = lambda *a: connected.set()
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    if not connected.wait(10):
+        raise RuntimeError(f"{name} could not connect to the broker")
+    return client
+
+
+def subscriber(port: int, name: str, topic: str, on_message: Callable[..., None]) -> mqtt.Client:
+    """A connected client subscribed (QoS 1) to ``topic``."""
+    client = connected_client(port, name)
+    subscribed = threading.Event()
+    client.on_message = on_message
+    client.on_subscribe = lambda *a: subscribed.set()
+    client.subscribe(topic, 1)
+    if not subscribed.wait(10):
+        raise RuntimeError(f"{name} could not subscribe")
+    return client
+
+
+def disconnect(*clients: mqtt.Client) -> None:
+    for client in clients:
+        client.disconnect()
+        client.loop_stop()
 
 
 def percentiles(samples: list[float]) -> dict[str, float]:

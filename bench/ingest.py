@@ -23,9 +23,8 @@ import time
 import urllib.request
 from pathlib import Path
 
-from common import DashboardProcess
+from common import DashboardProcess, connected_client, disconnect, subscriber
 
-from firmware_bridge.broker import BrokerSettings, make_client
 from firmware_bridge.ids import make_ulid
 from firmware_bridge.payloads import Event, EventType, Kind, Source
 from firmware_bridge.timeutil import format_epoch
@@ -34,17 +33,6 @@ from sim.mosquitto import Mosquitto
 
 GATEWAYS = 20
 BUTTONS = 500
-
-
-def publisher(port: int, name: str):
-    settings = BrokerSettings(port=port, max_inflight=1000)
-    client = make_client(settings, name, persistent=False)
-    connected = threading.Event()
-    client.on_connect = lambda *a: connected.set()
-    client.connect("127.0.0.1", port)
-    client.loop_start()
-    connected.wait(10)
-    return client
 
 
 def raw_rate(port: int, count: int) -> float:
@@ -56,15 +44,8 @@ def raw_rate(port: int, count: int) -> float:
         if seen[0] == count:
             received.set()
 
-    subscribed = threading.Event()
-    sub = make_client(BrokerSettings(port=port), "bench-raw-sub", persistent=False)
-    sub.on_message = on_message
-    sub.on_subscribe = lambda *a: subscribed.set()
-    sub.connect("127.0.0.1", port)
-    sub.loop_start()
-    sub.subscribe("bench/raw", 1)
-    subscribed.wait(10)
-    pub = publisher(port, "bench-raw-pub")
+    sub = subscriber(port, "bench-raw-sub", "bench/raw", on_message)
+    pub = connected_client(port, "bench-raw-pub", max_inflight=1000)
     payload = b"x" * 300
     start = time.perf_counter()
     for _ in range(count):
@@ -72,9 +53,7 @@ def raw_rate(port: int, count: int) -> float:
     if not received.wait(120):
         raise RuntimeError(f"raw rate: only {seen[0]} of {count} arrived")
     elapsed = time.perf_counter() - start
-    for client in (pub, sub):
-        client.disconnect()
-        client.loop_stop()
+    disconnect(pub, sub)
     return count / elapsed
 
 
@@ -123,13 +102,12 @@ def main() -> int:
             floor = raw_rate(broker.port, args.events)
             dashboard.start()
             wait_connected(dashboard.url, 30)
-            pub = publisher(broker.port, "bench-gateways")
+            pub = connected_client(broker.port, "bench-gateways", max_inflight=1000)
             start = time.perf_counter()
             for topic, payload in batch:
                 pub.publish(topic, payload, qos=1)
             done = dashboard.wait_for_events(args.events, 300)
-            pub.disconnect()
-            pub.loop_stop()
+            disconnect(pub)
             if done is None:
                 raise RuntimeError(f"only {dashboard.count_events()} of {args.events} events were stored")
             elapsed = done - start

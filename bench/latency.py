@@ -30,10 +30,9 @@ import threading
 import time
 from pathlib import Path
 
-from common import DashboardProcess, percentiles
+from common import DashboardProcess, connected_client, disconnect, percentiles, subscriber
 from gpiozero.pins.mock import MockFactory
 
-from firmware_bridge.broker import BrokerSettings, make_client
 from firmware_bridge.settings import parse_toml
 from gateway.app import Gateway
 from gateway.config import parse_config
@@ -60,25 +59,15 @@ def fsync_cost(workdir: Path, count: int, gap_s: float) -> list[float]:
 
 def mqtt_hop(port: int, count: int, gap_s: float = 0.0) -> list[float]:
     """QoS 1 publish -> on_message at a subscriber, one message at a time (milliseconds)."""
-    settings = BrokerSettings(port=port)
     received = threading.Event()
     arrival = [0.0]
 
-    def on_message(client, userdata, message) -> None:
+    def on_message(*_: object) -> None:
         arrival[0] = time.perf_counter()
         received.set()
 
-    subscribed = threading.Event()
-    sub = make_client(settings, "bench-hop-sub", persistent=False)
-    sub.on_message = on_message
-    sub.on_subscribe = lambda *a: subscribed.set()
-    sub.connect("127.0.0.1", port)
-    sub.loop_start()
-    sub.subscribe("bench/hop", 1)
-    subscribed.wait(10)
-    pub = make_client(settings, "bench-hop-pub", persistent=False)
-    pub.connect("127.0.0.1", port)
-    pub.loop_start()
+    sub = subscriber(port, "bench-hop-sub", "bench/hop", on_message)
+    pub = connected_client(port, "bench-hop-pub")
     samples = []
     payload = b'{"v":1,"id":"01J0000000000000000000000","gw":"gw-bench","button":"b","kind":"fire"}' * 2
     for _ in range(count):
@@ -90,9 +79,7 @@ def mqtt_hop(port: int, count: int, gap_s: float = 0.0) -> list[float]:
         samples.append((arrival[0] - start) * 1000)
         if gap_s:
             time.sleep(gap_s)
-    for client in (pub, sub):
-        client.disconnect()
-        client.loop_stop()
+    disconnect(pub, sub)
     return samples
 
 

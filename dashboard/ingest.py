@@ -55,6 +55,9 @@ log = logging.getLogger(__name__)
 
 _SUBSCRIBED = (Channel.STATUS, Channel.INVENTORY, Channel.EVENT, Channel.HEALTH)
 
+#: Messages closer together than this are a burst: batch them in the writer.
+FAST_PATH_QUIET_S = 0.001
+
 
 @dataclass(frozen=True, slots=True)
 class Inbound:
@@ -100,6 +103,7 @@ class Ingest:
         self._pending: deque[Inbound] = deque()
         self._busy = False
         self._closing = False
+        self._last_arrival = 0.0
         self._changed = threading.Condition()
         self._generation = 0
         self._stopping = threading.Event()
@@ -169,8 +173,13 @@ class Ingest:
 
     def _on_message(self, client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
         item = Inbound(message.topic, message.payload, message.mid, message.qos, time.time(), self._generation)
+        now = time.monotonic()
+        # A message after a quiet spell is stored right here; in a burst the
+        # writer takes them in batches (one fsync per batch, not per message).
+        quiet = now - self._last_arrival >= FAST_PATH_QUIET_S
+        self._last_arrival = now
         with self._changed:
-            fast = not self._pending and not self._busy and not self._closing
+            fast = quiet and not self._pending and not self._busy and not self._closing
             if fast:
                 self._busy = True
             else:
