@@ -31,8 +31,20 @@ class AlarmNotFound(SiagaError, LookupError):
     """No such alarm, or not one the current user may see."""
 
 
+class InvalidAction(SiagaError, ValueError):
+    """The request itself is wrong (an unknown resolution, a note too long...)."""
+
+
 class InvalidTransition(SiagaError, ValueError):
     """The action does not apply to the alarm's current state (e.g. resolving twice)."""
+
+
+class AlarmChanged(InvalidTransition):
+    """The alarm changed since the operator looked at it (a new press joined it)."""
+
+    def __init__(self, message: str, alarm: dict | None = None) -> None:
+        super().__init__(message)
+        self.alarm = alarm
 
 
 OPEN_STATES = (AlarmState.UNACKNOWLEDGED, AlarmState.ACKNOWLEDGED)
@@ -90,8 +102,8 @@ def clean_note(note: object) -> str | None:
     if note is None:
         return None
     if not isinstance(note, str):
-        raise InvalidTransition("note must be text")
+        raise InvalidAction("note must be text")
     note = note.strip()
     if len(note) > MAX_NOTE:
-        raise InvalidTransition(f"note is longer than {MAX_NOTE} characters")
+        raise InvalidAction(f"note is longer than {MAX_NOTE} characters")
     return note or None

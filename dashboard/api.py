@@ -7,15 +7,16 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from flask import Blueprint, Response, abort, g, jsonify, request
+from flask import Blueprint, Response, abort, current_app, g, jsonify, request, session
 
+from firmware_bridge.payloads import Kind
 from firmware_bridge.timeutil import format_epoch
 
 from . import store
-from .alarms import Action, AlarmNotFound, InvalidTransition
-from .auth import Role, login_required, visible_kinds
-from .db import get_db
-from .hub import LiveMessage
+from .alarms import Action, AlarmChanged, AlarmNotFound, InvalidAction, InvalidTransition
+from .auth import Role, login_required, session_user, visible_kinds
+from .db import connect, get_db
+from .hub import LiveMessage, TooManyStreams
 from .live import live
 
 log = logging.getLogger(__name__)
@@ -24,6 +25,12 @@ bp = Blueprint("api", __name__, url_prefix="/api")
 
 _BOARD_ROLES = (Role.FIRE_OPERATOR, Role.SAPA_DESK, Role.ADMIN)
 KEEPALIVE_S = 15.0
+_KINDS = frozenset(kind.value for kind in Kind)
+#: A board's snapshot lists alarms resolved this recently, so that a late copy
+#: of their earlier state (published by another thread) is recognised as old.
+CLOSED_MEMORY_S = 3600.0
+#: Alarm ids in URLs: anything larger than SQLite's integers is simply not found.
+_ALARM = "<int(max=4611686018427387903):alarm_id>"
 
 
 @bp.get("/alarms")
@@ -35,7 +42,7 @@ def list_alarms() -> Any:
     return jsonify(alarms=alarms)
 
 
-@bp.get("/alarms/<int:alarm_id>")
+@bp.get(f"/alarms/{_ALARM}")
 @login_required(*_BOARD_ROLES)
 def get_alarm(alarm_id: int) -> Any:
     alarm = store.get_alarm(get_db(), alarm_id, kinds=visible_kinds())
@@ -61,11 +68,16 @@ def _act(alarm_id: int, action: Action) -> Any:
             now=time.time(),
             note=body.get("note"),
             resolution=body.get("resolution"),
+            seen_rev=body.get("rev"),
         )
     except AlarmNotFound:
         abort(404)
+    except AlarmChanged as exc:
+        return jsonify(error="changed", message=str(exc), alarm=exc.alarm), 409
     except InvalidTransition as exc:
-        return jsonify(error="invalid", message=str(exc)), 409 if "cannot" in str(exc) else 400
+        return jsonify(error="conflict", message=str(exc)), 409
+    except InvalidAction as exc:
+        return jsonify(error="invalid", message=str(exc)), 400
     state = live()
     state.hub.publish(LiveMessage("alarm", alarm, kind=alarm["kind"]))
     if state.ingest is not None:
@@ -75,13 +87,13 @@ def _act(alarm_id: int, action: Action) -> Any:
     return jsonify(alarm=alarm)
 
 
-@bp.post("/alarms/<int:alarm_id>/acknowledge")
+@bp.post(f"/alarms/{_ALARM}/acknowledge")
 @login_required(*_BOARD_ROLES)
 def acknowledge(alarm_id: int) -> Any:
     return _act(alarm_id, Action.ACKNOWLEDGED)
 
 
-@bp.post("/alarms/<int:alarm_id>/resolve")
+@bp.post(f"/alarms/{_ALARM}/resolve")
 @login_required(*_BOARD_ROLES)
 def resolve(alarm_id: int) -> Any:
     return _act(alarm_id, Action.RESOLVED)
@@ -99,6 +111,7 @@ def _snapshot(kinds: frozenset[str]) -> LiveMessage:
         "snapshot",
         {
             "alarms": store.list_alarms(conn, kinds=kinds, open_only=True),
+            "closed": store.recently_closed(conn, kinds=kinds, since=time.time() - CLOSED_MEMORY_S),
             "gateways": store.list_gateways(conn),
             "server_time": format_epoch(time.time()),
         },
@@ -111,8 +124,20 @@ def stream() -> Response:
     kinds = visible_kinds()
     # Subscribe before reading the snapshot: an update in between is sent
     # twice rather than lost, and the board keeps the higher revision.
-    subscription = live().hub.subscribe(kinds)
+    try:
+        subscription = live().hub.subscribe(kinds, owner=g.user["id"])
+    except TooManyStreams as exc:
+        return jsonify(error="too_many_streams", message=str(exc)), 429
     snapshot = _snapshot(kinds)
+    database, session_id = current_app.config["DATABASE"], session.get("sid")
+    keepalive_s = current_app.config.get("SIAGA_STREAM_KEEPALIVE_S", KEEPALIVE_S)
+
+    def still_signed_in() -> bool:
+        conn = connect(database)
+        try:
+            return session_user(conn, session_id) is not None
+        finally:
+            conn.close()
 
     def generate() -> Iterator[bytes]:
         try:
@@ -120,10 +145,15 @@ def stream() -> Response:
             yield snapshot.sse()
             while True:
                 try:
-                    message = subscription.get(KEEPALIVE_S)
+                    message = subscription.get(keepalive_s)
                 except EOFError:
                     return
-                yield message.sse() if message is not None else b": keepalive\n\n"
+                if message is not None:
+                    yield message.sse()
+                elif still_signed_in():  # a signed-out or disabled account stops receiving
+                    yield b": keepalive\n\n"
+                else:
+                    return
         finally:
             subscription.close()
 
@@ -134,19 +164,34 @@ def stream() -> Response:
     )
 
 
+#: Counters that add up every kind: the difference to the fire numbers would
+#: reveal SAPA activity, so diagnostics leave them out and show the per-kind ones.
+_ALL_KIND_COUNTERS = frozenset({"events_stored", "events_duplicate", "indications_sent"})
+
+
+def _counters_for(kinds: frozenset[str], counters: dict[str, int]) -> dict[str, int]:
+    def visible(name: str) -> bool:
+        if name in _ALL_KIND_COUNTERS:
+            return False
+        suffix = name.rsplit(".", 1)[-1]
+        return suffix not in _KINDS or suffix in kinds
+
+    return {name: value for name, value in counters.items() if visible(name)}
+
+
 @bp.get("/diagnostics")
 @login_required(Role.ADMIN, Role.TECHNICIAN)
 def diagnostics() -> Any:
     state = live()
     ingest = state.ingest
     return jsonify(
-        counters=state.counters.snapshot(),
+        counters=_counters_for(visible_kinds(), state.counters.snapshot()),
         mqtt_connected=bool(ingest and ingest.connected.is_set()),
         ingest_alive=bool(ingest and ingest.is_alive()),
         ingest_backlog=ingest.backlog if ingest else None,
+        # The reason, not the message: a message may quote a payload's content.
         rejections=[
-            {"at": r.at, "topic": r.topic, "reason": r.reason, "message": r.message}
-            for r in (list(ingest.rejections) if ingest else [])
+            {"at": r.at, "topic": r.topic, "reason": r.reason} for r in (list(ingest.rejections) if ingest else [])
         ],
         live_subscribers=state.hub.subscribers,
     )

@@ -7,6 +7,7 @@ only the SAPA desk sees SAPA alarms (children's data, UU PDP 27/2022).
 from __future__ import annotations
 
 import functools
+import secrets
 import sqlite3
 import time
 from collections.abc import Callable
@@ -129,12 +130,38 @@ def login_required(*roles: Role) -> Callable[[F], F]:
     return decorator
 
 
+_SESSION_USER = (
+    "SELECT users.* FROM sessions JOIN users ON users.id = sessions.user_id "
+    "WHERE sessions.id = ? AND sessions.revoked_at IS NULL AND users.active = 1"
+)
+
+
+def session_user(conn: sqlite3.Connection, session_id: object) -> sqlite3.Row | None:
+    """The user of a live sign-in session; None once it is signed out or the account disabled."""
+    if not isinstance(session_id, str):
+        return None
+    return conn.execute(_SESSION_USER, (session_id,)).fetchone()
+
+
+def start_session(conn: sqlite3.Connection, user_id: int) -> str:
+    session_id = secrets.token_urlsafe(32)
+    conn.execute("INSERT INTO sessions (id, user_id, created_at) VALUES (?, ?, ?)", (session_id, user_id, time.time()))
+    return session_id
+
+
+def end_session(conn: sqlite3.Connection, session_id: object) -> None:
+    if isinstance(session_id, str):
+        conn.execute(
+            "UPDATE sessions SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL", (time.time(), session_id)
+        )
+
+
 @bp.before_app_request
 def load_user() -> None:
-    user_id = session.get("uid")
     g.user = None
-    if user_id is not None:
-        g.user = get_db().execute("SELECT * FROM users WHERE id = ? AND active = 1", (user_id,)).fetchone()
+    session_id = session.get("sid")
+    if session_id is not None:
+        g.user = session_user(get_db(), session_id)
 
 
 @bp.route("/login", methods=["GET", "POST"])
@@ -148,7 +175,7 @@ def login() -> Any:
             language = session.get("lang")
             session.clear()  # a fresh session: no fixation
             session.permanent = True
-            session["uid"] = user["id"]
+            session["sid"] = start_session(get_db(), user["id"])
             if language:
                 session["lang"] = language
             target = request.args.get("next", "")
@@ -161,6 +188,7 @@ def login() -> Any:
 @bp.route("/logout", methods=["POST"])
 def logout() -> Any:
     language = session.get("lang")
+    end_session(get_db(), session.get("sid"))
     session.clear()
     if language:
         session["lang"] = language

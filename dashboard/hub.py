@@ -15,6 +15,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from firmware_bridge.errors import SiagaError
+
 
 @dataclass(frozen=True, slots=True)
 class LiveMessage:
@@ -31,9 +33,14 @@ class LiveMessage:
 _CLOSED = LiveMessage("closed", {})
 
 
+class TooManyStreams(SiagaError, RuntimeError):
+    """One account holds as many live streams as it may (each holds a server thread)."""
+
+
 class Subscription:
-    def __init__(self, hub: Hub, kinds: Iterable[str], maxsize: int) -> None:
+    def __init__(self, hub: Hub, kinds: Iterable[str], maxsize: int, owner: object = None) -> None:
         self._hub = hub
+        self.owner = owner
         self.kinds = frozenset(kinds)
         self._queue: queue.Queue[LiveMessage] = queue.Queue(maxsize)
         self.overflowed = False
@@ -72,14 +79,20 @@ class Subscription:
 
 
 class Hub:
-    def __init__(self, *, queue_size: int = 2000) -> None:
+    def __init__(self, *, queue_size: int = 2000, streams_per_owner: int = 8) -> None:
         self._lock = threading.Lock()
         self._subscriptions: set[Subscription] = set()
         self._queue_size = queue_size
+        self._streams_per_owner = streams_per_owner
 
-    def subscribe(self, kinds: Iterable[str]) -> Subscription:
-        subscription = Subscription(self, kinds, self._queue_size)
+    def subscribe(self, kinds: Iterable[str], owner: object = None) -> Subscription:
+        """A new stream for ``owner`` (an account); at most ``streams_per_owner`` each."""
+        subscription = Subscription(self, kinds, self._queue_size, owner)
         with self._lock:
+            if owner is not None:
+                held = sum(1 for other in self._subscriptions if other.owner == owner)
+                if held >= self._streams_per_owner:
+                    raise TooManyStreams(f"this account already has {held} live boards open")
             self._subscriptions.add(subscription)
         return subscription
 

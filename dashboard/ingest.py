@@ -55,6 +55,19 @@ log = logging.getLogger(__name__)
 
 _SUBSCRIBED = (Channel.STATUS, Channel.INVENTORY, Channel.EVENT, Channel.HEALTH)
 
+#: Failures that retrying will not cure: the message, not the store, is at fault.
+PERMANENT_ERRORS: tuple[type[Exception], ...] = (
+    sqlite3.IntegrityError,
+    sqlite3.DataError,
+    sqlite3.InterfaceError,
+    sqlite3.ProgrammingError,
+    ArithmeticError,
+    LookupError,
+    TypeError,
+    ValueError,
+    RecursionError,
+)
+
 #: Messages closer together than this are a burst: batch them in the writer.
 FAST_PATH_QUIET_S = 0.001
 
@@ -226,6 +239,10 @@ class Ingest:
                     return
                 try:
                     self._process_with_retry(batch)
+                except Exception:
+                    self.counters.add("writer_errors")
+                    log.exception("ingest writer: unexpected error; going on")
+                    self._stopping.wait(self._retry_s)
                 finally:
                     with self._changed:
                         self._busy = False
@@ -237,16 +254,51 @@ class Ingest:
             raise
 
     def _process_with_retry(self, batch: list[Inbound]) -> None:
+        """Store a batch; retry while the store is unavailable; never give up on the others.
+
+        A failure of the store itself (locked, disk full, I/O error) is
+        retried with the messages unacknowledged, so the broker keeps them.
+        Any other failure is particular to a message: the batch is split, and
+        a message that still fails on its own is set aside (kept raw,
+        counted, logged, acknowledged) so that it cannot block every later alarm.
+        """
         while True:
             try:
                 self._process(batch)
                 return
+            except PERMANENT_ERRORS as exc:
+                if len(batch) > 1:
+                    for item in batch:
+                        self._process_with_retry([item])
+                    return
+                self._set_aside(batch[0], exc)
+                return
             except sqlite3.Error as exc:
-                # Not acknowledged: the broker keeps the messages; try again.
                 self.counters.add("store_errors")
                 log.error("cannot store %d message(s): %s; retrying in %.1f s", len(batch), exc, self._retry_s)
                 if self._stopping.wait(self._retry_s):
                     return
+
+    def _set_aside(self, item: Inbound, exc: BaseException) -> None:
+        self.counters.add("rejected")
+        self.counters.add("rejected.internal_error")
+        log.error(
+            "could not process a message on %r, set aside in rejected_messages: %r; payload %r",
+            item.topic,
+            exc,
+            item.payload[:500],
+            exc_info=exc,
+        )
+        self.rejections.append(Rejection(format_epoch(time.time()), item.topic, "internal_error", type(exc).__name__))
+        try:
+            assert self._conn is not None
+            self._conn.execute(
+                "INSERT INTO rejected_messages (at, topic, reason, error, payload) VALUES (?, ?, ?, ?, ?)",
+                (time.time(), item.topic, "internal_error", repr(exc)[:1000], item.payload),
+            )
+        except sqlite3.Error:
+            log.exception("could not keep the set-aside message; it is only in this log")
+        self._acknowledge([item])
 
     def _process(self, batch: list[Inbound]) -> None:
         events: list[tuple[Event, float]] = []
@@ -292,6 +344,8 @@ class Ingest:
         self._acknowledge(batch)
         self.counters.add("events_stored", outcome.stored)
         self.counters.add("events_duplicate", outcome.duplicates)
+        for name, count in outcome.by_kind.items():
+            self.counters.add(f"events_{name}", count)
         for alarm in alarms:
             self.indicate(alarm)
         self._announce_gateways(conn, statuses, inventories)
@@ -369,3 +423,4 @@ class Ingest:
         )
         self.client.publish(self.topics.indicate(alarm["gw"]), indication.encode(), qos=Channel.INDICATE.qos)
         self.counters.add("indications_sent")
+        self.counters.add(f"indications_sent.{alarm['kind']}")

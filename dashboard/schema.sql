@@ -12,6 +12,15 @@ CREATE TABLE IF NOT EXISTS users (
     created_at    REAL    NOT NULL
 );
 
+-- Sign-in sessions, so that signing out (or deactivating an account) ends a
+-- session for good, even if its cookie was copied.
+CREATE TABLE IF NOT EXISTS sessions (
+    id          TEXT    PRIMARY KEY,     -- random, kept in the signed cookie
+    user_id     INTEGER NOT NULL REFERENCES users(id),
+    created_at  REAL    NOT NULL,
+    revoked_at  REAL
+);
+
 CREATE TABLE IF NOT EXISTS gateways (
     gw          TEXT PRIMARY KEY,
     state       TEXT NOT NULL,           -- online / offline
@@ -90,3 +99,14 @@ CREATE TABLE IF NOT EXISTS events (
     payload      TEXT    NOT NULL
 );
 CREATE INDEX IF NOT EXISTS events_button ON events(button, received_at);
+
+-- Messages that passed validation but could not be processed (a bug, or data
+-- the store refused): kept raw so that no alarm vanishes without a trace.
+CREATE TABLE IF NOT EXISTS rejected_messages (
+    id       INTEGER PRIMARY KEY AUTOINCREMENT,
+    at       REAL NOT NULL,
+    topic    TEXT NOT NULL,
+    reason   TEXT NOT NULL,
+    error    TEXT,
+    payload  BLOB
+);

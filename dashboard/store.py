@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,9 +19,10 @@ from firmware_bridge.timeutil import format_epoch
 from .alarms import (
     OPEN_STATES,
     Action,
+    AlarmChanged,
     AlarmNotFound,
     AlarmState,
-    InvalidTransition,
+    InvalidAction,
     Resolution,
     clean_note,
     make_alarm_id,
@@ -39,6 +41,9 @@ FROM alarms a LEFT JOIN buttons b ON b.id = a.button
 class IngestOutcome:
     stored: int = 0
     duplicates: int = 0
+    #: "stored.fire", "duplicate.sapa", ...: per kind, so that diagnostics can
+    #: show the fire post's numbers without revealing SAPA activity.
+    by_kind: Counter[str] = field(default_factory=Counter)
     #: alarm id -> the last action that changed it in this batch
     alarms: dict[int, Action] = field(default_factory=dict)
 
@@ -102,8 +107,10 @@ def store_events(conn: sqlite3.Connection, events: Sequence[tuple[Event, float]]
         )
         if cursor.rowcount == 0:
             outcome.duplicates += 1
+            outcome.by_kind[f"duplicate.{event.kind}"] += 1
             continue
         outcome.stored += 1
+        outcome.by_kind[f"stored.{event.kind}"] += 1
         if opens_alarm(event.type):
             alarm_id, action = _apply_press(conn, event, received_at)
             conn.execute("UPDATE events SET alarm_id = ? WHERE id = ?", (alarm_id, event.id))
@@ -232,22 +239,39 @@ def act_on_alarm(
     now: float,
     note: object = None,
     resolution: object = None,
+    seen_rev: object = None,
 ) -> dict[str, Any]:
-    """Acknowledge or resolve an alarm the actor may see; returns the updated alarm."""
+    """Acknowledge or resolve an alarm the actor may see; returns the updated alarm.
+
+    ``seen_rev`` is the revision the operator was looking at. Resolving needs
+    it: if presses joined the alarm since, resolving would close a call for
+    help nobody saw, so :class:`AlarmChanged` is raised instead.
+    """
     note = clean_note(note)
     if action is Action.RESOLVED:
         try:
             resolution = Resolution(resolution)
         except ValueError:
             choices = ", ".join(r.value for r in Resolution)
-            raise InvalidTransition(f"resolution must be one of {choices} (got {resolution!r})") from None
+            raise InvalidAction(f"resolution must be one of {choices} (got {resolution!r})") from None
+        if seen_rev is None:
+            raise InvalidAction("rev (the alarm revision the operator saw) is required to resolve")
+    if seen_rev is not None and (isinstance(seen_rev, bool) or not isinstance(seen_rev, int)):
+        raise InvalidAction(f"rev must be an integer (got {seen_rev!r})")
     visible = {str(kind) for kind in kinds}
     with transaction(conn):
-        row = conn.execute("SELECT state, kind FROM alarms WHERE id = ?", (alarm_id,)).fetchone()
+        row = conn.execute("SELECT state, kind, rev, press_count FROM alarms WHERE id = ?", (alarm_id,)).fetchone()
         if row is None or row["kind"] not in visible:
             raise AlarmNotFound(f"alarm {alarm_id} not found")
         state = AlarmState(row["state"])
         new_state = next_state(state, action)
+        if seen_rev is not None and seen_rev != row["rev"]:
+            current = get_alarm(conn, alarm_id, kinds=visible)
+            raise AlarmChanged(
+                f"the alarm changed since you looked at it (revision {row['rev']}, not {seen_rev}; "
+                f"{row['press_count']} press(es) now): review it first",
+                current,
+            )
         if action is Action.ACKNOWLEDGED:
             conn.execute(
                 "UPDATE alarms SET state = ?, rev = rev + 1, acknowledged_at = ?, acknowledged_by = ?, "
@@ -264,6 +288,19 @@ def act_on_alarm(
     alarm = get_alarm(conn, alarm_id, kinds=visible)
     assert alarm is not None
     return alarm
+
+
+def recently_closed(conn: sqlite3.Connection, *, kinds: Iterable[str], since: float) -> list[dict[str, int]]:
+    """Ids and final revisions of alarms resolved since ``since`` (boards use them to ignore late copies)."""
+    kinds = [str(kind) for kind in kinds]
+    if not kinds:
+        return []
+    marks = ",".join("?" * len(kinds))
+    rows = conn.execute(
+        f"SELECT id, rev FROM alarms WHERE state = ? AND resolved_at >= ? AND kind IN ({marks})",  # noqa: S608
+        [str(AlarmState.RESOLVED), since, *kinds],
+    ).fetchall()
+    return [{"id": row["id"], "rev": row["rev"]} for row in rows]
 
 
 # -- reads ------------------------------------------------------------------------

@@ -13,6 +13,7 @@ version 1; anything incompatible gets a new ``v`` and a new topic root.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -101,11 +102,30 @@ def _reason_of(exc: fastjsonschema.JsonSchemaValueException) -> str:
     )
 
 
+class _NotFinite(ValueError):
+    pass
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e999 parses to inf
+        raise _NotFinite(text)
+    return value
+
+
+def _no_constant(name: str) -> float:
+    raise _NotFinite(name)  # NaN, Infinity, -Infinity: Python accepts them, JSON does not
+
+
 def _parse_object(payload: bytes | str, what: str) -> dict[str, Any]:
     if len(payload) > MAX_PAYLOAD_BYTES:
         raise BadPayload(f"{what}: payload of {len(payload)} bytes exceeds {MAX_PAYLOAD_BYTES}", reason="too_large")
     try:
-        data = json.loads(payload)
+        data = json.loads(payload, parse_float=_finite_float, parse_constant=_no_constant)
+    except _NotFinite as exc:
+        raise BadPayload(f"{what}: number {exc} is not a finite JSON number", reason="not_finite") from None
+    except RecursionError:
+        raise BadPayload(f"{what}: nested too deeply", reason="too_deep") from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise BadPayload(f"{what}: not valid JSON ({exc})", reason="not_json") from None
     if not isinstance(data, dict):

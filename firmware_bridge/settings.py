@@ -8,6 +8,7 @@ Unknown keys are errors too, so a typo never silently falls back to a default.
 
 from __future__ import annotations
 
+import math
 import re
 import tomllib
 from collections.abc import Iterable
@@ -105,8 +106,8 @@ class Section:
         value = self._get(key, default)
         if value is default and default is not _MISSING:
             return value
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise self.error(key, f"must be a number (got {value!r})")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise self.error(key, f"must be a finite number (got {value!r})")
         self._check_range(key, value, min, max)
         return float(value)
 

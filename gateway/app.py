@@ -30,7 +30,7 @@ from .buttons import WiredButton
 from .config import ButtonConfig, GatewayConfig
 from .indicator import IndicatorState, Pattern
 from .link import GatewayLink
-from .outbox import Outbox
+from .outbox import UnavailableOutbox, open_outbox
 from .pump import Pump
 
 log = logging.getLogger(__name__)
@@ -64,7 +64,7 @@ class Gateway:
         self._listeners: list[Callable[[str, Pattern], None]] = []
         self.buttons: dict[str, WiredButton] = {}
         self._indicators: dict[str, IndicatorState] = {button.id: IndicatorState() for button in config.buttons}
-        self.outbox = Outbox(config.outbox_path)
+        self.outbox = open_outbox(config.outbox_path)
         self.link = GatewayLink(
             config.broker,
             config.id,
@@ -243,6 +243,8 @@ class Gateway:
             counters=self.counters.snapshot(),
             extra={
                 "version": self.version,
+                "outbox_ok": not isinstance(self.outbox, UnavailableOutbox),
+                "delivery_verified": self.link.echo.is_set(),
                 "mqtt_connected": self.link.connected.is_set(),
                 "pump_alive": self.pump.is_alive(),
             },

@@ -109,6 +109,14 @@ def parse_config(root: Section) -> GatewayConfig:
     mqtt_section = root.section("mqtt", required=True)
     broker = read_broker_settings(mqtt_section)
 
+    if broker.username is not None and broker.username != gw_id:
+        # Under MQTT 3.1.1 a broker that refuses a topic by ACL still answers
+        # PUBACK and drops the message: the press would leave the outbox and vanish.
+        raise mqtt_section.error(
+            "username",
+            f"must be the gateway id {gw_id!r} (got {broker.username!r}): the broker's ACL "
+            "(deploy/mosquitto/siaga.acl) gives each gateway the topics named by its username",
+        )
     buttons = tuple(_parse_button(section) for section in root.sections("button", required=True))
     _check_unique(root, buttons)
     root.done()

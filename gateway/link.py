@@ -22,11 +22,21 @@ from paho.mqtt.reasoncodes import ReasonCode
 from firmware_bridge.broker import BrokerSettings, make_client
 from firmware_bridge.counters import Counters
 from firmware_bridge.errors import BadPayload
-from firmware_bridge.payloads import GatewayState, Indication, Status, StatusReason, decode_indication
+from firmware_bridge.payloads import (
+    GatewayState,
+    Indication,
+    Status,
+    StatusReason,
+    decode_indication,
+    decode_status,
+)
 from firmware_bridge.timeutil import format_epoch
 from firmware_bridge.topics import Channel, Topics
 
 log = logging.getLogger(__name__)
+
+#: How long the broker may take to echo our own "online" before we say so.
+ECHO_TIMEOUT_S = 10.0
 
 
 class GatewayLink:
@@ -53,6 +63,11 @@ class GatewayLink:
         self._counters = counters
         self._started = format_epoch(started_at)
         self.connected = threading.Event()
+        #: Set when the broker has delivered our own "online" back to us: proof
+        #: that it accepts what we publish (an ACL that refuses a topic still
+        #: answers PUBACK under MQTT 3.1.1, and drops the message).
+        self.echo = threading.Event()
+        self._status_topic = self.topics.status(gw_id)
         self.client = make_client(settings, client_id=f"siaga-gw-{gw_id}", persistent=True)
         self.client.will_set(
             self.topics.status(gw_id),
@@ -120,7 +135,9 @@ class GatewayLink:
             return
         self._counters.add("mqtt_connects")
         log.info("connected to %s (session present: %s)", self.settings.describe(), flags.session_present)
-        client.subscribe(self._indicate_topic, qos=Channel.INDICATE.qos)
+        self.echo.clear()
+        client.subscribe([(self._indicate_topic, Channel.INDICATE.qos), (self._status_topic, 1)])
+        threading.Timer(ECHO_TIMEOUT_S, self._check_echo, args=(self._connection_count(),)).start()
         client.publish(
             self.topics.status(self.gw_id),
             self._status(GatewayState.ONLINE, StatusReason.CONNECTED),
@@ -149,7 +166,32 @@ class GatewayLink:
     ) -> None:
         self._on_publish_cb(mid)
 
+    def _connection_count(self) -> int:
+        return self._counters.get("mqtt_connects")
+
+    def _check_echo(self, connection: int) -> None:
+        if connection == self._connection_count() and self.connected.is_set() and not self.echo.is_set():
+            self._counters.add("status_echo_missing")
+            log.error(
+                "the broker has not delivered our own status back within %.0f s: it may be dropping what we "
+                "publish (MQTT username must be the gateway id %r for the ACL; topic root %r)",
+                ECHO_TIMEOUT_S,
+                self.gw_id,
+                self.settings.root,
+            )
+
+    def _on_status_echo(self, payload: bytes) -> None:
+        try:
+            status = decode_status(payload)
+        except BadPayload:
+            return
+        if status.gw == self.gw_id and status.state is GatewayState.ONLINE and status.started == self._started:
+            self.echo.set()
+
     def _on_message(self, client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
+        if message.topic == self._status_topic:
+            self._on_status_echo(message.payload)
+            return
         if message.topic != self._indicate_topic:
             # Only a misbehaving broker sends topics we never subscribed to
             # (amqtt, the demo broker, replays retained messages to everyone).

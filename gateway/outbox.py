@@ -8,6 +8,7 @@ order, so after a restart the oldest event goes out first.
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import threading
 import time
@@ -16,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from firmware_bridge.errors import OutboxError
+
+log = logging.getLogger(__name__)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
@@ -58,6 +61,9 @@ class Outbox:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute(f"PRAGMA synchronous={synchronous}")
             self._db.executescript(_SCHEMA)
+            check = self._db.execute("PRAGMA quick_check").fetchone()[0]
+            if check != "ok":
+                raise sqlite3.DatabaseError(f"integrity check failed: {check}")
             row = self._db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'outbox'").fetchone()
             self._last_seq = int(row[0]) if row else 0
         except (sqlite3.Error, OSError) as exc:
@@ -135,3 +141,87 @@ class Outbox:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class UnavailableOutbox:
+    """Stands in when no outbox can be opened at all: every put fails, so the
+    gateway sends each event from memory and reports the trouble."""
+
+    def __init__(self, path: str | Path, reason: str) -> None:
+        self.path = Path(path)
+        self.reason = reason
+
+    def put(self, event_id: str, topic: str, payload: bytes, *, now: float | None = None) -> Stored:
+        raise OutboxError(f"no outbox ({self.reason})")
+
+    def pending(self, after_seq: int, limit: int) -> list[OutboxRow]:
+        return []
+
+    def remove(self, seqs: Iterable[int]) -> None:
+        pass
+
+    def depth(self) -> int:
+        return 0
+
+    def oldest_created_at(self) -> float | None:
+        return None
+
+    def close(self) -> None:
+        pass
+
+
+def _is_corrupt(exc: OutboxError) -> bool:
+    cause = exc.__cause__
+    return isinstance(cause, sqlite3.DatabaseError) and not isinstance(cause, sqlite3.OperationalError)
+
+
+def _salvage(path: Path) -> list[OutboxRow]:
+    """Whatever rows of a damaged outbox can still be read, oldest first."""
+    rows: list[OutboxRow] = []
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            for seq, event_id, topic, payload, created in db.execute(
+                "SELECT seq, event_id, topic, payload, created_at FROM outbox ORDER BY seq"
+            ):
+                rows.append(OutboxRow(seq, event_id, topic, bytes(payload), created))
+        finally:
+            db.close()
+    except sqlite3.Error as exc:
+        log.error("could read only %d row(s) of the damaged outbox: %s", len(rows), exc)
+    return rows
+
+
+def open_outbox(path: str | Path) -> Outbox | UnavailableOutbox:
+    """Open the outbox, recovering from what a power cut can do to an SD card.
+
+    A damaged file is moved aside (kept for inspection, with its WAL), a fresh
+    outbox is started and every row that could still be read is carried over
+    in order. If no outbox can be opened at all, the gateway still runs:
+    events go out from memory, and health reports it.
+    """
+    path = Path(path)
+    try:
+        return Outbox(path)
+    except OutboxError as exc:
+        if not _is_corrupt(exc):
+            log.critical("outbox unavailable, events will be sent from memory only: %s", exc)
+            return UnavailableOutbox(path, str(exc))
+        damage = exc
+    rows = _salvage(path)
+    aside = path.with_name(f"{path.name}.damaged-{int(time.time())}")
+    for suffix in ("", "-wal", "-shm"):
+        part = path.with_name(path.name + suffix)
+        if part.exists():
+            part.rename(aside.with_name(aside.name + suffix))
+    log.critical("outbox %s was damaged (%s); kept as %s, starting a fresh one", path, damage, aside)
+    try:
+        outbox = Outbox(path)
+        for row in rows:
+            outbox.put(row.event_id, row.topic, row.payload, now=row.created_at)
+    except OutboxError as exc:
+        log.critical("no outbox can be opened, events will be sent from memory only: %s", exc)
+        return UnavailableOutbox(path, str(exc))
+    if rows:
+        log.warning("carried %d event(s) over from the damaged outbox", len(rows))
+    return outbox

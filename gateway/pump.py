@@ -27,7 +27,7 @@ from paho.mqtt.client import MQTTErrorCode, MQTTMessageInfo
 from firmware_bridge.counters import Counters
 from firmware_bridge.errors import OutboxError
 
-from .outbox import Outbox
+from .outbox import Outbox, UnavailableOutbox
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ _ACCEPTED = (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN)
 class Pump:
     def __init__(
         self,
-        outbox: Outbox,
+        outbox: Outbox | UnavailableOutbox,
         publish: Publish,
         counters: Counters,
         *,
@@ -59,6 +59,8 @@ class Pump:
         self._acks: deque[int] = deque()
         #: events that could not be stored, waiting to be handed to paho by the pump
         self._unstored: deque[tuple[str, bytes]] = deque()
+        #: acknowledged rows whose delete has not succeeded yet (retried each loop)
+        self._to_remove: list[int] = []
         self._cursor = 0
         #: Held while handing events to paho, so the pump and the fast path
         #: (publish_now, from a press handler) keep seq order. paho's
@@ -73,6 +75,7 @@ class Pump:
 
     def start(self) -> None:
         self._thread.start()
+        self._wake.set()  # a backlog from before goes out at once
 
     def wake(self) -> None:
         """Tell the pump there is work: a new row, or an acknowledgement."""
@@ -158,6 +161,13 @@ class Pump:
                     self._counters.add("outbox_errors")
                     log.error("outbox: %s; retrying in %.1f s", exc, self._retry_s)
                     self._stopping.wait(self._retry_s)
+                    self._wake.set()
+                except Exception:
+                    # The pump must outlive any one failure: events keep waiting in the outbox.
+                    self._counters.add("pump_errors")
+                    log.exception("outbox pump: unexpected error; retrying in %.1f s", self._retry_s)
+                    self._stopping.wait(self._retry_s)
+                    self._wake.set()
                 self.last_loop = time.monotonic()
         except BaseException as exc:  # report, never vanish silently
             self.failure = exc
@@ -165,7 +175,6 @@ class Pump:
             raise
 
     def _collect_acknowledged(self) -> None:
-        done: list[int] = []
         acknowledged = 0
         while self._acks:
             mid = self._acks.popleft()
@@ -174,13 +183,14 @@ class Pump:
             seq = self._inflight.pop(mid)
             acknowledged += 1
             if seq is not None:
-                done.append(seq)
-        if not acknowledged:
-            return
-        self._outbox.remove(done)
-        self._counters.add("events_acknowledged", acknowledged)
-        with self._drained:
-            self._drained.notify_all()
+                self._to_remove.append(seq)
+        if acknowledged:
+            self._counters.add("events_acknowledged", acknowledged)
+        if self._to_remove:
+            self._outbox.remove(self._to_remove)  # raises: kept, and retried next loop
+            self._to_remove = []
+            with self._drained:
+                self._drained.notify_all()
 
     def _send_more(self) -> bool:
         """Hand waiting events to paho; True if paho refused one (retry later)."""

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import sqlite3
+import urllib.parse
 import urllib.request
 
 import pytest
@@ -104,7 +106,8 @@ def test_acknowledge_and_resolve_are_stored_with_who_when_and_note(
     acked = operator.post_json(f"/api/alarms/{alarm['id']}/acknowledge", {"note": "Regu 1 berangkat"})["alarm"]
     assert (acked["state"], acked["acknowledged_by"], acked["rev"]) == ("acknowledged", "operator", 1)
     done = operator.post_json(
-        f"/api/alarms/{alarm['id']}/resolve", {"resolution": "false_alarm", "note": "Tersenggol pedagang"}
+        f"/api/alarms/{alarm['id']}/resolve",
+        {"resolution": "false_alarm", "note": "Tersenggol pedagang", "rev": acked["rev"]},
     )["alarm"]
     assert (done["state"], done["resolution"], done["resolved_by"], done["open"]) == (
         "resolved",
@@ -126,8 +129,10 @@ def test_acknowledge_and_resolve_are_stored_with_who_when_and_note(
 @pytest.mark.parametrize(
     ("action", "body", "status"),
     [
-        ("resolve", {"resolution": "maybe"}, 400),
-        ("resolve", {}, 400),
+        ("resolve", {"resolution": "maybe", "rev": 0}, 400),
+        ("resolve", {"rev": 0}, 400),
+        ("resolve", {"resolution": "real"}, 400),  # without the revision the operator saw
+        ("resolve", {"resolution": "real", "rev": "0"}, 400),
         ("acknowledge", {"note": "x" * 2001}, 400),
         ("acknowledge", {"note": 42}, 400),
     ],
@@ -149,10 +154,10 @@ def test_an_action_that_no_longer_applies_is_a_conflict(
 ) -> None:
     event = send(probe, make_event())
     alarm = wait_alarm(operator, lambda a: a["last_event_id"] == event.id)
-    operator.post_json(f"/api/alarms/{alarm['id']}/resolve", {"resolution": "test"})
+    operator.post_json(f"/api/alarms/{alarm['id']}/resolve", {"resolution": "test", "rev": alarm["rev"]})
     for action in ("acknowledge", "resolve"):
         with pytest.raises(HTTPStatusError) as caught:
-            operator.post_json(f"/api/alarms/{alarm['id']}/{action}", {"resolution": "real"})
+            operator.post_json(f"/api/alarms/{alarm['id']}/{action}", {"resolution": "real", "rev": 1})
         assert caught.value.status == 409
     with pytest.raises(HTTPStatusError) as caught:
         operator.post_json("/api/alarms/999999/acknowledge", {})
@@ -201,3 +206,82 @@ def test_alarm_numbers_run_per_kind_so_gaps_reveal_nothing(
     # The fire post's ids are consecutive in its own sequence: no hint of the SAPA alarms in between.
     assert fire[1][1] - fire[0][1] == sapa[1][1] - sapa[0][1]
     assert {i for _, i in fire}.isdisjoint({i for _, i in sapa})
+
+
+def test_resolving_refuses_to_close_presses_the_operator_has_not_seen(
+    dashboard: DashboardServer, operator: DashboardClient, probe: Probe
+) -> None:
+    first = send(probe, make_event())
+    seen = wait_alarm(operator, lambda a: a["last_event_id"] == first.id)
+    again = send(probe, make_event())  # someone presses again while the operator decides
+    wait_alarm(operator, lambda a: a["last_event_id"] == again.id)
+    with pytest.raises(HTTPStatusError) as caught:
+        operator.post_json(f"/api/alarms/{seen['id']}/resolve", {"resolution": "false_alarm", "rev": seen["rev"]})
+    assert caught.value.status == 409
+    body = json.loads(caught.value.body)
+    assert body["error"] == "changed" and body["alarm"]["press_count"] == 2
+    assert operator.get_json(f"/api/alarms/{seen['id']}")["alarm"]["open"] is True
+    operator.post_json(f"/api/alarms/{seen['id']}/resolve", {"resolution": "real", "rev": body["alarm"]["rev"]})
+
+
+def test_an_absurd_alarm_number_is_simply_not_found(dashboard: DashboardServer, operator: DashboardClient) -> None:
+    with pytest.raises(HTTPStatusError) as caught:
+        operator.get_json("/api/alarms/99999999999999999999")
+    assert caught.value.status == 404
+
+
+def test_signing_out_ends_the_session_even_for_a_copied_cookie(dashboard: DashboardServer) -> None:
+    client = signed_in(dashboard, OPERATOR)
+    stolen = DashboardClient(dashboard.url)
+    for cookie in client.cookies:
+        stolen.cookies.set_cookie(cookie)
+    assert stolen.get_json("/api/alarms") == {"alarms": []}
+    status, _ = client.get_page("/board")  # the page carries the CSRF token for the sign-out form
+    assert status == 200
+    request = urllib.request.Request(
+        dashboard.url + "/logout",
+        data=urllib.parse.urlencode({"csrf_token": client.csrf}).encode(),
+        method="POST",
+        headers={"Cookie": client.cookie_header()},
+    )
+    urllib.request.urlopen(request, timeout=5)
+    with pytest.raises(HTTPStatusError) as caught:
+        stolen.get_json("/api/alarms")
+    assert caught.value.status == 401
+
+
+def test_a_live_stream_ends_when_its_session_does(tmp_path, broker_settings) -> None:
+    from sim.servers import dashboard_config
+
+    config = dashboard_config(tmp_path / "quick", broker_settings, SIAGA_STREAM_KEEPALIVE_S=0.05)
+    with DashboardServer(config) as server:
+        server.create_user(*OPERATOR, "fire_operator")
+        client = signed_in(server, OPERATOR)
+        with client.stream() as stream:
+            stream.wait_for(lambda e: e.event == "snapshot", 5)
+            conn = sqlite3.connect(config["DATABASE"])
+            conn.execute("UPDATE users SET active = 0 WHERE username = ?", (OPERATOR[0],))
+            conn.commit()
+            conn.close()
+            with pytest.raises(EOFError):
+                stream.wait_for(lambda e: False, 5)
+
+
+def test_one_account_cannot_hold_every_server_thread(dashboard: DashboardServer, operator: DashboardClient) -> None:
+    streams = [operator.stream() for _ in range(8)]
+    try:
+        with pytest.raises(ConnectionError, match="429"):
+            operator.stream()
+    finally:
+        for stream in streams:
+            stream.close()
+
+
+def test_diagnostics_do_not_reveal_sapa_activity(
+    dashboard: DashboardServer, sapa_desk: DashboardClient, probe: Probe
+) -> None:
+    event = send(probe, make_event(button="sapa-1", kind="sapa"))
+    wait_alarm(sapa_desk, lambda a: a["last_event_id"] == event.id)
+    counters = signed_in(dashboard, ADMIN).get_json("/api/diagnostics")["counters"]
+    assert dashboard.ingest.counters.get("events_stored.sapa") == 1
+    assert not any(name.endswith(".sapa") or name == "events_stored" for name in counters)

@@ -103,6 +103,8 @@ def test_the_shipped_samples_are_valid(name: str) -> None:
         (GOOD.replace('id = "sapa-1"', 'id = "fire-1"'), "button[2].id", "duplicate"),
         (GOOD.replace("pin = 23", "pin = 17"), "button[2].pin", "already used"),
         (GOOD.replace("lat = -4.3499", "lat = -95"), "button[2].site.lat", "at least"),
+        (GOOD.replace("lat = -4.3499", "lat = nan"), "button[2].site.lat", "finite"),
+        (GOOD.replace("[mqtt]", "health_interval_s = inf\n[mqtt]"), "gateway.health_interval_s", "finite"),
         (GOOD.replace('name = "Pasar Andoolo"\nlat = -4.3499', "lat = -4.3499"), "button[2].site.name", "missing"),
         ("[gateway\nid=", "", "not valid TOML"),
     ],

@@ -173,6 +173,10 @@ def test_an_impossible_date_is_refused() -> None:
         (b"null", "not_object"),
         (b'"press"', "not_object"),
         (b" " * (MAX_PAYLOAD_BYTES + 1), "too_large"),
+        (b"[" * 200_000, "too_deep"),
+        (b'{"v": 1, "lat": NaN}', "not_finite"),
+        (b'{"v": 1, "lat": -Infinity}', "not_finite"),
+        (b'{"v": 1, "lat": 1e999}', "not_finite"),
     ],
 )
 def test_garbage_payloads_get_a_precise_reason(payload: bytes, reason: str) -> None:

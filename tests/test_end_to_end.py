@@ -49,12 +49,12 @@ def test_a_press_reaches_the_board_and_the_acknowledgement_lights_the_button(
 
     # The button shows "received" (slow blink) once the dashboard has stored the alarm.
     assert gateway.wait_for_pattern("fire-1", Pattern.RECEIVED, 5)
-    operator.post_json(f"/api/alarms/{live['id']}/acknowledge", {"note": "Regu 2 menuju lokasi"})
+    acked = operator.post_json(f"/api/alarms/{live['id']}/acknowledge", {"note": "Regu 2 menuju lokasi"})["alarm"]
     assert gateway.wait_for_pattern("fire-1", Pattern.HELP_COMING, 5)
     assert gateway.buttons["fire-1"].led._blink_thread is None
     assert led.state is True  # solid: help is coming
 
-    operator.post_json(f"/api/alarms/{live['id']}/resolve", {"resolution": "real"})
+    operator.post_json(f"/api/alarms/{live['id']}/resolve", {"resolution": "real", "rev": acked["rev"]})
     assert gateway.wait_for_pattern("fire-1", Pattern.OFF, 5)
     assert led.state is False
 

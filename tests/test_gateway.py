@@ -273,3 +273,57 @@ def test_the_gateway_connects_over_tls(tmp_path: Path, start_gateway: Callable[.
         assert config.broker.tls is not None
         gateway = start_gateway(config)
         assert gateway.link.connected.is_set()
+
+
+def test_the_gateway_proves_the_broker_accepts_what_it_publishes(gateway: Gateway) -> None:
+    assert gateway.link.echo.wait(5)
+    assert gateway.health().extra["delivery_verified"] is True
+
+
+def test_a_gateway_whose_username_is_not_its_id_is_refused_at_start(tmp_path: Path) -> None:
+    from firmware_bridge import ConfigError
+    from firmware_bridge.settings import read_toml
+    from gateway.config import parse_config
+
+    path = gateway_toml(tmp_path / "g.toml", port=1883, gw_id="gw-pasar-andoolo", mqtt_extra='username = "gw-pasar"\n')
+    with pytest.raises(ConfigError, match="must be the gateway id") as caught:
+        parse_config(read_toml(path))
+    assert caught.value.key == "mqtt.username"
+
+
+def test_a_gateway_without_any_outbox_still_delivers_from_memory(
+    tmp_path: Path, mosquitto: Mosquitto, start_gateway: Callable[..., Gateway], pin_factory: MockFactory, probe: Probe
+) -> None:
+    from firmware_bridge.settings import read_toml
+    from gateway.config import parse_config
+
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("x")
+    config = parse_config(read_toml(gateway_toml(tmp_path / "g.toml", port=mosquitto.port, data_dir=blocked)))
+    gateway = start_gateway(config)
+    probe.subscribe(TOPICS.event("gw-test"))
+    press(pin_factory, 17)
+    event = decode_event(probe.wait_for(lambda m: m.topic.endswith("/event")).payload)
+    assert event.button == "fire-1"
+    assert gateway.counters.get("outbox_errors") == 1
+    assert gateway.health().extra["outbox_ok"] is False
+
+
+def test_a_failed_delete_is_retried_not_forgotten(gateway: Gateway, pin_factory: MockFactory) -> None:
+    from firmware_bridge import OutboxError
+
+    real_remove = gateway.outbox.remove
+    failures = []
+
+    def remove_failing_once(seqs):  # fault injection: the SD card refuses one write
+        if not failures:
+            failures.append(list(seqs))
+            raise OutboxError("injected: disk I/O error")
+        real_remove(seqs)
+
+    gateway.outbox.remove = remove_failing_once
+    gateway.pump._retry_s = 0.05
+    press(pin_factory, 17)
+    assert gateway.pump.wait_drained(10)
+    assert failures and gateway.outbox.depth() == 0
+    assert gateway.counters.get("outbox_errors") == 1

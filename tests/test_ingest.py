@@ -129,7 +129,7 @@ def test_presses_join_the_open_alarm_until_it_is_resolved(
     again = send(probe, make_event())
     joined = wait_alarm(operator, lambda a: a["last_event_id"] == again.id)
     assert (joined["id"], joined["press_count"], joined["state"]) == (alarm["id"], 4, "acknowledged")
-    operator.post_json(f"/api/alarms/{alarm['id']}/resolve", {"resolution": "real"})
+    operator.post_json(f"/api/alarms/{alarm['id']}/resolve", {"resolution": "real", "rev": joined["rev"]})
     after = send(probe, make_event())
     fresh = wait_alarm(operator, lambda a: a["last_event_id"] == after.id)
     assert fresh["id"] != alarm["id"] and fresh["press_count"] == 1
@@ -200,3 +200,58 @@ def test_a_reconnecting_gateway_is_told_the_state_of_its_open_alarms(
     probe.publish(TOPICS.status("gw-a"), online.encode(), retain=True)
     resent = decode_indication(probe.wait_for(lambda m: "cmd/indicate" in m.topic).payload)
     assert (resent.alarm, resent.state) == (alarm["id"], "received")
+
+
+@pytest.mark.parametrize(
+    ("topic", "payload", "reason"),
+    [
+        (
+            TOPICS.inventory("gw-a"),
+            b'{"v":1,"gw":"gw-a","ts":"2026-11-28T04:05:06.789Z","buttons":[{"id":"b",'
+            b'"kind":"fire","transport":"gpio","site":{"name":"x","lat":NaN,"lon":1}}]}',
+            "not_finite",
+        ),
+        (TOPICS.event("gw-a"), b"[" * 200_000, "too_deep"),
+    ],
+)
+def test_a_poison_message_never_blocks_the_alarms_behind_it(
+    dashboard: DashboardServer, operator: DashboardClient, probe: Probe, topic: str, payload: bytes, reason: str
+) -> None:
+    probe.publish(topic, payload, retain=topic.endswith("/inventory"))
+    burst = [make_event(button=f"fire-{n}") for n in range(20)]
+    for event in burst:
+        probe.client.publish(TOPICS.event("gw-a"), event.encode(), qos=1)
+    drained(dashboard, len(burst))
+    assert len(operator.get_json("/api/alarms")["alarms"]) == len(burst)
+    assert dashboard.ingest.counters.get(f"rejected.{reason}") == 1
+    assert dashboard.ingest.is_alive()
+
+
+def test_a_message_that_cannot_be_processed_is_set_aside_not_lost(
+    dashboard: DashboardServer, operator: DashboardClient, probe: Probe, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sqlite3
+
+    from dashboard import store
+
+    poison = make_event(button="fire-poison")
+    real_store_events = store.store_events
+
+    def store_events(conn, events):  # fault injection: one event trips an unexpected error
+        if any(event.id == poison.id for event, _ in events):
+            raise ValueError("injected fault")
+        return real_store_events(conn, events)
+
+    monkeypatch.setattr(store, "store_events", store_events)
+    good = [make_event(button=f"fire-{n}") for n in range(10)]
+    for event in [good[0], poison, *good[1:]]:
+        probe.client.publish(TOPICS.event("gw-a"), event.encode(), qos=1)
+    deadline = time.monotonic() + 10
+    while dashboard.ingest.counters.get("events_stored") < len(good) and time.monotonic() < deadline:
+        time.sleep(0.01)  # the writer exposes counters, not an event
+    assert dashboard.ingest.counters.get("events_stored") == len(good)
+    assert dashboard.ingest.counters.get("rejected.internal_error") == 1
+    conn = sqlite3.connect(dashboard.config["DATABASE"])
+    (kept,) = conn.execute("SELECT topic, reason, payload FROM rejected_messages").fetchall()
+    conn.close()
+    assert kept[1] == "internal_error" and json.loads(kept[2])["id"] == poison.id

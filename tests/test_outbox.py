@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from firmware_bridge import OutboxError
-from gateway.outbox import Outbox
+from gateway.outbox import Outbox, UnavailableOutbox, open_outbox
 
 
 def test_events_come_out_in_the_order_they_went_in(tmp_path: Path) -> None:
@@ -90,3 +90,44 @@ def test_a_corrupt_file_is_an_outbox_error_not_a_crash(tmp_path: Path) -> None:
     path.write_bytes(b"this is not a database" * 100)
     with pytest.raises(OutboxError):
         Outbox(path)
+
+
+def test_a_damaged_outbox_is_kept_aside_and_a_fresh_one_started(tmp_path: Path) -> None:
+    path = tmp_path / "outbox.sqlite"
+    path.write_bytes(b"power cut in the middle of a write" * 200)
+    outbox = open_outbox(path)
+    assert isinstance(outbox, Outbox)
+    assert outbox.put("E1", "t", b"p").seq >= 1
+    outbox.close()
+    (aside,) = tmp_path.glob("outbox.sqlite.damaged-*")
+    assert aside.read_bytes().startswith(b"power cut")
+
+
+def test_damage_that_leaves_rows_readable_carries_them_over(tmp_path: Path) -> None:
+    path = tmp_path / "outbox.sqlite"
+    with Outbox(path) as outbox:
+        for n in range(3):
+            outbox.put(f"E{n}", "t", f"p{n}".encode())
+    # A damaged index (as a torn write can leave it): the table still reads, the check fails.
+    db = sqlite3.connect(path)
+    db.execute("PRAGMA writable_schema=ON")
+    root = db.execute("SELECT rootpage FROM sqlite_master WHERE name = 'sqlite_autoindex_outbox_1'").fetchone()[0]
+    db.close()
+    page_size = 4096
+    with open(path, "r+b") as handle:
+        handle.seek((root - 1) * page_size)
+        handle.write(b"\xff" * page_size)
+    outbox = open_outbox(path)
+    assert list(tmp_path.glob("outbox.sqlite.damaged-*")), "the damage was not detected"
+    assert [row.event_id for row in outbox.pending(0, 10)] == ["E0", "E1", "E2"]
+    outbox.close()
+
+
+def test_no_outbox_at_all_means_memory_only_not_a_dead_gateway(tmp_path: Path) -> None:
+    not_a_folder = tmp_path / "file"
+    not_a_folder.write_text("x")
+    outbox = open_outbox(not_a_folder / "outbox.sqlite")
+    assert isinstance(outbox, UnavailableOutbox)
+    with pytest.raises(OutboxError):
+        outbox.put("E1", "t", b"p")
+    assert outbox.depth() == 0 and outbox.pending(0, 10) == []

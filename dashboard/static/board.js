@@ -45,9 +45,15 @@
 
   // -- state -----------------------------------------------------------------
 
+  // The highest revision seen of every alarm, closed ones included: updates
+  // come from several server threads, so an older copy can arrive after a
+  // newer one, and must never bring a resolved alarm back on screen.
+  const revisions = new Map();
+
   function applyAlarm(alarm) {
-    const current = alarms.get(alarm.id);
-    if (current && current.rev > alarm.rev) return; // an older copy arrived late
+    const seen = revisions.get(alarm.id);
+    if (seen !== undefined && seen > alarm.rev) return; // an older copy arrived late
+    revisions.set(alarm.id, alarm.rev);
     if (alarm.open) alarms.set(alarm.id, alarm);
     else alarms.delete(alarm.id);
   }
@@ -55,6 +61,7 @@
   function applySnapshot(data) {
     serverOffsetMs = Date.parse(data.server_time) - Date.now();
     alarms.clear();
+    data.closed.forEach((c) => { if (!(revisions.get(c.id) > c.rev)) revisions.set(c.id, c.rev); });
     data.alarms.forEach(applyAlarm);
     gateways.clear();
     data.gateways.forEach((gw) => gateways.set(gw.gw, gw));
@@ -83,7 +90,10 @@
     const note = el("input", { name: "note", type: "text", maxlength: "2000", placeholder: t("note_placeholder"), "aria-label": t("note") });
     return el("form", {
       class: "actions resolve",
-      onsubmit: (e) => { e.preventDefault(); act(alarm.id, "resolve", { resolution: select.value, note: note.value }); },
+      onsubmit: (e) => {
+        e.preventDefault();
+        act(alarm.id, "resolve", { resolution: select.value, note: note.value, rev: alarm.rev });
+      },
     }, select, note, el("button", { type: "submit", class: "resolve" }, t("resolve")));
   }
 
@@ -130,6 +140,13 @@
         body: JSON.stringify(body),
       });
       const data = await response.json().catch(() => ({}));
+      if (response.status === 409 && data.error === "changed" && data.alarm) {
+        // New presses joined while the operator decided: show them, then let the operator decide again.
+        applyAlarm(data.alarm);
+        renderAlarms();
+        window.alert(t("alarm_changed", { n: data.alarm.press_count }));
+        return;
+      }
       if (!response.ok) throw new Error(data.message || data.error || response.status);
       applyAlarm(data.alarm);
       renderAlarms();
