@@ -35,6 +35,17 @@ SAMPLE_GATEWAYS = ("gw-pasar-andoolo.toml", "gw-smpn1-konda.toml")
 DEMO_USERS = (("damkar", "fire_operator", "Pos Pemadam (damkar)"), ("sapa", "sapa_desk", "Meja SAPA"))
 
 
+def _sim_command() -> str:
+    """How to run siaga-sim from here: the virtualenv's script, relative if it is below the current folder."""
+    script = Path(sys.executable).parent / "siaga-sim"
+    if not script.exists():
+        return "siaga-sim"
+    try:
+        return str(script.relative_to(Path.cwd()))
+    except ValueError:
+        return str(script)
+
+
 def _port_free(host: str, port: int) -> bool:
     return not wait_for_port(host, port, 0.05)
 
@@ -195,8 +206,9 @@ class Demo:
             self.say(f"Open {board} and sign in:")
             self.say(f"  fire post (pos damkar):  damkar / {self.credentials['damkar']}")
             self.say(f"  SAPA desk:               sapa / {self.credentials['sapa']}")
-            self.say("Press a button:   siaga-sim press pasar-andoolo-fire-1")
+            self.say(f"Press a button:   {_sim_command()} press pasar-andoolo-fire-1")
             self.say(f"Buttons:          {', '.join(sorted(buttons))}")
+            self.say(f"Data is kept in {self.options.workdir} (delete it to start afresh).")
             self.say("Siaga demo ready. Ctrl-C stops it.")
             stop.wait()
         finally:
