@@ -137,7 +137,9 @@ class GatewayLink:
         log.info("connected to %s (session present: %s)", self.settings.describe(), flags.session_present)
         self.echo.clear()
         client.subscribe([(self._indicate_topic, Channel.INDICATE.qos), (self._status_topic, 1)])
-        threading.Timer(ECHO_TIMEOUT_S, self._check_echo, args=(self._connection_count(),)).start()
+        check = threading.Timer(ECHO_TIMEOUT_S, self._check_echo, args=(self._connection_count(),))
+        check.daemon = True
+        check.start()
         client.publish(
             self.topics.status(self.gw_id),
             self._status(GatewayState.ONLINE, StatusReason.CONNECTED),

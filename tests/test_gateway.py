@@ -327,3 +327,31 @@ def test_a_failed_delete_is_retried_not_forgotten(gateway: Gateway, pin_factory:
     assert gateway.pump.wait_drained(10)
     assert failures and gateway.outbox.depth() == 0
     assert gateway.counters.get("outbox_errors") == 1
+
+
+def test_a_broker_that_drops_our_messages_is_noticed(
+    tmp_path: Path, start_gateway: Callable[..., Gateway], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The ACL only knows the root siaga/v1: a gateway on another root is acknowledged but dropped.
+    from firmware_bridge.settings import read_toml
+    from gateway import link
+    from gateway.config import parse_config
+
+    monkeypatch.setattr(link, "ECHO_TIMEOUT_S", 0.5)
+    with Mosquitto(tmp_path / "acl", users=USERS, acl=True) as broker:
+        config = parse_config(
+            read_toml(
+                gateway_toml(
+                    tmp_path / "g.toml",
+                    port=broker.port,
+                    gw_id="gw-a",
+                    mqtt_extra=f'username = "gw-a"\npassword = "{USERS["gw-a"]}"\nroot = "other/v1"\n',
+                )
+            )
+        )
+        gateway = start_gateway(config)
+        deadline = time.monotonic() + 10
+        while gateway.counters.get("status_echo_missing") == 0 and time.monotonic() < deadline:
+            gateway.link.echo.wait(0.05)
+        assert gateway.counters.get("status_echo_missing") == 1
+        assert gateway.health().extra["delivery_verified"] is False
