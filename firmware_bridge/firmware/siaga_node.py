@@ -1,0 +1,315 @@
+# Siaga LoRa button: the node's logic (MicroPython and CPython).
+#
+# Hardware is passed in (button and LED pins, a radio driver, a clock, a
+# counter store), so the same code runs on an ESP32 / RP2040 board through
+# main.py and under CPython in the simulator through small shims.
+#
+# The node keeps no thread: poll() does everything that is due and returns how
+# many milliseconds it may wait (or sleep) before the next call.
+
+import siaga_proto as proto
+
+OFF = "off"
+SENDING = "sending"
+RECEIVED = "received"
+HELP_COMING = "help_coming"
+
+# LED (on ms, off ms); None: steady.
+BLINK = {SENDING: (100, 300), RECEIVED: (500, 500)}
+
+DEFAULTS = {
+    "HOLD_MS": 0,  # hold-to-confirm: the press counts only after this long
+    "DEBOUNCE_MS": 30,
+    "HEARTBEAT_S": 60,  # "still here", also carries the battery voltage
+    "RETRY_BASE_MS": 1500,  # first retry after this, doubling...
+    "RETRY_MAX_MS": 30000,  # ...up to this; an alarm is retried until acknowledged
+    "ALARM_POLL_S": 30,  # while an alarm is open: ask the gateway for news this often
+    "ALARM_TIMEOUT_S": 1800,  # stop waiting for "resolved" after this
+    "BATTERY_CHECK_S": 600,
+    "LOW_BATTERY_MV": 3400,
+    "LOW_BATTERY_REPEAT_S": 86400,
+}
+
+
+def setting(cfg, name):
+    return getattr(cfg, name, DEFAULTS.get(name))
+
+
+class CounterStore:
+    """The frame counter, kept across resets without wearing out the flash.
+
+    At start the node reads the reserved value R from storage, continues from
+    R and writes R + BLOCK; only every BLOCK-th frame writes again. A reset
+    skips at most BLOCK counters and never reuses one.
+    """
+
+    BLOCK = 16
+
+    def __init__(self, storage):
+        self.storage = storage
+        text = storage.read()
+        self.value = int(text) if text else 0
+        self.reserved = self.value
+        self._reserve()
+
+    def _reserve(self):
+        self.reserved = self.value + self.BLOCK
+        self.storage.write(str(self.reserved))
+
+    def next(self):
+        self.value += 1
+        if self.value >= self.reserved:
+            self._reserve()
+        return self.value
+
+
+class FileStorage:
+    def __init__(self, path):
+        self.path = path
+
+    def read(self):
+        try:
+            with open(self.path) as handle:
+                return handle.read().strip()
+        except OSError:
+            return ""
+
+    def write(self, text):
+        with open(self.path, "w") as handle:
+            handle.write(text)
+
+
+class Node:
+    def __init__(self, cfg, radio, button, led, clock, storage, battery=None, tamper=None, rng=None, log=None):
+        self.cfg = cfg
+        self.node_id = cfg.NODE_ID
+        self.key = bytes.fromhex(cfg.KEY)
+        self.kind = proto.SAPA if cfg.KIND == "sapa" else proto.FIRE
+        self.radio = radio
+        self.button = button  # .value(): 0 while pressed (wired to ground, pull-up)
+        self.led = led  # .value(0/1)
+        self.clock = clock  # .ms(): monotonic milliseconds
+        self.battery = battery  # .mv() or None
+        self.tamper = tamper  # .value(): 1 when the case is open, or None
+        self.rng = rng or (lambda: 0.5)
+        self.log = log or (lambda *args: None)
+        self.counter = CounterStore(storage)
+        now = clock.ms()
+        self.pending = None  # the event waiting for an ack: dict
+        self.episode_start = 0  # event counter of the press that opened the current alarm (0: none)
+        self.episode_until = 0
+        self.last_indication = None  # (alarm, rev)
+        self.pattern = OFF
+        self.pattern_since = now
+        self.next_heartbeat = now + 1000 * setting(cfg, "HEARTBEAT_S")
+        self.next_poll = 0
+        self.next_battery = now
+        self.last_low_battery = None
+        self.battery_mv = 0
+        self._raw = 1
+        self._raw_since = now
+        self._stable = 1
+        self._pressed_at = None
+        self._press_fired = False
+        self._tampered = False
+        self.stats = {"sent": 0, "retries": 0, "acks": 0, "indications": 0, "rejected": 0}
+
+    # -- public --------------------------------------------------------------
+
+    def poll(self):
+        now = self.clock.ms()
+        self._read_button(now)
+        self._read_tamper(now)
+        for frame in self.radio.poll():
+            self._on_frame(frame, now)
+        self._retry_if_due(now)
+        self._heartbeat_if_due(now)
+        self._battery_if_due(now)
+        self._end_episode_if_due(now)
+        self._drive_led(now)
+        return self._wait(now)
+
+    def may_sleep(self):
+        """True when nothing is pending and no alarm is open: a deep sleep loses nothing."""
+        return self.pending is None and not self.episode_start and self.pattern == OFF
+
+    def press(self, held=False):
+        """A confirmed press (also what the button handling calls)."""
+        now = self.clock.ms()
+        if self.pending is not None and self.pending["type"] == proto.PRESS:
+            return  # the alarm is already on its way; this press adds nothing
+        flags = proto.FLAG_HELD if held else 0
+        self._send_event(proto.PRESS, flags, now)
+
+    # -- button and tamper ---------------------------------------------------------
+
+    def _read_button(self, now):
+        raw = self.button.value()
+        if raw != self._raw:
+            self._raw, self._raw_since = raw, now
+        if raw != self._stable and now - self._raw_since >= setting(self.cfg, "DEBOUNCE_MS"):
+            self._stable = raw
+            if raw == 0:
+                self._pressed_at, self._press_fired = now, False
+            else:
+                self._pressed_at = None
+        hold = setting(self.cfg, "HOLD_MS")
+        if self._pressed_at is not None and not self._press_fired and now - self._pressed_at >= hold:
+            self._press_fired = True
+            self.press(held=hold > 0)
+
+    def _read_tamper(self, now):
+        if self.tamper is None:
+            return
+        opened = self.tamper.value() == 1
+        if opened and not self._tampered:
+            self._send_event(proto.TAMPER, proto.FLAG_TAMPER, now)
+        self._tampered = opened
+
+    # -- sending ---------------------------------------------------------------------
+
+    def _flags(self, extra):
+        flags = extra
+        if self.battery_mv and self.battery_mv < setting(self.cfg, "LOW_BATTERY_MV"):
+            flags |= proto.FLAG_LOW_BATTERY
+        if self._tampered:
+            flags |= proto.FLAG_TAMPER
+        return flags
+
+    def _transmit(self, frame_type, event_counter, flags):
+        counter = self.counter.next()
+        event_counter = event_counter or counter
+        frame = proto.encode_uplink(
+            self.key, self.node_id, counter, event_counter, frame_type, self.kind, self.battery_mv, self._flags(flags)
+        )
+        self.radio.send(frame)
+        self.stats["sent"] += 1
+        return counter, event_counter
+
+    def _send_event(self, frame_type, flags, now):
+        _, event_counter = self._transmit(frame_type, 0, flags)
+        self.pending = {"type": frame_type, "event": event_counter, "flags": flags, "attempt": 1}
+        self.pending["due"] = now + self._retry_delay(1)
+        if frame_type == proto.PRESS:
+            self._set_pattern(SENDING, now)
+
+    def _retry_delay(self, attempt):
+        base = setting(self.cfg, "RETRY_BASE_MS")
+        delay = min(base * (1 << min(attempt - 1, 10)), setting(self.cfg, "RETRY_MAX_MS"))
+        return int(delay * (0.75 + 0.5 * self.rng()))  # jitter: retries from many nodes do not collide again
+
+    def _retry_if_due(self, now):
+        pending = self.pending
+        if pending is None or now < pending["due"]:
+            return
+        pending["attempt"] += 1
+        self._transmit(pending["type"], pending["event"], pending["flags"] | proto.FLAG_RETRY)
+        self.stats["retries"] += 1
+        pending["due"] = now + self._retry_delay(pending["attempt"])
+
+    def _heartbeat_if_due(self, now):
+        in_alarm = self.episode_start and self.pending is None
+        if in_alarm and now >= self.next_poll:
+            self._transmit(proto.HEARTBEAT, 0, 0)  # a poll: the gateway answers with the alarm's news
+            self.next_poll = now + 1000 * setting(self.cfg, "ALARM_POLL_S")
+        if now >= self.next_heartbeat:
+            if self.pending is None:
+                self._transmit(proto.HEARTBEAT, 0, 0)
+            self.next_heartbeat = now + 1000 * setting(self.cfg, "HEARTBEAT_S")
+
+    def _battery_if_due(self, now):
+        if self.battery is None or now < self.next_battery:
+            return
+        self.next_battery = now + 1000 * setting(self.cfg, "BATTERY_CHECK_S")
+        self.battery_mv = self.battery.mv()
+        low = self.battery_mv < setting(self.cfg, "LOW_BATTERY_MV")
+        repeat = 1000 * setting(self.cfg, "LOW_BATTERY_REPEAT_S")
+        if low and self.pending is None and (self.last_low_battery is None or now - self.last_low_battery >= repeat):
+            self.last_low_battery = now
+            self._send_event(proto.LOW_BATTERY, proto.FLAG_LOW_BATTERY, now)
+
+    # -- receiving ----------------------------------------------------------------------
+
+    def _on_frame(self, frame, now):
+        try:
+            message = proto.decode_downlink(self.key, self.node_id, frame)
+        except proto.FrameError:
+            self.stats["rejected"] += 1  # not for us, forged, or damaged
+            return
+        if message[0] == "ack":
+            self._on_ack(message[2], now)
+        else:
+            self._on_indicate(message[1], message[2], message[3], message[4], now)
+
+    def _on_ack(self, event_counter, now):
+        pending = self.pending
+        if pending is None or pending["event"] != event_counter:
+            return  # an ack for something already done (or replayed): nothing to do
+        self.pending = None
+        self.stats["acks"] += 1
+        if pending["type"] == proto.PRESS:
+            if not self.episode_start:
+                self.episode_start = event_counter
+                self.last_indication = None
+            self.episode_until = now + 1000 * setting(self.cfg, "ALARM_TIMEOUT_S")
+            self.next_poll = now + 1000 * setting(self.cfg, "ALARM_POLL_S")
+
+    def _on_indicate(self, event_counter, alarm, rev, state, now):
+        # Only news about the alarm this node raised, and never older news.
+        start = self.episode_start or (self.pending or {}).get("event", 0)
+        if not start or not start <= event_counter <= self.counter.value:
+            return
+        if self.last_indication is not None and (alarm, rev) < self.last_indication:
+            return
+        self.last_indication = (alarm, rev)
+        self.stats["indications"] += 1
+        if self.pending is not None and self.pending["type"] == proto.PRESS and event_counter >= self.pending["event"]:
+            self.pending = None  # the dashboard has it: an implicit ack
+        if not self.episode_start:
+            self.episode_start = event_counter
+        self.episode_until = now + 1000 * setting(self.cfg, "ALARM_TIMEOUT_S")
+        if state == proto.RECEIVED:
+            self._set_pattern(RECEIVED, now)
+        elif state in (proto.ACKNOWLEDGED, proto.DISPATCHED):
+            self._set_pattern(HELP_COMING, now)
+        elif state == proto.RESOLVED:
+            self._set_pattern(OFF, now)
+            self.episode_start = 0
+
+    def _end_episode_if_due(self, now):
+        if self.episode_start and now >= self.episode_until:
+            self.episode_start = 0
+            self._set_pattern(OFF, now)
+
+    # -- LED --------------------------------------------------------------------------------
+
+    def _set_pattern(self, pattern, now):
+        if pattern != self.pattern:
+            self.pattern, self.pattern_since = pattern, now
+
+    def _led_on(self, now):
+        if self.pattern == OFF:
+            return False
+        if self.pattern == HELP_COMING:
+            return True
+        on, off = BLINK[self.pattern]
+        return (now - self.pattern_since) % (on + off) < on
+
+    def _drive_led(self, now):
+        self.led.value(1 if self._led_on(now) else 0)
+
+    def _wait(self, now):
+        """Milliseconds until poll() has something to do (button edges wake the board earlier)."""
+        deadlines = [self.next_heartbeat, self.next_battery if self.battery is not None else self.next_heartbeat]
+        if self.pending is not None:
+            deadlines.append(self.pending["due"])
+        if self.episode_start:
+            deadlines.append(self.next_poll if self.pending is None else self.pending["due"])
+            deadlines.append(self.episode_until)
+        if self.pattern in BLINK:
+            on, off = BLINK[self.pattern]
+            phase = (now - self.pattern_since) % (on + off)
+            deadlines.append(now + (on - phase if phase < on else on + off - phase))
+        if self._raw != self._stable or (self._pressed_at is not None and not self._press_fired):
+            deadlines.append(now + 10)  # debouncing or holding: look again soon
+        return max(0, min(deadlines) - now)
