@@ -32,6 +32,7 @@ from .indicator import IndicatorState, Pattern
 from .link import GatewayLink
 from .outbox import UnavailableOutbox, open_outbox
 from .pump import Pump
+from .radio import RadioService
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +77,11 @@ class Gateway:
             started_at=self.started_at,
         )
         self.pump = Pump(self.outbox, self._publish_event, self.counters, window=pump_window)
+        self.radio: RadioService | None = None
+        if config.lora is not None:
+            self.radio = RadioService(
+                config, outbox=self.outbox, pump=self.pump, counters=self.counters, event_topic=self._event_topic
+            )
         self._health_thread = threading.Thread(target=self._health_loop, name="siaga-health", daemon=True)
         self.ready = threading.Event()
 
@@ -87,6 +93,8 @@ class Gateway:
             log.warning("outbox holds %d event(s) from before; they go out first", backlog)
         self.pump.start()
         self.link.start()
+        if self.radio is not None:
+            self.radio.start()
         try:
             for button in self.config.buttons:
                 self.buttons[button.id] = WiredButton(button, self._pin_factory, self._on_press, file=self.config.file)
@@ -111,6 +119,8 @@ class Gateway:
             self.buttons.clear()
         for button in buttons:
             button.close()
+        if self.radio is not None:
+            self.radio.stop()
         if self._health_thread.is_alive():
             self._health_thread.join(5)
         self.link.stop()
@@ -179,6 +189,9 @@ class Gateway:
     # -- indications --------------------------------------------------------
 
     def _on_indication(self, indication: Indication) -> None:
+        if self.radio is not None and self.radio.handles(indication.button):
+            self.radio.indicate(indication)
+            return
         state = self._indicators.get(indication.button)
         if state is None:
             self.counters.add("indications_unknown_button")
@@ -225,6 +238,10 @@ class Gateway:
             buttons=tuple(
                 ButtonInfo(id=b.id, kind=b.kind, transport=Source.GPIO, site=b.site, label=b.label)
                 for b in self.config.buttons
+            )
+            + tuple(
+                ButtonInfo(id=b.id, kind=b.kind, transport=Source.LORA, site=b.site, label=b.label)
+                for b in self.config.lora_buttons
             ),
         ).encode()
 
@@ -247,6 +264,7 @@ class Gateway:
                 "delivery_verified": self.link.echo.is_set(),
                 "mqtt_connected": self.link.connected.is_set(),
                 "pump_alive": self.pump.is_alive(),
+                **({"radio": self.radio.health()} if self.radio is not None else {}),
             },
         )
 

@@ -56,7 +56,32 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--check", action="store_true", help="validate the configuration and exit")
     parser.add_argument("--log-level", default=os.environ.get("SIAGA_LOG_LEVEL", "INFO"))
     parser.add_argument("--version", action="version", version=f"siaga-gateway {__version__}")
+    commands = parser.add_subparsers(dest="command")
+    commands.add_parser("run", help="run the gateway (default)")
+    provision = commands.add_parser("provision-node", help="create the key and node_config.py of a LoRa button")
+    provision.add_argument("node", type=int, help="the node id (1..4294967295), unique in the regency")
+    provision.add_argument("--kind", required=True, choices=["fire", "sapa"])
+    provision.add_argument("--output", "-o", help="write node_config.py here (mode 0600) instead of printing it")
+    provision.add_argument("--force", action="store_true", help="replace the key of a node that has one")
     return parser.parse_args(argv)
+
+
+def _provision(args: argparse.Namespace) -> int:
+    from .provision import provision
+
+    try:
+        text = provision(args.config, args.node, args.kind, force=args.force)
+    except ConfigError as exc:
+        print(f"siaga-gateway: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    if args.output:
+        fd = os.open(args.output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+        print(f"node {args.node}: key stored; node config written to {args.output}", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -64,6 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
+    if args.command == "provision-node":
+        return _provision(args)
     try:
         config = load_config(args.config)
         if args.check:

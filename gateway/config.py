@@ -75,6 +75,49 @@ class ButtonConfig:
     key_path: str = ""
 
 
+MODULES = ("rylr896", "rylr998", "e32", "e22")
+RYLR_MODULES = ("rylr896", "rylr998")
+
+
+@dataclass(frozen=True)
+class LoraButtonConfig:
+    """A LoRa button: a node that reaches this gateway by radio."""
+
+    id: str
+    node: int
+    kind: Kind
+    site: Site
+    label: str | None = None
+    key_path: str = ""
+
+
+@dataclass(frozen=True)
+class LoraConfig:
+    """The gateway's LoRa module on a serial port, and the keys of its nodes."""
+
+    port: str
+    module: str
+    baudrate: int
+    keys_file: Path
+    #: node id -> 16-byte key
+    keys: dict[int, bytes]
+    reopen_s: float = 2.0
+    # REYAX RYLR896/RYLR998
+    address: int = 1
+    network_id: int = 18
+    band: int = 923_000_000
+    parameter: str = "9,7,1,12"
+    # Ebyte E32/E22
+    mode: str = "transparent"
+    channel: int = 23
+    m0_pin: int | None = None
+    m1_pin: int | None = None
+
+    @property
+    def is_rylr(self) -> bool:
+        return self.module in RYLR_MODULES
+
+
 @dataclass(frozen=True)
 class GatewayConfig:
     id: str
@@ -84,12 +127,18 @@ class GatewayConfig:
     pin_factory: str | None = None
     health_interval_s: float = 30.0
     file: str = ""
+    lora: LoraConfig | None = None
+    lora_buttons: tuple[LoraButtonConfig, ...] = ()
 
     def button(self, button_id: str) -> ButtonConfig:
         for button in self.buttons:
             if button.id == button_id:
                 return button
         raise KeyError(button_id)
+
+    @property
+    def all_button_ids(self) -> list[str]:
+        return [b.id for b in self.buttons] + [b.id for b in self.lora_buttons]
 
 
 def load_config(path: str | Path) -> GatewayConfig:
@@ -117,8 +166,16 @@ def parse_config(root: Section) -> GatewayConfig:
             f"must be the gateway id {gw_id!r} (got {broker.username!r}): the broker's ACL "
             "(deploy/mosquitto/siaga.acl) gives each gateway the topics named by its username",
         )
-    buttons = tuple(_parse_button(section) for section in root.sections("button", required=True))
+    buttons = tuple(_parse_button(section) for section in root.sections("button"))
     _check_unique(root, buttons)
+    lora_section = root.section("lora")
+    lora_buttons = tuple(_parse_lora_button(section) for section in root.sections("lora_button"))
+    lora = _parse_lora(lora_section, lora_buttons) if lora_section.data else None
+    if lora_buttons and lora is None:
+        raise root.error("lora", "LoRa buttons need a [lora] table (the module's port and the keys file)")
+    if not buttons and not lora_buttons:
+        raise root.error("button", "missing: a gateway needs at least one [[button]] or [[lora_button]]")
+    _check_unique_lora(root, buttons, lora_buttons)
     root.done()
     return GatewayConfig(
         id=gw_id,
@@ -128,11 +185,12 @@ def parse_config(root: Section) -> GatewayConfig:
         pin_factory=pin_factory,
         health_interval_s=health_interval,
         file=root.file,
+        lora=lora,
+        lora_buttons=lora_buttons,
     )
 
 
-def _parse_button(section: Section) -> ButtonConfig:
-    kind = Kind(section.str("kind", choices=[k.value for k in Kind]))
+def _parse_site(section: Section) -> Site:
     site_section = section.section("site", required=True)
     site = Site(
         name=site_section.str("name"),
@@ -140,6 +198,103 @@ def _parse_button(section: Section) -> ButtonConfig:
         lon=site_section.float("lon", min=-180.0, max=180.0),
     )
     site_section.done()
+    return site
+
+
+def _parse_lora_button(section: Section) -> LoraButtonConfig:
+    button = LoraButtonConfig(
+        id=section.str("id", pattern=ID_PATTERN),
+        node=section.int("node", min=1, max=0xFFFFFFFF),
+        kind=Kind(section.str("kind", choices=[k.value for k in Kind])),
+        site=_parse_site(section),
+        label=section.str("label", None),
+        key_path=section.path,
+    )
+    section.done()
+    return button
+
+
+def _parse_lora(section: Section, buttons: tuple[LoraButtonConfig, ...]) -> LoraConfig:
+    module = section.str("module", choices=MODULES)
+    keys_file = Path(section.str("keys_file"))
+    keys = read_keys(keys_file, section)
+    for button in buttons:
+        if button.node not in keys:
+            raise section.error(
+                "keys_file",
+                f"{str(keys_file)!r} has no key for node {button.node} ({button.key_path}, {button.id}); "
+                "provision it with: siaga-gateway --config ... provision-node " + str(button.node),
+            )
+    rylr = module in RYLR_MODULES
+    config = LoraConfig(
+        port=section.str("port"),
+        module=module,
+        baudrate=section.int("baudrate", 115200 if rylr else 9600, min=1200, max=921600),
+        keys_file=keys_file,
+        keys=keys,
+        reopen_s=section.float("reopen_s", 2.0, min=0.1, max=60.0),
+        address=section.int("address", 1, min=0, max=65535),
+        network_id=section.int("network_id", 18, min=0, max=16),
+        band=section.int("band", 923_000_000, min=862_000_000, max=1_020_000_000),
+        parameter=section.str("parameter", "9,7,1,12", pattern=r"^\d{1,2},\d,\d,\d{1,2}$"),
+        mode=section.str("mode", "transparent", choices=("transparent", "fixed")),
+        channel=section.int("channel", 23, min=0, max=255),
+        m0_pin=parse_pin(section, "m0_pin"),
+        m1_pin=parse_pin(section, "m1_pin"),
+    )
+    section.done()
+    return config
+
+
+def read_keys(path: Path, section: Section | None = None) -> dict[int, bytes]:
+    """The node keys file: TOML with a [keys] table of "node id" = "32 hex digits"."""
+    from firmware_bridge.settings import read_toml
+
+    def fail(message: str) -> ConfigError:
+        if section is not None:
+            return section.error("keys_file", message)
+        return ConfigError(f"{path}: {message}", file=str(path))
+
+    if not path.exists():
+        raise fail(f"keys file {str(path)!r} does not exist (siaga-gateway ... provision-node creates it)")
+    try:
+        table = read_toml(path).section("keys").data
+    except ConfigError as exc:
+        raise fail(str(exc)) from None
+    keys: dict[int, bytes] = {}
+    for name, value in table.items():
+        if not name.isdigit() or not 1 <= int(name) <= 0xFFFFFFFF:
+            raise fail(f"{str(path)!r}: node id {name!r} is not a number from 1 to 4294967295")
+        try:
+            key = bytes.fromhex(value) if isinstance(value, str) else b""
+        except ValueError:
+            key = b""
+        if len(key) != 16:
+            raise fail(f"{str(path)!r}: the key of node {name} is not 32 hex digits (16 bytes)")
+        keys[int(name)] = key
+    return keys
+
+
+def _check_unique_lora(
+    root: Section, buttons: tuple[ButtonConfig, ...], lora_buttons: tuple[LoraButtonConfig, ...]
+) -> None:
+    ids = {button.id: button.key_path for button in buttons}
+    nodes: dict[int, str] = {}
+    for button in lora_buttons:
+        for seen, value, what in ((ids, button.id, "button id"), (nodes, button.node, "node")):
+            if value in seen:
+                key = f"{button.key_path}.{'id' if what == 'button id' else 'node'}"
+                raise ConfigError(
+                    f"{root.file}: key '{key}': duplicate {what} {value!r} (also at {seen[value]})",
+                    file=root.file,
+                    key=key,
+                )
+            seen[value] = button.key_path  # type: ignore[index]
+
+
+def _parse_button(section: Section) -> ButtonConfig:
+    kind = Kind(section.str("kind", choices=[k.value for k in Kind]))
+    site = _parse_site(section)
     bounce = section.float("bounce_s", 0.05, min=0.0, max=1.0)
     button = ButtonConfig(
         id=section.str("id", pattern=ID_PATTERN),

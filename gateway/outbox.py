@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 
 from firmware_bridge.errors import OutboxError
@@ -28,7 +29,34 @@ CREATE TABLE IF NOT EXISTS outbox (
     payload    BLOB    NOT NULL,
     created_at REAL    NOT NULL
 );
+-- What each radio node last sent, for replay and duplicate checks. Kept in the
+-- outbox's database so that an accepted event and its counter are committed
+-- together: a power cut cannot keep one without the other.
+CREATE TABLE IF NOT EXISTS radio_nodes (
+    node             INTEGER PRIMARY KEY,
+    key_id           TEXT    NOT NULL,   -- counters belong to a key: a new key starts afresh
+    last_counter     INTEGER NOT NULL,
+    last_event       INTEGER NOT NULL,
+    last_press_event INTEGER NOT NULL DEFAULT 0,
+    updated_at       REAL    NOT NULL
+);
 """
+
+
+class Verdict(StrEnum):
+    """What became of a radio uplink."""
+
+    NEW = "new"  # a new event, now in the outbox (or a heartbeat, recorded)
+    DUPLICATE = "duplicate"  # a retransmission of an event already taken: acknowledge again
+    REPLAYED = "replayed"  # counter not above the last accepted: refuse, do not acknowledge
+
+
+@dataclass(frozen=True, slots=True)
+class RadioAcceptance:
+    verdict: Verdict
+    #: where the event was stored (NEW with an event only)
+    stored: Stored | None = None
+    last_press_event: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,19 +108,84 @@ class Outbox:
         created = time.time() if now is None else now
         with self._lock:
             try:
-                cursor = self._db.execute(
-                    "INSERT INTO outbox (event_id, topic, payload, created_at) VALUES (?, ?, ?, ?) "
-                    "ON CONFLICT(event_id) DO NOTHING",
-                    (event_id, topic, payload, created),
-                )
-                if cursor.rowcount == 1:
-                    seq = int(cursor.lastrowid or 0)
-                    previous, self._last_seq = self._last_seq, seq
-                    return Stored(seq, previous)
-                row = self._db.execute("SELECT seq FROM outbox WHERE event_id = ?", (event_id,)).fetchone()
-                return Stored(int(row[0]), None)
+                stored = self._insert(event_id, topic, payload, created)  # autocommit: durable on return
             except sqlite3.Error as exc:
                 raise OutboxError(f"cannot store event {event_id} in {self.path}: {exc}") from exc
+            if stored.previous is not None:
+                self._last_seq = stored.seq
+            return stored
+
+    def accept_uplink(
+        self,
+        node: int,
+        key_id: str,
+        counter: int,
+        event_counter: int,
+        *,
+        is_press: bool,
+        event: tuple[str, str, bytes] | None,
+        now: float | None = None,
+    ) -> RadioAcceptance:
+        """Check a radio uplink's counters and, if new, store its event, in one transaction.
+
+        ``event`` is ``(event_id, topic, payload)``, or None for a frame that
+        is not forwarded (a heartbeat). A node has at most one event in flight
+        (it sends nothing else until that one is acknowledged), so an event
+        counter not above the last one accepted is a retransmission.
+        """
+        created = time.time() if now is None else now
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                row = self._db.execute(
+                    "SELECT key_id, last_counter, last_event, last_press_event FROM radio_nodes WHERE node = ?",
+                    (node,),
+                ).fetchone()
+                if row is not None and row[0] != key_id:
+                    row = None  # re-provisioned: its counters start afresh
+                last_counter, last_event, last_press = row[1:] if row else (0, 0, 0)
+                if counter <= last_counter:
+                    self._db.execute("ROLLBACK")
+                    return RadioAcceptance(Verdict.REPLAYED, last_press_event=last_press)
+                verdict, stored = Verdict.DUPLICATE, None
+                if event_counter > last_event:
+                    verdict, last_event = Verdict.NEW, event_counter
+                    if is_press:
+                        last_press = event_counter
+                    if event is not None:
+                        stored = self._insert(*event, created)
+                self._db.execute(
+                    "INSERT INTO radio_nodes (node, key_id, last_counter, last_event, last_press_event, updated_at) "
+                    "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(node) DO UPDATE SET key_id = excluded.key_id, "
+                    "last_counter = excluded.last_counter, last_event = excluded.last_event, "
+                    "last_press_event = excluded.last_press_event, updated_at = excluded.updated_at",
+                    (node, key_id, counter, last_event, last_press, created),
+                )
+                self._db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise OutboxError(f"cannot record radio frame of node {node} in {self.path}: {exc}") from exc
+            if stored is not None and stored.previous is not None:
+                self._last_seq = stored.seq
+            return RadioAcceptance(verdict, stored, last_press)
+
+    def last_press_event(self, node: int) -> int:
+        with self._lock:
+            row = self._db.execute("SELECT last_press_event FROM radio_nodes WHERE node = ?", (node,)).fetchone()
+        return int(row[0]) if row else 0
+
+    def _insert(self, event_id: str, topic: str, payload: bytes, created: float) -> Stored:
+        cursor = self._db.execute(
+            "INSERT INTO outbox (event_id, topic, payload, created_at) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT(event_id) DO NOTHING",
+            (event_id, topic, payload, created),
+        )
+        if cursor.rowcount == 1:
+            seq = int(cursor.lastrowid or 0)
+            return Stored(seq, self._last_seq)
+        row = self._db.execute("SELECT seq FROM outbox WHERE event_id = ?", (event_id,)).fetchone()
+        return Stored(int(row[0]), None)
 
     def pending(self, after_seq: int, limit: int) -> list[OutboxRow]:
         """Rows with ``seq > after_seq``, oldest first."""
@@ -153,6 +246,78 @@ class UnavailableOutbox:
 
     def put(self, event_id: str, topic: str, payload: bytes, *, now: float | None = None) -> Stored:
         raise OutboxError(f"no outbox ({self.reason})")
+
+    def accept_uplink(
+        self,
+        node: int,
+        key_id: str,
+        counter: int,
+        event_counter: int,
+        *,
+        is_press: bool,
+        event: tuple[str, str, bytes] | None,
+        now: float | None = None,
+    ) -> RadioAcceptance:
+        """Check a radio uplink's counters and, if new, store its event, in one transaction.
+
+        ``event`` is ``(event_id, topic, payload)``, or None for a frame that
+        is not forwarded (a heartbeat). A node has at most one event in flight
+        (it sends nothing else until that one is acknowledged), so an event
+        counter not above the last one accepted is a retransmission.
+        """
+        created = time.time() if now is None else now
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                row = self._db.execute(
+                    "SELECT key_id, last_counter, last_event, last_press_event FROM radio_nodes WHERE node = ?",
+                    (node,),
+                ).fetchone()
+                if row is not None and row[0] != key_id:
+                    row = None  # re-provisioned: its counters start afresh
+                last_counter, last_event, last_press = row[1:] if row else (0, 0, 0)
+                if counter <= last_counter:
+                    self._db.execute("ROLLBACK")
+                    return RadioAcceptance(Verdict.REPLAYED, last_press_event=last_press)
+                verdict, stored = Verdict.DUPLICATE, None
+                if event_counter > last_event:
+                    verdict, last_event = Verdict.NEW, event_counter
+                    if is_press:
+                        last_press = event_counter
+                    if event is not None:
+                        stored = self._insert(*event, created)
+                self._db.execute(
+                    "INSERT INTO radio_nodes (node, key_id, last_counter, last_event, last_press_event, updated_at) "
+                    "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(node) DO UPDATE SET key_id = excluded.key_id, "
+                    "last_counter = excluded.last_counter, last_event = excluded.last_event, "
+                    "last_press_event = excluded.last_press_event, updated_at = excluded.updated_at",
+                    (node, key_id, counter, last_event, last_press, created),
+                )
+                self._db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise OutboxError(f"cannot record radio frame of node {node} in {self.path}: {exc}") from exc
+            if stored is not None and stored.previous is not None:
+                self._last_seq = stored.seq
+            return RadioAcceptance(verdict, stored, last_press)
+
+    def last_press_event(self, node: int) -> int:
+        with self._lock:
+            row = self._db.execute("SELECT last_press_event FROM radio_nodes WHERE node = ?", (node,)).fetchone()
+        return int(row[0]) if row else 0
+
+    def _insert(self, event_id: str, topic: str, payload: bytes, created: float) -> Stored:
+        cursor = self._db.execute(
+            "INSERT INTO outbox (event_id, topic, payload, created_at) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT(event_id) DO NOTHING",
+            (event_id, topic, payload, created),
+        )
+        if cursor.rowcount == 1:
+            seq = int(cursor.lastrowid or 0)
+            return Stored(seq, self._last_seq)
+        row = self._db.execute("SELECT seq FROM outbox WHERE event_id = ?", (event_id,)).fetchone()
+        return Stored(int(row[0]), None)
 
     def pending(self, after_seq: int, limit: int) -> list[OutboxRow]:
         return []

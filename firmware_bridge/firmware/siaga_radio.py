@@ -59,10 +59,14 @@ class RylrRadio:
             length, rest = rest.split(b",", 1)
             length = int(length)
             data = rest[:length]
+            frame = proto.from_text(data)
             tail = rest[length + 1 :].split(b",")
-            self.last_rssi = int(tail[0])
-            self.last_snr = int(tail[1])
-            return proto.from_text(data)
+            try:
+                self.last_rssi = int(tail[0])
+                self.last_snr = float(tail[1])
+            except (ValueError, IndexError):
+                pass  # signal figures are for diagnostics; the frame still counts
+            return frame
         except (ValueError, IndexError, proto.FrameError):
             self.errors += 1
             return None

@@ -1,0 +1,391 @@
+"""LoRa buttons end to end: node firmware -> virtual module -> air -> virtual module -> pty -> gateway
+-> Mosquitto -> dashboard, and the operator's answer back to the node's LED.
+
+The gateway opens a real tty (a pty through a stable symlink) exactly as on a
+Pi; the nodes run the reference MicroPython firmware under CPython.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from gpiozero.pins.mock import MockFactory
+
+from firmware_bridge import radio
+from firmware_bridge.settings import read_toml
+from gateway.app import Gateway
+from gateway.config import GatewayConfig, parse_config
+from gateway.radio.modules import RylrParser
+from sim.mosquitto import Mosquitto
+from sim.radio import Air, Impairments, NodeSpec, PtyHost, VirtualE32, VirtualNode, VirtualRylr
+from sim.servers import DashboardServer
+from sim.webclient import DashboardClient
+
+from .conftest import DEFAULT_BUTTONS, SAPA_DESK, press, signed_in
+from .test_ingest import drained, wait_alarm
+
+KEYS = {1001: bytes(range(16)), 1002: bytes(range(16, 32)), 1003: bytes(range(32, 48)), 1004: bytes(range(48, 64))}
+KINDS = {1001: "fire", 1002: "sapa", 1003: "fire", 1004: "fire"}
+#: Fast retries for tests; the air runs at a tenth of real airtime.
+FAST = {"RETRY_BASE_MS": 300, "RETRY_MAX_MS": 1500, "ALARM_POLL_S": 2, "HEARTBEAT_S": 3600}
+
+
+def lora_toml(
+    tmp_path: Path,
+    port: Path,
+    *,
+    module: str = "rylr998",
+    gw_id: str = "gw-test",
+    extra: str = "",
+    nodes: tuple[int, ...] = (1001, 1002, 1003, 1004),
+    buttons: str = DEFAULT_BUTTONS,
+) -> str:
+    keys = tmp_path / "lora-keys.toml"
+    keys.write_text("[keys]\n" + "".join(f'"{node}" = "{key.hex()}"\n' for node, key in KEYS.items()))
+    keys.chmod(0o600)
+    lora_buttons = "".join(
+        f'[[lora_button]]\nid = "lora-{node}"\nnode = {node}\nkind = "{KINDS[node]}"\nlabel = "Los {node}"\n'
+        f'[lora_button.site]\nname = "Pasar Andoolo"\nlat = -4.35\nlon = 122.378\n'
+        for node in nodes
+    )
+    return (
+        f'[lora]\nport = "{port}"\nmodule = "{module}"\nkeys_file = "{keys}"\nreopen_s = 0.2\n{extra}\n'
+        + lora_buttons
+        + buttons
+    )
+
+
+@pytest.fixture
+def air() -> Iterator[Air]:
+    medium = Air(Impairments(time_scale=0.1), seed=7)
+    yield medium
+    medium.close()
+
+
+@pytest.fixture
+def lora_gateway(
+    tmp_path: Path, air: Air, mosquitto: Mosquitto, start_gateway: Callable[..., Gateway]
+) -> Iterator[tuple[Gateway, PtyHost]]:
+    host = PtyHost(tmp_path / "ttyLORA0")
+    VirtualRylr(air, host, address=1)
+    host.plug()
+    gateway = start_gateway(make_config(tmp_path, mosquitto, lora_toml(tmp_path, host.path)))
+    assert gateway.radio is not None and gateway.radio.link.connected.wait(10)
+    yield gateway, host
+    host.close()
+
+
+def make_config(tmp_path: Path, mosquitto: Mosquitto, body: str, gw_id: str = "gw-test") -> GatewayConfig:
+    path = tmp_path / f"{gw_id}.toml"
+    path.write_text(
+        f'[gateway]\nid = "{gw_id}"\ndata_dir = "{tmp_path / gw_id}"\n[mqtt]\nport = {mosquitto.port}\n' + body
+    )
+    return parse_config(read_toml(path))
+
+
+@pytest.fixture
+def make_node(tmp_path: Path, air: Air) -> Iterator[Callable[..., VirtualNode]]:
+    nodes: list[VirtualNode] = []
+
+    def make(node_id: int = 1001, **spec: object) -> VirtualNode:
+        settings = {**FAST, **spec.pop("settings", {})}  # type: ignore[dict-item]
+        node = VirtualNode(
+            air,
+            NodeSpec(node_id, KEYS[node_id], kind=KINDS[node_id], settings=settings, **spec),  # type: ignore[arg-type]
+            tmp_path / "nodes",
+            seed=node_id,
+        )
+        nodes.append(node)
+        return node
+
+    yield make
+    for node in nodes:
+        node.close()
+        assert node.failure is None, node.failure
+
+
+def uplinks(air: Air) -> list[bytes]:
+    frames = []
+    for packet in air.captured:
+        try:
+            frame = radio.from_text(packet.data)
+        except radio.RadioError:
+            continue
+        if frame and frame[0] & 0x0F == radio.FrameClass.UPLINK:
+            frames.append(frame)
+    return frames
+
+
+def rylr_network() -> tuple:
+    return ("rylr", 18, 923_000_000)
+
+
+# -- the path -----------------------------------------------------------------------------------------
+
+
+def test_a_lora_press_becomes_one_alarm_and_the_operator_lights_the_node(
+    dashboard: DashboardServer,
+    operator: DashboardClient,
+    lora_gateway: tuple[Gateway, PtyHost],
+    make_node: Callable[..., VirtualNode],
+) -> None:
+    node = make_node(1001)
+    node.press()
+    assert node.wait_for_pattern("received", 10)  # the fire post has it
+    alarm = wait_alarm(operator, lambda a: a["button"] == "lora-1001")
+    assert (alarm["transport"], alarm["kind"], alarm["press_count"]) == ("lora", "fire", 1)
+    (event,) = operator.get_json(f"/api/alarms/{alarm['id']}")["events"]
+    assert event["src"] == "lora"
+    acked = operator.post_json(f"/api/alarms/{alarm['id']}/acknowledge", {})["alarm"]
+    assert node.wait_for_pattern("help_coming", 10)
+    assert node.led.value() == 1  # steady
+    operator.post_json(f"/api/alarms/{alarm['id']}/resolve", {"resolution": "real", "rev": acked["rev"]})
+    assert node.wait_for_pattern("off", 10)
+    gateway, _ = lora_gateway
+    stats = gateway.health().extra["radio"]["nodes"]["1001"]
+    assert stats["events"] == 1 and stats["rssi"] is not None and stats["battery_mv"] == 3900
+
+
+def test_a_sapa_node_reaches_only_the_sapa_desk(
+    dashboard: DashboardServer,
+    operator: DashboardClient,
+    lora_gateway: tuple[Gateway, PtyHost],
+    make_node: Callable[..., VirtualNode],
+) -> None:
+    node = make_node(1002)
+    node.press()
+    assert node.wait_for_pattern("received", 10)
+    desk = signed_in(dashboard, SAPA_DESK)
+    assert wait_alarm(desk, lambda a: a["button"] == "lora-1002")["kind"] == "sapa"
+    assert operator.get_json("/api/alarms")["alarms"] == []
+
+
+def test_a_replayed_capture_and_forged_frames_are_refused_and_counted(
+    dashboard: DashboardServer,
+    operator: DashboardClient,
+    lora_gateway: tuple[Gateway, PtyHost],
+    make_node: Callable[..., VirtualNode],
+    air: Air,
+) -> None:
+    gateway, _ = lora_gateway
+    node = make_node(1001)
+    node.press()
+    assert node.wait_for_pattern("received", 10)
+    (capture,) = uplinks(air)
+    forged = capture[:-1] + bytes([capture[-1] ^ 0x40])
+    stranger = radio.encode_uplink(radio.Uplink(4242, 1, 1, radio.FrameType.PRESS, radio.Kind.FIRE), bytes(16))
+    attacks = {
+        "replayed": radio.to_text(capture).encode(),
+        "bad_mac": radio.to_text(forged).encode(),
+        "unknown_node": radio.to_text(stranger).encode(),
+        "truncated": radio.to_text(capture[:10]).encode(),
+        "bad_encoding": b"not*base64!",
+    }
+    for data in attacks.values():
+        air.inject(data, rylr_network(), source=666, destination=1)
+    deadline = time.monotonic() + 10
+    while sum(gateway.radio.rejected.values()) < len(attacks) and time.monotonic() < deadline:
+        time.sleep(0.02)  # the gateway counts as frames arrive; nothing else to wait on
+    for reason in attacks:
+        assert gateway.counters.get(f"radio_rejected.{reason}") == 1, reason
+    assert gateway.radio.stats[1001].rejected == {"replayed": 1, "bad_mac": 1, "truncated": 1}
+    (alarm,) = operator.get_json("/api/alarms")["alarms"]
+    assert alarm["press_count"] == 1  # none became an alarm or a press
+    assert gateway.outbox.depth() == 0 and gateway.counters.get("radio_events") == 1
+
+
+def test_every_press_gets_through_twenty_percent_loss(
+    dashboard: DashboardServer,
+    operator: DashboardClient,
+    lora_gateway: tuple[Gateway, PtyHost],
+    make_node: Callable[..., VirtualNode],
+    air: Air,
+) -> None:
+    air.impairments.loss = 0.2
+    air.impairments.duplicate = 0.05
+    nodes = [make_node(node_id) for node_id in (1001, 1003, 1004)]
+    presses = 4
+    for _ in range(presses):
+        for node in nodes:
+            node.press()
+        for node in nodes:
+            deadline = time.monotonic() + 30
+            while node.node.pending is not None or node.button.level == 0:
+                assert time.monotonic() < deadline, "a press was never acknowledged"
+                node.wait_for_pattern("never", 0.05)
+    expected = presses * len(nodes)
+    drained(dashboard, expected, timeout=30)
+    alarms = {a["button"]: a for a in operator.get_json("/api/alarms")["alarms"]}
+    assert {button: alarm["press_count"] for button, alarm in alarms.items()} == {
+        "lora-1001": presses,
+        "lora-1003": presses,
+        "lora-1004": presses,
+    }
+    assert dashboard.ingest.counters.get("events_stored") == expected
+    assert air.lost > 0  # the loss really happened
+    assert sum(node.node.stats["retries"] for node in nodes) > 0
+
+
+def test_two_gateways_hearing_one_press_make_one_alarm(
+    tmp_path: Path,
+    air: Air,
+    mosquitto: Mosquitto,
+    dashboard: DashboardServer,
+    operator: DashboardClient,
+    start_gateway: Callable[..., Gateway],
+    make_node: Callable[..., VirtualNode],
+) -> None:
+    gateways = []
+    for number, gw_id in ((1, "gw-north"), (2, "gw-south")):
+        host = PtyHost(tmp_path / f"tty-{gw_id}")
+        VirtualRylr(air, host, address=number)
+        host.plug()
+        buttons = DEFAULT_BUTTONS.replace('"fire-1"', f'"{gw_id}-fire"').replace('"sapa-1"', f'"{gw_id}-sapa"')
+        body = lora_toml(tmp_path, host.path, buttons=buttons, nodes=(1001,))
+        gateway = start_gateway(make_config(tmp_path, mosquitto, body, gw_id=gw_id), factory=MockFactory())
+        assert gateway.radio.link.connected.wait(10)
+        gateways.append(gateway)
+    node = make_node(1001, gateway_address=0)  # broadcast: every gateway in range hears it
+    node.press()
+    assert node.wait_for_pattern("received", 10)
+    drained(dashboard, 2)  # both gateways delivered it...
+    (alarm,) = operator.get_json("/api/alarms")["alarms"]
+    assert alarm["press_count"] == 1  # ...and it is one event, one alarm
+    assert dashboard.ingest.counters.get("events_duplicate") == 1
+    assert all(gateway.counters.get("radio_events") == 1 for gateway in gateways)
+
+
+def test_the_gateway_survives_its_module_being_unplugged(
+    dashboard: DashboardServer,
+    operator: DashboardClient,
+    lora_gateway: tuple[Gateway, PtyHost],
+    make_node: Callable[..., VirtualNode],
+    pin_factory: MockFactory,
+) -> None:
+    gateway, host = lora_gateway
+    host.unplug()
+    deadline = time.monotonic() + 10
+    while gateway.health().extra["radio"]["module"]["state"] != "missing":
+        assert time.monotonic() < deadline, "the loss of the module was not noticed"
+        gateway.radio.link.connected.wait(0.05)
+    assert gateway.counters.get("lora_lost") == 1
+    press(pin_factory, 17)  # the wired buttons keep working meanwhile
+    wait_alarm(operator, lambda a: a["button"] == "fire-1")
+    host.plug()  # plugged back in (the same /dev/serial/by-id path)
+    assert gateway.radio.link.connected.wait(10)
+    deadline = time.monotonic() + 10
+    while not gateway.radio.driver.configured:
+        assert time.monotonic() < deadline, "the module was not set up again"
+        gateway.radio.link.connected.wait(0.05)
+    node = make_node(1001)
+    node.press()
+    assert node.wait_for_pattern("received", 10)
+    wait_alarm(operator, lambda a: a["button"] == "lora-1001")
+
+
+def test_counters_are_remembered_across_a_gateway_restart(
+    tmp_path: Path,
+    air: Air,
+    mosquitto: Mosquitto,
+    dashboard: DashboardServer,
+    operator: DashboardClient,
+    start_gateway: Callable[..., Gateway],
+    make_node: Callable[..., VirtualNode],
+) -> None:
+    host = PtyHost(tmp_path / "ttyLORA0")
+    VirtualRylr(air, host, address=1)
+    host.plug()
+    config = make_config(tmp_path, mosquitto, lora_toml(tmp_path, host.path))
+    first = start_gateway(config)
+    node = make_node(1001)
+    node.press()
+    assert node.wait_for_pattern("received", 10)
+    (capture,) = uplinks(air)
+    first.close()
+    second = start_gateway(config, factory=MockFactory())
+    assert second.radio.link.connected.wait(10)
+    air.inject(radio.to_text(capture).encode(), rylr_network(), source=666, destination=1)
+    deadline = time.monotonic() + 10
+    while second.counters.get("radio_rejected.replayed") == 0:
+        assert time.monotonic() < deadline, "the replay after a restart was not refused"
+        second.radio.link.connected.wait(0.02)
+    host.close()
+
+
+def test_heartbeats_are_kept_by_the_gateway_not_sent_as_events(
+    dashboard: DashboardServer,
+    lora_gateway: tuple[Gateway, PtyHost],
+    make_node: Callable[..., VirtualNode],
+) -> None:
+    gateway, _ = lora_gateway
+    make_node(1003, settings={"HEARTBEAT_S": 0.2})
+    deadline = time.monotonic() + 10
+    while gateway.radio.stats[1003].heartbeats < 3:
+        assert time.monotonic() < deadline, "no heartbeats"
+        gateway.radio.link.connected.wait(0.05)
+    assert gateway.health().extra["radio"]["nodes"]["1003"]["last_heard"] is not None
+    assert dashboard.ingest.counters.get("events_stored") == 0
+
+
+@pytest.mark.parametrize("mode", ["transparent", "fixed"])
+def test_e32_modules_carry_the_same_frames(
+    tmp_path: Path,
+    air: Air,
+    mosquitto: Mosquitto,
+    dashboard: DashboardServer,
+    operator: DashboardClient,
+    start_gateway: Callable[..., Gateway],
+    make_node: Callable[..., VirtualNode],
+    mode: str,
+) -> None:
+    host = PtyHost(tmp_path / "ttyE32")
+    VirtualE32(air, host, address=0x0001, channel=23, mode=mode)
+    host.plug()
+    body = lora_toml(tmp_path, host.path, module="e32", extra=f'mode = "{mode}"\nchannel = 23\n')
+    gateway = start_gateway(make_config(tmp_path, mosquitto, body))
+    assert gateway.radio.link.connected.wait(10)
+    target = (0x00, 0x01, 23) if mode == "fixed" else None
+    node = make_node(1003, module="e32", address=0x0203, e32_mode=mode, gateway_e32_target=target)
+    node.press()
+    assert node.wait_for_pattern("received", 10)
+    alarm = wait_alarm(operator, lambda a: a["button"] == "lora-1003")
+    operator.post_json(f"/api/alarms/{alarm['id']}/acknowledge", {})
+    assert node.wait_for_pattern("help_coming", 10)
+    # Garbage on the line between frames costs nothing but itself.
+    air.inject(b"\x00\xa5\xffnoise", ("e32", 23))
+    node.press()
+    wait_alarm(operator, lambda a: a["button"] == "lora-1003" and a["press_count"] == 2)
+    host.close()
+
+
+def test_the_rylr_parser_reads_data_by_its_length() -> None:
+    (message,) = RylrParser().feed(b"+RCV=7,5,a,b,c,-42,9\r\n")
+    assert (message.address, message.data, message.rssi, message.snr) == (7, "a,b,c", -42, 9.0)
+    parser = RylrParser()
+    assert parser.feed(b"+RCV=7,99,short,-4") == []
+    (broken,) = parser.feed(b"2,9\r\n")
+    assert type(broken).__name__ == "Unparsed"
+
+
+def test_provisioning_writes_a_private_key_and_the_node_config(tmp_path: Path) -> None:
+    from gateway.cli import main
+
+    keys = tmp_path / "keys.toml"
+    config = tmp_path / "gw.toml"
+    config.write_text(
+        f'[gateway]\nid = "gw-a"\ndata_dir = "{tmp_path}"\n[mqtt]\n[lora]\nport = "/dev/null"\nmodule = "rylr998"\n'
+        f'keys_file = "{keys}"\n' + DEFAULT_BUTTONS
+    )
+    out = tmp_path / "node_config.py"
+    assert main(["--config", str(config), "provision-node", "2001", "--kind", "sapa", "--output", str(out)]) == 0
+    assert keys.stat().st_mode & 0o077 == 0
+    text = out.read_text()
+    namespace: dict = {}
+    exec(compile(text, "node_config.py", "exec"), namespace)  # noqa: S102 - the file we just wrote
+    assert namespace["NODE_ID"] == 2001 and namespace["KIND"] == "sapa" and len(namespace["KEY"]) == 32
+    assert f'"2001" = "{namespace["KEY"]}"' in keys.read_text()
+    assert os.stat(out).st_mode & 0o077 == 0
