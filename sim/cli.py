@@ -58,6 +58,7 @@ def _demo(args: argparse.Namespace) -> int:
             mqtt_port=args.mqtt_port,
             port=args.port,
             panel_port=args.panel_port,
+            radio_loss=args.radio_loss,
         )
     )
 
@@ -79,6 +80,9 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--mqtt-port", type=int, default=1883, help="port for the started broker (a free one if taken)")
     demo.add_argument("--port", type=int, default=8000, help="dashboard port (default 8000)")
     demo.add_argument("--panel-port", type=int, default=8001, help="button panel port (default 8001)")
+    demo.add_argument(
+        "--radio-loss", type=float, default=0.0, help="fraction of LoRa packets the virtual air loses (0..1)"
+    )
     demo.set_defaults(run=_demo)
 
     press = commands.add_parser("press", help="press a virtual button of the running demo")

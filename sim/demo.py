@@ -2,8 +2,9 @@
 
 Starts a broker (embedded amqtt, a local Mosquitto with the project's
 config, or an existing one), the dashboard as its own process, two gateways
-on gpiozero mock pins with Konawe Selatan sample sites, and the virtual
-button panel. Ctrl-C stops everything.
+on gpiozero mock pins with Konawe Selatan sample sites (wired buttons, and
+LoRa buttons whose nodes run the reference firmware over a virtual radio to
+virtual modules on ptys), and the virtual button panel. Ctrl-C stops everything.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import subprocess
 import sys
 import threading
 import time
+import tomllib
 import urllib.request
 from dataclasses import dataclass, field
 from importlib import resources
@@ -26,12 +28,26 @@ from gpiozero.pins.mock import MockFactory
 
 from firmware_bridge.settings import parse_toml
 from gateway.app import Gateway
-from gateway.config import parse_config
+from gateway.config import GatewayConfig, LoraButtonConfig, parse_config, read_keys
+from gateway.provision import write_keys
 
 from .mosquitto import Mosquitto, free_port, wait_for_port
-from .panel import PanelServer, VirtualButton
+from .panel import PanelButton, PanelServer, VirtualButton, VirtualLoraButton
+from .radio import Air, Impairments, NodeSpec, PtyHost, VirtualE32, VirtualNode, VirtualRylr
 
 SAMPLE_GATEWAYS = ("gw-pasar-andoolo.toml", "gw-smpn1-konda.toml")
+#: The E32 address of the demo's E32 gateway module (fixed mode targets it).
+GATEWAY_E32_ADDRESS = 0x0001
+
+
+def _provision_demo_keys(text: str, keys_file: Path) -> None:
+    """Give every LoRa button of a sample gateway a key (kept in the demo folder, made once)."""
+    nodes = [button["node"] for button in tomllib.loads(text).get("lora_button", [])]
+    keys = read_keys(keys_file) if keys_file.exists() else {}
+    missing = [node for node in nodes if node not in keys]
+    if missing:
+        keys.update({node: os.urandom(16) for node in missing})
+        write_keys(keys_file, keys)
 DEMO_USERS = (("damkar", "fire_operator", "Pos Pemadam (damkar)"), ("sapa", "sapa_desk", "Meja SAPA"))
 
 
@@ -58,6 +74,7 @@ class DemoOptions:
     port: int = 8000
     panel_port: int = 8001
     host: str = "127.0.0.1"
+    radio_loss: float = 0.0
 
 
 @dataclass
@@ -70,6 +87,7 @@ class Demo:
     _stoppers: list[Any] = field(default_factory=list)
     dashboard: subprocess.Popen[bytes] | None = None
     panel: PanelServer | None = None
+    air: Air | None = None
 
     def say(self, text: str) -> None:
         print(text, flush=True)
@@ -167,26 +185,71 @@ class Demo:
             raise SystemExit("siaga-sim: the dashboard did not become ready within 30 s")
         self.say(f"  dashboard  {url}/   (log: {self.options.workdir / 'dashboard.log'})")
 
-    def start_gateways(self) -> dict[str, VirtualButton]:
-        buttons: dict[str, VirtualButton] = {}
+    def start_gateways(self) -> dict[str, PanelButton]:
+        buttons: dict[str, PanelButton] = {}
+        self.air = Air(Impairments(loss=self.options.radio_loss), seed=None)
+        self._stoppers.append(self.air.close)
         for name in SAMPLE_GATEWAYS:
             template = resources.files("sim.data").joinpath(name).read_text("utf-8")
             gw_id = name.removesuffix(".toml")
+            tty = self.options.workdir / f"tty-{gw_id}"
+            keys_file = self.options.workdir / f"{gw_id}-lora-keys.toml"
             text = (
                 template.replace("@DATA_DIR@", str(self.options.workdir / gw_id))
                 .replace("@MQTT_HOST@", self.mqtt_host)
                 .replace("@MQTT_PORT@", str(self.mqtt_port))
+                .replace("@LORA_PORT@", str(tty))
+                .replace("@KEYS_FILE@", str(keys_file))
             )
             path = self.options.workdir / f"{gw_id}.toml"
             path.write_text(text)
+            _provision_demo_keys(text, keys_file)
             config = parse_config(parse_toml(text, str(path)))
+            if config.lora is not None:
+                self._plug_module(config, tty)
             factory = MockFactory()
             gateway = Gateway(config, pin_factory=factory).start()
             self.gateways.append(gateway)
             for button in config.buttons:
                 buttons[button.id] = VirtualButton(gateway, factory, button)
-            self.say(f"  gateway    {config.id}: {len(config.buttons)} button(s) on mock GPIO ({path.name})")
+            for lora_button in config.lora_buttons:
+                node = self._node(config, lora_button)
+                buttons[lora_button.id] = VirtualLoraButton(gateway, node, lora_button)
+            radio = f", {len(config.lora_buttons)} LoRa ({config.lora.module} on {tty.name})" if config.lora else ""
+            self.say(f"  gateway    {config.id}: {len(config.buttons)} wired on mock GPIO{radio} ({path.name})")
         return buttons
+
+    def _plug_module(self, config: GatewayConfig, tty: Path) -> None:
+        lora = config.lora
+        assert lora is not None and self.air is not None
+        host = PtyHost(tty)
+        if lora.is_rylr:
+            VirtualRylr(self.air, host, address=lora.address, network_id=lora.network_id, band=lora.band)
+        else:
+            VirtualE32(self.air, host, address=GATEWAY_E32_ADDRESS, channel=lora.channel, mode=lora.mode)
+        host.plug()
+        self._stoppers.append(host.close)
+
+    def _node(self, config: GatewayConfig, button: LoraButtonConfig) -> VirtualNode:
+        lora = config.lora
+        assert lora is not None and self.air is not None
+        fixed = not lora.is_rylr and lora.mode == "fixed"
+        spec = NodeSpec(
+            button.node,
+            lora.keys[button.node],
+            kind=str(button.kind),
+            module=lora.module,
+            address=button.node % 65535 if lora.is_rylr else 0x0100 + button.node % 256,
+            gateway_address=lora.address,
+            network_id=lora.network_id,
+            channel=lora.channel,
+            e32_mode=lora.mode,
+            gateway_e32_target=(GATEWAY_E32_ADDRESS >> 8, GATEWAY_E32_ADDRESS & 0xFF, lora.channel) if fixed else None,
+            hold_ms=1000 if str(button.kind) == "sapa" else 0,
+        )
+        node = VirtualNode(self.air, spec, self.options.workdir / "nodes")
+        self._stoppers.append(node.close)
+        return node
 
     # -- whole -----------------------------------------------------------------
 

@@ -15,9 +15,10 @@ from flask import Flask, abort, jsonify, render_template_string, request
 from gpiozero.pins.mock import MockFactory
 
 from gateway.app import Gateway
-from gateway.config import ButtonConfig
+from gateway.config import ButtonConfig, LoraButtonConfig
 
 from .mosquitto import wait_for_port
+from .radio import VirtualNode
 
 
 @dataclass
@@ -48,7 +49,38 @@ class VirtualButton:
             "hold_s": self.config.hold_s,
             "pattern": str(self.gateway.pattern(self.config.id)),
             "led_lit": bool(led.is_lit) if led is not None else None,
+            "transport": "gpio",
         }
+
+
+@dataclass
+class VirtualLoraButton:
+    """A LoRa button of the demo: the reference firmware on a virtual node."""
+
+    gateway: Gateway
+    node: VirtualNode
+    config: LoraButtonConfig
+
+    def press(self) -> float:
+        hold = self.node.spec.hold_ms / 1000 + 0.3 if self.node.spec.hold_ms else 0.15
+        threading.Thread(target=self.node.press, args=(hold,), daemon=True).start()
+        return hold
+
+    def view(self) -> dict[str, Any]:
+        return {
+            "id": self.config.id,
+            "gw": self.gateway.config.id,
+            "kind": str(self.config.kind),
+            "label": self.config.label,
+            "site": self.config.site.name,
+            "hold_s": self.node.spec.hold_ms / 1000,
+            "pattern": self.node.pattern,
+            "led_lit": bool(self.node.led.value()),
+            "transport": f"lora ({self.node.spec.module}, node {self.node.spec.node_id})",
+        }
+
+
+PanelButton = VirtualButton | VirtualLoraButton
 
 
 PAGE = """<!doctype html>
@@ -84,7 +116,8 @@ async function refresh(){
       d.innerHTML=`<div class="site"></div><div class="muted lbl"></div><div class="muted"><code></code></div>
         <div><span class="led"></span><span class="pat"></span></div><button type="button"></button>`;
       d.querySelector(".site").textContent=(b.kind==="fire"?"KEBAKARAN — ":"SAPA — ")+b.site;
-      d.querySelector(".lbl").textContent=b.label||""; d.querySelector("code").textContent=b.id+" @ "+b.gw;
+      d.querySelector(".lbl").textContent=(b.label||"")+" · "+b.transport;
+      d.querySelector("code").textContent=b.id+" @ "+b.gw;
       const btn=d.querySelector("button"); btn.textContent=b.hold_s?`TAHAN ${b.hold_s} dtk`:"TEKAN";
       btn.onclick=()=>fetch(`api/buttons/${encodeURIComponent(b.id)}/press`,{method:"POST",
         headers:{"Content-Type":"application/json"},body:"{}"});
@@ -102,7 +135,7 @@ refresh(); setInterval(refresh,150);
 </script></body></html>"""
 
 
-def create_panel_app(buttons: dict[str, VirtualButton], board_url: str) -> Flask:
+def create_panel_app(buttons: dict[str, PanelButton], board_url: str) -> Flask:
     app = Flask("siaga-panel")
 
     @app.get("/")
@@ -128,7 +161,7 @@ def create_panel_app(buttons: dict[str, VirtualButton], board_url: str) -> Flask
 
 
 class PanelServer:
-    def __init__(self, buttons: dict[str, VirtualButton], *, host: str, port: int, board_url: str) -> None:
+    def __init__(self, buttons: dict[str, PanelButton], *, host: str, port: int, board_url: str) -> None:
         from waitress import create_server
 
         self.url = f"http://{host}:{port}/"

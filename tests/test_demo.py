@@ -115,6 +115,17 @@ def test_the_demo_runs_the_whole_system_and_a_press_reaches_the_board(demo: dict
         line.startswith("pasar-andoolo-fire-1") and "help_coming" in line for line in listing.stdout.splitlines()
     ), listing.stdout
 
+    # A LoRa button: the firmware on a virtual node, over the virtual air, to a pty the gateway reads.
+    pressed = subprocess.run(
+        [sys.executable, "-m", "sim", "press", "smpn1-konda-lora-fire-1", "--panel", demo["panel"]],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert pressed.returncode == 0, pressed.stderr
+    lora = wait_alarm(board, lambda a: a["button"] == "smpn1-konda-lora-fire-1", timeout=20)
+    assert lora["transport"] == "lora" and lora["gw"] == "gw-smpn1-konda"
+
     unknown = subprocess.run(
         [sys.executable, "-m", "sim", "press", "no-such-button", "--panel", demo["panel"]],
         capture_output=True,
