@@ -48,6 +48,8 @@ def _provision_demo_keys(text: str, keys_file: Path) -> None:
     if missing:
         keys.update({node: os.urandom(16) for node in missing})
         write_keys(keys_file, keys)
+
+
 DEMO_USERS = (("damkar", "fire_operator", "Pos Pemadam (damkar)"), ("sapa", "sapa_desk", "Meja SAPA"))
 
 

@@ -59,12 +59,20 @@ def test_a_good_file_is_read() -> None:
 
 
 @pytest.mark.parametrize("name", ["gw-pasar-andoolo.toml", "gw-smpn1-konda.toml"])
-def test_the_shipped_samples_are_valid(name: str) -> None:
+def test_the_shipped_samples_are_valid(name: str, tmp_path: Path) -> None:
+    import tomllib
+
     text = resources.files("sim.data").joinpath(name).read_text()
-    text = text.replace("@DATA_DIR@", "/tmp/x").replace("@MQTT_HOST@", "h").replace("@MQTT_PORT@", "1883")
+    keys = tmp_path / "keys.toml"
+    text = (
+        text.replace("@DATA_DIR@", "/tmp/x").replace("@MQTT_HOST@", "h").replace("@MQTT_PORT@", "1883")
+        .replace("@LORA_PORT@", "/dev/ttyUSB0").replace("@KEYS_FILE@", str(keys))
+    )
+    nodes = [button["node"] for button in tomllib.loads(text)["lora_button"]]
+    keys.write_text("[keys]\n" + "".join(f'"{node}" = "{"ab" * 16}"\n' for node in nodes))
     config = parse(text)
-    kinds = {button.kind for button in config.buttons}
-    assert kinds == {Kind.FIRE, Kind.SAPA}
+    assert {button.kind for button in config.buttons} == {Kind.FIRE, Kind.SAPA}
+    assert config.lora is not None and len(config.lora_buttons) == len(nodes)
 
 
 @pytest.mark.parametrize(

@@ -389,3 +389,64 @@ def test_provisioning_writes_a_private_key_and_the_node_config(tmp_path: Path) -
     assert namespace["NODE_ID"] == 2001 and namespace["KIND"] == "sapa" and len(namespace["KEY"]) == 32
     assert f'"2001" = "{namespace["KEY"]}"' in keys.read_text()
     assert os.stat(out).st_mode & 0o077 == 0
+
+
+def test_corrupted_frames_are_refused_and_every_press_still_arrives(
+    dashboard: DashboardServer,
+    operator: DashboardClient,
+    lora_gateway: tuple[Gateway, PtyHost],
+    make_node: Callable[..., VirtualNode],
+    air: Air,
+) -> None:
+    gateway, _ = lora_gateway
+    air.impairments.corrupt = 0.3
+    node = make_node(1003)
+    for _ in range(5):
+        node.press()
+        deadline = time.monotonic() + 30
+        while node.node.pending is not None or node.button.level == 0:
+            assert time.monotonic() < deadline, "a press was never acknowledged"
+            node.wait_for_pattern("never", 0.05)
+    wait_alarm(operator, lambda a: a["button"] == "lora-1003" and a["press_count"] == 5, timeout=20)
+    # Damage was seen, counted and survived: by the gateway (uplinks) and by the node (downlinks).
+    assert sum(gateway.radio.rejected.values()) + node.node.stats["rejected"] > 0
+
+
+def test_ports_are_opened_by_url(
+    tmp_path: Path,
+    air: Air,
+    mosquitto: Mosquitto,
+    dashboard: DashboardServer,
+    operator: DashboardClient,
+    start_gateway: Callable[..., Gateway],
+    make_node: Callable[..., VirtualNode],
+) -> None:
+    # spy:// wraps the real tty and logs every byte, as a technician would use it to look at the line.
+    host = PtyHost(tmp_path / "ttyE32")
+    VirtualE32(air, host, address=1, channel=23)
+    host.plug()
+    log = tmp_path / "line.log"
+    body = lora_toml(tmp_path, f"spy://{host.path}?file={log}", module="e32")
+    gateway = start_gateway(make_config(tmp_path, mosquitto, body))
+    assert gateway.radio.link.connected.wait(10)
+    node = make_node(1003, module="e32", address=0x0203)
+    node.press()
+    wait_alarm(operator, lambda a: a["button"] == "lora-1003")
+    assert "a5 5a" in log.read_text().lower().replace("  ", " ")  # the stream frame went through the spy
+    host.close()
+
+
+def test_a_loop_port_hears_what_the_gateway_sends(
+    tmp_path: Path, mosquitto: Mosquitto, start_gateway: Callable[..., Gateway], pin_factory: MockFactory
+) -> None:
+    # loop:// echoes every byte: the gateway's own downlinks come back, and are refused as not uplinks.
+    gateway = start_gateway(make_config(tmp_path, mosquitto, lora_toml(tmp_path, "loop://", module="e32")))
+    assert gateway.radio.link.connected.wait(10)
+    frame = radio.encode_uplink(radio.Uplink(1001, 1, 1, radio.FrameType.PRESS, radio.Kind.FIRE), KEYS[1001])
+    gateway.radio.link.write(radio.to_stream(frame))  # what a module would hand over
+    deadline = time.monotonic() + 10
+    while gateway.counters.get("radio_rejected.bad_class") == 0:
+        assert time.monotonic() < deadline, "the looped-back ack was not seen"
+        gateway.radio.link.connected.wait(0.02)
+    assert gateway.counters.get("radio_events") == 1  # the uplink became an event...
+    assert gateway.counters.get("radio_acks_sent") == 1  # ...and its ack, looped back, was refused

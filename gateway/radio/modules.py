@@ -193,6 +193,7 @@ class RylrDriver:
     def stop(self) -> None:
         self._stopping.set()
         self._commands.put(None)
+        self._answer.put(Err(-1))  # release a writer waiting for an answer
         self._writer.join(5)
 
     def setup_commands(self) -> list[str]:
@@ -233,6 +234,7 @@ class RylrDriver:
     def connection_lost(self, exc: BaseException | None) -> None:
         self._port = None
         self.configured = False
+        self._answer.put(Err(-1))  # a command in flight will never be answered now
 
     # -- sending -------------------------------------------------------------------------
 
@@ -275,6 +277,8 @@ class RylrDriver:
                 self._counters.add("lora_answer_timeouts")
                 log.warning("LoRa module did not answer %r", command.text[:40])
                 continue
+            if isinstance(answer, Err) and answer.code < 0:
+                continue  # the port went away (or we are stopping) before the module answered
             if isinstance(answer, Err):
                 meaning = RYLR_ERRORS.get(answer.code, "unknown error")
                 self.last_error = f"+ERR={answer.code} ({meaning}) to {command.text[:40]}"

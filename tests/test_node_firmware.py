@@ -1,0 +1,128 @@
+"""The reference node firmware's own behaviour, run under CPython on the virtual radio.
+
+What the node puts on the air is read back from the air's record and decoded
+with the gateway's codec.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from firmware_bridge import radio
+from sim.firmware import load_firmware
+from sim.radio import Air, Impairments, NodeSpec, VirtualNode
+
+KEY = bytes(range(16))
+NODE = 1001
+
+
+def keys(node: int) -> bytes | None:
+    return KEY if node == NODE else None
+
+
+@pytest.fixture
+def air() -> Iterator[Air]:
+    medium = Air(Impairments(time_scale=0.1), seed=3)
+    yield medium
+    medium.close()
+
+
+def sent(air: Air) -> list[radio.Uplink]:
+    return [radio.decode_uplink(radio.from_text(packet.data), keys) for packet in air.captured]
+
+
+def wait_until(condition, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.01)  # watching another thread's radio output
+
+
+@pytest.fixture
+def node(air: Air, tmp_path: Path) -> Iterator[VirtualNode]:
+    nodes: list[VirtualNode] = []
+
+    def make(**settings: object) -> VirtualNode:
+        hold = int(settings.pop("HOLD_MS", 0))  # type: ignore[call-overload]
+        battery = int(settings.pop("BATTERY", 3900))  # type: ignore[call-overload]
+        spec = NodeSpec(
+            NODE,
+            KEY,
+            hold_ms=hold,
+            battery_mv=battery,
+            settings={"RETRY_BASE_MS": 200, "RETRY_MAX_MS": 800, "HEARTBEAT_S": 3600, **settings},
+        )
+        created = VirtualNode(air, spec, tmp_path, seed=1)
+        nodes.append(created)
+        return created
+
+    yield make  # type: ignore[misc]
+    for created in nodes:
+        created.close()
+        assert created.failure is None
+
+
+def test_the_counter_survives_resets_without_reuse_or_wear(tmp_path: Path) -> None:
+    node_module = load_firmware().siaga_node
+    writes = []
+
+    class Storage(node_module.FileStorage):
+        def write(self, text: str) -> None:
+            writes.append(text)
+            super().write(text)
+
+    storage = Storage(str(tmp_path / "counter.txt"))
+    first = node_module.CounterStore(storage)
+    used = [first.next() for _ in range(40)]
+    assert used == list(range(1, 41))
+    assert len(writes) == 3  # 40 frames, three writes: the flash is spared
+    after_reset = node_module.CounterStore(Storage(str(tmp_path / "counter.txt")))
+    assert after_reset.next() > used[-1]  # a reset skips ahead, never back
+
+
+def test_an_unanswered_press_is_retried_with_backoff_keeping_its_event(node, air: Air) -> None:
+    button = node()
+    button.press()
+    wait_until(lambda: len(air.captured) >= 4)
+    frames = sent(air)[:4]
+    assert [f.event_counter for f in frames] == [frames[0].counter] * 4
+    assert [f.counter for f in frames] == sorted({f.counter for f in frames})  # fresh counters, increasing
+    assert all(radio.Flag.RETRY in f.flags for f in frames[1:]) and radio.Flag.RETRY not in frames[0].flags
+    times = [packet.sent_at for packet in air.captured[:4]]
+    gaps = [b - a for a, b in itertools.pairwise(times)]
+    assert gaps[1] > gaps[0] * 1.2  # backing off
+    assert button.pattern == "sending"
+
+
+def test_hold_to_confirm_ignores_a_bump_and_counts_a_hold(node, air: Air) -> None:
+    button = node(HOLD_MS=400)
+    start = time.time()
+    button.press(hold_s=0.1)  # a bump
+    button.press(hold_s=0.6)  # a deliberate press, begun after the bump's release
+    wait_until(lambda: len(air.captured) >= 1)
+    first = sent(air)[0]
+    assert first.type is radio.FrameType.PRESS and radio.Flag.HELD in first.flags
+    # Sent only once the second press had been held 0.4 s: the bump sent nothing.
+    assert air.captured[0].sent_at - start >= 0.5
+    assert first.event_counter == first.counter
+
+
+def test_a_low_battery_is_reported_and_flagged(node, air: Air) -> None:
+    node(BATTERY=3300)
+    wait_until(lambda: len(air.captured) >= 1)
+    report = sent(air)[0]
+    assert report.type is radio.FrameType.LOW_BATTERY
+    assert report.battery_mv == 3300 and radio.Flag.LOW_BATTERY in report.flags
+
+
+def test_heartbeats_carry_the_battery_voltage(node, air: Air) -> None:
+    node(HEARTBEAT_S=0.1)
+    wait_until(lambda: len(air.captured) >= 2)
+    beats = sent(air)
+    assert all(f.type is radio.FrameType.HEARTBEAT and f.battery_mv == 3900 for f in beats)
+    assert beats[1].counter > beats[0].counter
