@@ -12,8 +12,18 @@ import siaga_radio
 
 
 class Clock:
+    """Milliseconds that never wrap: ticks_ms() wraps (after ~12 days on ESP32), so
+    add up ticks_diff() steps into an unbounded integer."""
+
+    def __init__(self):
+        self.last = time.ticks_ms()
+        self.total = 0
+
     def ms(self):
-        return time.ticks_ms()  # wraps after ~12 days on 30-bit ports: poll() only compares nearby times
+        now = time.ticks_ms()
+        self.total += time.ticks_diff(now, self.last)
+        self.last = now
+        return self.total
 
 
 class Battery:
