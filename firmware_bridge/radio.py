@@ -30,6 +30,7 @@ import base64
 import binascii
 import hashlib
 import hmac
+import math
 import struct
 import uuid
 from collections.abc import Callable
@@ -351,6 +352,38 @@ def event_id(node: int, key: bytes, event_counter: int) -> str:
     part of it: a re-provisioned node (new key, counter from 1) gets new ids.
     """
     return str(uuid.uuid5(EVENT_NAMESPACE, f"lora/{node}/{key_id(key)}/{event_counter}"))
+
+
+def airtime_s(
+    payload_len: int, sf: int = 9, bandwidth_hz: int = 125_000, coding_rate: int = 1, preamble: int = 12
+) -> float:
+    """LoRa time on air in seconds (Semtech AN1200.13), explicit header, CRC on."""
+    symbol = (2**sf) / bandwidth_hz
+    low_data_rate = 1 if symbol > 0.016 else 0
+    bits = 8 * payload_len - 4 * sf + 28 + 16
+    payload_symbols = 8 + max(math.ceil(bits / (4 * (sf - 2 * low_data_rate))) * (coding_rate + 4), 0)
+    return (preamble + 4.25) * symbol + payload_symbols * symbol
+
+
+#: RYLR AT+PARAMETER bandwidth codes (7 = 125 kHz).
+RYLR_BANDWIDTHS = {
+    0: 7_800,
+    1: 10_400,
+    2: 15_600,
+    3: 20_800,
+    4: 31_250,
+    5: 41_700,
+    6: 62_500,
+    7: 125_000,
+    8: 250_000,
+    9: 500_000,
+}
+
+
+def rylr_airtime_s(parameter: str, payload_len: int) -> float:
+    """Airtime of an RYLR packet under ``AT+PARAMETER=<sf>,<bw>,<cr>,<preamble>``."""
+    sf, bw, cr, preamble = (int(part) for part in parameter.split(","))
+    return airtime_s(payload_len, sf, RYLR_BANDWIDTHS.get(bw, 125_000), cr, preamble)
 
 
 # -- RYLR896/RYLR998: frames as ASCII ----------------------------------------------------------

@@ -8,11 +8,13 @@ import threading
 import time
 from collections.abc import Callable
 
+from gpiozero import DigitalOutputDevice
+from gpiozero.exc import GPIOZeroError
 from gpiozero.pins import Factory
 
 from firmware_bridge import __version__
 from firmware_bridge.counters import Counters
-from firmware_bridge.errors import OutboxError
+from firmware_bridge.errors import ConfigError, OutboxError
 from firmware_bridge.ids import make_ulid
 from firmware_bridge.payloads import (
     ButtonInfo,
@@ -78,6 +80,7 @@ class Gateway:
         )
         self.pump = Pump(self.outbox, self._publish_event, self.counters, window=pump_window)
         self.radio: RadioService | None = None
+        self._mode_pins: list[DigitalOutputDevice] = []
         if config.lora is not None:
             self.radio = RadioService(
                 config, outbox=self.outbox, pump=self.pump, counters=self.counters, event_topic=self._event_topic
@@ -94,6 +97,7 @@ class Gateway:
         self.pump.start()
         self.link.start()
         if self.radio is not None:
+            self._hold_module_in_normal_mode()
             self.radio.start()
         try:
             for button in self.config.buttons:
@@ -111,8 +115,26 @@ class Gateway:
         )
         return self
 
+    def _hold_module_in_normal_mode(self) -> None:
+        """E32/E22 mode pins, if wired to the Pi: both low is normal (transmit and receive) mode."""
+        lora = self.config.lora
+        assert lora is not None
+        for key, pin in (("m0_pin", lora.m0_pin), ("m1_pin", lora.m1_pin)):
+            if pin is None:
+                continue
+            try:
+                self._mode_pins.append(DigitalOutputDevice(pin, initial_value=False, pin_factory=self._pin_factory))
+            except GPIOZeroError as exc:
+                raise ConfigError(
+                    f"{self.config.file}: key 'lora.{key}': cannot use pin {pin}: {exc}",
+                    file=self.config.file,
+                    key=f"lora.{key}",
+                ) from None
+
     def close(self) -> None:
         self._stopping.set()
+        for device in self._mode_pins:
+            device.close()
         with self._lock:
             # Under the lock: an indication arriving now finds no button to drive.
             buttons = list(self.buttons.values())

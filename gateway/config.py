@@ -110,6 +110,8 @@ class LoraConfig:
     # Ebyte E32/E22
     mode: str = "transparent"
     channel: int = 23
+    #: this gateway's E32 module address (nodes in fixed mode send to it)
+    e32_address: int = 1
     m0_pin: int | None = None
     m1_pin: int | None = None
 
@@ -234,16 +236,24 @@ def _parse_lora(section: Section, buttons: tuple[LoraButtonConfig, ...]) -> Lora
         keys=keys,
         reopen_s=section.float("reopen_s", 2.0, min=0.1, max=60.0),
         address=section.int("address", 1, min=0, max=65535),
-        network_id=section.int("network_id", 18, min=0, max=16),
+        network_id=_network_id(section),
         band=section.int("band", 923_000_000, min=862_000_000, max=1_020_000_000),
         parameter=section.str("parameter", "9,7,1,12", pattern=r"^\d{1,2},\d,\d,\d{1,2}$"),
         mode=section.str("mode", "transparent", choices=("transparent", "fixed")),
         channel=section.int("channel", 23, min=0, max=255),
+        e32_address=section.int("e32_address", 1, min=0, max=0xFFFF),
         m0_pin=parse_pin(section, "m0_pin"),
         m1_pin=parse_pin(section, "m1_pin"),
     )
     section.done()
     return config
+
+
+def _network_id(section: Section) -> int:
+    value = section.int("network_id", 18, min=0, max=18)
+    if not (3 <= value <= 15 or value == 18):
+        raise section.error("network_id", f"an RYLR network id is 3..15 or 18 (got {value})")
+    return value
 
 
 def read_keys(path: Path, section: Section | None = None) -> dict[int, bytes]:

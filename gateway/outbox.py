@@ -170,6 +170,17 @@ class Outbox:
                 self._last_seq = stored.seq
             return RadioAcceptance(verdict, stored, last_press)
 
+    def restore_radio_nodes(self, nodes: list[tuple]) -> None:
+        with self._lock:
+            try:
+                self._db.executemany(
+                    "INSERT OR REPLACE INTO radio_nodes (node, key_id, last_counter, last_event, last_press_event, "
+                    "updated_at) VALUES (?, ?, ?, ?, ?, ?)",
+                    nodes,
+                )
+            except sqlite3.Error as exc:
+                raise OutboxError(f"cannot restore radio counters in {self.path}: {exc}") from exc
+
     def last_press_event(self, node: int) -> int:
         with self._lock:
             row = self._db.execute("SELECT last_press_event FROM radio_nodes WHERE node = ?", (node,)).fetchone()
@@ -258,66 +269,10 @@ class UnavailableOutbox:
         event: tuple[str, str, bytes] | None,
         now: float | None = None,
     ) -> RadioAcceptance:
-        """Check a radio uplink's counters and, if new, store its event, in one transaction.
-
-        ``event`` is ``(event_id, topic, payload)``, or None for a frame that
-        is not forwarded (a heartbeat). A node has at most one event in flight
-        (it sends nothing else until that one is acknowledged), so an event
-        counter not above the last one accepted is a retransmission.
-        """
-        created = time.time() if now is None else now
-        with self._lock:
-            try:
-                self._db.execute("BEGIN IMMEDIATE")
-                row = self._db.execute(
-                    "SELECT key_id, last_counter, last_event, last_press_event FROM radio_nodes WHERE node = ?",
-                    (node,),
-                ).fetchone()
-                if row is not None and row[0] != key_id:
-                    row = None  # re-provisioned: its counters start afresh
-                last_counter, last_event, last_press = row[1:] if row else (0, 0, 0)
-                if counter <= last_counter:
-                    self._db.execute("ROLLBACK")
-                    return RadioAcceptance(Verdict.REPLAYED, last_press_event=last_press)
-                verdict, stored = Verdict.DUPLICATE, None
-                if event_counter > last_event:
-                    verdict, last_event = Verdict.NEW, event_counter
-                    if is_press:
-                        last_press = event_counter
-                    if event is not None:
-                        stored = self._insert(*event, created)
-                self._db.execute(
-                    "INSERT INTO radio_nodes (node, key_id, last_counter, last_event, last_press_event, updated_at) "
-                    "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(node) DO UPDATE SET key_id = excluded.key_id, "
-                    "last_counter = excluded.last_counter, last_event = excluded.last_event, "
-                    "last_press_event = excluded.last_press_event, updated_at = excluded.updated_at",
-                    (node, key_id, counter, last_event, last_press, created),
-                )
-                self._db.execute("COMMIT")
-            except sqlite3.Error as exc:
-                if self._db.in_transaction:
-                    self._db.execute("ROLLBACK")
-                raise OutboxError(f"cannot record radio frame of node {node} in {self.path}: {exc}") from exc
-            if stored is not None and stored.previous is not None:
-                self._last_seq = stored.seq
-            return RadioAcceptance(verdict, stored, last_press)
+        raise OutboxError(f"no outbox ({self.reason}): radio counters cannot be kept")
 
     def last_press_event(self, node: int) -> int:
-        with self._lock:
-            row = self._db.execute("SELECT last_press_event FROM radio_nodes WHERE node = ?", (node,)).fetchone()
-        return int(row[0]) if row else 0
-
-    def _insert(self, event_id: str, topic: str, payload: bytes, created: float) -> Stored:
-        cursor = self._db.execute(
-            "INSERT INTO outbox (event_id, topic, payload, created_at) VALUES (?, ?, ?, ?) "
-            "ON CONFLICT(event_id) DO NOTHING",
-            (event_id, topic, payload, created),
-        )
-        if cursor.rowcount == 1:
-            seq = int(cursor.lastrowid or 0)
-            return Stored(seq, self._last_seq)
-        row = self._db.execute("SELECT seq FROM outbox WHERE event_id = ?", (event_id,)).fetchone()
-        return Stored(int(row[0]), None)
+        return 0
 
     def pending(self, after_seq: int, limit: int) -> list[OutboxRow]:
         return []
@@ -340,9 +295,10 @@ def _is_corrupt(exc: OutboxError) -> bool:
     return isinstance(cause, sqlite3.DatabaseError) and not isinstance(cause, sqlite3.OperationalError)
 
 
-def _salvage(path: Path) -> list[OutboxRow]:
-    """Whatever rows of a damaged outbox can still be read, oldest first."""
+def _salvage(path: Path) -> tuple[list[OutboxRow], list[tuple]]:
+    """Whatever rows of a damaged outbox can still be read: events (oldest first) and radio counters."""
     rows: list[OutboxRow] = []
+    nodes: list[tuple] = []
     try:
         db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
         try:
@@ -350,11 +306,14 @@ def _salvage(path: Path) -> list[OutboxRow]:
                 "SELECT seq, event_id, topic, payload, created_at FROM outbox ORDER BY seq"
             ):
                 rows.append(OutboxRow(seq, event_id, topic, bytes(payload), created))
+            nodes = db.execute(
+                "SELECT node, key_id, last_counter, last_event, last_press_event, updated_at FROM radio_nodes"
+            ).fetchall()
         finally:
             db.close()
     except sqlite3.Error as exc:
-        log.error("could read only %d row(s) of the damaged outbox: %s", len(rows), exc)
-    return rows
+        log.error("could read only %d event(s) of the damaged outbox: %s", len(rows), exc)
+    return rows, nodes
 
 
 def open_outbox(path: str | Path) -> Outbox | UnavailableOutbox:
@@ -373,7 +332,7 @@ def open_outbox(path: str | Path) -> Outbox | UnavailableOutbox:
             log.critical("outbox unavailable, events will be sent from memory only: %s", exc)
             return UnavailableOutbox(path, str(exc))
         damage = exc
-    rows = _salvage(path)
+    rows, nodes = _salvage(path)
     aside = path.with_name(f"{path.name}.damaged-{int(time.time())}")
     for suffix in ("", "-wal", "-shm"):
         part = path.with_name(path.name + suffix)
@@ -384,6 +343,7 @@ def open_outbox(path: str | Path) -> Outbox | UnavailableOutbox:
         outbox = Outbox(path)
         for row in rows:
             outbox.put(row.event_id, row.topic, row.payload, now=row.created_at)
+        outbox.restore_radio_nodes(nodes)  # else old captures could be replayed once more
     except OutboxError as exc:
         log.critical("no outbox can be opened, events will be sent from memory only: %s", exc)
         return UnavailableOutbox(path, str(exc))

@@ -58,7 +58,7 @@ def node_config(node: int, key: bytes, kind: str, lora: dict, gateway_address: i
         ]
     else:
         fixed = lora.get("mode") == "fixed"
-        address = lora.get("e32_address", 1)
+        address = int(lora.get("e32_address", 1))
         target = f"({address >> 8}, {address & 0xFF}, {lora.get('channel', 23)})" if fixed else "None"
         lines += ["BAUDRATE = 9600", f"FIXED_TARGET = {target}"]
     return "\n".join(lines) + "\n"

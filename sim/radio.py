@@ -19,7 +19,6 @@ import errno
 import heapq
 import itertools
 import logging
-import math
 import os
 import random
 import select
@@ -32,21 +31,11 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+from firmware_bridge.radio import airtime_s
+
 from .firmware import load_firmware
 
 log = logging.getLogger(__name__)
-
-
-def airtime_s(
-    payload_len: int, sf: int = 9, bandwidth_hz: int = 125_000, coding_rate: int = 1, preamble: int = 12
-) -> float:
-    """LoRa time on air (Semtech AN1200.13), explicit header, CRC on."""
-    symbol = (2**sf) / bandwidth_hz
-    low_data_rate = 1 if symbol > 0.016 else 0
-    payload_symbols = 8 + max(
-        math.ceil((8 * payload_len - 4 * sf + 28 + 16) / (4 * (sf - 2 * low_data_rate))) * (coding_rate + 4), 0
-    )
-    return (preamble + 4.25) * symbol + payload_symbols * symbol
 
 
 @dataclass
@@ -492,13 +481,15 @@ class VirtualNode:
         config = SimpleNamespace(NODE_ID=spec.node_id, KEY=spec.key.hex(), KIND=spec.kind, **settings)
         workdir.mkdir(parents=True, exist_ok=True)
         rng = random.Random(seed)
+        stem = str(workdir / f"node-{spec.node_id}")
         self.node = fw.siaga_node.Node(
             config,
             radio,
             self.button,
             self.led,
             _Clock(),
-            fw.siaga_node.FileStorage(str(workdir / f"node-{spec.node_id}.counter")),
+            fw.siaga_node.file_counter(stem + ".counter"),
+            memo=fw.siaga_node.FileStorage(stem + ".press"),
             battery=self.battery,
             rng=rng.random,
         )

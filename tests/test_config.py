@@ -65,8 +65,11 @@ def test_the_shipped_samples_are_valid(name: str, tmp_path: Path) -> None:
     text = resources.files("sim.data").joinpath(name).read_text()
     keys = tmp_path / "keys.toml"
     text = (
-        text.replace("@DATA_DIR@", "/tmp/x").replace("@MQTT_HOST@", "h").replace("@MQTT_PORT@", "1883")
-        .replace("@LORA_PORT@", "/dev/ttyUSB0").replace("@KEYS_FILE@", str(keys))
+        text.replace("@DATA_DIR@", "/tmp/x")
+        .replace("@MQTT_HOST@", "h")
+        .replace("@MQTT_PORT@", "1883")
+        .replace("@LORA_PORT@", "/dev/ttyUSB0")
+        .replace("@KEYS_FILE@", str(keys))
     )
     nodes = [button["node"] for button in tomllib.loads(text)["lora_button"]]
     keys.write_text("[keys]\n" + "".join(f'"{node}" = "{"ab" * 16}"\n' for node in nodes))

@@ -450,3 +450,98 @@ def test_a_loop_port_hears_what_the_gateway_sends(
         gateway.radio.link.connected.wait(0.02)
     assert gateway.counters.get("radio_events") == 1  # the uplink became an event...
     assert gateway.counters.get("radio_acks_sent") == 1  # ...and its ack, looped back, was refused
+
+
+def test_a_replay_from_elsewhere_does_not_refresh_the_node_or_steer_replies(
+    dashboard: DashboardServer,
+    lora_gateway: tuple[Gateway, PtyHost],
+    make_node: Callable[..., VirtualNode],
+    air: Air,
+) -> None:
+    gateway, _ = lora_gateway
+    node = make_node(1001)
+    node.press()
+    assert node.wait_for_pattern("received", 10)
+    (capture,) = uplinks(air)
+    before = gateway.radio.stats[1001].view()
+    air.inject(radio.to_text(capture).encode(), rylr_network(), source=666, destination=1)
+    deadline = time.monotonic() + 10
+    while gateway.counters.get("radio_rejected.replayed") == 0:
+        assert time.monotonic() < deadline
+        gateway.radio.link.connected.wait(0.02)
+    after = gateway.radio.stats[1001]
+    assert after.source != 666  # replies still go to the real node
+    assert after.view()["last_heard"] == before["last_heard"]
+
+
+def test_a_new_alarm_is_never_shown_the_last_ones_news(
+    dashboard: DashboardServer,
+    operator: DashboardClient,
+    lora_gateway: tuple[Gateway, PtyHost],
+    make_node: Callable[..., VirtualNode],
+) -> None:
+    node = make_node(1001)
+    node.press()
+    first = wait_alarm(operator, lambda a: a["button"] == "lora-1001")
+    operator.post_json(f"/api/alarms/{first['id']}/resolve", {"resolution": "test", "rev": first["rev"]})
+    assert node.wait_for_pattern("off", 10)
+    node.press()  # a new alarm: it must show "received", not the old alarm's "resolved"
+    assert node.wait_for_pattern("received", 10)
+    second = wait_alarm(operator, lambda a: a["button"] == "lora-1001" and a["id"] != first["id"])
+    operator.post_json(f"/api/alarms/{second['id']}/acknowledge", {})
+    assert node.wait_for_pattern("help_coming", 10)
+
+
+def test_a_kind_disagreement_is_resolved_in_favour_of_privacy(
+    tmp_path: Path,
+    air: Air,
+    mosquitto: Mosquitto,
+    dashboard: DashboardServer,
+    operator: DashboardClient,
+    start_gateway: Callable[..., Gateway],
+    make_node: Callable[..., VirtualNode],
+) -> None:
+    host = PtyHost(tmp_path / "ttyLORA0")
+    VirtualRylr(air, host, address=1)
+    host.plug()
+    KINDS[1003], original = "sapa", KINDS[1003]  # the gateway's config says SAPA...
+    try:
+        gateway = start_gateway(make_config(tmp_path, mosquitto, lora_toml(tmp_path, host.path, nodes=(1003,))))
+    finally:
+        KINDS[1003] = original
+    assert gateway.radio.link.connected.wait(10)
+    node = make_node(1003)  # ...the node was provisioned as fire
+    node.press()
+    desk = signed_in(dashboard, SAPA_DESK)
+    assert wait_alarm(desk, lambda a: a["button"] == "lora-1003")["kind"] == "sapa"
+    assert operator.get_json("/api/alarms")["alarms"] == []
+    assert gateway.counters.get("radio_kind_mismatch") >= 1
+    host.close()
+
+
+def test_without_a_disk_a_lora_press_still_goes_out_from_memory(
+    tmp_path: Path,
+    air: Air,
+    mosquitto: Mosquitto,
+    dashboard: DashboardServer,
+    operator: DashboardClient,
+    start_gateway: Callable[..., Gateway],
+    make_node: Callable[..., VirtualNode],
+) -> None:
+    host = PtyHost(tmp_path / "ttyLORA0")
+    VirtualRylr(air, host, address=1)
+    host.plug()
+    body = lora_toml(tmp_path, host.path, nodes=(1001,))
+    blocked = tmp_path / "blocked"
+    blocked.write_text("not a folder")
+    path = tmp_path / "nodisk.toml"
+    path.write_text(f'[gateway]\nid = "gw-test"\ndata_dir = "{blocked}"\n[mqtt]\nport = {mosquitto.port}\n' + body)
+    gateway = start_gateway(parse_config(read_toml(path)))
+    assert gateway.radio.link.connected.wait(10)
+    node = make_node(1001)
+    node.press()
+    alarm = wait_alarm(operator, lambda a: a["button"] == "lora-1001")
+    assert alarm["press_count"] == 1  # retries carry the same event id: one press
+    assert gateway.counters.get("events_unstored") >= 1
+    assert node.node.pending is not None or node.pattern == "received"  # never acknowledged without the disk
+    host.close()

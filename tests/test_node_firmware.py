@@ -76,13 +76,36 @@ def test_the_counter_survives_resets_without_reuse_or_wear(tmp_path: Path) -> No
             writes.append(text)
             super().write(text)
 
-    storage = Storage(str(tmp_path / "counter.txt"))
-    first = node_module.CounterStore(storage)
+    def store():
+        return node_module.CounterStore(Storage(str(tmp_path / "c.a")), Storage(str(tmp_path / "c.b")))
+
+    first = store()
     used = [first.next() for _ in range(40)]
     assert used == list(range(1, 41))
     assert len(writes) == 3  # 40 frames, three writes: the flash is spared
-    after_reset = node_module.CounterStore(Storage(str(tmp_path / "counter.txt")))
+    after_reset = store()
     assert after_reset.next() > used[-1]  # a reset skips ahead, never back
+    # A power cut while writing one slot: the other one still knows.
+    (tmp_path / "c.a").write_text("")
+    assert store().next() > used[-1]
+    (tmp_path / "c.a").write_text("garbage")
+    (tmp_path / "c.b").write_text("")
+    with pytest.raises(node_module.CounterLost):
+        store()  # never silently from 0: the gateway would take every frame for a replay
+
+
+def test_the_clock_does_not_wrap(tmp_path: Path) -> None:
+    node_module = load_firmware().siaga_node
+    period = 1 << 30  # an ESP32's ticks_ms wraps here
+    ticks = [period - 100]
+
+    def ticks_diff(new: int, old: int) -> int:
+        return ((new - old + period // 2) % period) - period // 2
+
+    clock = node_module.UnwrappingClock(lambda: ticks[0], ticks_diff)
+    before = clock.ms()
+    ticks[0] = 150  # 250 ms later, past the wrap
+    assert clock.ms() - before == 250
 
 
 def test_an_unanswered_press_is_retried_with_backoff_keeping_its_event(node, air: Air) -> None:
@@ -126,3 +149,32 @@ def test_heartbeats_carry_the_battery_voltage(node, air: Air) -> None:
     beats = sent(air)
     assert all(f.type is radio.FrameType.HEARTBEAT and f.battery_mv == 3900 for f in beats)
     assert beats[1].counter > beats[0].counter
+
+
+def test_a_tamper_or_low_battery_never_displaces_a_pending_press(node, air: Air) -> None:
+    button = node(BATTERY=3300)  # its low-battery report goes out first...
+    wait_until(lambda: len(air.captured) >= 1)
+    button.press()  # ...a press interrupts it...
+    wait_until(lambda: len(air.captured) >= 5)
+    frames = sent(air)
+    presses = [f for f in frames if f.type is radio.FrameType.PRESS]
+    assert presses and frames[0].type is radio.FrameType.LOW_BATTERY
+    # ...and from then on only the press is retried (the report waits its turn, as a new event).
+    first_press = frames.index(presses[0])
+    assert all(f.type is radio.FrameType.PRESS for f in frames[first_press:])
+    assert len({f.event_counter for f in presses}) == 1
+    assert button.node.queue == [(radio.FrameType.LOW_BATTERY, radio.Flag.LOW_BATTERY)]
+
+
+def test_a_press_cut_short_by_a_reset_is_sent_again(node, air: Air, tmp_path: Path) -> None:
+    first = node()
+    first.press()
+    wait_until(lambda: len(air.captured) >= 1)
+    first.close()  # power lost before any gateway answered
+    count = len(air.captured)
+    second = node()  # the same node, booting again
+    wait_until(lambda: len(air.captured) > count)
+    again = sent(air)[count]
+    assert again.type is radio.FrameType.PRESS
+    assert again.counter > sent(air)[0].counter  # a fresh counter, after the reserved block
+    assert second.pattern == "sending"

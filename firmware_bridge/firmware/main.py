@@ -3,6 +3,7 @@
 # Copy siaga_proto.py, siaga_radio.py, siaga_node.py, main.py and your
 # node_config.py (see node_config_example.py) to the board's flash.
 
+import os
 import time
 
 import machine
@@ -11,28 +12,40 @@ import siaga_node
 import siaga_radio
 
 
-class Clock:
-    """Milliseconds that never wrap: ticks_ms() wraps (after ~12 days on ESP32), so
-    add up ticks_diff() steps into an unbounded integer."""
-
-    def __init__(self):
-        self.last = time.ticks_ms()
-        self.total = 0
-
-    def ms(self):
-        now = time.ticks_ms()
-        self.total += time.ticks_diff(now, self.last)
-        self.last = now
-        return self.total
-
-
 class Battery:
     def __init__(self, pin, divider):
         self.adc = machine.ADC(machine.Pin(pin))
         self.divider = divider
 
     def mv(self):
-        return int(self.adc.read_uv() / 1000 * self.divider)
+        if hasattr(self.adc, "read_uv"):  # ESP32
+            microvolts = self.adc.read_uv()
+        else:  # RP2040: 16-bit reading of 0..3.3 V
+            microvolts = self.adc.read_u16() * 3300000 // 65535
+        return int(microvolts / 1000 * self.divider)
+
+
+def make_rng():
+    try:
+        import random
+
+        random.seed(int.from_bytes(os.urandom(4), "big"))
+        return random.random
+    except (ImportError, AttributeError, NotImplementedError):
+        return lambda: (int.from_bytes(os.urandom(2), "big") & 0xFFFF) / 65536
+
+
+def wake_on_button(button, node):
+    """Let a press wake the board from light sleep, and remember it for poll().
+    Returns True where the port supports it (ESP32); elsewhere the board does not sleep."""
+    try:
+        import esp32
+
+        esp32.wake_on_ext0(pin=button, level=esp32.WAKEUP_ALL_LOW)
+    except (ImportError, AttributeError, ValueError, OSError):
+        return False
+    button.irq(trigger=machine.Pin.IRQ_FALLING, handler=lambda pin: node.button_woke())
+    return True
 
 
 def main():
@@ -58,20 +71,33 @@ def main():
         radio,
         button,
         led,
-        Clock(),
-        siaga_node.FileStorage("counter.txt"),
-        battery,
-        tamper,
-        rng=lambda: (machine.rng() if hasattr(machine, "rng") else 0x7FFF) / 0xFFFFFF,
+        siaga_node.UnwrappingClock(time.ticks_ms, time.ticks_diff),
+        siaga_node.file_counter("counter"),
+        memo=siaga_node.FileStorage("pending_press"),
+        battery=battery,
+        tamper=tamper,
+        rng=make_rng(),
     )
-    # A press must wake the board from light sleep.
-    button.irq(trigger=machine.Pin.IRQ_FALLING, wake=getattr(machine, "SLEEP", None) or 0)
+    can_sleep = wake_on_button(button, node)
+    watchdog = machine.WDT(timeout=60000) if hasattr(machine, "WDT") else None
+    failures = 0
     while True:
-        wait = node.poll()
-        if node.may_sleep() and wait > 200 and hasattr(machine, "lightsleep"):
+        if watchdog is not None:
+            watchdog.feed()
+        try:
+            wait = node.poll()
+            failures = 0
+        except Exception as exc:
+            failures += 1
+            print("siaga: error", exc)
+            if failures > 10:
+                machine.reset()  # the counter, and an unacknowledged press, survive the reset
+            time.sleep_ms(1000)
+            continue
+        if can_sleep and node.may_sleep() and wait > 200:
             # The radio module stays in receive mode; the MCU sleeps until the
-            # next heartbeat or a button press.
-            machine.lightsleep(wait)
+            # next heartbeat (at most 10 s, well inside the watchdog) or a press.
+            machine.lightsleep(min(wait, 10000))
         else:
             time.sleep_ms(min(wait, 20))
 

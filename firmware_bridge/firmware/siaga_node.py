@@ -7,6 +7,8 @@
 # The node keeps no thread: poll() does everything that is due and returns how
 # many milliseconds it may wait (or sleep) before the next call.
 
+import os
+
 import siaga_proto as proto
 
 OFF = "off"
@@ -35,37 +37,41 @@ def setting(cfg, name):
     return getattr(cfg, name, DEFAULTS.get(name))
 
 
-class CounterStore:
-    """The frame counter, kept across resets without wearing out the flash.
+class UnwrappingClock:
+    """Milliseconds that never wrap. MicroPython's ticks_ms() wraps (after about
+    12 days on an ESP32), so its ticks_diff() steps are added up into an
+    unbounded integer, which every deadline below can compare safely."""
 
-    At start the node reads the reserved value R from storage, continues from
-    R and writes R + BLOCK; only every BLOCK-th frame writes again. A reset
-    skips at most BLOCK counters and never reuses one.
-    """
+    def __init__(self, ticks_ms, ticks_diff):
+        self._ticks_ms = ticks_ms
+        self._ticks_diff = ticks_diff
+        self._last = ticks_ms()
+        self._total = 0
 
-    BLOCK = 16
+    def ms(self):
+        now = self._ticks_ms()
+        self._total += self._ticks_diff(now, self._last)
+        self._last = now
+        return self._total
 
-    def __init__(self, storage):
-        self.storage = storage
-        text = storage.read()
-        self.value = int(text) if text else 0
-        self.reserved = self.value
-        self._reserve()
 
-    def _reserve(self):
-        self.reserved = self.value + self.BLOCK
-        self.storage.write(str(self.reserved))
-
-    def next(self):
-        self.value += 1
-        if self.value >= self.reserved:
-            self._reserve()
-        return self.value
+class CounterLost(Exception):
+    """Both counter slots exist but neither can be read: the node must not start
+    again from 0 (the gateway would refuse every frame as a replay)."""
 
 
 class FileStorage:
+    """A small text file, replaced whole: written to a temporary file, then renamed."""
+
     def __init__(self, path):
         self.path = path
+
+    def exists(self):
+        try:
+            os.stat(self.path)
+            return True
+        except OSError:
+            return False
 
     def read(self):
         try:
@@ -75,12 +81,72 @@ class FileStorage:
             return ""
 
     def write(self, text):
-        with open(self.path, "w") as handle:
+        temporary = self.path + ".tmp"
+        with open(temporary, "w") as handle:
             handle.write(text)
+        try:
+            os.rename(temporary, self.path)
+        except OSError:  # file systems that will not rename over a file
+            try:
+                os.remove(self.path)
+            except OSError:
+                pass
+            os.rename(temporary, self.path)
+
+
+class CounterStore:
+    """The frame counter, kept across resets without wearing out the flash.
+
+    At start the node reads the reserved value R, continues from R and
+    reserves R + BLOCK; only every BLOCK-th frame writes again. A reset skips
+    at most BLOCK counters and never reuses one. Two slots, written in turn,
+    so that a power cut while writing one leaves the other.
+    """
+
+    BLOCK = 16
+
+    def __init__(self, slot_a, slot_b):
+        self.slots = [slot_a, slot_b]
+        self.stored = [-1, -1]  # what each slot holds (-1: nothing readable)
+        existing = 0
+        for index, slot in enumerate(self.slots):
+            if slot.exists():
+                existing += 1
+                try:
+                    self.stored[index] = int(slot.read())
+                except ValueError:
+                    pass
+        if existing and max(self.stored) < 0:
+            raise CounterLost("counter slots unreadable: provision this node again")
+        self.value = max(max(self.stored), 0)
+        self.reserved = self.value
+        self._reserve()
+
+    def _reserve(self):
+        # Overwrite the older slot: the newer one keeps a value above every
+        # counter used so far, whatever a power cut does to this write.
+        self.reserved = self.value + self.BLOCK
+        older = 0 if self.stored[0] <= self.stored[1] else 1
+        self.slots[older].write(str(self.reserved))
+        self.stored[older] = self.reserved
+
+    def next(self):
+        self.value += 1
+        if self.value >= self.reserved:
+            self._reserve()
+        return self.value
+
+
+def file_counter(path):
+    return CounterStore(FileStorage(path + ".a"), FileStorage(path + ".b"))
 
 
 class Node:
-    def __init__(self, cfg, radio, button, led, clock, storage, battery=None, tamper=None, rng=None, log=None):
+    def __init__(
+        self, cfg, radio, button, led, clock, counter, memo=None, battery=None, tamper=None, rng=None, log=None
+    ):
+        if cfg.KIND not in ("fire", "sapa"):
+            raise ValueError("KIND must be 'fire' or 'sapa'")
         self.cfg = cfg
         self.node_id = cfg.NODE_ID
         self.key = bytes.fromhex(cfg.KEY)
@@ -93,9 +159,11 @@ class Node:
         self.tamper = tamper  # .value(): 1 when the case is open, or None
         self.rng = rng or (lambda: 0.5)
         self.log = log or (lambda *args: None)
-        self.counter = CounterStore(storage)
+        self.counter = counter  # CounterStore
+        self.memo = memo  # remembers an unacknowledged press across a reset (FileStorage or None)
         now = clock.ms()
-        self.pending = None  # the event waiting for an ack: dict
+        self.pending = None  # the one event in flight, waiting for an ack: dict
+        self.queue = []  # events waiting for their turn: [(type, flags)]
         self.episode_start = 0  # event counter of the press that opened the current alarm (0: none)
         self.episode_until = 0
         self.last_indication = None  # (alarm, rev)
@@ -112,7 +180,11 @@ class Node:
         self._pressed_at = None
         self._press_fired = False
         self._tampered = False
+        self._woken = False
         self.stats = {"sent": 0, "retries": 0, "acks": 0, "indications": 0, "rejected": 0}
+        if memo is not None and memo.read() == "press":
+            # A reset (a brown-out while sending?) cut a press short: send it again.
+            self._send_event(proto.PRESS, 0, now)
 
     # -- public --------------------------------------------------------------
 
@@ -130,21 +202,27 @@ class Node:
         return self._wait(now)
 
     def may_sleep(self):
-        """True when nothing is pending and no alarm is open: a deep sleep loses nothing."""
-        return self.pending is None and not self.episode_start and self.pattern == OFF
+        """True when nothing is pending and no alarm is open: sleeping loses nothing."""
+        return self.pending is None and not self.queue and not self.episode_start and self.pattern == OFF
+
+    def button_woke(self):
+        """From the button's interrupt: the board may have slept through a short press."""
+        self._woken = True
 
     def press(self, held=False):
         """A confirmed press (also what the button handling calls)."""
-        now = self.clock.ms()
-        if self.pending is not None and self.pending["type"] == proto.PRESS:
-            return  # the alarm is already on its way; this press adds nothing
         flags = proto.FLAG_HELD if held else 0
-        self._send_event(proto.PRESS, flags, now)
+        self._send_event(proto.PRESS, flags, self.clock.ms())
 
     # -- button and tamper ---------------------------------------------------------
 
     def _read_button(self, now):
         raw = self.button.value()
+        if self._woken:
+            self._woken = False
+            if raw == 1 and self._stable == 1 and setting(self.cfg, "HOLD_MS") == 0:
+                self.press()  # pressed and released while the board slept
+                return
         if raw != self._raw:
             self._raw, self._raw_since = raw, now
         if raw != self._stable and now - self._raw_since >= setting(self.cfg, "DEBOUNCE_MS"):
@@ -162,9 +240,9 @@ class Node:
         if self.tamper is None:
             return
         opened = self.tamper.value() == 1
-        if opened and not self._tampered:
+        was_open, self._tampered = self._tampered, opened
+        if opened and not was_open:
             self._send_event(proto.TAMPER, proto.FLAG_TAMPER, now)
-        self._tampered = opened
 
     # -- sending ---------------------------------------------------------------------
 
@@ -187,11 +265,36 @@ class Node:
         return counter, event_counter
 
     def _send_event(self, frame_type, flags, now):
+        """Send an event, keeping one in flight: the gateway takes an event counter
+        not above the last one it accepted as a retransmission, so an older event
+        must never follow a newer one."""
+        pending = self.pending
+        if pending is not None:
+            if frame_type != proto.PRESS:
+                if (frame_type, flags) not in self.queue:
+                    self.queue.append((frame_type, flags))
+                return
+            if pending["type"] == proto.PRESS:
+                return  # the alarm is already on its way; this press adds nothing
+            # A press goes first; the report it interrupts is sent again afterwards, as a new event.
+            self.queue.insert(0, (pending["type"], pending["flags"]))
+            self.pending = None
         _, event_counter = self._transmit(frame_type, 0, flags)
         self.pending = {"type": frame_type, "event": event_counter, "flags": flags, "attempt": 1}
         self.pending["due"] = now + self._retry_delay(1)
         if frame_type == proto.PRESS:
+            if self.memo is not None:
+                self.memo.write("press")
             self._set_pattern(SENDING, now)
+
+    def _done(self, now):
+        """The event in flight is acknowledged: the next one waiting goes."""
+        finished, self.pending = self.pending, None
+        if finished is not None and finished["type"] == proto.PRESS and self.memo is not None:
+            self.memo.write("")
+        if self.queue:
+            frame_type, flags = self.queue.pop(0)
+            self._send_event(frame_type, flags, now)
 
     def _retry_delay(self, attempt):
         base = setting(self.cfg, "RETRY_BASE_MS")
@@ -224,7 +327,7 @@ class Node:
         self.battery_mv = self.battery.mv()
         low = self.battery_mv < setting(self.cfg, "LOW_BATTERY_MV")
         repeat = 1000 * setting(self.cfg, "LOW_BATTERY_REPEAT_S")
-        if low and self.pending is None and (self.last_low_battery is None or now - self.last_low_battery >= repeat):
+        if low and (self.last_low_battery is None or now - self.last_low_battery >= repeat):
             self.last_low_battery = now
             self._send_event(proto.LOW_BATTERY, proto.FLAG_LOW_BATTERY, now)
 
@@ -245,26 +348,27 @@ class Node:
         pending = self.pending
         if pending is None or pending["event"] != event_counter:
             return  # an ack for something already done (or replayed): nothing to do
-        self.pending = None
         self.stats["acks"] += 1
         if pending["type"] == proto.PRESS:
             if not self.episode_start:
                 self.episode_start = event_counter
-                self.last_indication = None
             self.episode_until = now + 1000 * setting(self.cfg, "ALARM_TIMEOUT_S")
             self.next_poll = now + 1000 * setting(self.cfg, "ALARM_POLL_S")
+        self._done(now)
 
     def _on_indicate(self, event_counter, alarm, rev, state, now):
         # Only news about the alarm this node raised, and never older news.
         start = self.episode_start or (self.pending or {}).get("event", 0)
         if not start or not start <= event_counter <= self.counter.value:
             return
-        if self.last_indication is not None and (alarm, rev) < self.last_indication:
+        # Strictly newer only: alarm numbers grow, so news of an earlier alarm
+        # (its "resolved", sent again) can never end or colour this one.
+        if self.last_indication is not None and (alarm, rev) <= self.last_indication:
             return
         self.last_indication = (alarm, rev)
         self.stats["indications"] += 1
         if self.pending is not None and self.pending["type"] == proto.PRESS and event_counter >= self.pending["event"]:
-            self.pending = None  # the dashboard has it: an implicit ack
+            self._done(now)  # the dashboard has it: an implicit ack
         if not self.episode_start:
             self.episode_start = event_counter
         self.episode_until = now + 1000 * setting(self.cfg, "ALARM_TIMEOUT_S")
@@ -277,7 +381,8 @@ class Node:
             self.episode_start = 0
 
     def _end_episode_if_due(self, now):
-        if self.episode_start and now >= self.episode_until:
+        pressing = self.pending is not None and self.pending["type"] == proto.PRESS
+        if self.episode_start and now >= self.episode_until and not pressing:
             self.episode_start = 0
             self._set_pattern(OFF, now)
 

@@ -39,6 +39,9 @@ class RylrRadio:
         if not data:
             return frames
         self._line += data
+        if len(self._line) > 1024 and b"\n" not in self._line:
+            self._line = b""  # garbage without a line end: drop it
+            self.errors += 1
         while b"\n" in self._line:
             line, self._line = self._line.split(b"\n", 1)
             line = line.strip()

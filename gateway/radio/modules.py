@@ -159,7 +159,8 @@ class RylrDriver:
     is dropped: the node has retried meanwhile and will be acknowledged again.
     """
 
-    ANSWER_TIMEOUT_S = 3.0
+    #: Commands waiting at most; more means the module is gone or stuck (the oldest sends go first).
+    QUEUE_LIMIT = 256
 
     def __init__(
         self,
@@ -175,7 +176,7 @@ class RylrDriver:
         self._counters = counters
         self._stale_s = stale_s
         self._parser = RylrParser()
-        self._commands: queue.Queue[_Command | None] = queue.Queue()
+        self._commands: queue.Queue[_Command | None] = queue.Queue(self.QUEUE_LIMIT)
         self._answer: queue.Queue[Ok | Err] = queue.Queue()
         self._port: SerialLink | None = None
         self._stopping = threading.Event()
@@ -213,7 +214,7 @@ class RylrDriver:
         self.configured = False
         self._drain_answers()
         for text in self.setup_commands():
-            self._commands.put(_Command(text, time.monotonic()))
+            self._enqueue(_Command(text, time.monotonic()))
 
     def data_received(self, data: bytes) -> None:
         for message in self._parser.feed(data):
@@ -240,7 +241,20 @@ class RylrDriver:
 
     def send(self, frame: bytes, to: int | None) -> None:
         text = radio.to_text(frame)
-        self._commands.put(_Command(f"AT+SEND={to or 0},{len(text)},{text}", time.monotonic(), is_send=True))
+        self._enqueue(_Command(f"AT+SEND={to or 0},{len(text)},{text}", time.monotonic(), is_send=True))
+
+    def _enqueue(self, command: _Command) -> None:
+        try:
+            self._commands.put_nowait(command)
+        except queue.Full:
+            self._counters.add("lora_queue_full")  # dropped: a node retries, setup runs again on reopen
+
+    def _answer_timeout(self, command: _Command) -> float:
+        """How long the module may take: a send answers after its airtime."""
+        if not command.is_send:
+            return 2.0
+        payload = len(command.text.split(",", 2)[-1])
+        return radio.rylr_airtime_s(self.settings[3], payload) * 1.5 + 1.0
 
     def _received(self, message: Rcv) -> None:
         try:
@@ -266,13 +280,14 @@ class RylrDriver:
                 self._counters.add("lora_stale_sends_dropped")
                 continue
             port = self._port
+            self._drain_answers()  # a late answer to an earlier command must not pass for this one's
             if port is None or not port.write((command.text + "\r\n").encode("ascii")):
                 if not command.is_send:
                     continue  # setup runs again when the port is back
                 self._counters.add("lora_sends_failed")
                 continue
             try:
-                answer = self._answer.get(timeout=self.ANSWER_TIMEOUT_S)
+                answer = self._answer.get(timeout=self._answer_timeout(command))
             except queue.Empty:
                 self._counters.add("lora_answer_timeouts")
                 log.warning("LoRa module did not answer %r", command.text[:40])

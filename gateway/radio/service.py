@@ -23,7 +23,7 @@ from typing import Any
 from firmware_bridge import radio
 from firmware_bridge.counters import Counters
 from firmware_bridge.errors import OutboxError
-from firmware_bridge.payloads import Event, Indication, Source
+from firmware_bridge.payloads import Event, Indication, Kind, Source
 from firmware_bridge.timeutil import format_epoch
 
 from ..config import GatewayConfig, LoraButtonConfig
@@ -142,18 +142,18 @@ class RadioService:
         node = uplink.node
         now = time.time()
         stats = self.stats[node]
-        with self._lock:
-            stats.frames += 1
-            stats.last_heard, stats.rssi, stats.snr = now, received.rssi, received.snr
-            stats.source = received.source if received.source is not None else stats.source
-            if uplink.battery_mv:
-                stats.battery_mv = uplink.battery_mv
         button = self.buttons[node]
+        kind = uplink.kind
         if uplink.kind != button.kind:
-            # The frame's kind is authenticated; the configuration is a typo away from wrong.
+            # Either side may be the typo; privacy wins: if either says SAPA, it is SAPA.
+            kind = Kind.SAPA if Kind.SAPA in (uplink.kind, button.kind) else uplink.kind
             self._counters.add("radio_kind_mismatch")
-            log.warning("node %s says it is a %s button, configured as %s", node, uplink.kind, button.kind)
-        event = None if uplink.type is radio.FrameType.HEARTBEAT else self._event(uplink, button, received, now)
+            log.warning(
+                "node %s says it is a %s button, configured as %s: treated as %s", node, uplink.kind, button.kind, kind
+            )
+        event = None
+        if uplink.type is not radio.FrameType.HEARTBEAT:
+            event = self._event(uplink, button, kind, received, now)
         payload = event.encode() if event is not None else None
         try:
             acceptance = self._outbox.accept_uplink(
@@ -177,6 +177,14 @@ class RadioService:
         if acceptance.verdict is Verdict.REPLAYED:
             self._refuse(radio.ReplayedFrame(f"node {node}: counter {uplink.counter} already used"), received)
             return
+        with self._lock:
+            # Only a fresh frame tells us anything: a replay must not make a
+            # destroyed button look alive, nor steer our replies elsewhere.
+            stats.frames += 1
+            stats.last_heard, stats.rssi, stats.snr = now, received.rssi, received.snr
+            stats.source = received.source if received.source is not None else stats.source
+            if uplink.battery_mv:
+                stats.battery_mv = uplink.battery_mv
         if acceptance.verdict is Verdict.DUPLICATE:
             with self._lock:
                 stats.duplicates += 1
@@ -189,6 +197,10 @@ class RadioService:
             with self._lock:
                 stats.events += 1
             self._counters.add("radio_events")
+            if uplink.type is radio.FrameType.PRESS:
+                # A new press may open a new alarm: what we kept about the last
+                # one must not reach the node as news about this one.
+                self._indications.pop(node, None)
             stored = acceptance.stored
             fast = (
                 stored is not None
@@ -203,12 +215,14 @@ class RadioService:
         if indication is not None and acceptance.last_press_event:
             self._send_indication(node, indication, acceptance.last_press_event)
 
-    def _event(self, uplink: radio.Uplink, button: LoraButtonConfig, received: Received, now: float) -> Event:
+    def _event(
+        self, uplink: radio.Uplink, button: LoraButtonConfig, kind: Kind, received: Received, now: float
+    ) -> Event:
         return Event(
             id=radio.event_id(uplink.node, self._keys[uplink.node], uplink.event_counter),
             gw=self.gw_id,
             button=button.id,
-            kind=uplink.kind,
+            kind=kind,
             type=radio.EVENT_TYPES[uplink.type],
             ts=format_epoch(now),
             src=Source.LORA,
