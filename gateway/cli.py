@@ -76,6 +76,7 @@ def _provision(args: argparse.Namespace) -> int:
         return EXIT_CONFIG
     if args.output:
         fd = os.open(args.output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.fchmod(fd, 0o600)  # also when the file was already there: it holds a key
         with os.fdopen(fd, "w") as handle:
             handle.write(text)
         print(f"node {args.node}: key stored; node config written to {args.output}", file=sys.stderr)
