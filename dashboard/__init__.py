@@ -9,7 +9,7 @@ from typing import Any
 
 from flask import Flask, jsonify, render_template, request
 
-from . import api, auth, board, csrf, db, i18n, live
+from . import api, auth, board, csrf, db, i18n, live, reports
 
 DEFAULTS: dict[str, Any] = {
     "SIAGA_LANGUAGE": "id",
@@ -37,6 +37,15 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
 
     db.init_app(app)
     i18n.init_app(app)
+    reports.init_app(app)
+
+    @app.before_request
+    def _body_limit() -> None:
+        # Before anything reads the body: the report form may carry photos, nothing else may.
+        limit = app.config["SIAGA_BODY_LIMITS"].get(request.endpoint)
+        if limit is not None:
+            request.max_content_length = limit
+
     csrf.init_app(app)
     auth.init_app(app)
     live.init_app(app)
@@ -49,10 +58,11 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("X-Frame-Options", "DENY")
         response.headers.setdefault("Referrer-Policy", "same-origin")
+        tiles = app.config.get("SIAGA_MAP_TILE_ORIGIN") or ""
         response.headers.setdefault(
             "Content-Security-Policy",
-            "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
-            "connect-src 'self'; frame-ancestors 'none'",
+            f"default-src 'self'; img-src 'self' data: blob: {tiles}; style-src 'self'; script-src 'self'; "
+            "connect-src 'self'; frame-ancestors 'none'; form-action 'self'",
         )
         return response
 

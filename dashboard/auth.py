@@ -51,7 +51,7 @@ HOME: dict[Role, str] = {
     Role.SAPA_DESK: "board.sapa",
     Role.ADMIN: "board.fire",
     Role.TECHNICIAN: "board.fire",
-    Role.SATPOL: "board.fire",
+    Role.SATPOL: "workspace.queue",
 }
 
 MIN_PASSWORD = 10

@@ -8,9 +8,11 @@ from pathlib import Path
 from typing import Any
 
 from firmware_bridge.broker import read_broker_settings
+from firmware_bridge.errors import ConfigError
 from firmware_bridge.settings import Section, read_toml
 
 from .i18n import LANGUAGES
+from .reports.categories import load_catalogue
 
 
 def load_config(path: str | Path, *, create_secret: bool = True) -> dict[str, Any]:
@@ -38,10 +40,34 @@ def parse_config(root: Section, *, create_secret: bool = True) -> dict[str, Any]
     }
     config["SECRET_KEY"] = _secret_key(section, secret_key_file, create=create_secret)
     section.done()
+    config.update(_reports(root.section("reports"), data_dir))
     broker = read_broker_settings(root.section("mqtt", required=True))
     config["SIAGA_BROKER"] = broker
     config["SIAGA_MQTT_CLIENT_ID"] = broker.client_id or "siaga-dashboard"
     root.done()
+    return config
+
+
+def _reports(section: Section, data_dir: Path) -> dict[str, Any]:
+    """``[reports]``: citizens' reports (Open311, the form, the Satpol PP workspace)."""
+    categories_file = section.str("categories_file", None)
+    try:
+        catalogue = load_catalogue(categories_file)
+    except ConfigError as exc:
+        raise section.error("categories_file", str(exc)) from None
+    tiles = section.str("map_tile_url", None, pattern=r"^https://[^/]+/.*\{z\}.*\{x\}.*\{y\}")
+    config = {
+        "SIAGA_CATALOGUE": catalogue,
+        "SIAGA_PHOTOS_DIR": Path(section.str("photos_dir", str(data_dir / "photos"))),
+        "SIAGA_TICKET_PREFIX": section.str("ticket_prefix", "LAP", pattern=r"^[A-Z]{2,8}$"),
+        "SIAGA_PUBLIC_PHOTOS": section.bool("public_photos", False),
+        "SIAGA_MAP_TILES": tiles,
+        "SIAGA_MAP_TILE_ORIGIN": "/".join(tiles.split("/")[:3]) if tiles else None,
+        "SIAGA_MAP_ATTRIBUTION": section.str("map_attribution", "", nonempty=False),
+        "SIAGA_FORM_RATE": (section.int("form_posts_per_10_min", 10, min=1, max=10_000), 600),
+        "SIAGA_API_RATE": (section.int("api_posts_per_min", 120, min=1, max=100_000), 60),
+    }
+    section.done()
     return config
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from flask import Flask, current_app, g
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 def connect(path: str | Path) -> sqlite3.Connection:

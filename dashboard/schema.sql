@@ -1,4 +1,4 @@
--- Siaga dashboard store, schema version 1 (PRAGMA user_version).
+-- Siaga dashboard store, schema version 2 (PRAGMA user_version).
 -- Times named *_at are the dashboard's clock (Unix seconds, REAL);
 -- ts columns are the gateway's clock as sent (ISO 8601 text).
 
@@ -109,4 +109,71 @@ CREATE TABLE IF NOT EXISTS rejected_messages (
     reason   TEXT NOT NULL,
     error    TEXT,
     payload  BLOB
+);
+
+-- Citizens' reports of Perda/Perkada violations (Open311 service requests).
+CREATE TABLE IF NOT EXISTS reports (
+    id               INTEGER PRIMARY KEY AUTOINCREMENT,
+    ticket           TEXT    NOT NULL UNIQUE,  -- service_request_id, e.g. LAP-2026-000123
+    token            TEXT    NOT NULL UNIQUE,  -- Open311 token
+    service_code     TEXT    NOT NULL,
+    description      TEXT,
+    lat              REAL,
+    lon              REAL,
+    address          TEXT,
+    address_id       TEXT,
+    area             TEXT,                     -- kecamatan
+    attributes       TEXT    NOT NULL DEFAULT '{}',  -- JSON: code -> value or [values]
+    media_url        TEXT,                     -- as an Open311 client gave it (never fetched)
+    status           TEXT    NOT NULL,
+    resolution       TEXT,
+    requested_at     REAL    NOT NULL,
+    updated_at       REAL    NOT NULL,
+    source           TEXT    NOT NULL,         -- "web" or "open311:<api key name>"
+    -- The reporter: visible to Satpol PP staff only, never on public pages or Open311.
+    reporter_name    TEXT,
+    reporter_email   TEXT,
+    reporter_phone   TEXT,
+    device_id        TEXT,
+    account_id       TEXT
+);
+CREATE INDEX IF NOT EXISTS reports_status ON reports(status, requested_at);
+CREATE INDEX IF NOT EXISTS reports_updated ON reports(updated_at);
+
+CREATE TABLE IF NOT EXISTS report_photos (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    report_id   INTEGER NOT NULL REFERENCES reports(id),
+    position    INTEGER NOT NULL,
+    path        TEXT    NOT NULL,    -- relative to the photos folder
+    sha256      TEXT    NOT NULL,
+    width       INTEGER NOT NULL,
+    height      INTEGER NOT NULL,
+    bytes       INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS report_photos_report ON report_photos(report_id, position);
+
+-- Every status change: who, when, why; public notes are shown to the reporter.
+CREATE TABLE IF NOT EXISTS report_history (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    report_id   INTEGER NOT NULL REFERENCES reports(id),
+    at          REAL    NOT NULL,
+    actor       TEXT    NOT NULL,
+    from_status TEXT,
+    to_status   TEXT    NOT NULL,
+    resolution  TEXT,
+    note        TEXT,
+    public      INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS report_history_report ON report_history(report_id, id);
+
+-- Keys of apps that submit reports on citizens' behalf (Open311 api_key). Only a hash is kept.
+CREATE TABLE IF NOT EXISTS api_keys (
+    id           INTEGER PRIMARY KEY AUTOINCREMENT,
+    name         TEXT    NOT NULL UNIQUE,
+    prefix       TEXT    NOT NULL,          -- the first characters, to recognise a key
+    key_hash     TEXT    NOT NULL UNIQUE,   -- SHA-256 of the key
+    created_at   REAL    NOT NULL,
+    created_by   TEXT    NOT NULL,
+    revoked_at   REAL,
+    last_used_at REAL
 );
