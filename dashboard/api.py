@@ -194,4 +194,10 @@ def diagnostics() -> Any:
             {"at": r.at, "topic": r.topic, "reason": r.reason} for r in (list(ingest.rejections) if ingest else [])
         ],
         live_subscribers=state.hub.subscribers,
+        reports=_report_counters(),
     )
+
+
+def _report_counters() -> dict[str, int]:
+    reports = current_app.extensions.get("siaga.reports")
+    return reports.counters.snapshot() if reports else {}

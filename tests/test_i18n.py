@@ -25,8 +25,17 @@ def test_every_key_the_pages_use_exists() -> None:
     for python in DASHBOARD.glob("*.py"):
         used |= set(re.findall(r"""translate\(\s*"([a-z_]+)"\s*[,)]""", python.read_text()))
     assert used, "found no message keys: the patterns above are out of date"
-    missing = sorted(key for key in used if key not in MESSAGES["id"])
+    missing = sorted(key for key in used if not key.endswith("_") and key not in MESSAGES["id"])
     assert missing == []
+
+
+def test_every_status_and_resolution_has_a_label() -> None:
+    from dashboard.reports.workflow import Enforcement, Rejection, Status
+
+    for status in Status:
+        assert f"status_{status.value}" in MESSAGES["id"]
+    for resolution in [*Rejection, *Enforcement]:
+        assert f"res_{resolution.value}" in MESSAGES["id"]
 
 
 def test_placeholders_match_between_languages() -> None:

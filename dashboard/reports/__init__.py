@@ -12,8 +12,7 @@ from firmware_bridge.counters import Counters
 from ..ratelimit import RateLimiter
 from . import keys, open311, public, workspace
 from .categories import load_catalogue
-
-EXTENSION = "siaga.reports"
+from .metrics import EXTENSION
 
 
 @dataclass

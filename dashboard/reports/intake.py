@@ -71,9 +71,13 @@ def attribute_values(form: Any) -> dict[str, list[str]]:
         match = _ATTRIBUTE.match(key)
         if not match:
             continue
-        items = form.getlist(key) if hasattr(form, "getlist") else [form[key]]
+        items = form.getlist(key) if hasattr(form, "getlist") else _as_list(form[key])
         values.setdefault(match.group(1), []).extend(str(item).strip() for item in items if str(item).strip())
     return values
+
+
+def _as_list(value: Any) -> list[Any]:
+    return list(value) if isinstance(value, (list, tuple)) else [value]
 
 
 def _attributes(category: Category, given: dict[str, list[str]]) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from ..db import get_db
 from . import store
 from .categories import Catalogue, Category
 from .intake import IntakeError, validate_report
+from .metrics import count
 from .workflow import Status
 
 bp = Blueprint("open311", __name__, url_prefix="/open311")
@@ -249,23 +250,26 @@ def post_request(fmt: str) -> Response:
     app_name = store.check_api_key(conn, request.form.get("api_key"))
     if app_name is None:
         given = "missing" if not request.form.get("api_key") else "invalid"
+        count(f"open311.refused.api_key_{given}")
         raise Open311Error(403, f"api_key {given}: apps need a key from the regency to submit requests")
     allowed, retry = current_app.extensions["siaga.reports"].api_limiter.allow(f"key:{app_name}")
     if not allowed:
+        count("open311.rate_limited")
         response = error(fmt, 429, f"too many requests from this key; try again in {int(retry) + 1} s")
         response.headers["Retry-After"] = str(int(retry) + 1)
         return response
     try:
         report = validate_report(request.form, catalogue(), source=f"open311:{app_name}")
     except IntakeError as exc:
-        status = exc.status
-        raise Open311Error(status, exc.description) from None
+        count(f"open311.refused.{exc.key.removeprefix('error_')}")
+        raise Open311Error(exc.status, exc.description) from None
     ticket, token = store.create_report(
         conn,
         report,
         photos_dir=current_app.config["SIAGA_PHOTOS_DIR"],
         prefix=current_app.config["SIAGA_TICKET_PREFIX"],
     )
+    count("open311.received")
     notice = "Laporan diterima. Satpol PP akan memverifikasinya."
     body = [{"service_request_id": ticket, "token": token, "service_notice": notice, "account_id": None}]
     return render(fmt, "service_requests", "request", body, 201)

@@ -67,7 +67,9 @@ def clean_photo(raw: bytes) -> CleanPhoto:
                 image = image.convert("RGB")
         except PhotoRefused:
             raise
-        except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning):
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+            raise PhotoRefused("the image has too many pixels", "photo_too_many_pixels") from None
+        except UnidentifiedImageError:
             raise PhotoRefused("the file is not an image we can read", "photo_not_image") from None
         except (OSError, SyntaxError, ValueError, EOFError):
             raise PhotoRefused("the image is damaged or incomplete", "photo_damaged") from None

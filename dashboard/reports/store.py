@@ -175,9 +175,15 @@ def ticket_for_token(conn: sqlite3.Connection, token: str) -> str | None:
 
 
 def history(conn: sqlite3.Connection, report_id: int, *, public_only: bool) -> list[sqlite3.Row]:
-    query = "SELECT * FROM report_history WHERE report_id = ?"
+    """Every step of a report. ``public_only``: as the reporter sees it, every status
+    change but only the notes meant for them, and not which officer acted."""
     if public_only:
-        query += " AND public = 1"
+        query = (
+            "SELECT id, at, from_status, to_status, resolution, CASE WHEN public = 1 THEN note END AS note "
+            "FROM report_history WHERE report_id = ?"
+        )
+    else:
+        query = "SELECT * FROM report_history WHERE report_id = ?"
     return conn.execute(query + " ORDER BY id", (report_id,)).fetchall()
 
 
