@@ -10,7 +10,6 @@ from ..auth import Role, login_required
 from ..db import get_db
 from ..i18n import translate
 from . import store
-from .workflow import WorkflowError
 
 bp = Blueprint("apikeys", __name__, url_prefix="/admin/api-keys")
 
@@ -26,8 +25,8 @@ def index() -> Any:
 def create() -> Any:
     try:
         key = store.create_api_key(get_db(), request.form.get("name", ""), g.user["username"])
-    except WorkflowError as exc:
-        flash(str(exc))
+    except store.ApiKeyError as exc:
+        flash(translate(exc.key))
         return redirect(url_for("apikeys.index"), 303)
     # Shown once: only its hash is kept.
     return render_template("admin_api_keys.html", keys=store.list_api_keys(get_db()), new_key=key, when=store.w3c)

@@ -23,6 +23,14 @@ from .workflow import Status, WorkflowError, check_move, open311_status
 REGION = ZoneInfo("Asia/Makassar")  # WITA, UTC+8: Konawe Selatan's time
 
 
+class ApiKeyError(SiagaError, ValueError):
+    """An API key that cannot be made as asked; ``key`` is the administrator's message."""
+
+    def __init__(self, message: str, key: str) -> None:
+        super().__init__(message)
+        self.key = key
+
+
 class ReportNotFound(SiagaError, LookupError):
     pass
 
@@ -57,8 +65,13 @@ def w3c(timestamp: float | None) -> str | None:
 def _next_ticket(conn: sqlite3.Connection, prefix: str, now: float) -> str:
     year = datetime.fromtimestamp(now, REGION).year
     pattern = f"{prefix}-{year}-%"
-    count = conn.execute("SELECT COUNT(*) FROM reports WHERE ticket LIKE ?", (pattern,)).fetchone()[0]
-    return f"{prefix}-{year}-{count + 1:06d}"
+    # The highest number, not a count: numbers are never reused, even if a report were removed.
+    last = conn.execute(
+        "SELECT ticket FROM reports WHERE ticket LIKE ? ORDER BY length(ticket) DESC, ticket DESC LIMIT 1", (pattern,)
+    ).fetchone()
+    last = last[0] if last else None
+    number = int(last.rsplit("-", 1)[1]) if last else 0
+    return f"{prefix}-{year}-{number + 1:06d}"
 
 
 def create_report(
@@ -133,19 +146,27 @@ def move_report(
     actor: str,
     note: str | None,
     public: bool,
+    expected_step: int | None = None,
     now: float | None = None,
 ) -> None:
-    """One step of the workflow, recorded with who, when and why."""
+    """One step of the workflow, recorded with who, when and why.
+
+    ``expected_step`` is the last history step the officer saw: if another
+    officer moved the report meanwhile, the move is refused rather than applied
+    to a state nobody looked at.
+    """
     now = time.time() if now is None else now
     note = (note or "").strip() or None
     if note is not None and len(note) > 2000:
-        raise WorkflowError("the note is longer than 2000 characters")
+        raise WorkflowError("the note is longer than 2000 characters", "error_note_too_long")
     if public and note is None:
-        raise WorkflowError("a note shown to the reporter cannot be empty")
+        raise WorkflowError("a note shown to the reporter cannot be empty", "error_note_empty")
     with transaction(conn):
         row = conn.execute("SELECT id, status FROM reports WHERE ticket = ?", (ticket,)).fetchone()
         if row is None:
             raise ReportNotFound(ticket)
+        if expected_step is not None and expected_step != last_step(conn, row["id"]):
+            raise WorkflowError(f"{ticket} was changed by someone else meanwhile", "error_report_changed")
         current = Status(row["status"])
         new, resolution = check_move(current, target, resolution)
         conn.execute(
@@ -185,6 +206,11 @@ def history(conn: sqlite3.Connection, report_id: int, *, public_only: bool) -> l
     else:
         query = "SELECT * FROM report_history WHERE report_id = ?"
     return conn.execute(query + " ORDER BY id", (report_id,)).fetchall()
+
+
+def last_step(conn: sqlite3.Connection, report_id: int) -> int:
+    row = conn.execute("SELECT MAX(id) AS step FROM report_history WHERE report_id = ?", (report_id,)).fetchone()
+    return int(row["step"] or 0)
 
 
 def photos(conn: sqlite3.Connection, report_id: int) -> list[sqlite3.Row]:
@@ -275,7 +301,7 @@ def create_api_key(conn: sqlite3.Connection, name: str, created_by: str) -> str:
     """A new key for an app; returned once, only its hash is kept."""
     name = name.strip()
     if not name or len(name) > 80:
-        raise WorkflowError("a key needs a name of 1 to 80 characters")
+        raise ApiKeyError("a key needs a name of 1 to 80 characters", "error_key_name")
     key = "siaga_" + secrets.token_urlsafe(24)
     try:
         conn.execute(
@@ -283,7 +309,7 @@ def create_api_key(conn: sqlite3.Connection, name: str, created_by: str) -> str:
             (name, key[:12], _hash(key), time.time(), created_by),
         )
     except sqlite3.IntegrityError:
-        raise WorkflowError(f"there is already a key named {name!r}") from None
+        raise ApiKeyError(f"there is already a key named {name!r}", "error_key_taken") from None
     return key
 
 

@@ -37,7 +37,15 @@ class Enforcement(StrEnum):
 
 
 class WorkflowError(SiagaError, ValueError):
-    """A move that does not apply, or lacks what it needs (a reason, an action)."""
+    """A move that does not apply, or lacks what it needs (a reason, an action).
+
+    The message is English detail for the log; ``key`` is the message the
+    officer sees, in the workspace's language.
+    """
+
+    def __init__(self, message: str, key: str = "error_move") -> None:
+        super().__init__(message)
+        self.key = key
 
 
 MOVES: dict[Status, tuple[Status, ...]] = {
@@ -70,10 +78,11 @@ def check_move(current: Status, target: str, resolution: str | None) -> tuple[St
     kind = RESOLUTIONS.get(new)
     if kind is None:
         if resolution:
-            raise WorkflowError(f"{new.value} takes no reason or action")
+            raise WorkflowError(f"{new.value} takes no reason or action", "error_move_no_reason")
         return new, None
     try:
         return new, str(kind(resolution))
     except ValueError:
         choices = ", ".join(r.value for r in kind)
-        raise WorkflowError(f"{new.value} needs one of {choices} (got {resolution!r})") from None
+        key = "error_move_needs_reason" if new is Status.REJECTED else "error_move_needs_action"
+        raise WorkflowError(f"{new.value} needs one of {choices} (got {resolution!r})", key) from None

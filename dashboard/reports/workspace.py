@@ -6,6 +6,7 @@ Reporter identity and contacts appear only here, to the ``satpol`` role.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from typing import Any
 
@@ -17,6 +18,8 @@ from ..i18n import translate
 from . import store
 from .public import send_photo
 from .workflow import MOVES, Enforcement, Rejection, Status, WorkflowError
+
+log = logging.getLogger(__name__)
 
 bp = Blueprint("workspace", __name__, url_prefix="/satpol")
 
@@ -102,6 +105,7 @@ def report(ticket: str) -> Any:
         attributes=json.loads(row["attributes"] or "{}"),
         photos=store.photos(conn, row["id"]),
         history=store.history(conn, row["id"], public_only=False),
+        step=store.last_step(conn, row["id"]),
         moves=MOVES[Status(row["status"])],
         rejections=list(Rejection),
         enforcements=list(Enforcement),
@@ -127,12 +131,14 @@ def move(ticket: str) -> Any:
             actor=g.user["username"],
             note=request.form.get("note"),
             public=request.form.get("public") == "1",
+            expected_step=request.form.get("step", type=int),
         )
     except store.ReportNotFound:
         abort(404)
     except WorkflowError as exc:
-        flash(f"{translate('error_action')}: {exc}")
-        return redirect(url_for("workspace.report", ticket=ticket)), 303
+        log.info("move of %s by %s refused: %s", ticket, g.user["username"], exc)
+        flash(translate(exc.key), "error")
+        return redirect(url_for("workspace.report", ticket=ticket), 303)
     flash(translate("report_updated"))
     return redirect(url_for("workspace.report", ticket=ticket), 303)
 
