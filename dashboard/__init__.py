@@ -8,6 +8,7 @@ from datetime import timedelta
 from typing import Any
 
 from flask import Flask, jsonify, render_template, request
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from . import api, auth, board, csrf, db, i18n, live, reports
 
@@ -34,6 +35,12 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         app.config.from_mapping(load_config(os.environ["SIAGA_DASHBOARD_CONFIG"]))
     else:
         app.config.from_mapping(test_config)
+
+    proxies = int(app.config.get("SIAGA_TRUSTED_PROXIES") or 0)
+    if proxies:
+        # Behind a reverse proxy every client would share the proxy's address (and
+        # its rate limit); trust exactly as many X-Forwarded-* hops as there are proxies.
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies, x_host=proxies)  # type: ignore[method-assign]
 
     db.init_app(app)
     i18n.init_app(app)
@@ -83,3 +90,4 @@ def _register_errors(app: Flask) -> None:
     app.register_error_handler(400, handler(400, "bad_request"))
     app.register_error_handler(403, handler(403, "forbidden"))
     app.register_error_handler(404, handler(404, "not_found"))
+    app.register_error_handler(413, handler(413, "too_large"))

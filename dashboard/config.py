@@ -13,6 +13,7 @@ from firmware_bridge.settings import Section, read_toml
 
 from .i18n import LANGUAGES
 from .reports.categories import load_catalogue
+from .reports.photos import writable_folder
 
 
 def load_config(path: str | Path, *, create_secret: bool = True) -> dict[str, Any]:
@@ -37,10 +38,11 @@ def parse_config(root: Section, *, create_secret: bool = True) -> dict[str, Any]
         "SIAGA_THREADS": section.int("threads", 32, min=4, max=512),
         "SESSION_COOKIE_SECURE": section.bool("cookie_secure", True),
         "SIAGA_DEMO_PANEL_URL": section.str("demo_panel_url", None),
+        "SIAGA_TRUSTED_PROXIES": section.int("trusted_proxies", 0, min=0, max=5),
     }
     config["SECRET_KEY"] = _secret_key(section, secret_key_file, create=create_secret)
     section.done()
-    config.update(_reports(root.section("reports"), data_dir))
+    config.update(_reports(root.section("reports"), data_dir, prepare=create_secret))
     broker = read_broker_settings(root.section("mqtt", required=True))
     config["SIAGA_BROKER"] = broker
     config["SIAGA_MQTT_CLIENT_ID"] = broker.client_id or "siaga-dashboard"
@@ -48,8 +50,12 @@ def parse_config(root: Section, *, create_secret: bool = True) -> dict[str, Any]
     return config
 
 
-def _reports(section: Section, data_dir: Path) -> dict[str, Any]:
-    """``[reports]``: citizens' reports (Open311, the form, the Satpol PP workspace)."""
+def _reports(section: Section, data_dir: Path, *, prepare: bool) -> dict[str, Any]:
+    """``[reports]``: citizens' reports (Open311, the form, the Satpol PP workspace).
+
+    ``prepare``: make sure the photos folder is writable now, so that a wrong
+    path stops the start instead of failing the first citizen who sends a photo.
+    """
     categories_file = section.str("categories_file", None)
     try:
         catalogue = load_catalogue(categories_file)
@@ -68,6 +74,11 @@ def _reports(section: Section, data_dir: Path) -> dict[str, Any]:
         "SIAGA_API_RATE": (section.int("api_posts_per_min", 120, min=1, max=100_000), 60),
     }
     section.done()
+    if prepare:
+        try:
+            writable_folder(config["SIAGA_PHOTOS_DIR"])
+        except OSError as exc:
+            raise section.error("photos_dir", f"cannot write to {str(config['SIAGA_PHOTOS_DIR'])!r}: {exc}") from None
     return config
 
 

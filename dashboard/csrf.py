@@ -28,8 +28,8 @@ def _presented_token() -> str:
 
 
 def check_csrf() -> None:
-    if request.method in SAFE_METHODS:
-        return
+    if request.method in SAFE_METHODS or request.routing_exception is not None:
+        return  # a request that reaches no view (404, 405) changes nothing; let it fail as what it is
     endpoint = request.endpoint or ""
     if any(endpoint.startswith(prefix) for prefix in current_app.config.get("SIAGA_CSRF_EXEMPT", ())):
         return  # authenticated by an API key, not by a cookie: nothing for a forged page to ride on

@@ -77,6 +77,7 @@ class Gateway:
             on_publish=self._on_publish,
             counters=self.counters,
             started_at=self.started_at,
+            on_link=self._on_link,
         )
         self.pump = Pump(self.outbox, self._publish_event, self.counters, window=pump_window)
         self.radio: RadioService | None = None
@@ -191,6 +192,12 @@ class Gateway:
 
     def _on_publish(self, mid: int) -> None:
         self.pump.acknowledged(mid)
+
+    def _on_link(self, up: bool) -> None:
+        if up:
+            self.pump.link_up()
+        else:
+            self.pump.link_down()
 
     def _on_press(self, button: ButtonConfig, held_ms: int | None) -> None:
         # Runs in gpiozero's callback thread: report every failure, never raise into it.

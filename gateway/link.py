@@ -50,6 +50,7 @@ class GatewayLink:
         on_indication: Callable[[Indication], None],
         on_publish: Callable[[int], None],
         counters: Counters,
+        on_link: Callable[[bool], None] | None = None,
         started_at: float,
     ) -> None:
         self.settings = settings
@@ -60,6 +61,7 @@ class GatewayLink:
         self._inventory = inventory
         self._on_indication = on_indication
         self._on_publish_cb = on_publish
+        self._on_link = on_link or (lambda up: None)
         self._counters = counters
         self._started = format_epoch(started_at)
         self.connected = threading.Event()
@@ -148,6 +150,7 @@ class GatewayLink:
         )
         self.republish_inventory()
         self.connected.set()
+        self._on_link(True)
 
     def _on_disconnect(
         self,
@@ -159,6 +162,7 @@ class GatewayLink:
     ) -> None:
         was_connected = self.connected.is_set()
         self.connected.clear()
+        self._on_link(False)
         if was_connected:
             self._counters.add("mqtt_disconnects")
             log.warning("disconnected from broker (%s); reconnecting", reason_code)

@@ -9,9 +9,17 @@ store makes that redelivery harmless.
 
 paho calls ``on_publish`` while holding its own lock, so that callback only
 appends the message id to a deque; the pump thread, the only publisher of
-events, matches ids to rows. (``MQTTMessageInfo.is_published`` is no help: it
-raises for a message first handed over while disconnected, even after paho
-has delivered it.)
+events, matches ids to rows. (``MQTTMessageInfo.is_published`` is no help:
+it raises for a message first handed over while disconnected, even after
+paho has delivered it.)
+
+Order across reconnects: paho resends what it holds (handed over while
+disconnected, or unacknowledged when the connection dropped) only when it
+handles the broker's CONNACK, but a message published after the socket is
+open and before that moment goes out at once, ahead of them. So nothing is
+handed over while the link is down (``link_down``), and after ``link_up`` the
+pump waits, if paho holds older events, for the first acknowledgement: paho
+reads it only after its resend, so everything older is then on the wire first.
 """
 
 from __future__ import annotations
@@ -66,6 +74,14 @@ class Pump:
         #: (publish_now, from a press handler) keep seq order. paho's
         #: on_publish never takes it, so it cannot deadlock with paho's locks.
         self._send_lock = threading.Lock()
+        #: Set while paho sends what it is handed after everything handed before
+        #: (see the module's docstring). Closed until the first connection.
+        self._gate = threading.Event()
+        #: Guards the gate and _handing; never held while calling paho, so the
+        #: link's callbacks (paho's thread, paho's locks held) may take it.
+        self._gate_lock = threading.Lock()
+        self._handing = False
+        self._await_resend = False
         self._thread = threading.Thread(target=self._run, name="siaga-pump", daemon=True)
         self._drained = threading.Condition()
         #: The exception that stopped the pump, if any (reported by health).
@@ -90,7 +106,40 @@ class Pump:
     def acknowledged(self, mid: int) -> None:
         """paho's ``on_publish``: the broker acknowledged message ``mid`` (any thread, no locks)."""
         self._acks.append(mid)
+        if self._await_resend:
+            with self._gate_lock:
+                # paho handles acknowledgements after its resend on CONNACK: older events are out.
+                self._await_resend = False
+                self._gate.set()
         self._wake.set()
+
+    def link_up(self) -> None:
+        """The link is connected (paho's ``on_connect``, paho's thread)."""
+        with self._gate_lock:
+            if self._inflight or self._handing:
+                # paho resends those first; open on the first acknowledgement. One always
+                # comes: the link publishes its status (QoS 1) on every connection.
+                self._await_resend = True
+            else:
+                self._gate.set()
+        self._wake.set()
+
+    def link_down(self) -> None:
+        """The link is lost (paho's ``on_disconnect``): hold new events in the outbox until it is back."""
+        with self._gate_lock:
+            self._gate.clear()
+            self._await_resend = False
+
+    def _open_gate(self) -> bool:
+        with self._gate_lock:
+            if not self._gate.is_set():
+                return False
+            self._handing = True
+            return True
+
+    def _close_hand_over(self) -> None:
+        with self._gate_lock:
+            self._handing = False
 
     def publish_now(self, seq: int, previous: int, topic: str, payload: bytes) -> bool:
         """Fast path for a row just committed by the caller: hand it to paho at once.
@@ -104,8 +153,13 @@ class Pump:
         try:
             if self._cursor != previous or self._unstored or len(self._inflight) >= self._window:
                 return False
-            if not self._hand_over(topic, payload, seq, f"event seq {seq}"):
+            if not self._open_gate():
                 return False
+            try:
+                if not self._hand_over(topic, payload, seq, f"event seq {seq}"):
+                    return False
+            finally:
+                self._close_hand_over()
             self._cursor = seq
             return True
         finally:
@@ -194,6 +248,14 @@ class Pump:
 
     def _send_more(self) -> bool:
         """Hand waiting events to paho; True if paho refused one (retry later)."""
+        if not self._open_gate():
+            return False  # link_up wakes the pump
+        try:
+            return self._send_waiting()
+        finally:
+            self._close_hand_over()
+
+    def _send_waiting(self) -> bool:
         while self._unstored:
             topic, payload = self._unstored[0]
             if not self._hand_over(topic, payload, None, "unstored event"):

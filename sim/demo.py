@@ -50,7 +50,11 @@ def _provision_demo_keys(text: str, keys_file: Path) -> None:
         write_keys(keys_file, keys)
 
 
-DEMO_USERS = (("damkar", "fire_operator", "Pos Pemadam (damkar)"), ("sapa", "sapa_desk", "Meja SAPA"))
+DEMO_USERS = (
+    ("damkar", "fire_operator", "Pos Pemadam (damkar)"),
+    ("sapa", "sapa_desk", "Meja SAPA"),
+    ("satpol", "satpol", "Satpol PP"),
+)
 
 
 def _sim_command() -> str:
@@ -140,14 +144,15 @@ class Demo:
         return [sys.executable, "-m", "dashboard", "--config", str(config), *args]
 
     def ensure_users(self, config: Path) -> None:
+        """The demo's accounts: made once, kept in the work folder (mode 0600) with their passwords."""
         store = self.options.workdir / "credentials.txt"
         if store.exists():
             for line in store.read_text().splitlines():
                 user, _, password = line.partition(" ")
                 self.credentials[user] = password
-            return
-        lines = []
         for user, role, display in DEMO_USERS:
+            if user in self.credentials:
+                continue  # made by an earlier run of the demo
             password = f"{user}-{secrets.token_hex(4)}"
             subprocess.run(
                 self._dashboard_cmd(
@@ -158,10 +163,9 @@ class Demo:
                 capture_output=True,
             )
             self.credentials[user] = password
-            lines.append(f"{user} {password}")
         fd = os.open(store, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as handle:
-            handle.write("\n".join(lines) + "\n")
+            handle.write("".join(f"{user} {password}\n" for user, password in self.credentials.items()))
 
     def start_dashboard(self) -> None:
         if not _port_free(self.options.host, self.options.port):
@@ -271,6 +275,8 @@ class Demo:
             self.say(f"Open {board} and sign in:")
             self.say(f"  fire post (pos damkar):  damkar / {self.credentials['damkar']}")
             self.say(f"  SAPA desk:               sapa / {self.credentials['sapa']}")
+            self.say(f"  Satpol PP (reports):     satpol / {self.credentials['satpol']}")
+            self.say(f"Citizens report Perda violations at {board}lapor")
             self.say(f"Press a button:   {_sim_command()} press pasar-andoolo-fire-1")
             self.say(f"Buttons:          {', '.join(sorted(buttons))}")
             self.say(f"Data is kept in {self.options.workdir} (delete it to start afresh).")

@@ -26,6 +26,7 @@ from .mqttprobe import Probe
 OPERATOR = ("operator", "operator-password-1")
 SAPA_DESK = ("sapadesk", "sapa-desk-password-1")
 ADMIN = ("admin", "admin-password-123")
+SATPOL = ("petugas", "satpol-password-1")
 
 #: Two wired buttons on one gateway: a fire button with LED and buzzer, and a
 #: SAPA button with an LED only.
@@ -142,6 +143,7 @@ def dashboard(tmp_path: Path, broker_settings: BrokerSettings) -> Iterator[Dashb
     server.create_user(*OPERATOR, "fire_operator")
     server.create_user(*SAPA_DESK, "sapa_desk")
     server.create_user(*ADMIN, "admin")
+    server.create_user(*SATPOL, "satpol")
     yield server
     server.stop()
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -34,7 +35,8 @@ from gateway.app import Gateway
 from gateway.indicator import Pattern
 from sim.servers import DashboardServer
 
-from .conftest import OPERATOR, SAPA_DESK, press, signed_in
+from .conftest import OPERATOR, SAPA_DESK, SATPOL, press, signed_in
+from .reports_helpers import jpeg
 
 pytestmark = pytest.mark.browser
 
@@ -95,8 +97,9 @@ def open_page(browser: Browser) -> Iterator[Callable[..., Page]]:
     contexts = []
     problems: list[str] = []
 
-    def open_(on: Browser | None = None) -> Page:
-        context = (on or browser).new_context(viewport={"width": 1280, "height": 800}, locale="id-ID")
+    def open_(on: Browser | None = None, **options: Any) -> Page:
+        options = {"viewport": {"width": 1280, "height": 800}, "locale": "id-ID", **options}
+        context = (on or browser).new_context(**options)
         context.set_default_timeout(WAIT_MS)
         contexts.append(context)
         page = context.new_page()
@@ -409,3 +412,67 @@ def test_screenshots_of_both_desks_with_an_open_alarm(
         path.unlink(missing_ok=True)
         board.screenshot(path=str(path), animations="disabled")
         assert path.stat().st_size > 10_000
+
+
+# -- citizens' reports ------------------------------------------------------------------------
+
+PHONE = {
+    "viewport": {"width": 390, "height": 844},
+    "device_scale_factor": 2,
+    "is_mobile": True,
+    "has_touch": True,
+    "geolocation": {"latitude": -4.3497, "longitude": 122.3786},
+    "permissions": ["geolocation"],
+}
+
+
+def test_a_citizen_reports_from_a_phone_and_satpol_pp_works_the_report(
+    dashboard: DashboardServer, open_page: Callable[..., Page], tmp_path: Path
+) -> None:
+    phone = open_page(**PHONE)
+    phone.goto(dashboard.url + "/lapor")
+    # Only the chosen category's questions are shown (and sent).
+    questions = phone.locator("fieldset.attributes:visible")
+    expect(questions).to_have_count(0)
+    phone.select_option("#service_code", "ternak-berkeliaran")
+    expect(questions).to_have_count(1)
+    expect(questions).to_have_attribute("data-category", "ternak-berkeliaran")
+    questions.get_by_label("Sapi").check()
+    phone.fill("#description", "Sapi berkeliaran di jalan poros depan pasar, pagi hari.")
+    phone.click("#locate")  # the device's position
+    expect(phone.locator("#lat")).to_have_value("-4.349700")
+    expect(phone.locator("#long")).to_have_value("122.378600")
+    photo = tmp_path / "sapi.jpg"
+    photo.write_bytes(jpeg(1200, 900))
+    phone.set_input_files("#photos", str(photo))
+    # Made for a phone: nothing wider than the screen.
+    assert phone.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    phone.screenshot(path=str(SCREENSHOTS / "report-form.png"), full_page=True, animations="disabled")
+
+    phone.click("button[type=submit]")
+    phone.wait_for_url(re.compile(r".*/lapor/LAP-\d{4}-\d{6}\?new=1$"))
+    ticket = phone.locator("#ticket").inner_text()
+    expect(phone.locator("#status")).to_have_text("Diterima")
+
+    officer = open_page()
+    officer.goto(dashboard.url + "/login")
+    officer.fill("input[name=username]", SATPOL[0])
+    officer.fill("input[name=password]", SATPOL[1])
+    officer.click("form.login button[type=submit]")
+    officer.wait_for_url(dashboard.url + "/satpol/")
+    officer.click(f"#queue a:text-is('{ticket}')")
+    expect(officer.locator("#answers")).to_contain_text("Sapi")
+    image = officer.locator(".photos img")
+    expect(image).to_have_count(1)
+    officer.wait_for_function("img => img.complete && img.naturalWidth === 1200", arg=image.element_handle())
+    move = officer.locator("#move")
+    move.locator("select[name=to_status]").select_option("verified")
+    move.locator("textarea[name=note]").fill("Sudah dicek di lokasi.")
+    move.locator("input[name=public]").check()
+    move.locator("button[type=submit]").click()
+    expect(officer.locator("#status")).to_have_text("Terverifikasi")
+
+    phone.goto(dashboard.url + f"/lapor/{ticket}")
+    expect(phone.locator("#status")).to_have_text("Terverifikasi")
+    expect(phone.locator("#history")).to_contain_text("Sudah dicek di lokasi.")

@@ -191,3 +191,33 @@ def test_the_dashboard_creates_its_secret_key_privately_on_first_start(tmp_path:
     assert key_file.read_text().strip() == key and len(key) == 64
     assert key_file.stat().st_mode & 0o077 == 0
     assert load_dashboard_config(path)["SECRET_KEY"] == key  # and keeps it
+
+
+def test_the_deploy_examples_are_valid(tmp_path: Path) -> None:
+    """The files an installer copies to /etc/siaga must load once their secrets exist."""
+    from dashboard.config import parse_config as parse_dashboard
+
+    root = Path(__file__).resolve().parent.parent / "deploy"
+    secret = tmp_path / "mqtt-password"
+    secret.write_text("a-long-enough-password\n")
+    text = (root / "dashboard.example.toml").read_text().replace("/etc/siaga/mqtt-password", str(secret))
+    text = text.replace("/var/lib/siaga", str(tmp_path))
+    config = parse_dashboard(parse_toml(text, "dashboard.toml"))
+    assert config["SIAGA_TRUSTED_PROXIES"] == 1 and config["SIAGA_FORM_RATE"] == (10, 600)
+    assert config["SIAGA_PHOTOS_DIR"] == tmp_path / "photos"
+    assert config["SIAGA_CATALOGUE"].jurisdiction == "konaweselatankab.go.id"
+
+
+def test_the_dashboard_refuses_to_start_without_a_writable_photos_folder(tmp_path: Path) -> None:
+    from dashboard.config import load_config as load_dashboard_config
+
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    path = tmp_path / "dashboard.toml"
+    path.write_text(f'[dashboard]\ndata_dir = "{tmp_path}"\n[reports]\nphotos_dir = "{blocker}/photos"\n[mqtt]\n')
+    with pytest.raises(ConfigError, match=r"key 'reports.photos_dir': cannot write to .*not-a-folder/photos"):
+        load_dashboard_config(path)
+    assert run_cli("dashboard", "--config", str(path), "check").returncode == 0  # a check writes nothing
+    path.write_text(f'[dashboard]\ndata_dir = "{tmp_path}"\n[mqtt]\n')
+    load_dashboard_config(path)
+    assert (tmp_path / "photos").is_dir() and list((tmp_path / "photos").iterdir()) == []

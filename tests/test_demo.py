@@ -135,6 +135,20 @@ def test_the_demo_runs_the_whole_system_and_a_press_reaches_the_board(demo: dict
     assert unknown.returncode == 1 and "pasar-andoolo-fire-1" in unknown.stderr
 
 
+def test_the_demo_takes_citizens_reports_for_satpol_pp(demo: dict) -> None:
+    text = "".join(demo["output"])
+    base = f"http://127.0.0.1:{demo['port']}"
+    assert f"Citizens report Perda violations at {base}/lapor" in text
+    password = next(line.split("satpol / ")[1].strip() for line in demo["output"] if "satpol / " in line)
+    citizen = DashboardClient(base)
+    status, page = citizen.get_page("/lapor")
+    assert status == 200 and "Laporkan Pelanggaran Perda/Perkada" in page
+    officer = DashboardClient(base)
+    officer.login("satpol", password)
+    status, queue = officer.get_page("/satpol/")
+    assert status == 200 and 'name="min_age_days"' in queue
+
+
 def test_the_demo_stops_cleanly_on_ctrl_c(demo: dict) -> None:
     process = demo["process"]
     process.send_signal(signal.SIGINT)

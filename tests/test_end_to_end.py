@@ -19,6 +19,7 @@ from gateway.config import GatewayConfig
 from gateway.indicator import Pattern
 from gateway.outbox import Outbox
 from sim.mosquitto import Mosquitto
+from sim.relay import DOWN, UP, TcpRelay
 from sim.servers import DashboardServer
 from sim.webclient import DashboardClient
 
@@ -123,6 +124,45 @@ def test_events_left_in_the_outbox_go_out_first_in_order_and_once(
     assert events[3] not in backlog
     assert dashboard.ingest.counters.get("events_stored") == 5
     assert dashboard.ingest.counters.get("events_duplicate") == 0
+
+
+def _publish_size(topic: str, payload: bytes) -> int:
+    """Bytes of an MQTT 3.1.1 QoS 1 PUBLISH packet."""
+    remaining = 2 + len(topic.encode()) + 2 + len(payload)
+    length_bytes = 1 if remaining < 128 else 2 if remaining < 16384 else 3
+    return 1 + length_bytes + remaining
+
+
+def test_a_press_during_a_reconnect_does_not_overtake_events_lost_with_the_old_connection(
+    dashboard: DashboardServer,
+    operator: DashboardClient,
+    make_gateway_config: Callable[..., GatewayConfig],
+    start_gateway: Callable[..., Gateway],
+    pin_factory: MockFactory,
+    mosquitto: Mosquitto,
+) -> None:
+    """paho resends what the old connection lost only once it reads the CONNACK;
+    a press in between must wait for them rather than reach the broker first."""
+    with TcpRelay(mosquitto.host, mosquitto.port) as relay:
+        gateway = start_gateway(make_gateway_config(port=relay.port))
+        relay.hold(UP)  # the link dies with these presses on it
+        for _ in range(3):
+            press(pin_factory, 17)
+        lost = gateway.outbox.pending(0, 100)
+        assert len(lost) == 3
+        assert relay.wait_kept(UP, sum(_publish_size(row.topic, row.payload) for row in lost), 10)
+        relay.hold(DOWN)
+        relay.cut()  # nothing of the three reached the broker
+        relay.release(UP)
+        assert relay.wait_kept(DOWN, 4, 10)  # reconnected; the CONNACK waits in the relay
+        press(pin_factory, 17)  # between the new socket and the CONNACK
+        relay.release(DOWN)
+        assert gateway.pump.wait_drained(10)
+        drained(dashboard, 4)
+    assert relay.failure is None
+    fire = wait_alarm(operator, lambda a: a["button"] == "fire-1" and a["press_count"] == 4)
+    events = [e["id"] for e in operator.get_json(f"/api/alarms/{fire['id']}")["events"]]
+    assert events[:3] == [row.event_id for row in lost]
 
 
 def test_an_event_sent_twice_after_a_crash_is_stored_once(

@@ -308,3 +308,17 @@ def test_service_discovery(app: Flask) -> None:
     discovery = app.test_client().get("/open311/discovery.json").json
     (endpoint,) = discovery["endpoints"]
     assert endpoint["url"].endswith("/open311/v2") and "text/xml" in endpoint["formats"]
+
+
+@pytest.mark.parametrize("fmt", ["json", "xml"])
+def test_an_oversized_body_is_refused_early_in_the_spec_format(app: Flask, fmt: str) -> None:
+    data = {**report_fields(), "api_key": api_key(app), "description": "x" * (2 * 1024 * 1024)}
+    response = app.test_client().post(f"{BASE}/requests.{fmt}", data=data)
+    assert_error(response, 413, fmt, "Request Entity Too Large")
+    assert app.extensions["siaga.reports"].counters.get("open311.refused.http_413") == 1
+
+
+def test_a_wrong_method_is_refused_in_the_spec_format(app: Flask) -> None:
+    response = app.test_client().delete(f"{BASE}/services.json")
+    assert_error(response, 405, "json", "GET and POST only")
+    assert response.headers["Allow"] == "GET, POST"

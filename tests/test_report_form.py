@@ -366,3 +366,20 @@ def test_administrators_see_the_form_counters(app: Flask) -> None:
     diagnostics = sign_in(app, "admin").get("/api/diagnostics").json
     assert diagnostics["reports"]["form.received"] == 1
     assert diagnostics["reports"]["form.refused.photo_format"] == 1
+
+
+def test_behind_a_trusted_proxy_each_citizen_has_their_own_limit(tmp_path: Path) -> None:
+    direct = make_app(tmp_path / "direct", SIAGA_FORM_RATE=(1, 600))
+    client = direct.test_client()
+    assert send(client).status_code == 303
+    # Without a trusted proxy a forged header buys nothing.
+    client.environ_base["HTTP_X_FORWARDED_FOR"] = "203.0.113.9"
+    assert send(client).status_code == 429
+
+    proxied = make_app(tmp_path / "proxied", SIAGA_FORM_RATE=(1, 600), SIAGA_TRUSTED_PROXIES=1)
+    statuses = []
+    for address in ("203.0.113.7", "203.0.113.8", "203.0.113.7"):
+        client = proxied.test_client()
+        client.environ_base["HTTP_X_FORWARDED_FOR"] = address
+        statuses.append(send(client).status_code)
+    assert statuses == [303, 303, 429]

@@ -15,6 +15,9 @@ from datetime import datetime
 from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request
+from werkzeug.exceptions import HTTPException
+
+from firmware_bridge.errors import SiagaError
 
 from ..db import get_db
 from . import store
@@ -32,7 +35,9 @@ OPEN_STATES = [Status.RECEIVED, Status.VERIFIED, Status.IN_ACTION]
 CLOSED_STATES = [Status.REJECTED, Status.DONE]
 
 
-class Open311Error(Exception):
+class Open311Error(SiagaError):
+    """A request refused with the spec's error body and an HTTP status."""
+
     def __init__(self, status: int, description: str) -> None:
         super().__init__(description)
         self.status = status
@@ -101,6 +106,17 @@ def _fmt_of_path() -> str:
 @bp.errorhandler(Open311Error)
 def _open311_error(exc: Open311Error) -> Response:
     return error(_fmt_of_path(), exc.status, exc.description)
+
+
+@bp.errorhandler(400)
+@bp.errorhandler(404)
+@bp.errorhandler(405)
+@bp.errorhandler(413)
+def _http_error(exc: HTTPException) -> Response:
+    """Werkzeug's refusals (a body too large, a wrong method) in the spec's error format too."""
+    status = exc.code or 500
+    count(f"open311.refused.http_{status}")
+    return error(_fmt_of_path(), status, f"{exc.name}: {exc.description}")
 
 
 def _check_jurisdiction() -> None:
@@ -296,7 +312,13 @@ def discovery(fmt: str) -> Response:
     return render(fmt, "discovery", None, data)
 
 
-@bp.route("/<path:anything>", methods=["GET", "POST"])
+@bp.route("/<path:anything>", methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
 def not_found(anything: str) -> Response:
+    """Whatever the API does not have, answered in the spec's error format."""
     fmt = "json" if anything.endswith(".json") else "xml"
+    if request.method not in ("GET", "POST"):
+        count("open311.refused.http_405")
+        response = error(fmt, 405, f"Open311 takes GET and POST only (got {request.method})")
+        response.headers["Allow"] = "GET, POST"
+        return response
     return error(fmt, 404, f"no such Open311 resource: /open311/{anything}")

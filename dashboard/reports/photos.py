@@ -96,3 +96,13 @@ def write_durably(path: Path, data: bytes) -> None:
         os.fsync(folder)
     finally:
         os.close(folder)
+
+
+def writable_folder(path: Path) -> None:
+    """Create ``path`` (private to the service) if needed and prove a file can be written there."""
+    path.mkdir(mode=0o750, parents=True, exist_ok=True)
+    probe = path / f".write-test-{os.getpid()}"
+    try:
+        probe.write_bytes(b"")
+    finally:
+        probe.unlink(missing_ok=True)

@@ -32,11 +32,9 @@ def _client() -> str:
     return request.remote_addr or "unknown"
 
 
-@bp.app_errorhandler(RequestEntityTooLarge)
+@bp.errorhandler(RequestEntityTooLarge)
 def _too_large(exc: RequestEntityTooLarge) -> Any:
     """A citizen whose photos are too large together gets the form back, in their language."""
-    if request.endpoint != "public.submit":
-        return exc
     count("form.refused.too_large")
     return _form_page(413, error=translate("error_form_too_large", mb=MAX_FORM_BYTES // (1024 * 1024)))
 
