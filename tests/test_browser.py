@@ -476,3 +476,77 @@ def test_a_citizen_reports_from_a_phone_and_satpol_pp_works_the_report(
     phone.goto(dashboard.url + f"/lapor/{ticket}")
     expect(phone.locator("#status")).to_have_text("Terverifikasi")
     expect(phone.locator("#history")).to_contain_text("Sudah dicek di lokasi.")
+
+
+@pytest.fixture
+def tile_server() -> Iterator[str]:
+    """A map tile server on loopback: every tile is the same small PNG."""
+    import http.server
+    import io
+    import threading
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (256, 256), (200, 220, 200)).save(buffer, "PNG")
+    tile = buffer.getvalue()
+
+    class Tiles(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "image/png")
+            self.send_header("Content-Length", str(len(tile)))
+            self.end_headers()
+            self.wfile.write(tile)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Tiles)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_a_citizen_marks_the_place_on_the_map_and_the_officer_sees_it(
+    tmp_path: Path, broker_settings: Any, tile_server: str, open_page: Callable[..., Page]
+) -> None:
+    from sim.servers import dashboard_config
+
+    config = dashboard_config(
+        tmp_path / "dashboard",
+        broker_settings,
+        SIAGA_MAP_TILES=tile_server + "/{z}/{x}/{y}.png",
+        SIAGA_MAP_TILE_ORIGIN=tile_server,
+        SIAGA_MAP_ATTRIBUTION="Peta uji",
+    )
+    server = DashboardServer(config).start()
+    try:
+        server.create_user(*SATPOL, "satpol")
+        phone = open_page(**PHONE)
+        phone.goto(server.url + "/lapor")
+        phone.select_option("#service_code", "reklame-tanpa-izin")
+        expect(phone.locator("#map img.leaflet-tile-loaded").first).to_be_visible()  # tiles allowed by the CSP
+        expect(phone.locator("#map")).to_contain_text("Peta uji")
+        phone.locator("#map").click()  # the middle of the map: the regency's centre
+        latitude = float(phone.locator("#lat").input_value())
+        longitude = float(phone.locator("#long").input_value())
+        assert abs(latitude - -4.2) < 0.05 and abs(longitude - 122.4) < 0.05
+        phone.click("button[type=submit]")
+        phone.wait_for_url(re.compile(r".*/lapor/LAP-\d{4}-\d{6}\?new=1$"))
+        ticket = phone.locator("#ticket").inner_text()
+
+        officer = open_page()
+        officer.goto(server.url + "/login")
+        officer.fill("input[name=username]", SATPOL[0])
+        officer.fill("input[name=password]", SATPOL[1])
+        officer.click("form.login button[type=submit]")
+        officer.wait_for_url(server.url + "/satpol/")
+        officer.goto(server.url + f"/satpol/laporan/{ticket}")
+        expect(officer.locator("#map .leaflet-marker-icon")).to_have_count(1)
+        expect(officer.locator("#map img.leaflet-tile-loaded").first).to_be_visible()
+        assert f"{latitude:.6f}, {longitude:.6f}" in officer.content()
+    finally:
+        server.stop()
