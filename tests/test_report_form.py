@@ -383,3 +383,19 @@ def test_behind_a_trusted_proxy_each_citizen_has_their_own_limit(tmp_path: Path)
         client.environ_base["HTTP_X_FORWARDED_FOR"] = address
         statuses.append(send(client).status_code)
     assert statuses == [303, 303, 429]
+
+
+def test_a_report_that_cannot_be_stored_leaves_no_photo_behind(app: Flask) -> None:
+    from dashboard.reports.intake import validate_report
+    from dashboard.reports.photos import clean_photo
+
+    report = validate_report(report_fields(), app.config["SIAGA_CATALOGUE"], source="web")
+    report.photos.extend([clean_photo(jpeg()), clean_photo(png())])
+    conn = connect(app.config["DATABASE"])
+    conn.execute("CREATE TEMP TRIGGER fail BEFORE INSERT ON report_history BEGIN SELECT RAISE(ABORT, 'disk'); END")
+    with pytest.raises(Exception, match="disk"):
+        store.create_report(conn, report, photos_dir=app.config["SIAGA_PHOTOS_DIR"])
+    conn.close()
+    assert reports_in(app) == []
+    photos = Path(app.config["SIAGA_PHOTOS_DIR"])
+    assert [p for p in photos.rglob("*") if p.is_file() or p.parent != photos] == []

@@ -82,16 +82,39 @@ def clean_photo(raw: bytes) -> CleanPhoto:
     return CleanPhoto(data, clean.width, clean.height, hashlib.sha256(data).hexdigest())
 
 
-def write_durably(path: Path, data: bytes) -> None:
-    """Write a file so that it is on disk when this returns (file and folder entry)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+def write_photos(photos_dir: Path, folder: Path, photos: list[bytes]) -> list[Path]:
+    """Write photos as ``photos_dir/folder/<n>.jpg``, on disk (files and folder entries) when this returns."""
+    if not photos:
+        return []
+    target = photos_dir / folder
+    created = [parent for parent in (target, *target.parents) if not parent.exists()]
+    target.mkdir(mode=0o750, parents=True, exist_ok=True)
+    paths = []
+    try:
+        for position, data in enumerate(photos, start=1):
+            path = target / f"{position}.jpg"
+            _write_file(path, data)
+            paths.append(path)
+        for folder_path in [target, *(parent.parent for parent in created)]:
+            _fsync_folder(folder_path)  # new names are durable only once their folder is synced
+    except BaseException:
+        for path in paths:
+            path.unlink(missing_ok=True)
+        raise
+    return paths
+
+
+def _write_file(path: Path, data: bytes) -> None:
     temporary = path.with_name(path.name + ".tmp")
     with open(temporary, "wb") as handle:
         handle.write(data)
         handle.flush()
         os.fsync(handle.fileno())
     temporary.replace(path)
-    folder = os.open(path.parent, os.O_RDONLY)
+
+
+def _fsync_folder(path: Path) -> None:
+    folder = os.open(path, os.O_RDONLY)
     try:
         os.fsync(folder)
     finally:

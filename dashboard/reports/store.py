@@ -17,7 +17,7 @@ from firmware_bridge.errors import SiagaError
 
 from ..db import transaction
 from .categories import Catalogue
-from .photos import CleanPhoto, write_durably
+from .photos import CleanPhoto, write_photos
 from .workflow import Status, WorkflowError, check_move, open311_status
 
 REGION = ZoneInfo("Asia/Makassar")  # WITA, UTC+8: Konawe Selatan's time
@@ -83,7 +83,10 @@ def create_report(
     """
     now = time.time() if now is None else now
     token = secrets.token_urlsafe(16)
-    written: list[Path] = []
+    # Photos first, outside the transaction: their fsyncs must not hold the
+    # database's write lock, which the alarm ingest needs.
+    folder = Path(str(datetime.fromtimestamp(now, REGION).year)) / secrets.token_hex(8)
+    written = write_photos(photos_dir, folder, [photo.data for photo in report.photos])
     try:
         with transaction(conn):
             ticket = _next_ticket(conn, prefix, now)
@@ -116,10 +119,8 @@ def create_report(
                 ),
             )
             report_id = int(cursor.lastrowid or 0)
-            for position, photo in enumerate(report.photos, start=1):
-                relative = Path(ticket) / f"{position}.jpg"
-                write_durably(photos_dir / relative, photo.data)
-                written.append(photos_dir / relative)
+            for position, (photo, path) in enumerate(zip(report.photos, written, strict=True), start=1):
+                relative = path.relative_to(photos_dir)
                 conn.execute(
                     "INSERT INTO report_photos (report_id, position, path, sha256, width, height, bytes) "
                     "VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -133,6 +134,8 @@ def create_report(
     except BaseException:
         for path in written:  # the report was not stored: neither are its photos
             path.unlink(missing_ok=True)
+        if written:
+            written[0].parent.rmdir()
         raise
     return ticket, token
 
