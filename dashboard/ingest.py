@@ -10,13 +10,20 @@ leaves messages unacknowledged; the writer retries, and the broker keeps
 them meanwhile.
 
 After each commit the writer publishes the changed alarms to the live
-stream and sends each affected button its indication (received /
-acknowledged / resolved).
+stream, acknowledges to the broker, sends each gateway a receipt naming the
+events it may now forget (end-to-end: a broker that loses what it had
+acknowledged cannot lose an event), and sends each affected button its
+indication (received / acknowledged / resolved).
+
+The dashboard's presence is retained on ``{root}/dashboard/status`` with a
+last will ``offline``: gateways resend unreceipted events only while it is online.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import re
 import sqlite3
 import threading
 import time
@@ -37,6 +44,8 @@ from firmware_bridge.payloads import (
     Health,
     Indication,
     Inventory,
+    Presence,
+    Receipt,
     Status,
     decode_event,
     decode_health,
@@ -67,6 +76,8 @@ PERMANENT_ERRORS: tuple[type[Exception], ...] = (
     ValueError,
     RecursionError,
 )
+
+_EVENT_ID = re.compile(r"^([0-7][0-9A-HJKMNP-TV-Z]{25}|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$")
 
 #: Messages closer together than this are a burst: batch them in the writer.
 FAST_PATH_QUIET_S = 0.001
@@ -125,6 +136,10 @@ class Ingest:
         self.failure: BaseException | None = None
         self.last_loop = time.monotonic()
         self.client = make_client(settings, client_id, persistent=True, manual_ack=True)
+        self._started = format_epoch(time.time())
+        self.client.will_set(
+            self.topics.dashboard_status(), self._presence(GatewayState.OFFLINE), qos=1, retain=True
+        )
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message
@@ -142,6 +157,14 @@ class Ingest:
 
     def stop(self, timeout: float = 5.0) -> None:
         self._stopping.set()
+        if self.connected.is_set():
+            info = self.client.publish(
+                self.topics.dashboard_status(), self._presence(GatewayState.OFFLINE), qos=1, retain=True
+            )
+            try:
+                info.wait_for_publish(min(timeout, 2.0))
+            except (RuntimeError, ValueError):
+                pass  # the connection went meanwhile: the last will says offline
         self.connected.clear()
         self.client.disconnect()
         self.client.loop_stop()
@@ -172,6 +195,7 @@ class Ingest:
         self._generation += 1
         self.counters.add("mqtt_connects")
         client.subscribe([(self.topics.subscription(channel), channel.qos) for channel in _SUBSCRIBED])
+        client.publish(self.topics.dashboard_status(), self._presence(GatewayState.ONLINE), qos=1, retain=True)
         self.connected.set()
         log.info("connected to %s (session present: %s)", self.settings.describe(), flags.session_present)
         self._enqueue(Inbound("", b"resync", 0, 0, time.time(), self._generation))
@@ -213,6 +237,9 @@ class Ingest:
             with self._changed:
                 self._busy = False
                 self._changed.notify_all()
+
+    def _presence(self, state: GatewayState) -> bytes:
+        return Presence(state=state, ts=format_epoch(time.time()), started=self._started).encode()
 
     def _enqueue(self, item: Inbound) -> None:
         with self._changed:
@@ -299,6 +326,9 @@ class Ingest:
         except sqlite3.Error:
             log.exception("could not keep the set-aside message; it is only in this log")
         self._acknowledge([item])
+        receipts: dict[str, list[str]] = {}
+        self._receipt_refused(item, receipts)
+        self._send_receipts(receipts)
 
     def _process(self, batch: list[Inbound]) -> None:
         events: list[tuple[Event, float]] = []
@@ -306,6 +336,7 @@ class Ingest:
         inventories: list[tuple[Inventory, float]] = []
         healths: list[tuple[Health, float]] = []
         resync = False
+        receipts: dict[str, list[str]] = {}
         for item in batch:
             if not item.topic:
                 resync = True
@@ -314,9 +345,11 @@ class Ingest:
                 decoded = self._decode(item)
             except (BadTopic, BadPayload) as exc:
                 self._reject(item, exc)
+                self._receipt_refused(item, receipts)
                 continue
             if isinstance(decoded, Event):
                 events.append((decoded, item.received_at))
+                receipts.setdefault(decoded.gw, []).append(decoded.id)
             elif isinstance(decoded, Status):
                 statuses.append((decoded, item.received_at))
             elif isinstance(decoded, Inventory):
@@ -342,6 +375,7 @@ class Ingest:
         for alarm in alarms:
             self.hub.publish(LiveMessage("alarm", alarm, kind=alarm["kind"]))
         self._acknowledge(batch)
+        self._send_receipts(receipts)
         self.counters.add("events_stored", outcome.stored)
         self.counters.add("events_duplicate", outcome.duplicates)
         for name, count in outcome.by_kind.items():
@@ -391,6 +425,28 @@ class Ingest:
             # ignores the duplicate.
             if item.qos > 0 and item.generation == generation:
                 self.client.ack(item.mid, item.qos)
+
+    def _receipt_refused(self, item: Inbound, receipts: dict[str, list[str]]) -> None:
+        """An event refused for good is receipted too: resending it cannot cure it, and it is kept here."""
+        try:
+            gw, channel = self.topics.parse(item.topic)
+            if channel is not Channel.EVENT:
+                return
+            data = json.loads(item.payload)
+        except (BadTopic, ValueError, RecursionError):
+            return
+        event_id = data.get("id") if isinstance(data, dict) else None
+        if isinstance(event_id, str) and _EVENT_ID.match(event_id):
+            receipts.setdefault(gw, []).append(event_id)
+
+    def _send_receipts(self, receipts: dict[str, list[str]]) -> None:
+        """Tell each gateway which of its events are now safe here (after the commit)."""
+        now = format_epoch(time.time())
+        for gw, ids in receipts.items():
+            for start in range(0, len(ids), Receipt.MAX_IDS):
+                chunk = tuple(dict.fromkeys(ids[start : start + Receipt.MAX_IDS]))
+                self.client.publish(self.topics.receipt(gw), Receipt(chunk, now).encode(), qos=Channel.RECEIPT.qos)
+                self.counters.add("receipts_sent")
 
     def _announce_gateways(
         self,

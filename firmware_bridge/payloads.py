@@ -83,7 +83,8 @@ def schema_text(name: str) -> str:
 
 
 _VALIDATORS: dict[str, Callable[[Any], Any]] = {
-    name: _load_schema(name) for name in ("event", "status", "inventory", "health", "indication")
+    name: _load_schema(name)
+    for name in ("event", "status", "inventory", "health", "indication", "receipt", "presence")
 }
 
 
@@ -408,6 +409,50 @@ class Indication:
         return other is None or (self.alarm, self.rev) > (other.alarm, other.rev)
 
 
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    """Downlink: events the dashboard has committed (or refused for good); the gateway may forget them."""
+
+    ids: tuple[str, ...]
+    ts: str
+
+    #: Most ids in one receipt; the dashboard splits larger batches.
+    MAX_IDS = 1000
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"v": PAYLOAD_VERSION, "ids": list(self.ids), "ts": self.ts}
+
+    def encode(self) -> bytes:
+        return _encode(validate("receipt", self.to_dict()))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Receipt:
+        validate("receipt", data)
+        parse_ts(data["ts"])
+        return cls(ids=tuple(data["ids"]), ts=data["ts"])
+
+
+@dataclass(frozen=True, slots=True)
+class Presence:
+    """The dashboard's presence, retained, with a last will ``offline``."""
+
+    state: GatewayState
+    ts: str
+    started: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return _drop_none({"v": PAYLOAD_VERSION, "state": str(self.state), "ts": self.ts, "started": self.started})
+
+    def encode(self) -> bytes:
+        return _encode(validate("presence", self.to_dict()))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Presence:
+        validate("presence", data)
+        parse_ts(data["ts"])
+        return cls(state=GatewayState(data["state"]), ts=data["ts"], started=data.get("started"))
+
+
 def decode_event(payload: bytes | str) -> Event:
     return Event.from_dict(_parse_object(payload, "event"))
 
@@ -426,3 +471,11 @@ def decode_health(payload: bytes | str) -> Health:
 
 def decode_indication(payload: bytes | str) -> Indication:
     return Indication.from_dict(_parse_object(payload, "indication"))
+
+
+def decode_receipt(payload: bytes | str) -> Receipt:
+    return Receipt.from_dict(_parse_object(payload, "receipt"))
+
+
+def decode_presence(payload: bytes | str) -> Presence:
+    return Presence.from_dict(_parse_object(payload, "presence"))

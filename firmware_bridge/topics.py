@@ -7,6 +7,8 @@ All topics live under a configurable root (default ``siaga/v1``)::
     {root}/gw/{gw}/event           QoS 1
     {root}/gw/{gw}/health          QoS 0
     {root}/gw/{gw}/cmd/indicate    QoS 1 (dashboard -> gateway)
+    {root}/gw/{gw}/cmd/receipt     QoS 1 (dashboard -> gateway)
+    {root}/dashboard/status        QoS 1, retained, last will "offline"
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ class Channel(StrEnum):
     EVENT = "event"
     HEALTH = "health"
     INDICATE = "cmd/indicate"
+    RECEIPT = "cmd/receipt"
 
     @property
     def qos(self) -> int:
@@ -90,6 +93,13 @@ class Topics:
 
     def indicate(self, gw: str) -> str:
         return self.topic(gw, Channel.INDICATE)
+
+    def receipt(self, gw: str) -> str:
+        return self.topic(gw, Channel.RECEIPT)
+
+    def dashboard_status(self) -> str:
+        """The dashboard's presence (retained): gateways resend unreceipted events only while it is online."""
+        return f"{self.root}/dashboard/status"
 
     def subscription(self, channel: Channel, gw: str = "+") -> str:
         """A subscription filter for one channel of one gateway (default: all gateways)."""

@@ -78,8 +78,16 @@ class Gateway:
             counters=self.counters,
             started_at=self.started_at,
             on_link=self._on_link,
+            on_receipt=self._on_receipt,
+            on_dashboard=self._on_dashboard,
         )
-        self.pump = Pump(self.outbox, self._publish_event, self.counters, window=pump_window)
+        self.pump = Pump(
+            self.outbox,
+            self._publish_event,
+            self.counters,
+            window=pump_window,
+            receipt_timeout_s=config.receipt_timeout_s,
+        )
         self.radio: RadioService | None = None
         self._mode_pins: list[DigitalOutputDevice] = []
         if config.lora is not None:
@@ -177,10 +185,10 @@ class Gateway:
             # Never lose the press: send it from memory and say so loudly.
             self.counters.add("outbox_errors")
             log.error("outbox failed, sending event %s from memory only: %s", event.id, exc)
-            self.pump.publish_unstored(self._event_topic, payload)
+            self.pump.publish_unstored(event.id, self._event_topic, payload)
         else:
             fast = stored.previous is not None and self.pump.publish_now(
-                stored.seq, stored.previous, self._event_topic, payload
+                stored.seq, stored.previous, event.id, self._event_topic, payload
             )
             if not fast:
                 self.pump.wake()
@@ -192,6 +200,12 @@ class Gateway:
 
     def _on_publish(self, mid: int) -> None:
         self.pump.acknowledged(mid)
+
+    def _on_receipt(self, event_ids: tuple[str, ...]) -> None:
+        self.pump.receipted(event_ids)
+
+    def _on_dashboard(self, online: bool) -> None:
+        self.pump.dashboard_presence(online)
 
     def _on_link(self, up: bool) -> None:
         if up:
@@ -285,6 +299,7 @@ class Gateway:
                 "oldest_ts": None if oldest is None else format_epoch(oldest),
                 "memory_only": self.pump.unstored_waiting,
                 "inflight": self.pump.inflight,
+                "awaiting_receipt": self.pump.awaiting_receipt,
             },
             counters=self.counters.snapshot(),
             extra={
@@ -292,6 +307,7 @@ class Gateway:
                 "outbox_ok": not isinstance(self.outbox, UnavailableOutbox),
                 "delivery_verified": self.link.echo.is_set(),
                 "mqtt_connected": self.link.connected.is_set(),
+                "dashboard_online": self.link.dashboard_online,
                 "pump_alive": self.pump.is_alive(),
                 **({"radio": self.radio.health()} if self.radio is not None else {}),
             },

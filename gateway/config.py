@@ -128,6 +128,8 @@ class GatewayConfig:
     buttons: tuple[ButtonConfig, ...]
     pin_factory: str | None = None
     health_interval_s: float = 30.0
+    #: How long to wait for the dashboard's receipt before sending an event again.
+    receipt_timeout_s: float = 15.0
     file: str = ""
     lora: LoraConfig | None = None
     lora_buttons: tuple[LoraButtonConfig, ...] = ()
@@ -155,6 +157,7 @@ def parse_config(root: Section) -> GatewayConfig:
     outbox_path = Path(gateway.str("outbox", str(data_dir / "outbox.sqlite")))
     pin_factory = gateway.str("pin_factory", None, choices=PIN_FACTORIES)
     health_interval = gateway.float("health_interval_s", 30.0, min=1.0, max=3600.0)
+    receipt_timeout = gateway.float("receipt_timeout_s", 15.0, min=0.2, max=3600.0)
     gateway.done()
 
     mqtt_section = root.section("mqtt", required=True)
@@ -186,6 +189,7 @@ def parse_config(root: Section) -> GatewayConfig:
         buttons=buttons,
         pin_factory=pin_factory,
         health_interval_s=health_interval,
+        receipt_timeout_s=receipt_timeout,
         file=root.file,
         lora=lora,
         lora_buttons=lora_buttons,

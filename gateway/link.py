@@ -1,4 +1,4 @@
-"""The gateway's MQTT session: presence, inventory, events out, indications in.
+"""The gateway's MQTT session: presence, inventory, events out, indications and receipts in.
 
 - Persistent session (stable client id, ``clean_session=False``) so the
   broker queues indications while the gateway is away.
@@ -28,6 +28,8 @@ from firmware_bridge.payloads import (
     Status,
     StatusReason,
     decode_indication,
+    decode_presence,
+    decode_receipt,
     decode_status,
 )
 from firmware_bridge.timeutil import format_epoch
@@ -51,6 +53,8 @@ class GatewayLink:
         on_publish: Callable[[int], None],
         counters: Counters,
         on_link: Callable[[bool], None] | None = None,
+        on_receipt: Callable[[tuple[str, ...]], None] | None = None,
+        on_dashboard: Callable[[bool], None] | None = None,
         started_at: float,
     ) -> None:
         self.settings = settings
@@ -62,9 +66,15 @@ class GatewayLink:
         self._on_indication = on_indication
         self._on_publish_cb = on_publish
         self._on_link = on_link or (lambda up: None)
+        self._on_receipt = on_receipt or (lambda ids: None)
+        self._on_dashboard = on_dashboard or (lambda online: None)
+        self._receipt_topic = self.topics.receipt(gw_id)
+        self._dashboard_topic = self.topics.dashboard_status()
         self._counters = counters
         self._started = format_epoch(started_at)
         self.connected = threading.Event()
+        #: The dashboard's presence as last heard (None: not heard yet).
+        self.dashboard_online: bool | None = None
         #: Set when the broker has delivered our own "online" back to us: proof
         #: that it accepts what we publish (an ACL that refuses a topic still
         #: answers PUBACK under MQTT 3.1.1, and drops the message).
@@ -138,7 +148,14 @@ class GatewayLink:
         self._counters.add("mqtt_connects")
         log.info("connected to %s (session present: %s)", self.settings.describe(), flags.session_present)
         self.echo.clear()
-        client.subscribe([(self._indicate_topic, Channel.INDICATE.qos), (self._status_topic, 1)])
+        client.subscribe(
+            [
+                (self._indicate_topic, Channel.INDICATE.qos),
+                (self._status_topic, 1),
+                (self._receipt_topic, Channel.RECEIPT.qos),
+                (self._dashboard_topic, 1),
+            ]
+        )
         check = threading.Timer(ECHO_TIMEOUT_S, self._check_echo, args=(self._connection_count(),))
         check.daemon = True
         check.start()
@@ -198,6 +215,12 @@ class GatewayLink:
         if message.topic == self._status_topic:
             self._on_status_echo(message.payload)
             return
+        if message.topic == self._receipt_topic:
+            self._on_receipt_message(message.payload)
+            return
+        if message.topic == self._dashboard_topic:
+            self._on_dashboard_message(message.payload)
+            return
         if message.topic != self._indicate_topic:
             # Only a misbehaving broker sends topics we never subscribed to
             # (amqtt, the demo broker, replays retained messages to everyone).
@@ -215,3 +238,28 @@ class GatewayLink:
         except Exception:  # a bad indication must not stop the MQTT loop
             self._counters.add("indication_errors")
             log.exception("could not apply indication %s", indication)
+
+    def _on_receipt_message(self, payload: bytes) -> None:
+        try:
+            receipt = decode_receipt(payload)
+        except BadPayload as exc:
+            self._counters.add("receipts_rejected")
+            log.warning("rejected receipt on %s: %s", self._receipt_topic, exc)
+            return
+        self._counters.add("receipts")
+        self._on_receipt(receipt.ids)
+
+    def _on_dashboard_message(self, payload: bytes) -> None:
+        if not payload:
+            return  # the retained presence was cleared
+        try:
+            presence = decode_presence(payload)
+        except BadPayload as exc:
+            self._counters.add("presence_rejected")
+            log.warning("rejected dashboard presence: %s", exc)
+            return
+        online = presence.state is GatewayState.ONLINE
+        if online != self.dashboard_online:
+            log.info("dashboard is %s", presence.state)
+        self.dashboard_online = online
+        self._on_dashboard(online)

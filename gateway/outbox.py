@@ -2,7 +2,7 @@
 
 An event is committed here (SQLite, WAL, ``synchronous=FULL``: the commit is
 on disk when :meth:`Outbox.put` returns) before it is published, and leaves
-only when the broker has acknowledged it. Rows are published in ``seq``
+only when the dashboard's receipt says it is in the dashboard's store. Rows are published in ``seq``
 order, so after a restart the oldest event goes out first.
 """
 
@@ -227,6 +227,21 @@ class Outbox:
                     self._db.execute("ROLLBACK")
                 raise OutboxError(f"cannot remove acknowledged events from {self.path}: {exc}") from exc
 
+    def remove_events(self, event_ids: Iterable[str]) -> None:
+        """Forget events the dashboard has receipted."""
+        batch = [(event_id,) for event_id in event_ids]
+        if not batch:
+            return
+        with self._lock:
+            try:
+                self._db.execute("BEGIN")
+                self._db.executemany("DELETE FROM outbox WHERE event_id = ?", batch)
+                self._db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise OutboxError(f"cannot remove receipted events from {self.path}: {exc}") from exc
+
     def depth(self) -> int:
         with self._lock:
             return int(self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
@@ -278,6 +293,9 @@ class UnavailableOutbox:
         return []
 
     def remove(self, seqs: Iterable[int]) -> None:
+        pass
+
+    def remove_events(self, event_ids: Iterable[str]) -> None:
         pass
 
     def depth(self) -> int:

@@ -212,3 +212,34 @@ def test_every_press_ends_in_received_never_stuck_in_sending(
         gateway.wait_for_pattern("fire-1", Pattern.RECEIVED, 0.05)
     assert (last.alarm, last.rev) == (alarm["id"], alarm["rev"])
     assert gateway.pattern("fire-1") is Pattern.RECEIVED
+
+
+def test_an_event_the_broker_lost_after_acknowledging_it_is_sent_again(
+    dashboard: DashboardServer,
+    operator: DashboardClient,
+    make_gateway_config: Callable[..., GatewayConfig],
+    start_gateway: Callable[..., Gateway],
+    pin_factory: MockFactory,
+    mosquitto: Mosquitto,
+) -> None:
+    """The broker acknowledges, then dies (SIGKILL) before it saved or delivered the event."""
+    gateway = start_gateway(make_gateway_config(), wait_connected=True)
+    gateway.pump._receipt_timeout_s = 1.0  # the config's receipt_timeout_s, short for the test
+    dashboard.stop()  # the dashboard is being redeployed: the broker queues for it
+    press(pin_factory, 17)
+    (row,) = gateway.outbox.pending(0, 10)
+    deadline = time.monotonic() + 10
+    while gateway.counters.get("events_acknowledged") < 1:
+        assert time.monotonic() < deadline, "the broker never acknowledged the event"
+        time.sleep(0.01)  # counters have no event to wait on
+    mosquitto.kill()  # its queue for the dashboard was never saved (autosave every 30 s)
+    mosquitto.start()
+    again = DashboardServer(dashboard.config).start()
+    try:
+        assert gateway.pump.wait_drained(20)  # resent once its receipt was overdue, then receipted
+        alarm = wait_alarm(operator, lambda a: a["button"] == "fire-1")
+        events = [e["id"] for e in operator.get_json(f"/api/alarms/{alarm['id']}")["events"]]
+        assert events == [row.event_id]
+        assert gateway.counters.get("events_resent") >= 1
+    finally:
+        again.stop()

@@ -17,7 +17,14 @@ from gpiozero.pins.mock import MockFactory
 
 from firmware_bridge.broker import BrokerSettings
 from firmware_bridge.ids import is_event_id
-from firmware_bridge.payloads import Indication, IndicationState, decode_event, decode_inventory, decode_status
+from firmware_bridge.payloads import (
+    Indication,
+    IndicationState,
+    Receipt,
+    decode_event,
+    decode_inventory,
+    decode_status,
+)
 from firmware_bridge.timeutil import format_epoch
 from firmware_bridge.topics import Channel, Topics
 from gateway.app import Gateway
@@ -104,9 +111,25 @@ def test_a_press_becomes_one_event(gateway: Gateway, pin_factory: MockFactory, p
     event = decode_event(message.payload)
     assert (event.gw, event.button, event.kind, event.type, event.src) == ("gw-test", "fire-1", "fire", "press", "gpio")
     assert is_event_id(event.id)
+    # The broker's PUBACK is not enough: the event stays until the dashboard's receipt.
+    assert not gateway.pump.wait_drained(0.3)
+    assert gateway.outbox.depth() == 1 and gateway.pump.awaiting_receipt == 1
+    probe.publish(TOPICS.receipt("gw-test"), Receipt((event.id,), format_epoch(time.time())).encode())
     assert gateway.pump.wait_drained(5)
     assert gateway.outbox.depth() == 0
-    assert gateway.counters.get("events_acknowledged") == 1
+    assert gateway.counters.get("events_acknowledged") == 1 and gateway.counters.get("events_receipted") == 1
+
+
+def test_a_bad_receipt_is_counted_and_changes_nothing(gateway: Gateway, pin_factory: MockFactory, probe: Probe) -> None:
+    probe.subscribe(TOPICS.event("gw-test"))
+    press(pin_factory, 17)
+    event = decode_event(probe.wait_for(lambda m: m.topic.endswith("/event")).payload)
+    for payload in (b"{not json", b'{"v": 1, "ids": [], "ts": "2026-11-28T00:00:00Z"}', b'{"v": 2}'):
+        probe.publish(TOPICS.receipt("gw-test"), payload)
+    # A good receipt after the bad ones: they were handled in order, and refused.
+    probe.publish(TOPICS.receipt("gw-test"), Receipt((event.id,), format_epoch(time.time())).encode())
+    assert gateway.pump.wait_drained(5)
+    assert gateway.counters.get("receipts_rejected") == 3 and gateway.counters.get("receipts") == 1
 
 
 def test_hold_to_confirm_ignores_a_brief_touch(
@@ -309,19 +332,19 @@ def test_a_gateway_without_any_outbox_still_delivers_from_memory(
     assert gateway.health().extra["outbox_ok"] is False
 
 
-def test_a_failed_delete_is_retried_not_forgotten(gateway: Gateway, pin_factory: MockFactory) -> None:
+def test_a_failed_delete_is_retried_not_forgotten(dashboard, gateway: Gateway, pin_factory: MockFactory) -> None:
     from firmware_bridge import OutboxError
 
-    real_remove = gateway.outbox.remove
+    real_remove = gateway.outbox.remove_events
     failures = []
 
-    def remove_failing_once(seqs):  # fault injection: the SD card refuses one write
+    def remove_failing_once(event_ids):  # fault injection: the SD card refuses one write
         if not failures:
-            failures.append(list(seqs))
+            failures.append(list(event_ids))
             raise OutboxError("injected: disk I/O error")
-        real_remove(seqs)
+        real_remove(event_ids)
 
-    gateway.outbox.remove = remove_failing_once
+    gateway.outbox.remove_events = remove_failing_once
     gateway.pump._retry_s = 0.05
     press(pin_factory, 17)
     assert gateway.pump.wait_drained(10)

@@ -195,6 +195,7 @@ def test_a_replayed_capture_and_forged_frames_are_refused_and_counted(
     assert gateway.radio.stats[1001].rejected == {"replayed": 1, "bad_mac": 1, "truncated": 1}
     (alarm,) = operator.get_json("/api/alarms")["alarms"]
     assert alarm["press_count"] == 1  # none became an alarm or a press
+    assert gateway.pump.wait_drained(10)
     assert gateway.outbox.depth() == 0 and gateway.counters.get("radio_events") == 1
 
 

@@ -171,8 +171,8 @@ class RadioService:
             # keeps retrying until the disk is back.
             self._counters.add("outbox_errors")
             log.error("outbox failed for node %s: %s; sending from memory, not acknowledging", node, exc)
-            if payload is not None:
-                self._pump.publish_unstored(self._event_topic, payload)
+            if event is not None and payload is not None:
+                self._pump.publish_unstored(event.id, self._event_topic, payload)
             return
         if acceptance.verdict is Verdict.REPLAYED:
             self._refuse(radio.ReplayedFrame(f"node {node}: counter {uplink.counter} already used"), received)
@@ -205,7 +205,7 @@ class RadioService:
             fast = (
                 stored is not None
                 and stored.previous is not None
-                and self._pump.publish_now(stored.seq, stored.previous, self._event_topic, payload or b"")
+                and self._pump.publish_now(stored.seq, stored.previous, event.id, self._event_topic, payload or b"")
             )
             if not fast:
                 self._pump.wake()
