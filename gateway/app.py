@@ -35,6 +35,7 @@ from .link import GatewayLink
 from .outbox import UnavailableOutbox, open_outbox
 from .pump import Pump
 from .radio import RadioService
+from .systemd import stale
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +96,10 @@ class Gateway:
                 config, outbox=self.outbox, pump=self.pump, counters=self.counters, event_topic=self._event_topic
             )
         self._health_thread = threading.Thread(target=self._health_loop, name="siaga-health", daemon=True)
+        self._record_listeners: list[Callable[[Event], None]] = []
         self.ready = threading.Event()
+        #: A loop that has not turned for this long is hung: the watchdog stops pinging.
+        self.stale_after_s = 15.0
 
     # -- life cycle -------------------------------------------------------
 
@@ -193,7 +197,28 @@ class Gateway:
             if not fast:
                 self.pump.wake()
         self.counters.add("events_recorded")
+        for listener in self._record_listeners:
+            listener(event)
         return event
+
+    def add_record_listener(self, listener: Callable[[Event], None]) -> None:
+        """Call ``listener(event)`` after each event is committed (or, if the disk failed, handed on)."""
+        self._record_listeners.append(listener)
+
+    def liveness(self) -> str | None:
+        """None while every loop a press depends on is turning, else what is wrong (for the watchdog)."""
+        now = time.monotonic()
+        if not self.pump.is_alive():
+            return f"the outbox pump stopped ({self.pump.failure!r})"
+        if stale(self.pump.last_loop, self.stale_after_s, now):
+            return f"the outbox pump has not turned for {now - self.pump.last_loop:.0f} s"
+        if not self.link.loop_alive():
+            return "the MQTT network loop stopped"
+        if not self._health_thread.is_alive():
+            return "the health loop stopped"
+        if self.radio is not None:
+            return self.radio.liveness(self.stale_after_s, now)
+        return None
 
     def _publish_event(self, topic: str, payload: bytes):
         return self.link.publish(topic, payload, qos=1)

@@ -6,7 +6,6 @@ import argparse
 import logging
 import os
 import signal
-import socket
 import sys
 import threading
 from importlib.metadata import entry_points
@@ -18,6 +17,7 @@ from firmware_bridge.errors import ConfigError, OutboxError
 
 from .app import Gateway
 from .config import load_config
+from .systemd import Watchdog, notify, watchdog_interval
 
 log = logging.getLogger("siaga.gateway")
 
@@ -34,20 +34,6 @@ def make_pin_factory(name: str | None) -> Factory | None:
         if entry.name == name.lower():
             return entry.load()()
     raise ConfigError(f"unknown gpiozero pin factory {name!r}", key="gateway.pin_factory")
-
-
-def notify_systemd(message: str) -> None:
-    """Send an sd_notify message if systemd asked for them (Type=notify)."""
-    address = os.environ.get("NOTIFY_SOCKET")
-    if not address:
-        return
-    if address.startswith("@"):
-        address = "\0" + address[1:]
-    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
-        try:
-            sock.sendto(message.encode(), address)
-        except OSError as exc:
-            log.warning("sd_notify failed: %s", exc)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -109,14 +95,23 @@ def main(argv: list[str] | None = None) -> int:
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
-    notify_systemd("READY=1")
     print(f"siaga-gateway {config.id} ready", file=sys.stderr, flush=True)
+    serve(gateway, stop)
+    return 0
+
+
+def serve(gateway: Gateway, stop: threading.Event) -> None:
+    """Tell systemd the gateway is ready, keep its watchdog fed while healthy, and close on ``stop``."""
+    notify("READY=1")
+    interval = watchdog_interval()
+    watchdog = Watchdog(gateway.liveness, interval).start() if interval else None
     try:
         stop.wait()
     finally:
-        notify_systemd("STOPPING=1")
+        notify("STOPPING=1")
+        if watchdog is not None:
+            watchdog.stop()
         gateway.close()
-    return 0
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -99,6 +99,11 @@ class GatewayLink:
     def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> MQTTMessageInfo:
         return self.client.publish(topic, payload, qos=qos, retain=retain)
 
+    def loop_alive(self) -> bool:
+        """paho's network thread is running (its own attribute: paho has no public accessor)."""
+        thread = getattr(self.client, "_thread", None)
+        return thread is not None and thread.is_alive()
+
     def publish_health(self, payload: bytes) -> None:
         if self.connected.is_set():
             self.client.publish(self.topics.health(self.gw_id), payload, qos=Channel.HEALTH.qos)

@@ -378,3 +378,76 @@ def test_a_broker_that_drops_our_messages_is_noticed(
             gateway.link.echo.wait(0.05)
         assert gateway.counters.get("status_echo_missing") == 1
         assert gateway.health().extra["delivery_verified"] is False
+
+
+# -- systemd: readiness and the watchdog ------------------------------------------------------
+
+
+def notify_socket(tmp_path: Path):
+    import socket
+
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    path = tmp_path / "notify.sock"
+    sock.bind(str(path))
+    sock.settimeout(10)
+    return sock, path
+
+
+def test_the_gateway_tells_systemd_it_is_ready_and_feeds_the_watchdog(tmp_path: Path, mosquitto: Mosquitto) -> None:
+    sock, path = notify_socket(tmp_path)
+    config = gateway_toml(tmp_path / "gateway.toml", port=mosquitto.port)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gateway", "--config", str(config)],
+        env={**os.environ, "GPIOZERO_PIN_FACTORY": "mock", "NOTIFY_SOCKET": str(path), "WATCHDOG_USEC": "400000"},
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        messages = [sock.recv(256).decode() for _ in range(4)]
+        assert messages[0] == "READY=1"
+        assert messages[1:] == ["WATCHDOG=1"] * 3  # every 0.2 s: half of WATCHDOG_USEC
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(10) == 0
+        rest = []
+        sock.settimeout(0.5)
+        try:
+            while True:
+                rest.append(sock.recv(256).decode())
+        except TimeoutError:
+            pass
+        assert rest[-1] == "STOPPING=1"
+    finally:
+        process.kill()
+        process.wait()
+        sock.close()
+
+
+def test_a_hung_pump_stops_the_watchdog_pings_and_they_resume_when_it_turns_again(
+    tmp_path: Path, gateway: Gateway, pin_factory: MockFactory
+) -> None:
+    from gateway.systemd import Watchdog
+
+    sock, path = notify_socket(tmp_path)
+    gateway.stale_after_s = 0.5
+    watchdog = Watchdog(gateway.liveness, 0.05, {"NOTIFY_SOCKET": str(path)}).start()
+    try:
+        assert sock.recv(64) == b"WATCHDOG=1"
+        with gateway.pump._send_lock:  # the pump thread blocks on it, as on a deadlock
+            press(pin_factory, 17)  # the press still commits to the outbox
+            deadline = time.monotonic() + 10
+            while watchdog.trouble is None:
+                assert time.monotonic() < deadline, "the watchdog never noticed the hung pump"
+                time.sleep(0.05)  # the watchdog thread's state has no event to wait on
+            assert "outbox pump has not turned" in watchdog.trouble
+            pings = watchdog.pings
+            sock.settimeout(0.3)
+            with pytest.raises(TimeoutError):
+                while True:  # drain what was sent before the trouble, then nothing more comes
+                    sock.recv(64)
+            assert watchdog.pings == pings
+        sock.settimeout(10)
+        assert sock.recv(64) == b"WATCHDOG=1"
+        assert watchdog.trouble is None
+        assert gateway.outbox.depth() == 1
+    finally:
+        watchdog.stop()
+        sock.close()

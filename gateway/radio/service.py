@@ -285,6 +285,14 @@ class RadioService:
 
     # -- health ---------------------------------------------------------------------------------
 
+    def liveness(self, stale_after_s: float, now: float) -> str | None:
+        """None while the serial reader turns (reading, or waiting to reopen a missing port)."""
+        if not self.link.is_alive():
+            return "the LoRa serial reader stopped"
+        if now - self.link.last_loop > stale_after_s:
+            return f"the LoRa serial reader has not turned for {now - self.link.last_loop:.0f} s"
+        return None
+
     def health(self) -> dict[str, Any]:
         with self._lock:
             nodes = {str(node): stats.view() for node, stats in self.stats.items()}
