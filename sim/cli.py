@@ -63,6 +63,12 @@ def _demo(args: argparse.Namespace) -> int:
     )
 
 
+def _gateway(args: argparse.Namespace) -> int:
+    from .gatewayproc import run
+
+    return run(args.config, args.control_host, args.control_port)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="siaga-sim", description="Siaga simulator: the system without hardware")
     parser.add_argument("--version", action="version", version=f"siaga-sim {__version__}")
@@ -93,6 +99,14 @@ def main(argv: list[str] | None = None) -> int:
     listing = commands.add_parser("buttons", help="list the running demo's buttons and their LEDs")
     listing.add_argument("--panel", default=DEFAULT_PANEL)
     listing.set_defaults(run=_buttons)
+
+    gateway = commands.add_parser(
+        "gateway", help="run one real gateway process with its wired buttons on mock pins and a control API"
+    )
+    gateway.add_argument("--config", "-c", required=True, help="path of gateway.toml")
+    gateway.add_argument("--control-host", default="127.0.0.1")
+    gateway.add_argument("--control-port", type=int, default=0, help="port of the control API (default: any free)")
+    gateway.set_defaults(run=_gateway)
 
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -7,7 +7,8 @@ late, a connection cut under both ends.
 
 ``hold("up")`` keeps what the client sends, ``hold("down")`` what the server
 sends; ``release`` forwards what was kept, in order; ``cut`` closes every
-connection and drops whatever was kept.
+connection and drops whatever was kept; ``refuse(True)`` closes every new
+connection at once (a network that is down), until ``refuse(False)``.
 """
 
 from __future__ import annotations
@@ -51,6 +52,8 @@ class TcpRelay:
         self._selector.register(self._listener, selectors.EVENT_READ, None)
         self._selector.register(self._wake_r, selectors.EVENT_READ, "wake")
         self._closed = False
+        self._refusing = False
+        self.refused = 0
         self._thread = threading.Thread(target=self._run, name="tcp-relay", daemon=True)
         #: The exception that stopped the relay, if any.
         self.failure: BaseException | None = None
@@ -70,6 +73,11 @@ class TcpRelay:
             self._held[direction] = False
         self._wake()
 
+    def refuse(self, refusing: bool) -> None:
+        """While refusing, connections are closed as soon as they are accepted."""
+        with self._lock:
+            self._refusing = refusing
+
     def cut(self) -> None:
         """Close every connection; whatever was held is lost, as on a dead link."""
         with self._lock:
@@ -77,6 +85,11 @@ class TcpRelay:
         for pair in pairs:
             self._unregister(pair)
             pair.close()
+
+    def wait_refused(self, count: int, timeout: float) -> bool:
+        """Wait until ``count`` connections were refused in all (a client that keeps trying)."""
+        with self._lock:
+            return self._lock.wait_for(lambda: self.refused >= count, timeout)
 
     def wait_connections(self, count: int, timeout: float) -> bool:
         with self._lock:
@@ -137,6 +150,14 @@ class TcpRelay:
 
     def _accept(self) -> None:
         client, _ = self._listener.accept()
+        with self._lock:
+            refusing = self._refusing
+        if refusing:
+            client.close()
+            with self._lock:
+                self.refused += 1
+                self._lock.notify_all()
+            return
         try:
             server = socket.create_connection(self.target, timeout=5)
         except OSError:

@@ -1,0 +1,122 @@
+"""``siaga-sim gateway``: the real gateway in its own process, its wired buttons on mock pins.
+
+Everything is the production gateway (``gateway.cli.serve``: systemd
+readiness and watchdog, signals, the outbox, the MQTT link); only the pins are
+gpiozero's MockFactory, pressed through a small HTTP control API, so that
+fault tests and the chaos benchmark can kill it with SIGKILL like any process:
+
+    POST /press/<button>   drive the button's pin to ground and release it;
+                           200 {"id": event id} once the event is committed
+    GET  /health           the gateway's health message (JSON)
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from gpiozero.pins.mock import MockFactory
+
+from firmware_bridge.errors import ConfigError, OutboxError
+from firmware_bridge.payloads import Event
+from gateway.app import Gateway
+from gateway.cli import EXIT_CONFIG, serve
+from gateway.config import ButtonConfig, load_config
+
+log = logging.getLogger(__name__)
+
+
+class ControlledGateway:
+    """A gateway on mock pins whose presses report the event they committed."""
+
+    def __init__(self, gateway: Gateway, factory: MockFactory) -> None:
+        self.gateway = gateway
+        self.factory = factory
+        self._buttons: dict[str, ButtonConfig] = {button.id: button for button in gateway.config.buttons}
+        self._lock = threading.Lock()
+        self._recorded: list[Event] = []
+        gateway.add_record_listener(self._recorded.append)
+
+    def press(self, button_id: str) -> str | None:
+        """Press and release; the id of the event it committed (None if it made none)."""
+        button = self._buttons[button_id]
+        pin = self.factory.pin(button.pin)
+        with self._lock:  # one press at a time, so the event recorded is this press's
+            self._recorded.clear()
+            if button.pull_up:
+                pin.drive_low()
+                pin.drive_high()
+            else:
+                pin.drive_high()
+                pin.drive_low()
+            events = [event for event in self._recorded if event.button == button_id]
+        return events[0].id if events else None
+
+    def knows(self, button_id: str) -> bool:
+        return button_id in self._buttons
+
+
+def _handler(control: ControlledGateway) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            parts = self.path.strip("/").split("/")
+            if len(parts) != 2 or parts[0] != "press" or not control.knows(parts[1]):
+                self._reply(404, {"error": "unknown_button"})
+                return
+            event_id = control.press(parts[1])
+            if event_id is None:
+                self._reply(503, {"error": "no_event"})
+            else:
+                self._reply(200, {"id": event_id})
+
+        def do_GET(self) -> None:
+            if self.path != "/health":
+                self._reply(404, {"error": "not_found"})
+                return
+            self._reply(200, control.gateway.health().to_dict())
+
+        def _reply(self, status: int, body: dict[str, Any]) -> None:
+            data = json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    return Handler
+
+
+def run(config_path: str, host: str, port: int) -> int:
+    try:
+        config = load_config(config_path)
+        factory = MockFactory()
+        gateway = Gateway(config, pin_factory=factory).start()
+    except ConfigError as exc:
+        print(f"siaga-sim gateway: configuration error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except OutboxError as exc:
+        print(f"siaga-sim gateway: {exc}", file=sys.stderr)
+        return 1
+    control = ControlledGateway(gateway, factory)
+    server = ThreadingHTTPServer((host, port), _handler(control))
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, name="control", daemon=True)
+    thread.start()
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    print(f"siaga-sim gateway {config.id} ready; control on http://{host}:{server.server_port}/", flush=True)
+    try:
+        serve(gateway, stop)
+    finally:
+        server.shutdown()
+        server.server_close()
+    return 0
