@@ -14,10 +14,11 @@ from firmware_bridge.timeutil import format_epoch
 
 from . import store
 from .alarms import Action, AlarmChanged, AlarmNotFound, InvalidAction, InvalidTransition
-from .auth import Role, login_required, session_user, visible_kinds
+from .auth import Role, login_required, session_user, trouble_kinds, visible_kinds
 from .db import connect, get_db
 from .hub import LiveMessage, TooManyStreams
 from .live import live
+from .supervision import open_troubles
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +106,12 @@ def gateways() -> Any:
     return jsonify(gateways=store.list_gateways(get_db()))
 
 
+@bp.get("/troubles")
+@login_required(*_BOARD_ROLES, Role.TECHNICIAN)
+def troubles() -> Any:
+    return jsonify(troubles=open_troubles(get_db(), trouble_kinds()))
+
+
 def _snapshot(kinds: frozenset[str]) -> LiveMessage:
     conn = get_db()
     return LiveMessage(
@@ -113,6 +120,7 @@ def _snapshot(kinds: frozenset[str]) -> LiveMessage:
             "alarms": store.list_alarms(conn, kinds=kinds, open_only=True),
             "closed": store.recently_closed(conn, kinds=kinds, since=time.time() - CLOSED_MEMORY_S),
             "gateways": store.list_gateways(conn),
+            "troubles": open_troubles(conn, kinds),
             "server_time": format_epoch(time.time()),
         },
     )

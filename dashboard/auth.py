@@ -45,6 +45,14 @@ ALARM_KINDS: dict[Role, frozenset[str]] = {
     Role.SATPOL: frozenset(),
 }
 
+#: Whose device troubles (a missing button, a low battery, an open case) each
+#: role sees; every board role also sees its gateways' troubles. Technicians
+#: maintain SAPA buttons too, so they see their troubles, never their alarms.
+TROUBLE_KINDS: dict[Role, frozenset[str]] = {
+    **ALARM_KINDS,
+    Role.TECHNICIAN: frozenset({Kind.FIRE.value, Kind.SAPA.value}),
+}
+
 #: The board each role lands on after signing in.
 HOME: dict[Role, str] = {
     Role.FIRE_OPERATOR: "board.fire",
@@ -102,6 +110,11 @@ def current_role() -> Role | None:
 def visible_kinds() -> frozenset[str]:
     role = current_role()
     return ALARM_KINDS.get(role, frozenset()) if role else frozenset()
+
+
+def trouble_kinds() -> frozenset[str]:
+    role = current_role()
+    return TROUBLE_KINDS.get(role, frozenset()) if role else frozenset()
 
 
 def _wants_json() -> bool:

@@ -44,7 +44,10 @@ def sapa() -> str:
 @bp.get("/healthz")
 def healthz() -> Any:
     """Liveness for systemd, load balancers and monitoring; reveals no data."""
-    ingest = live().ingest
+    state = live()
+    ingest, supervisor = state.ingest, state.supervisor
     ok = ingest is None or (ingest.is_alive() and ingest.failure is None)
+    if state.started and supervisor is not None:
+        ok = ok and supervisor.is_alive()
     body = {"ok": ok, "mqtt_connected": bool(ingest and ingest.connected.is_set())}
     return jsonify(body), (200 if ok else 503)

@@ -14,6 +14,7 @@ from firmware_bridge.settings import Section, read_toml
 from .i18n import LANGUAGES
 from .reports.categories import load_catalogue
 from .reports.photos import writable_folder
+from .supervision import SupervisionSettings
 
 
 def load_config(path: str | Path, *, create_secret: bool = True) -> dict[str, Any]:
@@ -43,6 +44,7 @@ def parse_config(root: Section, *, create_secret: bool = True) -> dict[str, Any]
     config["SECRET_KEY"] = _secret_key(section, secret_key_file, create=create_secret)
     section.done()
     config.update(_reports(root.section("reports"), data_dir, prepare=create_secret))
+    config["SIAGA_SUPERVISION"] = _supervision(root.section("supervision"))
     broker = read_broker_settings(root.section("mqtt", required=True))
     config["SIAGA_BROKER"] = broker
     config["SIAGA_MQTT_CLIENT_ID"] = broker.client_id or "siaga-dashboard"
@@ -80,6 +82,21 @@ def _reports(section: Section, data_dir: Path, *, prepare: bool) -> dict[str, An
         except OSError as exc:
             raise section.error("photos_dir", f"cannot write to {str(config['SIAGA_PHOTOS_DIR'])!r}: {exc}") from None
     return config
+
+
+def _supervision(section: Section) -> SupervisionSettings:
+    """``[supervision]``: when a silent gateway or button becomes a trouble."""
+    settings = SupervisionSettings(
+        gateway_silent_s=section.float("gateway_silent_s", 90.0, min=5.0, max=86400.0),
+        radio_button_silent_s=section.float("radio_button_silent_s", 200.0, min=10.0, max=7 * 86400.0),
+        button_stuck_s=section.float("button_stuck_s", 60.0, min=5.0, max=86400.0),
+        clock_skew_s=section.float("clock_skew_s", 120.0, min=1.0, max=86400.0),
+        backlog_events=section.int("backlog_events", 100, min=1, max=10_000_000),
+        backlog_age_s=section.float("backlog_age_s", 60.0, min=1.0, max=86400.0),
+        check_interval_s=section.float("check_interval_s", 5.0, min=0.5, max=600.0),
+    )
+    section.done()
+    return settings
 
 
 def _secret_key(section: Section, path: Path, *, create: bool) -> str | None:

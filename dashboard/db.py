@@ -10,7 +10,7 @@ from pathlib import Path
 
 from flask import Flask, current_app, g
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 def connect(path: str | Path) -> sqlite3.Connection:
@@ -33,7 +33,16 @@ def init_schema(conn: sqlite3.Connection) -> None:
         raise RuntimeError(f"database schema {version} is newer than this dashboard ({SCHEMA_VERSION})")
     if version < SCHEMA_VERSION:
         conn.executescript(resources.files("dashboard").joinpath("schema.sql").read_text("utf-8"))
+        _add_columns(conn, "alarms", {"escalation": "INTEGER NOT NULL DEFAULT 0", "escalated_at": "REAL"})
         conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+
+
+def _add_columns(conn: sqlite3.Connection, table: str, columns: dict[str, str]) -> None:
+    """Columns added by a later schema version, on a database made by an earlier one."""
+    present = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+    for name, declaration in columns.items():
+        if name not in present:
+            conn.execute(f"ALTER TABLE {table} ADD COLUMN {name} {declaration}")
 
 
 @contextmanager

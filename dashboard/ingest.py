@@ -137,9 +137,7 @@ class Ingest:
         self.last_loop = time.monotonic()
         self.client = make_client(settings, client_id, persistent=True, manual_ack=True)
         self._started = format_epoch(time.time())
-        self.client.will_set(
-            self.topics.dashboard_status(), self._presence(GatewayState.OFFLINE), qos=1, retain=True
-        )
+        self.client.will_set(self.topics.dashboard_status(), self._presence(GatewayState.OFFLINE), qos=1, retain=True)
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message

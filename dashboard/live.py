@@ -11,6 +11,7 @@ from firmware_bridge.counters import Counters
 
 from .hub import Hub
 from .ingest import Ingest
+from .supervision import SupervisionSettings, Supervisor
 
 log = logging.getLogger(__name__)
 
@@ -21,6 +22,7 @@ EXTENSION = "siaga"
 class Live:
     hub: Hub
     ingest: Ingest | None
+    supervisor: Supervisor | None = None
     counters: Counters = field(default_factory=Counters)
     started: bool = False
 
@@ -38,7 +40,8 @@ def init_app(app: Flask) -> None:
             client_id=app.config.get("SIAGA_MQTT_CLIENT_ID", "siaga-dashboard"),
             counters=counters,
         )
-    app.extensions[EXTENSION] = Live(hub=hub, ingest=ingest, counters=counters)
+    supervisor = Supervisor(app.config["DATABASE"], hub, app.config.get("SIAGA_SUPERVISION") or SupervisionSettings())
+    app.extensions[EXTENSION] = Live(hub=hub, ingest=ingest, supervisor=supervisor, counters=counters)
 
 
 def live() -> Live:
@@ -50,6 +53,8 @@ def start(app: Flask) -> None:
     state: Live = app.extensions[EXTENSION]
     if state.ingest is not None and not state.started:
         state.ingest.start()
+        if state.supervisor is not None:
+            state.supervisor.start()
         state.started = True
 
 
@@ -57,5 +62,7 @@ def stop(app: Flask) -> None:
     state: Live = app.extensions[EXTENSION]
     state.hub.close()
     if state.ingest is not None and state.started:
+        if state.supervisor is not None:
+            state.supervisor.stop()
         state.ingest.stop()
         state.started = False

@@ -1,4 +1,4 @@
--- Siaga dashboard store, schema version 2 (PRAGMA user_version).
+-- Siaga dashboard store, schema version 3 (PRAGMA user_version).
 -- Times named *_at are the dashboard's clock (Unix seconds, REAL);
 -- ts columns are the gateway's clock as sent (ISO 8601 text).
 
@@ -66,7 +66,9 @@ CREATE TABLE IF NOT EXISTS alarms (
     resolved_at      REAL,
     resolved_by      TEXT,
     resolution       TEXT,               -- real / false_alarm / test
-    note             TEXT
+    note             TEXT,
+    escalation       INTEGER NOT NULL DEFAULT 0,  -- escalation steps taken while unacknowledged
+    escalated_at     REAL
 );
 -- At most one open alarm per button: further presses join it.
 CREATE UNIQUE INDEX IF NOT EXISTS alarms_open_button ON alarms(button) WHERE state != 'resolved';
@@ -177,3 +179,36 @@ CREATE TABLE IF NOT EXISTS api_keys (
     revoked_at   REAL,
     last_used_at REAL
 );
+
+-- Supervision (schema 3): each trouble from when it began to when it cleared.
+CREATE TABLE IF NOT EXISTS troubles (
+    id           INTEGER PRIMARY KEY AUTOINCREMENT,
+    key          TEXT    NOT NULL,          -- type:subject, one open trouble per key
+    type         TEXT    NOT NULL,          -- gateway_offline, button_missing, low_battery, ...
+    gw           TEXT,
+    button       TEXT,
+    kind         TEXT,                      -- the button's kind (who may see it); NULL for a gateway's trouble
+    detail       TEXT    NOT NULL,
+    began_at     REAL    NOT NULL,          -- best estimate of when it began
+    detected_at  REAL    NOT NULL,
+    cleared_at   REAL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS troubles_open_key ON troubles(key) WHERE cleared_at IS NULL;
+CREATE INDEX IF NOT EXISTS troubles_began ON troubles(began_at);
+
+-- Escalation (schema 3): notifications of unacknowledged alarms, a durable
+-- queue of their own: kept until the receiver confirms (2xx) or retries run out.
+CREATE TABLE IF NOT EXISTS notifications (
+    id           INTEGER PRIMARY KEY AUTOINCREMENT,
+    alarm_id     INTEGER NOT NULL REFERENCES alarms(id),
+    step         INTEGER NOT NULL,          -- 1, 2, ...: the escalation step that sent it
+    webhook      TEXT    NOT NULL,          -- the receiver's name in dashboard.toml
+    payload      TEXT    NOT NULL,          -- the JSON body
+    created_at   REAL    NOT NULL,
+    attempts     INTEGER NOT NULL DEFAULT 0,
+    next_at      REAL    NOT NULL,
+    sent_at      REAL,
+    gave_up_at   REAL,
+    last_error   TEXT
+);
+CREATE INDEX IF NOT EXISTS notifications_due ON notifications(next_at) WHERE sent_at IS NULL AND gave_up_at IS NULL;

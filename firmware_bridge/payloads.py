@@ -83,8 +83,7 @@ def schema_text(name: str) -> str:
 
 
 _VALIDATORS: dict[str, Callable[[Any], Any]] = {
-    name: _load_schema(name)
-    for name in ("event", "status", "inventory", "health", "indication", "receipt", "presence")
+    name: _load_schema(name) for name in ("event", "status", "inventory", "health", "indication", "receipt", "presence")
 }
 
 

@@ -54,9 +54,13 @@ class Gateway:
         pin_factory: Factory | None = None,
         version: str = __version__,
         pump_window: int = 500,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.config = config
         self.version = version
+        #: The wall clock stamped on events and health (a Pi without a real-time
+        #: clock may be far off until NTP syncs); intervals use time.monotonic.
+        self.clock = clock
         self.counters = Counters()
         self.started_at = time.time()
         self.topics = Topics(config.broker.root)
@@ -178,13 +182,13 @@ class Gateway:
             button=button.id,
             kind=button.kind,
             type=type,
-            ts=format_epoch(time.time()),
+            ts=format_epoch(self.clock()),
             src=Source.GPIO,
             held_ms=held_ms,
         )
         payload = event.encode()
         try:
-            stored = self.outbox.put(event.id, self._event_topic, payload)
+            stored = self.outbox.put(event.id, self._event_topic, payload, now=self.clock())
         except OutboxError as exc:
             # Never lose the press: send it from memory and say so loudly.
             self.counters.add("outbox_errors")
@@ -204,6 +208,11 @@ class Gateway:
     def add_record_listener(self, listener: Callable[[Event], None]) -> None:
         """Call ``listener(event)`` after each event is committed (or, if the disk failed, handed on)."""
         self._record_listeners.append(listener)
+
+    def _button_views(self) -> list[dict[str, object]]:
+        with self._lock:
+            buttons = list(self.buttons.values())
+        return [button.view() for button in buttons]
 
     def liveness(self) -> str | None:
         """None while every loop a press depends on is turning, else what is wrong (for the watchdog)."""
@@ -302,7 +311,7 @@ class Gateway:
     def inventory_payload(self) -> bytes:
         return Inventory(
             gw=self.config.id,
-            ts=format_epoch(time.time()),
+            ts=format_epoch(self.clock()),
             buttons=tuple(
                 ButtonInfo(id=b.id, kind=b.kind, transport=Source.GPIO, site=b.site, label=b.label)
                 for b in self.config.buttons
@@ -317,7 +326,7 @@ class Gateway:
         oldest = self.outbox.oldest_created_at()
         return Health(
             gw=self.config.id,
-            ts=format_epoch(time.time()),
+            ts=format_epoch(self.clock()),
             uptime_s=round(time.time() - self.started_at, 3),
             outbox={
                 "depth": self.outbox.depth(),
@@ -333,6 +342,7 @@ class Gateway:
                 "delivery_verified": self.link.echo.is_set(),
                 "mqtt_connected": self.link.connected.is_set(),
                 "dashboard_online": self.link.dashboard_online,
+                "buttons": self._button_views(),
                 "pump_alive": self.pump.is_alive(),
                 **({"radio": self.radio.health()} if self.radio is not None else {}),
             },

@@ -74,6 +74,11 @@ class WiredButton:
     def _held(self) -> None:
         self._on_press(self.config, int(self.config.hold_s * 1000))
 
+    def view(self) -> dict[str, object]:
+        """For health: a button held for long is stuck (jammed, or its wire shorted)."""
+        held = self.button.active_time if self.button.is_active else None
+        return {"id": self.config.id, "pressed": bool(self.button.is_active), "pressed_for_s": held}
+
     def show(self, pattern: Pattern) -> None:
         """Drive the LED (and, for a fire button newly received, a short chirp)."""
         previous, self.pattern = self.pattern, pattern

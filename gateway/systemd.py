@@ -80,14 +80,14 @@ class Watchdog:
                 trouble = self._check()
             except Exception as exc:  # noqa: BLE001 - a failing check is itself a reason not to ping
                 trouble = f"health check failed: {exc!r}"
+            previous, self.trouble = self.trouble, trouble  # set before pinging: a ping means healthy
             if trouble is None:
-                if self.trouble is not None:
+                if previous is not None:
                     log.warning("watchdog: healthy again")
                 if notify("WATCHDOG=1", self._environ):
                     self.pings += 1
-            elif trouble != self.trouble:
+            elif trouble != previous:
                 log.critical("watchdog: not pinging systemd (%s); it will restart the gateway", trouble)
-            self.trouble = trouble
             self._stop.wait(self.interval)
 
 

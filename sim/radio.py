@@ -476,6 +476,8 @@ class VirtualNode:
         self.button = VirtualPin(1)  # pulled up: 0 while pressed
         self._release: threading.Timer | None = None
         self.led = VirtualPin(0)
+        #: The case switch: 1 when the case is open (``open_case``).
+        self.tamper = VirtualPin(0)
         self.battery = _Battery(spec.battery_mv)
         settings = {"HOLD_MS": spec.hold_ms, **spec.settings}
         config = SimpleNamespace(NODE_ID=spec.node_id, KEY=spec.key.hex(), KIND=spec.kind, **settings)
@@ -491,6 +493,7 @@ class VirtualNode:
             fw.siaga_node.file_counter(stem + ".counter"),
             memo=fw.siaga_node.FileStorage(stem + ".press"),
             battery=self.battery,
+            tamper=self.tamper,
             rng=rng.random,
         )
         self._wake = threading.Event()
@@ -522,6 +525,11 @@ class VirtualNode:
         self._release = threading.Timer(max(hold, 0.06), lambda: self.button.value(1))
         self._release.daemon = True
         self._release.start()
+
+    def open_case(self, opened: bool = True) -> None:
+        """Someone opens (or closes) the button's case: its tamper switch."""
+        self.tamper.value(1 if opened else 0)
+        self._wake.set()
 
     def wait_for_pattern(self, pattern: str, timeout: float) -> bool:
         with self._changed:

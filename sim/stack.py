@@ -15,6 +15,7 @@ the dashboard's database.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -88,6 +89,7 @@ class SmallDisk:
 
     def fill(self) -> None:
         """Write until the filesystem is full (ENOSPC), as a filling SD card does."""
+        self._truncate_sqlite_journals()
         self.filler = self.path / "filler"
         fd = os.open(self.filler, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
@@ -99,6 +101,17 @@ class SmallDisk:
                     pass
         finally:
             os.close(fd)
+
+    def _truncate_sqlite_journals(self) -> None:
+        """Checkpoint and truncate every SQLite WAL on this disk first: a WAL reuses the space
+        it already holds, so a disk filled behind a grown WAL may go unnoticed for hundreds of
+        commits, and the fault would test nothing."""
+        for database in self.path.glob("*.sqlite"):
+            with contextlib.closing(sqlite3.connect(database, timeout=10)) as db:
+                for _attempt in range(20):
+                    busy, _pages, _done = db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+                    if not busy:
+                        break
 
     def free(self) -> None:
         if self.filler is not None:

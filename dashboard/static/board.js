@@ -10,6 +10,7 @@
   const lang = root.dataset.lang === "en" ? "en-GB" : "id-ID";
   const alarms = new Map();
   const gateways = new Map();
+  const troubles = new Map();
   let serverOffsetMs = 0;
 
   const t = (key, vars) => {
@@ -65,6 +66,13 @@
     data.alarms.forEach(applyAlarm);
     gateways.clear();
     data.gateways.forEach((gw) => gateways.set(gw.gw, gw));
+    troubles.clear();
+    (data.troubles || []).forEach(applyTrouble);
+  }
+
+  function applyTrouble(trouble) {
+    if (trouble.cleared) troubles.delete(trouble.id);
+    else troubles.set(trouble.id, trouble);
   }
 
   // -- rendering -------------------------------------------------------------
@@ -78,6 +86,23 @@
         el("span", { class: "mark", "aria-hidden": "true" }, mark), ` ${gw.gw}: `, el("strong", {}, label));
     });
     list.replaceChildren(...(items.length ? items : [el("li", { class: "muted" }, t("no_gateways"))]));
+  }
+
+  function renderTroubles() {
+    const sorted = [...troubles.values()].sort((a, b) => a.began.localeCompare(b.began));
+    const items = sorted.map((trouble) => el("li", {
+      class: `trouble trouble-${trouble.type}`,
+      dataset: { troubleId: trouble.id, type: trouble.type, subject: trouble.button || trouble.gw },
+    },
+    el("strong", { class: "what" }, t(`trouble_${trouble.type}`)),
+    ` ${trouble.button || trouble.gw}`,
+    trouble.button ? el("span", { class: "via" }, ` @ ${trouble.gw}`) : null,
+    el("span", { class: "detail" }, ` — ${trouble.detail}`),
+    el("div", { class: "meta" }, `${t("trouble_since")} ${clock(trouble.began)} · `,
+      el("span", { class: "ago", dataset: { since: trouble.began } }, ago(trouble.began)))));
+    document.getElementById("trouble-list").replaceChildren(...items);
+    document.getElementById("trouble-count").textContent = String(sorted.length);
+    document.getElementById("no-troubles").hidden = sorted.length > 0;
   }
 
   function actionsFor(alarm) {
@@ -123,7 +148,7 @@
     updateSound();
   }
 
-  function render() { renderGateways(); renderAlarms(); }
+  function render() { renderGateways(); renderTroubles(); renderAlarms(); }
 
   setInterval(() => {
     document.querySelectorAll(".ago[data-since]").forEach((node) => { node.textContent = ago(node.dataset.since); });
@@ -219,6 +244,7 @@
     source.addEventListener("snapshot", (e) => { applySnapshot(JSON.parse(e.data)); setStream("live"); render(); });
     source.addEventListener("alarm", (e) => { applyAlarm(JSON.parse(e.data)); renderAlarms(); });
     source.addEventListener("gateway", (e) => { const gw = JSON.parse(e.data); gateways.set(gw.gw, gw); renderGateways(); });
+    source.addEventListener("trouble", (e) => { applyTrouble(JSON.parse(e.data)); renderTroubles(); });
     source.addEventListener("error", () => {
       setStream("connecting");
       if (source.readyState === EventSource.CLOSED) {

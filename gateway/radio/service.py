@@ -49,12 +49,18 @@ class NodeStats:
     events: int = 0
     heartbeats: int = 0
     duplicates: int = 0
+    flags: int = 0
     rejected: Counter[str] = field(default_factory=Counter)
 
-    def view(self) -> dict[str, Any]:
+    def view(self, now: float | None = None) -> dict[str, Any]:
+        now = time.time() if now is None else now
         return {
             "button": self.button,
             "last_heard": None if self.last_heard is None else format_epoch(self.last_heard),
+            # Measured on the gateway's own clock, so a wrong clock cannot hide a silent button.
+            "age_s": None if self.last_heard is None else round(max(0.0, now - self.last_heard), 1),
+            "low_battery": bool(self.flags & radio.Flag.LOW_BATTERY),
+            "tamper": bool(self.flags & radio.Flag.TAMPER),
             "rssi": self.rssi,
             "snr": self.snr,
             "battery_mv": self.battery_mv,
@@ -182,6 +188,7 @@ class RadioService:
             # destroyed button look alive, nor steer our replies elsewhere.
             stats.frames += 1
             stats.last_heard, stats.rssi, stats.snr = now, received.rssi, received.snr
+            stats.flags = int(uplink.flags)
             stats.source = received.source if received.source is not None else stats.source
             if uplink.battery_mv:
                 stats.battery_mv = uplink.battery_mv

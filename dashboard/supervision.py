@@ -1,0 +1,335 @@
+"""Supervision: nothing silent. Every gateway and button that stops reporting becomes a trouble.
+
+:func:`evaluate` is the rule book and does no I/O: from what the store knows
+of each gateway (its status, its last health message and when it arrived)
+it lists the troubles that hold now. :class:`Supervisor` runs it every few
+seconds, records when each trouble began and cleared (table ``troubles``) and
+tells the boards.
+
+Times: ``*_at`` values are the dashboard's clock. A gateway's own timestamps
+are used only as differences on the gateway's clock (how long ago a button was
+heard, how old the oldest waiting event is), so a gateway whose clock is
+wrong is flagged but cannot hide a silent button.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from firmware_bridge.timeutil import parse_ts
+
+from .db import connect, transaction
+from .hub import Hub, LiveMessage
+
+log = logging.getLogger(__name__)
+
+
+class TroubleType(StrEnum):
+    GATEWAY_OFFLINE = "gateway_offline"  # its last will, or a clean stop
+    GATEWAY_SILENT = "gateway_silent"  # online, but its health stopped: hung
+    GATEWAY_CLOCK = "gateway_clock"  # its clock is far from ours
+    GATEWAY_BACKLOG = "gateway_backlog"  # events wait in its outbox
+    GATEWAY_DISK = "gateway_disk"  # its outbox cannot store: events only in memory
+    RADIO_MISSING = "radio_missing"  # its LoRa module is unplugged or dead
+    BUTTON_MISSING = "button_missing"  # a radio button not heard within its window
+    BUTTON_STUCK = "button_stuck"  # a wired button held down for long
+    LOW_BATTERY = "low_battery"
+    TAMPER = "tamper"  # the button's case is open
+
+
+@dataclass(frozen=True)
+class SupervisionSettings:
+    gateway_silent_s: float = 90.0
+    radio_button_silent_s: float = 200.0
+    button_stuck_s: float = 60.0
+    clock_skew_s: float = 120.0
+    backlog_events: int = 100
+    backlog_age_s: float = 60.0
+    check_interval_s: float = 5.0
+
+
+@dataclass(frozen=True)
+class Trouble:
+    type: TroubleType
+    gw: str | None
+    button: str | None
+    kind: str | None  # the button's kind (fire / sapa): who may see it; None for a gateway's trouble
+    detail: str
+    began_at: float  # dashboard clock: our best estimate of when it began
+
+    @property
+    def key(self) -> str:
+        return f"{self.type}:{self.button or self.gw}"
+
+
+@dataclass(frozen=True)
+class GatewayFacts:
+    gw: str
+    state: str
+    updated_at: float
+    health: dict[str, Any] | None
+    health_at: float | None
+
+
+#: button id -> (gateway, kind, transport), from the gateways' inventories
+Buttons = dict[str, tuple[str, str, str]]
+
+
+def evaluate(
+    now: float, gateways: Iterable[GatewayFacts], buttons: Buttons, settings: SupervisionSettings
+) -> list[Trouble]:
+    """Every trouble that holds at ``now``. ``buttons``: id -> (gateway, kind, transport), from the inventories."""
+    troubles: list[Trouble] = []
+    heard: dict[str, tuple[float, str]] = {}  # radio button -> (last heard, dashboard clock; by which gateway)
+    live_gateways: set[str] = set()
+    for facts in gateways:
+        troubles += _gateway_troubles(now, facts, settings)
+        if facts.state == "online" and facts.health is not None and facts.health_at is not None:
+            live = now - facts.health_at <= settings.gateway_silent_s
+            if live:
+                live_gateways.add(facts.gw)
+            # What a silent gateway last said of its buttons is stale: it cannot make one missing.
+            ears = heard if live else {}
+            troubles += _health_troubles(facts.gw, facts.health, facts.health_at, buttons, settings, ears)
+    for button, (gw, kind, transport) in sorted(buttons.items()):
+        if transport != "lora":
+            continue
+        last = heard.get(button)
+        if last is not None and now - last[0] <= settings.radio_button_silent_s:
+            continue
+        if last is None and gw not in live_gateways:
+            continue  # its gateway's own trouble says it all; no news of the button either way
+        began = last[0] if last else now
+        detail = "not heard since it was installed" if last is None else f"not heard for {now - last[0]:.0f} s"
+        troubles.append(Trouble(TroubleType.BUTTON_MISSING, gw, button, kind, detail, began))
+    return troubles
+
+
+def _gateway_troubles(now: float, facts: GatewayFacts, settings: SupervisionSettings) -> list[Trouble]:
+    if facts.state != "online":
+        return [Trouble(TroubleType.GATEWAY_OFFLINE, facts.gw, None, None, "offline", facts.updated_at)]
+    last = facts.health_at if facts.health_at is not None else facts.updated_at
+    if now - last > settings.gateway_silent_s:
+        return [Trouble(TroubleType.GATEWAY_SILENT, facts.gw, None, None, f"no health for {now - last:.0f} s", last)]
+    return []
+
+
+def _health_troubles(
+    gw: str,
+    health: dict[str, Any],
+    health_at: float,
+    buttons: Buttons,
+    settings: SupervisionSettings,
+    heard: dict[str, tuple[float, str]],
+) -> list[Trouble]:
+    troubles: list[Trouble] = []
+    sent_at = _epoch(health.get("ts"))
+    if sent_at is not None and abs(sent_at - health_at) > settings.clock_skew_s:
+        skew = sent_at - health_at
+        detail = f"clock {abs(skew):.0f} s {'ahead' if skew > 0 else 'behind'}"
+        troubles.append(Trouble(TroubleType.GATEWAY_CLOCK, gw, None, None, detail, health_at))
+    outbox = health.get("outbox") or {}
+    depth = outbox.get("depth") or 0
+    oldest = _epoch(outbox.get("oldest_ts"))
+    waited = (sent_at - oldest) if (sent_at is not None and oldest is not None) else 0.0
+    if depth >= settings.backlog_events or (depth and waited > settings.backlog_age_s):
+        detail = f"{depth} event(s) waiting, oldest {waited:.0f} s"
+        troubles.append(Trouble(TroubleType.GATEWAY_BACKLOG, gw, None, None, detail, health_at - max(waited, 0.0)))
+    memory_only = outbox.get("memory_only") or 0
+    if memory_only or health.get("outbox_ok") is False:
+        detail = f"outbox unavailable; {memory_only} event(s) only in memory"
+        troubles.append(Trouble(TroubleType.GATEWAY_DISK, gw, None, None, detail, health_at))
+    radio = health.get("radio")
+    if isinstance(radio, dict):
+        module = radio.get("module") or {}
+        if module.get("state") == "missing":
+            detail = f"LoRa module {module.get('type')} missing on {module.get('port')}"
+            troubles.append(Trouble(TroubleType.RADIO_MISSING, gw, None, None, detail, health_at))
+        for node in (radio.get("nodes") or {}).values():
+            troubles += _node_troubles(gw, node, health_at, buttons, heard)
+    for wired in health.get("buttons") or []:
+        held = wired.get("pressed_for_s")
+        if isinstance(held, (int, float)) and held > settings.button_stuck_s:
+            button = wired.get("id")
+            kind = buttons.get(button, (gw, None, None))[1]
+            detail = f"held down for {held:.0f} s"
+            troubles.append(Trouble(TroubleType.BUTTON_STUCK, gw, button, kind, detail, health_at - held))
+    return troubles
+
+
+def _node_troubles(
+    gw: str,
+    node: dict[str, Any],
+    health_at: float,
+    buttons: Buttons,
+    heard: dict[str, tuple[float, str]],
+) -> list[Trouble]:
+    button = node.get("button")
+    if not isinstance(button, str):
+        return []
+    kind = buttons.get(button, (gw, None, None))[1]
+    age = node.get("age_s")
+    if isinstance(age, (int, float)):
+        at = health_at - age
+        if button not in heard or at > heard[button][0]:
+            heard[button] = (at, gw)
+    troubles = []
+    if node.get("low_battery"):
+        battery = node.get("battery_mv")
+        detail = f"battery {battery} mV" if battery else "battery low"
+        troubles.append(Trouble(TroubleType.LOW_BATTERY, gw, button, kind, detail, health_at))
+    if node.get("tamper"):
+        troubles.append(Trouble(TroubleType.TAMPER, gw, button, kind, "case opened", health_at))
+    return troubles
+
+
+def _epoch(text: object) -> float | None:
+    if not isinstance(text, str):
+        return None
+    try:
+        return parse_ts(text).timestamp()
+    except ValueError:
+        return None
+
+
+# -- the store and the thread ------------------------------------------------------------------
+
+
+def load_facts(conn: sqlite3.Connection) -> tuple[list[GatewayFacts], Buttons]:
+    gateways = []
+    for row in conn.execute("SELECT gw, state, updated_at, health, health_at FROM gateways"):
+        try:
+            health = json.loads(row["health"]) if row["health"] else None
+        except ValueError:
+            health = None
+        gateways.append(GatewayFacts(row["gw"], row["state"], row["updated_at"], health, row["health_at"]))
+    buttons = {
+        row["id"]: (row["gw"], row["kind"], row["transport"])
+        for row in conn.execute("SELECT id, gw, kind, transport FROM buttons")
+    }
+    return gateways, buttons
+
+
+def record(conn: sqlite3.Connection, troubles: list[Trouble], now: float) -> list[dict[str, Any]]:
+    """Open new troubles, update details, clear those that no longer hold; returns what changed."""
+    current = {trouble.key: trouble for trouble in troubles}
+    changed: list[int] = []
+    with transaction(conn):
+        open_rows = {row["key"]: row for row in conn.execute("SELECT * FROM troubles WHERE cleared_at IS NULL")}
+        for key, row in open_rows.items():
+            if key not in current:
+                conn.execute("UPDATE troubles SET cleared_at = ? WHERE id = ?", (now, row["id"]))
+                changed.append(row["id"])
+            elif current[key].detail != row["detail"]:
+                conn.execute("UPDATE troubles SET detail = ? WHERE id = ?", (current[key].detail, row["id"]))
+                changed.append(row["id"])
+        for key, trouble in current.items():
+            if key in open_rows:
+                continue
+            cursor = conn.execute(
+                "INSERT INTO troubles (key, type, gw, button, kind, detail, began_at, detected_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    key,
+                    str(trouble.type),
+                    trouble.gw,
+                    trouble.button,
+                    trouble.kind,
+                    trouble.detail,
+                    min(trouble.began_at, now),
+                    now,
+                ),
+            )
+            changed.append(int(cursor.lastrowid or 0))
+    return [trouble_view(row) for row in _rows(conn, changed)]
+
+
+def _rows(conn: sqlite3.Connection, ids: list[int]) -> list[sqlite3.Row]:
+    if not ids:
+        return []
+    marks = ",".join("?" * len(ids))
+    return conn.execute(f"SELECT * FROM troubles WHERE id IN ({marks}) ORDER BY id", ids).fetchall()  # noqa: S608
+
+
+def trouble_view(row: sqlite3.Row) -> dict[str, Any]:
+    from firmware_bridge.timeutil import format_epoch
+
+    return {
+        "id": row["id"],
+        "type": row["type"],
+        "gw": row["gw"],
+        "button": row["button"],
+        "kind": row["kind"],
+        "detail": row["detail"],
+        "began": format_epoch(row["began_at"]),
+        "detected": format_epoch(row["detected_at"]),
+        "cleared": format_epoch(row["cleared_at"]) if row["cleared_at"] is not None else None,
+    }
+
+
+def open_troubles(conn: sqlite3.Connection, kinds: frozenset[str]) -> list[dict[str, Any]]:
+    """Open troubles a role may see: its kinds' buttons, and every gateway's."""
+    rows = conn.execute("SELECT * FROM troubles WHERE cleared_at IS NULL ORDER BY began_at").fetchall()
+    return [trouble_view(row) for row in rows if row["kind"] is None or row["kind"] in kinds]
+
+
+class Supervisor:
+    """Evaluates the rules every ``check_interval_s`` and tells the boards what changed."""
+
+    def __init__(self, database: str, hub: Hub, settings: SupervisionSettings) -> None:
+        self._database = database
+        self._hub = hub
+        self.settings = settings
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="siaga-supervisor", daemon=True)
+        self.failure: BaseException | None = None
+        self.last_check = 0.0
+        self.errors = 0
+
+    def start(self) -> Supervisor:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(5)
+
+    def is_alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def check(self, conn: sqlite3.Connection, now: float | None = None) -> list[dict[str, Any]]:
+        now = time.time() if now is None else now
+        gateways, buttons = load_facts(conn)
+        changed = record(conn, evaluate(now, gateways, buttons, self.settings), now)
+        for view in changed:
+            state = "cleared" if view["cleared"] else "open"
+            log.warning("trouble %s %s: %s %s", state, view["type"], view["button"] or view["gw"], view["detail"])
+            self._hub.publish(LiveMessage("trouble", view, kind=view["kind"]))
+        self.last_check = time.monotonic()
+        return changed
+
+    def _run(self) -> None:
+        conn = connect(self._database)
+        try:
+            while not self._stop.is_set():
+                try:
+                    self.check(conn)
+                except sqlite3.Error as exc:  # the store is busy or failing: try again next round
+                    self.errors += 1
+                    log.error("supervision check failed: %s", exc)
+                self._stop.wait(self.settings.check_interval_s)
+        except BaseException as exc:
+            self.failure = exc
+            log.critical("supervisor stopped: %r", exc, exc_info=True)
+            raise
+        finally:
+            conn.close()
