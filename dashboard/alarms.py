@@ -25,6 +25,7 @@ class Action(StrEnum):
     PRESSED = "pressed"
     ACKNOWLEDGED = "acknowledged"
     RESOLVED = "resolved"
+    ESCALATED = "escalated"  # taken by the dashboard itself: nobody acknowledged in time
 
 
 class AlarmNotFound(SiagaError, LookupError):

@@ -12,7 +12,7 @@ from flask import Blueprint, Response, abort, current_app, g, jsonify, request, 
 from firmware_bridge.payloads import Kind
 from firmware_bridge.timeutil import format_epoch
 
-from . import store
+from . import notify, store
 from .alarms import Action, AlarmChanged, AlarmNotFound, InvalidAction, InvalidTransition
 from .auth import Role, login_required, session_user, trouble_kinds, visible_kinds
 from .db import connect, get_db
@@ -50,7 +50,12 @@ def get_alarm(alarm_id: int) -> Any:
     if alarm is None:
         abort(404)
     conn = get_db()
-    return jsonify(alarm=alarm, actions=store.alarm_actions(conn, alarm_id), events=store.alarm_events(conn, alarm_id))
+    return jsonify(
+        alarm=alarm,
+        actions=store.alarm_actions(conn, alarm_id),
+        events=store.alarm_events(conn, alarm_id),
+        notifications=notify.list_for_alarm(conn, alarm_id),
+    )
 
 
 def _act(alarm_id: int, action: Action) -> Any:
@@ -81,6 +86,8 @@ def _act(alarm_id: int, action: Action) -> Any:
         return jsonify(error="invalid", message=str(exc)), 400
     state = live()
     state.hub.publish(LiveMessage("alarm", alarm, kind=alarm["kind"]))
+    if alarm["escalation"] and state.escalator is not None and state.escalator.notifier is not None:
+        state.escalator.notifier.wake()  # receivers that were told of the escalation hear it was answered
     if state.ingest is not None:
         state.ingest.indicate(alarm)
     else:

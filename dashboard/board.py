@@ -45,9 +45,9 @@ def sapa() -> str:
 def healthz() -> Any:
     """Liveness for systemd, load balancers and monitoring; reveals no data."""
     state = live()
-    ingest, supervisor = state.ingest, state.supervisor
+    ingest = state.ingest
     ok = ingest is None or (ingest.is_alive() and ingest.failure is None)
-    if state.started and supervisor is not None:
-        ok = ok and supervisor.is_alive()
+    if state.started:
+        ok = ok and all(worker.is_alive() for worker in (state.supervisor, state.escalator) if worker is not None)
     body = {"ok": ok, "mqtt_connected": bool(ingest and ingest.connected.is_set())}
     return jsonify(body), (200 if ok else 503)

@@ -7,11 +7,13 @@ import secrets
 from pathlib import Path
 from typing import Any
 
-from firmware_bridge.broker import read_broker_settings
+from firmware_bridge.broker import read_broker_settings, read_secret_file
 from firmware_bridge.errors import ConfigError
 from firmware_bridge.settings import Section, read_toml
 
+from .escalation import EscalationSettings
 from .i18n import LANGUAGES
+from .notify import RetryPolicy, Webhook
 from .reports.categories import load_catalogue
 from .reports.photos import writable_folder
 from .supervision import SupervisionSettings
@@ -45,6 +47,7 @@ def parse_config(root: Section, *, create_secret: bool = True) -> dict[str, Any]
     section.done()
     config.update(_reports(root.section("reports"), data_dir, prepare=create_secret))
     config["SIAGA_SUPERVISION"] = _supervision(root.section("supervision"))
+    config["SIAGA_ESCALATION"] = _escalation(root.section("escalation"))
     broker = read_broker_settings(root.section("mqtt", required=True))
     config["SIAGA_BROKER"] = broker
     config["SIAGA_MQTT_CLIENT_ID"] = broker.client_id or "siaga-dashboard"
@@ -97,6 +100,85 @@ def _supervision(section: Section) -> SupervisionSettings:
     )
     section.done()
     return settings
+
+
+_KINDS = ("fire", "sapa")
+_DEFAULT_STEPS = EscalationSettings().after_s
+
+
+def _escalation(section: Section) -> EscalationSettings:
+    """``[escalation]`` and its ``[[escalation.webhook]]`` receivers."""
+    after_s = {kind: _steps(section, f"{kind}_after_s", _DEFAULT_STEPS[kind]) for kind in _KINDS}
+    retry = RetryPolicy(
+        base_s=section.float("retry_base_s", 5.0, min=0.05, max=3600.0),
+        max_s=section.float("retry_max_s", 300.0, min=0.05, max=86400.0),
+    )
+    if retry.max_s < retry.base_s:
+        raise section.error("retry_max_s", "must not be below retry_base_s")
+    webhooks = tuple(_webhook(item) for item in section.sections("webhook"))
+    names = [webhook.name for webhook in webhooks]
+    for index, name in enumerate(names):
+        if name in names[:index]:
+            raise section.error(f"webhook[{index + 1}].name", f"{name!r} is used twice")
+    settings = EscalationSettings(
+        after_s=after_s,
+        webhooks=webhooks,
+        retry=retry,
+        check_interval_s=section.float("check_interval_s", 1.0, min=0.05, max=60.0),
+        board_url=section.str("board_url", None, pattern=r"^https?://"),
+    )
+    section.done()
+    return settings
+
+
+def _steps(section: Section, key: str, default: tuple[float, ...]) -> tuple[float, ...]:
+    value = section.raw(key, list(default))
+    if not isinstance(value, list) or not all(
+        isinstance(item, (int, float)) and not isinstance(item, bool) for item in value
+    ):
+        raise section.error(key, f"must be a list of seconds, e.g. [60, 180, 600] (got {value!r})")
+    steps = tuple(float(item) for item in value)
+    if any(not 1.0 <= item <= 7 * 86400 for item in steps):
+        raise section.error(key, "each step must be between 1 and 604800 seconds")
+    if list(steps) != sorted(set(steps)):
+        raise section.error(key, "steps must rise (each later than the one before)")
+    return steps
+
+
+def _webhook(section: Section) -> Webhook:
+    url = section.str("url", pattern=r"^https?://[^/\s]+")
+    kinds = section.raw("kinds")
+    if not isinstance(kinds, list) or not kinds or not set(kinds) <= set(_KINDS):
+        # No default on purpose: a SAPA alarm goes only where someone chose to send it.
+        raise section.error("kinds", f"must list the alarm kinds it receives: fire, sapa (got {kinds!r})")
+    steps = section.raw("steps", None)
+    if steps is not None and (
+        not isinstance(steps, list)
+        or not steps
+        or not all(isinstance(step, int) and not isinstance(step, bool) and step >= 1 for step in steps)
+    ):
+        raise section.error("steps", f"must list step numbers, e.g. [1, 2] (got {steps!r})")
+    secret_file = section.str("secret_file", None)
+    secret = read_secret_file(section, "secret_file", secret_file) if secret_file else None
+    if secret is not None and len(secret) < 16:
+        raise section.error("secret_file", "the signing secret must be at least 16 characters")
+    token_file = section.str("token_file", None)
+    ca_file = section.str("ca_file", None)
+    if ca_file is not None and not Path(ca_file).is_file():
+        raise section.error("ca_file", f"file {ca_file!r} does not exist")
+    webhook = Webhook(
+        name=section.str("name", pattern=r"^[A-Za-z0-9_.-]{1,40}$"),
+        url=url,
+        kinds=frozenset(kinds),
+        steps=None if steps is None else frozenset(steps),
+        secret=secret.encode("utf-8") if secret else None,
+        token=read_secret_file(section, "token_file", token_file) if token_file else None,
+        ca_file=ca_file,
+        timeout_s=section.float("timeout_s", 5.0, min=0.1, max=60.0),
+        max_attempts=section.int("max_attempts", 20, min=1, max=1000),
+    )
+    section.done()
+    return webhook
 
 
 def _secret_key(section: Section, path: Path, *, create: bool) -> str | None:

@@ -9,8 +9,10 @@ from flask import Flask, current_app
 
 from firmware_bridge.counters import Counters
 
+from .escalation import EscalationSettings, Escalator
 from .hub import Hub
 from .ingest import Ingest
+from .notify import Notifier
 from .supervision import SupervisionSettings, Supervisor
 
 log = logging.getLogger(__name__)
@@ -23,6 +25,7 @@ class Live:
     hub: Hub
     ingest: Ingest | None
     supervisor: Supervisor | None = None
+    escalator: Escalator | None = None
     counters: Counters = field(default_factory=Counters)
     started: bool = False
 
@@ -41,7 +44,12 @@ def init_app(app: Flask) -> None:
             counters=counters,
         )
     supervisor = Supervisor(app.config["DATABASE"], hub, app.config.get("SIAGA_SUPERVISION") or SupervisionSettings())
-    app.extensions[EXTENSION] = Live(hub=hub, ingest=ingest, supervisor=supervisor, counters=counters)
+    escalation = app.config.get("SIAGA_ESCALATION") or EscalationSettings()
+    notifier = Notifier(app.config["DATABASE"], escalation.webhooks, escalation.retry, counters)
+    escalator = Escalator(app.config["DATABASE"], hub, escalation, notifier)
+    app.extensions[EXTENSION] = Live(
+        hub=hub, ingest=ingest, supervisor=supervisor, escalator=escalator, counters=counters
+    )
 
 
 def live() -> Live:
@@ -53,8 +61,9 @@ def start(app: Flask) -> None:
     state: Live = app.extensions[EXTENSION]
     if state.ingest is not None and not state.started:
         state.ingest.start()
-        if state.supervisor is not None:
-            state.supervisor.start()
+        for worker in (state.supervisor, state.escalator):
+            if worker is not None:
+                worker.start()
         state.started = True
 
 
@@ -62,7 +71,8 @@ def stop(app: Flask) -> None:
     state: Live = app.extensions[EXTENSION]
     state.hub.close()
     if state.ingest is not None and state.started:
-        if state.supervisor is not None:
-            state.supervisor.stop()
+        for worker in (state.escalator, state.supervisor):
+            if worker is not None:
+                worker.stop()
         state.ingest.stop()
         state.started = False

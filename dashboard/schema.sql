@@ -187,6 +187,7 @@ CREATE TABLE IF NOT EXISTS troubles (
     type         TEXT    NOT NULL,          -- gateway_offline, button_missing, low_battery, ...
     gw           TEXT,
     button       TEXT,
+    subject      TEXT,                      -- what else it is about (a webhook's name)
     kind         TEXT,                      -- the button's kind (who may see it); NULL for a gateway's trouble
     detail       TEXT    NOT NULL,
     began_at     REAL    NOT NULL,          -- best estimate of when it began
@@ -196,19 +197,23 @@ CREATE TABLE IF NOT EXISTS troubles (
 CREATE UNIQUE INDEX IF NOT EXISTS troubles_open_key ON troubles(key) WHERE cleared_at IS NULL;
 CREATE INDEX IF NOT EXISTS troubles_began ON troubles(began_at);
 
--- Escalation (schema 3): notifications of unacknowledged alarms, a durable
--- queue of their own: kept until the receiver confirms (2xx) or retries run out.
+-- Escalation (schema 3): webhook notifications, a durable queue of their own.
+-- A row stays pending until its receiver answers 2xx (sent), retries run out
+-- (failed), or the alarm is acknowledged before it went out (cancelled).
 CREATE TABLE IF NOT EXISTS notifications (
     id           INTEGER PRIMARY KEY AUTOINCREMENT,
     alarm_id     INTEGER NOT NULL REFERENCES alarms(id),
-    step         INTEGER NOT NULL,          -- 1, 2, ...: the escalation step that sent it
+    kind         TEXT    NOT NULL,          -- the alarm's kind: who may see this row
+    event        TEXT    NOT NULL,          -- alarm.escalated / alarm.acknowledged / alarm.resolved
+    step         INTEGER NOT NULL,          -- the escalation step it belongs to
     webhook      TEXT    NOT NULL,          -- the receiver's name in dashboard.toml
-    payload      TEXT    NOT NULL,          -- the JSON body
+    payload      TEXT    NOT NULL,          -- the JSON body, fixed when queued
+    status       TEXT    NOT NULL DEFAULT 'pending',  -- pending / sent / failed / cancelled
     created_at   REAL    NOT NULL,
     attempts     INTEGER NOT NULL DEFAULT 0,
     next_at      REAL    NOT NULL,
-    sent_at      REAL,
-    gave_up_at   REAL,
+    finished_at  REAL,
     last_error   TEXT
 );
-CREATE INDEX IF NOT EXISTS notifications_due ON notifications(next_at) WHERE sent_at IS NULL AND gave_up_at IS NULL;
+CREATE INDEX IF NOT EXISTS notifications_due ON notifications(next_at) WHERE status = 'pending';
+CREATE INDEX IF NOT EXISTS notifications_alarm ON notifications(alarm_id);

@@ -16,6 +16,7 @@ from typing import Any
 from firmware_bridge.payloads import Event, Health, Inventory, Kind, Status
 from firmware_bridge.timeutil import format_epoch
 
+from . import notify
 from .alarms import (
     OPEN_STATES,
     Action,
@@ -78,6 +79,8 @@ def alarm_view(row: sqlite3.Row) -> dict[str, Any]:
         "resolution": row["resolution"],
         "note": row["note"],
         "last_event_id": row["last_event_id"],
+        "escalation": row["escalation"],
+        "escalated_at": _iso(row["escalated_at"]),
         "site": site,
         "transport": row["transport"],
     }
@@ -154,11 +157,11 @@ def _apply_press(conn: sqlite3.Connection, event: Event, received_at: float) -> 
         ),
     )
     actor = f"gw:{event.gw}"
-    _log_action(conn, new_id, Action.OPENED, actor, received_at, None, AlarmState.UNACKNOWLEDGED, None, event.id)
+    log_action(conn, new_id, Action.OPENED, actor, received_at, None, AlarmState.UNACKNOWLEDGED, None, event.id)
     return new_id, Action.OPENED
 
 
-def _log_action(
+def log_action(
     conn: sqlite3.Connection,
     alarm_id: int,
     action: Action,
@@ -284,7 +287,9 @@ def act_on_alarm(
                 "note = COALESCE(?, note) WHERE id = ?",
                 (new_state, now, actor, str(resolution), note, alarm_id),
             )
-        _log_action(conn, alarm_id, action, actor, now, state, new_state, note)
+        log_action(conn, alarm_id, action, actor, now, state, new_state, note)
+        if state is AlarmState.UNACKNOWLEDGED:
+            notify.settle(conn, alarm_id, now)  # escalation stops here
     alarm = get_alarm(conn, alarm_id, kinds=visible)
     assert alarm is not None
     return alarm

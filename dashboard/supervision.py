@@ -26,6 +26,7 @@ from typing import Any
 
 from firmware_bridge.timeutil import parse_ts
 
+from . import notify
 from .db import connect, transaction
 from .hub import Hub, LiveMessage
 
@@ -43,6 +44,7 @@ class TroubleType(StrEnum):
     BUTTON_STUCK = "button_stuck"  # a wired button held down for long
     LOW_BATTERY = "low_battery"
     TAMPER = "tamper"  # the button's case is open
+    WEBHOOK_FAILING = "webhook_failing"  # escalation notices are not getting through
 
 
 @dataclass(frozen=True)
@@ -64,10 +66,11 @@ class Trouble:
     kind: str | None  # the button's kind (fire / sapa): who may see it; None for a gateway's trouble
     detail: str
     began_at: float  # dashboard clock: our best estimate of when it began
+    subject: str | None = None  # what it is about when neither a gateway nor a button (a webhook)
 
     @property
     def key(self) -> str:
-        return f"{self.type}:{self.button or self.gw}"
+        return f"{self.type}:{self.button or self.gw or self.subject}"
 
 
 @dataclass(frozen=True)
@@ -218,6 +221,21 @@ def load_facts(conn: sqlite3.Connection) -> tuple[list[GatewayFacts], Buttons]:
     return gateways, buttons
 
 
+#: How long a notice that was given up stays a trouble (the operator must see it).
+WEBHOOK_FAILED_MEMORY_S = 3600.0
+
+
+def webhook_troubles(conn: sqlite3.Connection, now: float) -> list[Trouble]:
+    """Receivers whose escalation notices fail: retrying for three tries or more, or given up this hour."""
+    troubles = []
+    for row in notify.failing_webhooks(conn, since=now - WEBHOOK_FAILED_MEMORY_S):
+        kinds = set((row["kinds"] or "").split(","))
+        kind = next(iter(kinds)) if len(kinds) == 1 else None  # a SAPA-only receiver is the SAPA desk's concern
+        detail = f"{row['count']} notification(s) not delivered; last error: {row['error'] or '-'}"
+        troubles.append(Trouble(TroubleType.WEBHOOK_FAILING, None, None, kind, detail, row["began"], row["webhook"]))
+    return troubles
+
+
 def record(conn: sqlite3.Connection, troubles: list[Trouble], now: float) -> list[dict[str, Any]]:
     """Open new troubles, update details, clear those that no longer hold; returns what changed."""
     current = {trouble.key: trouble for trouble in troubles}
@@ -235,13 +253,14 @@ def record(conn: sqlite3.Connection, troubles: list[Trouble], now: float) -> lis
             if key in open_rows:
                 continue
             cursor = conn.execute(
-                "INSERT INTO troubles (key, type, gw, button, kind, detail, began_at, detected_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO troubles (key, type, gw, button, subject, kind, detail, began_at, detected_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     key,
                     str(trouble.type),
                     trouble.gw,
                     trouble.button,
+                    trouble.subject,
                     trouble.kind,
                     trouble.detail,
                     min(trouble.began_at, now),
@@ -267,6 +286,7 @@ def trouble_view(row: sqlite3.Row) -> dict[str, Any]:
         "type": row["type"],
         "gw": row["gw"],
         "button": row["button"],
+        "subject": row["button"] or row["gw"] or row["subject"],
         "kind": row["kind"],
         "detail": row["detail"],
         "began": format_epoch(row["began_at"]),
@@ -309,7 +329,8 @@ class Supervisor:
     def check(self, conn: sqlite3.Connection, now: float | None = None) -> list[dict[str, Any]]:
         now = time.time() if now is None else now
         gateways, buttons = load_facts(conn)
-        changed = record(conn, evaluate(now, gateways, buttons, self.settings), now)
+        troubles = evaluate(now, gateways, buttons, self.settings) + webhook_troubles(conn, now)
+        changed = record(conn, troubles, now)
         for view in changed:
             state = "cleared" if view["cleared"] else "open"
             log.warning("trouble %s %s: %s %s", state, view["type"], view["button"] or view["gw"], view["detail"])

@@ -75,7 +75,7 @@ def read_broker_settings(section: Section) -> BrokerSettings:
     if password is not None and password_file is not None:
         raise section.error("password", "give either password or password_file, not both")
     if password_file is not None:
-        password = _read_secret(section, "password_file", password_file)
+        password = read_secret_file(section, "password_file", password_file)
     settings = BrokerSettings(
         host=section.str("host", "127.0.0.1"),
         port=section.int("port", 8883 if tls else 1883, min=1, max=65535),
@@ -104,7 +104,7 @@ def _existing_file(section: Section, key: str) -> str | None:
     return value
 
 
-def _read_secret(section: Section, key: str, path: str) -> str:
+def read_secret_file(section: Section, key: str, path: str) -> str:
     try:
         return Path(path).read_text("utf-8").strip()
     except OSError as exc:

@@ -92,10 +92,10 @@
     const sorted = [...troubles.values()].sort((a, b) => a.began.localeCompare(b.began));
     const items = sorted.map((trouble) => el("li", {
       class: `trouble trouble-${trouble.type}`,
-      dataset: { troubleId: trouble.id, type: trouble.type, subject: trouble.button || trouble.gw },
+      dataset: { troubleId: trouble.id, type: trouble.type, subject: trouble.subject || trouble.button || trouble.gw },
     },
     el("strong", { class: "what" }, t(`trouble_${trouble.type}`)),
-    ` ${trouble.button || trouble.gw}`,
+    ` ${trouble.subject || trouble.button || trouble.gw}`,
     trouble.button ? el("span", { class: "via" }, ` @ ${trouble.gw}`) : null,
     el("span", { class: "detail" }, ` — ${trouble.detail}`),
     el("div", { class: "meta" }, `${t("trouble_since")} ${clock(trouble.began)} · `,
@@ -124,7 +124,13 @@
 
   function alarmCard(alarm) {
     const place = alarm.site ? alarm.site.name : t("site_unknown");
-    return el("li", { class: `alarm kind-${alarm.kind} state-${alarm.state}`, dataset: { alarmId: alarm.id, state: alarm.state, kind: alarm.kind } },
+    const escalated = alarm.state === "unacknowledged" && alarm.escalation > 0;
+    return el("li", {
+      class: `alarm kind-${alarm.kind} state-${alarm.state}${escalated ? " escalated" : ""}`,
+      dataset: { alarmId: alarm.id, state: alarm.state, kind: alarm.kind, escalation: alarm.escalation || 0 },
+    },
+      escalated ? el("strong", { class: "escalation", role: "alert" }, "⚠ ", t("escalated", { step: alarm.escalation }),
+        el("span", { class: "hint" }, t("escalated_hint", { since: clock(alarm.opened_at) }))) : null,
       el("div", { class: "head" },
         // Text on a coloured badge, no emoji: a fire post PC may have no emoji font (it shows empty boxes).
         el("span", { class: "kind" }, t(`kind_${alarm.kind}`)),
@@ -141,7 +147,10 @@
   }
 
   function renderAlarms() {
-    const sorted = [...alarms.values()].sort((a, b) => (b.opened_at.localeCompare(a.opened_at)) || (b.id - a.id));
+    // Escalated unacknowledged alarms first: they are the ones being missed.
+    const urgency = (a) => (a.state === "unacknowledged" ? 1 + (a.escalation || 0) : 0);
+    const sorted = [...alarms.values()].sort((a, b) => (urgency(b) - urgency(a))
+      || (b.opened_at.localeCompare(a.opened_at)) || (b.id - a.id));
     document.getElementById("alarm-list").replaceChildren(...sorted.map(alarmCard));
     document.getElementById("alarm-count").textContent = String(sorted.length);
     document.getElementById("no-alarms").hidden = sorted.length > 0;
@@ -218,7 +227,12 @@
     document.body.classList.toggle("alarming", needed);
     if (needed && !soundTimer) {
       beep();
-      soundTimer = setInterval(() => { if (soundNeeded()) beep(); }, 2000);
+      soundTimer = setInterval(() => {
+        if (!soundNeeded()) return;
+        beep();
+        // Escalated: twice as often, so that a dozing post hears the difference.
+        if ([...alarms.values()].some((a) => a.state === "unacknowledged" && a.escalation > 0)) setTimeout(beep, 1000);
+      }, 2000);
     } else if (!needed && soundTimer) {
       clearInterval(soundTimer);
       soundTimer = null;

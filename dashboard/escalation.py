@@ -1,0 +1,175 @@
+"""Escalation: an alarm nobody acknowledges gets louder, step by step.
+
+Each kind has its steps, as seconds since the alarm opened (dashboard clock):
+``fire_after_s = [60, 180, 600]`` escalates an unacknowledged fire alarm after
+one, three and ten minutes. A step is recorded on the alarm (``escalation``,
+an ``escalated`` action naming who was notified), makes the board show it more
+prominently, and queues webhook notifications (:mod:`.notify`) in the same
+transaction. Acknowledging (or resolving) stops further steps.
+
+:func:`due_steps` is the rule and does no I/O; :class:`Escalator` applies it
+every ``check_interval_s``.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import notify, store
+from .alarms import Action, AlarmState
+from .db import connect, transaction
+from .hub import Hub, LiveMessage
+
+log = logging.getLogger(__name__)
+
+#: Who the alarm log names for a step the dashboard took by itself.
+ACTOR = "siaga"
+
+
+@dataclass(frozen=True)
+class EscalationSettings:
+    #: kind -> seconds after opening at which each step is taken, ascending.
+    after_s: dict[str, tuple[float, ...]] = field(
+        default_factory=lambda: {"fire": (60.0, 180.0, 600.0), "sapa": (120.0, 600.0)}
+    )
+    webhooks: tuple[notify.Webhook, ...] = ()
+    retry: notify.RetryPolicy = field(default_factory=notify.RetryPolicy)
+    check_interval_s: float = 1.0
+    #: The board's public address, put in each notification so a reader can open it.
+    board_url: str | None = None
+
+
+def due_steps(waited_s: float, taken: int, after_s: Sequence[float]) -> list[int]:
+    """The steps (1-based) due after ``waited_s`` unacknowledged, beyond the ``taken`` ones.
+
+    More than one when the dashboard was down across several: each is still
+    recorded, so the alarm's log says what was (late) done.
+    """
+    return [number for number, after in enumerate(after_s, start=1) if number > taken and waited_s >= after]
+
+
+def escalate_due(conn: sqlite3.Connection, settings: EscalationSettings, now: float) -> list[int]:
+    """Take every due step (inside the caller's transaction); returns the ids of the alarms escalated."""
+    escalated = []
+    rows = conn.execute(
+        "SELECT id, kind, opened_at, escalation FROM alarms WHERE state = ?", (AlarmState.UNACKNOWLEDGED,)
+    ).fetchall()
+    for row in rows:
+        waited = now - row["opened_at"]
+        steps = due_steps(waited, row["escalation"], settings.after_s.get(row["kind"], ()))
+        for step in steps:
+            _take_step(conn, row["id"], row["kind"], step, waited, settings, now)
+        if steps:
+            escalated.append(row["id"])
+    return escalated
+
+
+def _take_step(
+    conn: sqlite3.Connection,
+    alarm_id: int,
+    kind: str,
+    step: int,
+    waited: float,
+    settings: EscalationSettings,
+    now: float,
+) -> None:
+    conn.execute(
+        "UPDATE alarms SET escalation = ?, escalated_at = ?, rev = rev + 1 WHERE id = ?", (step, now, alarm_id)
+    )
+    alarm = notify.alarm_brief(conn, alarm_id)
+    assert alarm is not None
+    receivers = [webhook.name for webhook in settings.webhooks if webhook.receives(kind, step)]
+    body = notify.payload(
+        notify.NotificationEvent.ESCALATED,
+        alarm,
+        step,
+        now,
+        notify.escalated_texts(alarm, waited),
+        settings.board_url,
+    )
+    notify.enqueue(
+        conn,
+        alarm_id=alarm_id,
+        kind=kind,
+        event=notify.NotificationEvent.ESCALATED,
+        step=step,
+        body=body,
+        webhooks=receivers,
+        now=now,
+    )
+    note = f"step {step}: unacknowledged for {waited:.0f} s; notifying: {', '.join(receivers) or 'no webhook'}"
+    state = AlarmState.UNACKNOWLEDGED
+    store.log_action(conn, alarm_id, Action.ESCALATED, ACTOR, now, state, state, note)
+
+
+class Escalator:
+    """Takes due steps every ``check_interval_s``, tells the boards, wakes the notifier."""
+
+    def __init__(
+        self, database: str, hub: Hub, settings: EscalationSettings, notifier: notify.Notifier | None = None
+    ) -> None:
+        self._database = database
+        self._hub = hub
+        self.settings = settings
+        self.notifier = notifier
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="siaga-escalator", daemon=True)
+        self.failure: BaseException | None = None
+        self.errors = 0
+        self.last_error: str | None = None
+
+    def start(self) -> Escalator:
+        if self.notifier is not None:
+            self.notifier.start()
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(5)
+        if self.notifier is not None:
+            self.notifier.stop()
+
+    def is_alive(self) -> bool:
+        return self._thread.is_alive() and (self.notifier is None or self.notifier.is_alive())
+
+    def check(self, conn: sqlite3.Connection, now: float | None = None) -> list[dict[str, Any]]:
+        now = time.time() if now is None else now
+        with transaction(conn):
+            escalated = escalate_due(conn, self.settings, now)
+        if not escalated:
+            return []
+        alarms = store.get_alarms(conn, escalated)
+        for alarm in alarms:
+            log.warning("alarm %s (%s) escalated to step %s", alarm["id"], alarm["kind"], alarm["escalation"])
+            self._hub.publish(LiveMessage("alarm", alarm, kind=alarm["kind"]))
+        if self.notifier is not None:
+            self.notifier.wake()
+        return alarms
+
+    def _run(self) -> None:
+        conn = connect(self._database)
+        try:
+            while not self._stop.is_set():
+                try:
+                    self.check(conn)
+                except Exception as exc:
+                    # A busy store or one odd alarm must not end escalation for all the
+                    # others: the step is taken next round, and /healthz shows the error.
+                    self.errors += 1
+                    self.last_error = repr(exc)
+                    log.error("escalation check failed: %r", exc, exc_info=not isinstance(exc, sqlite3.Error))
+                self._stop.wait(self.settings.check_interval_s)
+        except BaseException as exc:
+            self.failure = exc
+            log.critical("escalator stopped: %r", exc, exc_info=True)
+            raise
+        finally:
+            conn.close()
