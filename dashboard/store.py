@@ -33,7 +33,9 @@ from .alarms import (
 from .db import transaction
 
 _ALARM_SELECT = """
-SELECT a.*, b.site_name, b.lat, b.lon, b.label, b.transport
+SELECT a.*, b.site_name, b.lat, b.lon, b.label, b.transport,
+    CASE WHEN a.escalation > 0 THEN (SELECT COUNT(DISTINCT n.webhook) FROM notifications n
+        WHERE n.alarm_id = a.id AND n.event = 'alarm.escalated') ELSE 0 END AS notified
 FROM alarms a LEFT JOIN buttons b ON b.id = a.button
 """
 
@@ -81,6 +83,7 @@ def alarm_view(row: sqlite3.Row) -> dict[str, Any]:
         "last_event_id": row["last_event_id"],
         "escalation": row["escalation"],
         "escalated_at": _iso(row["escalated_at"]),
+        "notified": row["notified"],  # webhook receivers told of its escalation
         "site": site,
         "transport": row["transport"],
     }

@@ -69,6 +69,12 @@ def _gateway(args: argparse.Namespace) -> int:
     return run(args.config, args.control_host, args.control_port)
 
 
+def _webhook(args: argparse.Namespace) -> int:
+    from .webhook import run
+
+    return run(args.host, args.port, args.secret_file)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="siaga-sim", description="Siaga simulator: the system without hardware")
     parser.add_argument("--version", action="version", version=f"siaga-sim {__version__}")
@@ -107,6 +113,14 @@ def main(argv: list[str] | None = None) -> int:
     gateway.add_argument("--control-host", default="127.0.0.1")
     gateway.add_argument("--control-port", type=int, default=0, help="port of the control API (default: any free)")
     gateway.set_defaults(run=_gateway)
+
+    webhook = commands.add_parser(
+        "webhook", help="receive escalation notifications, check their signatures and print them"
+    )
+    webhook.add_argument("--host", default="127.0.0.1")
+    webhook.add_argument("--port", type=int, default=9000)
+    webhook.add_argument("--secret-file", help="the webhook's secret_file, to check signatures")
+    webhook.set_defaults(run=_webhook)
 
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -94,6 +94,7 @@ class Demo:
     dashboard: subprocess.Popen[bytes] | None = None
     panel: PanelServer | None = None
     air: Air | None = None
+    webhook: Any = None
 
     def say(self, text: str) -> None:
         print(text, flush=True)
@@ -136,9 +137,44 @@ class Demo:
             "[mqtt]\n"
             f'host = "{self.mqtt_host}"\n'
             f"port = {self.mqtt_port}\n"
-            'client_id = "siaga-dashboard-demo"\n'
+            'client_id = "siaga-dashboard-demo"\n' + self._escalation_config()
         )
         return path
+
+    def _escalation_config(self) -> str:
+        """Escalation to the demo's own webhook receiver, which prints what it is sent."""
+        if self.webhook is None:
+            return ""
+        secret = self.options.workdir / "webhook-secret"
+        return (
+            "\n[escalation]\n"
+            "fire_after_s = [60, 180]\n"
+            "sapa_after_s = [120]\n"
+            f'board_url = "http://{self.options.host}:{self.options.port}/"\n'
+            + "".join(
+                f'\n[[escalation.webhook]]\nname = "{name}"\nurl = "{self.webhook.url}/{name}"\n'
+                f'kinds = ["{kind}"]\nsecret_file = "{secret}"\n'
+                for name, kind in (("pusdalops", "fire"), ("meja-sapa", "sapa"))
+            )
+        )
+
+    def start_webhook_receiver(self) -> None:
+        from .webhook import WebhookReceiver
+
+        secret_file = self.options.workdir / "webhook-secret"
+        if not secret_file.exists():
+            fd = os.open(secret_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as handle:
+                handle.write(secrets.token_hex(24) + "\n")
+        secret = secret_file.read_text().strip().encode()
+
+        def show(item: Any) -> None:
+            text = (item.body.get("text") or {}).get("id") or item.body.get("event")
+            self.say(f"  [webhook {item.path}] {item.status}: {text}")
+
+        self.webhook = WebhookReceiver(host=self.options.host, secret=secret, on_receive=show).start()
+        self._stoppers.append(self.webhook.stop)
+        self.say(f"  webhooks   {self.webhook.url} (escalation notices are printed here)")
 
     def _dashboard_cmd(self, config: Path, *args: str) -> list[str]:
         return [sys.executable, "-m", "dashboard", "--config", str(config), *args]
@@ -264,6 +300,7 @@ class Demo:
         self.say("Siaga demo starting:")
         try:
             self.start_broker()
+            self.start_webhook_receiver()
             self.start_dashboard()
             buttons = self.start_gateways()
             board = f"http://{self.options.host}:{self.options.port}/"

@@ -26,6 +26,7 @@ MAX_AGE_S = 300
 
 @dataclass(frozen=True)
 class Received:
+    path: str
     delivery: str
     headers: dict[str, str]
     body: dict[str, Any]
@@ -64,7 +65,7 @@ class WebhookReceiver:
     @property
     def url(self) -> str:
         host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}/siaga"
+        return f"http://{host}:{port}"
 
     def start(self) -> WebhookReceiver:
         self._thread.start()
@@ -106,7 +107,14 @@ class WebhookReceiver:
             status = self._answers.pop(0) if self._answers else 200
             if signed is False or not isinstance(body, dict):
                 status = 401 if signed is False else 400
-            item = Received(request.headers.get("X-Siaga-Delivery", ""), dict(request.headers), body, status, signed)
+            item = Received(
+                request.path.strip("/"),
+                request.headers.get("X-Siaga-Delivery", ""),
+                dict(request.headers),
+                body,
+                status,
+                signed,
+            )
             self.received.append(item)
             self._changed.notify_all()
         request.send_response(status)
@@ -123,3 +131,25 @@ class WebhookReceiver:
         if not stamp.isdigit() or abs(time.time() - int(stamp)) > MAX_AGE_S:
             return False
         return hmac.compare_digest(given, signature(self.secret, stamp, raw))
+
+
+def run(host: str, port: int, secret_file: str | None) -> int:
+    """``siaga-sim webhook``: receive and print notifications until interrupted."""
+    secret = None
+    if secret_file:
+        secret = open(secret_file, encoding="utf-8").read().strip().encode()
+
+    def show(item: Received) -> None:
+        checked = {True: "signature ok", False: "BAD SIGNATURE", None: "unsigned"}[item.signed]
+        print(f"{item.status} /{item.path} delivery {item.delivery} ({checked})", flush=True)
+        print(json.dumps(item.body, indent=2, ensure_ascii=False), flush=True)
+
+    receiver = WebhookReceiver(host=host, port=port, secret=secret, on_receive=show).start()
+    print(f"siaga-sim webhook: listening on {receiver.url}/<name>; Ctrl-C stops", flush=True)
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        receiver.stop()
+    return 0

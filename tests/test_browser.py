@@ -31,9 +31,13 @@ from gpiozero.pins.mock import MockFactory
 from playwright.sync_api import Browser, Locator, Page, Playwright, expect, sync_playwright
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
+from dashboard.escalation import EscalationSettings
+from dashboard.supervision import SupervisionSettings
+from firmware_bridge.broker import BrokerSettings
 from gateway.app import Gateway
+from gateway.config import GatewayConfig
 from gateway.indicator import Pattern
-from sim.servers import DashboardServer
+from sim.servers import DashboardServer, dashboard_config
 
 from .conftest import OPERATOR, SAPA_DESK, SATPOL, press, signed_in
 from .reports_helpers import jpeg
@@ -412,6 +416,46 @@ def test_screenshots_of_both_desks_with_an_open_alarm(
         path.unlink(missing_ok=True)
         board.screenshot(path=str(path), animations="disabled")
         assert path.stat().st_size > 10_000
+
+
+def test_an_escalated_alarm_stands_out_and_the_trouble_list_shows_a_lost_gateway(
+    tmp_path: Path,
+    broker_settings: BrokerSettings,
+    make_gateway_config: Callable[..., GatewayConfig],
+    start_gateway: Callable[..., Gateway],
+    pin_factory: MockFactory,
+    page: Page,
+) -> None:
+    config = dashboard_config(
+        tmp_path / "dashboard",
+        broker_settings,
+        SIAGA_ESCALATION=EscalationSettings(after_s={"fire": (1.0,), "sapa": (1.0,)}, check_interval_s=0.1),
+        SIAGA_SUPERVISION=SupervisionSettings(check_interval_s=0.2),
+    )
+    with DashboardServer(config) as dashboard:
+        dashboard.create_user(*OPERATOR, "fire_operator")
+        gateway = start_gateway(make_gateway_config())
+        sign_in(page, dashboard, OPERATOR)
+        press(pin_factory, 17)
+        card = cards(page)
+        expect(card).to_have_attribute("data-escalation", "1")  # one second unacknowledged
+        expect(card).to_have_class(re.compile(r"\bescalated\b"))
+        banner = card.locator(".escalation")
+        expect(banner).to_contain_text("ESKALASI tahap 1")
+        expect(banner).to_have_attribute("role", "alert")  # screen readers announce it too
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SCREENSHOTS / "board-escalated.png"), animations="disabled")
+
+        card.locator("button.ack").click()
+        expect(card).to_have_attribute("data-state", "acknowledged")
+        expect(banner).to_have_count(0)  # answered: no longer shouted
+
+        expect(page.locator("#no-troubles")).to_be_visible()
+        gateway.close()  # its retained "offline" reaches the dashboard
+        trouble = page.locator("#trouble-list li[data-type=gateway_offline]")
+        expect(trouble).to_contain_text("Gateway mati")
+        expect(trouble).to_contain_text("gw-test")
+        expect(page.locator("#trouble-count")).to_have_text("1")
 
 
 # -- citizens' reports ------------------------------------------------------------------------

@@ -114,6 +114,7 @@ def test_an_unacknowledged_fire_alarm_escalates_to_its_webhook_and_acknowledging
 
             alarm = board.wait_for(escalated, WAIT_S).json()  # the board hears of it without a reload
         assert alarm["state"] == "unacknowledged" and alarm["kind"] == "fire"
+        assert alarm["notified"] == 1  # the fire post's receiver; the SAPA desk's is not told
 
         first, second = fire_post.wait(2)  # refused once with a 500, then retried
         assert first.status == 500 and second.status == 200

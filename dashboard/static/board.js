@@ -130,7 +130,8 @@
       dataset: { alarmId: alarm.id, state: alarm.state, kind: alarm.kind, escalation: alarm.escalation || 0 },
     },
       escalated ? el("strong", { class: "escalation", role: "alert" }, "⚠ ", t("escalated", { step: alarm.escalation }),
-        el("span", { class: "hint" }, t("escalated_hint", { since: clock(alarm.opened_at) }))) : null,
+        el("span", { class: "hint" }, t("escalated_hint", { since: clock(alarm.opened_at) }),
+          alarm.notified ? ` ${t("escalated_notified", { n: alarm.notified })}` : "")) : null,
       el("div", { class: "head" },
         // Text on a coloured badge, no emoji: a fire post PC may have no emoji font (it shows empty boxes).
         el("span", { class: "kind" }, t(`kind_${alarm.kind}`)),
