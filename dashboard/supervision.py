@@ -147,8 +147,9 @@ def _health_troubles(
         detail = f"{depth} event(s) waiting, oldest {waited:.0f} s"
         troubles.append(Trouble(TroubleType.GATEWAY_BACKLOG, gw, None, None, detail, health_at - max(waited, 0.0)))
     memory_only = outbox.get("memory_only") or 0
-    if memory_only or health.get("outbox_ok") is False:
-        detail = f"outbox unavailable; {memory_only} event(s) only in memory"
+    error = health.get("outbox_error")
+    if memory_only or error or health.get("outbox_ok") is False:
+        detail = f"outbox cannot store ({error or 'unavailable'}); {memory_only} event(s) only in memory"
         troubles.append(Trouble(TroubleType.GATEWAY_DISK, gw, None, None, detail, health_at))
     radio = health.get("radio")
     if isinstance(radio, dict):

@@ -73,6 +73,9 @@ class Gateway:
         self.buttons: dict[str, WiredButton] = {}
         self._indicators: dict[str, IndicatorState] = {button.id: IndicatorState() for button in config.buttons}
         self.outbox = open_outbox(config.outbox_path)
+        # A failing (or recovering) outbox is news for the dashboard now, not at the next interval.
+        self._health_now = threading.Event()
+        self.outbox.on_write_state = self._health_now.set
         self.link = GatewayLink(
             config.broker,
             config.id,
@@ -150,6 +153,7 @@ class Gateway:
 
     def close(self) -> None:
         self._stopping.set()
+        self._health_now.set()
         for device in self._mode_pins:
             device.close()
         with self._lock:
@@ -339,6 +343,7 @@ class Gateway:
             extra={
                 "version": self.version,
                 "outbox_ok": not isinstance(self.outbox, UnavailableOutbox),
+                "outbox_error": self.outbox.write_error,
                 "delivery_verified": self.link.echo.is_set(),
                 "mqtt_connected": self.link.connected.is_set(),
                 "dashboard_online": self.link.dashboard_online,
@@ -349,7 +354,11 @@ class Gateway:
         )
 
     def _health_loop(self) -> None:
-        while not self._stopping.wait(self.config.health_interval_s):
+        while not self._stopping.is_set():
+            self._health_now.wait(self.config.health_interval_s)
+            self._health_now.clear()
+            if self._stopping.is_set():
+                break
             try:
                 self.link.publish_health(self.health().encode())
             except Exception:  # health must never take the gateway down

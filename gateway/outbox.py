@@ -12,7 +12,7 @@ import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -99,6 +99,16 @@ class Outbox:
         # One connection shared by the input callbacks and the pump; SQLite
         # serialises writers anyway, and the lock keeps seq order == commit order.
         self._lock = threading.Lock()
+        #: Why the last write of an event failed (disk full, I/O error); None once one succeeds.
+        self.write_error: str | None = None
+        #: Called when ``write_error`` appears or clears (the gateway reports it at once).
+        self.on_write_state: Callable[[], None] | None = None
+
+    def _wrote(self, error: str | None) -> None:
+        changed = (error is None) != (self.write_error is None)
+        self.write_error = error
+        if changed and self.on_write_state is not None:
+            self.on_write_state()
 
     def put(self, event_id: str, topic: str, payload: bytes, *, now: float | None = None) -> Stored:
         """Store an event durably (on disk when this returns) and say where.
@@ -110,7 +120,9 @@ class Outbox:
             try:
                 stored = self._insert(event_id, topic, payload, created)  # autocommit: durable on return
             except sqlite3.Error as exc:
+                self._wrote(str(exc))
                 raise OutboxError(f"cannot store event {event_id} in {self.path}: {exc}") from exc
+            self._wrote(None)
             if stored.previous is not None:
                 self._last_seq = stored.seq
             return stored
@@ -165,7 +177,9 @@ class Outbox:
             except sqlite3.Error as exc:
                 if self._db.in_transaction:
                     self._db.execute("ROLLBACK")
+                self._wrote(str(exc))
                 raise OutboxError(f"cannot record radio frame of node {node} in {self.path}: {exc}") from exc
+            self._wrote(None)
             if stored is not None and stored.previous is not None:
                 self._last_seq = stored.seq
             return RadioAcceptance(verdict, stored, last_press)
@@ -269,6 +283,8 @@ class UnavailableOutbox:
     def __init__(self, path: str | Path, reason: str) -> None:
         self.path = Path(path)
         self.reason = reason
+        self.write_error: str | None = f"no outbox ({reason})"
+        self.on_write_state: Callable[[], None] | None = None
 
     def put(self, event_id: str, topic: str, payload: bytes, *, now: float | None = None) -> Stored:
         raise OutboxError(f"no outbox ({self.reason})")

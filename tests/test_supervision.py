@@ -29,6 +29,7 @@ from sim.mosquitto import Mosquitto
 from sim.radio import Air, PtyHost, VirtualNode, VirtualRylr
 from sim.servers import DashboardServer, dashboard_config
 from sim.sse import SSEClient, SSEEvent
+from sim.stack import SmallDisk
 from sim.webclient import DashboardClient
 
 from .conftest import OPERATOR, SAPA_DESK, gateway_toml, press, signed_in
@@ -321,3 +322,31 @@ def test_a_gateway_clock_far_off_is_flagged_and_does_not_reorder_the_board(
         assert alarm["first_press_ts"] < format_epoch(time.time() - 7000)
     finally:
         gateway.close()
+
+
+@pytest.mark.skipif(SmallDisk.available() is not None, reason=str(SmallDisk.available()))
+def test_a_full_disk_is_reported_at_once_and_the_press_still_arrives(
+    tmp_path: Path,
+    make_gateway_config: Callable[..., GatewayConfig],
+    start_gateway: Callable[..., Gateway],
+    pin_factory: MockFactory,
+    dashboard: DashboardServer,
+    board: SSEClient,
+) -> None:
+    disk = SmallDisk(tmp_path / "small-disk").mount()
+    try:
+        # health_interval_s is 60 here: the trouble can only come from the gateway's immediate report.
+        start_gateway(make_gateway_config(data_dir=disk.path))
+        operator = signed_in(dashboard, OPERATOR)
+        disk.fill()
+        press(pin_factory, 17)
+        trouble = trouble_event(board, "gateway_disk", "gw-test")
+        assert "full" in trouble["detail"], trouble["detail"]  # SQLite's "database or disk is full"
+        alarm = wait_alarm(operator, lambda a: a["button"] == "fire-1")  # kept in memory, delivered
+        assert alarm["press_count"] == 1
+        disk.free()
+        press(pin_factory, 17)  # stored on disk again: the trouble clears
+        trouble_event(board, "gateway_disk", "gw-test", cleared=True)
+        assert wait_alarm(operator, lambda a: a["press_count"] == 2)["id"] == alarm["id"]
+    finally:
+        disk.unmount()
