@@ -10,6 +10,8 @@ from pathlib import Path
 
 from flask import Flask, current_app, g
 
+from firmware_bridge.periodic import Periodic
+
 SCHEMA_VERSION = 3
 
 
@@ -77,3 +79,26 @@ def init_app(app: Flask) -> None:
         init_schema(conn)
     finally:
         conn.close()
+
+
+class PeriodicCheck(Periodic):
+    """A periodic job over the store, with its own connection: ``check(conn)`` every interval."""
+
+    def __init__(self, name: str, interval: float, database: str) -> None:
+        super().__init__(name, interval)
+        self._database = database
+        self._conn: sqlite3.Connection | None = None
+
+    def check(self, conn: sqlite3.Connection) -> object:
+        raise NotImplementedError
+
+    def setup(self) -> None:
+        self._conn = connect(self._database)
+
+    def turn(self) -> None:
+        assert self._conn is not None
+        self.check(self._conn)
+
+    def teardown(self) -> None:
+        if self._conn is not None:
+            self._conn.close()

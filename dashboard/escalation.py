@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -23,7 +22,7 @@ from typing import Any
 
 from . import notify, store
 from .alarms import Action, AlarmState
-from .db import connect, transaction
+from .db import PeriodicCheck, transaction
 from .hub import Hub, LiveMessage
 
 log = logging.getLogger(__name__)
@@ -108,37 +107,30 @@ def _take_step(
     store.log_action(conn, alarm_id, Action.ESCALATED, ACTOR, now, state, state, note)
 
 
-class Escalator:
+class Escalator(PeriodicCheck):
     """Takes due steps every ``check_interval_s``, tells the boards, wakes the notifier."""
 
     def __init__(
         self, database: str, hub: Hub, settings: EscalationSettings, notifier: notify.Notifier | None = None
     ) -> None:
-        self._database = database
+        super().__init__("siaga-escalator", settings.check_interval_s, database)
         self._hub = hub
         self.settings = settings
         self.notifier = notifier
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="siaga-escalator", daemon=True)
-        self.failure: BaseException | None = None
-        self.errors = 0
-        self.last_error: str | None = None
 
     def start(self) -> Escalator:
         if self.notifier is not None:
             self.notifier.start()
-        self._thread.start()
+        super().start()
         return self
 
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(5)
+    def stop(self, timeout: float = 5.0) -> None:
+        super().stop(timeout)
         if self.notifier is not None:
             self.notifier.stop()
 
     def is_alive(self) -> bool:
-        return self._thread.is_alive() and (self.notifier is None or self.notifier.is_alive())
+        return super().is_alive() and (self.notifier is None or self.notifier.is_alive())
 
     def check(self, conn: sqlite3.Connection, now: float | None = None) -> list[dict[str, Any]]:
         now = time.time() if now is None else now
@@ -153,23 +145,3 @@ class Escalator:
         if self.notifier is not None:
             self.notifier.wake()
         return alarms
-
-    def _run(self) -> None:
-        conn = connect(self._database)
-        try:
-            while not self._stop.is_set():
-                try:
-                    self.check(conn)
-                except Exception as exc:
-                    # A busy store or one odd alarm must not end escalation for all the
-                    # others: the step is taken next round, and /healthz shows the error.
-                    self.errors += 1
-                    self.last_error = repr(exc)
-                    log.error("escalation check failed: %r", exc, exc_info=not isinstance(exc, sqlite3.Error))
-                self._stop.wait(self.settings.check_interval_s)
-        except BaseException as exc:
-            self.failure = exc
-            log.critical("escalator stopped: %r", exc, exc_info=True)
-            raise
-        finally:
-            conn.close()

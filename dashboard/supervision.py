@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import logging
 import sqlite3
-import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -27,7 +26,7 @@ from typing import Any
 from firmware_bridge.timeutil import parse_ts
 
 from . import notify
-from .db import connect, transaction
+from .db import PeriodicCheck, transaction
 from .hub import Hub, LiveMessage
 
 log = logging.getLogger(__name__)
@@ -302,30 +301,14 @@ def open_troubles(conn: sqlite3.Connection, kinds: frozenset[str]) -> list[dict[
     return [trouble_view(row) for row in rows if row["kind"] is None or row["kind"] in kinds]
 
 
-class Supervisor:
+class Supervisor(PeriodicCheck):
     """Evaluates the rules every ``check_interval_s`` and tells the boards what changed."""
 
     def __init__(self, database: str, hub: Hub, settings: SupervisionSettings) -> None:
-        self._database = database
+        super().__init__("siaga-supervisor", settings.check_interval_s, database)
         self._hub = hub
         self.settings = settings
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="siaga-supervisor", daemon=True)
-        self.failure: BaseException | None = None
         self.last_check = 0.0
-        self.errors = 0
-
-    def start(self) -> Supervisor:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(5)
-
-    def is_alive(self) -> bool:
-        return self._thread.is_alive()
 
     def check(self, conn: sqlite3.Connection, now: float | None = None) -> list[dict[str, Any]]:
         now = time.time() if now is None else now
@@ -334,24 +317,7 @@ class Supervisor:
         changed = record(conn, troubles, now)
         for view in changed:
             state = "cleared" if view["cleared"] else "open"
-            log.warning("trouble %s %s: %s %s", state, view["type"], view["button"] or view["gw"], view["detail"])
+            log.warning("trouble %s %s: %s %s", state, view["type"], view["subject"], view["detail"])
             self._hub.publish(LiveMessage("trouble", view, kind=view["kind"]))
         self.last_check = time.monotonic()
         return changed
-
-    def _run(self) -> None:
-        conn = connect(self._database)
-        try:
-            while not self._stop.is_set():
-                try:
-                    self.check(conn)
-                except sqlite3.Error as exc:  # the store is busy or failing: try again next round
-                    self.errors += 1
-                    log.error("supervision check failed: %s", exc)
-                self._stop.wait(self.settings.check_interval_s)
-        except BaseException as exc:
-            self.failure = exc
-            log.critical("supervisor stopped: %r", exc, exc_info=True)
-            raise
-        finally:
-            conn.close()

@@ -12,9 +12,10 @@ from __future__ import annotations
 import logging
 import os
 import socket
-import threading
 import time
 from collections.abc import Callable, Mapping
+
+from firmware_bridge.periodic import Periodic
 
 log = logging.getLogger(__name__)
 
@@ -50,45 +51,32 @@ def watchdog_interval(environ: Mapping[str, str] | None = None) -> float | None:
     return value / 2e6 if value > 0 else None
 
 
-class Watchdog:
+class Watchdog(Periodic):
     """Pings systemd every ``interval`` while ``check()`` finds nothing wrong."""
 
     def __init__(
         self, check: Callable[[], str | None], interval: float, environ: Mapping[str, str] | None = None
     ) -> None:
+        super().__init__("siaga-watchdog", interval)
         self._check = check
-        self.interval = interval
         self._environ = environ
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="siaga-watchdog", daemon=True)
         #: Why the last ping was withheld (None while healthy).
         self.trouble: str | None = None
         self.pings = 0
 
-    def start(self) -> Watchdog:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(5)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                trouble = self._check()
-            except Exception as exc:  # noqa: BLE001 - a failing check is itself a reason not to ping
-                trouble = f"health check failed: {exc!r}"
-            previous, self.trouble = self.trouble, trouble  # set before pinging: a ping means healthy
-            if trouble is None:
-                if previous is not None:
-                    log.warning("watchdog: healthy again")
-                if notify("WATCHDOG=1", self._environ):
-                    self.pings += 1
-            elif trouble != previous:
-                log.critical("watchdog: not pinging systemd (%s); it will restart the gateway", trouble)
-            self._stop.wait(self.interval)
+    def turn(self) -> None:
+        try:
+            trouble = self._check()
+        except Exception as exc:  # noqa: BLE001 - a failing check is itself a reason not to ping
+            trouble = f"health check failed: {exc!r}"
+        previous, self.trouble = self.trouble, trouble  # set before pinging: a ping means healthy
+        if trouble is None:
+            if previous is not None:
+                log.warning("watchdog: healthy again")
+            if notify("WATCHDOG=1", self._environ):
+                self.pings += 1
+        elif trouble != previous:
+            log.critical("watchdog: not pinging systemd (%s); it will restart the gateway", trouble)
 
 
 def stale(last: float, limit: float, now: float | None = None) -> bool:
