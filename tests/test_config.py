@@ -200,12 +200,18 @@ def test_the_deploy_examples_are_valid(tmp_path: Path) -> None:
     root = Path(__file__).resolve().parent.parent / "deploy"
     secret = tmp_path / "mqtt-password"
     secret.write_text("a-long-enough-password\n")
+    hook_secret = tmp_path / "webhook.secret"
+    hook_secret.write_text("a-webhook-signing-secret\n")
     text = (root / "dashboard.example.toml").read_text().replace("/etc/siaga/mqtt-password", str(secret))
     text = text.replace("/var/lib/siaga", str(tmp_path))
+    text = text.replace("/etc/siaga/webhook-pusdalops.secret", str(hook_secret))
     config = parse_dashboard(parse_toml(text, "dashboard.toml"))
     assert config["SIAGA_TRUSTED_PROXIES"] == 1 and config["SIAGA_FORM_RATE"] == (10, 600)
     assert config["SIAGA_PHOTOS_DIR"] == tmp_path / "photos"
     assert config["SIAGA_CATALOGUE"].jurisdiction == "konaweselatankab.go.id"
+    [webhook] = config["SIAGA_ESCALATION"].webhooks
+    assert webhook.kinds == {"fire"} and webhook.secret == b"a-webhook-signing-secret"
+    assert config["SIAGA_SUPERVISION"].radio_button_silent_s == 200
 
 
 def test_the_dashboard_refuses_to_start_without_a_writable_photos_folder(tmp_path: Path) -> None:
