@@ -207,6 +207,23 @@ def _queue_follow_up(conn: sqlite3.Connection, alarm: dict[str, Any], webhook: s
     )
 
 
+def retire_unknown(conn: sqlite3.Connection, names: set[str], now: float) -> int:
+    """Pending notices for receivers removed from the configuration fail (and show as a
+    trouble) instead of waiting for ever for a thread that will never come."""
+    pending = conn.execute("SELECT DISTINCT webhook FROM notifications WHERE status = ?", (Delivery.PENDING,))
+    gone = [row[0] for row in pending if row[0] not in names]
+    if not gone:
+        return 0
+    marks = ",".join("?" * len(gone))
+    with transaction(conn):
+        cursor = conn.execute(
+            f"UPDATE notifications SET status = ?, finished_at = ?, last_error = ? "  # noqa: S608 - marks only
+            f"WHERE status = ? AND webhook IN ({marks})",
+            (Delivery.FAILED, now, "the receiver is no longer configured", Delivery.PENDING, *gone),
+        )
+    return cursor.rowcount
+
+
 def due(conn: sqlite3.Connection, webhook: str, now: float, limit: int = 50) -> list[sqlite3.Row]:
     return conn.execute(
         "SELECT * FROM notifications WHERE status = ? AND webhook = ? AND next_at <= ? ORDER BY id LIMIT ?",
@@ -319,6 +336,13 @@ class Notifier:
         self.failure: BaseException | None = None
 
     def start(self) -> Notifier:
+        conn = connect(self._database)
+        try:
+            retired = retire_unknown(conn, set(self.webhooks), time.time())
+        finally:
+            conn.close()
+        if retired:
+            log.error("%d queued notification(s) for receivers no longer configured were given up", retired)
         for thread in self._threads:
             thread.start()
         return self

@@ -16,11 +16,11 @@ import pytest
 from gpiozero.pins.mock import MockFactory
 
 from dashboard.config import parse_config
-from dashboard.db import SCHEMA_VERSION, connect, init_schema
+from dashboard.db import SCHEMA_VERSION, connect, init_schema, transaction
 from dashboard.escalation import EscalationSettings, due_steps
 from dashboard.live import EXTENSION
-from dashboard.notify import RetryPolicy, Webhook
-from dashboard.supervision import SupervisionSettings
+from dashboard.notify import NotificationEvent, Notifier, RetryPolicy, Webhook, enqueue
+from dashboard.supervision import SupervisionSettings, webhook_troubles
 from firmware_bridge.broker import BrokerSettings
 from firmware_bridge.errors import ConfigError
 from firmware_bridge.settings import parse_toml
@@ -332,4 +332,34 @@ def test_a_schema_2_database_is_upgraded_in_place(tmp_path: Path) -> None:
     assert tuple(row) == (17, 0, None)  # the old alarm kept, with the new columns
     assert conn.execute("SELECT COUNT(subject) FROM troubles").fetchone()[0] == 0
     assert conn.execute("SELECT COUNT(*) FROM notifications").fetchone()[0] == 0
+    conn.close()
+
+
+def test_notices_for_a_receiver_removed_from_the_configuration_fail_visibly(tmp_path: Path) -> None:
+    database = str(tmp_path / "store.sqlite")
+    conn = connect(database)
+    init_schema(conn)
+    body = {"event": "alarm.escalated"}
+    with transaction(conn):
+        conn.execute(
+            "INSERT INTO alarms (id, number, button, gw, kind, state, first_event_id, last_event_id, "
+            "first_press_ts, opened_at, last_press_at) VALUES (17, 1, 'b', 'g', 'fire', 'acknowledged', 'e', 'e', "
+            "'t', 1, 1)"
+        )
+        enqueue(
+            conn,
+            alarm_id=17,
+            kind="fire",
+            event=NotificationEvent.ESCALATED,
+            step=1,
+            body=body,
+            webhooks=["old-receiver", "kept"],
+            now=1.0,
+        )
+    notifier = Notifier(database, [hook("kept", "http://127.0.0.1:9/")], RetryPolicy()).start()
+    notifier.stop()
+    rows = dict(conn.execute("SELECT webhook, status FROM notifications").fetchall())
+    assert rows["old-receiver"] == "failed"
+    [trouble] = webhook_troubles(conn, now=time.time())
+    assert trouble.subject == "old-receiver" and "no longer configured" in trouble.detail
     conn.close()
