@@ -11,6 +11,7 @@ from firmware_bridge.payloads import EventType, IndicationState, Kind
 class AlarmState(StrEnum):
     UNACKNOWLEDGED = "unacknowledged"
     ACKNOWLEDGED = "acknowledged"
+    DISPATCHED = "dispatched"  # a unit is on its way
     RESOLVED = "resolved"
 
 
@@ -24,6 +25,7 @@ class Action(StrEnum):
     OPENED = "opened"
     PRESSED = "pressed"
     ACKNOWLEDGED = "acknowledged"
+    DISPATCHED = "dispatched"
     RESOLVED = "resolved"
     ESCALATED = "escalated"  # taken by the dashboard itself: nobody acknowledged in time
 
@@ -48,7 +50,7 @@ class AlarmChanged(InvalidTransition):
         self.alarm = alarm
 
 
-OPEN_STATES = (AlarmState.UNACKNOWLEDGED, AlarmState.ACKNOWLEDGED)
+OPEN_STATES = (AlarmState.UNACKNOWLEDGED, AlarmState.ACKNOWLEDGED, AlarmState.DISPATCHED)
 
 #: Alarm ids are ``ID_STRIDE * number + KIND_CODE[kind]``, numbered per kind. A
 #: single sequence would let the fire post see gaps where SAPA alarms happened.
@@ -63,16 +65,21 @@ def make_alarm_id(kind: Kind, number: int) -> int:
 
 _OPERATOR_MOVES: dict[Action, dict[AlarmState, AlarmState]] = {
     Action.ACKNOWLEDGED: {AlarmState.UNACKNOWLEDGED: AlarmState.ACKNOWLEDGED},
+    # Dispatching follows acknowledging: the board shows the alarm was seen first.
+    Action.DISPATCHED: {AlarmState.ACKNOWLEDGED: AlarmState.DISPATCHED},
     Action.RESOLVED: {
         AlarmState.UNACKNOWLEDGED: AlarmState.RESOLVED,
         AlarmState.ACKNOWLEDGED: AlarmState.RESOLVED,
+        AlarmState.DISPATCHED: AlarmState.RESOLVED,
     },
 }
 
-_VERBS = {Action.ACKNOWLEDGED: "acknowledge", Action.RESOLVED: "resolve"}
+_VERBS = {Action.ACKNOWLEDGED: "acknowledge", Action.DISPATCHED: "dispatch", Action.RESOLVED: "resolve"}
 
 #: Note length limit for operator notes, in characters.
 MAX_NOTE = 2000
+#: Length limit of a dispatched unit's name.
+MAX_UNIT = 100
 
 
 def opens_alarm(event_type: EventType) -> bool:
@@ -94,6 +101,7 @@ def indication_for(state: AlarmState) -> IndicationState:
     return {
         AlarmState.UNACKNOWLEDGED: IndicationState.RECEIVED,
         AlarmState.ACKNOWLEDGED: IndicationState.ACKNOWLEDGED,
+        AlarmState.DISPATCHED: IndicationState.DISPATCHED,
         AlarmState.RESOLVED: IndicationState.RESOLVED,
     }[state]
 
@@ -108,3 +116,13 @@ def clean_note(note: object) -> str | None:
     if len(note) > MAX_NOTE:
         raise InvalidAction(f"note is longer than {MAX_NOTE} characters")
     return note or None
+
+
+def clean_unit(unit: object) -> str:
+    """The unit an operator dispatched (required for a dispatch)."""
+    if not isinstance(unit, str) or not unit.strip():
+        raise InvalidAction("unit (who was sent) is required to dispatch")
+    unit = " ".join(unit.split())
+    if len(unit) > MAX_UNIT:
+        raise InvalidAction(f"unit is longer than {MAX_UNIT} characters")
+    return unit

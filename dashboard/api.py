@@ -75,6 +75,7 @@ def _act(alarm_id: int, action: Action) -> Any:
             note=body.get("note"),
             resolution=body.get("resolution"),
             seen_rev=body.get("rev"),
+            unit=body.get("unit"),
         )
     except AlarmNotFound:
         abort(404)
@@ -99,6 +100,12 @@ def _act(alarm_id: int, action: Action) -> Any:
 @login_required(*_BOARD_ROLES)
 def acknowledge(alarm_id: int) -> Any:
     return _act(alarm_id, Action.ACKNOWLEDGED)
+
+
+@bp.post(f"/alarms/{_ALARM}/dispatch")
+@login_required(*_BOARD_ROLES)
+def dispatch(alarm_id: int) -> Any:
+    return _act(alarm_id, Action.DISPATCHED)
 
 
 @bp.post(f"/alarms/{_ALARM}/resolve")

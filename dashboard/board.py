@@ -21,9 +21,13 @@ def index() -> Any:
 
 
 def _render(desk: str) -> str:
+    from .config import DEFAULT_UNITS
+
+    units = (current_app.config.get("SIAGA_UNITS") or DEFAULT_UNITS)["sapa" if desk == "sapa" else "fire"]
     return render_template(
         "board.html",
         desk=desk,
+        units=units,
         user=g.user,
         demo_panel_url=current_app.config.get("SIAGA_DEMO_PANEL_URL"),
     )

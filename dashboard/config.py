@@ -48,6 +48,7 @@ def parse_config(root: Section, *, create_secret: bool = True) -> dict[str, Any]
     config.update(_reports(root.section("reports"), data_dir, prepare=create_secret))
     config["SIAGA_SUPERVISION"] = _supervision(root.section("supervision"))
     config["SIAGA_ESCALATION"] = _escalation(root.section("escalation"))
+    config["SIAGA_UNITS"] = _units(root.section("board"))
     broker = read_broker_settings(root.section("mqtt", required=True))
     config["SIAGA_BROKER"] = broker
     config["SIAGA_MQTT_CLIENT_ID"] = broker.client_id or "siaga-dashboard"
@@ -103,6 +104,28 @@ def _supervision(section: Section) -> SupervisionSettings:
 
 
 _KINDS = ("fire", "sapa")
+
+#: Who the board suggests sending, per alarm kind (operators may type any other).
+DEFAULT_UNITS = {
+    "fire": ("Damkar Pos Andoolo", "Damkar Pos Konda", "Damkar Pos Tinanggea"),
+    "sapa": ("UPTD PPA Konawe Selatan", "Unit PPA Polres Konawe Selatan", "Puskesmas terdekat"),
+}
+
+
+def _units(section: Section) -> dict[str, tuple[str, ...]]:
+    """``[board]``: the units an operator can dispatch, suggested on the board."""
+    units = {}
+    for kind in _KINDS:
+        value = section.raw(f"{kind}_units", list(DEFAULT_UNITS[kind]))
+        if not isinstance(value, list) or not all(
+            isinstance(item, str) and 0 < len(item.strip()) <= 100 for item in value
+        ):
+            raise section.error(f"{kind}_units", f"must be a list of unit names of 1-100 characters (got {value!r})")
+        units[kind] = tuple(item.strip() for item in value)
+    section.done()
+    return units
+
+
 _DEFAULT_STEPS = EscalationSettings().after_s
 
 

@@ -35,7 +35,17 @@ def init_schema(conn: sqlite3.Connection) -> None:
         raise RuntimeError(f"database schema {version} is newer than this dashboard ({SCHEMA_VERSION})")
     if version < SCHEMA_VERSION:
         conn.executescript(resources.files("dashboard").joinpath("schema.sql").read_text("utf-8"))
-        _add_columns(conn, "alarms", {"escalation": "INTEGER NOT NULL DEFAULT 0", "escalated_at": "REAL"})
+        _add_columns(
+            conn,
+            "alarms",
+            {
+                "escalation": "INTEGER NOT NULL DEFAULT 0",
+                "escalated_at": "REAL",
+                "dispatched_at": "REAL",
+                "dispatched_by": "TEXT",
+                "dispatch_unit": "TEXT",
+            },
+        )
         conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
 

@@ -53,7 +53,7 @@ CREATE TABLE IF NOT EXISTS alarms (
     button           TEXT    NOT NULL,
     gw               TEXT    NOT NULL,   -- gateway that carried the latest press
     kind             TEXT    NOT NULL,
-    state            TEXT    NOT NULL,   -- unacknowledged / acknowledged / resolved
+    state            TEXT    NOT NULL,   -- unacknowledged / acknowledged / dispatched / resolved
     rev              INTEGER NOT NULL DEFAULT 0,
     press_count      INTEGER NOT NULL DEFAULT 1,
     first_event_id   TEXT    NOT NULL,
@@ -63,6 +63,9 @@ CREATE TABLE IF NOT EXISTS alarms (
     last_press_at    REAL    NOT NULL,
     acknowledged_at  REAL,
     acknowledged_by  TEXT,
+    dispatched_at    REAL,
+    dispatched_by    TEXT,
+    dispatch_unit    TEXT,               -- who was sent
     resolved_at      REAL,
     resolved_by      TEXT,
     resolution       TEXT,               -- real / false_alarm / test

@@ -26,6 +26,7 @@ from .alarms import (
     InvalidAction,
     Resolution,
     clean_note,
+    clean_unit,
     make_alarm_id,
     next_state,
     opens_alarm,
@@ -76,6 +77,9 @@ def alarm_view(row: sqlite3.Row) -> dict[str, Any]:
         "last_press_at": _iso(row["last_press_at"]),
         "acknowledged_at": _iso(row["acknowledged_at"]),
         "acknowledged_by": row["acknowledged_by"],
+        "dispatched_at": _iso(row["dispatched_at"]),
+        "dispatched_by": row["dispatched_by"],
+        "dispatch_unit": row["dispatch_unit"],
         "resolved_at": _iso(row["resolved_at"]),
         "resolved_by": row["resolved_by"],
         "resolution": row["resolution"],
@@ -246,6 +250,7 @@ def act_on_alarm(
     note: object = None,
     resolution: object = None,
     seen_rev: object = None,
+    unit: object = None,
 ) -> dict[str, Any]:
     """Acknowledge or resolve an alarm the actor may see; returns the updated alarm.
 
@@ -254,6 +259,8 @@ def act_on_alarm(
     help nobody saw, so :class:`AlarmChanged` is raised instead.
     """
     note = clean_note(note)
+    if action is Action.DISPATCHED:
+        unit = clean_unit(unit)
     if action is Action.RESOLVED:
         try:
             resolution = Resolution(resolution)
@@ -284,13 +291,24 @@ def act_on_alarm(
                 "note = COALESCE(?, note) WHERE id = ?",
                 (new_state, now, actor, note, alarm_id),
             )
+        elif action is Action.DISPATCHED:
+            conn.execute(
+                "UPDATE alarms SET state = ?, rev = rev + 1, dispatched_at = ?, dispatched_by = ?, dispatch_unit = ?, "
+                "note = COALESCE(?, note) WHERE id = ?",
+                (new_state, now, actor, unit, note, alarm_id),
+            )
         else:
             conn.execute(
                 "UPDATE alarms SET state = ?, rev = rev + 1, resolved_at = ?, resolved_by = ?, resolution = ?, "
                 "note = COALESCE(?, note) WHERE id = ?",
                 (new_state, now, actor, str(resolution), note, alarm_id),
             )
-        log_action(conn, alarm_id, action, actor, now, state, new_state, note)
+        logged = (
+            f"{unit}: {note}"
+            if action is Action.DISPATCHED and note
+            else (unit if action is Action.DISPATCHED else note)
+        )
+        log_action(conn, alarm_id, action, actor, now, state, new_state, logged)
         if state is AlarmState.UNACKNOWLEDGED:
             notify.settle(conn, alarm_id, now)  # escalation stops here
     alarm = get_alarm(conn, alarm_id, kinds=visible)
@@ -341,7 +359,7 @@ def list_alarms(
     query = _ALARM_SELECT + f" WHERE a.kind IN ({marks})"
     params: list[Any] = list(kinds)
     if open_only:
-        query += " AND a.state IN (?, ?)"
+        query += f" AND a.state IN ({','.join('?' * len(OPEN_STATES))})"
         params += [str(state) for state in OPEN_STATES]
     query += " ORDER BY a.opened_at DESC, a.id DESC LIMIT ?"
     params.append(limit)

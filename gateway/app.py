@@ -310,6 +310,16 @@ class Gateway:
         with self._changed:
             return self._changed.wait_for(lambda: self._indicators[button_id].pattern is pattern, timeout)
 
+    def wait_for_indication(self, button_id: str, state: str, timeout: float) -> bool:
+        """Wait until the dashboard's latest indication for a wired button is ``state``."""
+
+        def arrived() -> bool:
+            last = self._indicators[button_id].last
+            return last is not None and last.state == state
+
+        with self._changed:
+            return self._changed.wait_for(arrived, timeout)
+
     # -- inventory and health ---------------------------------------------------
 
     def inventory_payload(self) -> bytes:

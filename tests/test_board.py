@@ -135,6 +135,10 @@ def test_acknowledge_and_resolve_are_stored_with_who_when_and_note(
         ("resolve", {"resolution": "real", "rev": "0"}, 400),
         ("acknowledge", {"note": "x" * 2001}, 400),
         ("acknowledge", {"note": 42}, 400),
+        ("dispatch", {"unit": ""}, 400),
+        ("dispatch", {"unit": "x" * 101}, 400),
+        ("dispatch", {"note": "tanpa unit"}, 400),
+        ("dispatch", {"unit": "Damkar Pos Andoolo"}, 409),  # not acknowledged yet: acknowledge first
     ],
 )
 def test_bad_actions_are_refused_with_a_reason(
@@ -147,6 +151,32 @@ def test_bad_actions_are_refused_with_a_reason(
     assert caught.value.status == status
     assert json.loads(caught.value.body)["message"]
     assert operator.get_json(f"/api/alarms/{alarm['id']}")["alarm"]["rev"] == 0
+
+
+def test_dispatch_names_the_unit_tells_the_button_and_resolves_from_there(
+    dashboard: DashboardServer, operator: DashboardClient, probe: Probe
+) -> None:
+    event = send(probe, make_event())
+    alarm = wait_alarm(operator, lambda a: a["last_event_id"] == event.id)
+    probe.subscribe("siaga/v1/gw/gw-a/cmd/indicate")
+    operator.post_json(f"/api/alarms/{alarm['id']}/acknowledge", {})
+    sent = operator.post_json(
+        f"/api/alarms/{alarm['id']}/dispatch", {"unit": "  Damkar   Pos Andoolo ", "note": "2 regu"}
+    )["alarm"]
+    assert (sent["state"], sent["dispatch_unit"], sent["dispatched_by"], sent["open"]) == (
+        "dispatched",
+        "Damkar Pos Andoolo",
+        "operator",
+        True,
+    )
+    told = probe.wait_for(lambda m: json.loads(m.payload).get("state") == "dispatched")
+    assert json.loads(told.payload)["rev"] == sent["rev"]
+    assert [a["id"] for a in operator.get_json("/api/alarms")["alarms"]] == [alarm["id"]]  # still open
+    with pytest.raises(HTTPStatusError) as caught:
+        operator.post_json(f"/api/alarms/{alarm['id']}/dispatch", {"unit": "lagi"})
+    assert caught.value.status == 409
+    done = operator.post_json(f"/api/alarms/{alarm['id']}/resolve", {"resolution": "real", "rev": sent["rev"]})
+    assert done["alarm"]["state"] == "resolved" and done["alarm"]["dispatch_unit"] == "Damkar Pos Andoolo"
 
 
 def test_an_action_that_no_longer_applies_is_a_conflict(

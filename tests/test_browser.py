@@ -249,7 +249,7 @@ def test_a_kiosk_with_autoplay_allowed_sounds_without_any_click(
     page.wait_for_function("() => window.siagaBeeps >= 1")
 
 
-def test_acknowledge_and_resolve_from_the_board_drive_the_button_led(
+def test_acknowledge_dispatch_and_resolve_from_the_board_drive_the_button_led(
     dashboard: DashboardServer, gateway: Gateway, pin_factory: MockFactory, page: Page
 ) -> None:
     led = pin_factory.pin(27)
@@ -272,8 +272,19 @@ def test_acknowledge_and_resolve_from_the_board_drive_the_button_led(
     assert gateway.buttons["fire-1"].led._blink_thread is None
     assert led.state is True  # solid: help is coming
 
+    dispatch = card.locator("form.dispatch")
+    dispatch.locator("input[name=unit]").fill("Damkar Pos Andoolo")
+    dispatch.locator("input[name=note]").fill("1 mobil tangki")
+    dispatch.locator("input[name=unit]").press("Enter")  # the keyboard submits it as well as a click would
+    expect(card).to_have_attribute("data-state", "dispatched")
+    expect(card.locator(".state")).to_have_text("➜ UNIT DIKIRIM")
+    expect(card.locator(".dispatched")).to_have_text("Dikirim: Damkar Pos Andoolo (oleh operator)")
+    expect(card.locator("form.dispatch")).to_have_count(0)
+    assert gateway.wait_for_indication("fire-1", "dispatched", LED_WAIT_S)
+    assert led.state is True  # still solid: help is on its way
+
     card.locator("select[name=resolution]").select_option("false_alarm")
-    card.locator("input[name=note]").fill("Tersenggol gerobak pedagang")
+    card.locator("form.resolve input[name=note]").fill("Tersenggol gerobak pedagang")
     card.locator("button.resolve").click()
     expect(cards(page)).to_have_count(0)
     expect(page.locator("#no-alarms")).to_be_visible()
@@ -290,8 +301,10 @@ def test_acknowledge_and_resolve_from_the_board_drive_the_button_led(
         "operator",
         "operator",
     )
+    assert (alarm["dispatch_unit"], alarm["dispatched_by"]) == ("Damkar Pos Andoolo", "operator")
     assert [(a["action"], a["actor"], a["note"]) for a in stored["actions"]][1:] == [
         ("acknowledged", "operator", None),
+        ("dispatched", "operator", "Damkar Pos Andoolo: 1 mobil tangki"),
         ("resolved", "operator", "Tersenggol gerobak pedagang"),
     ]
 

@@ -105,11 +105,30 @@
     document.getElementById("no-troubles").hidden = sorted.length > 0;
   }
 
+  function dispatchForm(alarm) {
+    const unit = el("input", {
+      name: "unit", type: "text", list: "units", required: true, maxlength: "100",
+      placeholder: t("unit_placeholder"), "aria-label": t("unit"),
+    });
+    const note = el("input", { name: "note", type: "text", maxlength: "2000", placeholder: t("note_placeholder"), "aria-label": t("note") });
+    return el("form", {
+      class: "actions dispatch",
+      onsubmit: (e) => {
+        e.preventDefault();
+        act(alarm.id, "dispatch", { unit: unit.value, note: note.value });
+      },
+    }, unit, note, el("button", { type: "submit", class: "dispatch" }, t("dispatch")));
+  }
+
   function actionsFor(alarm) {
     if (alarm.state === "unacknowledged") {
       return el("div", { class: "actions" },
         el("button", { type: "button", class: "ack", onclick: () => act(alarm.id, "acknowledge", {}) }, t("acknowledge")));
     }
+    return el("div", { class: "steps" }, alarm.state === "acknowledged" ? dispatchForm(alarm) : null, resolveForm(alarm));
+  }
+
+  function resolveForm(alarm) {
     const select = el("select", { name: "resolution", "aria-label": t("resolve") },
       ["real", "false_alarm", "test"].map((r) => el("option", { value: r }, t(`resolution_${r}`))));
     const note = el("input", { name: "note", type: "text", maxlength: "2000", placeholder: t("note_placeholder"), "aria-label": t("note") });
@@ -135,7 +154,7 @@
       el("div", { class: "head" },
         // Text on a coloured badge, no emoji: a fire post PC may have no emoji font (it shows empty boxes).
         el("span", { class: "kind" }, t(`kind_${alarm.kind}`)),
-        el("span", { class: "state" }, alarm.state === "unacknowledged" ? "⚠ " : "✔ ", t(`state_${alarm.state}`)),
+        el("span", { class: "state" }, { unacknowledged: "⚠ ", acknowledged: "✔ ", dispatched: "➜ " }[alarm.state] || "", t(`state_${alarm.state}`)),
         el("span", { class: "number" }, `#${alarm.number}`)),
       el("div", { class: "place" }, place, alarm.label ? el("span", { class: "label" }, ` — ${alarm.label}`) : null),
       el("div", { class: "meta" },
@@ -143,7 +162,8 @@
         el("span", { class: "ago", dataset: { since: alarm.opened_at } }, ago(alarm.opened_at)),
         ` · ${t("presses")}: `, el("strong", { class: "presses" }, alarm.press_count),
         ` · ${alarm.button} @ ${alarm.gw}`,
-        alarm.acknowledged_by ? el("div", { class: "ackby" }, t("acknowledged_by", { who: alarm.acknowledged_by })) : null),
+        alarm.acknowledged_by ? el("div", { class: "ackby" }, t("acknowledged_by", { who: alarm.acknowledged_by })) : null,
+        alarm.dispatch_unit ? el("div", { class: "dispatched" }, t("dispatched_to", { unit: alarm.dispatch_unit, who: alarm.dispatched_by })) : null),
       actionsFor(alarm));
   }
 
