@@ -10,7 +10,7 @@ from typing import Any
 from flask import Flask, jsonify, render_template, request
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from . import api, auth, board, csrf, db, i18n, live, reports
+from . import admin, api, auth, board, csrf, db, devices, i18n, live, reports
 
 DEFAULTS: dict[str, Any] = {
     "SIAGA_LANGUAGE": "id",
@@ -58,6 +58,8 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     live.init_app(app)
     app.register_blueprint(board.bp)
     app.register_blueprint(api.bp)
+    app.register_blueprint(admin.bp)
+    app.register_blueprint(devices.bp)
     _register_errors(app)
 
     @app.after_request

@@ -12,7 +12,7 @@ from flask import Blueprint, Response, abort, current_app, g, jsonify, request, 
 from firmware_bridge.payloads import Kind
 from firmware_bridge.timeutil import format_epoch
 
-from . import notify, store
+from . import audit, notify, store
 from .alarms import Action, AlarmChanged, AlarmNotFound, InvalidAction, InvalidTransition
 from .auth import Role, login_required, session_user, trouble_kinds, visible_kinds
 from .db import connect, get_db
@@ -39,7 +39,10 @@ _ALARM = "<int(max=4611686018427387903):alarm_id>"
 def list_alarms() -> Any:
     open_only = request.args.get("state", "open") != "all"
     limit = min(max(request.args.get("limit", 200, type=int), 1), 1000)
-    alarms = store.list_alarms(get_db(), kinds=visible_kinds(), open_only=open_only, limit=limit)
+    kinds = visible_kinds()
+    alarms = store.list_alarms(get_db(), kinds=kinds, open_only=open_only, limit=limit)
+    if "sapa" in kinds:
+        audit.sapa_read(get_db(), f"alarms?state={'open' if open_only else 'all'}", time.time())
     return jsonify(alarms=alarms)
 
 
@@ -50,6 +53,8 @@ def get_alarm(alarm_id: int) -> Any:
     if alarm is None:
         abort(404)
     conn = get_db()
+    if alarm["kind"] == "sapa":
+        audit.sapa_read(conn, f"alarm:{alarm_id}", time.time())
     return jsonify(
         alarm=alarm,
         actions=store.alarm_actions(conn, alarm_id),
@@ -76,6 +81,7 @@ def _act(alarm_id: int, action: Action) -> Any:
             resolution=body.get("resolution"),
             seen_rev=body.get("rev"),
             unit=body.get("unit"),
+            by=audit.who(),
         )
     except AlarmNotFound:
         abort(404)
@@ -151,6 +157,8 @@ def stream() -> Response:
     except TooManyStreams as exc:
         return jsonify(error="too_many_streams", message=str(exc)), 429
     snapshot = _snapshot(kinds)
+    if "sapa" in kinds:
+        audit.sapa_read(get_db(), "stream", time.time())
     database, session_id = current_app.config["DATABASE"], session.get("sid")
     keepalive_s = current_app.config.get("SIAGA_STREAM_KEEPALIVE_S", KEEPALIVE_S)
 

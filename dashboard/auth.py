@@ -14,14 +14,29 @@ from collections.abc import Callable
 from enum import StrEnum
 from typing import Any, TypeVar
 
-from flask import Blueprint, Flask, abort, flash, g, jsonify, redirect, render_template, request, session, url_for
+from flask import (
+    Blueprint,
+    Flask,
+    abort,
+    current_app,
+    flash,
+    g,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from firmware_bridge.errors import SiagaError
 from firmware_bridge.payloads import Kind
 
-from .db import get_db
+from . import audit
+from .db import get_db, transaction
 from .i18n import translate
+from .ratelimit import RateLimiter
 
 bp = Blueprint("auth", __name__)
 
@@ -58,7 +73,7 @@ HOME: dict[Role, str] = {
     Role.FIRE_OPERATOR: "board.fire",
     Role.SAPA_DESK: "board.sapa",
     Role.ADMIN: "board.fire",
-    Role.TECHNICIAN: "board.fire",
+    Role.TECHNICIAN: "devices.index",
     Role.SATPOL: "workspace.queue",
 }
 
@@ -177,14 +192,44 @@ def load_user() -> None:
         g.user = session_user(get_db(), session_id)
 
 
+#: Failed sign-ins allowed per account name and per client address in LOGIN_WINDOW_S.
+LOGIN_FAILURES_PER_NAME = 5
+LOGIN_FAILURES_PER_ADDRESS = 20
+LOGIN_WINDOW_S = 900.0
+
+
+def _login_limits() -> tuple[RateLimiter, RateLimiter]:
+    limits = current_app.extensions.get("siaga.login_limits")
+    if limits is None:
+        limits = current_app.extensions["siaga.login_limits"] = (
+            RateLimiter(LOGIN_FAILURES_PER_NAME, LOGIN_WINDOW_S),
+            RateLimiter(LOGIN_FAILURES_PER_ADDRESS, LOGIN_WINDOW_S),
+        )
+    return limits
+
+
 @bp.route("/login", methods=["GET", "POST"])
 def login() -> Any:
     error = None
     if request.method == "POST":
-        user = authenticate(get_db(), request.form.get("username", ""), request.form.get("password", ""))
+        username = request.form.get("username", "").strip()[:64]
+        address = request.remote_addr or "?"
+        by_name, by_address = _login_limits()
+        wait = max(by_name.retry_after(username.lower()), by_address.retry_after(address))
+        if wait > 0:
+            # Checked before the password: a guesser learns nothing more, and spends nothing of ours.
+            _audit_login(username, "login.throttled")
+            response = render_template("login.html", error=translate("login_throttled", minutes=int(wait // 60) + 1))
+            return response, 429, {"Retry-After": str(int(wait) + 1)}
+        user = authenticate(get_db(), username, request.form.get("password", ""))
         if user is None:
+            by_name.hit(username.lower())
+            by_address.hit(address)
+            _audit_login(username, "login.failed")
             error = translate("login_failed")
         else:
+            by_name.forget(username.lower())
+            _audit_login(username, "login", role=user["role"])
             language = session.get("lang")
             session.clear()  # a fresh session: no fixation
             session.permanent = True
@@ -196,6 +241,18 @@ def login() -> Any:
                 target = url_for(HOME[Role(user["role"])])
             return redirect(target)
     return render_template("login.html", error=error), (401 if error else 200)
+
+
+def _audit_login(username: str, action: str, role: str | None = None) -> None:
+    conn = get_db()
+    with transaction(conn):
+        audit.record(
+            conn,
+            audit.Who(username or "-", role, request.remote_addr),
+            action,
+            subject=f"user:{username}",
+            at=time.time(),
+        )
 
 
 @bp.route("/logout", methods=["POST"])

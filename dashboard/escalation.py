@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import notify, store
+from . import audit, notify, store
 from .alarms import Action, AlarmState
 from .db import PeriodicCheck, transaction
 from .hub import Hub, LiveMessage
@@ -105,6 +105,16 @@ def _take_step(
     note = f"step {step}: unacknowledged for {waited:.0f} s; notifying: {', '.join(receivers) or 'no webhook'}"
     state = AlarmState.UNACKNOWLEDGED
     store.log_action(conn, alarm_id, Action.ESCALATED, ACTOR, now, state, state, note)
+    audit.record(
+        conn,
+        audit.Who(ACTOR),
+        "alarm.escalated",
+        subject=f"alarm:{alarm_id}",
+        kind=kind,
+        before={"escalation": step - 1},
+        after={"escalation": step, "notified": receivers},
+        at=now,
+    )
 
 
 class Escalator(PeriodicCheck):

@@ -33,6 +33,29 @@ class RateLimiter:
             events.append(now)
             return True, 0.0
 
+    def retry_after(self, key: str, now: float | None = None) -> float:
+        """Seconds until ``key`` may act again (0: now), without counting anything."""
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            events = self._events.get(key)
+            while events and now - events[0] >= self.window_s:
+                events.popleft()
+            if events is None or len(events) < self.limit:
+                return 0.0
+            return self.window_s - (now - events[0])
+
+    def hit(self, key: str, now: float | None = None) -> None:
+        """Count one event for ``key`` (e.g. a failed sign-in) whether or not it was allowed."""
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            if key not in self._events and len(self._events) >= self._max_keys:
+                self._forget_idle(now)
+            self._events.setdefault(key, deque()).append(now)
+
+    def forget(self, key: str) -> None:
+        with self._lock:
+            self._events.pop(key, None)
+
     def _forget_idle(self, now: float) -> None:
         for key in [k for k, v in self._events.items() if not v or now - v[-1] >= self.window_s]:
             del self._events[key]

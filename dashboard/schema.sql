@@ -220,3 +220,19 @@ CREATE TABLE IF NOT EXISTS notifications (
 );
 CREATE INDEX IF NOT EXISTS notifications_due ON notifications(next_at) WHERE status = 'pending';
 CREATE INDEX IF NOT EXISTS notifications_alarm ON notifications(alarm_id);
+
+-- Audit (schema 3): every operator and administrator action, and every read of
+-- SAPA data, with who, when, from where, and the state before and after.
+CREATE TABLE IF NOT EXISTS audit_log (
+    id        INTEGER PRIMARY KEY AUTOINCREMENT,
+    at        REAL    NOT NULL,
+    actor     TEXT    NOT NULL,          -- username ("siaga" for the dashboard itself)
+    role      TEXT,
+    action    TEXT    NOT NULL,          -- alarm.acknowledged, user.created, sapa.read, login.failed, ...
+    subject   TEXT,                      -- alarm:18, user:dina, button:pasar-andoolo-fire-1, ...
+    kind      TEXT,                      -- fire / sapa when it concerns an alarm or button: who may read it
+    before    TEXT,                      -- JSON
+    after     TEXT,                      -- JSON
+    ip        TEXT
+);
+CREATE INDEX IF NOT EXISTS audit_log_at ON audit_log(at);

@@ -16,7 +16,7 @@ from typing import Any
 from firmware_bridge.payloads import Event, Health, Inventory, Kind, Status
 from firmware_bridge.timeutil import format_epoch
 
-from . import notify
+from . import audit, notify
 from .alarms import (
     OPEN_STATES,
     Action,
@@ -251,6 +251,7 @@ def act_on_alarm(
     resolution: object = None,
     seen_rev: object = None,
     unit: object = None,
+    by: audit.Who | None = None,
 ) -> dict[str, Any]:
     """Acknowledge or resolve an alarm the actor may see; returns the updated alarm.
 
@@ -273,7 +274,10 @@ def act_on_alarm(
         raise InvalidAction(f"rev must be an integer (got {seen_rev!r})")
     visible = {str(kind) for kind in kinds}
     with transaction(conn):
-        row = conn.execute("SELECT state, kind, rev, press_count FROM alarms WHERE id = ?", (alarm_id,)).fetchone()
+        row = conn.execute(
+            "SELECT state, kind, rev, press_count, note, dispatch_unit, resolution FROM alarms WHERE id = ?",
+            (alarm_id,),
+        ).fetchone()
         if row is None or row["kind"] not in visible:
             raise AlarmNotFound(f"alarm {alarm_id} not found")
         state = AlarmState(row["state"])
@@ -311,6 +315,19 @@ def act_on_alarm(
         log_action(conn, alarm_id, action, actor, now, state, new_state, logged)
         if state is AlarmState.UNACKNOWLEDGED:
             notify.settle(conn, alarm_id, now)  # escalation stops here
+        after = conn.execute(
+            "SELECT state, rev, press_count, note, dispatch_unit, resolution FROM alarms WHERE id = ?", (alarm_id,)
+        ).fetchone()
+        audit.record(
+            conn,
+            by or audit.Who(actor),
+            f"alarm.{action}",
+            subject=f"alarm:{alarm_id}",
+            kind=row["kind"],
+            before={key: row[key] for key in after.keys()},
+            after=dict(after),
+            at=now,
+        )
     alarm = get_alarm(conn, alarm_id, kinds=visible)
     assert alarm is not None
     return alarm

@@ -70,6 +70,19 @@ class DashboardClient:
             raise HTTPStatusError(status, text)
         return json.loads(text) if text else None
 
+    def post_form(self, path: str, fields: dict[str, str]) -> tuple[int, str]:
+        """POST a form (with this session's CSRF token) as a browser would; follows redirects."""
+        body = urllib.parse.urlencode({**fields, "csrf_token": self.csrf}).encode()
+        status, text, _ = self._request("POST", path, body, {"Content-Type": "application/x-www-form-urlencoded"})
+        match = _TOKEN.search(text)
+        if match:
+            self.csrf = match.group(1)
+        return status, text
+
+    def get_text(self, path: str) -> tuple[int, str]:
+        status, text, _ = self._request("GET", path)
+        return status, text
+
     def cookie_header(self) -> str:
         return "; ".join(f"{cookie.name}={cookie.value}" for cookie in self.cookies)
 

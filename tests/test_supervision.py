@@ -350,3 +350,47 @@ def test_a_full_disk_is_reported_at_once_and_the_press_still_arrives(
         assert wait_alarm(operator, lambda a: a["press_count"] == 2)["id"] == alarm["id"]
     finally:
         disk.unmount()
+
+
+def test_the_device_view_shows_last_heard_battery_and_radio_quality_by_role(
+    tmp_path: Path,
+    mosquitto: Mosquitto,
+    dashboard: DashboardServer,
+    start_gateway: Callable[..., Gateway],
+) -> None:
+    from sim.radio import Impairments
+
+    dashboard.create_user("teknisi", "teknisi-password-1", "technician")
+    air = Air(Impairments(time_scale=0.1), seed=5)
+    host = PtyHost(tmp_path / "ttyLORA0")
+    VirtualRylr(air, host, address=1)
+    host.plug()
+    nodes = [radio_node(air, tmp_path, 1001, "fire", battery_mv=3300), radio_node(air, tmp_path, 1002, "sapa")]
+    try:
+        config = _with_health_interval(make_config(tmp_path, mosquitto, lora_body(tmp_path, host.path)), 1.0)
+        start_gateway(config)
+        technician = signed_in(dashboard, ("teknisi", "teknisi-password-1"))
+        status, page = technician.get_page("/")  # a technician lands on the device view
+        assert status == 200 and 'id="buttons"' in page
+        deadline = time.monotonic() + WAIT_S
+        while True:
+            view = technician.get_json("/api/devices")
+            buttons = {b["id"]: b for b in view["buttons"]}
+            if all(buttons.get(b, {}).get("battery_mv") for b in ("lora-1001", "lora-1002")):
+                break
+            assert time.monotonic() < deadline, f"no radio facts in the device view: {view}"
+            time.sleep(0.1)  # the gateway's next health message: nothing to wait on from here
+        fire = buttons["lora-1001"]
+        assert fire["battery_mv"] == 3300 and fire["via"] == "gw-test" and fire["heard_s"] is not None
+        assert isinstance(fire["rssi"], int) and fire["heard_s"] < 30
+        assert [g["gw"] for g in view["gateways"]] == ["gw-test"] and view["gateways"][0]["state"] == "online"
+        assert set(buttons) == {"lora-1001", "lora-1002"}  # technicians maintain SAPA buttons too
+        operator_view = signed_in(dashboard, OPERATOR).get_json("/api/devices")
+        assert {b["kind"] for b in operator_view["buttons"]} == {"fire"}
+        _, page = technician.get_page("/devices")
+        assert 'data-button="lora-1001"' in page and "3.30 V" in page
+    finally:
+        for node_ in nodes:
+            node_.close()
+        host.close()
+        air.close()

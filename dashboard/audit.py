@@ -1,0 +1,145 @@
+"""The audit log: who did what, when, from where, with the state before and after.
+
+Operator actions are recorded in the same transaction as the action itself, so
+the log cannot miss one. Reads of SAPA data are recorded too (UU PDP 27/2022:
+access to children's data must be accountable). Administrators read and
+export the log; rows about SAPA alarms are shown to them without their
+content, which only the SAPA desk may see.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sqlite3
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from flask import g, has_request_context, request
+
+from firmware_bridge.timeutil import format_epoch
+
+#: What an administrator sees instead of a SAPA row's before/after.
+REDACTED = "[SAPA: hanya untuk meja SAPA]"
+
+
+@dataclass(frozen=True)
+class Who:
+    actor: str
+    role: str | None = None
+    ip: str | None = None
+
+
+def who() -> Who:
+    """The signed-in user of the current request (or the dashboard itself outside one)."""
+    if has_request_context() and g.get("user") is not None:
+        return Who(g.user["username"], g.user["role"], request.remote_addr)
+    if has_request_context():
+        return Who("anonymous", None, request.remote_addr)
+    return Who("siaga")
+
+
+def record(
+    conn: sqlite3.Connection,
+    by: Who,
+    action: str,
+    *,
+    subject: str | None = None,
+    kind: str | None = None,
+    before: Mapping[str, Any] | None = None,
+    after: Mapping[str, Any] | None = None,
+    at: float,
+) -> None:
+    conn.execute(
+        "INSERT INTO audit_log (at, actor, role, action, subject, kind, before, after, ip) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            at,
+            by.actor,
+            by.role,
+            action,
+            subject,
+            kind,
+            _json(before),
+            _json(after),
+            by.ip,
+        ),
+    )
+
+
+def _json(value: Mapping[str, Any] | None) -> str | None:
+    return None if value is None else json.dumps(value, separators=(",", ":"), ensure_ascii=False, sort_keys=True)
+
+
+def entries(
+    conn: sqlite3.Connection,
+    *,
+    kinds: Iterable[str],
+    since: float | None = None,
+    until: float | None = None,
+    actor: str | None = None,
+    action: str | None = None,
+    limit: int = 500,
+) -> list[dict[str, Any]]:
+    """Newest first. Rows of a kind outside ``kinds`` keep who/what/when but lose their content."""
+    query = "SELECT * FROM audit_log WHERE 1 = 1"
+    params: list[Any] = []
+    for column, op, value in (("at", ">=", since), ("at", "<", until), ("actor", "=", actor)):
+        if value is not None:
+            query += f" AND {column} {op} ?"
+            params.append(value)
+    if action:
+        query += " AND action LIKE ?"
+        params.append(action.replace("%", "") + "%")
+    query += " ORDER BY id DESC LIMIT ?"
+    params.append(limit)
+    visible = set(kinds)
+    return [_view(row, visible) for row in conn.execute(query, params)]
+
+
+def _view(row: sqlite3.Row, visible: set[str]) -> dict[str, Any]:
+    hidden = row["kind"] is not None and row["kind"] not in visible
+    return {
+        "id": row["id"],
+        "at": format_epoch(row["at"]),
+        "actor": row["actor"],
+        "role": row["role"],
+        "action": row["action"],
+        "subject": "alarm (SAPA)" if hidden and (row["subject"] or "").startswith("alarm:") else row["subject"],
+        "kind": row["kind"],
+        "before": REDACTED if hidden and row["before"] else row["before"],
+        "after": REDACTED if hidden and row["after"] else row["after"],
+        "ip": row["ip"],
+    }
+
+
+CSV_COLUMNS = ("id", "at", "actor", "role", "action", "subject", "kind", "before", "after", "ip")
+
+
+def to_csv(rows: Iterable[Mapping[str, Any]]) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(CSV_COLUMNS)
+    for row in rows:
+        writer.writerow([_csv_safe(row[column]) for column in CSV_COLUMNS])
+    return out.getvalue()
+
+
+def _csv_safe(value: Any) -> Any:
+    """A spreadsheet runs a cell that starts with = + - @ as a formula: a note must not."""
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return "" if value is None else value
+
+
+def sapa_read(conn: sqlite3.Connection, subject: str, at: float) -> None:
+    """Log a read of SAPA data by the signed-in user (its own short transaction)."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        record(conn, who(), "sapa.read", subject=subject, kind="sapa", at=at)
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
