@@ -10,7 +10,7 @@ from typing import Any
 from flask import Flask, jsonify, render_template, request
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from . import admin, api, auth, board, csrf, db, devices, i18n, live, reports
+from . import admin, api, auth, board, csrf, db, devices, i18n, live, reports, stats
 
 DEFAULTS: dict[str, Any] = {
     "SIAGA_LANGUAGE": "id",
@@ -60,6 +60,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(api.bp)
     app.register_blueprint(admin.bp)
     app.register_blueprint(devices.bp)
+    app.register_blueprint(stats.bp)
     _register_errors(app)
 
     @app.after_request
