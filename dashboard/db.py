@@ -44,8 +44,10 @@ def init_schema(conn: sqlite3.Connection) -> None:
                 "dispatched_at": "REAL",
                 "dispatched_by": "TEXT",
                 "dispatch_unit": "TEXT",
+                "test": "INTEGER NOT NULL DEFAULT 0",
             },
         )
+        _add_columns(conn, "events", {"suppressed": "TEXT"})
         conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
 

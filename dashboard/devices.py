@@ -12,12 +12,14 @@ import sqlite3
 import time
 from typing import Any
 
-from flask import Blueprint, jsonify, render_template
+from flask import Blueprint, flash, jsonify, redirect, render_template, request, url_for
 
 from firmware_bridge.timeutil import format_epoch
 
-from .auth import Role, login_required, trouble_kinds
-from .db import get_db
+from . import audit, service
+from .auth import Role, current_role, login_required, trouble_kinds
+from .db import get_db, transaction
+from .i18n import translate
 from .supervision import open_troubles
 
 bp = Blueprint("devices", __name__)
@@ -56,6 +58,7 @@ def device_overview(conn: sqlite3.Connection, kinds: frozenset[str], now: float)
         for button in health.get("buttons") or []:
             if isinstance(button, dict) and isinstance(button.get("id"), str):
                 wired[button["id"]] = button
+    set_aside = service.active(conn, now)
     buttons = []
     for row in conn.execute("SELECT * FROM buttons ORDER BY site_name, id"):
         if row["kind"] not in kinds:
@@ -76,6 +79,7 @@ def device_overview(conn: sqlite3.Connection, kinds: frozenset[str], now: float)
                 "via": radio.get("via"),
                 "pressed": (wired.get(row["id"]) or {}).get("pressed"),
                 "troubles": by_subject.get(row["id"], []),
+                "service": set_aside[row["id"]].view() if row["id"] in set_aside else None,
             }
         )
     return {"gateways": gateways, "buttons": buttons, "troubles": troubles, "at": format_epoch(now)}
@@ -89,10 +93,31 @@ def _health(text: str | None) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
+_MAINTAINERS = (Role.TECHNICIAN, Role.ADMIN)
+
+
 @bp.get("/devices")
 @login_required(Role.TECHNICIAN, Role.ADMIN, Role.FIRE_OPERATOR, Role.SAPA_DESK)
 def index() -> str:
-    return render_template("devices.html", view=device_overview(get_db(), trouble_kinds(), time.time()))
+    view = device_overview(get_db(), trouble_kinds(), time.time())
+    return render_template("devices.html", view=view, can_service=current_role() in _MAINTAINERS)
+
+
+@bp.post("/devices/buttons/<button>/service")
+@login_required(*_MAINTAINERS)
+def set_service(button: str) -> Any:
+    conn = get_db()
+    form = request.form
+    try:
+        with transaction(conn):
+            service.set_mode(
+                conn, button, form.get("mode"), form.get("reason"), form.get("hours"), audit.who(), time.time()
+            )
+    except service.ServiceError as exc:
+        flash(str(exc), "error")
+    else:
+        flash(translate(f"service_set_{form.get('mode')}", button=button))
+    return redirect(url_for("devices.index"), 303)
 
 
 @bp.get("/api/devices")

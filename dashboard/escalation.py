@@ -16,12 +16,12 @@ from __future__ import annotations
 import logging
 import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from . import audit, notify, store
-from .alarms import Action, AlarmState
+from .alarms import Action, AlarmState, InvalidTransition
 from .db import PeriodicCheck, transaction
 from .hub import Hub, LiveMessage
 
@@ -57,7 +57,7 @@ def escalate_due(conn: sqlite3.Connection, settings: EscalationSettings, now: fl
     """Take every due step (inside the caller's transaction); returns the ids of the alarms escalated."""
     escalated = []
     rows = conn.execute(
-        "SELECT id, kind, opened_at, escalation FROM alarms WHERE state = ?", (AlarmState.UNACKNOWLEDGED,)
+        "SELECT id, kind, opened_at, escalation FROM alarms WHERE state = ? AND test = 0", (AlarmState.UNACKNOWLEDGED,)
     ).fetchall()
     for row in rows:
         waited = now - row["opened_at"]
@@ -117,6 +117,10 @@ def _take_step(
     )
 
 
+#: A test alarm (a button in test mode) is closed by the dashboard after this long.
+TEST_ALARM_S = 60.0
+
+
 class Escalator(PeriodicCheck):
     """Takes due steps every ``check_interval_s``, tells the boards, wakes the notifier."""
 
@@ -127,6 +131,34 @@ class Escalator(PeriodicCheck):
         self._hub = hub
         self.settings = settings
         self.notifier = notifier
+        #: Tells a button what its alarm now is (the MQTT ingest's ``indicate``), when there is a link.
+        self.indicate: Callable[[dict[str, Any]], None] | None = None
+
+    def _close_tests(self, conn: sqlite3.Connection, now: float) -> None:
+        """Resolve test alarms a minute old, so that the button's LED goes out after confirming."""
+        rows = conn.execute(
+            "SELECT id, kind, rev FROM alarms WHERE test = 1 AND state != ? AND opened_at <= ?",
+            (AlarmState.RESOLVED, now - TEST_ALARM_S),
+        ).fetchall()
+        for row in rows:
+            try:
+                alarm = store.act_on_alarm(
+                    conn,
+                    row["id"],
+                    Action.RESOLVED,
+                    actor=ACTOR,
+                    kinds={row["kind"]},
+                    now=now,
+                    note="test mode: closed automatically",
+                    resolution="test",
+                    seen_rev=row["rev"],
+                    by=audit.Who(ACTOR),
+                )
+            except InvalidTransition:
+                continue  # an operator acted on it meanwhile (or a press joined): next round
+            self._hub.publish(LiveMessage("alarm", alarm, kind=alarm["kind"]))
+            if self.indicate is not None:
+                self.indicate(alarm)
 
     def start(self) -> Escalator:
         if self.notifier is not None:
@@ -144,6 +176,7 @@ class Escalator(PeriodicCheck):
 
     def check(self, conn: sqlite3.Connection, now: float | None = None) -> list[dict[str, Any]]:
         now = time.time() if now is None else now
+        self._close_tests(conn, now)
         with transaction(conn):
             escalated = escalate_due(conn, self.settings, now)
         if not escalated:

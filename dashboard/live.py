@@ -47,6 +47,8 @@ def init_app(app: Flask) -> None:
     escalation = app.config.get("SIAGA_ESCALATION") or EscalationSettings()
     notifier = Notifier(app.config["DATABASE"], escalation.webhooks, escalation.retry, counters)
     escalator = Escalator(app.config["DATABASE"], hub, escalation, notifier)
+    if ingest is not None:
+        escalator.indicate = ingest.indicate
     app.extensions[EXTENSION] = Live(
         hub=hub, ingest=ingest, supervisor=supervisor, escalator=escalator, counters=counters
     )

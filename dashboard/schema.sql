@@ -70,6 +70,7 @@ CREATE TABLE IF NOT EXISTS alarms (
     resolved_by      TEXT,
     resolution       TEXT,               -- real / false_alarm / test
     note             TEXT,
+    test             INTEGER NOT NULL DEFAULT 0,  -- raised by a button in test mode: no sound, no escalation
     escalation       INTEGER NOT NULL DEFAULT 0,  -- escalation steps taken while unacknowledged
     escalated_at     REAL
 );
@@ -101,6 +102,7 @@ CREATE TABLE IF NOT EXISTS events (
     src          TEXT    NOT NULL,
     received_at  REAL    NOT NULL,       -- dashboard's clock
     alarm_id     INTEGER REFERENCES alarms(id),
+    suppressed   TEXT,                   -- why a press raised no alarm (out_of_service)
     payload      TEXT    NOT NULL
 );
 CREATE INDEX IF NOT EXISTS events_button ON events(button, received_at);
@@ -236,3 +238,15 @@ CREATE TABLE IF NOT EXISTS audit_log (
     ip        TEXT
 );
 CREATE INDEX IF NOT EXISTS audit_log_at ON audit_log(at);
+
+-- Buttons taken out of service (faulty, under maintenance) or put in test mode,
+-- each until an expiry: presses are still stored, but raise no alarm (out of
+-- service) or a silent test alarm (test mode).
+CREATE TABLE IF NOT EXISTS button_service (
+    button      TEXT    PRIMARY KEY,
+    mode        TEXT    NOT NULL,        -- out_of_service / test
+    reason      TEXT    NOT NULL,
+    until       REAL    NOT NULL,
+    set_by      TEXT    NOT NULL,
+    set_at      REAL    NOT NULL
+);

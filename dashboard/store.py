@@ -16,7 +16,7 @@ from typing import Any
 from firmware_bridge.payloads import Event, Health, Inventory, Kind, Status
 from firmware_bridge.timeutil import format_epoch
 
-from . import audit, notify
+from . import audit, notify, service
 from .alarms import (
     OPEN_STATES,
     Action,
@@ -45,6 +45,7 @@ FROM alarms a LEFT JOIN buttons b ON b.id = a.button
 class IngestOutcome:
     stored: int = 0
     duplicates: int = 0
+    suppressed: int = 0  # presses of buttons out of service: stored, no alarm
     #: "stored.fire", "duplicate.sapa", ...: per kind, so that diagnostics can
     #: show the fire post's numbers without revealing SAPA activity.
     by_kind: Counter[str] = field(default_factory=Counter)
@@ -85,6 +86,7 @@ def alarm_view(row: sqlite3.Row) -> dict[str, Any]:
         "resolution": row["resolution"],
         "note": row["note"],
         "last_event_id": row["last_event_id"],
+        "test": bool(row["test"]),
         "escalation": row["escalation"],
         "escalated_at": _iso(row["escalated_at"]),
         "notified": row["notified"],  # webhook receivers told of its escalation
@@ -122,14 +124,21 @@ def store_events(conn: sqlite3.Connection, events: Sequence[tuple[Event, float]]
         outcome.stored += 1
         outcome.by_kind[f"stored.{event.kind}"] += 1
         if opens_alarm(event.type):
-            alarm_id, action = _apply_press(conn, event, received_at)
+            set_aside = service.current(conn, event.button, received_at)
+            if set_aside is not None and set_aside.mode is service.ServiceMode.OUT_OF_SERVICE:
+                # Stored and counted (the device view and the trouble show it), but no alarm.
+                conn.execute("UPDATE events SET suppressed = 'out_of_service' WHERE id = ?", (event.id,))
+                outcome.suppressed += 1
+                continue
+            testing = set_aside is not None and set_aside.mode is service.ServiceMode.TEST
+            alarm_id, action = _apply_press(conn, event, received_at, test=testing)
             conn.execute("UPDATE events SET alarm_id = ? WHERE id = ?", (alarm_id, event.id))
             if outcome.alarms.get(alarm_id) is not Action.OPENED:
                 outcome.alarms[alarm_id] = action
     return outcome
 
 
-def _apply_press(conn: sqlite3.Connection, event: Event, received_at: float) -> tuple[int, Action]:
+def _apply_press(conn: sqlite3.Connection, event: Event, received_at: float, *, test: bool) -> tuple[int, Action]:
     row = conn.execute(
         "SELECT id, state FROM alarms WHERE button = ? AND state != ?", (event.button, AlarmState.RESOLVED)
     ).fetchone()
@@ -148,7 +157,7 @@ def _apply_press(conn: sqlite3.Connection, event: Event, received_at: float) -> 
     new_id = make_alarm_id(event.kind, number)
     conn.execute(
         "INSERT INTO alarms (id, number, button, gw, kind, state, first_event_id, last_event_id, first_press_ts, "
-        "opened_at, last_press_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "opened_at, last_press_at, test) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             new_id,
             number,
@@ -161,6 +170,7 @@ def _apply_press(conn: sqlite3.Connection, event: Event, received_at: float) -> 
             event.ts,
             received_at,
             received_at,
+            int(test),
         ),
     )
     actor = f"gw:{event.gw}"

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from firmware_bridge.timeutil import parse_ts
+from firmware_bridge.timeutil import format_epoch, parse_ts
 
 from . import notify
 from .db import PeriodicCheck, transaction
@@ -44,6 +44,8 @@ class TroubleType(StrEnum):
     LOW_BATTERY = "low_battery"
     TAMPER = "tamper"  # the button's case is open
     WEBHOOK_FAILING = "webhook_failing"  # escalation notices are not getting through
+    BUTTON_OUT_OF_SERVICE = "button_out_of_service"  # set aside by a technician: its presses raise no alarm
+    BUTTON_IN_TEST = "button_in_test"  # a technician is testing it: its presses raise silent test alarms
 
 
 @dataclass(frozen=True)
@@ -236,6 +238,27 @@ def webhook_troubles(conn: sqlite3.Connection, now: float) -> list[Trouble]:
     return troubles
 
 
+def service_troubles(conn: sqlite3.Connection, now: float) -> list[Trouble]:
+    """A button set aside is a trouble until it is back: nobody must forget it is not protecting anyone."""
+    troubles = []
+    rows = conn.execute(
+        "SELECT s.*, b.gw, b.kind, (SELECT COUNT(*) FROM events e WHERE e.button = s.button "
+        "AND e.suppressed IS NOT NULL AND e.received_at >= s.set_at) AS suppressed "
+        "FROM button_service s LEFT JOIN buttons b ON b.id = s.button WHERE s.until > ?",
+        (now,),
+    ).fetchall()
+    for row in rows:
+        until = format_epoch(row["until"])
+        if row["mode"] == "out_of_service":
+            detail = f"{row['reason']} (until {until}; {row['suppressed']} press(es) without alarm)"
+            kind = TroubleType.BUTTON_OUT_OF_SERVICE
+        else:
+            detail = f"{row['reason']} (until {until})"
+            kind = TroubleType.BUTTON_IN_TEST
+        troubles.append(Trouble(kind, row["gw"], row["button"], row["kind"], detail, row["set_at"]))
+    return troubles
+
+
 def record(conn: sqlite3.Connection, troubles: list[Trouble], now: float) -> list[dict[str, Any]]:
     """Open new troubles, update details, clear those that no longer hold; returns what changed."""
     current = {trouble.key: trouble for trouble in troubles}
@@ -279,7 +302,6 @@ def _rows(conn: sqlite3.Connection, ids: list[int]) -> list[sqlite3.Row]:
 
 
 def trouble_view(row: sqlite3.Row) -> dict[str, Any]:
-    from firmware_bridge.timeutil import format_epoch
 
     return {
         "id": row["id"],
@@ -314,10 +336,13 @@ class Supervisor(PeriodicCheck):
         now = time.time() if now is None else now
         gateways, buttons = load_facts(conn)
         troubles = evaluate(now, gateways, buttons, self.settings) + webhook_troubles(conn, now)
+        troubles += service_troubles(conn, now)
         changed = record(conn, troubles, now)
+        opened_now = format_epoch(now)
         for view in changed:
-            state = "cleared" if view["cleared"] else "open"
-            log.warning("trouble %s %s: %s %s", state, view["type"], view["subject"], view["detail"])
+            if view["cleared"] or view["detected"] == opened_now:  # not every new "for N s" of the detail
+                state = "cleared" if view["cleared"] else "open"
+                log.warning("trouble %s %s: %s %s", state, view["type"], view["subject"], view["detail"])
             self._hub.publish(LiveMessage("trouble", view, kind=view["kind"]))
         self.last_check = time.monotonic()
         return changed

@@ -30,7 +30,7 @@ from sim.radio import Air, PtyHost, VirtualNode, VirtualRylr
 from sim.servers import DashboardServer, dashboard_config
 from sim.sse import SSEClient, SSEEvent
 from sim.stack import SmallDisk
-from sim.webclient import DashboardClient
+from sim.webclient import DashboardClient, HTTPStatusError
 
 from .conftest import OPERATOR, SAPA_DESK, gateway_toml, press, signed_in
 from .test_ingest import wait_alarm
@@ -394,3 +394,82 @@ def test_the_device_view_shows_last_heard_battery_and_radio_quality_by_role(
             node_.close()
         host.close()
         air.close()
+
+
+def wait_inventory(client: DashboardClient) -> None:
+    deadline = time.monotonic() + WAIT_S
+    while "fire-1" not in {b["id"] for b in client.get_json("/api/devices")["buttons"]}:
+        assert time.monotonic() < deadline, "the gateway's inventory never arrived"
+        time.sleep(0.05)  # another process's message: the API is what we can watch
+
+
+def set_service(client: DashboardClient, button: str, mode: str, reason: str = "", hours: str = "4") -> str:
+    _, page = client.post_form(f"/devices/buttons/{button}/service", {"mode": mode, "reason": reason, "hours": hours})
+    return page
+
+
+def test_a_button_out_of_service_raises_no_alarm_stays_a_trouble_and_comes_back(
+    dashboard: DashboardServer, gateway: Gateway, pin_factory: MockFactory, board: SSEClient
+) -> None:
+    dashboard.create_user("teknisi", "teknisi-password-1", "technician")
+    technician = signed_in(dashboard, ("teknisi", "teknisi-password-1"))
+    operator = signed_in(dashboard, OPERATOR)
+    wait_inventory(technician)
+    page = set_service(technician, "fire-1", "out_of_service", "Tombol retak, menunggu suku cadang")
+    assert "dinyatakan tidak beroperasi" in page and 'data-mode="out_of_service"' in page
+    press(pin_factory, 17)
+    trouble = trouble_event(board, "button_out_of_service", "fire-1")
+    assert "Tombol retak" in trouble["detail"]
+    deadline = time.monotonic() + WAIT_S
+    while "1 press(es) without alarm" not in str(operator.get_json("/api/troubles")):
+        assert time.monotonic() < deadline, "the suppressed press was never counted"
+        time.sleep(0.1)  # the supervisor's next round; nothing to wait on from outside
+    assert operator.get_json("/api/alarms?state=all")["alarms"] == []  # stored, but no alarm
+    assert gateway.pump.wait_drained(WAIT_S)  # and receipted like any event: nothing is left waiting
+
+    set_service(technician, "fire-1", "in_service")
+    trouble_event(board, "button_out_of_service", "fire-1", cleared=True)
+    press(pin_factory, 17)
+    assert wait_alarm(operator, lambda a: a["button"] == "fire-1")["test"] is False
+    with pytest.raises(HTTPStatusError) as caught:  # operators do not set buttons aside
+        operator.post_json("/devices/buttons/fire-1/service", {"mode": "out_of_service"})
+    assert caught.value.status in (400, 403)
+    assert operator.post_form("/devices/buttons/fire-1/service", {"mode": "out_of_service", "reason": "x"})[0] == 403
+    for mode, reason, hours, message in (
+        ("broken", "x", "4", "mode must be one of"),
+        ("out_of_service", "", "4", "a reason is required"),
+        ("out_of_service", "x", "0", "hours must be more than 0"),
+        ("out_of_service", "x", "9999", "at most 720"),
+        ("out_of_service", "x", "soon", "hours must be a number"),
+    ):
+        assert message in set_service(technician, "fire-1", mode, reason, hours)
+    assert "no button" in set_service(technician, "no-such-button", "test", "x")
+
+
+def test_a_button_in_test_mode_raises_a_silent_test_alarm_that_closes_itself(
+    dashboard: DashboardServer, gateway: Gateway, pin_factory: MockFactory, board: SSEClient
+) -> None:
+    from dashboard.db import connect
+    from dashboard.live import EXTENSION
+
+    dashboard.create_user("teknisi", "teknisi-password-1", "technician")
+    technician = signed_in(dashboard, ("teknisi", "teknisi-password-1"))
+    wait_inventory(technician)
+    set_service(technician, "fire-1", "test", "Uji bulanan")
+    press(pin_factory, 17)
+    alarm = board.wait_for(lambda e: e.event == "alarm" and e.json()["button"] == "fire-1", WAIT_S).json()
+    assert alarm["test"] is True and alarm["state"] == "unacknowledged"
+    assert gateway.wait_for_indication("fire-1", "received", WAIT_S)  # the technician sees it got through
+    escalator = dashboard.app.extensions[EXTENSION].escalator
+    conn = connect(dashboard.config["DATABASE"])
+    try:
+        assert escalator.check(conn, now=time.time() + 30) == []  # a test is never escalated
+        escalator.check(conn, now=time.time() + 120)  # a minute on: the dashboard closes it
+    finally:
+        conn.close()
+    closed = board.wait_for(
+        lambda e: e.event == "alarm" and e.json()["id"] == alarm["id"] and not e.json()["open"], WAIT_S
+    )
+    assert closed.json()["resolution"] == "test" and closed.json()["resolved_by"] == "siaga"
+    assert gateway.wait_for_indication("fire-1", "resolved", WAIT_S)  # and the LED goes out
+    assert closed.json()["escalation"] == 0

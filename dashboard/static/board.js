@@ -143,11 +143,12 @@
 
   function alarmCard(alarm) {
     const place = alarm.site ? alarm.site.name : t("site_unknown");
-    const escalated = alarm.state === "unacknowledged" && alarm.escalation > 0;
+    const escalated = alarm.state === "unacknowledged" && alarm.escalation > 0 && !alarm.test;
     return el("li", {
-      class: `alarm kind-${alarm.kind} state-${alarm.state}${escalated ? " escalated" : ""}`,
-      dataset: { alarmId: alarm.id, state: alarm.state, kind: alarm.kind, escalation: alarm.escalation || 0 },
+      class: `alarm kind-${alarm.kind} state-${alarm.state}${escalated ? " escalated" : ""}${alarm.test ? " test" : ""}`,
+      dataset: { alarmId: alarm.id, state: alarm.state, kind: alarm.kind, escalation: alarm.escalation || 0, test: alarm.test ? 1 : 0 },
     },
+      alarm.test ? el("strong", { class: "test-banner" }, "⚙ ", t("test_alarm")) : null,
       escalated ? el("strong", { class: "escalation", role: "alert" }, "⚠ ", t("escalated", { step: alarm.escalation }),
         el("span", { class: "hint" }, t("escalated_hint", { since: clock(alarm.opened_at) }),
           alarm.notified ? ` ${t("escalated_notified", { n: alarm.notified })}` : "")) : null,
@@ -169,7 +170,7 @@
 
   function renderAlarms() {
     // Escalated unacknowledged alarms first: they are the ones being missed.
-    const urgency = (a) => (a.state === "unacknowledged" ? 1 + (a.escalation || 0) : 0);
+    const urgency = (a) => (a.test ? -1 : a.state === "unacknowledged" ? 1 + (a.escalation || 0) : 0);
     const sorted = [...alarms.values()].sort((a, b) => (urgency(b) - urgency(a))
       || (b.opened_at.localeCompare(a.opened_at)) || (b.id - a.id));
     document.getElementById("alarm-list").replaceChildren(...sorted.map(alarmCard));
@@ -238,7 +239,8 @@
     window.siagaBeeps += 1;
   }
 
-  function soundNeeded() { return [...alarms.values()].some((a) => a.state === "unacknowledged"); }
+  // A technician's test alarm never sounds: only real calls for help do.
+  function soundNeeded() { return [...alarms.values()].some((a) => a.state === "unacknowledged" && !a.test); }
 
   function updateSound() {
     const needed = soundNeeded();
