@@ -12,7 +12,7 @@ from flask import Blueprint, Response, abort, current_app, g, jsonify, request, 
 from firmware_bridge.payloads import Kind
 from firmware_bridge.timeutil import format_epoch
 
-from . import audit, notify, store
+from . import audit, notify, sites, store
 from .alarms import Action, AlarmChanged, AlarmNotFound, InvalidAction, InvalidTransition
 from .auth import Role, login_required, session_user, trouble_kinds, visible_kinds
 from .db import connect, get_db
@@ -124,6 +124,12 @@ def resolve(alarm_id: int) -> Any:
 @login_required()
 def gateways() -> Any:
     return jsonify(gateways=store.list_gateways(get_db()))
+
+
+@bp.get("/sites")
+@login_required(*_BOARD_ROLES, Role.TECHNICIAN)
+def site_list() -> Any:
+    return jsonify(sites=sites.sites(get_db(), trouble_kinds(), time.time()))
 
 
 @bp.get("/troubles")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, current_app, g, jsonify, redirect, render_template, url_for
+from flask import Blueprint, current_app, g, jsonify, redirect, render_template, request, url_for
 
 from .auth import HOME, Role, current_role, login_required
 from .live import live
@@ -28,6 +28,7 @@ def _render(desk: str) -> str:
         "board.html",
         desk=desk,
         units=units,
+        wall=request.args.get("wall") == "1",
         user=g.user,
         demo_panel_url=current_app.config.get("SIAGA_DEMO_PANEL_URL"),
     )

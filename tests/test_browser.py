@@ -471,6 +471,87 @@ def test_an_escalated_alarm_stands_out_and_the_trouble_list_shows_a_lost_gateway
         expect(page.locator("#trouble-count")).to_have_text("1")
 
 
+def test_the_map_and_site_list_show_each_site_by_shape_and_text_and_lead_to_its_alarm(
+    dashboard: DashboardServer, gateway: Gateway, pin_factory: MockFactory, page: Page
+) -> None:
+    sign_in(page, dashboard, OPERATOR)
+    page.get_by_role("button", name="Peta").click()
+    site = page.locator("#site-map g.site[data-site='Pasar Andoolo']")
+    expect(site).to_have_attribute("data-state", "ok")
+    expect(site.locator(".shape")).to_have_text("●")
+    expect(page.locator("#alarms-view")).to_be_hidden()
+
+    press(pin_factory, 17)
+    expect(site).to_have_attribute("data-state", "unacknowledged")  # without a reload
+    expect(site.locator(".shape")).to_have_text("▲")  # shape as well as colour
+    expect(site).to_have_attribute("aria-label", "Pasar Andoolo: BELUM DITANGGAPI")
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / "board-map.png"), animations="disabled")
+
+    page.get_by_role("button", name="Daftar lokasi").click()
+    row = page.locator("#site-table tr[data-site='Pasar Andoolo']")
+    expect(row).to_have_attribute("data-state", "unacknowledged")
+    expect(row.locator("[data-button='fire-1']")).to_contain_text("BELUM DITANGGAPI")
+    expect(row.locator("[data-button='sapa-1']")).to_have_count(0)  # the fire post's list has no SAPA buttons
+
+    # Keyboard only: back to the map, focus the site, Enter opens its alarm card.
+    page.get_by_role("button", name="Peta").click()
+    site.focus()
+    page.keyboard.press("Enter")
+    card = cards(page)
+    expect(page.locator("#alarms-view")).to_be_visible()
+    expect(card).to_be_focused()
+    page.keyboard.press("Tab")
+    expect(card.locator("button.ack")).to_be_focused()
+    page.keyboard.press("Enter")
+    expect(card).to_have_attribute("data-state", "acknowledged")
+
+
+def test_the_wall_display_is_large_and_keeps_the_live_state(
+    dashboard: DashboardServer, gateway: Gateway, pin_factory: MockFactory, open_page: Callable[..., Page]
+) -> None:
+    page = open_page(viewport={"width": 1920, "height": 1080})
+    sign_in(page, dashboard, OPERATOR)
+    page.locator("#wall-toggle").click()
+    expect(page.locator("body")).to_have_class(re.compile(r"\bwall\b"))
+    expect(page.locator("#stream-state")).to_have_attribute("data-state", "live")
+    press(pin_factory, 17)
+    card = cards(page)
+    expect(card).to_have_attribute("data-state", "unacknowledged")
+    size = card.locator(".place").evaluate("node => parseFloat(getComputedStyle(node).fontSize)")
+    assert size >= 40, f"the place is {size}px: not readable across a room"
+    expect(page.locator("#map-view")).to_be_visible()  # the map beside the alarms, no clicking around
+    expect(page.locator("#site-map g.site[data-site='Pasar Andoolo']")).to_have_attribute(
+        "data-state", "unacknowledged"
+    )
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / "board-wall.png"), animations="disabled")
+
+
+def test_the_statistics_page_shows_response_times_from_stored_alarms(
+    dashboard: DashboardServer, gateway: Gateway, pin_factory: MockFactory, page: Page
+) -> None:
+    sign_in(page, dashboard, OPERATOR)
+    press(pin_factory, 17)
+    card = cards(page)
+    card.locator("button.ack").click()
+    expect(card).to_have_attribute("data-state", "acknowledged")
+    card.locator("select[name=resolution]").select_option("false_alarm")
+    card.locator("button.resolve").click()
+    expect(cards(page)).to_have_count(0)
+    page.get_by_role("link", name="Statistik respons").click()
+    expect(page.locator("h1")).to_have_text("Statistik respons")
+    row = page.locator("#by-site tr[data-key='Pasar Andoolo']")
+    expect(row).to_contain_text("100 %")  # one false alarm of one
+    expect(row.locator(".ack-median")).not_to_have_attribute("data-seconds", "")
+    expect(page.locator("#ack-chart g.bar")).to_have_count(1)
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / "statistics.png"), full_page=True)
+    with page.expect_download() as download:
+        page.locator("a.csv[data-group='site']").click()
+    assert "Pasar Andoolo" in Path(download.value.path()).read_text()
+
+
 # -- citizens' reports ------------------------------------------------------------------------
 
 PHONE = {

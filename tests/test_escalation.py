@@ -313,25 +313,25 @@ def test_a_wrong_escalation_setting_names_its_key(tmp_path: Path, text: str, key
 
 
 def test_a_schema_2_database_is_upgraded_in_place(tmp_path: Path) -> None:
+    """A database made by the last released dashboard (its schema kept in tests/data) keeps its data."""
     path = tmp_path / "old.sqlite"
     conn = connect(path)
-    init_schema(conn)
-    # Back to what schema 2 had: no escalation columns, no troubles or notifications.
-    conn.execute(
-        "INSERT INTO alarms (id, number, button, gw, kind, state, first_event_id, last_event_id, first_press_ts, "
-        "opened_at, last_press_at) VALUES (17, 1, 'b', 'g', 'fire', 'unacknowledged', 'e', 'e', 't', 1, 1)"
-    )
+    conn.executescript((Path(__file__).parent / "data" / "schema-v2.sql").read_text())
     conn.executescript(
-        "DROP TABLE notifications; DROP TABLE troubles; "
-        "ALTER TABLE alarms DROP COLUMN escalation; ALTER TABLE alarms DROP COLUMN escalated_at; "
+        "INSERT INTO alarms (id, number, button, gw, kind, state, first_event_id, last_event_id, first_press_ts, "
+        "opened_at, last_press_at) VALUES (17, 1, 'b', 'g', 'fire', 'unacknowledged', 'e', 'e', 't', 1, 1);"
+        "INSERT INTO events (id, gw, button, kind, type, ts, src, received_at, alarm_id, payload) "
+        "VALUES ('e', 'g', 'b', 'fire', 'press', 't', 'gpio', 1, 17, '{}');"
         "PRAGMA user_version=2;"
     )
     init_schema(conn)
     assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
-    row = conn.execute("SELECT id, escalation, escalated_at FROM alarms").fetchone()
-    assert tuple(row) == (17, 0, None)  # the old alarm kept, with the new columns
-    assert conn.execute("SELECT COUNT(subject) FROM troubles").fetchone()[0] == 0
-    assert conn.execute("SELECT COUNT(*) FROM notifications").fetchone()[0] == 0
+    row = conn.execute("SELECT id, escalation, escalated_at, test, dispatch_unit FROM alarms").fetchone()
+    assert tuple(row) == (17, 0, None, 0, None)  # the old alarm kept, with the new columns
+    assert tuple(conn.execute("SELECT id, alarm_id, suppressed FROM events").fetchone()) == ("e", 17, None)
+    for table in ("troubles", "notifications", "audit_log", "button_service"):
+        assert conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0] == 0  # noqa: S608 - fixed names
+    init_schema(conn)  # and again: nothing happens twice
     conn.close()
 
 

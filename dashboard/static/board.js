@@ -268,6 +268,97 @@
   });
   if (audio) audio.onstatechange = updateSound;
 
+  // -- map and site list ------------------------------------------------------------
+
+  const SVG = "http://www.w3.org/2000/svg";
+  const SHAPES = { unacknowledged: "▲", acknowledged: "■", dispatched: "■", trouble: "◆", out_of_service: "◆", test: "◆", ok: "●" };
+  let sites = [];
+  let sitesTimer = null;
+
+  function svg(tag, attrs, ...children) {
+    const node = document.createElementNS(SVG, tag);
+    for (const [name, value] of Object.entries(attrs || {})) node.setAttribute(name, value);
+    children.forEach((child) => node.append(child instanceof Node ? child : document.createTextNode(String(child))));
+    return node;
+  }
+
+  const stateText = (state) => t(["unacknowledged", "acknowledged", "dispatched"].includes(state) ? `state_${state}` : `site_state_${state}`);
+
+  // Sites change with alarms and troubles: fetch them again shortly after either (once per burst).
+  function refreshSites() {
+    if (sitesTimer) return;
+    sitesTimer = setTimeout(async () => {
+      sitesTimer = null;
+      try {
+        const response = await fetch("/api/sites", { credentials: "same-origin" });
+        if (response.ok) { sites = (await response.json()).sites; renderSites(); }
+      } catch (error) { /* the stream's own reconnect brings a fresh snapshot, and with it this again */ }
+    }, 250);
+  }
+
+  function showAlarmOf(site) {
+    const alarmed = site.buttons.find((b) => b.alarm);
+    setView("alarms");
+    const card = alarmed && document.querySelector(`#alarm-list li[data-alarm-id="${alarmed.alarm}"]`);
+    if (card) { card.setAttribute("tabindex", "-1"); card.focus(); card.scrollIntoView({ block: "center" }); }
+  }
+
+  function renderMap() {
+    const map = document.getElementById("site-map");
+    const placed = sites.filter((s) => Number.isFinite(s.lat) && Number.isFinite(s.lon));
+    if (!placed.length) {
+      map.replaceChildren(svg("text", { x: 500, y: 300, "text-anchor": "middle", class: "muted" }, t("map_empty")));
+      return;
+    }
+    // An equirectangular projection fitted to the sites: no tiles, no internet, true to the layout.
+    const lats = placed.map((s) => s.lat), lons = placed.map((s) => s.lon);
+    const midLat = (Math.min(...lats) + Math.max(...lats)) / 2;
+    const kx = Math.cos((midLat * Math.PI) / 180);
+    const spanX = Math.max((Math.max(...lons) - Math.min(...lons)) * kx, 0.01);
+    const spanY = Math.max(Math.max(...lats) - Math.min(...lats), 0.01);
+    const scale = Math.min(840 / spanX, 440 / spanY);
+    const x = (lon) => 500 + (lon - (Math.min(...lons) + Math.max(...lons)) / 2) * kx * scale;
+    const y = (lat) => 300 - (lat - midLat) * scale;
+    const nodes = [svg("rect", { x: 0, y: 0, width: 1000, height: 600, class: "map-bg" })];
+    placed.slice().reverse().forEach((site) => { // the most urgent last: drawn on top
+      const label = `${site.name}: ${stateText(site.state)}`;
+      nodes.push(svg("g", {
+        class: `site s-${site.state}`, tabindex: "0", role: "button", "aria-label": label,
+        "data-site": site.name, "data-state": site.state, transform: `translate(${x(site.lon).toFixed(1)},${y(site.lat).toFixed(1)})`,
+      }, svg("title", {}, label),
+      svg("text", { class: "shape", "text-anchor": "middle", y: 12 }, SHAPES[site.state] || "●"),
+      svg("text", { class: "name", "text-anchor": "middle", y: 40 }, site.name)));
+    });
+    map.replaceChildren(...nodes);
+    map.querySelectorAll("g.site").forEach((node) => {
+      const site = sites.find((s) => s.name === node.dataset.site);
+      node.addEventListener("click", () => showAlarmOf(site));
+      node.addEventListener("keydown", (e) => { if (e.key === "Enter" || e.key === " ") { e.preventDefault(); showAlarmOf(site); } });
+    });
+  }
+
+  function renderSiteList() {
+    const rows = sites.map((site) => el("tr", { dataset: { site: site.name, state: site.state } },
+      el("td", {}, site.name),
+      el("td", { class: `s-${site.state}` }, `${SHAPES[site.state] || "●"} ${stateText(site.state)}`),
+      el("td", {}, site.buttons.map((b) => el("span", { class: `chip s-${b.state}`, dataset: { button: b.id } },
+        `${SHAPES[b.state] || "●"} ${b.label || b.id} (${stateText(b.state)})`)))));
+    document.querySelector("#site-table tbody").replaceChildren(...rows);
+  }
+
+  function renderSites() { renderMap(); renderSiteList(); }
+
+  const views = { alarms: "alarms-view", map: "map-view", sites: "sites-view" };
+  function setView(name) {
+    for (const [key, id] of Object.entries(views)) document.getElementById(id).hidden = key !== name && !(wall && key === "map");
+    document.querySelectorAll("nav.views button").forEach((b) => b.setAttribute("aria-pressed", String(b.dataset.view === name)));
+    if (name !== "alarms") refreshSites();
+  }
+  document.querySelectorAll("nav.views button").forEach((b) => b.addEventListener("click", () => setView(b.dataset.view)));
+  // A wall display shows the alarms and the map side by side, always.
+  const wall = document.body.classList.contains("wall");
+  if (wall) document.getElementById("map-view").hidden = false;
+
   // -- live stream ----------------------------------------------------------------
 
   const streamState = document.getElementById("stream-state");
@@ -278,10 +369,10 @@
 
   function connect() {
     const source = new EventSource("/api/stream");
-    source.addEventListener("snapshot", (e) => { applySnapshot(JSON.parse(e.data)); setStream("live"); render(); });
-    source.addEventListener("alarm", (e) => { applyAlarm(JSON.parse(e.data)); renderAlarms(); });
+    source.addEventListener("snapshot", (e) => { applySnapshot(JSON.parse(e.data)); setStream("live"); render(); refreshSites(); });
+    source.addEventListener("alarm", (e) => { applyAlarm(JSON.parse(e.data)); renderAlarms(); refreshSites(); });
     source.addEventListener("gateway", (e) => { const gw = JSON.parse(e.data); gateways.set(gw.gw, gw); renderGateways(); });
-    source.addEventListener("trouble", (e) => { applyTrouble(JSON.parse(e.data)); renderTroubles(); });
+    source.addEventListener("trouble", (e) => { applyTrouble(JSON.parse(e.data)); renderTroubles(); refreshSites(); });
     source.addEventListener("error", () => {
       setStream("connecting");
       if (source.readyState === EventSource.CLOSED) {
