@@ -380,6 +380,26 @@ def test_the_board_catches_up_after_its_stream_was_cut(
     expect(cards(page)).to_have_attribute("data-state", "unacknowledged")
 
 
+def test_the_board_resyncs_by_itself_after_the_dashboard_restarts(
+    dashboard: DashboardServer, gateway: Gateway, pin_factory: MockFactory, page: Page
+) -> None:
+    sign_in(page, dashboard, OPERATOR)
+    press(pin_factory, 17)
+    card = cards(page)
+    expect(card.locator(".presses")).to_have_text("1")
+    navigations = main_frame_navigations(page)
+
+    dashboard.stop()  # a redeploy: the process goes away
+    expect(page.locator("#stream-state")).to_have_attribute("data-state", "connecting")
+    press(pin_factory, 17)  # a second press while no dashboard runs: it waits at the gateway and the broker
+    dashboard.start()
+
+    expect(page.locator("#stream-state")).to_have_attribute("data-state", "live")
+    expect(card.locator(".presses")).to_have_text("2")  # caught up, without anyone touching the board
+    expect(cards(page)).to_have_count(1)
+    assert navigations == [], "the board reloaded instead of re-syncing"
+
+
 def test_the_board_speaks_english_when_asked(
     dashboard: DashboardServer, gateway: Gateway, pin_factory: MockFactory, page: Page
 ) -> None:
