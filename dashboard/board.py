@@ -29,6 +29,8 @@ def _render(desk: str) -> str:
         desk=desk,
         units=units,
         wall=request.args.get("wall") == "1",
+        map_tiles=current_app.config.get("SIAGA_MAP_TILES"),
+        map_attribution=current_app.config.get("SIAGA_MAP_ATTRIBUTION", ""),
         user=g.user,
         demo_panel_url=current_app.config.get("SIAGA_DEMO_PANEL_URL"),
     )

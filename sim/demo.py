@@ -54,6 +54,8 @@ DEMO_USERS = (
     ("damkar", "fire_operator", "Pos Pemadam (damkar)"),
     ("sapa", "sapa_desk", "Meja SAPA"),
     ("satpol", "satpol", "Satpol PP"),
+    ("teknisi", "technician", "Teknisi"),
+    ("admin", "admin", "Administrator"),
 )
 
 
@@ -313,6 +315,8 @@ class Demo:
             self.say(f"  fire post (pos damkar):  damkar / {self.credentials['damkar']}")
             self.say(f"  SAPA desk:               sapa / {self.credentials['sapa']}")
             self.say(f"  Satpol PP (reports):     satpol / {self.credentials['satpol']}")
+            self.say(f"  technician (devices):    teknisi / {self.credentials['teknisi']}")
+            self.say(f"  administrator (audit):   admin / {self.credentials['admin']}")
             self.say(f"Citizens report Perda violations at {board}lapor")
             self.say(f"Press a button:   {_sim_command()} press pasar-andoolo-fire-1")
             self.say(f"Buttons:          {', '.join(sorted(buttons))}")

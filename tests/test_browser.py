@@ -708,3 +708,36 @@ def test_a_citizen_marks_the_place_on_the_map_and_the_officer_sees_it(
         assert f"{latitude:.6f}, {longitude:.6f}" in officer.content()
     finally:
         server.stop()
+
+
+def test_with_a_tile_server_configured_the_board_puts_its_sites_on_tiles(
+    tmp_path: Path,
+    broker_settings: Any,
+    tile_server: str,
+    make_gateway_config: Callable[..., Any],
+    start_gateway: Callable[..., Gateway],
+    pin_factory: MockFactory,
+    page: Page,
+) -> None:
+    config = dashboard_config(
+        tmp_path / "dashboard",
+        broker_settings,
+        SIAGA_MAP_TILES=tile_server + "/{z}/{x}/{y}.png",
+        SIAGA_MAP_TILE_ORIGIN=tile_server,
+        SIAGA_MAP_ATTRIBUTION="Peta uji",
+    )
+    with DashboardServer(config) as dashboard:
+        dashboard.create_user(*OPERATOR, "fire_operator")
+        start_gateway(make_gateway_config())
+        sign_in(page, dashboard, OPERATOR)
+        page.get_by_role("button", name="Peta").click()
+        expect(page.locator("#tile-map img.leaflet-tile-loaded").first).to_be_visible()  # allowed by the CSP
+        expect(page.locator("#site-map")).to_be_hidden()
+        marker = page.locator("#tile-map .tile-site[data-site='Pasar Andoolo']")
+        expect(marker).to_have_attribute("data-state", "ok")
+        press(pin_factory, 17)
+        expect(marker).to_have_attribute("data-state", "unacknowledged")
+        expect(marker.locator(".shape")).to_have_text("▲")
+        expect(page.locator("#tile-map")).to_contain_text("Peta uji")
+        page.locator("#tile-map .leaflet-marker-icon").first.click()
+        expect(cards(page)).to_be_focused()

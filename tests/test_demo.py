@@ -149,6 +149,22 @@ def test_the_demo_takes_citizens_reports_for_satpol_pp(demo: dict) -> None:
     assert status == 200 and 'name="min_age_days"' in queue
 
 
+def test_the_demo_has_a_technician_and_an_administrator(demo: dict) -> None:
+    base = f"http://127.0.0.1:{demo['port']}"
+
+    def password(user: str) -> str:
+        return next(line.split(f"{user} / ")[1].strip() for line in demo["output"] if f" {user} / " in line)
+
+    technician = DashboardClient(base)
+    technician.login("teknisi", password("teknisi"))
+    buttons = {b["id"] for b in technician.get_json("/api/devices")["buttons"]}
+    assert {"pasar-andoolo-fire-1", "pasar-andoolo-lora-sapa-1"} <= buttons
+    admin = DashboardClient(base)
+    admin.login("admin", password("admin"))
+    status, page = admin.get_page("/admin/audit")
+    assert status == 200 and 'id="audit"' in page
+
+
 def test_the_demo_stops_cleanly_on_ctrl_c(demo: dict) -> None:
     process = demo["process"]
     process.send_signal(signal.SIGINT)

@@ -303,8 +303,41 @@
     if (card) { card.setAttribute("tabindex", "-1"); card.focus(); card.scrollIntoView({ block: "center" }); }
   }
 
+  // Where internet (or a local tile server) exists, [reports] map_tile_url puts the sites on real tiles.
+  const tileElement = document.getElementById("tile-map");
+  let tileMap = null;
+  let tileMarkers = null;
+
+  function renderTileMap(placed) {
+    if (!tileMap) {
+      tileMap = window.L.map(tileElement);
+      window.L.tileLayer(tileElement.dataset.tiles, { maxZoom: 19, attribution: tileElement.dataset.attribution }).addTo(tileMap);
+      tileMarkers = window.L.layerGroup().addTo(tileMap);
+      tileMap.fitBounds(window.L.latLngBounds(placed.map((s) => [s.lat, s.lon])).pad(0.3), { maxZoom: 16 });
+    }
+    tileMarkers.clearLayers();
+    placed.forEach((site) => {
+      const label = `${site.name}: ${stateText(site.state)}`;
+      const icon = el("span", { class: `tile-site s-${site.state}`, dataset: { site: site.name, state: site.state } },
+        el("span", { class: "shape" }, SHAPES[site.state] || "●"), el("span", { class: "name" }, site.name));
+      const marker = window.L.marker([site.lat, site.lon], {
+        title: label, alt: label, keyboard: true,
+        icon: window.L.divIcon({ html: icon, className: "tile-icon", iconSize: null }),
+      });
+      marker.on("click", () => showAlarmOf(site));
+      marker.on("keypress", (e) => { if (e.originalEvent.key === "Enter") showAlarmOf(site); });
+      tileMarkers.addLayer(marker);
+    });
+  }
+
   function renderMap() {
     const map = document.getElementById("site-map");
+    if (tileElement && window.L) {
+      map.setAttribute("display", "none"); // an SVG element has no "hidden" property
+      const placed = sites.filter((s) => Number.isFinite(s.lat) && Number.isFinite(s.lon));
+      if (placed.length) renderTileMap(placed);
+      return;
+    }
     const placed = sites.filter((s) => Number.isFinite(s.lat) && Number.isFinite(s.lon));
     if (!placed.length) {
       map.replaceChildren(svg("text", { x: 500, y: 300, "text-anchor": "middle", class: "muted" }, t("map_empty")));
@@ -353,6 +386,7 @@
     for (const [key, id] of Object.entries(views)) document.getElementById(id).hidden = key !== name && !(wall && key === "map");
     document.querySelectorAll("nav.views button").forEach((b) => b.setAttribute("aria-pressed", String(b.dataset.view === name)));
     if (name !== "alarms") refreshSites();
+    if (tileMap) setTimeout(() => tileMap.invalidateSize(), 0); // it was drawn while hidden
   }
   document.querySelectorAll("nav.views button").forEach((b) => b.addEventListener("click", () => setView(b.dataset.view)));
   // A wall display shows the alarms and the map side by side, always.
