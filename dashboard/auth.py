@@ -255,6 +255,38 @@ def _audit_login(username: str, action: str, role: str | None = None) -> None:
         )
 
 
+@bp.route("/account/password", methods=["GET", "POST"])
+@login_required()
+def change_password() -> Any:
+    """Anyone signed in changes their own password; every other session of theirs ends."""
+    error = None
+    if request.method == "POST":
+        form = request.form
+        conn = get_db()
+        if not check_password_hash(g.user["password_hash"], form.get("current", "")):
+            error = translate("password_current_wrong")
+        elif len(form.get("new", "")) < MIN_PASSWORD:
+            error = translate("password_too_short", n=MIN_PASSWORD)
+        elif form.get("new") != form.get("again"):
+            error = translate("password_mismatch")
+        else:
+            with transaction(conn):
+                conn.execute(
+                    "UPDATE users SET password_hash = ? WHERE id = ?",
+                    (generate_password_hash(form["new"]), g.user["id"]),
+                )
+                conn.execute(
+                    "UPDATE sessions SET revoked_at = ? WHERE user_id = ? AND id != ? AND revoked_at IS NULL",
+                    (time.time(), g.user["id"], session.get("sid")),
+                )
+                audit.record(
+                    conn, audit.who(), "user.password_changed", subject=f"user:{g.user['username']}", at=time.time()
+                )
+            flash(translate("password_changed"))
+            return redirect(url_for("board.index"), 303)
+    return render_template("password.html", error=error), (400 if error else 200)
+
+
 @bp.route("/logout", methods=["POST"])
 def logout() -> Any:
     language = session.get("lang")

@@ -154,3 +154,28 @@ def test_sign_in_is_rate_limited_per_account_and_names_the_wait(dashboard: Dashb
     _, text = admin.get_text("/admin/audit.csv?action=login.")
     actions = [row["action"] for row in csv.DictReader(io.StringIO(text)) if row["subject"] == "user:operator"]
     assert actions.count("login.failed") == 5 and actions.count("login.throttled") == 1
+
+
+def test_anyone_changes_their_own_password_and_other_sessions_end(dashboard: DashboardServer) -> None:
+    here = signed_in(dashboard, OPERATOR)
+    elsewhere = signed_in(dashboard, OPERATOR)
+    for fields, message in (
+        ({"current": "wrong-password", "new": "a-new-password-9", "again": "a-new-password-9"}, "sekarang salah"),
+        ({"current": OPERATOR[1], "new": "short", "again": "short"}, "minimal 10 karakter"),
+        ({"current": OPERATOR[1], "new": "a-new-password-9", "again": "another-one-99"}, "tidak sama"),
+    ):
+        status, page = here.post_form("/account/password", fields)
+        assert status == 400 and message in page
+    status, page = here.post_form(
+        "/account/password", {"current": OPERATOR[1], "new": "a-new-password-9", "again": "a-new-password-9"}
+    )
+    assert status == 200 and "Kata sandi diganti" in page
+    assert here.get_json("/api/alarms")["alarms"] == []  # this session goes on
+    with pytest.raises(HTTPStatusError) as caught:
+        elsewhere.get_json("/api/alarms")  # the others end: a stolen session dies with the old password
+    assert caught.value.status == 401
+    with pytest.raises(HTTPStatusError):
+        signed_in(dashboard, OPERATOR)
+    signed_in(dashboard, (OPERATOR[0], "a-new-password-9"))
+    _, text = signed_in(dashboard, ADMIN).get_text("/admin/audit.csv?action=user.password")
+    assert [row["subject"] for row in csv.DictReader(io.StringIO(text))] == ["user:operator"]
