@@ -80,6 +80,7 @@ def _act(alarm_id: int, action: Action) -> Any:
             note=body.get("note"),
             resolution=body.get("resolution"),
             seen_rev=body.get("rev"),
+            seen_presses=body.get("presses"),
             unit=body.get("unit"),
             by=audit.who(),
         )

@@ -260,14 +260,18 @@ def act_on_alarm(
     note: object = None,
     resolution: object = None,
     seen_rev: object = None,
+    seen_presses: object = None,
     unit: object = None,
     by: audit.Who | None = None,
 ) -> dict[str, Any]:
-    """Acknowledge or resolve an alarm the actor may see; returns the updated alarm.
+    """Acknowledge, dispatch or resolve an alarm the actor may see; returns the updated alarm.
 
     ``seen_rev`` is the revision the operator was looking at. Resolving needs
     it: if presses joined the alarm since, resolving would close a call for
-    help nobody saw, so :class:`AlarmChanged` is raised instead.
+    help nobody saw, so :class:`AlarmChanged` is raised instead. A board that
+    also sends ``seen_presses`` (the press count it showed) is refused only
+    when presses joined: an escalation step or a colleague's acknowledgement
+    in between changes the revision but hides no call for help.
     """
     note = clean_note(note)
     if action is Action.DISPATCHED:
@@ -280,8 +284,9 @@ def act_on_alarm(
             raise InvalidAction(f"resolution must be one of {choices} (got {resolution!r})") from None
         if seen_rev is None:
             raise InvalidAction("rev (the alarm revision the operator saw) is required to resolve")
-    if seen_rev is not None and (isinstance(seen_rev, bool) or not isinstance(seen_rev, int)):
-        raise InvalidAction(f"rev must be an integer (got {seen_rev!r})")
+    for name, value in (("rev", seen_rev), ("presses", seen_presses)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+            raise InvalidAction(f"{name} must be an integer (got {value!r})")
     visible = {str(kind) for kind in kinds}
     with transaction(conn):
         row = conn.execute(
@@ -292,7 +297,8 @@ def act_on_alarm(
             raise AlarmNotFound(f"alarm {alarm_id} not found")
         state = AlarmState(row["state"])
         new_state = next_state(state, action)
-        if seen_rev is not None and seen_rev != row["rev"]:
+        presses_unchanged = seen_presses is not None and seen_presses == row["press_count"]
+        if seen_rev is not None and seen_rev != row["rev"] and not presses_unchanged:
             current = get_alarm(conn, alarm_id, kinds=visible)
             raise AlarmChanged(
                 f"the alarm changed since you looked at it (revision {row['rev']}, not {seen_rev}; "

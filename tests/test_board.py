@@ -245,13 +245,32 @@ def test_resolving_refuses_to_close_presses_the_operator_has_not_seen(
     seen = wait_alarm(operator, lambda a: a["last_event_id"] == first.id)
     again = send(probe, make_event())  # someone presses again while the operator decides
     wait_alarm(operator, lambda a: a["last_event_id"] == again.id)
-    with pytest.raises(HTTPStatusError) as caught:
-        operator.post_json(f"/api/alarms/{seen['id']}/resolve", {"resolution": "false_alarm", "rev": seen["rev"]})
-    assert caught.value.status == 409
+    for sent in ({"rev": seen["rev"]}, {"rev": seen["rev"], "presses": seen["press_count"]}):
+        with pytest.raises(HTTPStatusError) as caught:
+            operator.post_json(f"/api/alarms/{seen['id']}/resolve", {"resolution": "false_alarm", **sent})
+        assert caught.value.status == 409
     body = json.loads(caught.value.body)
     assert body["error"] == "changed" and body["alarm"]["press_count"] == 2
     assert operator.get_json(f"/api/alarms/{seen['id']}")["alarm"]["open"] is True
     operator.post_json(f"/api/alarms/{seen['id']}/resolve", {"resolution": "real", "rev": body["alarm"]["rev"]})
+
+
+def test_a_change_without_new_presses_does_not_stop_a_resolve_that_names_the_presses_seen(
+    dashboard: DashboardServer, operator: DashboardClient, probe: Probe
+) -> None:
+    event = send(probe, make_event())
+    seen = wait_alarm(operator, lambda a: a["last_event_id"] == event.id)
+    signed_in(dashboard, OPERATOR).post_json(f"/api/alarms/{seen['id']}/acknowledge", {})  # a colleague, meanwhile
+    with pytest.raises(HTTPStatusError) as caught:  # the revision alone cannot tell what changed
+        operator.post_json(f"/api/alarms/{seen['id']}/resolve", {"resolution": "real", "rev": seen["rev"]})
+    assert caught.value.status == 409
+    done = operator.post_json(
+        f"/api/alarms/{seen['id']}/resolve", {"resolution": "real", "rev": seen["rev"], "presses": 1}
+    )
+    assert done["alarm"]["state"] == "resolved"
+    with pytest.raises(HTTPStatusError) as caught:
+        operator.post_json(f"/api/alarms/{seen['id']}/resolve", {"resolution": "real", "rev": 0, "presses": "1"})
+    assert caught.value.status == 400
 
 
 def test_an_absurd_alarm_number_is_simply_not_found(dashboard: DashboardServer, operator: DashboardClient) -> None:

@@ -136,7 +136,7 @@
       class: "actions resolve",
       onsubmit: (e) => {
         e.preventDefault();
-        act(alarm.id, "resolve", { resolution: select.value, note: note.value, rev: alarm.rev });
+        act(alarm.id, "resolve", { resolution: select.value, note: note.value, rev: alarm.rev, presses: alarm.press_count });
       },
     }, select, note, el("button", { type: "submit", class: "resolve" }, t("resolve")));
   }
