@@ -53,13 +53,24 @@ def due_steps(waited_s: float, taken: int, after_s: Sequence[float]) -> list[int
     return [number for number, after in enumerate(after_s, start=1) if number > taken and waited_s >= after]
 
 
+def _candidates(conn: sqlite3.Connection) -> list[sqlite3.Row]:
+    return conn.execute(
+        "SELECT id, kind, opened_at, escalation FROM alarms WHERE state = ? AND test = 0", (AlarmState.UNACKNOWLEDGED,)
+    ).fetchall()
+
+
+def any_due(conn: sqlite3.Connection, settings: EscalationSettings, now: float) -> bool:
+    """Whether a step is due, read without the write lock (which the alarm ingest needs every moment)."""
+    return any(
+        due_steps(now - row["opened_at"], row["escalation"], settings.after_s.get(row["kind"], ()))
+        for row in _candidates(conn)
+    )
+
+
 def escalate_due(conn: sqlite3.Connection, settings: EscalationSettings, now: float) -> list[int]:
     """Take every due step (inside the caller's transaction); returns the ids of the alarms escalated."""
     escalated = []
-    rows = conn.execute(
-        "SELECT id, kind, opened_at, escalation FROM alarms WHERE state = ? AND test = 0", (AlarmState.UNACKNOWLEDGED,)
-    ).fetchall()
-    for row in rows:
+    for row in _candidates(conn):
         waited = now - row["opened_at"]
         steps = due_steps(waited, row["escalation"], settings.after_s.get(row["kind"], ()))
         for step in steps:
@@ -177,6 +188,8 @@ class Escalator(PeriodicCheck):
     def check(self, conn: sqlite3.Connection, now: float | None = None) -> list[dict[str, Any]]:
         now = time.time() if now is None else now
         self._close_tests(conn, now)
+        if not any_due(conn, self.settings, now):
+            return []  # most rounds: no write transaction at all
         with transaction(conn):
             escalated = escalate_due(conn, self.settings, now)
         if not escalated:

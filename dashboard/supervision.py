@@ -259,10 +259,17 @@ def service_troubles(conn: sqlite3.Connection, now: float) -> list[Trouble]:
     return troubles
 
 
+def _unchanged(conn: sqlite3.Connection, current: dict[str, Trouble]) -> bool:
+    rows = conn.execute("SELECT key, detail FROM troubles WHERE cleared_at IS NULL").fetchall()
+    return {row["key"]: row["detail"] for row in rows} == {key: t.detail for key, t in current.items()}
+
+
 def record(conn: sqlite3.Connection, troubles: list[Trouble], now: float) -> list[dict[str, Any]]:
     """Open new troubles, update details, clear those that no longer hold; returns what changed."""
     current = {trouble.key: trouble for trouble in troubles}
     changed: list[int] = []
+    if _unchanged(conn, current):
+        return []  # a quiet round takes no write lock from the alarm ingest
     with transaction(conn):
         open_rows = {row["key"]: row for row in conn.execute("SELECT * FROM troubles WHERE cleared_at IS NULL")}
         for key, row in open_rows.items():
