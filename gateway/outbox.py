@@ -226,21 +226,6 @@ class Outbox:
             OutboxRow(seq, event_id, topic, bytes(payload), created) for seq, event_id, topic, payload, created in rows
         ]
 
-    def remove(self, seqs: Iterable[int]) -> None:
-        """Forget rows the broker has acknowledged."""
-        batch = [(seq,) for seq in seqs]
-        if not batch:
-            return
-        with self._lock:
-            try:
-                self._db.execute("BEGIN")
-                self._db.executemany("DELETE FROM outbox WHERE seq = ?", batch)
-                self._db.execute("COMMIT")
-            except sqlite3.Error as exc:
-                if self._db.in_transaction:
-                    self._db.execute("ROLLBACK")
-                raise OutboxError(f"cannot remove acknowledged events from {self.path}: {exc}") from exc
-
     def remove_events(self, event_ids: Iterable[str]) -> None:
         """Forget events the dashboard has receipted."""
         batch = [(event_id,) for event_id in event_ids]
@@ -307,9 +292,6 @@ class UnavailableOutbox:
 
     def pending(self, after_seq: int, limit: int) -> list[OutboxRow]:
         return []
-
-    def remove(self, seqs: Iterable[int]) -> None:
-        pass
 
     def remove_events(self, event_ids: Iterable[str]) -> None:
         pass

@@ -47,13 +47,13 @@ def test_the_outbox_commits_durably_in_wal_mode(tmp_path: Path) -> None:
         other.close()
 
 
-def test_removing_acknowledged_rows_keeps_the_rest(tmp_path: Path) -> None:
+def test_removing_receipted_rows_keeps_the_rest(tmp_path: Path) -> None:
     with Outbox(tmp_path / "outbox.sqlite") as outbox:
-        first, second, third = (outbox.put(f"E{i}", "t", b"p").seq for i in range(3))
-        outbox.remove([first, third])
+        _first, second, _third = (outbox.put(f"E{i}", "t", b"p").seq for i in range(3))
+        outbox.remove_events(["E0", "E2"])
         assert [row.seq for row in outbox.pending(0, 10)] == [second]
         assert outbox.depth() == 1
-        outbox.remove([])
+        outbox.remove_events([])
         assert outbox.depth() == 1
 
 
@@ -72,7 +72,7 @@ def test_each_row_knows_the_one_stored_before_it_across_restarts(tmp_path: Path)
         a = outbox.put("A", "t", b"p")
         b = outbox.put("B", "t", b"p")
         assert (a.previous, b.previous) == (0, a.seq)
-        outbox.remove([a.seq, b.seq])
+        outbox.remove_events(["A", "B"])
     with Outbox(path) as outbox:
         c = outbox.put("C", "t", b"p")
         assert c.previous == b.seq and c.seq > b.seq  # sequence numbers are never reused
