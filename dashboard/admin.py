@@ -160,8 +160,5 @@ def audit_log() -> Any:
 def audit_csv() -> Response:
     rows = audit.entries(get_db(), kinds=visible_kinds(), limit=1_000_000, **_audit_filters())
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
-    return Response(
-        audit.to_csv(rows),
-        mimetype="text/csv",
-        headers={"Content-Disposition": f'attachment; filename="siaga-audit-{stamp}.csv"'},
-    )
+    table = ([row[column] for column in audit.CSV_COLUMNS] for row in rows)
+    return audit.csv_download(audit.CSV_COLUMNS, table, f"siaga-audit-{stamp}.csv")

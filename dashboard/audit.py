@@ -13,13 +13,15 @@ import csv
 import io
 import json
 import sqlite3
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from flask import g, has_request_context, request
+from flask import Response, g, has_request_context, request
 
 from firmware_bridge.timeutil import format_epoch
+
+from .db import transaction
 
 #: What an administrator sees instead of a SAPA row's before/after.
 REDACTED = "[SAPA: hanya untuk meja SAPA]"
@@ -118,13 +120,16 @@ def _view(row: sqlite3.Row, visible: set[str]) -> dict[str, Any]:
 CSV_COLUMNS = ("id", "at", "actor", "role", "action", "subject", "kind", "before", "after", "ip")
 
 
-def to_csv(rows: Iterable[Mapping[str, Any]]) -> str:
+def csv_download(header: Sequence[str], rows: Iterable[Sequence[Any]], filename: str) -> Response:
+    """A CSV attachment (the audit log, the statistics): every cell made safe to open in a spreadsheet."""
     out = io.StringIO()
     writer = csv.writer(out)
-    writer.writerow(CSV_COLUMNS)
+    writer.writerow(header)
     for row in rows:
-        writer.writerow([_csv_safe(row[column]) for column in CSV_COLUMNS])
-    return out.getvalue()
+        writer.writerow([_csv_safe(value) for value in row])
+    return Response(
+        out.getvalue(), mimetype="text/csv", headers={"Content-Disposition": f'attachment; filename="{filename}"'}
+    )
 
 
 def _csv_safe(value: Any) -> Any:
@@ -136,10 +141,5 @@ def _csv_safe(value: Any) -> Any:
 
 def sapa_read(conn: sqlite3.Connection, subject: str, at: float) -> None:
     """Log a read of SAPA data by the signed-in user (its own short transaction)."""
-    conn.execute("BEGIN IMMEDIATE")
-    try:
+    with transaction(conn):
         record(conn, who(), "sapa.read", subject=subject, kind="sapa", at=at)
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")

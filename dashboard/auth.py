@@ -199,13 +199,7 @@ LOGIN_WINDOW_S = 900.0
 
 
 def _login_limits() -> tuple[RateLimiter, RateLimiter]:
-    limits = current_app.extensions.get("siaga.login_limits")
-    if limits is None:
-        limits = current_app.extensions["siaga.login_limits"] = (
-            RateLimiter(LOGIN_FAILURES_PER_NAME, LOGIN_WINDOW_S),
-            RateLimiter(LOGIN_FAILURES_PER_ADDRESS, LOGIN_WINDOW_S),
-        )
-    return limits
+    return current_app.extensions["siaga.login_limits"]
 
 
 @bp.route("/login", methods=["GET", "POST"])
@@ -299,3 +293,7 @@ def logout() -> Any:
 
 def init_app(app: Flask) -> None:
     app.register_blueprint(bp)
+    app.extensions["siaga.login_limits"] = (
+        RateLimiter(LOGIN_FAILURES_PER_NAME, LOGIN_WINDOW_S),
+        RateLimiter(LOGIN_FAILURES_PER_ADDRESS, LOGIN_WINDOW_S),
+    )

@@ -176,9 +176,6 @@ def page() -> str:
 @bp.get("/stats.csv")
 @login_required(*_STATS_ROLES)
 def csv_export() -> Response:
-    import csv
-    import io
-
     group = request.args.get("group", "month")
     if group not in GROUPS:
         group = "month"
@@ -186,16 +183,7 @@ def csv_export() -> Response:
     kinds = _kinds()
     rows = summarise(load(get_db(), kinds, since, until), group)
     _log_sapa(kinds)
-    out = io.StringIO()
-    writer = csv.writer(out)
-    writer.writerow([group, *CSV_COLUMNS])
-    for row in rows:
-        writer.writerow([audit._csv_safe(value) for value in flat(row, group)])
-    return Response(
-        out.getvalue(),
-        mimetype="text/csv",
-        headers={"Content-Disposition": f'attachment; filename="siaga-stats-{group}.csv"'},
-    )
+    return audit.csv_download([group, *CSV_COLUMNS], (flat(row, group) for row in rows), f"siaga-stats-{group}.csv")
 
 
 def chart(rows: list[dict[str, Any]], width: int = 720, height: int = 220) -> dict[str, Any]:
