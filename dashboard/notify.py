@@ -35,6 +35,7 @@ from firmware_bridge.counters import Counters
 from firmware_bridge.timeutil import format_epoch
 
 from .db import connect, transaction
+from .i18n import MESSAGES
 
 log = logging.getLogger(__name__)
 
@@ -452,33 +453,32 @@ class Notifier:
             conn.close()
 
 
-def settled_texts(alarm: dict[str, Any]) -> dict[str, str]:
-    """Short human texts (Bahasa Indonesia and English) for a message gateway to forward."""
+def _alarm_named(alarm: dict[str, Any]) -> dict[str, str]:
+    """ "Alarm KEBAKARAN #12 di Pasar Andoolo" / "FIRE alarm #12 at Pasar Andoolo", in the board's own words."""
     place = (alarm.get("site") or {}).get("name") or alarm["button"]
-    kind_id = {"fire": "KEBAKARAN", "sapa": "SAPA"}.get(alarm["kind"], alarm["kind"])
-    kind_en = {"fire": "FIRE", "sapa": "SAPA"}.get(alarm["kind"], alarm["kind"])
-    if alarm["state"] == "acknowledged":
-        who = alarm.get("acknowledged_by") or "-"
-        return {
-            "id": f"Alarm {kind_id} #{alarm['number']} di {place} sudah diakui oleh {who}.",
-            "en": f"{kind_en} alarm #{alarm['number']} at {place} was acknowledged by {who}.",
-        }
+    kind = {language: MESSAGES[language].get(f"kind_{alarm['kind']}", alarm["kind"]) for language in ("id", "en")}
     return {
-        "id": f"Alarm {kind_id} #{alarm['number']} di {place} sudah ditutup ({alarm.get('resolution') or '-'}).",
-        "en": f"{kind_en} alarm #{alarm['number']} at {place} was resolved ({alarm.get('resolution') or '-'}).",
+        "id": f"Alarm {kind['id']} #{alarm['number']} di {place}",
+        "en": f"{kind['en']} alarm #{alarm['number']} at {place}",
     }
 
 
+def settled_texts(alarm: dict[str, Any]) -> dict[str, str]:
+    """Short human texts (Bahasa Indonesia and English) for a message gateway to forward."""
+    named = _alarm_named(alarm)
+    if alarm["state"] == "acknowledged":
+        who = alarm.get("acknowledged_by") or "-"
+        return {"id": f"{named['id']} sudah diakui oleh {who}.", "en": f"{named['en']} was acknowledged by {who}."}
+    resolution = alarm.get("resolution") or "-"
+    return {"id": f"{named['id']} sudah ditutup ({resolution}).", "en": f"{named['en']} was resolved ({resolution})."}
+
+
 def escalated_texts(alarm: dict[str, Any], waited_s: float) -> dict[str, str]:
-    place = (alarm.get("site") or {}).get("name") or alarm["button"]
-    kind_id = {"fire": "KEBAKARAN", "sapa": "SAPA"}.get(alarm["kind"], alarm["kind"])
-    kind_en = {"fire": "FIRE", "sapa": "SAPA"}.get(alarm["kind"], alarm["kind"])
+    named = _alarm_named(alarm)
     minutes = max(int(waited_s // 60), 0)
     waited_id = f"{minutes} menit" if minutes else f"{int(waited_s)} detik"
     waited_en = f"{minutes} min" if minutes else f"{int(waited_s)} s"
     return {
-        "id": f"Alarm {kind_id} #{alarm['number']} di {place} belum diakui selama {waited_id} "
-        f"({alarm['press_count']} tekan).",
-        "en": f"{kind_en} alarm #{alarm['number']} at {place} not acknowledged for {waited_en} "
-        f"({alarm['press_count']} press(es)).",
+        "id": f"{named['id']} belum diakui selama {waited_id} ({alarm['press_count']} tekan).",
+        "en": f"{named['en']} not acknowledged for {waited_en} ({alarm['press_count']} press(es)).",
     }

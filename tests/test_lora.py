@@ -70,13 +70,19 @@ def air() -> Iterator[Air]:
 def lora_gateway(
     tmp_path: Path, air: Air, mosquitto: Mosquitto, start_gateway: Callable[..., Gateway]
 ) -> Iterator[tuple[Gateway, PtyHost]]:
-    host = PtyHost(tmp_path / "ttyLORA0")
-    VirtualRylr(air, host, address=1)
-    host.plug()
+    host = plugged_rylr(air, tmp_path / "ttyLORA0")
     gateway = start_gateway(make_config(tmp_path, mosquitto, lora_toml(tmp_path, host.path)))
     assert gateway.radio is not None and gateway.radio.link.connected.wait(10)
     yield gateway, host
     host.close()
+
+
+def plugged_rylr(air: Air, path: Path, address: int = 1) -> PtyHost:
+    """A virtual RYLR998 on the far end of a pty at ``path``, plugged in."""
+    host = PtyHost(path)
+    VirtualRylr(air, host, address=address)
+    host.plug()
+    return host
 
 
 def make_config(tmp_path: Path, mosquitto: Mosquitto, body: str, gw_id: str = "gw-test") -> GatewayConfig:
@@ -242,9 +248,7 @@ def test_two_gateways_hearing_one_press_make_one_alarm(
 ) -> None:
     gateways = []
     for number, gw_id in ((1, "gw-north"), (2, "gw-south")):
-        host = PtyHost(tmp_path / f"tty-{gw_id}")
-        VirtualRylr(air, host, address=number)
-        host.plug()
+        host = plugged_rylr(air, tmp_path / f"tty-{gw_id}", address=number)
         buttons = DEFAULT_BUTTONS.replace('"fire-1"', f'"{gw_id}-fire"').replace('"sapa-1"', f'"{gw_id}-sapa"')
         body = lora_toml(tmp_path, host.path, buttons=buttons, nodes=(1001,))
         gateway = start_gateway(make_config(tmp_path, mosquitto, body, gw_id=gw_id), factory=MockFactory())
@@ -297,9 +301,7 @@ def test_counters_are_remembered_across_a_gateway_restart(
     start_gateway: Callable[..., Gateway],
     make_node: Callable[..., VirtualNode],
 ) -> None:
-    host = PtyHost(tmp_path / "ttyLORA0")
-    VirtualRylr(air, host, address=1)
-    host.plug()
+    host = plugged_rylr(air, tmp_path / "ttyLORA0")
     config = make_config(tmp_path, mosquitto, lora_toml(tmp_path, host.path))
     first = start_gateway(config)
     node = make_node(1001)
@@ -502,9 +504,7 @@ def test_a_kind_disagreement_is_resolved_in_favour_of_privacy(
     start_gateway: Callable[..., Gateway],
     make_node: Callable[..., VirtualNode],
 ) -> None:
-    host = PtyHost(tmp_path / "ttyLORA0")
-    VirtualRylr(air, host, address=1)
-    host.plug()
+    host = plugged_rylr(air, tmp_path / "ttyLORA0")
     KINDS[1003], original = "sapa", KINDS[1003]  # the gateway's config says SAPA...
     try:
         gateway = start_gateway(make_config(tmp_path, mosquitto, lora_toml(tmp_path, host.path, nodes=(1003,))))
@@ -529,9 +529,7 @@ def test_without_a_disk_a_lora_press_still_goes_out_from_memory(
     start_gateway: Callable[..., Gateway],
     make_node: Callable[..., VirtualNode],
 ) -> None:
-    host = PtyHost(tmp_path / "ttyLORA0")
-    VirtualRylr(air, host, address=1)
-    host.plug()
+    host = plugged_rylr(air, tmp_path / "ttyLORA0")
     body = lora_toml(tmp_path, host.path, nodes=(1001,))
     blocked = tmp_path / "blocked"
     blocked.write_text("not a folder")

@@ -26,7 +26,7 @@ from firmware_bridge.timeutil import format_epoch
 from gateway.app import Gateway
 from gateway.config import GatewayConfig
 from sim.mosquitto import Mosquitto
-from sim.radio import Air, PtyHost, VirtualNode, VirtualRylr
+from sim.radio import Air, VirtualNode
 from sim.servers import DashboardServer, dashboard_config
 from sim.sse import SSEClient, SSEEvent
 from sim.stack import SmallDisk
@@ -34,7 +34,7 @@ from sim.webclient import DashboardClient, HTTPStatusError
 
 from .conftest import OPERATOR, SAPA_DESK, gateway_toml, press, signed_in
 from .test_ingest import wait_alarm
-from .test_lora import make_config
+from .test_lora import make_config, plugged_rylr
 
 FAST = SupervisionSettings(
     gateway_silent_s=2.5,
@@ -212,9 +212,7 @@ def test_a_silent_lora_button_becomes_a_trouble_and_clears_when_heard_again(
     from sim.radio import Impairments
 
     air = Air(Impairments(time_scale=0.1), seed=3)
-    host = PtyHost(tmp_path / "ttyLORA0")
-    VirtualRylr(air, host, address=1)
-    host.plug()
+    host = plugged_rylr(air, tmp_path / "ttyLORA0")
     nodes = [radio_node(air, tmp_path, 1001, "fire"), radio_node(air, tmp_path, 1002, "sapa")]
     try:
         config = _with_health_interval(make_config(tmp_path, mosquitto, lora_body(tmp_path, host.path)), 1.0)
@@ -362,9 +360,7 @@ def test_the_device_view_shows_last_heard_battery_and_radio_quality_by_role(
 
     dashboard.create_user("teknisi", "teknisi-password-1", "technician")
     air = Air(Impairments(time_scale=0.1), seed=5)
-    host = PtyHost(tmp_path / "ttyLORA0")
-    VirtualRylr(air, host, address=1)
-    host.plug()
+    host = plugged_rylr(air, tmp_path / "ttyLORA0")
     nodes = [radio_node(air, tmp_path, 1001, "fire", battery_mv=3300), radio_node(air, tmp_path, 1002, "sapa")]
     try:
         config = _with_health_interval(make_config(tmp_path, mosquitto, lora_body(tmp_path, host.path)), 1.0)
