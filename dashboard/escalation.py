@@ -163,7 +163,6 @@ class Escalator(PeriodicCheck):
                     note="test mode: closed automatically",
                     resolution="test",
                     seen_rev=row["rev"],
-                    by=audit.Who(ACTOR),
                 )
             except InvalidTransition:
                 continue  # an operator acted on it meanwhile (or a press joined): next round
