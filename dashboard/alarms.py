@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import StrEnum
 
 from firmware_bridge.errors import SiagaError
@@ -80,6 +81,37 @@ _VERBS = {Action.ACKNOWLEDGED: "acknowledge", Action.DISPATCHED: "dispatch", Act
 MAX_NOTE = 2000
 #: Length limit of a dispatched unit's name.
 MAX_UNIT = 100
+
+
+class Anomaly(StrEnum):
+    """Why an event or alarm needs a second look. The alarm is raised all the same (fail open)."""
+
+    UNREGISTERED = "unregistered"  # its button is in no gateway's inventory
+    KIND_MISMATCH = "kind_mismatch"  # the event claims another kind than the button's registered one
+    DEGRADED = "degraded"  # processing failed on it; a minimal path raised the alarm
+
+
+@dataclass(frozen=True, slots=True)
+class Routing:
+    """Which desk an event goes to, and what is odd about it."""
+
+    kind: Kind
+    anomaly: Anomaly | None = None
+
+
+def route(claimed: Kind, registered: str | None) -> Routing:
+    """The desk of an event: its button's registered kind, never the event's claim alone.
+
+    A button in no inventory still reaches a desk, the one its event names: a
+    fire must never be dropped for a configuration slip, and a SAPA call must
+    never land on the fire post's board. Either way the doubt is recorded.
+    """
+    if registered is None:
+        return Routing(claimed, Anomaly.UNREGISTERED)
+    kind = Kind(registered)
+    if kind is not claimed:
+        return Routing(kind, Anomaly.KIND_MISMATCH)
+    return Routing(kind)
 
 
 def opens_alarm(event_type: EventType) -> bool:

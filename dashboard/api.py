@@ -14,11 +14,12 @@ from firmware_bridge.timeutil import format_epoch
 
 from . import audit, notify, sites, store
 from .alarms import Action, AlarmChanged, AlarmNotFound, InvalidAction, InvalidTransition
-from .auth import Role, login_required, session_user, trouble_kinds, visible_kinds
+from .auth import Role, login_required, session_user, visible_kinds
 from .db import connect, get_db
 from .hub import LiveMessage, TooManyStreams
 from .live import live
 from .supervision import open_troubles
+from .visibility import alarm_kinds, trouble_audience
 
 log = logging.getLogger(__name__)
 
@@ -130,13 +131,13 @@ def gateways() -> Any:
 @bp.get("/sites")
 @login_required(*_BOARD_ROLES, Role.TECHNICIAN)
 def site_list() -> Any:
-    return jsonify(sites=sites.sites(get_db(), trouble_kinds(), time.time()))
+    return jsonify(sites=sites.sites(get_db(), trouble_audience(), alarm_kinds(), time.time()))
 
 
 @bp.get("/troubles")
 @login_required(*_BOARD_ROLES, Role.TECHNICIAN)
 def troubles() -> Any:
-    return jsonify(troubles=open_troubles(get_db(), trouble_kinds()))
+    return jsonify(troubles=open_troubles(get_db(), trouble_audience()))
 
 
 def _snapshot(kinds: frozenset[str]) -> LiveMessage:
@@ -147,7 +148,7 @@ def _snapshot(kinds: frozenset[str]) -> LiveMessage:
             "alarms": store.list_alarms(conn, kinds=kinds, open_only=True),
             "closed": store.recently_closed(conn, kinds=kinds, since=time.time() - CLOSED_MEMORY_S),
             "gateways": store.list_gateways(conn),
-            "troubles": open_troubles(conn, kinds),
+            "troubles": open_troubles(conn, trouble_audience()),
             "server_time": format_epoch(time.time()),
         },
     )
@@ -201,17 +202,25 @@ def stream() -> Response:
     )
 
 
-#: Counters that add up every kind: the difference to the fire numbers would
-#: reveal SAPA activity, so diagnostics leave them out and show the per-kind ones.
-_ALL_KIND_COUNTERS = frozenset({"events_stored", "events_duplicate", "indications_sent"})
+#: Counters that tell nothing of any alarm kind's activity: the MQTT link,
+#: the store, and messages refused before anyone could tell what they were
+#: about. Every other counter must end in its kind (``events_stored.fire``)
+#: and is shown only to roles that see that kind: a counter nobody classified
+#: stays hidden (a total over every kind would reveal SAPA work by difference).
+_KIND_FREE = frozenset(
+    {"mqtt_connects", "mqtt_disconnects", "mqtt_connect_refused", "store_errors", "writer_errors", "set_aside"}
+)
+_KIND_FREE_PREFIXES = ("rejected.",)
 
 
-def _counters_for(kinds: frozenset[str], counters: dict[str, int]) -> dict[str, int]:
+def counters_for(kinds: frozenset[str], counters: dict[str, int]) -> dict[str, int]:
+    """The counters a role that sees alarms of ``kinds`` may read."""
+
     def visible(name: str) -> bool:
-        if name in _ALL_KIND_COUNTERS:
-            return False
+        if name in _KIND_FREE or name == "rejected" or name.startswith(_KIND_FREE_PREFIXES):
+            return True
         suffix = name.rsplit(".", 1)[-1]
-        return suffix not in _KINDS or suffix in kinds
+        return suffix in _KINDS and suffix in kinds
 
     return {name: value for name, value in counters.items() if visible(name)}
 
@@ -222,7 +231,7 @@ def diagnostics() -> Any:
     state = live()
     ingest = state.ingest
     return jsonify(
-        counters=_counters_for(visible_kinds(), state.counters.snapshot()),
+        counters=counters_for(visible_kinds(), state.counters.snapshot()),
         mqtt_connected=bool(ingest and ingest.connected.is_set()),
         ingest_alive=bool(ingest and ingest.is_alive()),
         ingest_backlog=ingest.backlog if ingest else None,

@@ -98,6 +98,8 @@ def _supervision(section: Section) -> SupervisionSettings:
         backlog_events=section.int("backlog_events", 100, min=1, max=10_000_000),
         backlog_age_s=section.float("backlog_age_s", 60.0, min=1.0, max=86400.0),
         check_interval_s=section.float("check_interval_s", 5.0, min=0.5, max=600.0),
+        anomaly_memory_s=section.float("anomaly_memory_s", 86400.0, min=60.0, max=30 * 86400.0),
+        indication_resync_s=section.float("indication_resync_s", 60.0, min=1.0, max=3600.0),
     )
     section.done()
     return settings

@@ -12,7 +12,14 @@ from flask import Flask, current_app, g
 
 from firmware_bridge.periodic import Periodic
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
+
+#: Indexes on columns that later schema versions added: created after the
+#: columns exist, since an older database runs schema.sql before it gains them.
+_LATE_INDEXES = (
+    "CREATE INDEX IF NOT EXISTS events_anomaly ON events(button, received_at) WHERE anomaly IS NOT NULL",
+    "CREATE INDEX IF NOT EXISTS rejected_messages_at ON rejected_messages(at)",
+)
 
 
 def connect(path: str | Path) -> sqlite3.Connection:
@@ -47,7 +54,23 @@ def init_schema(conn: sqlite3.Connection) -> None:
                 "test": "INTEGER NOT NULL DEFAULT 0",
             },
         )
-        _add_columns(conn, "events", {"suppressed": "TEXT"})
+        _add_columns(conn, "events", {"suppressed": "TEXT", "anomaly": "TEXT"})
+        _add_columns(conn, "alarms", {"anomaly": "TEXT"})
+        _add_columns(
+            conn,
+            "rejected_messages",
+            {
+                "gw": "TEXT",
+                "button": "TEXT",
+                "kind": "TEXT",
+                "press": "INTEGER NOT NULL DEFAULT 0",
+                "alarm_id": "INTEGER",
+            },
+        )
+        # Schema 4: one open alarm per button *and kind* (see schema.sql).
+        conn.execute("DROP INDEX IF EXISTS alarms_open_button")
+        for statement in _LATE_INDEXES:
+            conn.execute(statement)
         conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
 

@@ -17,16 +17,18 @@ from flask import Blueprint, flash, jsonify, redirect, render_template, request,
 from firmware_bridge.timeutil import format_epoch
 
 from . import audit, service
-from .auth import Role, current_role, login_required, trouble_kinds
+from .auth import Role, current_role, login_required
 from .db import get_db, transaction
 from .i18n import translate
-from .supervision import open_troubles
+from .supervision import Audience, open_troubles
+from .visibility import trouble_audience
 
 bp = Blueprint("devices", __name__)
 
 
-def device_overview(conn: sqlite3.Connection, kinds: frozenset[str], now: float) -> dict[str, Any]:
-    troubles = open_troubles(conn, kinds)
+def device_overview(conn: sqlite3.Connection, audience: Audience, now: float) -> dict[str, Any]:
+    kinds = audience.kinds
+    troubles = open_troubles(conn, audience)
     by_subject: dict[str, list[dict[str, Any]]] = {}
     for trouble in troubles:
         by_subject.setdefault(trouble["subject"], []).append(trouble)
@@ -99,7 +101,7 @@ _MAINTAINERS = (Role.TECHNICIAN, Role.ADMIN)
 @bp.get("/devices")
 @login_required(Role.TECHNICIAN, Role.ADMIN, Role.FIRE_OPERATOR, Role.SAPA_DESK)
 def index() -> str:
-    view = device_overview(get_db(), trouble_kinds(), time.time())
+    view = device_overview(get_db(), trouble_audience(), time.time())
     return render_template("devices.html", view=view, can_service=current_role() in _MAINTAINERS)
 
 
@@ -123,4 +125,4 @@ def set_service(button: str) -> Any:
 @bp.get("/api/devices")
 @login_required(Role.TECHNICIAN, Role.ADMIN, Role.FIRE_OPERATOR, Role.SAPA_DESK)
 def api() -> Any:
-    return jsonify(device_overview(get_db(), trouble_kinds(), time.time()))
+    return jsonify(device_overview(get_db(), trouble_audience(), time.time()))

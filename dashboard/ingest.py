@@ -56,7 +56,7 @@ from firmware_bridge.timeutil import format_epoch
 from firmware_bridge.topics import Channel, Topics
 
 from . import store
-from .alarms import AlarmState, indication_for
+from .alarms import AlarmState, indication_for, opens_alarm
 from .db import connect, init_schema, transaction
 from .hub import Hub, LiveMessage
 
@@ -114,6 +114,7 @@ class Ingest:
         counters: Counters | None = None,
         batch_max: int = 500,
         retry_s: float = 1.0,
+        indication_resync_s: float = 60.0,
     ) -> None:
         self.settings = settings
         self.topics = Topics(settings.root)
@@ -122,6 +123,8 @@ class Ingest:
         self._database = database
         self._batch_max = batch_max
         self._retry_s = retry_s
+        self._indication_resync_s = indication_resync_s
+        self._next_resync = time.monotonic() + indication_resync_s
         # Arrival order is kept by one rule: a message is stored by the network
         # thread only when nothing is queued and nobody is storing (_busy).
         self._pending: deque[Inbound] = deque()
@@ -192,7 +195,10 @@ class Ingest:
             return
         self._generation += 1
         self.counters.add("mqtt_connects")
-        client.subscribe([(self.topics.subscription(channel), channel.qos) for channel in _SUBSCRIBED])
+        client.subscribe(
+            [(self.topics.subscription(channel), channel.qos) for channel in _SUBSCRIBED]
+            + [(self.topics.dashboard_status(), 1)]
+        )
         client.publish(self.topics.dashboard_status(), self._presence(GatewayState.ONLINE), qos=1, retain=True)
         self.connected.set()
         log.info("connected to %s (session present: %s)", self.settings.describe(), flags.session_present)
@@ -207,6 +213,9 @@ class Ingest:
         self.connected.clear()
 
     def _on_message(self, client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
+        if message.topic == self.topics.dashboard_status():
+            self._check_presence(message)
+            return
         item = Inbound(message.topic, message.payload, message.mid, message.qos, time.time(), self._generation)
         now = time.monotonic()
         # A message after a quiet spell is stored right here; in a burst the
@@ -236,6 +245,25 @@ class Ingest:
                 self._busy = False
                 self._changed.notify_all()
 
+    def _check_presence(self, message: mqtt.MQTTMessage) -> None:
+        """Our own retained presence came back: if it says offline while we are here, say online again.
+
+        Gateways resend unreceipted events more slowly while the dashboard is
+        away; a stale or forged ``offline`` must not hold them back.
+        """
+        if message.qos > 0:
+            self.client.ack(message.mid, message.qos)
+        if self._stopping.is_set() or not self.connected.is_set():
+            return
+        try:
+            state = json.loads(message.payload).get("state")
+        except (ValueError, AttributeError, RecursionError):
+            state = None
+        if state != GatewayState.ONLINE:
+            self.counters.add("presence_restored")
+            log.warning("our presence on %s said %r while connected: publishing online", message.topic, state)
+            self.client.publish(self.topics.dashboard_status(), self._presence(GatewayState.ONLINE), qos=1, retain=True)
+
     def _presence(self, state: GatewayState) -> bytes:
         return Presence(state=state, ts=format_epoch(time.time()), started=self._started).encode()
 
@@ -249,7 +277,15 @@ class Ingest:
     def _take_batch(self) -> list[Inbound] | None:
         with self._changed:
             while not self._closing and (self._busy or not self._pending):
-                self._changed.wait()
+                wait = self._next_resync - time.monotonic()
+                if wait <= 0 and not self._busy:
+                    # Every open alarm's button is told again what to show: an
+                    # indication lost, or forged by a neighbour on the broker,
+                    # does not stay on a LED for longer than this.
+                    self._next_resync = time.monotonic() + self._indication_resync_s
+                    self._pending.append(Inbound("", b"resync", 0, 0, time.time(), self._generation))
+                    break
+                self._changed.wait(max(wait, 0.05))
             if self._closing:
                 return None
             self._busy = True
@@ -284,29 +320,51 @@ class Ingest:
         A failure of the store itself (locked, disk full, I/O error) is
         retried with the messages unacknowledged, so the broker keeps them.
         Any other failure is particular to a message: the batch is split, and
-        a message that still fails on its own is set aside (kept raw,
-        counted, logged, acknowledged) so that it cannot block every later alarm.
+        a message that still fails on its own is set aside (see
+        :meth:`_set_aside`: a press among them still raises its alarm) so
+        that it cannot block every later alarm.
         """
         while True:
             try:
                 self._process(batch)
                 return
             except PERMANENT_ERRORS as exc:
-                if len(batch) > 1:
-                    for item in batch:
-                        self._process_with_retry([item])
-                    return
-                self._set_aside(batch[0], exc)
-                return
+                failure: BaseException = exc
             except sqlite3.Error as exc:
-                self.counters.add("store_errors")
-                log.error("cannot store %d message(s): %s; retrying in %.1f s", len(batch), exc, self._retry_s)
-                if self._stopping.wait(self._retry_s):
+                self._wait_for_store(len(batch), exc)
+                if self._stopping.is_set():
+                    return
+                continue
+            if len(batch) > 1:
+                for item in batch:
+                    self._process_with_retry([item])
+                return
+            try:
+                self._set_aside(batch[0], failure)
+                return
+            except sqlite3.Error as exc:  # the store itself: keep the message unacknowledged and retry it all
+                self._wait_for_store(1, exc)
+                if self._stopping.is_set():
                     return
 
+    def _wait_for_store(self, count: int, exc: BaseException) -> None:
+        self.counters.add("store_errors")
+        log.error("cannot store %d message(s): %s; retrying in %.1f s", count, exc, self._retry_s)
+        self._stopping.wait(self._retry_s)
+
     def _set_aside(self, item: Inbound, exc: BaseException) -> None:
-        self.counters.add("rejected")
-        self.counters.add("rejected.internal_error")
+        """Keep a message the normal path cannot process, and fail open if it is a press.
+
+        The raw message goes to ``rejected_messages``, which the supervisor
+        turns into a trouble (shown to whoever may know of that button). A
+        press still raises an alarm for its button's desk by a minimal path
+        (``degraded``); only then is it receipted. If even that fails, the
+        gateway gets no receipt and keeps the event in its outbox, resending
+        it until a dashboard can take it.
+        """
+        event = self._event_of(item)
+        press = event is not None and opens_alarm(event.type)
+        kind = None if event is None else self._kind_of(event)
         log.error(
             "could not process a message on %r, set aside in rejected_messages: %r; payload %r",
             item.topic,
@@ -314,19 +372,81 @@ class Ingest:
             item.payload[:500],
             exc_info=exc,
         )
+        self.counters.add(f"set_aside.{kind or 'other'}")
         self.rejections.append(Rejection(format_epoch(time.time()), item.topic, "internal_error", type(exc).__name__))
-        try:
-            assert self._conn is not None
-            self._conn.execute(
-                "INSERT INTO rejected_messages (at, topic, reason, error, payload) VALUES (?, ?, ?, ?, ?)",
-                (time.time(), item.topic, "internal_error", repr(exc)[:1000], item.payload),
+        conn = self._conn
+        assert conn is not None
+        alarm_id, stored = None, True
+        with transaction(conn):
+            if press:
+                assert event is not None
+                stored, alarm_id = self._raise_degraded(conn, event, item.received_at)
+            conn.execute(
+                "INSERT INTO rejected_messages (at, topic, reason, error, payload, gw, button, kind, press, alarm_id) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    time.time(),
+                    item.topic,
+                    "internal_error",
+                    repr(exc)[:1000],
+                    item.payload,
+                    event.gw if event else None,
+                    event.button if event else None,
+                    kind,
+                    int(press),
+                    alarm_id,
+                ),
             )
-        except sqlite3.Error:
-            log.exception("could not keep the set-aside message; it is only in this log")
+        alarms = store.get_alarms(conn, [alarm_id]) if alarm_id is not None else []
+        for alarm in alarms:
+            self.hub.publish(LiveMessage("alarm", alarm, kind=alarm["kind"]))
         self._acknowledge([item])
         receipts: dict[str, list[str]] = {}
-        self._receipt_refused(item, receipts)
+        if stored:
+            self._receipt_refused(item, receipts)
         self._send_receipts(receipts)
+        for alarm in alarms:
+            self.indicate(alarm)
+
+    def _raise_degraded(self, conn: sqlite3.Connection, event: Event, received_at: float) -> tuple[bool, int | None]:
+        """(stored, alarm id) for a press the normal path failed on; stored is False if even this failed."""
+        conn.execute("SAVEPOINT degraded")
+        try:
+            alarm_id = store.raise_degraded_alarm(conn, event, received_at)
+        except PERMANENT_ERRORS as exc:
+            conn.execute("ROLLBACK TO degraded")
+            conn.execute("RELEASE degraded")
+            self.counters.add(f"press_not_stored.{event.kind}")
+            log.critical(
+                "a press of button %s (event %s) could not be stored at all (%r): its gateway keeps it and resends it",
+                event.button,
+                event.id,
+                exc,
+            )
+            return False, None
+        conn.execute("RELEASE degraded")
+        self.counters.add(f"degraded_alarms.{self._kind_of(event)}")
+        log.error("raised degraded alarm %s for event %s of button %s", alarm_id, event.id, event.button)
+        return True, alarm_id
+
+    def _event_of(self, item: Inbound) -> Event | None:
+        """The event a set-aside message carries, if it is one that decodes."""
+        try:
+            gw, channel = self.topics.parse(item.topic)
+            if channel is not Channel.EVENT:
+                return None
+            event = decode_event(item.payload)
+        except (BadTopic, BadPayload):
+            return None
+        return event if event.gw == gw else None
+
+    def _kind_of(self, event: Event) -> str:
+        """The desk an event belongs to: its button's registered kind (see :func:`alarms.route`)."""
+        assert self._conn is not None
+        try:
+            return str(store.route_event(self._conn, event).kind)
+        except (sqlite3.Error, ValueError):
+            return str(event.kind)
 
     def _process(self, batch: list[Inbound]) -> None:
         events: list[tuple[Event, float]] = []
@@ -381,7 +501,7 @@ class Ingest:
         for alarm in alarms:
             self.indicate(alarm)
         self._announce_gateways(conn, statuses, inventories)
-        if resync:
+        if resync and self.connected.is_set():
             self._resync_indications(store.all_open_alarms(conn))
 
     def _decode(self, item: Inbound) -> Event | Status | Inventory | Health:
@@ -444,7 +564,6 @@ class Ingest:
             for start in range(0, len(ids), Receipt.MAX_IDS):
                 chunk = tuple(dict.fromkeys(ids[start : start + Receipt.MAX_IDS]))
                 self.client.publish(self.topics.receipt(gw), Receipt(chunk, now).encode(), qos=Channel.RECEIPT.qos)
-                self.counters.add("receipts_sent")
 
     def _announce_gateways(
         self,
@@ -476,5 +595,4 @@ class Ingest:
             ts=format_epoch(time.time()),
         )
         self.client.publish(self.topics.indicate(alarm["gw"]), indication.encode(), qos=Channel.INDICATE.qos)
-        self.counters.add("indications_sent")
         self.counters.add(f"indications_sent.{alarm['kind']}")

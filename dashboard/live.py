@@ -34,6 +34,7 @@ def init_app(app: Flask) -> None:
     hub = Hub()
     counters = Counters()
     broker = app.config.get("SIAGA_BROKER")
+    supervision = app.config.get("SIAGA_SUPERVISION") or SupervisionSettings()
     ingest = None
     if broker is not None:
         ingest = Ingest(
@@ -42,8 +43,9 @@ def init_app(app: Flask) -> None:
             hub,
             client_id=app.config.get("SIAGA_MQTT_CLIENT_ID", "siaga-dashboard"),
             counters=counters,
+            indication_resync_s=supervision.indication_resync_s,
         )
-    supervisor = Supervisor(app.config["DATABASE"], hub, app.config.get("SIAGA_SUPERVISION") or SupervisionSettings())
+    supervisor = Supervisor(app.config["DATABASE"], hub, supervision)
     escalation = app.config.get("SIAGA_ESCALATION") or EscalationSettings()
     notifier = Notifier(app.config["DATABASE"], escalation.webhooks, escalation.retry, counters)
     escalator = Escalator(app.config["DATABASE"], hub, escalation, notifier)

@@ -402,11 +402,13 @@ class Notifier:
                     "UPDATE notifications SET attempts = ?, next_at = ?, last_error = ? WHERE id = ? AND status = ?",
                     (attempts, now + self.retry.delay(attempts), outcome.detail, row["id"], Delivery.PENDING),
                 )
+        # Per kind: diagnostics show each role only its own kinds' work.
+        kind = row["kind"]
         if outcome.delivered:
-            self.counters.add("notifications_sent")
+            self.counters.add(f"notifications_sent.{kind}")
             log.info("webhook %s: notification %s delivered (%s)", webhook.name, row["id"], outcome.detail)
         elif outcome.permanent or attempts >= webhook.max_attempts:
-            self.counters.add("notifications_failed")
+            self.counters.add(f"notifications_failed.{kind}")
             log.error(
                 "webhook %s: notification %s given up after %d attempt(s): %s",
                 webhook.name,
@@ -415,7 +417,7 @@ class Notifier:
                 outcome.detail,
             )
         else:
-            self.counters.add("notification_retries")
+            self.counters.add(f"notification_retries.{kind}")
             log.warning("webhook %s: notification %s failed (%s); will retry", webhook.name, row["id"], outcome.detail)
 
     def _follow_up_if_settled(self, conn: sqlite3.Connection, row: sqlite3.Row, now: float) -> None:

@@ -1,4 +1,4 @@
--- Siaga dashboard store, schema version 3 (PRAGMA user_version).
+-- Siaga dashboard store, schema version 4 (PRAGMA user_version).
 -- Times named *_at are the dashboard's clock (Unix seconds, REAL);
 -- ts columns are the gateway's clock as sent (ISO 8601 text).
 
@@ -72,10 +72,17 @@ CREATE TABLE IF NOT EXISTS alarms (
     note             TEXT,
     test             INTEGER NOT NULL DEFAULT 0,  -- raised by a button in test mode: no sound, no escalation
     escalation       INTEGER NOT NULL DEFAULT 0,  -- escalation steps taken while unacknowledged
-    escalated_at     REAL
+    escalated_at     REAL,
+    -- Why the alarm needs a second look although it was raised (schema 4):
+    -- unregistered (its button is in no inventory), kind_mismatch (a press
+    -- claimed another kind than the button's registered one), degraded (the
+    -- normal path failed on it and a minimal one raised it). NULL when none.
+    anomaly          TEXT
 );
--- At most one open alarm per button: further presses join it.
-CREATE UNIQUE INDEX IF NOT EXISTS alarms_open_button ON alarms(button) WHERE state != 'resolved';
+-- At most one open alarm per button and kind: further presses join it. (Per
+-- kind, so that a press routed to the SAPA desk never joins a fire alarm if a
+-- button's registered kind changed while an alarm was open.)
+CREATE UNIQUE INDEX IF NOT EXISTS alarms_open_button_kind ON alarms(button, kind) WHERE state != 'resolved';
 CREATE INDEX IF NOT EXISTS alarms_kind_state ON alarms(kind, state, opened_at);
 CREATE UNIQUE INDEX IF NOT EXISTS alarms_kind_number ON alarms(kind, number);
 
@@ -96,14 +103,15 @@ CREATE TABLE IF NOT EXISTS events (
     id           TEXT    PRIMARY KEY,    -- event id from the gateway: redelivery is a no-op
     gw           TEXT    NOT NULL,
     button       TEXT    NOT NULL,
-    kind         TEXT    NOT NULL,
+    kind         TEXT    NOT NULL,       -- the desk it went to: the button's registered kind (the event's own if unregistered)
     type         TEXT    NOT NULL,
     ts           TEXT    NOT NULL,       -- gateway's clock
     src          TEXT    NOT NULL,
     received_at  REAL    NOT NULL,       -- dashboard's clock
     alarm_id     INTEGER REFERENCES alarms(id),
     suppressed   TEXT,                   -- why a press raised no alarm (out_of_service)
-    payload      TEXT    NOT NULL
+    payload      TEXT    NOT NULL,       -- as the gateway sent it (its own kind included)
+    anomaly      TEXT                    -- unregistered / kind_mismatch (schema 4), NULL when none
 );
 CREATE INDEX IF NOT EXISTS events_button ON events(button, received_at);
 
@@ -115,7 +123,14 @@ CREATE TABLE IF NOT EXISTS rejected_messages (
     topic    TEXT NOT NULL,
     reason   TEXT NOT NULL,
     error    TEXT,
-    payload  BLOB
+    payload  BLOB,
+    -- Schema 4: what the message was about, when it could be read, so that a
+    -- set-aside message is a trouble shown to whoever may know of it.
+    gw       TEXT,
+    button   TEXT,
+    kind     TEXT,                       -- the button's registered kind (else the event's own)
+    press    INTEGER NOT NULL DEFAULT 0, -- it was a press
+    alarm_id INTEGER                     -- the alarm raised for it anyway (degraded), if any
 );
 
 -- Citizens' reports of Perda/Perkada violations (Open311 service requests).

@@ -2,7 +2,9 @@
 
 A button's state is what an operator must see first: its open alarm (by
 alarm state), else that it is set aside (out of service, test mode), else
-that it has a trouble, else ``ok``. Only the kinds a role may see are listed.
+that it has a trouble, else ``ok``. Only the buttons of the kinds a role may
+see are listed, and only alarms the role may see are attached: a technician
+sees every button but no alarm, so a SAPA button shows its device state only.
 """
 
 from __future__ import annotations
@@ -12,24 +14,38 @@ from typing import Any
 
 from . import service
 from .alarms import OPEN_STATES
-from .supervision import open_troubles
+from .supervision import Audience, open_troubles
 
 #: Most urgent first: a site takes the state of its most urgent button.
 URGENCY = ("unacknowledged", "acknowledged", "dispatched", "trouble", "out_of_service", "test", "ok")
 
 
-def sites(conn: sqlite3.Connection, kinds: frozenset[str], now: float) -> list[dict[str, Any]]:
+def _open_alarms(conn: sqlite3.Connection, alarm_kinds: frozenset[str]) -> dict[str, sqlite3.Row]:
+    """Button -> its most urgent open alarm among the kinds the role may see."""
+    if not alarm_kinds:
+        return {}
+    states = [str(state) for state in OPEN_STATES]
+    rows = conn.execute(
+        f"SELECT id, number, button, state, test FROM alarms WHERE state IN ({','.join('?' * len(states))}) "  # noqa: S608
+        f"AND kind IN ({','.join('?' * len(alarm_kinds))})",
+        [*states, *sorted(alarm_kinds)],
+    ).fetchall()
+    found: dict[str, sqlite3.Row] = {}
+    for row in sorted(rows, key=lambda r: (r["test"], URGENCY.index(r["state"]))):
+        found.setdefault(row["button"], row)
+    return found
+
+
+def sites(
+    conn: sqlite3.Connection, audience: Audience, alarm_kinds: frozenset[str], now: float
+) -> list[dict[str, Any]]:
+    """Sites with the buttons of ``audience.kinds``; alarms attached only of ``alarm_kinds``."""
+    kinds = audience.kinds
     if not kinds:
         return []
     marks = ",".join("?" * len(kinds))
-    open_alarms = {
-        row["button"]: row
-        for row in conn.execute(
-            f"SELECT id, number, button, state, test FROM alarms WHERE state IN ({','.join('?' * len(OPEN_STATES))})",  # noqa: S608
-            [str(state) for state in OPEN_STATES],
-        )
-    }
-    troubled = {t["button"] for t in open_troubles(conn, kinds) if t["button"]}
+    open_alarms = _open_alarms(conn, alarm_kinds)
+    troubled = {t["button"] for t in open_troubles(conn, audience) if t["button"]}
     set_aside = service.active(conn, now)
     grouped: dict[str, dict[str, Any]] = {}
     rows = conn.execute(

@@ -23,13 +23,16 @@ from .alarms import (
     AlarmChanged,
     AlarmNotFound,
     AlarmState,
+    Anomaly,
     InvalidAction,
     Resolution,
+    Routing,
     clean_note,
     clean_unit,
     make_alarm_id,
     next_state,
     opens_alarm,
+    route,
 )
 from .db import transaction
 
@@ -92,37 +95,58 @@ def alarm_view(row: sqlite3.Row) -> dict[str, Any]:
         "notified": row["notified"],  # webhook receivers told of its escalation
         "site": site,
         "transport": row["transport"],
+        "anomaly": row["anomaly"],
     }
 
 
 # -- ingest -------------------------------------------------------------------
 
 
+def registered_kind(conn: sqlite3.Connection, button: str) -> str | None:
+    """The kind a gateway's inventory registered for ``button``; None if no inventory names it."""
+    row = conn.execute("SELECT kind FROM buttons WHERE id = ?", (button,)).fetchone()
+    return None if row is None else row["kind"]
+
+
+def route_event(conn: sqlite3.Connection, event: Event) -> Routing:
+    return route(event.kind, registered_kind(conn, event.button))
+
+
 def store_events(conn: sqlite3.Connection, events: Sequence[tuple[Event, float]]) -> IngestOutcome:
-    """Store events (inside the caller's transaction). A known event id changes nothing."""
+    """Store events (inside the caller's transaction). A known event id changes nothing.
+
+    Each event goes to the desk of its button's registered kind (see
+    :func:`alarms.route`); an event whose own kind disagrees, or whose button
+    is in no inventory, is stored with its anomaly and still raises its alarm.
+    """
     outcome = IngestOutcome()
     for event, received_at in events:
+        routing = route_event(conn, event)
+        kind = routing.kind
         cursor = conn.execute(
-            "INSERT INTO events (id, gw, button, kind, type, ts, src, received_at, payload) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO NOTHING",
+            "INSERT INTO events (id, gw, button, kind, type, ts, src, received_at, payload, anomaly) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO NOTHING",
             (
                 event.id,
                 event.gw,
                 event.button,
-                str(event.kind),
+                str(kind),
                 str(event.type),
                 event.ts,
                 str(event.src),
                 received_at,
                 json.dumps(event.to_dict(), separators=(",", ":")),
+                str(routing.anomaly) if routing.anomaly else None,
             ),
         )
         if cursor.rowcount == 0:
             outcome.duplicates += 1
-            outcome.by_kind[f"duplicate.{event.kind}"] += 1
+            outcome.by_kind[f"duplicate.{kind}"] += 1
             continue
         outcome.stored += 1
-        outcome.by_kind[f"stored.{event.kind}"] += 1
+        outcome.by_kind[f"stored.{kind}"] += 1
+        if routing.anomaly:
+            outcome.by_kind[f"anomaly.{routing.anomaly}.{kind}"] += 1
         if opens_alarm(event.type):
             set_aside = service.current(conn, event.button, received_at)
             if set_aside is not None and set_aside.mode is service.ServiceMode.OUT_OF_SERVICE:
@@ -131,39 +155,48 @@ def store_events(conn: sqlite3.Connection, events: Sequence[tuple[Event, float]]
                 outcome.suppressed += 1
                 continue
             testing = set_aside is not None and set_aside.mode is service.ServiceMode.TEST
-            alarm_id, action = _apply_press(conn, event, received_at, test=testing)
+            alarm_id, action = _apply_press(conn, event, received_at, routing, test=testing)
             conn.execute("UPDATE events SET alarm_id = ? WHERE id = ?", (alarm_id, event.id))
             if outcome.alarms.get(alarm_id) is not Action.OPENED:
                 outcome.alarms[alarm_id] = action
     return outcome
 
 
-def _apply_press(conn: sqlite3.Connection, event: Event, received_at: float, *, test: bool) -> tuple[int, Action]:
+def _apply_press(
+    conn: sqlite3.Connection, event: Event, received_at: float, routing: Routing, *, test: bool
+) -> tuple[int, Action]:
+    kind = routing.kind
+    anomaly = str(routing.anomaly) if routing.anomaly else None
     row = conn.execute(
-        "SELECT id, state FROM alarms WHERE button = ? AND state != ?", (event.button, AlarmState.RESOLVED)
+        "SELECT id, state FROM alarms WHERE button = ? AND kind = ? AND state != ?",
+        (event.button, str(kind), AlarmState.RESOLVED),
     ).fetchone()
     if row is not None:
         # Each press is in the events table (alarm_id); only the alarm changes here.
         conn.execute(
             "UPDATE alarms SET press_count = press_count + 1, rev = rev + 1, last_event_id = ?, "
-            "last_press_at = ?, gw = ? WHERE id = ?",
-            (event.id, received_at, event.gw, row["id"]),
+            "last_press_at = ?, gw = ?, anomaly = COALESCE(anomaly, ?) WHERE id = ?",
+            (event.id, received_at, event.gw, anomaly, row["id"]),
         )
         return row["id"], Action.PRESSED
+    return _open_alarm(conn, event, received_at, kind, anomaly, test=test), Action.OPENED
+
+
+def _open_alarm(
+    conn: sqlite3.Connection, event: Event, received_at: float, kind: Kind, anomaly: str | None, *, test: bool
+) -> int:
     # The caller's transaction holds SQLite's write lock, so MAX + 1 cannot race.
-    number = conn.execute(
-        "SELECT COALESCE(MAX(number), 0) + 1 FROM alarms WHERE kind = ?", (str(event.kind),)
-    ).fetchone()[0]
-    new_id = make_alarm_id(event.kind, number)
+    number = conn.execute("SELECT COALESCE(MAX(number), 0) + 1 FROM alarms WHERE kind = ?", (str(kind),)).fetchone()[0]
+    new_id = make_alarm_id(kind, number)
     conn.execute(
         "INSERT INTO alarms (id, number, button, gw, kind, state, first_event_id, last_event_id, first_press_ts, "
-        "opened_at, last_press_at, test) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "opened_at, last_press_at, test, anomaly) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             new_id,
             number,
             event.button,
             event.gw,
-            str(event.kind),
+            str(kind),
             AlarmState.UNACKNOWLEDGED,
             event.id,
             event.id,
@@ -171,11 +204,52 @@ def _apply_press(conn: sqlite3.Connection, event: Event, received_at: float, *, 
             received_at,
             received_at,
             int(test),
+            anomaly,
         ),
     )
     actor = f"gw:{event.gw}"
     log_action(conn, new_id, Action.OPENED, actor, received_at, None, AlarmState.UNACKNOWLEDGED, None, event.id)
-    return new_id, Action.OPENED
+    return new_id
+
+
+def raise_degraded_alarm(conn: sqlite3.Connection, event: Event, received_at: float) -> int | None:
+    """Fail open: the alarm for a press that the normal path could not process (a bug, bad data).
+
+    As little as possible runs here, none of it shared with the path that
+    failed beyond the button's registration: the event row (kept raw if it
+    could not be stored) and an alarm of the button's registered kind, opened
+    or joined and marked ``degraded``. Runs inside the caller's transaction.
+    If the normal path had stored the press before failing, its alarm is
+    returned unchanged (None if it was held back on purpose: out of service).
+    """
+    done = conn.execute("SELECT alarm_id, suppressed FROM events WHERE id = ?", (event.id,)).fetchone()
+    if done is not None and (done["alarm_id"] is not None or done["suppressed"] is not None):
+        return done["alarm_id"]
+    try:
+        registered = registered_kind(conn, event.button)
+        kind = Kind(registered) if registered is not None else event.kind
+    except (sqlite3.Error, ValueError):
+        kind = event.kind
+    conn.execute(
+        "INSERT INTO events (id, gw, button, kind, type, ts, src, received_at, payload, anomaly) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO NOTHING",
+        (event.id, event.gw, event.button, str(kind), "press", str(event.ts), "unknown", received_at, "{}", "degraded"),
+    )
+    row = conn.execute(
+        "SELECT id FROM alarms WHERE button = ? AND kind = ? AND state != ?",
+        (event.button, str(kind), AlarmState.RESOLVED),
+    ).fetchone()
+    if row is not None:
+        conn.execute(
+            "UPDATE alarms SET press_count = press_count + 1, rev = rev + 1, last_event_id = ?, last_press_at = ?, "
+            "anomaly = ? WHERE id = ?",
+            (event.id, received_at, str(Anomaly.DEGRADED), row["id"]),
+        )
+        alarm_id = int(row["id"])
+    else:
+        alarm_id = _open_alarm(conn, event, received_at, kind, str(Anomaly.DEGRADED), test=False)
+    conn.execute("UPDATE events SET alarm_id = ? WHERE id = ? AND alarm_id IS NULL", (alarm_id, event.id))
+    return alarm_id
 
 
 def log_action(

@@ -46,6 +46,42 @@ class TroubleType(StrEnum):
     WEBHOOK_FAILING = "webhook_failing"  # escalation notices are not getting through
     BUTTON_OUT_OF_SERVICE = "button_out_of_service"  # set aside by a technician: its presses raise no alarm
     BUTTON_IN_TEST = "button_in_test"  # a technician is testing it: its presses raise silent test alarms
+    # Troubles that arise from presses (see PRESS_TROUBLES):
+    PRESSES_SUPPRESSED = "presses_suppressed"  # presses of a button out of service: stored, no alarm
+    KIND_MISMATCH = "kind_mismatch"  # events claim another kind than the button's registered one
+    BUTTON_UNREGISTERED = "button_unregistered"  # events of a button in no inventory (alarms raised all the same)
+    PRESS_SET_ASIDE = "press_set_aside"  # a press the ingest could not process normally
+    MESSAGE_SET_ASIDE = "message_set_aside"  # any other message the ingest could not process
+
+
+#: Troubles that exist because somebody pressed a button. For a SAPA button
+#: that alone is SAPA data (somebody called for help there, then), so these
+#: are shown only to the desk of that kind: see :class:`Audience`.
+PRESS_TROUBLES = frozenset(
+    {
+        TroubleType.PRESSES_SUPPRESSED,
+        TroubleType.KIND_MISMATCH,
+        TroubleType.BUTTON_UNREGISTERED,
+        TroubleType.PRESS_SET_ASIDE,
+    }
+)
+
+
+@dataclass(frozen=True)
+class Audience:
+    """Whose troubles a role sees: device troubles of ``kinds``, press troubles of ``press_kinds``.
+
+    Gateway troubles (kind None) are everyone's. A technician sees every
+    button's device troubles but press troubles only of fire buttons.
+    """
+
+    kinds: frozenset[str]
+    press_kinds: frozenset[str]
+
+    def sees(self, trouble_type: str, kind: str | None) -> bool:
+        if trouble_type in PRESS_TROUBLES:
+            return kind is not None and kind in self.press_kinds
+        return kind is None or kind in self.kinds
 
 
 @dataclass(frozen=True)
@@ -57,6 +93,12 @@ class SupervisionSettings:
     backlog_events: int = 100
     backlog_age_s: float = 60.0
     check_interval_s: float = 5.0
+    #: How long anomalous events (unregistered button, kind mismatch) and
+    #: set-aside messages stay a trouble after the last one, unless fixed sooner.
+    anomaly_memory_s: float = 86400.0
+    #: How often the dashboard tells every open alarm's button again what to
+    #: show, so that a lost or forged indication does not stay on a LED.
+    indication_resync_s: float = 60.0
 
 
 @dataclass(frozen=True)
@@ -239,24 +281,113 @@ def webhook_troubles(conn: sqlite3.Connection, now: float) -> list[Trouble]:
 
 
 def service_troubles(conn: sqlite3.Connection, now: float) -> list[Trouble]:
-    """A button set aside is a trouble until it is back: nobody must forget it is not protecting anyone."""
+    """A button set aside is a trouble until it is back: nobody must forget it is not protecting anyone.
+
+    The presses it swallowed are a trouble of their own (a press trouble), so
+    that the count reaches the button's desk without telling a technician
+    that somebody pressed a SAPA button.
+    """
     troubles = []
     rows = conn.execute(
         "SELECT s.*, b.gw, b.kind, (SELECT COUNT(*) FROM events e WHERE e.button = s.button "
-        "AND e.suppressed IS NOT NULL AND e.received_at >= s.set_at) AS suppressed "
+        "AND e.suppressed IS NOT NULL AND e.received_at >= s.set_at) AS suppressed, "
+        "(SELECT MIN(e.received_at) FROM events e WHERE e.button = s.button "
+        "AND e.suppressed IS NOT NULL AND e.received_at >= s.set_at) AS first_suppressed "
         "FROM button_service s LEFT JOIN buttons b ON b.id = s.button WHERE s.until > ?",
         (now,),
     ).fetchall()
     for row in rows:
         until = format_epoch(row["until"])
+        gw, button, kind = row["gw"], row["button"], row["kind"]
+        why = f"{row['reason']} (until {until})"
         if row["mode"] == "out_of_service":
-            detail = f"{row['reason']} (until {until}; {row['suppressed']} press(es) without alarm)"
-            kind = TroubleType.BUTTON_OUT_OF_SERVICE
+            troubles.append(Trouble(TroubleType.BUTTON_OUT_OF_SERVICE, gw, button, kind, why, row["set_at"]))
+            if row["suppressed"]:
+                detail = f"{row['suppressed']} press(es) without alarm while out of service"
+                troubles.append(
+                    Trouble(TroubleType.PRESSES_SUPPRESSED, gw, button, kind, detail, row["first_suppressed"])
+                )
         else:
-            detail = f"{row['reason']} (until {until})"
-            kind = TroubleType.BUTTON_IN_TEST
-        troubles.append(Trouble(kind, row["gw"], row["button"], row["kind"], detail, row["set_at"]))
+            troubles.append(Trouble(TroubleType.BUTTON_IN_TEST, gw, button, kind, why, row["set_at"]))
     return troubles
+
+
+def anomaly_troubles(conn: sqlite3.Connection, now: float, memory_s: float) -> list[Trouble]:
+    """Events of unregistered buttons, and events whose kind disagrees with their button's registration.
+
+    Each holds until it is fixed (the button is registered, or registered
+    with the kind its events claim), until a later event of the button is in
+    order, or ``memory_s`` after the last such event.
+    """
+    troubles = []
+    rows = conn.execute(
+        "SELECT e.button, e.anomaly, MIN(e.received_at) AS began, MAX(e.received_at) AS last, COUNT(*) AS n, "
+        "(SELECT e2.gw FROM events e2 WHERE e2.button = e.button AND e2.anomaly = e.anomaly "
+        " ORDER BY e2.received_at DESC LIMIT 1) AS gw, "
+        "(SELECT e2.kind FROM events e2 WHERE e2.button = e.button AND e2.anomaly = e.anomaly "
+        " ORDER BY e2.received_at DESC LIMIT 1) AS kind, "
+        "(SELECT json_extract(e2.payload, '$.kind') FROM events e2 WHERE e2.button = e.button "
+        " AND e2.anomaly = e.anomaly ORDER BY e2.received_at DESC LIMIT 1) AS claimed, "
+        "b.kind AS registered, "
+        "EXISTS (SELECT 1 FROM events e3 WHERE e3.button = e.button AND e3.anomaly IS NULL "
+        " AND e3.received_at > (SELECT MAX(e4.received_at) FROM events e4 WHERE e4.button = e.button "
+        " AND e4.anomaly = e.anomaly)) AS in_order_since "
+        "FROM events e LEFT JOIN buttons b ON b.id = e.button "
+        "WHERE e.anomaly IN ('unregistered', 'kind_mismatch') AND e.received_at >= ? "
+        "GROUP BY e.button, e.anomaly",
+        (now - memory_s,),
+    ).fetchall()
+    for row in rows:
+        if row["in_order_since"]:
+            continue
+        if row["anomaly"] == "unregistered":
+            if row["registered"] is not None:
+                continue
+            detail = f"{row['n']} event(s) from a button in no inventory (claimed kind {row['claimed']})"
+            troubles.append(
+                Trouble(TroubleType.BUTTON_UNREGISTERED, row["gw"], row["button"], row["kind"], detail, row["began"])
+            )
+            continue
+        if row["registered"] is None or row["registered"] == row["claimed"]:
+            continue
+        # Whoever sees this learns that the button sent something: SAPA's desk
+        # alone may, whichever of the two kinds is SAPA.
+        kinds = {row["registered"], row["claimed"]}
+        audience = "sapa" if "sapa" in kinds else row["registered"]
+        detail = f"{row['n']} event(s) claimed kind {row['claimed']}; registered as {row['registered']}"
+        troubles.append(Trouble(TroubleType.KIND_MISMATCH, row["gw"], row["button"], audience, detail, row["began"]))
+    return troubles
+
+
+def set_aside_troubles(conn: sqlite3.Connection, now: float, memory_s: float) -> list[Trouble]:
+    """Messages the ingest could not process (a bug, or data the store refused): never only a log line."""
+    troubles = []
+    rows = conn.execute(
+        "SELECT gw, button, kind, press, COUNT(*) AS n, MIN(at) AS began, "
+        "SUM(alarm_id IS NOT NULL) AS raised FROM rejected_messages "
+        "WHERE reason = 'internal_error' AND at >= ? GROUP BY gw, button, kind, press",
+        (now - memory_s,),
+    ).fetchall()
+    for row in rows:
+        if row["press"]:
+            what = TroubleType.PRESS_SET_ASIDE
+            missing = row["n"] - row["raised"]
+            detail = f"{row['n']} press(es) not processed normally; {row['raised']} raised as degraded alarm(s)"
+            if missing:
+                detail += f", {missing} not stored (its gateway keeps and resends it)"
+        else:
+            what = TroubleType.MESSAGE_SET_ASIDE
+            detail = f"{row['n']} message(s) could not be processed; kept in rejected_messages"
+        troubles.append(Trouble(what, row["gw"], row["button"], row["kind"], detail, row["began"]))
+    return _merge_by_key(troubles)
+
+
+def _merge_by_key(troubles: list[Trouble]) -> list[Trouble]:
+    """One trouble per key (the same button's messages may have been filed under several kinds)."""
+    merged: dict[str, Trouble] = {}
+    for trouble in troubles:
+        merged.setdefault(trouble.key, trouble)
+    return list(merged.values())
 
 
 def _unchanged(conn: sqlite3.Connection, current: dict[str, Trouble]) -> bool:
@@ -324,10 +455,10 @@ def trouble_view(row: sqlite3.Row) -> dict[str, Any]:
     }
 
 
-def open_troubles(conn: sqlite3.Connection, kinds: frozenset[str]) -> list[dict[str, Any]]:
-    """Open troubles a role may see: its kinds' buttons, and every gateway's."""
+def open_troubles(conn: sqlite3.Connection, audience: Audience) -> list[dict[str, Any]]:
+    """Open troubles a role may see: every gateway's, and its kinds' buttons' (see :class:`Audience`)."""
     rows = conn.execute("SELECT * FROM troubles WHERE cleared_at IS NULL ORDER BY began_at").fetchall()
-    return [trouble_view(row) for row in rows if row["kind"] is None or row["kind"] in kinds]
+    return [trouble_view(row) for row in rows if audience.sees(row["type"], row["kind"])]
 
 
 class Supervisor(PeriodicCheck):
@@ -344,6 +475,8 @@ class Supervisor(PeriodicCheck):
         gateways, buttons = load_facts(conn)
         troubles = evaluate(now, gateways, buttons, self.settings) + webhook_troubles(conn, now)
         troubles += service_troubles(conn, now)
+        troubles += anomaly_troubles(conn, now, self.settings.anomaly_memory_s)
+        troubles += set_aside_troubles(conn, now, self.settings.anomaly_memory_s)
         changed = record(conn, troubles, now)
         opened_now = format_epoch(now)
         for view in changed:

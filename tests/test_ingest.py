@@ -250,8 +250,11 @@ def test_a_message_that_cannot_be_processed_is_set_aside_not_lost(
     while dashboard.ingest.counters.get("events_stored") < len(good) and time.monotonic() < deadline:
         time.sleep(0.01)  # the writer exposes counters, not an event
     assert dashboard.ingest.counters.get("events_stored") == len(good)
-    assert dashboard.ingest.counters.get("rejected.internal_error") == 1
+    assert dashboard.ingest.counters.get("set_aside.fire") == 1
     conn = sqlite3.connect(dashboard.config["DATABASE"])
-    (kept,) = conn.execute("SELECT topic, reason, payload FROM rejected_messages").fetchall()
+    (kept,) = conn.execute("SELECT topic, reason, payload, alarm_id FROM rejected_messages").fetchall()
     conn.close()
     assert kept[1] == "internal_error" and json.loads(kept[2])["id"] == poison.id
+    # Fail open: set aside, and its alarm raised all the same (tests/test_fail_open.py has the rest).
+    degraded = wait_alarm(operator, lambda a: a["last_event_id"] == poison.id)
+    assert (degraded["id"], degraded["anomaly"]) == (kept[3], "degraded")

@@ -1,0 +1,329 @@
+"""Fail open, and never to the wrong desk (issue 9, findings 1, 2, 3, 8 and 9).
+
+A press reaches a person even when something is wrong with it: its button is
+in no inventory, its event claims another kind than the button's registered
+one, or the normal ingest path fails on it. The doubt becomes a trouble, and
+a SAPA press never shows on the fire post's board or a technician's view.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+
+import pytest
+
+from dashboard import store
+from dashboard.db import connect
+from dashboard.live import EXTENSION
+from firmware_bridge.payloads import ButtonInfo, GatewayState, Inventory, Kind, Presence, Site, Source
+from firmware_bridge.timeutil import format_epoch
+from sim.servers import DashboardServer
+from sim.webclient import DashboardClient
+
+from .conftest import ADMIN, signed_in
+from .mqttprobe import Probe
+from .test_ingest import TOPICS, make_event, send, wait_alarm
+
+TECHNICIAN = ("teknisi", "technician-password-1")
+
+
+def register(probe: Probe, gw: str = "gw-a", **buttons: str) -> None:
+    """Publish ``gw``'s inventory: button id -> kind."""
+    inventory = Inventory(
+        gw=gw,
+        ts=format_epoch(time.time()),
+        buttons=tuple(
+            ButtonInfo(button, Kind(kind), Source.GPIO, Site("Pasar Andoolo", -4.35, 122.38), None)
+            for button, kind in buttons.items()
+        ),
+    )
+    probe.publish(TOPICS.inventory(gw), inventory.encode(), retain=True)
+
+
+def registered(dashboard: DashboardServer, button: str, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    conn = connect(dashboard.config["DATABASE"])
+    try:
+        while conn.execute("SELECT 1 FROM buttons WHERE id = ?", (button,)).fetchone() is None:
+            assert time.monotonic() < deadline, f"{button} never registered"
+            time.sleep(0.01)  # the ingest exposes no event for a stored inventory
+    finally:
+        conn.close()
+
+
+def supervise(dashboard: DashboardServer) -> None:
+    """One supervisor round now (its thread runs every few seconds; tests do not wait for it)."""
+    conn = connect(dashboard.config["DATABASE"])
+    try:
+        dashboard.app.extensions[EXTENSION].supervisor.check(conn)
+    finally:
+        conn.close()
+
+
+def troubles(client: DashboardClient) -> set[tuple[str, str]]:
+    return {(t["type"], t["subject"]) for t in client.get_json("/api/troubles")["troubles"]}
+
+
+@pytest.fixture
+def technician(dashboard: DashboardServer) -> DashboardClient:
+    dashboard.create_user(*TECHNICIAN, "technician")
+    return signed_in(dashboard, TECHNICIAN)
+
+
+def no_alarm_of(client: DashboardClient, event_id: str) -> bool:
+    return all(a["last_event_id"] != event_id for a in client.get_json("/api/alarms?state=all")["alarms"])
+
+
+# -- finding 2: the registered kind decides the desk -------------------------------------------
+
+
+def test_a_press_claiming_fire_from_a_sapa_button_reaches_only_the_sapa_desk(
+    dashboard: DashboardServer, operator: DashboardClient, sapa_desk: DashboardClient, technician, probe: Probe
+) -> None:
+    register(probe, **{"fire-1": "fire", "sapa-1": "sapa"})
+    registered(dashboard, "sapa-1")
+    fire = send(probe, make_event(button="fire-1"))
+    fire_alarm = wait_alarm(operator, lambda a: a["last_event_id"] == fire.id)
+    # The old code took the event's word: a fire alarm for a SAPA button, on the fire post's board.
+    forged = send(probe, make_event(button="sapa-1", kind="fire"))
+    alarm = wait_alarm(sapa_desk, lambda a: a["last_event_id"] == forged.id)
+    assert (alarm["kind"], alarm["anomaly"], alarm["button"]) == ("sapa", "kind_mismatch", "sapa-1")
+    assert no_alarm_of(operator, forged.id)
+    assert [a["id"] for a in operator.get_json("/api/alarms")["alarms"]] == [fire_alarm["id"]]
+    supervise(dashboard)
+    assert ("kind_mismatch", "sapa-1") in troubles(sapa_desk)
+    assert ("kind_mismatch", "sapa-1") not in troubles(technician)  # it would tell them somebody pressed
+    assert ("kind_mismatch", "sapa-1") not in troubles(operator)
+
+
+def test_a_press_claiming_sapa_from_a_fire_button_does_not_join_a_sapa_alarm(
+    dashboard: DashboardServer, operator: DashboardClient, sapa_desk: DashboardClient, probe: Probe
+) -> None:
+    register(probe, **{"fire-1": "fire"})
+    registered(dashboard, "fire-1")
+    claimed_sapa = send(probe, make_event(button="fire-1", kind="sapa"))
+    alarm = wait_alarm(operator, lambda a: a["last_event_id"] == claimed_sapa.id)
+    assert (alarm["kind"], alarm["anomaly"]) == ("fire", "kind_mismatch")
+    assert sapa_desk.get_json("/api/alarms?state=all")["alarms"] == []
+    # A later, matching press joins the same fire alarm and puts the button in order again.
+    good = send(probe, make_event(button="fire-1"))
+    joined = wait_alarm(operator, lambda a: a["last_event_id"] == good.id)
+    assert (joined["id"], joined["press_count"]) == (alarm["id"], 2)
+    supervise(dashboard)
+    assert ("kind_mismatch", "fire-1") not in troubles(sapa_desk) | troubles(operator)
+
+
+def test_a_mismatch_is_a_trouble_until_the_button_is_registered_with_its_kind(
+    dashboard: DashboardServer,
+    operator: DashboardClient,
+    sapa_desk: DashboardClient,
+    technician: DashboardClient,
+    probe: Probe,
+) -> None:
+    register(probe, **{"fire-7": "fire"})
+    registered(dashboard, "fire-7")
+    heartbeat = send(probe, make_event(button="fire-7", type="heartbeat", kind="sapa"))
+    marker = send(probe, make_event(button="fire-8"))  # stored after the heartbeat: the ingest keeps order
+    wait_alarm(operator, lambda a: a["last_event_id"] == marker.id)
+    supervise(dashboard)
+    assert ("kind_mismatch", "fire-7") in troubles(sapa_desk), heartbeat.id
+    # SAPA is involved (the claim): only the SAPA desk learns of it.
+    assert ("kind_mismatch", "fire-7") not in troubles(technician) | troubles(operator)
+    register(probe, **{"fire-7": "sapa"})  # the gateway's inventory corrected
+    conn = connect(dashboard.config["DATABASE"])
+    try:
+        deadline = time.monotonic() + 10
+        while store.registered_kind(conn, "fire-7") != "sapa":
+            assert time.monotonic() < deadline, "inventory not stored"
+            time.sleep(0.01)  # the ingest exposes no event for a stored inventory
+    finally:
+        conn.close()
+    supervise(dashboard)
+    assert ("kind_mismatch", "fire-7") not in troubles(sapa_desk)
+
+
+def test_a_press_from_an_unregistered_button_still_raises_its_alarm_and_a_trouble(
+    dashboard: DashboardServer, operator: DashboardClient, sapa_desk: DashboardClient, technician, probe: Probe
+) -> None:
+    fire = send(probe, make_event(button="fire-nowhere"))
+    alarm = wait_alarm(operator, lambda a: a["last_event_id"] == fire.id)
+    assert (alarm["kind"], alarm["anomaly"], alarm["state"]) == ("fire", "unregistered", "unacknowledged")
+    sapa = send(probe, make_event(button="sapa-nowhere", kind="sapa"))
+    sapa_alarm = wait_alarm(sapa_desk, lambda a: a["last_event_id"] == sapa.id)
+    assert (sapa_alarm["kind"], sapa_alarm["anomaly"]) == ("sapa", "unregistered")
+    assert no_alarm_of(operator, sapa.id)
+    supervise(dashboard)
+    assert ("button_unregistered", "fire-nowhere") in troubles(technician)
+    assert ("button_unregistered", "fire-nowhere") in troubles(operator)
+    assert ("button_unregistered", "sapa-nowhere") in troubles(sapa_desk)
+    assert ("button_unregistered", "sapa-nowhere") not in troubles(technician) | troubles(operator)
+    # Registering the button clears its trouble; the alarm keeps its mark.
+    register(probe, **{"fire-nowhere": "fire"})
+    registered(dashboard, "fire-nowhere")
+    supervise(dashboard)
+    assert ("button_unregistered", "fire-nowhere") not in troubles(technician)
+    assert operator.get_json(f"/api/alarms/{alarm['id']}")["alarm"]["anomaly"] == "unregistered"
+
+
+# -- finding 1: /api/sites attaches only the alarms a role may see --------------------------------
+
+
+def test_sites_never_show_a_sapa_alarm_to_technicians_or_the_fire_post(
+    dashboard: DashboardServer, operator: DashboardClient, sapa_desk: DashboardClient, technician, probe: Probe
+) -> None:
+    register(probe, **{"fire-1": "fire", "sapa-1": "sapa"})
+    registered(dashboard, "sapa-1")
+    press = send(probe, make_event(button="sapa-1", kind="sapa"))
+    alarm = wait_alarm(sapa_desk, lambda a: a["last_event_id"] == press.id)
+
+    def buttons(client: DashboardClient) -> dict[str, dict]:
+        sites = client.get_json("/api/sites")["sites"]
+        return {b["id"]: {**b, "site_state": s["state"]} for s in sites for b in s["buttons"]}
+
+    seen_by_technician = buttons(technician)["sapa-1"]
+    assert (seen_by_technician["alarm"], seen_by_technician["state"]) == (None, "ok")
+    assert seen_by_technician["site_state"] == "ok"
+    assert str(alarm["id"]) not in json.dumps(technician.get_json("/api/sites"))
+    assert "sapa-1" not in buttons(operator)
+    assert buttons(sapa_desk)["sapa-1"]["alarm"] == alarm["id"]
+
+
+# -- finding 8: diagnostics count nothing of SAPA for roles that may not know of it -----------------
+
+
+def test_diagnostics_counters_are_the_same_with_and_without_a_sapa_press(
+    dashboard: DashboardServer, sapa_desk: DashboardClient, technician: DashboardClient, probe: Probe
+) -> None:
+    admin = signed_in(dashboard, ADMIN)
+    register(probe, **{"sapa-1": "sapa"})
+    registered(dashboard, "sapa-1")
+    before = {who: client.get_json("/api/diagnostics")["counters"] for who, client in (("a", admin), ("t", technician))}
+    press = send(probe, make_event(button="sapa-1", kind="sapa"))
+    alarm = wait_alarm(sapa_desk, lambda a: a["last_event_id"] == press.id)
+    sapa_desk.post_json(f"/api/alarms/{alarm['id']}/acknowledge", {})
+    assert dashboard.ingest.counters.get("events_stored.sapa") == 1
+    after = {who: client.get_json("/api/diagnostics")["counters"] for who, client in (("a", admin), ("t", technician))}
+    assert after == before
+
+
+def test_a_counter_nobody_classified_stays_hidden() -> None:
+    from dashboard.api import counters_for
+
+    counters = {"mqtt_connects": 1, "events_stored.fire": 2, "events_stored.sapa": 3, "brand_new_total": 4}
+    assert counters_for(frozenset({"fire"}), counters) == {"mqtt_connects": 1, "events_stored.fire": 2}
+    assert counters_for(frozenset(), counters) == {"mqtt_connects": 1}
+
+
+# -- finding 9: a press the ingest fails on still reaches its desk ------------------------------------
+
+
+@pytest.fixture
+def poisoned(monkeypatch: pytest.MonkeyPatch):
+    """Make the normal path fail (a bug) on the events whose ids are added to the returned set."""
+    poison: set[str] = set()
+    real = store.store_events
+
+    def store_events(conn, events):
+        if any(event.id in poison for event, _ in events):
+            raise TypeError("injected bug")
+        return real(conn, events)
+
+    monkeypatch.setattr(store, "store_events", store_events)
+    return poison
+
+
+@pytest.mark.parametrize("kind", ["fire", "sapa"])
+def test_a_press_the_ingest_fails_on_raises_a_degraded_alarm_for_its_desk(
+    dashboard: DashboardServer,
+    operator: DashboardClient,
+    sapa_desk: DashboardClient,
+    technician: DashboardClient,
+    probe: Probe,
+    poisoned: set[str],
+    kind: str,
+) -> None:
+    button = f"{kind}-1"
+    register(probe, **{button: kind})
+    registered(dashboard, button)
+    probe.subscribe(TOPICS.receipt("gw-a"))
+    event = make_event(button=button, kind=kind)
+    poisoned.add(event.id)
+    send(probe, event)
+    desk, other = (operator, sapa_desk) if kind == "fire" else (sapa_desk, operator)
+    alarm = wait_alarm(desk, lambda a: a["last_event_id"] == event.id)
+    assert (alarm["anomaly"], alarm["state"], alarm["kind"]) == ("degraded", "unacknowledged", kind)
+    assert no_alarm_of(other, event.id)
+    # Stored, so it is receipted: the gateway may forget it.
+    probe.wait_for(lambda m: m.topic == TOPICS.receipt("gw-a") and event.id in json.loads(m.payload)["ids"])
+    supervise(dashboard)
+    assert ("press_set_aside", button) in troubles(desk)
+    if kind == "fire":
+        assert ("press_set_aside", button) in troubles(technician)
+    else:
+        assert ("press_set_aside", button) not in troubles(technician) | troubles(operator)
+    # The next press of the button joins the degraded alarm normally.
+    again = send(probe, make_event(button=button, kind=kind))
+    joined = wait_alarm(desk, lambda a: a["last_event_id"] == again.id)
+    assert (joined["id"], joined["press_count"]) == (alarm["id"], 2)
+
+
+def test_a_press_that_cannot_be_stored_at_all_is_not_receipted_and_is_a_trouble(
+    dashboard: DashboardServer,
+    operator: DashboardClient,
+    technician: DashboardClient,
+    probe: Probe,
+    poisoned: set[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def broken(conn, event, received_at):
+        raise sqlite3.IntegrityError("injected: the minimal path fails too")
+
+    monkeypatch.setattr(store, "raise_degraded_alarm", broken)
+    probe.subscribe(TOPICS.receipt("gw-a"))
+    lost = make_event(button="fire-3")
+    poisoned.add(lost.id)
+    send(probe, lost)
+    good = send(probe, make_event(button="fire-4"))
+    wait_alarm(operator, lambda a: a["last_event_id"] == good.id)
+    receipt = probe.wait_for(lambda m: m.topic == TOPICS.receipt("gw-a") and good.id in json.loads(m.payload)["ids"])
+    receipted = [m for m in probe.seen if m.topic == TOPICS.receipt("gw-a")]
+    assert all(lost.id not in json.loads(m.payload)["ids"] for m in receipted), "the gateway would forget it"
+    assert receipt
+    supervise(dashboard)
+    details = {t["subject"]: t["detail"] for t in technician.get_json("/api/troubles")["troubles"]}
+    assert "not stored" in details["fire-3"]
+    assert dashboard.ingest.counters.get("press_not_stored.fire") == 1
+
+
+# -- finding 3, the dashboard's side --------------------------------------------------------------------
+
+
+def test_a_forged_offline_presence_of_the_dashboard_is_corrected(dashboard: DashboardServer, probe: Probe) -> None:
+    probe.subscribe(TOPICS.dashboard_status())
+    probe.wait_for(lambda m: json.loads(m.payload)["state"] == "online")
+    forged = Presence(state=GatewayState.OFFLINE, ts=format_epoch(time.time()), started=format_epoch(time.time()))
+    probe.publish(TOPICS.dashboard_status(), forged.encode(), retain=True)
+    probe.wait_for(lambda m: json.loads(m.payload)["state"] == "offline")
+    probe.wait_for(lambda m: json.loads(m.payload)["state"] == "online")
+    assert dashboard.ingest.counters.get("presence_restored") >= 1
+
+
+def test_open_alarms_are_indicated_again_periodically(tmp_path, broker_settings, probe: Probe) -> None:
+    from dashboard.supervision import SupervisionSettings
+    from firmware_bridge.payloads import decode_indication
+    from sim.servers import dashboard_config
+
+    config = dashboard_config(
+        tmp_path / "resync", broker_settings, SIAGA_SUPERVISION=SupervisionSettings(indication_resync_s=0.3)
+    )
+    with DashboardServer(config) as server:
+        probe.subscribe(TOPICS.indicate("gw-a"))
+        press = send(probe, make_event(button="fire-1"))
+        first = probe.wait_for(lambda m: decode_indication(m.payload).state == "received")
+        alarm_id = decode_indication(first.payload).alarm
+        # Nothing else happens to the alarm, and yet the button hears it again.
+        again = probe.wait_for(lambda m: m is not first and decode_indication(m.payload).alarm == alarm_id)
+        assert decode_indication(again.payload).state == "received"
+        assert server.ingest.is_alive() and press.id
