@@ -41,3 +41,13 @@ def test_every_status_and_resolution_has_a_label() -> None:
 def test_placeholders_match_between_languages() -> None:
     for key, text in MESSAGES["id"].items():
         assert set(re.findall(r"\{(\w+)\}", text)) == set(re.findall(r"\{(\w+)\}", MESSAGES["en"][key])), key
+
+
+def test_every_trouble_and_anomaly_has_a_label() -> None:
+    from dashboard.alarms import Anomaly
+    from dashboard.supervision import TroubleType
+
+    for language in LANGUAGES:
+        missing = [t.value for t in TroubleType if f"trouble_{t.value}" not in MESSAGES[language]]
+        missing += [a.value for a in Anomaly if f"anomaly_{a.value}" not in MESSAGES[language]]
+        assert missing == [], language

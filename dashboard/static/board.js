@@ -149,6 +149,8 @@
       dataset: { alarmId: alarm.id, state: alarm.state, kind: alarm.kind, escalation: alarm.escalation || 0, test: alarm.test ? 1 : 0 },
     },
       alarm.test ? el("strong", { class: "test-banner" }, "⚙ ", t("test_alarm")) : null,
+      // Raised although something about it is odd (fail open): say what, so someone looks.
+      alarm.anomaly ? el("strong", { class: "anomaly", dataset: { anomaly: alarm.anomaly } }, "? ", t(`anomaly_${alarm.anomaly}`)) : null,
       escalated ? el("strong", { class: "escalation", role: "alert" }, "⚠ ", t("escalated", { step: alarm.escalation }),
         el("span", { class: "hint" }, t("escalated_hint", { since: clock(alarm.opened_at) }),
           alarm.notified ? ` ${t("escalated_notified", { n: alarm.notified })}` : "")) : null,
