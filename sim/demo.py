@@ -1,10 +1,11 @@
 """``siaga-sim demo``: the whole system on one machine, without hardware.
 
-Starts a broker (embedded amqtt, a local Mosquitto with the project's
-config, or an existing one), the dashboard as its own process, two gateways
-on gpiozero mock pins with Konawe Selatan sample sites (wired buttons, and
-LoRa buttons whose nodes run the reference firmware over a virtual radio to
-virtual modules on ptys), and the virtual button panel. Ctrl-C stops everything.
+Starts a broker (embedded amqtt or a local Mosquitto, both with the
+production accounts and ACL, or an existing one), the dashboard as its own
+process, two gateways on gpiozero mock pins with Konawe Selatan sample sites
+(wired buttons, and LoRa buttons whose nodes run the reference firmware over
+a virtual radio to virtual modules on ptys), and the virtual button panel.
+Ctrl-C stops everything.
 """
 
 from __future__ import annotations
@@ -36,8 +37,27 @@ from .panel import PanelButton, PanelServer, VirtualButton, VirtualLoraButton
 from .radio import Air, Impairments, NodeSpec, PtyHost, VirtualE32, VirtualNode, VirtualRylr
 
 SAMPLE_GATEWAYS = ("gw-pasar-andoolo.toml", "gw-smpn1-konda.toml")
+#: The dashboard's MQTT account (deploy/mosquitto/siaga.acl names it); each gateway's is its id.
+DASHBOARD_MQTT_USER = "dashboard"
 #: The E32 address of the demo's E32 gateway module (fixed mode targets it).
 GATEWAY_E32_ADDRESS = 0x0001
+
+
+def _mqtt_password_files(folder: Path, usernames: list[str]) -> dict[str, Path]:
+    """One random MQTT password per account, in ``folder/<user>.password`` (mode 0600), made once.
+
+    The broker gets the passwords, the dashboard's and gateways' configs
+    the file names (``password_file``); no password is written anywhere else.
+    """
+    folder.mkdir(mode=0o700, exist_ok=True)
+    files = {}
+    for user in usernames:
+        path = files[user] = folder / f"{user}.password"
+        if not path.exists():
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as handle:
+                handle.write(secrets.token_urlsafe(24) + "\n")
+    return files
 
 
 def _provision_demo_keys(text: str, keys_file: Path) -> None:
@@ -91,6 +111,8 @@ class Demo:
     mqtt_host: str = "127.0.0.1"
     mqtt_port: int = 0
     credentials: dict[str, str] = field(default_factory=dict)
+    #: MQTT username -> its password file; empty for an existing broker (mqtt://), whose accounts we do not know.
+    mqtt_password_files: dict[str, Path] = field(default_factory=dict)
     gateways: list[Gateway] = field(default_factory=list)
     _stoppers: list[Any] = field(default_factory=list)
     dashboard: subprocess.Popen[bytes] | None = None
@@ -108,22 +130,41 @@ class Demo:
         if choice.startswith("mqtt://"):
             parts = urlsplit(choice)
             self.mqtt_host, self.mqtt_port = parts.hostname or "127.0.0.1", parts.port or 1883
-            self.say(f"  broker     existing, {choice}")
+            self.say(f"  broker     existing, {choice} (no accounts: the demo logs in anonymously)")
             return
         port = self.options.mqtt_port
         if not port or not _port_free(self.options.host, port):
             port = free_port(self.options.host)
         self.mqtt_host, self.mqtt_port = self.options.host, port
+        folder = self.options.workdir / "mqtt"
+        users = [DASHBOARD_MQTT_USER, *(name.removesuffix(".toml") for name in SAMPLE_GATEWAYS)]
+        self.mqtt_password_files = _mqtt_password_files(folder, users)
+        accounts = {user: path.read_text().strip() for user, path in self.mqtt_password_files.items()}
         if choice == "mosquitto":
-            broker = Mosquitto(self.options.workdir / "mosquitto", port=port).start()
+            mosquitto_dir = self.options.workdir / "mosquitto"
+            # Mosquitto's password file is made from the accounts at each start.
+            (mosquitto_dir / "passwd").unlink(missing_ok=True)
+            broker = Mosquitto(mosquitto_dir, port=port, users=accounts, acl=True).start()
             self._stoppers.append(broker.stop)
             self.say(f"  broker     Mosquitto with deploy/mosquitto/conf.d, mqtt://{self.mqtt_host}:{port}")
         else:
-            from .broker import EmbeddedBroker
-
-            broker = EmbeddedBroker(self.options.host, port).start()
+            try:
+                from .broker import EmbeddedBroker
+            except ImportError as exc:
+                raise SystemExit(
+                    f"siaga-sim: the embedded broker needs amqtt ({exc}): pip install 'siaga[demo]' "
+                    "(make demo does this), or use --broker mosquitto"
+                ) from None
+            broker = EmbeddedBroker(self.options.host, port, accounts=accounts, state_dir=folder).start()
             self._stoppers.append(broker.stop)
             self.say(f"  broker     embedded (amqtt), mqtt://{self.mqtt_host}:{port}")
+        self.say(f"  mqtt       accounts {', '.join(users)}; anonymous refused; ACL deploy/mosquitto/siaga.acl")
+        self.say(f"             passwords in {folder}/<account>.password (mode 0600)")
+
+    def _mqtt_login(self, user: str) -> str:
+        """The ``[mqtt]`` lines that log ``user`` in (none for an existing broker)."""
+        path = self.mqtt_password_files.get(user)
+        return f'username = "{user}"\npassword_file = "{path}"\n' if path else ""
 
     def write_dashboard_config(self) -> Path:
         workdir = self.options.workdir
@@ -139,7 +180,9 @@ class Demo:
             "[mqtt]\n"
             f'host = "{self.mqtt_host}"\n'
             f"port = {self.mqtt_port}\n"
-            'client_id = "siaga-dashboard-demo"\n' + self._escalation_config()
+            + self._mqtt_login(DASHBOARD_MQTT_USER)
+            + 'client_id = "siaga-dashboard-demo"\n'
+            + self._escalation_config()
         )
         return path
 
@@ -244,6 +287,7 @@ class Demo:
                 .replace("@MQTT_PORT@", str(self.mqtt_port))
                 .replace("@LORA_PORT@", str(tty))
                 .replace("@KEYS_FILE@", str(keys_file))
+                .replace("\n[mqtt]\n", "\n[mqtt]\n" + self._mqtt_login(gw_id), 1)
             )
             path = self.options.workdir / f"{gw_id}.toml"
             path.write_text(text)

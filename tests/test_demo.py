@@ -18,7 +18,10 @@ import pytest
 from sim.mosquitto import free_port
 from sim.webclient import DashboardClient
 
+from .test_demo_broker import Peer
 from .test_ingest import wait_alarm
+
+DEMO_MQTT_ACCOUNTS = ("dashboard", "gw-pasar-andoolo", "gw-smpn1-konda")
 
 
 def panel_pattern(panel: str, button: str) -> str:
@@ -27,8 +30,9 @@ def panel_pattern(panel: str, button: str) -> str:
 
 
 @pytest.fixture
-def demo(tmp_path: Path):
-    port, panel_port = free_port(), free_port()
+def demo(tmp_path: Path, request: pytest.FixtureRequest):
+    """The demo as ``siaga-sim demo`` starts it; parametrize indirectly with "mosquitto" for that broker."""
+    port, panel_port, mqtt_port = free_port(), free_port(), free_port()
     process = subprocess.Popen(
         [
             sys.executable,
@@ -42,7 +46,9 @@ def demo(tmp_path: Path):
             "--panel-port",
             str(panel_port),
             "--mqtt-port",
-            str(free_port()),
+            str(mqtt_port),
+            "--broker",
+            getattr(request, "param", "embedded"),
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -65,6 +71,7 @@ def demo(tmp_path: Path):
                 break
         yield {
             "port": port,
+            "mqtt_port": mqtt_port,
             "panel": f"http://127.0.0.1:{panel_port}",
             "output": output,
             "process": process,
@@ -133,6 +140,60 @@ def test_the_demo_runs_the_whole_system_and_a_press_reaches_the_board(demo: dict
         timeout=30,
     )
     assert unknown.returncode == 1 and "pasar-andoolo-fire-1" in unknown.stderr
+
+
+def check_mqtt_accounts(demo: dict) -> None:
+    """Each MQTT account has its own random password in a 0600 file that the configs point at; nobody else gets in."""
+    text = "".join(demo["output"])
+    folder = demo["workdir"] / "mqtt"
+    assert f"passwords in {folder}/<account>.password (mode 0600)" in text
+    assert folder.stat().st_mode & 0o777 == 0o700
+    passwords = {}
+    for user in DEMO_MQTT_ACCOUNTS:
+        path = folder / f"{user}.password"
+        assert path.stat().st_mode & 0o777 == 0o600
+        passwords[user] = path.read_text().strip()
+        config = (demo["workdir"] / ("dashboard.toml" if user == "dashboard" else f"{user}.toml")).read_text()
+        assert f'username = "{user}"' in config and f'password_file = "{path}"' in config
+        assert passwords[user] not in config and passwords[user] not in text
+    assert len(set(passwords.values())) == len(passwords) and min(map(len, passwords.values())) >= 24
+
+    def login(username: str | None, password: str | None) -> str:
+        peer = Peer(demo["mqtt_port"], username, password)
+        reason, _ = peer.connect()
+        peer.close()
+        return reason.getName()
+
+    assert login(None, None) == "Not authorized"
+    assert login("dashboard", passwords["gw-pasar-andoolo"]) == "Not authorized"
+    assert login("dashboard", passwords["dashboard"]) == "Success"
+
+
+def test_the_demo_broker_takes_only_the_demos_accounts(demo: dict) -> None:
+    check_mqtt_accounts(demo)
+
+
+@pytest.mark.parametrize("demo", ["mosquitto"], indirect=True)
+def test_the_demo_on_mosquitto_uses_the_same_accounts(demo: dict) -> None:
+    assert "broker     Mosquitto" in "".join(demo["output"])
+    check_mqtt_accounts(demo)
+    password = next(line.split("damkar / ")[1].strip() for line in demo["output"] if "damkar / " in line)
+    pressed = subprocess.run(
+        [sys.executable, "-m", "sim", "press", "smpn1-konda-fire-1", "--panel", demo["panel"]],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert pressed.returncode == 0, pressed.stderr
+    board = DashboardClient(f"http://127.0.0.1:{demo['port']}")
+    board.login("damkar", password)
+    alarm = wait_alarm(board, lambda a: a["button"] == "smpn1-konda-fire-1", timeout=20)
+    assert alarm["gw"] == "gw-smpn1-konda"
+    board.post_json(f"/api/alarms/{alarm['id']}/acknowledge", {})
+    deadline = time.monotonic() + 10
+    while panel_pattern(demo["panel"], "smpn1-konda-fire-1") != "help_coming" and time.monotonic() < deadline:
+        time.sleep(0.05)  # polling another process's state
+    assert panel_pattern(demo["panel"], "smpn1-konda-fire-1") == "help_coming"
 
 
 def test_the_demo_takes_citizens_reports_for_satpol_pp(demo: dict) -> None:
