@@ -150,9 +150,16 @@ def load_config(path: str | Path) -> GatewayConfig:
     return parse_config(read_toml(path))
 
 
+#: Broker account names that are not gateways (deploy/mosquitto/siaga.acl).
+RESERVED_IDS = frozenset({"dashboard"})
+
+
 def parse_config(root: Section) -> GatewayConfig:
     gateway = root.section("gateway", required=True)
     gw_id = gateway.str("id", pattern=ID_PATTERN)
+    if gw_id.lower() in RESERVED_IDS:
+        # A gateway logs in with its id as MQTT username: this one would be the dashboard's account.
+        raise gateway.error("id", f"{gw_id!r} is reserved for the broker's other accounts")
     data_dir = Path(gateway.str("data_dir", "/var/lib/siaga"))
     outbox_path = Path(gateway.str("outbox", str(data_dir / "outbox.sqlite")))
     pin_factory = gateway.str("pin_factory", None, choices=PIN_FACTORIES)

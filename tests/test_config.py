@@ -118,6 +118,7 @@ def test_the_shipped_samples_are_valid(name: str, tmp_path: Path) -> None:
         (GOOD.replace("[mqtt]", "health_interval_s = inf\n[mqtt]"), "gateway.health_interval_s", "finite"),
         (GOOD.replace('name = "Pasar Andoolo"\nlat = -4.3499', "lat = -4.3499"), "button[2].site.name", "missing"),
         ("[gateway\nid=", "", "not valid TOML"),
+        (GOOD.replace('id = "gw-a"', 'id = "Dashboard"'), "gateway.id", "reserved"),
     ],
 )
 def test_a_wrong_file_names_the_file_and_the_key(text: str, key: str, words: str) -> None:
