@@ -33,7 +33,7 @@ from .config import ButtonConfig, GatewayConfig
 from .indicator import IndicatorState, Pattern
 from .link import GatewayLink
 from .outbox import UnavailableOutbox, open_outbox
-from .pump import Pump
+from .pump import MAX_RESEND_INTERVAL_S, Pump
 from .radio import RadioService
 from .systemd import stale
 
@@ -45,7 +45,14 @@ def new_event_id(now: float | None = None) -> str:
 
 
 class Gateway:
-    """Everything one Raspberry Pi runs. Use as a context manager, or ``start()``/``close()``."""
+    """Everything one Raspberry Pi runs. Use as a context manager, or ``start()``/``close()``.
+
+    Threads: press handlers (gpiozero's), paho's network loop (indications,
+    receipts, presence), the health loop, and the pump's and radio's own
+    (see ``Pump`` and ``RadioService`` for theirs). Here ``_lock`` guards the
+    buttons, their ``IndicatorState`` and the listeners' view of them; what
+    paho's thread hands the pump goes through the pump's own methods.
+    """
 
     def __init__(
         self,
@@ -55,6 +62,8 @@ class Gateway:
         version: str = __version__,
         pump_window: int = 500,
         clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+        max_resend_interval_s: float = MAX_RESEND_INTERVAL_S,
     ) -> None:
         self.config = config
         self.version = version
@@ -71,7 +80,10 @@ class Gateway:
         self._stopping = threading.Event()
         self._listeners: list[Callable[[str, Pattern], None]] = []
         self.buttons: dict[str, WiredButton] = {}
-        self._indicators: dict[str, IndicatorState] = {button.id: IndicatorState() for button in config.buttons}
+        # ``monotonic`` times the indications' reorder window (tests move it by hand).
+        self._indicators: dict[str, IndicatorState] = {
+            button.id: IndicatorState(clock=monotonic) for button in config.buttons
+        }
         self.outbox = open_outbox(config.outbox_path)
         # A failing (or recovering) outbox is news for the dashboard now, not at the next interval.
         self._health_now = threading.Event()
@@ -95,12 +107,18 @@ class Gateway:
             self.counters,
             window=pump_window,
             receipt_timeout_s=config.receipt_timeout_s,
+            max_resend_interval_s=max_resend_interval_s,
         )
         self.radio: RadioService | None = None
         self._mode_pins: list[DigitalOutputDevice] = []
         if config.lora is not None:
             self.radio = RadioService(
-                config, outbox=self.outbox, pump=self.pump, counters=self.counters, event_topic=self._event_topic
+                config,
+                outbox=self.outbox,
+                pump=self.pump,
+                counters=self.counters,
+                event_topic=self._event_topic,
+                clock=monotonic,
             )
         self._health_thread = threading.Thread(target=self._health_loop, name="siaga-health", daemon=True)
         self._record_listeners: list[Callable[[Event], None]] = []

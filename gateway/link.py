@@ -42,6 +42,16 @@ ECHO_TIMEOUT_S = 10.0
 
 
 class GatewayLink:
+    """One gateway's MQTT client.
+
+    Threads: paho's network loop runs every ``_on_*`` callback and alone
+    writes ``dashboard_online``; the health thread only reads it (one
+    reference, read whole). ``connected`` and ``echo`` are Events. What the
+    callbacks learn goes on through the gateway's hooks, which run on paho's
+    thread, sometimes with paho's locks held: they must not wait for a lock
+    whose holder may be calling paho (see ``Pump``).
+    """
+
     def __init__(
         self,
         settings: BrokerSettings,

@@ -5,10 +5,21 @@ unacknowledged by the broker at a time (paho keeps them in memory and resends
 them after a reconnect). The broker's PUBACK only frees the window: a row
 leaves the outbox when the **dashboard's receipt** names its event id
 (``cmd/receipt``, sent after the dashboard committed it). Until then the event
-is resent, with a growing interval, whenever its receipt is overdue while the
-dashboard is online, and again after every reconnect of the gateway: a broker
-that dies before it saved or delivered what it acknowledged loses nothing.
+is resent, with a growing interval, whenever its receipt is overdue, and
+again after every reconnect of the gateway: a broker that dies before it
+saved or delivered what it acknowledged loses nothing.
 The same id may reach the dashboard more than once; its store keeps one.
+
+Receipts are taken only for events out now: in ``_sent`` and handed to paho
+before the receipt arrived. Anyone who can publish on ``cmd/receipt`` could
+otherwise delete events that were never sent; such receipts (and repeats of
+one already applied) are counted (``receipts_ignored``) and change nothing.
+A row left from before a restart is handed over again first, so the
+dashboard's receipt for that new copy deletes it.
+
+The dashboard's presence only sets the pace of resends: while it is said to
+be offline (anyone who can publish could say so, retained) overdue events go
+again at the longest interval instead of the growing one, never not at all.
 
 paho calls ``on_publish`` while holding its own lock, so that callback only
 appends the message id to a deque; the pump thread, the only publisher of
@@ -62,9 +73,36 @@ class _Sent:
     mid: int | None = None
     due: float = 0.0  # monotonic time to resend if no receipt came
     resends: int = 0
+    #: Monotonic time it was first handed to paho (who took it): a receipt that arrived before is not about it.
+    published_at: float | None = None
+    #: Monotonic time of the latest hand-over (paces resends while the dashboard is said to be away).
+    last_sent_at: float = 0.0
 
 
 class Pump:
+    """Hands outbox rows to paho and deletes them on the dashboard's receipt.
+
+    Which thread owns what:
+
+    - Whoever holds ``_send_lock`` (the pump thread, or a press handler on the
+      fast path, ``publish_now``) alone writes ``_sent``, ``_inflight``,
+      every ``_Sent``'s fields, ``_cursor``, ``_to_remove`` and
+      ``_memory_only_out``, and alone reads their contents.
+    - paho's network thread (``acknowledged``, ``receipted``,
+      ``dashboard_presence``, ``link_up``, ``link_down``) never takes
+      ``_send_lock``: paho calls us holding its own locks, and the holder of
+      ``_send_lock`` calls paho, so taking it there could deadlock. It only
+      posts facts: message ids and receipts on deques (append and popleft are
+      atomic), and under ``_facts_lock`` the dashboard's presence and a
+      request to postpone resends. The pump applies them under ``_send_lock``
+      at the start of its next turn.
+    - ``_gate_lock`` guards the gate, ``_handing`` and ``_await_resend``; it is
+      never held while calling paho, so paho's callbacks may take it.
+    - Other threads read sizes only (health, ``wait_drained``, and
+      ``link_up``'s "does paho hold events?"): ``len`` of a dict or deque, or
+      an int, each one atomic step; a figure one turn old is fine for them.
+    """
+
     def __init__(
         self,
         outbox: Outbox | UnavailableOutbox,
@@ -75,6 +113,7 @@ class Pump:
         retry_s: float = 1.0,
         receipt_timeout_s: float = 15.0,
         max_unreceipted: int = 5000,
+        max_resend_interval_s: float = MAX_RESEND_INTERVAL_S,
     ) -> None:
         self._outbox = outbox
         self._publish = publish
@@ -82,38 +121,50 @@ class Pump:
         self._window = window
         self._retry_s = retry_s
         self._receipt_timeout_s = receipt_timeout_s
+        self._max_resend_interval_s = max_resend_interval_s
         #: Events out but not receipted, at most: while the dashboard is away the
         #: rest wait in the outbox rather than in the broker's queue and in memory.
         self._max_unreceipted = max_unreceipted
         self._wake = threading.Event()
         self._stopping = threading.Event()
+        # -- owned by the holder of _send_lock --
         #: message id -> the event paho has not had acknowledged by the broker yet
         self._inflight: dict[int, _Sent] = {}
         #: event id -> every event handed over and not yet receipted (in flight or waiting)
         self._sent: dict[str, _Sent] = {}
-        #: ids paho reported acknowledged; appended by paho's thread, drained by the pump
-        self._acks: deque[int] = deque()
-        #: event ids the dashboard receipted; appended by paho's thread, drained by the pump
-        self._receipts: deque[str] = deque()
-        #: events that could not be stored, waiting to be handed to paho by the pump
-        self._unstored: deque[_Sent] = deque()
+        #: how many of _sent are not in the outbox (the disk failed): health's memory_only
+        self._memory_only_out = 0
         #: receipted event ids whose delete has not succeeded yet (retried each loop)
         self._to_remove: list[str] = []
         self._cursor = 0
+        #: receipts ignored since the start (to log the first few, then every 100th)
+        self._ignored_total = 0
         #: Held while handing events to paho, so the pump and the fast path
         #: (publish_now, from a press handler) keep seq order. paho's
         #: on_publish never takes it, so it cannot deadlock with paho's locks.
         self._send_lock = threading.Lock()
-        #: Set while paho sends what it is handed after everything handed before
-        #: (see the module's docstring). Closed until the first connection.
+        # -- facts posted by other threads, drained by the pump --
+        #: ids paho reported acknowledged; appended by paho's thread
+        self._acks: deque[int] = deque()
+        #: (monotonic arrival time, event id) the dashboard receipted; appended by paho's thread
+        self._receipts: deque[tuple[float, str]] = deque()
+        #: events that could not be stored, appended by press handlers, handed to paho by the pump
+        self._unstored: deque[_Sent] = deque()
+        #: Guards _dashboard_online and _postpone_from; never held while calling paho or the outbox.
+        self._facts_lock = threading.Lock()
+        #: The dashboard's presence: True, False, or None while unknown (resend, with backoff).
+        self._dashboard_online: bool | None = None
+        #: Monotonic time from which overdue resends get a full receipt timeout (None: no request).
+        self._postpone_from: float | None = None
+        # -- the gate (see the module's docstring), under _gate_lock --
+        #: Set while paho sends what it is handed after everything handed before.
+        #: Closed until the first connection.
         self._gate = threading.Event()
-        #: Guards the gate and _handing; never held while calling paho, so the
-        #: link's callbacks (paho's thread, paho's locks held) may take it.
+        #: Guards the gate, _handing and _await_resend; never held while calling paho,
+        #: so the link's callbacks (paho's thread, paho's locks held) may take it.
         self._gate_lock = threading.Lock()
         self._handing = False
         self._await_resend = False
-        #: The dashboard's presence: True, False, or None while unknown (resend, with backoff).
-        self._dashboard_online: bool | None = None
         self._thread = threading.Thread(target=self._run, name="siaga-pump", daemon=True)
         self._drained = threading.Condition()
         #: The exception that stopped the pump, if any (reported by health).
@@ -135,29 +186,31 @@ class Pump:
         if self._thread.is_alive():
             self._thread.join(timeout)
 
-    # -- from paho's thread (no paho calls, no _send_lock) ---------------------------------
+    # -- from paho's thread: post facts only (no paho calls, no _send_lock) ----------------------
 
     def acknowledged(self, mid: int) -> None:
         """paho's ``on_publish``: the broker acknowledged message ``mid``."""
         self._acks.append(mid)
-        if self._await_resend:
-            with self._gate_lock:
+        with self._gate_lock:
+            if self._await_resend:
                 # paho handles acknowledgements after its resend on CONNACK: older events are out.
                 self._await_resend = False
                 self._gate.set()
         self._wake.set()
 
     def receipted(self, event_ids: Iterable[str]) -> None:
-        """The dashboard has committed these events: they may leave the outbox."""
-        self._receipts.extend(event_ids)
+        """The dashboard says it has committed these events: the pump checks they are out, then deletes them."""
+        arrived_at = time.monotonic()
+        self._receipts.extend((arrived_at, event_id) for event_id in event_ids)
         self._wake.set()
 
     def dashboard_presence(self, online: bool) -> None:
         """The dashboard's retained presence changed (or was first heard)."""
-        came_back = online and self._dashboard_online is not True
-        self._dashboard_online = online
-        if came_back:
-            self._postpone_resends()  # its queue is being delivered: give the receipts time to come
+        with self._facts_lock:
+            came_back = online and self._dashboard_online is not True
+            self._dashboard_online = online
+            if came_back:
+                self._ask_postpone()  # its queue is being delivered: give the receipts time to come
         self._wake.set()
 
     def link_up(self) -> None:
@@ -166,11 +219,14 @@ class Pump:
             if self._inflight or self._handing:
                 # paho resends those first; open on the first acknowledgement. One always
                 # comes: the link publishes its status (QoS 1) on every connection.
+                # (_inflight is the sender's, read here for its size only: a sender
+                # that adds to it holds _handing, which this lock makes visible.)
                 self._await_resend = True
             else:
                 self._gate.set()
-        # Receipts sent while we were away arrive first; what is still missing then goes again.
-        self._postpone_resends()
+        with self._facts_lock:
+            # Receipts sent while we were away arrive first; what is still missing then goes again.
+            self._ask_postpone()
         self._wake.set()
 
     def link_down(self) -> None:
@@ -178,6 +234,10 @@ class Pump:
         with self._gate_lock:
             self._gate.clear()
             self._await_resend = False
+
+    def _ask_postpone(self) -> None:
+        """Caller holds _facts_lock: the pump will give every unreceipted event a full timeout from now."""
+        self._postpone_from = time.monotonic()
 
     # -- from the press handlers ------------------------------------------------------
 
@@ -215,7 +275,7 @@ class Pump:
         self._counters.add("events_unstored")
         self._wake.set()
 
-    # -- state ---------------------------------------------------------------------------------
+    # -- state (any thread: sizes only) ------------------------------------------------------
 
     @property
     def inflight(self) -> int:
@@ -227,7 +287,7 @@ class Pump:
 
     @property
     def unstored_waiting(self) -> int:
-        return len(self._unstored) + sum(1 for sent in list(self._sent.values()) if sent.seq is None)
+        return len(self._unstored) + self._memory_only_out
 
     def is_alive(self) -> bool:
         return self._thread.is_alive()
@@ -247,15 +307,14 @@ class Pump:
     # -- the pump thread ---------------------------------------------------------------------
 
     def _run(self) -> None:
+        wait_s = 0.0
         try:
             while not self._stopping.is_set():
-                self._wake.wait(timeout=self._next_wait())
+                self._wake.wait(timeout=wait_s)
                 self._wake.clear()
                 try:
                     with self._send_lock:
-                        self._collect_acknowledged()
-                        self._collect_receipts()
-                        refused = self._send_more()
+                        refused, wait_s = self._turn()
                     if refused:
                         self._stopping.wait(self._retry_s)
                         self._wake.set()
@@ -276,14 +335,37 @@ class Pump:
             log.critical("outbox pump stopped: %r", exc, exc_info=True)
             raise
 
-    def _next_wait(self) -> float:
-        """At most 1 s (liveness), less when a resend falls due sooner."""
-        if not self._sent:
+    def _turn(self) -> tuple[bool, float]:
+        """One round under _send_lock: apply posted facts, then send.
+
+        Returns whether paho refused an event, and how long the pump may wait before the next round.
+        """
+        dashboard_online, postpone_from = self._take_facts()
+        if postpone_from is not None:
+            self._postpone_resends(postpone_from)
+        self._collect_acknowledged()
+        self._collect_receipts()
+        refused = self._send_more(dashboard_online)
+        return refused, self._next_wait(dashboard_online)
+
+    def _take_facts(self) -> tuple[bool | None, float | None]:
+        with self._facts_lock:
+            postpone_from, self._postpone_from = self._postpone_from, None
+            return self._dashboard_online, postpone_from
+
+    def _next_wait(self, dashboard_online: bool | None) -> float:
+        """At most 1 s (liveness), less when a resend falls due sooner.
+
+        Not less while nothing could be resent anyway (the link is down, or the
+        window is full): link_up and acknowledgements wake the pump, and waiting
+        0 s for an overdue event would spin.
+        """
+        if not self._gate.is_set() or len(self._inflight) >= self._window:
             return 1.0
-        soonest = min((sent.due for sent in list(self._sent.values()) if sent.mid is None), default=None)
-        if soonest is None:
+        waiting = [self._resend_at(sent, dashboard_online) for sent in self._sent.values() if sent.mid is None]
+        if not waiting:
             return 1.0
-        return max(0.0, min(1.0, soonest - time.monotonic()))
+        return max(0.0, min(1.0, min(waiting) - time.monotonic()))
 
     def _collect_acknowledged(self) -> None:
         acknowledged = 0
@@ -300,20 +382,23 @@ class Pump:
             self._counters.add("events_acknowledged", acknowledged)
 
     def _collect_receipts(self) -> None:
-        receipted = 0
+        receipted = ignored = 0
         while self._receipts:
-            event_id = self._receipts.popleft()
-            sent = self._sent.pop(event_id, None)
-            if sent is None:
-                # Not ours now (already receipted, or from before a restart): the outbox
-                # may still hold it, and deleting a row that is not there is harmless.
-                self._to_remove.append(event_id)
+            arrived_at, event_id = self._receipts.popleft()
+            sent = self._sent.get(event_id)
+            if sent is None or sent.published_at is None or arrived_at < sent.published_at:
+                ignored += 1  # not out when the receipt came: never sent, not yet sent, or receipted already
                 continue
+            del self._sent[event_id]
             receipted += 1
             if sent.mid is not None:
                 self._inflight.pop(sent.mid, None)  # its PUBACK is no longer of interest
-            if sent.seq is not None:
+            if sent.seq is None:
+                self._memory_only_out -= 1
+            else:
                 self._to_remove.append(event_id)
+        if ignored:
+            self._note_ignored(ignored)
         if receipted:
             self._counters.add("events_receipted", receipted)
         if self._to_remove:
@@ -323,21 +408,32 @@ class Pump:
             with self._drained:
                 self._drained.notify_all()
 
-    def _send_more(self) -> bool:
+    def _note_ignored(self, count: int) -> None:
+        """Count receipts that named no event out now; log the first few and then every 100th."""
+        self._counters.add("receipts_ignored", count)
+        before, self._ignored_total = self._ignored_total, self._ignored_total + count
+        if before < 10 or before // 100 != self._ignored_total // 100:
+            log.warning(
+                "ignored %d receipt id(s) for events not out (a repeat, or not from the dashboard); %d so far",
+                count,
+                self._ignored_total,
+            )
+
+    def _send_more(self, dashboard_online: bool | None) -> bool:
         """Hand waiting events to paho; True if paho refused one (retry later)."""
         if not self._open_gate():
             return False  # link_up wakes the pump
         try:
-            return self._send_waiting()
+            return self._send_waiting(dashboard_online)
         finally:
             self._close_gate()
 
-    def _send_waiting(self) -> bool:
+    def _send_waiting(self, dashboard_online: bool | None) -> bool:
         while self._unstored:
             if not self._hand_over(self._unstored[0]):
                 return True
             self._unstored.popleft()
-        if self._resend_due():
+        if self._resend_due(dashboard_online):
             return True
         room = min(self._window - len(self._inflight), self._max_unreceipted - len(self._sent))
         if room <= 0:
@@ -354,12 +450,12 @@ class Pump:
             self._wake.set()  # more may be waiting once acknowledgements free the window
         return False
 
-    def _resend_due(self) -> bool:
+    def _resend_due(self, dashboard_online: bool | None) -> bool:
         """Send again what the dashboard has not receipted in time; True if paho refused."""
-        if self._dashboard_online is False:
-            return False  # the broker queues for it; resending would only double its queue
         now = time.monotonic()
-        due = [sent for sent in self._sent.values() if sent.mid is None and sent.due <= now]
+        due = [
+            sent for sent in self._sent.values() if sent.mid is None and self._resend_at(sent, dashboard_online) <= now
+        ]
         due.sort(key=lambda sent: (sent.seq is None, sent.seq or 0))
         for sent in due:
             if len(self._inflight) >= self._window:
@@ -371,14 +467,26 @@ class Pump:
             self._counters.add("events_resent")
         return False
 
-    def _postpone_resends(self) -> None:
-        """Give receipts a full timeout from now (after a reconnect, or the dashboard's return)."""
-        later = time.monotonic() + self._receipt_timeout_s
-        for sent in list(self._sent.values()):
+    def _resend_at(self, sent: _Sent, dashboard_online: bool | None) -> float:
+        """When ``sent`` (acknowledged by the broker, not receipted) goes again.
+
+        While the dashboard is said to be offline the broker queues the
+        originals for its session, so resending at the usual pace would only
+        double that queue. But anyone who can publish could say so (and
+        retain it), so that word only slows resends to the longest interval.
+        """
+        if dashboard_online is False:
+            return max(sent.due, sent.last_sent_at + self._max_resend_interval_s)
+        return sent.due
+
+    def _postpone_resends(self, since: float) -> None:
+        """Give receipts a full timeout from ``since`` (after a reconnect, or the dashboard's return)."""
+        later = since + self._receipt_timeout_s
+        for sent in self._sent.values():
             sent.due = max(sent.due, later)
 
     def _interval(self, resends: int) -> float:
-        return min(self._receipt_timeout_s * (2**resends), MAX_RESEND_INTERVAL_S)
+        return min(self._receipt_timeout_s * (2**resends), self._max_resend_interval_s)
 
     def _open_gate(self) -> bool:
         with self._gate_lock:
@@ -392,6 +500,9 @@ class Pump:
             self._handing = False
 
     def _hand_over(self, sent: _Sent) -> bool:
+        # Stamped before paho has it: the dashboard's receipt for this copy can only come later,
+        # and however fast it is, it is never mistaken for one that came before.
+        started = time.monotonic()
         info = self._publish(sent.topic, sent.payload)
         if info.rc not in _ACCEPTED:
             # paho refused to queue it (its queue is full): the pump tries again later.
@@ -400,8 +511,14 @@ class Pump:
             return False
         # Recorded under _send_lock, before the next _collect_acknowledged
         # (same lock): an acknowledgement that arrives first waits in the deque.
+        sent.last_sent_at = started
+        if sent.published_at is None:
+            sent.published_at = started
         sent.mid = info.mid
         self._inflight[info.mid] = sent
-        self._sent[sent.event_id] = sent
+        if sent.event_id not in self._sent:
+            self._sent[sent.event_id] = sent
+            if sent.seq is None:
+                self._memory_only_out += 1
         self._counters.add("events_published")
         return True

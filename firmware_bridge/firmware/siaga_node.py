@@ -30,6 +30,10 @@ DEFAULTS = {
     "BATTERY_CHECK_S": 600,
     "LOW_BATTERY_MV": 3400,
     "LOW_BATTERY_REPEAT_S": 86400,
+    # Within this long of the last indication applied only newer news counts
+    # (a guard against reordering); after it any different news does, so one
+    # forged with a huge (alarm, rev) is replaced by the next genuine one.
+    "REORDER_WINDOW_MS": 2000,
 }
 
 
@@ -167,6 +171,7 @@ class Node:
         self.episode_start = 0  # event counter of the press that opened the current alarm (0: none)
         self.episode_until = 0
         self.last_indication = None  # (alarm, rev)
+        self.last_indication_at = 0  # clock.ms() when it was applied
         self.pattern = OFF
         self.pattern_since = now
         self.next_heartbeat = now + 1000 * setting(cfg, "HEARTBEAT_S")
@@ -361,11 +366,10 @@ class Node:
         start = self.episode_start or (self.pending or {}).get("event", 0)
         if not start or not start <= event_counter <= self.counter.value:
             return
-        # Strictly newer only: alarm numbers grow, so news of an earlier alarm
-        # (its "resolved", sent again) can never end or colour this one.
-        if self.last_indication is not None and (alarm, rev) <= self.last_indication:
+        if not self._is_news(alarm, rev, now):
             return
         self.last_indication = (alarm, rev)
+        self.last_indication_at = now
         self.stats["indications"] += 1
         if self.pending is not None and self.pending["type"] == proto.PRESS and event_counter >= self.pending["event"]:
             self._done(now)  # the dashboard has it: an implicit ack
@@ -379,6 +383,20 @@ class Node:
         elif state == proto.RESOLVED:
             self._set_pattern(OFF, now)
             self.episode_start = 0
+
+    def _is_news(self, alarm, rev, now):
+        """The same (alarm, rev) again is never news (the gateway repeats it after
+        every poll). Shortly after the last one only newer news counts: alarm
+        numbers grow, so a late copy of an earlier state cannot end or colour
+        this alarm. After REORDER_WINDOW_MS the latest news wins, so an
+        indication with a forged huge (alarm, rev) cannot pin the LED."""
+        last = self.last_indication
+        if last is None:
+            return True
+        if (alarm, rev) == last:
+            return False
+        recent = now - self.last_indication_at < setting(self.cfg, "REORDER_WINDOW_MS")
+        return (alarm, rev) > last or not recent
 
     def _end_episode_if_due(self, now):
         pressing = self.pending is not None and self.pending["type"] == proto.PRESS

@@ -17,6 +17,7 @@ import os
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +28,7 @@ from firmware_bridge.payloads import Event, Indication, Kind, Source
 from firmware_bridge.timeutil import format_epoch
 
 from ..config import GatewayConfig, LoraButtonConfig
+from ..indicator import REORDER_WINDOW_S, supersedes
 from ..outbox import Outbox, UnavailableOutbox, Verdict
 from ..pump import Pump
 from .modules import E32Driver, Received, RylrDriver
@@ -73,6 +75,19 @@ class NodeStats:
 
 
 class RadioService:
+    """The gateway's side of the LoRa buttons.
+
+    Which thread owns what:
+
+    - The serial reader (``siaga-lora``) handles every frame (``on_frame``).
+    - paho's network thread hands over the dashboard's indications (``indicate``).
+    - The health thread reads ``health()``.
+    - ``_lock`` guards what more than one of them touches: ``stats``,
+      ``rejected`` and ``_indications`` (the latest indication per node and
+      when it was kept). It is never held during disk or radio I/O.
+    - ``buttons``, ``node_of`` and the keys are set here and never change.
+    """
+
     def __init__(
         self,
         config: GatewayConfig,
@@ -81,6 +96,8 @@ class RadioService:
         pump: Pump,
         counters: Counters,
         event_topic: str,
+        clock: Callable[[], float] = time.monotonic,
+        reorder_window_s: float = REORDER_WINDOW_S,
     ) -> None:
         assert config.lora is not None
         self.lora = config.lora
@@ -96,7 +113,10 @@ class RadioService:
         self._key_ids = {node: radio.key_id(key) for node, key in self._keys.items()}
         self.stats = {node: NodeStats(button.id) for node, button in self.buttons.items()}
         self.rejected: Counter[str] = Counter()
-        self._indications: dict[int, Indication] = {}
+        #: node -> (the latest indication for it, monotonic time it was kept); under _lock
+        self._indications: dict[int, tuple[Indication, float]] = {}
+        self._clock = clock
+        self._reorder_window_s = reorder_window_s
         self._lock = threading.Lock()
         if self.lora.is_rylr:
             self.driver: RylrDriver | E32Driver = RylrDriver(
@@ -207,7 +227,8 @@ class RadioService:
             if uplink.type is radio.FrameType.PRESS:
                 # A new press may open a new alarm: what we kept about the last
                 # one must not reach the node as news about this one.
-                self._indications.pop(node, None)
+                with self._lock:
+                    self._indications.pop(node, None)
             stored = acceptance.stored
             fast = (
                 stored is not None
@@ -218,7 +239,7 @@ class RadioService:
                 self._pump.wake()
         self._send(node, radio.encode_ack(radio.Ack(node, uplink.counter, uplink.event_counter), self._keys[node]))
         self._counters.add("radio_acks_sent")
-        indication = self._indications.get(node)
+        indication = self._kept_indication(node)
         if indication is not None and acceptance.last_press_event:
             self._send_indication(node, indication, acceptance.last_press_event)
 
@@ -257,7 +278,7 @@ class RadioService:
             node = error.node if error.node is not None else (radio.peek_node(received.frame) if received else None)
             if node in self.stats:
                 self.stats[node].rejected[reason] += 1
-        count = self.rejected[reason]
+            count = self.rejected[reason]
         if count <= 10 or count % 100 == 0:
             log.warning("refused radio frame (%s, #%d): %s", reason, count, error)
 
@@ -273,17 +294,44 @@ class RadioService:
         return button_id in self.node_of
 
     def indicate(self, indication: Indication) -> None:
-        """The dashboard's news for a LoRa button: keep it, and tell the node now."""
+        """The dashboard's news for a LoRa button (paho's thread): keep it, and tell the node now."""
         node = self.node_of[indication.button]
-        current = self._indications.get(node)
-        if current is not None and (indication.alarm, indication.rev) < (current.alarm, current.rev):
+        if not self._fits_a_frame(node, indication):
+            # Kept, it would make every answer to the node's polls fail; refused, the node keeps what it shows.
+            self._counters.add("indications_unsendable")
+            log.warning("indication for node %s does not fit an INDICATE frame: %s", node, indication)
+            return
+        if not self._keep(node, indication):
             self._counters.add("indications_stale")
             return
-        self._indications[node] = indication
         self._counters.add("indications_applied")
         press = self._outbox.last_press_event(node) if isinstance(self._outbox, Outbox) else 0
         if press:
             self._send_indication(node, indication, press)
+
+    def _keep(self, node: int, indication: Indication) -> bool:
+        """Keep ``indication`` as the node's latest, unless it is a late reorder (see REORDER_WINDOW_S)."""
+        now = self._clock()
+        with self._lock:
+            last, last_at = self._indications.get(node, (None, 0.0))
+            if not supersedes(indication, last, now - last_at, self._reorder_window_s):
+                return False
+            self._indications[node] = (indication, now)
+            return True
+
+    def _kept_indication(self, node: int) -> Indication | None:
+        with self._lock:
+            kept = self._indications.get(node)
+        return None if kept is None else kept[0]
+
+    def _fits_a_frame(self, node: int, indication: Indication) -> bool:
+        """The frame's fields are narrower than JSON's integers (alarm 32 bits, rev 16)."""
+        try:
+            frame = radio.Indicate(node, 1, indication.alarm, indication.rev, indication.state)
+            radio.encode_indicate(frame, self._keys[node])
+        except ValueError:
+            return False
+        return True
 
     def _send_indication(self, node: int, indication: Indication, event_counter: int) -> None:
         frame = radio.Indicate(node, event_counter, indication.alarm, indication.rev, indication.state)
