@@ -7,12 +7,15 @@ only the SAPA desk sees SAPA alarms (children's data, UU PDP 27/2022).
 from __future__ import annotations
 
 import functools
+import re
 import secrets
 import sqlite3
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 from flask import (
     Blueprint,
@@ -192,14 +195,84 @@ def load_user() -> None:
         g.user = session_user(get_db(), session_id)
 
 
-#: Failed sign-ins allowed per account name and per client address in LOGIN_WINDOW_S.
-LOGIN_FAILURES_PER_NAME = 5
+#: Sign-in throttling. Guessing is limited per (account, address) pair and per
+#: address; a stranger cannot lock an operator out, because an address with no
+#: recent failures for an account always gets its try (see LoginLimits.wait).
+LOGIN_FAILURES_PER_PAIR = 5
 LOGIN_FAILURES_PER_ADDRESS = 20
+#: Failures of one account from every address together after which it is under
+#: attack: an address that already failed for it then waits (a clean one does not).
+LOGIN_FAILURES_PER_ACCOUNT = 50
 LOGIN_WINDOW_S = 900.0
+#: Wrong current passwords on /account/password per account in LOGIN_WINDOW_S.
+PASSWORD_CHANGE_FAILURES = 5
 
 
-def _login_limits() -> tuple[RateLimiter, RateLimiter]:
+@dataclass
+class LoginLimits:
+    pair: RateLimiter
+    address: RateLimiter
+    account: RateLimiter
+    password_change: RateLimiter
+
+    @staticmethod
+    def pair_key(account: str, address: str) -> str:
+        return f"{account}\x00{address}"
+
+    def wait(self, account: str, address: str) -> tuple[float, str]:
+        """(seconds this address must wait before trying ``account``, why); (0, "") to go ahead."""
+        pair = self.pair_key(account, address)
+        wait = self.pair.retry_after(pair)
+        if wait > 0:
+            return wait, "pair"
+        wait = self.address.retry_after(address)
+        if wait > 0:
+            return wait, "address"
+        if self.account.retry_after(account) > 0 and self.pair.count(pair) > 0:
+            # Under attack from many addresses: one that already guessed wrong for this
+            # account waits until its failures age out or the attack dies down; an
+            # address with none (the operator at the fire post) still signs in.
+            return min(self.pair.clear_after(pair), self.account.retry_after(account)), "account"
+        return 0.0, ""
+
+    def failed(self, account: str, address: str) -> None:
+        self.pair.hit(self.pair_key(account, address))
+        self.address.hit(address)
+        self.account.hit(account)
+
+    def succeeded(self, account: str, address: str) -> None:
+        self.pair.forget(self.pair_key(account, address))
+
+
+def _login_limits() -> LoginLimits:
     return current_app.extensions["siaga.login_limits"]
+
+
+_NOT_IN_A_PATH = re.compile(r"[^\x21-\x7e]|\\")
+
+
+def safe_next(target: str | None) -> str | None:
+    """``target`` if it is a path on this site, else None.
+
+    Browsers drop tabs and newlines anywhere in a URL and read a backslash as a
+    slash, so ``/%09/evil.example`` and ``/%5Cevil.example`` both lead to
+    ``//evil.example``: another site. A target with any whitespace, control
+    character, backslash or non-ASCII character is refused rather than cleaned,
+    as is anything with a scheme or a host.
+    """
+    if not target or _NOT_IN_A_PATH.search(target):
+        return None
+    if not target.startswith("/") or target.startswith("//"):
+        return None
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc:
+        return None
+    return target
+
+
+def _throttled(page: str, message_key: str, wait: float) -> Any:
+    response = render_template(page, error=translate(message_key, minutes=int(wait // 60) + 1))
+    return response, 429, {"Retry-After": str(int(wait) + 1)}
 
 
 @bp.route("/login", methods=["GET", "POST"])
@@ -207,22 +280,21 @@ def login() -> Any:
     error = None
     if request.method == "POST":
         username = request.form.get("username", "").strip()[:64]
+        account = username.lower()
         address = request.remote_addr or "?"
-        by_name, by_address = _login_limits()
-        wait = max(by_name.retry_after(username.lower()), by_address.retry_after(address))
+        limits = _login_limits()
+        wait, reason = limits.wait(account, address)
         if wait > 0:
             # Checked before the password: a guesser learns nothing more, and spends nothing of ours.
-            _audit_login(username, "login.throttled")
-            response = render_template("login.html", error=translate("login_throttled", minutes=int(wait // 60) + 1))
-            return response, 429, {"Retry-After": str(int(wait) + 1)}
+            _audit_login(username, "login.throttled", after={"reason": reason})
+            return _throttled("login.html", "login_throttled", wait)
         user = authenticate(get_db(), username, request.form.get("password", ""))
         if user is None:
-            by_name.hit(username.lower())
-            by_address.hit(address)
+            limits.failed(account, address)
             _audit_login(username, "login.failed")
             error = translate("login_failed")
         else:
-            by_name.forget(username.lower())
+            limits.succeeded(account, address)
             _audit_login(username, "login", role=user["role"])
             language = session.get("lang")
             session.clear()  # a fresh session: no fixation
@@ -230,14 +302,12 @@ def login() -> Any:
             session["sid"] = start_session(get_db(), user["id"])
             if language:
                 session["lang"] = language
-            target = request.args.get("next", "")
-            if not target.startswith("/") or target.startswith("//"):
-                target = url_for(HOME[Role(user["role"])])
+            target = safe_next(request.args.get("next")) or url_for(HOME[Role(user["role"])])
             return redirect(target)
     return render_template("login.html", error=error), (401 if error else 200)
 
 
-def _audit_login(username: str, action: str, role: str | None = None) -> None:
+def _audit_login(username: str, action: str, role: str | None = None, after: dict[str, Any] | None = None) -> None:
     conn = get_db()
     with transaction(conn):
         audit.record(
@@ -245,8 +315,15 @@ def _audit_login(username: str, action: str, role: str | None = None) -> None:
             audit.Who(username or "-", role, request.remote_addr),
             action,
             subject=f"user:{username}",
+            after=after,
             at=time.time(),
         )
+
+
+def _audit_own_account(action: str) -> None:
+    conn = get_db()
+    with transaction(conn):
+        audit.record(conn, audit.who(), action, subject=f"user:{g.user['username']}", at=time.time())
 
 
 @bp.route("/account/password", methods=["GET", "POST"])
@@ -257,7 +334,16 @@ def change_password() -> Any:
     if request.method == "POST":
         form = request.form
         conn = get_db()
+        limiter = _login_limits().password_change
+        account = f"user:{g.user['id']}"
+        wait = limiter.retry_after(account)
+        if wait > 0:
+            # Someone with this session is guessing the password: no more tries for a while.
+            _audit_own_account("user.current_password_throttled")
+            return _throttled("password.html", "password_change_throttled", wait)
         if not check_password_hash(g.user["password_hash"], form.get("current", "")):
+            limiter.hit(account)
+            _audit_own_account("user.current_password_wrong")  # that it happened, never what was typed
             error = translate("password_current_wrong")
         elif len(form.get("new", "")) < MIN_PASSWORD:
             error = translate("password_too_short", n=MIN_PASSWORD)
@@ -276,6 +362,7 @@ def change_password() -> Any:
                 audit.record(
                     conn, audit.who(), "user.password_changed", subject=f"user:{g.user['username']}", at=time.time()
                 )
+            limiter.forget(account)
             flash(translate("password_changed"))
             return redirect(url_for("board.index"), 303)
     return render_template("password.html", error=error), (400 if error else 200)
@@ -293,7 +380,9 @@ def logout() -> Any:
 
 def init_app(app: Flask) -> None:
     app.register_blueprint(bp)
-    app.extensions["siaga.login_limits"] = (
-        RateLimiter(LOGIN_FAILURES_PER_NAME, LOGIN_WINDOW_S),
-        RateLimiter(LOGIN_FAILURES_PER_ADDRESS, LOGIN_WINDOW_S),
+    app.extensions["siaga.login_limits"] = LoginLimits(
+        pair=RateLimiter(LOGIN_FAILURES_PER_PAIR, LOGIN_WINDOW_S),
+        address=RateLimiter(LOGIN_FAILURES_PER_ADDRESS, LOGIN_WINDOW_S),
+        account=RateLimiter(LOGIN_FAILURES_PER_ACCOUNT, LOGIN_WINDOW_S),
+        password_change=RateLimiter(PASSWORD_CHANGE_FAILURES, LOGIN_WINDOW_S),
     )

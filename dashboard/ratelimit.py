@@ -44,6 +44,24 @@ class RateLimiter:
                 return 0.0
             return self.window_s - (now - events[0])
 
+    def count(self, key: str, now: float | None = None) -> int:
+        """How many events ``key`` has in the window (0: none lately)."""
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            events = self._events.get(key)
+            while events and now - events[0] >= self.window_s:
+                events.popleft()
+            return len(events) if events else 0
+
+    def clear_after(self, key: str, now: float | None = None) -> float:
+        """Seconds until every event of ``key`` has left the window (0: none in it)."""
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            events = self._events.get(key)
+            if not events:
+                return 0.0
+            return max(0.0, self.window_s - (now - events[-1]))
+
     def hit(self, key: str, now: float | None = None) -> None:
         """Count one event for ``key`` (e.g. a failed sign-in) whether or not it was allowed."""
         now = time.monotonic() if now is None else now

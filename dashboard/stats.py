@@ -141,7 +141,10 @@ def _period() -> tuple[float | None, float | None, dict[str, str]]:
 
     start, end = month("from"), month("to")
     if end is not None:
-        end = (end.replace(day=28) + timedelta(days=4)).replace(day=1)  # the first of the next month
+        try:
+            end = (end.replace(day=28) + timedelta(days=4)).replace(day=1)  # the first of the next month
+        except OverflowError:
+            end = None  # up to December 9999: no end at all
     args = {k: request.args[k] for k in ("from", "to") if k in request.args}
     return (start.timestamp() if start else None), (end.timestamp() if end else None), args
 

@@ -13,6 +13,8 @@ from pathlib import Path
 
 from firmware_bridge.settings import Section, parse_toml, read_toml
 
+from .text import NOT_XML
+
 CODE_PATTERN = r"^[a-z0-9][a-z0-9-]{0,63}$"
 ATTRIBUTE_PATTERN = r"^[a-z0-9_]{1,64}$"
 DATATYPES = ("string", "number", "datetime", "text", "singlevaluelist", "multivaluelist")
@@ -77,10 +79,18 @@ def load_catalogue(path: str | Path | None = None) -> Catalogue:
     return parse_catalogue(read_toml(path))
 
 
+def _text(section: Section, key: str, *texts: str) -> None:
+    """Every name and description is served as Open311 XML: refuse what XML 1.0 cannot carry."""
+    for text in texts:
+        if NOT_XML.search(text):
+            raise section.error(key, f"{text!r} contains a control character (or another one XML cannot carry)")
+
+
 def parse_catalogue(root: Section) -> Catalogue:
     areas = root.raw("areas", [])
     if not isinstance(areas, list) or not all(isinstance(a, str) and a.strip() for a in areas):
         raise root.error("areas", "must be a list of district names")
+    _text(root, "areas", *areas)
     categories = tuple(_category(section) for section in root.sections("category", required=True))
     codes = [c.code for c in categories]
     for code in codes:
@@ -93,6 +103,8 @@ def parse_catalogue(root: Section) -> Catalogue:
         areas=tuple(areas),
         categories=categories,
     )
+    for key in ("jurisdiction", "jurisdiction_name", "default_agency"):
+        _text(root, key, getattr(catalogue, key))
     root.done()
     return catalogue
 
@@ -113,6 +125,8 @@ def _category(section: Section) -> Category:
         target_days=section.float("target_days", min=0.01, max=3650),
         attributes=tuple(sorted(attributes, key=lambda a: a.order)),
     )
+    for key in ("name", "name_en", "description", "group", "keywords", "agency"):
+        _text(section, key, getattr(category, key))
     section.done()
     return category
 
@@ -133,5 +147,8 @@ def _attribute(section: Section) -> Attribute:
         description_en=section.str("description_en", ""),
         values=dict(values),
     )
+    _text(section, "description", attribute.description)
+    _text(section, "description_en", attribute.description_en)
+    _text(section, "values", *values, *values.values())
     section.done()
     return attribute

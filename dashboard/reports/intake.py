@@ -17,6 +17,7 @@ from firmware_bridge.errors import SiagaError
 
 from .categories import Catalogue, Category
 from .store import NewReport
+from .text import xml_safe
 
 MAX_DESCRIPTION = 4000  # the Open311 spec's limit
 MAX_SHORT = 200
@@ -40,13 +41,11 @@ def _text(form: Mapping[str, Any], name: str, limit: int = MAX_SHORT) -> str | N
     value = form.get(name)
     if value is None:
         return None
-    value = str(value).strip()
+    value = xml_safe(str(value)).strip()  # controls and the like: nothing a citizen meant, and they break XML
     if not value:
         return None
     if len(value) > limit:
         raise IntakeError(f"{name} is longer than {limit} characters", field=name, key="error_too_long")
-    if "\x00" in value:
-        raise IntakeError(f"{name} contains a NUL character", field=name, key="error_invalid")
     return value
 
 
@@ -72,7 +71,8 @@ def attribute_values(form: Any) -> dict[str, list[str]]:
         if not match:
             continue
         items = form.getlist(key) if hasattr(form, "getlist") else _as_list(form[key])
-        values.setdefault(match.group(1), []).extend(str(item).strip() for item in items if str(item).strip())
+        cleaned = (xml_safe(str(item)).strip() for item in items)
+        values.setdefault(match.group(1), []).extend(item for item in cleaned if item)
     return values
 
 

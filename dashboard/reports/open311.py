@@ -24,6 +24,7 @@ from . import store
 from .categories import Catalogue, Category
 from .intake import IntakeError, validate_report
 from .metrics import count
+from .text import xml_safe
 from .workflow import Status
 
 bp = Blueprint("open311", __name__, url_prefix="/open311")
@@ -52,13 +53,14 @@ def catalogue() -> Catalogue:
 
 
 def _xml_value(value: Any) -> str:
+    """Element text; whatever was stored, never a character XML 1.0 cannot carry."""
     if value is None:
         return ""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
         return repr(value)
-    return str(value)
+    return xml_safe(str(value))
 
 
 def _xml_fill(element: ET.Element, data: Any, item_names: dict[str, str]) -> None:
@@ -108,14 +110,15 @@ def _open311_error(exc: Open311Error) -> Response:
     return error(_fmt_of_path(), exc.status, exc.description)
 
 
-@bp.errorhandler(400)
-@bp.errorhandler(404)
-@bp.errorhandler(405)
-@bp.errorhandler(413)
-def _http_error(exc: HTTPException) -> Response:
-    """Werkzeug's refusals (a body too large, a wrong method) in the spec's error format too."""
+def http_error(exc: HTTPException) -> Response:
+    """Any HTTP error under ``/open311/`` (a body too large, a wrong method, a crash) in the spec's format.
+
+    The app's error handler calls this for every path under ``/open311/``, routed or not.
+    """
     status = exc.code or 500
     count(f"open311.refused.http_{status}")
+    if status >= 500:
+        return error(_fmt_of_path(), status, f"{exc.name}: the error has been logged")
     return error(_fmt_of_path(), status, f"{exc.name}: {exc.description}")
 
 
@@ -201,8 +204,9 @@ def _parse_date(name: str) -> float | None:
 
 
 def _split(name: str) -> list[str]:
+    """A comma-separated parameter, each value once (a value repeated 100,000 times is one)."""
     raw = request.args.get(name, "")
-    return [part.strip() for part in raw.split(",") if part.strip()]
+    return list(dict.fromkeys(part.strip() for part in raw.split(",") if part.strip()))
 
 
 @bp.get(f"/v2/requests.{FORMAT}")

@@ -18,6 +18,7 @@ from firmware_bridge.errors import SiagaError
 from ..db import transaction
 from .categories import Catalogue
 from .photos import CleanPhoto, write_photos
+from .text import xml_safe
 from .workflow import Status, WorkflowError, check_move, open311_status
 
 REGION = ZoneInfo("Asia/Makassar")  # WITA, UTC+8: Konawe Selatan's time
@@ -159,7 +160,7 @@ def move_report(
     to a state nobody looked at.
     """
     now = time.time() if now is None else now
-    note = (note or "").strip() or None
+    note = xml_safe(note or "").strip() or None  # shown in Open311's XML when public
     if note is not None and len(note) > 2000:
         raise WorkflowError("the note is longer than 2000 characters", "error_note_too_long")
     if public and note is None:
