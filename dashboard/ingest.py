@@ -79,6 +79,9 @@ PERMANENT_ERRORS: tuple[type[Exception], ...] = (
 
 _EVENT_ID = re.compile(r"^([0-7][0-9A-HJKMNP-TV-Z]{25}|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$")
 
+#: Alarms resolved this recently are indicated again too (LED off), not only open ones.
+RESYNC_CLOSED_S = 3600.0
+
 #: Messages closer together than this are a burst: batch them in the writer.
 FAST_PATH_QUIET_S = 0.001
 
@@ -502,7 +505,7 @@ class Ingest:
             self.indicate(alarm)
         self._announce_gateways(conn, statuses, inventories)
         if resync and self.connected.is_set():
-            self._resync_indications(store.all_open_alarms(conn))
+            self._resync_indications(store.alarms_to_indicate(conn, closed_since=time.time() - RESYNC_CLOSED_S))
 
     def _decode(self, item: Inbound) -> Event | Status | Inventory | Health:
         gw, channel = self.topics.parse(item.topic)
@@ -579,7 +582,8 @@ class Ingest:
         for status, _ in statuses:
             if status.state is GatewayState.ONLINE:
                 # A gateway that (re)connects learns the state of its open alarms again.
-                self._resync_indications(store.open_alarms_of_gateway(conn, status.gw))
+                since = time.time() - RESYNC_CLOSED_S
+                self._resync_indications(store.alarms_to_indicate(conn, closed_since=since, gw=status.gw))
 
     def _resync_indications(self, alarms: list[dict[str, Any]]) -> None:
         for alarm in alarms:

@@ -491,14 +491,21 @@ def alarm_events(conn: sqlite3.Connection, alarm_id: int) -> list[dict[str, Any]
     return [{**dict(row), "received_at": _iso(row["received_at"])} for row in rows]
 
 
-def open_alarms_of_gateway(conn: sqlite3.Connection, gw: str) -> list[dict[str, Any]]:
-    rows = conn.execute(_ALARM_SELECT + " WHERE a.gw = ? AND a.state != ?", (gw, AlarmState.RESOLVED)).fetchall()
-    return [alarm_view(row) for row in rows]
+def alarms_to_indicate(conn: sqlite3.Connection, *, closed_since: float, gw: str | None = None) -> list[dict[str, Any]]:
+    """What each button should show now: its open alarms, else its alarm resolved since ``closed_since``.
 
-
-def all_open_alarms(conn: sqlite3.Connection) -> list[dict[str, Any]]:
-    rows = conn.execute(_ALARM_SELECT + " WHERE a.state != ?", (AlarmState.RESOLVED,)).fetchall()
-    return [alarm_view(row) for row in rows]
+    Sent again periodically and when a gateway comes back, so that a lost or
+    forged indication does not stay on a LED: an open alarm's state, and
+    "resolved" (LED off) for a button whose last alarm was closed lately.
+    """
+    where = "(a.state != ? OR (a.resolved_at >= ? AND a.id = (SELECT MAX(a2.id) FROM alarms a2 "
+    where += "WHERE a2.button = a.button AND a2.kind = a.kind) AND NOT EXISTS (SELECT 1 FROM alarms a3 "
+    where += "WHERE a3.button = a.button AND a3.state != ?)))"
+    params: list[Any] = [AlarmState.RESOLVED, closed_since, AlarmState.RESOLVED]
+    if gw is not None:
+        where += " AND a.gw = ?"
+        params.append(gw)
+    return [alarm_view(row) for row in conn.execute(_ALARM_SELECT + " WHERE " + where, params).fetchall()]
 
 
 def gateway_view(row: sqlite3.Row) -> dict[str, Any]:

@@ -327,3 +327,28 @@ def test_open_alarms_are_indicated_again_periodically(tmp_path, broker_settings,
         again = probe.wait_for(lambda m: m is not first and decode_indication(m.payload).alarm == alarm_id)
         assert decode_indication(again.payload).state == "received"
         assert server.ingest.is_alive() and press.id
+
+
+def test_a_button_whose_alarm_was_resolved_lately_is_told_resolved_again(
+    tmp_path, broker_settings, probe: Probe
+) -> None:
+    """A forged `received` on a button whose alarm is closed does not stay lit: the re-sync says resolved."""
+    from dashboard.supervision import SupervisionSettings
+    from firmware_bridge.payloads import decode_indication
+    from sim.servers import dashboard_config
+
+    from .conftest import OPERATOR
+
+    config = dashboard_config(
+        tmp_path / "resync", broker_settings, SIAGA_SUPERVISION=SupervisionSettings(indication_resync_s=0.3)
+    )
+    with DashboardServer(config) as server:
+        server.create_user(*OPERATOR, "fire_operator")
+        operator = signed_in(server, OPERATOR)
+        press = send(probe, make_event(button="fire-1"))
+        alarm = wait_alarm(operator, lambda a: a["last_event_id"] == press.id)
+        operator.post_json(f"/api/alarms/{alarm['id']}/resolve", {"resolution": "false_alarm", "rev": alarm["rev"]})
+        probe.subscribe(TOPICS.indicate("gw-a"))
+        for _ in range(2):  # not only the answer to the resolve: the periodic re-sync repeats it
+            told = probe.wait_for(lambda m: decode_indication(m.payload).alarm == alarm["id"])
+            assert decode_indication(told.payload).state == "resolved"
