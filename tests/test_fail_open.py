@@ -352,3 +352,17 @@ def test_a_button_whose_alarm_was_resolved_lately_is_told_resolved_again(
         for _ in range(2):  # not only the answer to the resolve: the periodic re-sync repeats it
             told = probe.wait_for(lambda m: decode_indication(m.payload).alarm == alarm["id"])
             assert decode_indication(told.payload).state == "resolved"
+
+
+def test_a_json_body_that_is_not_an_object_acts_on_nothing(
+    dashboard: DashboardServer, operator: DashboardClient, probe: Probe
+) -> None:
+    from sim.webclient import HTTPStatusError
+
+    press = send(probe, make_event(button="fire-1"))
+    alarm = wait_alarm(operator, lambda a: a["last_event_id"] == press.id)
+    for body in (None, [], "acknowledge", 1):
+        with pytest.raises(HTTPStatusError) as refused:
+            operator.post_json(f"/api/alarms/{alarm['id']}/acknowledge", body)  # type: ignore[arg-type]
+        assert refused.value.status == 400
+    assert operator.get_json(f"/api/alarms/{alarm['id']}")["alarm"]["state"] == "unacknowledged"
