@@ -15,7 +15,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.routing import Map
 from werkzeug.routing.converters import IntegerConverter
 
-from . import admin, api, auth, board, csrf, db, devices, i18n, live, reports, stats
+from . import admin, api, auth, board, csrf, db, devices, i18n, live, openapi, reports, stats
 from .reports import open311
 
 log = logging.getLogger(__name__)
@@ -112,6 +112,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(admin.bp)
     app.register_blueprint(devices.bp)
     app.register_blueprint(stats.bp)
+    app.register_blueprint(openapi.bp)
     _register_errors(app)
 
     @app.after_request
