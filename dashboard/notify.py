@@ -251,8 +251,10 @@ def failing_webhooks(conn: sqlite3.Connection, since: float, min_attempts: int =
 
 
 def list_for_alarm(conn: sqlite3.Connection, alarm_id: int) -> list[dict[str, Any]]:
+    """The notices of one alarm, oldest first. Row ids stay inside: they run across every kind,
+    so their gaps would count another desk's notices."""
     rows = conn.execute(
-        "SELECT id, event, step, webhook, status, attempts, created_at, finished_at, last_error "
+        "SELECT event, step, webhook, status, attempts, created_at, finished_at, last_error "
         "FROM notifications WHERE alarm_id = ? ORDER BY id",
         (alarm_id,),
     ).fetchall()

@@ -440,9 +440,11 @@ def _rows(conn: sqlite3.Connection, ids: list[int]) -> list[sqlite3.Row]:
 
 
 def trouble_view(row: sqlite3.Row) -> dict[str, Any]:
-
     return {
-        "id": row["id"],
+        # Not the row id: those run across every kind, and their gaps would
+        # count the SAPA desk's troubles. What it is and when it was found
+        # names one trouble as well (one open trouble per key).
+        "id": f"{row['key']}@{format_epoch(row['detected_at'])}",
         "type": row["type"],
         "gw": row["gw"],
         "button": row["button"],

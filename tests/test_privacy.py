@@ -655,7 +655,7 @@ RADIO = re.compile(r"-?\d+ dBm / -?\d+(?:\.\d+)? dB")
 CHART = re.compile(r'<svg id="ack-chart".*?</svg>', re.S)
 CHART_GEOMETRY = re.compile(r'\b(y|height)="[-\d.]+"')
 TIME_KEYS = re.compile(r"(^|_)(at|ts)$")
-AUDIT_ROW = re.compile(r"<tr data-action=.*?</tr>", re.S)
+AUDIT_ROW = re.compile(r"<tr data-action=.*?</tr>\s*", re.S)  # with its trailing whitespace: a dropped row leaves none
 
 
 def normalise_text(text: str, run: Run) -> str:
