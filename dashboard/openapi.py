@@ -166,10 +166,9 @@ SCHEMAS: dict[str, Any] = {
     },
     "Notification": {
         "type": "object",
-        "description": "A webhook notice about the alarm (escalation) and its delivery.",
-        "required": ["id", "status"],
+        "description": "A webhook notice about the alarm (escalation) and its delivery, oldest first.",
+        "required": ["status"],
         "properties": {
-            "id": {"type": "integer"},
             "event": {"type": "string"},
             "step": {"type": ["integer", "null"]},
             "webhook": {"type": "string"},
@@ -227,7 +226,10 @@ SCHEMAS: dict[str, Any] = {
         "a button out of service or in test mode, a failing webhook, …",
         "required": ["id", "type", "subject"],
         "properties": {
-            "id": {"type": "integer"},
+            "id": {
+                "type": "string",
+                "description": "names one trouble (what it is and when it was found); not a row number",
+            },
             "type": {"type": "string"},
             "gw": _nullable("string"),
             "button": _nullable("string"),

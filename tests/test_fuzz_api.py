@@ -58,6 +58,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from dashboard.db import connect
+from dashboard.live import EXTENSION as LIVE
 from dashboard.openapi import spec
 from dashboard.reports import store as reports_store
 from firmware_bridge.broker import BrokerSettings
@@ -147,7 +148,8 @@ def _jpeg() -> bytes:
 
 
 def _seed(server: DashboardServer, gateway: Gateway, pins: MockFactory) -> tuple[dict[str, list[Any]], str]:
-    """Alarms through the real press path (one resolved, one open fire, one open SAPA) and two reports."""
+    """Alarms through the real press path (one resolved, one open fire, one open SAPA), troubles of both kinds,
+    and two reports."""
     app = server.app
     press(pins, 17)
     press(pins, 23)
@@ -166,8 +168,24 @@ def _seed(server: DashboardServer, gateway: Gateway, pins: MockFactory) -> tuple
     press(pins, 17)  # a new fire alarm, open
     assert gateway.wait_for_pattern("fire-1", Pattern.RECEIVED, 10)
 
+    # Troubles of both kinds: a technician puts one button in test mode and the other out of service,
+    # and a supervision round (its thread runs every few seconds) turns that into troubles now.
+    cookie, token = _sign_in(app, *ACCOUNTS["technician"])
+    technician = app.test_client()
+    technician.set_cookie(COOKIE, cookie)
+    for button, mode in (("fire-1", "test"), ("sapa-1", "out_of_service")):
+        done = technician.post(
+            f"/devices/buttons/{button}/service",
+            data={"mode": mode, "reason": "uji fuzzing", "hours": "2", "csrf_token": token},
+        )
+        assert done.status_code == 303, done.data[:300]
     conn = connect(app.config["DATABASE"])
     try:
+        app.extensions[LIVE].supervisor.check(conn)
+        assert {row[0] for row in conn.execute("SELECT kind FROM troubles WHERE cleared_at IS NULL")} >= {
+            "fire",
+            "sapa",
+        }
         key = reports_store.create_api_key(conn, "fuzzer", "admin")
         alarm_ids = [row[0] for row in conn.execute("SELECT id FROM alarms ORDER BY id")]
     finally:
