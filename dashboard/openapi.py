@@ -886,34 +886,6 @@ def _open311_paths() -> dict[str, Any]:
                 "getToken",
             )
         }
-    fallback = {
-        "404": {
-            "description": "no such Open311 resource (in JSON when the path ends in .json, else XML)",
-            "content": {JSON: {"schema": _ref("Open311Errors")}, XML: {"schema": {"type": "string"}}},
-        },
-        "405": {
-            "description": "a method other than GET and POST (Allow: GET, POST)",
-            "content": {JSON: {"schema": _ref("Open311Errors")}, XML: {"schema": {"type": "string"}}},
-        },
-    }
-    anything = {
-        "name": "anything",
-        "in": "path",
-        "required": True,
-        "description": "any other path under /open311/",
-        "schema": {"type": "string"},
-    }
-    paths["/open311/{anything}"] = {
-        method: {
-            "tags": ["open311"],
-            "summary": "Anything else under /open311/: the spec's error body, never a page",
-            "operationId": f"open311Fallback{method.title()}",
-            "security": [],
-            "parameters": [anything],
-            "responses": fallback,
-        }
-        for method in ("get", "post", "put", "patch", "delete")
-    }
     return paths
 
 

@@ -326,15 +326,6 @@ def stays_on_site(ctx: Any, response: Any, case: Any) -> None:
             raise AssertionError(f"redirect off-site: Location: {location!r}")
 
 
-def undeclared_methods_are_refused(ctx: Any, response: Any, case: Any) -> bool | None:
-    """schemathesis's unsupported_method, except what docs/open311.md promises: under /open311/ a POST to a
-    resource that is only read is "no such resource" (404); every other method is 405 there."""
-    request = response.request
-    if request.method == "POST" and response.status_code == 404 and urlsplit(request.url).path.startswith("/open311/"):
-        return None
-    return unsupported_method(ctx, response, case)
-
-
 def html_forms_answer_pages(ctx: Any, response: Any, case: Any) -> None:
     if not response.content or 300 <= response.status_code < 400:
         return
@@ -348,7 +339,7 @@ CHECKS = [
     content_type_conformance,
     response_headers_conformance,
     response_schema_conformance,
-    undeclared_methods_are_refused,
+    unsupported_method,
     allow_header_conformance,
     no_stack_trace,
     body_parses_as_its_content_type,

@@ -67,7 +67,8 @@ def attribute_values(form: Any) -> dict[str, list[str]]:
     values: dict[str, list[str]] = {}
     keys = form.keys() if hasattr(form, "keys") else []
     for key in keys:
-        match = _ATTRIBUTE.match(key)
+        # A multipart field name with a line break reaches us as the key None.
+        match = _ATTRIBUTE.match(key) if isinstance(key, str) else None
         if not match:
             continue
         items = form.getlist(key) if hasattr(form, "getlist") else _as_list(form[key])

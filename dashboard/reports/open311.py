@@ -119,6 +119,10 @@ def http_error(exc: HTTPException) -> Response:
     count(f"open311.refused.http_{status}")
     if status >= 500:
         return error(_fmt_of_path(), status, f"{exc.name}: the error has been logged")
+    if status == 404 and request.url_rule is None:
+        return error(_fmt_of_path(), status, f"no such Open311 resource: {request.path}")
+    if status == 405 and request.method not in ("GET", "POST", "HEAD", "OPTIONS"):
+        return error(_fmt_of_path(), status, f"Open311 takes GET and POST only (got {request.method})")
     return error(_fmt_of_path(), status, f"{exc.name}: {exc.description}")
 
 
@@ -315,14 +319,3 @@ def discovery(fmt: str) -> Response:
     }
     return render(fmt, "discovery", None, data)
 
-
-@bp.route("/<path:anything>", methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
-def not_found(anything: str) -> Response:
-    """Whatever the API does not have, answered in the spec's error format."""
-    fmt = "json" if anything.endswith(".json") else "xml"
-    if request.method not in ("GET", "POST"):
-        count("open311.refused.http_405")
-        response = error(fmt, 405, f"Open311 takes GET and POST only (got {request.method})")
-        response.headers["Allow"] = "GET, POST"
-        return response
-    return error(fmt, 404, f"no such Open311 resource: /open311/{anything}")
