@@ -238,8 +238,9 @@ class Ingest:
             self._process([item])
         except Exception as exc:  # noqa: BLE001 - never into paho's loop; the writer retries and reports
             # Leave it (unacknowledged) to the writer, which retries a store
-            # failure and reports anything else.
-            self.counters.add("store_errors")
+            # failure and sets aside (and reports) a message it fails on.
+            if isinstance(exc, sqlite3.Error) and not isinstance(exc, PERMANENT_ERRORS):
+                self.counters.add("store_errors")
             log.error("cannot store a message now (%r); handing it to the writer", exc)
             with self._changed:
                 self._pending.appendleft(item)

@@ -117,19 +117,90 @@ def _no_constant(name: str) -> float:
     raise _NotFinite(name)  # NaN, Infinity, -Infinity: Python accepts them, JSON does not
 
 
+class _OutOfRange(ValueError):
+    pass
+
+
+class _DuplicateKey(ValueError):
+    pass
+
+
+#: The largest integer any field may carry: what SQLite (and most JSON peers) can hold.
+MAX_INT = 2**63 - 1
+
+
+def _bounded_int(text: str) -> int:
+    value = int(text)
+    if not -MAX_INT <= value <= MAX_INT:
+        raise _OutOfRange(text[:40])
+    return value
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """An object; a key given twice is refused: parsers differ on which one wins (``kind`` twice...)."""
+    data = dict(pairs)
+    if len(data) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _DuplicateKey(key)
+            seen.add(key)
+    return data
+
+
+def _has_lone_surrogate(value: Any) -> bool:
+    """A ``\ud800`` escape is valid JSON but no text: UTF-8 (and so the store) cannot carry it."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return True
+        return False
+    if isinstance(value, dict):
+        return any(_has_lone_surrogate(k) or _has_lone_surrogate(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_lone_surrogate(item) for item in value)
+    return False
+
+
+def _text_of(payload: bytes | str, what: str) -> str:
+    """The payload as text: UTF-8, strictly, and without a byte-order mark (the contract says UTF-8)."""
+    if isinstance(payload, bytes):
+        try:
+            payload = payload.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise BadPayload(f"{what}: not UTF-8 ({exc.reason} at byte {exc.start})", reason="bad_encoding") from None
+    if payload.startswith("\ufeff"):
+        raise BadPayload(f"{what}: starts with a byte-order mark; the contract is plain UTF-8", reason="bad_encoding")
+    return payload
+
+
 def _parse_object(payload: bytes | str, what: str) -> dict[str, Any]:
     if len(payload) > MAX_PAYLOAD_BYTES:
         raise BadPayload(f"{what}: payload of {len(payload)} bytes exceeds {MAX_PAYLOAD_BYTES}", reason="too_large")
+    text = _text_of(payload, what)
     try:
-        data = json.loads(payload, parse_float=_finite_float, parse_constant=_no_constant)
+        data = json.loads(
+            text,
+            parse_float=_finite_float,
+            parse_int=_bounded_int,
+            parse_constant=_no_constant,
+            object_pairs_hook=_unique_keys,
+        )
     except _NotFinite as exc:
         raise BadPayload(f"{what}: number {exc} is not a finite JSON number", reason="not_finite") from None
+    except _OutOfRange as exc:
+        raise BadPayload(f"{what}: integer {exc}... is beyond ±{MAX_INT}", reason="out_of_range") from None
+    except _DuplicateKey as exc:
+        raise BadPayload(f"{what}: key {exc} appears twice in one object", reason="duplicate_key") from None
     except RecursionError:
         raise BadPayload(f"{what}: nested too deeply", reason="too_deep") from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise BadPayload(f"{what}: not valid JSON ({exc})", reason="not_json") from None
     if not isinstance(data, dict):
         raise BadPayload(f"{what}: expected a JSON object, got {type(data).__name__}", reason="not_object")
+    if "\\u" in text and _has_lone_surrogate(data):
+        raise BadPayload(f"{what}: a string holds a lone surrogate (\\ud800-\\udfff), not text", reason="bad_encoding")
     return data
 
 

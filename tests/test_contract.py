@@ -168,7 +168,13 @@ def test_an_impossible_date_is_refused() -> None:
     [
         (b"", "not_json"),
         (b"{not json", "not_json"),
-        (b"\xff\xfe", "not_json"),
+        (b"\xff\xfe", "bad_encoding"),
+        ('{"v": 1}'.encode("utf-16"), "bad_encoding"),  # the contract is UTF-8
+        ('{"v": 1}'.encode("utf-8-sig"), "bad_encoding"),  # ... without a byte-order mark
+        (b'{"v": 1, "label": "\\ud800"}', "bad_encoding"),  # valid JSON, but no text: the store cannot keep it
+        (b'{"v": 1, "kind": "fire", "kind": "sapa"}', "duplicate_key"),  # parsers differ on which one wins
+        (b'{"v": 1, "uptime_s": 1' + b"0" * 400 + b"}", "out_of_range"),
+        (b'{"v": 1, "seq": 9223372036854775808}', "out_of_range"),
         (b"[1, 2]", "not_object"),
         (b"null", "not_object"),
         (b'"press"', "not_object"),

@@ -85,7 +85,7 @@ BAD = [
     (TOPICS.event("gw-a"), json.dumps({**make_event().to_dict(), "kind": "smoke"}).encode(), "bad_value"),
     (TOPICS.event("gw-a"), make_event(gw="gw-z").encode(), "gw_mismatch"),
     (TOPICS.status("gw-a"), b'{"v":1,"gw":"gw-a"}', "missing_field"),
-    (TOPICS.inventory("gw-a"), b"\x00\xff", "not_json"),
+    (TOPICS.inventory("gw-a"), b"\x00\xff", "bad_encoding"),
     (TOPICS.health("gw-a"), b"{}", "bad_version"),
 ]
 
