@@ -16,7 +16,7 @@ from . import audit, notify, sites, store
 from .alarms import Action, AlarmChanged, AlarmNotFound, InvalidAction, InvalidTransition
 from .auth import Role, login_required, session_user, visible_kinds
 from .db import connect, get_db
-from .hub import LiveMessage, TooManyStreams
+from .hub import LiveMessage
 from .live import live
 from .supervision import open_troubles
 from .visibility import alarm_kinds, trouble_audience
@@ -159,10 +159,7 @@ def stream() -> Response:
     kinds = visible_kinds()
     # Subscribe before reading the snapshot: an update in between is sent
     # twice rather than lost, and the board keeps the higher revision.
-    try:
-        subscription = live().hub.subscribe(kinds, owner=g.user["id"])
-    except TooManyStreams as exc:
-        return jsonify(error="too_many_streams", message=str(exc)), 429
+    subscription = live().hub.subscribe(kinds, owner=g.user["id"])  # may end the account's oldest stream
     snapshot = _snapshot(kinds)
     if "sapa" in kinds:
         audit.sapa_read(get_db(), "stream", time.time())

@@ -15,8 +15,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from firmware_bridge.errors import SiagaError
-
 
 @dataclass(frozen=True, slots=True)
 class LiveMessage:
@@ -33,8 +31,6 @@ class LiveMessage:
 _CLOSED = LiveMessage("closed", {})
 
 
-class TooManyStreams(SiagaError, RuntimeError):
-    """One account holds as many live streams as it may (each holds a server thread)."""
 
 
 class Subscription:
@@ -81,24 +77,37 @@ class Subscription:
 class Hub:
     def __init__(self, *, queue_size: int = 2000, streams_per_owner: int = 8) -> None:
         self._lock = threading.Lock()
-        self._subscriptions: set[Subscription] = set()
+        #: insertion-ordered, oldest first (a dict used as an ordered set)
+        self._subscriptions: dict[Subscription, None] = {}
         self._queue_size = queue_size
         self._streams_per_owner = streams_per_owner
 
     def subscribe(self, kinds: Iterable[str], owner: object = None) -> Subscription:
-        """A new stream for ``owner`` (an account); at most ``streams_per_owner`` each."""
+        """A new stream for ``owner`` (an account); at most ``streams_per_owner`` each.
+
+        Each stream holds a server thread, so one account may not hold them
+        all. But a new stream is never refused: the account's oldest one is
+        ended instead. A stream whose browser went away is noticed only at its
+        next write, so refusing would lock a flaky fire post PC out of its own
+        board after a few quick reconnects; an ended stream that was still
+        alive reconnects and gets a fresh snapshot.
+        """
         subscription = Subscription(self, kinds, self._queue_size, owner)
+        ended: list[Subscription] = []
         with self._lock:
             if owner is not None:
-                held = sum(1 for other in self._subscriptions if other.owner == owner)
-                if held >= self._streams_per_owner:
-                    raise TooManyStreams(f"this account already has {held} live boards open")
-            self._subscriptions.add(subscription)
+                held = [other for other in self._subscriptions if other.owner == owner]
+                ended = held[: max(0, len(held) - self._streams_per_owner + 1)]
+                for old in ended:
+                    del self._subscriptions[old]
+            self._subscriptions[subscription] = None
+        for old in ended:
+            old._shutdown()
         return subscription
 
     def unsubscribe(self, subscription: Subscription) -> None:
         with self._lock:
-            self._subscriptions.discard(subscription)
+            self._subscriptions.pop(subscription, None)
 
     def publish(self, message: LiveMessage) -> None:
         with self._lock:

@@ -87,7 +87,7 @@ SCHEMAS: dict[str, Any] = {
                 "type": "string",
                 "description": "a stable key: login_required (401), forbidden (403), csrf (400: the X-CSRF-Token "
                 "header is missing or wrong), bad_request, invalid (400), not_found (404), method_not_allowed "
-                "(405), conflict or changed (409), too_large (413), too_many_streams (429), server_error (500)",
+                "(405), conflict or changed (409), too_large (413), too_many_requests (429), server_error (500)",
                 "examples": ["login_required", "forbidden", "csrf", "invalid", "not_found", "conflict"],
             },
             "message": {"type": "string", "description": "for people; may change"},
@@ -705,10 +705,11 @@ def _api_paths() -> dict[str, Any]:
                 {
                     "description": "An endless text/event-stream: first `snapshot` (alarms, recently closed, gateways, "
                     "troubles, server_time), then `alarm` and `trouble` events as they happen, and a keepalive "
-                    "comment every 15 s. Reconnect on any error: the next snapshot has everything.",
+                    "comment every 15 s. Reconnect on any error: the next snapshot has everything. An account "
+                    "holds at most 8 streams: a ninth ends the account's oldest one (which, if still open, "
+                    "reconnects).",
                     "content": {"text/event-stream": {"schema": _ref("LiveEvent")}},
                 },
-                **{"429": _api_error("this account already holds 8 live streams (error = too_many_streams)")},
             )
             | {"operationId": "stream"},
         },

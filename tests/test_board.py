@@ -316,11 +316,26 @@ def test_a_live_stream_ends_when_its_session_does(tmp_path, broker_settings) -> 
                 stream.wait_for(lambda e: False, 5)
 
 
-def test_one_account_cannot_hold_every_server_thread(dashboard: DashboardServer, operator: DashboardClient) -> None:
+def test_one_account_cannot_hold_every_server_thread_nor_lock_itself_out(
+    dashboard: DashboardServer, operator: DashboardClient
+) -> None:
+    """A ninth stream ends the account's oldest: threads stay bounded, and a PC that reconnects
+    quickly (its old streams not yet noticed as gone) is never refused its board."""
     streams = [operator.stream() for _ in range(8)]
     try:
-        with pytest.raises(ConnectionError, match="429"):
-            operator.stream()
+        for stream in streams:
+            stream.wait_for(lambda e: e.event == "snapshot", 5)
+        ninth = operator.stream()
+        streams.append(ninth)
+        assert ninth.wait_for(lambda e: e.event == "snapshot", 5)
+        with pytest.raises(EOFError):
+            streams[0].wait_for(lambda e: False, 5)  # the oldest was ended
+        assert dashboard.app.extensions["siaga"].hub.subscribers == 8
+        for _ in range(20):  # a flaky PC: quick reconnects, none of them refused
+            again = operator.stream()
+            streams.append(again)
+            assert again.wait_for(lambda e: e.event == "snapshot", 5)
+        assert dashboard.app.extensions["siaga"].hub.subscribers == 8
     finally:
         for stream in streams:
             stream.close()
