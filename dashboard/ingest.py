@@ -198,11 +198,13 @@ class Ingest:
             return
         self._generation += 1
         self.counters.add("mqtt_connects")
+        # Online first: the broker takes them in order, so the retained presence
+        # our subscription gets back is this one, not the last run's offline.
+        client.publish(self.topics.dashboard_status(), self._presence(GatewayState.ONLINE), qos=1, retain=True)
         client.subscribe(
             [(self.topics.subscription(channel), channel.qos) for channel in _SUBSCRIBED]
             + [(self.topics.dashboard_status(), 1)]
         )
-        client.publish(self.topics.dashboard_status(), self._presence(GatewayState.ONLINE), qos=1, retain=True)
         self.connected.set()
         log.info("connected to %s (session present: %s)", self.settings.describe(), flags.session_present)
         self._enqueue(Inbound("", b"resync", 0, 0, time.time(), self._generation))
