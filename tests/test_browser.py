@@ -491,6 +491,45 @@ def test_an_escalated_alarm_stands_out_and_the_trouble_list_shows_a_lost_gateway
         expect(page.locator("#trouble-count")).to_have_text("1")
 
 
+def test_a_press_from_an_unregistered_button_shows_its_doubt_on_the_board(
+    tmp_path: Path, broker_settings: BrokerSettings, page: Page
+) -> None:
+    """Fail open, visibly: the alarm is on the board at once, saying why it needs a second look."""
+    import time
+
+    from firmware_bridge.payloads import Event, EventType, Kind, Source
+    from firmware_bridge.timeutil import format_epoch
+    from firmware_bridge.topics import Topics
+
+    from .mqttprobe import Probe
+
+    config = dashboard_config(
+        tmp_path / "dashboard", broker_settings, SIAGA_SUPERVISION=SupervisionSettings(check_interval_s=0.2)
+    )
+    with DashboardServer(config) as dashboard, Probe(broker_settings) as probe:
+        dashboard.create_user(*OPERATOR, "fire_operator")
+        sign_in(page, dashboard, OPERATOR)
+        event = Event(
+            id="01M8N8WQMRR53SX1BWDFSSDFWZ",
+            gw="gw-lost",
+            button="pasar-baru-fire-9",
+            kind=Kind.FIRE,
+            type=EventType.PRESS,
+            ts=format_epoch(time.time()),
+            src=Source.GPIO,
+        )
+        probe.publish(Topics().event("gw-lost"), event.encode())
+        card = cards(page)
+        expect(card).to_have_attribute("data-state", "unacknowledged")
+        mark = card.locator(".anomaly")
+        expect(mark).to_have_attribute("data-anomaly", "unregistered")
+        expect(mark).to_contain_text("Tombol tidak terdaftar")
+        trouble = page.locator("#trouble-list li[data-type=button_unregistered]")
+        expect(trouble).to_contain_text("pasar-baru-fire-9")
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SCREENSHOTS / "board-unregistered.png"), animations="disabled")
+
+
 def test_the_map_and_site_list_show_each_site_by_shape_and_text_and_lead_to_its_alarm(
     dashboard: DashboardServer, gateway: Gateway, pin_factory: MockFactory, page: Page
 ) -> None:
