@@ -2,7 +2,9 @@
 
 Everything here comes from what the gateways report (status, inventory,
 health) and the open troubles; nothing from alarms, so a technician who
-maintains SAPA buttons learns nothing of SAPA cases.
+maintains SAPA buttons learns nothing of SAPA cases. Health is read as
+supervision reads it (:func:`dashboard.supervision.read_health`): a field of
+an odd shape or value is shown as unknown, never breaks the page.
 """
 
 from __future__ import annotations
@@ -14,13 +16,11 @@ from typing import Any
 
 from flask import Blueprint, flash, jsonify, redirect, render_template, request, url_for
 
-from firmware_bridge.timeutil import format_epoch
-
 from . import audit, service
 from .auth import Role, current_role, login_required
 from .db import get_db, transaction
 from .i18n import translate
-from .supervision import Audience, open_troubles
+from .supervision import Audience, HealthReport, format_time, open_troubles, read_health, seconds
 from .visibility import trouble_audience
 
 bp = Blueprint("devices", __name__)
@@ -35,31 +35,32 @@ def device_overview(conn: sqlite3.Connection, audience: Audience, now: float) ->
     gateways, nodes, wired = [], {}, {}
     for row in conn.execute("SELECT * FROM gateways ORDER BY gw"):
         health = _health(row["health"])
+        age_base = seconds(max(0.0, now - row["health_at"])) if row["health_at"] else None
         gateways.append(
             {
                 "gw": row["gw"],
                 "state": row["state"],
                 "version": row["version"],
-                "health_at": format_epoch(row["health_at"]) if row["health_at"] else None,
-                "health_age_s": round(now - row["health_at"]) if row["health_at"] else None,
-                "outbox_depth": (health.get("outbox") or {}).get("depth"),
-                "radio": ((health.get("radio") or {}).get("module") or {}).get("state"),
+                "health_at": format_time(row["health_at"]) if row["health_at"] else None,
+                "health_age_s": round(age_base) if age_base is not None else None,
+                "outbox_depth": health.outbox_depth,
+                "radio": health.module_state,
                 "troubles": by_subject.get(row["gw"], []),
             }
         )
-        age_base = now - row["health_at"] if row["health_at"] else None
-        for node in ((health.get("radio") or {}).get("nodes") or {}).values():
-            if isinstance(node, dict) and isinstance(node.get("button"), str):
-                heard = node.get("age_s")
-                node = {**node, "heard_s": None if heard is None or age_base is None else round(heard + age_base)}
-                previous = nodes.get(node["button"])
-                if previous is None or (
-                    node["heard_s"] is not None and node["heard_s"] < (previous["heard_s"] or 1e12)
-                ):
-                    nodes[node["button"]] = {**node, "via": row["gw"]}
-        for button in health.get("buttons") or []:
-            if isinstance(button, dict) and isinstance(button.get("id"), str):
-                wired[button["id"]] = button
+        for node in health.nodes:
+            heard_s = None if node.age_s is None or age_base is None else round(node.age_s + age_base)
+            previous = nodes.get(node.button)
+            if previous is None or (heard_s is not None and heard_s < (previous["heard_s"] or 1e12)):
+                nodes[node.button] = {
+                    "heard_s": heard_s,
+                    "battery_mv": node.battery_mv,
+                    "rssi": node.rssi,
+                    "snr": node.snr,
+                    "via": row["gw"],
+                }
+        for button in health.wired:
+            wired[button.button] = {"pressed": button.pressed}
     set_aside = service.active(conn, now)
     buttons = []
     for row in conn.execute("SELECT * FROM buttons ORDER BY site_name, id"):
@@ -84,15 +85,15 @@ def device_overview(conn: sqlite3.Connection, audience: Audience, now: float) ->
                 "service": set_aside[row["id"]].view() if row["id"] in set_aside else None,
             }
         )
-    return {"gateways": gateways, "buttons": buttons, "troubles": troubles, "at": format_epoch(now)}
+    return {"gateways": gateways, "buttons": buttons, "troubles": troubles, "at": format_time(now)}
 
 
-def _health(text: str | None) -> dict[str, Any]:
+def _health(text: str | None) -> HealthReport:
     try:
         value = json.loads(text) if text else {}
-    except ValueError:
-        return {}
-    return value if isinstance(value, dict) else {}
+    except (ValueError, RecursionError):
+        value = {}
+    return read_health(value)
 
 
 _MAINTAINERS = (Role.TECHNICIAN, Role.ADMIN)

@@ -10,20 +10,30 @@ Times: ``*_at`` values are the dashboard's clock. A gateway's own timestamps
 are used only as differences on the gateway's clock (how long ago a button was
 heard, how old the oldest waiting event is), so a gateway whose clock is
 wrong is flagged but cannot hide a silent button.
+
+A health message is loose by contract (typed core fields, free-form extras),
+so it is read only through :func:`read_health` (also used by the device
+view): a field of an unexpected shape or an absurd value is ignored, never
+trusted, and every time derived from one is bounded (:func:`bounded_time`).
+A gateway whose health still cannot be read becomes a trouble of its own
+(``gateway_health_unreadable``); the others are supervised as usual.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import sqlite3
 import time
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any
 
+from firmware_bridge.counters import Counters
 from firmware_bridge.timeutil import format_epoch, parse_ts
+from firmware_bridge.topics import is_valid_id
 
 from . import notify
 from .db import PeriodicCheck, transaction
@@ -38,6 +48,7 @@ class TroubleType(StrEnum):
     GATEWAY_CLOCK = "gateway_clock"  # its clock is far from ours
     GATEWAY_BACKLOG = "gateway_backlog"  # events wait in its outbox
     GATEWAY_DISK = "gateway_disk"  # its outbox cannot store: events only in memory
+    GATEWAY_HEALTH_UNREADABLE = "gateway_health_unreadable"  # its health broke the rules: it is not supervised
     RADIO_MISSING = "radio_missing"  # its LoRa module is unplugged or dead
     BUTTON_MISSING = "button_missing"  # a radio button not heard within its window
     BUTTON_STUCK = "button_stuck"  # a wired button held down for long
@@ -129,22 +140,50 @@ class GatewayFacts:
 Buttons = dict[str, tuple[str, str, str]]
 
 
+#: Told of a gateway whose health could not be read: (gateway, the exception). See :class:`Supervisor`.
+OnUnreadable = Callable[[str, Exception], None]
+
+
 def evaluate(
-    now: float, gateways: Iterable[GatewayFacts], buttons: Buttons, settings: SupervisionSettings
+    now: float,
+    gateways: Iterable[GatewayFacts],
+    buttons: Buttons,
+    settings: SupervisionSettings,
+    on_unreadable: OnUnreadable | None = None,
 ) -> list[Trouble]:
-    """Every trouble that holds at ``now``. ``buttons``: id -> (gateway, kind, transport), from the inventories."""
+    """Every trouble that holds at ``now``. ``buttons``: id -> (gateway, kind, transport), from the inventories.
+
+    Each gateway is evaluated on its own: if reading one's facts fails (a bug
+    the tolerant reader did not foresee), that gateway gets a
+    ``gateway_health_unreadable`` trouble, ``on_unreadable`` is told, and the
+    round goes on for the others. Every trouble's ``began_at`` is bounded
+    (:func:`bounded_time`).
+    """
     troubles: list[Trouble] = []
     heard: dict[str, tuple[float, str]] = {}  # radio button -> (last heard, dashboard clock; by which gateway)
     live_gateways: set[str] = set()
     for facts in gateways:
-        troubles += _gateway_troubles(now, facts, settings)
-        if facts.state == "online" and facts.health is not None and facts.health_at is not None:
-            live = now - facts.health_at <= settings.gateway_silent_s
-            if live:
-                live_gateways.add(facts.gw)
-            # What a silent gateway last said of its buttons is stale: it cannot make one missing.
-            ears = heard if live else {}
-            troubles += _health_troubles(facts.gw, facts.health, facts.health_at, buttons, settings, ears)
+        ears: dict[str, tuple[float, str]] = {}
+        try:
+            found = _gateway_troubles(now, facts, settings)
+            if facts.state == "online" and facts.health is not None and facts.health_at is not None:
+                live = now - facts.health_at <= settings.gateway_silent_s
+                found += _health_troubles(facts.gw, facts.health, facts.health_at, buttons, settings, ears)
+                if live:
+                    live_gateways.add(facts.gw)
+                else:
+                    ears = {}  # what a silent gateway last said of its buttons is stale: it cannot make one missing
+        except Exception as exc:  # noqa: BLE001 - one gateway's odd report must not blind supervision of the rest
+            if on_unreadable is not None:
+                on_unreadable(facts.gw, exc)
+            detail = f"its health report could not be read ({type(exc).__name__}); not supervised until it can"
+            at = facts.health_at if isinstance(facts.health_at, (int, float)) else now
+            troubles.append(Trouble(TroubleType.GATEWAY_HEALTH_UNREADABLE, facts.gw, None, None, detail, at))
+            continue  # its buttons: its own trouble says it all, as for a silent gateway
+        troubles += found
+        for button, (at, gw) in ears.items():
+            if button not in heard or at > heard[button][0]:
+                heard[button] = (at, gw)
     for button, (gw, kind, transport) in sorted(buttons.items()):
         if transport != "lora":
             continue
@@ -156,7 +195,7 @@ def evaluate(
         began = last[0] if last else now
         detail = "not heard since it was installed" if last is None else f"not heard for {now - last[0]:.0f} s"
         troubles.append(Trouble(TroubleType.BUTTON_MISSING, gw, button, kind, detail, began))
-    return troubles
+    return [replace(trouble, began_at=bounded_time(trouble.began_at, now)) for trouble in troubles]
 
 
 def _gateway_troubles(now: float, facts: GatewayFacts, settings: SupervisionSettings) -> list[Trouble]:
@@ -177,74 +216,254 @@ def _health_troubles(
     heard: dict[str, tuple[float, str]],
 ) -> list[Trouble]:
     troubles: list[Trouble] = []
-    sent_at = _epoch(health.get("ts"))
+    report = read_health(health)
+    sent_at = report.sent_at
     if sent_at is not None and abs(sent_at - health_at) > settings.clock_skew_s:
         skew = sent_at - health_at
         detail = f"clock {abs(skew):.0f} s {'ahead' if skew > 0 else 'behind'}"
         troubles.append(Trouble(TroubleType.GATEWAY_CLOCK, gw, None, None, detail, health_at))
-    outbox = health.get("outbox") or {}
-    depth = outbox.get("depth") or 0
-    oldest = _epoch(outbox.get("oldest_ts"))
-    waited = (sent_at - oldest) if (sent_at is not None and oldest is not None) else 0.0
+    depth = report.outbox_depth or 0
+    oldest = report.outbox_oldest
+    waited = 0.0
+    if sent_at is not None and oldest is not None:  # both on the gateway's clock
+        waited = seconds(sent_at - oldest) or 0.0  # a span beyond belief counts as the longest one
     if depth >= settings.backlog_events or (depth and waited > settings.backlog_age_s):
         detail = f"{depth} event(s) waiting, oldest {waited:.0f} s"
-        troubles.append(Trouble(TroubleType.GATEWAY_BACKLOG, gw, None, None, detail, health_at - max(waited, 0.0)))
-    memory_only = outbox.get("memory_only") or 0
-    error = health.get("outbox_error")
-    if memory_only or error or health.get("outbox_ok") is False:
+        troubles.append(Trouble(TroubleType.GATEWAY_BACKLOG, gw, None, None, detail, health_at - waited))
+    memory_only = report.memory_only or 0
+    error = report.outbox_error
+    if memory_only or error or report.outbox_ok is False:
         detail = f"outbox cannot store ({error or 'unavailable'}); {memory_only} event(s) only in memory"
         troubles.append(Trouble(TroubleType.GATEWAY_DISK, gw, None, None, detail, health_at))
-    radio = health.get("radio")
-    if isinstance(radio, dict):
-        module = radio.get("module") or {}
-        if module.get("state") == "missing":
-            detail = f"LoRa module {module.get('type')} missing on {module.get('port')}"
-            troubles.append(Trouble(TroubleType.RADIO_MISSING, gw, None, None, detail, health_at))
-        for node in (radio.get("nodes") or {}).values():
-            troubles += _node_troubles(gw, node, health_at, buttons, heard)
-    for wired in health.get("buttons") or []:
-        held = wired.get("pressed_for_s")
-        if isinstance(held, (int, float)) and held > settings.button_stuck_s:
-            button = wired.get("id")
-            kind = buttons.get(button, (gw, None, None))[1]
+    if report.module_state == "missing":
+        detail = f"LoRa module {report.module_type} missing on {report.module_port}"
+        troubles.append(Trouble(TroubleType.RADIO_MISSING, gw, None, None, detail, health_at))
+    for node in report.nodes:
+        troubles += _node_troubles(gw, node, health_at, buttons, heard)
+    for wired in report.wired:
+        held = wired.pressed_for_s
+        if held is not None and held > settings.button_stuck_s:
+            kind = buttons.get(wired.button, (gw, None, None))[1]
             detail = f"held down for {held:.0f} s"
-            troubles.append(Trouble(TroubleType.BUTTON_STUCK, gw, button, kind, detail, health_at - held))
+            troubles.append(Trouble(TroubleType.BUTTON_STUCK, gw, wired.button, kind, detail, health_at - held))
     return troubles
 
 
 def _node_troubles(
     gw: str,
-    node: dict[str, Any],
+    node: NodeReport,
     health_at: float,
     buttons: Buttons,
     heard: dict[str, tuple[float, str]],
 ) -> list[Trouble]:
-    button = node.get("button")
-    if not isinstance(button, str):
-        return []
+    button = node.button
     kind = buttons.get(button, (gw, None, None))[1]
-    age = node.get("age_s")
-    if isinstance(age, (int, float)):
-        at = health_at - age
+    if node.age_s is not None:
+        at = health_at - node.age_s
         if button not in heard or at > heard[button][0]:
             heard[button] = (at, gw)
     troubles = []
-    if node.get("low_battery"):
-        battery = node.get("battery_mv")
+    if node.low_battery:
+        battery = node.battery_mv
         detail = f"battery {battery} mV" if battery else "battery low"
         troubles.append(Trouble(TroubleType.LOW_BATTERY, gw, button, kind, detail, health_at))
-    if node.get("tamper"):
+    if node.tamper:
         troubles.append(Trouble(TroubleType.TAMPER, gw, button, kind, "case opened", health_at))
     return troubles
 
 
-def _epoch(text: object) -> float | None:
-    if not isinstance(text, str):
+# -- reading a gateway's health: every field tolerated ------------------------------------------
+
+#: The longest span of time believed from a report or kept for a trouble (a button held, a
+#: backlog's wait, how long ago a trouble began): ten years. Longer ones are believed as this.
+MAX_SPAN_S = 10 * 365.25 * 86400.0
+#: The largest count believed from a report (events waiting, events only in memory).
+MAX_COUNT = 10**12
+#: How much of a text from a report is kept (it may end up in a trouble's detail).
+MAX_TEXT = 200
+
+
+def field_dict(value: object) -> dict[str, Any]:
+    """``value`` if it is a JSON object, else an empty one."""
+    return value if isinstance(value, dict) else {}
+
+
+def field_objects(value: object, container: type[list] | type[dict] = list) -> list[dict[str, Any]]:
+    """The objects in a list (or, with ``container=dict``, a map's values); anything else is skipped."""
+    if not isinstance(value, container):
+        return []
+    items = value.values() if isinstance(value, dict) else value
+    return [item for item in items if isinstance(item, dict)]
+
+
+def field_number(value: object, low: float, high: float) -> int | float | None:
+    """A finite number within ``[low, high]`` (ints stay ints), else None. Booleans are not numbers."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value if low <= value <= high else None  # an int of any size compares without overflow
+
+
+def seconds(value: object) -> float | None:
+    """A span of time, as a float within ``[0, MAX_SPAN_S]``: a longer one counts as the longest.
+
+    None if it is not a number, NaN, or negative.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value or value < 0:
+        return None
+    return float(min(value, MAX_SPAN_S))
+
+
+def field_count(value: object) -> int | None:
+    """A non-negative whole number, at most ``MAX_COUNT`` (a larger one counts as that), else None."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value or value < 0:
+        return None
+    if isinstance(value, float) and not value.is_integer() and math.isfinite(value):
+        return None
+    return int(min(value, MAX_COUNT))
+
+
+def field_text(value: object, limit: int = MAX_TEXT) -> str | None:
+    """A string, cut to ``limit`` characters, any character UTF-8 cannot carry replaced; else None."""
+    if not isinstance(value, str):
+        return None
+    text = value[:limit]
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate: neither SQLite nor a page could take it
+        text = text.encode("utf-8", "replace").decode("utf-8")
+    return text
+
+
+def field_id(value: object) -> str | None:
+    """A gateway or button id (the contract's pattern), else None."""
+    return value if is_valid_id(value) else None
+
+
+def field_epoch(value: object) -> float | None:
+    """A wire timestamp as Unix time, else None."""
+    if not isinstance(value, str):
         return None
     try:
-        return parse_ts(text).timestamp()
-    except ValueError:
+        return parse_ts(value).timestamp()
+    except (ValueError, OverflowError):  # BadPayload is a ValueError
         return None
+
+
+@dataclass(frozen=True)
+class NodeReport:
+    """A LoRa node as its gateway reports it (``radio.nodes.*``)."""
+
+    button: str
+    age_s: float | None  # seconds since heard, on the gateway's clock
+    low_battery: bool
+    tamper: bool
+    battery_mv: int | float | None
+    rssi: int | float | None
+    snr: int | float | None
+
+
+@dataclass(frozen=True)
+class WiredReport:
+    """A wired button's input (``buttons[]``)."""
+
+    button: str
+    pressed: bool | None
+    pressed_for_s: float | None
+
+
+@dataclass(frozen=True)
+class HealthReport:
+    """What supervision and the device view take from a health message; every field checked."""
+
+    sent_at: float | None  # ``ts``, the gateway's clock
+    outbox_depth: int | None
+    outbox_oldest: float | None  # ``outbox.oldest_ts``, the gateway's clock
+    memory_only: int | None
+    outbox_ok: bool | None
+    outbox_error: str | None
+    module_state: str | None
+    module_type: str | None
+    module_port: str | None
+    nodes: tuple[NodeReport, ...]
+    wired: tuple[WiredReport, ...]
+
+
+def read_health(health: object) -> HealthReport:
+    """Read a stored health message: a field of an unexpected shape or value is left out, never raised on."""
+    health = field_dict(health)
+    outbox = field_dict(health.get("outbox"))
+    radio = field_dict(health.get("radio"))
+    module = field_dict(radio.get("module"))
+    nodes = []
+    for node in field_objects(radio.get("nodes"), dict):
+        button = field_id(node.get("button"))
+        if button is None:
+            continue
+        nodes.append(
+            NodeReport(
+                button=button,
+                age_s=seconds(node.get("age_s")),
+                low_battery=node.get("low_battery") is True,
+                tamper=node.get("tamper") is True,
+                battery_mv=field_number(node.get("battery_mv"), 0, 100_000),
+                rssi=field_number(node.get("rssi"), -300, 300),
+                snr=field_number(node.get("snr"), -100, 100),
+            )
+        )
+    wired = []
+    for button in field_objects(health.get("buttons")):
+        button_id = field_id(button.get("id"))
+        if button_id is None:
+            continue
+        pressed = button.get("pressed")
+        wired.append(
+            WiredReport(
+                button=button_id,
+                pressed=pressed if isinstance(pressed, bool) else None,
+                pressed_for_s=seconds(button.get("pressed_for_s")),
+            )
+        )
+    outbox_ok = health.get("outbox_ok")
+    return HealthReport(
+        sent_at=field_epoch(health.get("ts")),
+        outbox_depth=field_count(outbox.get("depth")),
+        outbox_oldest=field_epoch(outbox.get("oldest_ts")),
+        memory_only=field_count(outbox.get("memory_only")),
+        outbox_ok=outbox_ok if isinstance(outbox_ok, bool) else None,
+        outbox_error=field_text(health.get("outbox_error")),
+        module_state=field_text(module.get("state")),
+        module_type=field_text(module.get("type")),
+        module_port=field_text(module.get("port")),
+        nodes=tuple(nodes),
+        wired=tuple(wired),
+    )
+
+
+def bounded_time(at: object, now: float) -> float:
+    """A time when something began, kept within ``[now - MAX_SPAN_S, now]``; ``now`` if it is no number."""
+    if isinstance(at, bool) or not isinstance(at, (int, float)) or at != at:
+        return now
+    return float(min(max(at, now - MAX_SPAN_S), now))
+
+
+#: The times ``format_epoch`` can write (years 1 to 9999), a day inside each end for any time zone.
+_FIRST_TIME = -62135596800.0 + 86400
+_LAST_TIME = 253402300799.0 - 86400
+
+
+def format_time(at: object, fallback: float | None = None) -> str | None:
+    """A stored time as a wire timestamp, whatever is stored: never raises.
+
+    Not a number: ``fallback`` (or None without one); beyond what a
+    timestamp can write: the nearest one it can.
+    """
+    if isinstance(at, bool) or not isinstance(at, (int, float)) or at != at:
+        if fallback is None:
+            return None
+        at = fallback
+    return format_epoch(float(min(max(at, _FIRST_TIME), _LAST_TIME)))  # clamped first: an int of any size
 
 
 # -- the store and the thread ------------------------------------------------------------------
@@ -255,8 +474,9 @@ def load_facts(conn: sqlite3.Connection) -> tuple[list[GatewayFacts], Buttons]:
     for row in conn.execute("SELECT gw, state, updated_at, health, health_at FROM gateways"):
         try:
             health = json.loads(row["health"]) if row["health"] else None
-        except ValueError:
+        except (ValueError, RecursionError):
             health = None
+        health = health if isinstance(health, dict) else None
         gateways.append(GatewayFacts(row["gw"], row["state"], row["updated_at"], health, row["health_at"]))
     buttons = {
         row["id"]: (row["gw"], row["kind"], row["transport"])
@@ -424,7 +644,7 @@ def record(conn: sqlite3.Connection, troubles: list[Trouble], now: float) -> lis
                     trouble.subject,
                     trouble.kind,
                     trouble.detail,
-                    min(trouble.began_at, now),
+                    bounded_time(trouble.began_at, now),
                     now,
                 ),
             )
@@ -440,20 +660,28 @@ def _rows(conn: sqlite3.Connection, ids: list[int]) -> list[sqlite3.Row]:
 
 
 def trouble_view(row: sqlite3.Row) -> dict[str, Any]:
+    """A stored trouble as the boards see it. Never raises on a stored time, however absurd.
+
+    A row stored before began_at was bounded is shown bounded the same way
+    (within ten years before it was detected), so it cannot break a stream.
+    """
+    detected_at = row["detected_at"]
+    detected = format_time(detected_at, time.time())
+    reference = detected_at if field_number(detected_at, _FIRST_TIME, _LAST_TIME) is not None else time.time()
     return {
         # Not the row id: those run across every kind, and their gaps would
         # count the SAPA desk's troubles. What it is and when it was found
         # names one trouble as well (one open trouble per key).
-        "id": f"{row['key']}@{format_epoch(row['detected_at'])}",
+        "id": f"{row['key']}@{detected}",
         "type": row["type"],
         "gw": row["gw"],
         "button": row["button"],
         "subject": row["button"] or row["gw"] or row["subject"],
         "kind": row["kind"],
         "detail": row["detail"],
-        "began": format_epoch(row["began_at"]),
-        "detected": format_epoch(row["detected_at"]),
-        "cleared": format_epoch(row["cleared_at"]) if row["cleared_at"] is not None else None,
+        "began": format_time(bounded_time(row["began_at"], reference)),
+        "detected": detected,
+        "cleared": format_time(row["cleared_at"]),
     }
 
 
@@ -466,16 +694,32 @@ def open_troubles(conn: sqlite3.Connection, audience: Audience) -> list[dict[str
 class Supervisor(PeriodicCheck):
     """Evaluates the rules every ``check_interval_s`` and tells the boards what changed."""
 
-    def __init__(self, database: str, hub: Hub, settings: SupervisionSettings) -> None:
+    def __init__(
+        self, database: str, hub: Hub, settings: SupervisionSettings, counters: Counters | None = None
+    ) -> None:
         super().__init__("siaga-supervisor", settings.check_interval_s, database)
         self._hub = hub
         self.settings = settings
+        self.counters = counters if counters is not None else Counters()
         self.last_check = 0.0
+        self._unreadable: dict[str, str] = {}  # gateway -> the error last logged for it
+        self._unreadable_now: dict[str, str] = {}
+
+    def _health_unreadable(self, gw: str, exc: Exception) -> None:
+        """Counted every round it fails; logged with its traceback once per gateway and error."""
+        self.counters.add("health_unreadable")
+        error = f"{type(exc).__name__}: {exc}"[:MAX_TEXT]
+        self._unreadable_now[gw] = error
+        if self._unreadable.get(gw) != error:
+            log.error("the health report of gateway %s cannot be read: %s", gw, error, exc_info=exc)
 
     def check(self, conn: sqlite3.Connection, now: float | None = None) -> list[dict[str, Any]]:
         now = time.time() if now is None else now
         gateways, buttons = load_facts(conn)
-        troubles = evaluate(now, gateways, buttons, self.settings) + webhook_troubles(conn, now)
+        self._unreadable_now = {}
+        troubles = evaluate(now, gateways, buttons, self.settings, self._health_unreadable)
+        self._unreadable = self._unreadable_now
+        troubles += webhook_troubles(conn, now)
         troubles += service_troubles(conn, now)
         troubles += anomaly_troubles(conn, now, self.settings.anomaly_memory_s)
         troubles += set_aside_troubles(conn, now, self.settings.anomaly_memory_s)

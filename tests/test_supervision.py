@@ -8,6 +8,7 @@ buttons on mock pins, and the troubles arriving on a signed-in board's stream.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -33,6 +34,7 @@ from sim.stack import SmallDisk
 from sim.webclient import DashboardClient, HTTPStatusError
 
 from .conftest import OPERATOR, SAPA_DESK, gateway_toml, press, signed_in
+from .mqttprobe import Probe
 from .test_ingest import wait_alarm
 from .test_lora import make_config, plugged_rylr
 
@@ -137,6 +139,221 @@ def test_a_wrong_gateway_clock_cannot_hide_a_silent_button() -> None:
     found = types(evaluate(NOW, [facts(health_payload=payload)], BUTTONS, FAST))
     assert found["button_missing:lora-1"] is TroubleType.BUTTON_MISSING
     assert found["gateway_clock:gw-a"] is TroubleType.GATEWAY_CLOCK
+
+
+# -- a gateway's odd health: ignored, bounded, isolated (issue 9, the MQTT fuzzer) -------------------
+
+
+def raw_health(gw: str = "gw-a", fragment: str = "", at: float = NOW) -> dict:
+    """A schema-valid health message with ``fragment`` (JSON members, as sent) spliced in: last one wins."""
+    base = {"v": 1, "gw": gw, "ts": format_epoch(at), "uptime_s": 1.0, "outbox": {"depth": 0}, "counters": {}}
+    return json.loads(json.dumps(base)[:-1] + ("," + fragment if fragment else "") + "}")
+
+
+BIG = "1" + "0" * 400  # a 401-digit integer: float() of it raises OverflowError
+#: What the fuzzer found (tests/test_fuzz_mqtt.py ``FOUND``), and more of each class.
+ODD_HEALTH = {
+    # 1: absurd times, committed as a trouble whose began_at no timestamp can show
+    "buttons[].pressed_for_s 1e308": '"buttons":[{"id":"b","pressed_for_s":1e308}]',
+    "ts year 9999, outbox.oldest_ts year 1": (
+        '"ts":"9999-12-31T23:59:59.999Z","outbox":{"depth":5,"oldest_ts":"0001-01-01T00:00:00.000Z"}'
+    ),
+    "ts 9999 -23:59, oldest_ts year 1 +23:59": (
+        '"ts":"9999-12-31T23:59:59.999-23:59","outbox":{"depth":5,"oldest_ts":"0001-01-01T00:00:00.000+23:59"}'
+    ),
+    "buttons[].pressed_for_s Infinity": '"buttons":[{"id":"b","pressed_for_s":Infinity}]',
+    "buttons[].pressed_for_s NaN": '"buttons":[{"id":"b","pressed_for_s":NaN}]',
+    "radio.nodes.*.age_s -1e308": '"radio":{"nodes":{"1":{"button":"lora-1","age_s":-1e308}}}',
+    # 2: shapes that stopped every gateway's supervision
+    "radio.module a string": '"radio":{"module":"x"}',
+    "radio.nodes a list": '"radio":{"nodes":[1]}',
+    "radio.nodes.* null": '"radio":{"nodes":{"1":null}}',
+    "buttons an int": '"buttons":5',
+    "buttons [null]": '"buttons":[null]',
+    "buttons[].id a list": '"buttons":[{"id":[1],"pressed_for_s":100}]',
+    "buttons[].pressed_for_s 10**400": f'"buttons":[{{"id":"b","pressed_for_s":{BIG}}}]',
+    "radio.nodes.*.age_s 10**400": f'"radio":{{"nodes":{{"1":{{"button":"lora-1","age_s":{BIG}}}}}}}',
+    "outbox.depth 1e308, memory_only 10**400": f'"outbox":{{"depth":1e308,"memory_only":{BIG}}}',
+    "radio.module.type a lone surrogate, outbox_error 100 kB": (
+        '"radio":{"module":{"state":"missing","type":"\\ud800","port":[1]}},"outbox_error":"' + "x" * 100_000 + '"'
+    ),
+    "radio.nodes.*.battery_mv a string, low": '"radio":{"nodes":{"1":{"button":"lora-1","low_battery":true,'
+    '"battery_mv":"x","rssi":1e308,"snr":null,"age_s":1}}}',
+    # 3: shapes that broke the device view
+    "radio true": '"radio":true',
+    "radio [1]": '"radio":[1]',
+    "radio.nodes.*.age_s a string": '"radio":{"nodes":{"1":{"button":"b","age_s":"x"}}}',
+    "buttons[].pressed a string": '"buttons":[{"id":"wired-1","pressed":"yes","pressed_for_s":"long"}]',
+}
+#: gw-b is in order but for a stuck button: its trouble must be found whatever gw-a sends.
+GW_B = GatewayFacts(
+    "gw-b", "online", NOW - 1000, raw_health("gw-b", '"buttons":[{"id":"fire-b","pressed_for_s":30}]'), NOW
+)
+BUTTONS_AB = {**BUTTONS, "fire-b": ("gw-b", "fire", "gpio")}
+
+
+def test_no_odd_health_field_stops_supervision_or_yields_an_unbounded_trouble() -> None:
+    from dashboard.supervision import MAX_SPAN_S
+
+    for name, fragment in ODD_HEALTH.items():
+        unreadable: list[tuple[str, Exception]] = []
+        bad = GatewayFacts("gw-a", "online", NOW - 1000, raw_health(fragment=fragment), NOW)
+        troubles = evaluate(NOW, [bad, GW_B], BUTTONS_AB, FAST, lambda gw, exc, seen=unreadable: seen.append((gw, exc)))
+        found = types(troubles)
+        assert unreadable == [], name  # read, not merely survived
+        assert found["button_stuck:fire-b"] is TroubleType.BUTTON_STUCK, name
+        for trouble in troubles:
+            assert NOW - MAX_SPAN_S <= trouble.began_at <= NOW, (name, trouble)
+            assert len(trouble.detail) < 400 and trouble.detail.encode("utf-8"), (name, trouble)
+            format_epoch(trouble.began_at)
+
+
+def test_absurd_spans_in_health_are_believed_as_ten_years_at_most() -> None:
+    from dashboard.supervision import MAX_SPAN_S
+
+    def found(fragment: str) -> dict[str, object]:
+        bad = GatewayFacts("gw-a", "online", NOW - 1000, raw_health(fragment=fragment), NOW)
+        return {t.key: t for t in evaluate(NOW, [bad], BUTTONS, FAST)}
+
+    stuck = found(ODD_HEALTH["buttons[].pressed_for_s 1e308"])["button_stuck:b"]
+    assert stuck.began_at == NOW - MAX_SPAN_S and stuck.detail == f"held down for {MAX_SPAN_S:.0f} s"
+    assert found(ODD_HEALTH["buttons[].pressed_for_s 10**400"])["button_stuck:b"].began_at == NOW - MAX_SPAN_S
+    assert "button_stuck:b" not in found(ODD_HEALTH["buttons[].pressed_for_s NaN"])
+    backlog = found(ODD_HEALTH["ts year 9999, outbox.oldest_ts year 1"])
+    assert backlog["gateway_backlog:gw-a"].began_at == NOW - MAX_SPAN_S
+    assert backlog["gateway_clock:gw-a"].began_at == NOW
+    missing = found(ODD_HEALTH["radio.nodes.*.age_s 10**400"])["button_missing:lora-1"]
+    assert missing.began_at == NOW - MAX_SPAN_S
+    # A node whose age is no number was not heard: its button is missing, not hidden.
+    assert "button_missing:lora-1" in found('"radio":{"nodes":{"1":{"button":"lora-1","age_s":"x"}}}')
+    assert found(ODD_HEALTH["outbox.depth 1e308, memory_only 10**400"])["gateway_disk:gw-a"].detail.endswith(
+        f"{10**12} event(s) only in memory"
+    )
+    radio = found(ODD_HEALTH["radio.module.type a lone surrogate, outbox_error 100 kB"])
+    assert radio["radio_missing:gw-a"].detail == "LoRa module ? missing on None"
+    assert len(radio["gateway_disk:gw-a"].detail) < 300
+
+
+def test_a_gateway_whose_health_cannot_be_read_is_a_trouble_and_the_others_are_still_supervised() -> None:
+    class Exploding(dict):
+        """A health message that breaks whatever reads it: a bug the tolerant reader did not foresee."""
+
+        def get(self, *args: object) -> object:
+            raise RuntimeError("boom")
+
+    for broken in (
+        GatewayFacts("gw-a", "online", NOW - 1000, Exploding(health(**node(1.0))), NOW),
+        GatewayFacts("gw-a", "online", NOW - 1000, health(**node(1.0)), "x"),  # type: ignore[arg-type]
+    ):
+        told: list[str] = []
+        troubles = evaluate(NOW, [broken, GW_B], BUTTONS_AB, FAST, lambda gw, exc, seen=told: seen.append(gw))
+        assert types(troubles) == {
+            "gateway_health_unreadable:gw-a": TroubleType.GATEWAY_HEALTH_UNREADABLE,
+            "button_stuck:fire-b": TroubleType.BUTTON_STUCK,  # the round went on
+        }
+        (unreadable,) = [t for t in troubles if t.gw == "gw-a"]
+        assert unreadable.kind is None and unreadable.began_at <= NOW  # every role's board shows it
+        assert told == ["gw-a"]
+
+
+def _store(tmp_path: Path):
+    from dashboard.db import connect, init_schema
+
+    conn = connect(tmp_path / "store.db")
+    init_schema(conn)
+    return conn
+
+
+EVERYONE = frozenset({"fire", "sapa"})
+
+
+def test_stored_troubles_with_absurd_times_are_shown_bounded_and_never_break_a_view(tmp_path: Path) -> None:
+    from dashboard.supervision import MAX_SPAN_S, Audience, Trouble, open_troubles, record
+
+    conn = _store(tmp_path)
+    # Rows a dashboard before the bound stored (or anything else wrote): they must not break the board.
+    rows = {
+        "gw-0": (-1e308, NOW),
+        "gw-1": (1e308, NOW),
+        "gw-2": (-4 * 62e9, NOW),
+        "gw-3": (NOW, 1e308),
+        "gw-4": ("x", NOW),
+    }
+    for gw, (began, detected) in rows.items():
+        conn.execute(
+            "INSERT INTO troubles (key, type, gw, detail, began_at, detected_at) VALUES (?, ?, ?, ?, ?, ?)",
+            (f"gateway_backlog:{gw}", "gateway_backlog", gw, "x", began, detected),
+        )
+    views = {view["gw"]: view for view in open_troubles(conn, Audience(EVERYONE, EVERYONE))}
+    assert set(views) == set(rows)
+    for view in views.values():
+        assert view["began"] <= view["detected"] and view["cleared"] is None
+    assert views["gw-0"]["began"] == views["gw-2"]["began"] == format_epoch(NOW - MAX_SPAN_S)  # ten years before
+    assert views["gw-1"]["began"] == views["gw-4"]["began"] == format_epoch(NOW)  # never after it was found
+    assert views["gw-3"]["detected"] == "9999-12-30T23:59:59.000Z"  # the last a timestamp writes, a day spare
+    # What is recorded now is bounded before it is stored.
+    changed = record(conn, [Trouble(TroubleType.BUTTON_STUCK, "gw-x", "b", None, "held", -1e308)], NOW)
+    assert [view["began"] for view in changed if view["button"] == "b"] == [format_epoch(NOW - MAX_SPAN_S)]
+    assert conn.execute("SELECT began_at FROM troubles WHERE key = 'button_stuck:b'").fetchone()[0] == (
+        NOW - MAX_SPAN_S
+    )
+
+
+def test_the_supervisor_counts_and_logs_a_gateway_it_cannot_read(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from dashboard.hub import Hub
+    from dashboard.supervision import Supervisor
+
+    conn = _store(tmp_path)
+    rows = [("gw-a", "x"), ("gw-b", NOW)]  # gw-a's health_at is text: reading it raises
+    for gw, at in rows:
+        payload = raw_health(gw, '"buttons":[{"id":"fire-b","pressed_for_s":30}]' if gw == "gw-b" else "")
+        conn.execute(
+            "INSERT INTO gateways (gw, state, updated_at, health, health_at) VALUES (?, 'online', ?, ?, ?)",
+            (gw, NOW, json.dumps(payload), at),
+        )
+    supervisor = Supervisor(str(tmp_path / "store.db"), Hub(), FAST)
+    with caplog.at_level("ERROR", logger="dashboard.supervision"):
+        first = supervisor.check(conn, now=NOW)
+        supervisor.check(conn, now=NOW + 1)
+    assert {(view["type"], view["subject"]) for view in first} == {
+        ("gateway_health_unreadable", "gw-a"),
+        ("button_stuck", "fire-b"),
+    }
+    assert supervisor.counters.get("health_unreadable") == 2  # every round it fails
+    logged = [r for r in caplog.records if "gw-a" in r.getMessage()]
+    assert len(logged) == 1 and logged[0].exc_info  # once, with its traceback
+
+
+def test_the_device_view_shows_odd_health_fields_as_unknown(tmp_path: Path) -> None:
+    from dashboard.devices import device_overview
+    from dashboard.supervision import Audience
+
+    conn = _store(tmp_path)
+    gateways = {f"gw-{n}": fragment for n, fragment in enumerate(ODD_HEALTH.values())}
+    for gw, fragment in gateways.items():
+        conn.execute(
+            "INSERT INTO gateways (gw, state, updated_at, health, health_at) VALUES (?, 'online', ?, ?, ?)",
+            (gw, NOW, json.dumps(raw_health(gw, fragment)), NOW - 5),
+        )
+    for button, transport in (("lora-1", "lora"), ("b", "lora"), ("wired-1", "gpio")):
+        conn.execute(
+            "INSERT INTO buttons (id, gw, kind, transport, site_name, lat, lon, updated_at) "
+            "VALUES (?, 'gw-0', 'fire', ?, 'Pasar', -4.3, 122.3, ?)",
+            (button, transport, NOW),
+        )
+    view = device_overview(conn, Audience(EVERYONE, EVERYONE), NOW)
+    assert len(view["gateways"]) == len(gateways)
+    for gateway in view["gateways"]:
+        assert gateway["health_age_s"] == 5
+        assert gateway["outbox_depth"] is None or 0 <= gateway["outbox_depth"] <= 10**12
+        assert gateway["radio"] in (None, "missing")
+    buttons = {b["id"]: b for b in view["buttons"]}
+    assert buttons["lora-1"]["battery_mv"] is None and buttons["lora-1"]["rssi"] is None  # a string, 1e308
+    assert buttons["lora-1"]["heard_s"] == 6  # the node that said age_s 1
+    assert buttons["b"]["heard_s"] is None and buttons["wired-1"]["pressed"] is None
+    json.dumps(view, allow_nan=False)
 
 
 # -- the real parts ------------------------------------------------------------------------------
@@ -469,3 +686,65 @@ def test_a_button_in_test_mode_raises_a_silent_test_alarm_that_closes_itself(
     assert closed.json()["resolution"] == "test" and closed.json()["resolved_by"] == "siaga"
     assert gateway.wait_for_indication("fire-1", "resolved", WAIT_S)  # and the LED goes out
     assert closed.json()["escalation"] == 0
+
+
+def test_odd_health_on_the_wire_leaves_the_board_the_views_and_other_gateways_supervised(
+    dashboard: DashboardServer, probe: Probe, operator: DashboardClient
+) -> None:
+    from firmware_bridge.payloads import ButtonInfo, GatewayState, Inventory, Kind, Site, Source, Status
+
+    topics = dashboard.ingest.topics
+    now = format_epoch(time.time())
+    # Each gateway sends the worst of one class (tests/test_fuzz_mqtt.py ``FOUND``): absurd times,
+    # shapes that stopped every gateway's supervision, shapes that broke the device view.
+    worst = {
+        "gw-a": ODD_HEALTH["buttons[].pressed_for_s 1e308"],
+        "gw-c": ODD_HEALTH["ts year 9999, outbox.oldest_ts year 1"],
+        "gw-d": '"radio":{"module":"x","nodes":{"1":null,"2":[1]}},"buttons":[null,{"id":[1],"pressed_for_s":100}]',
+        "gw-e": '"buttons":5,"radio":{"nodes":[1]}',
+        "gw-f": '"radio":true',
+        "gw-g": ODD_HEALTH["radio.nodes.*.age_s a string"],
+    }
+    with operator.stream() as board:
+        board.wait_for(lambda e: e.event == "snapshot", WAIT_S)
+        for gw in [*worst, "gw-b"]:
+            probe.publish(topics.status(gw), Status(gw=gw, state=GatewayState.ONLINE, ts=now).encode(), retain=True)
+            board.wait_for(lambda e, gw=gw: e.event == "gateway" and e.json()["gw"] == gw, WAIT_S)
+        site = Site("Pasar Andoolo", -4.3497, 122.3786)
+        inventory = Inventory(gw="gw-b", ts=now, buttons=(ButtonInfo("fire-b", Kind.FIRE, Source.GPIO, site, "B"),))
+        probe.publish(topics.inventory("gw-b"), inventory.encode(), retain=True)
+        for gw, fragment in worst.items():
+            probe.publish(topics.health(gw), json.dumps(raw_health(gw, fragment, time.time())).encode())
+        stuck = '"buttons":[{"id":"fire-b","pressed":true,"pressed_for_s":30}]'
+        probe.publish(topics.health("gw-b"), json.dumps(raw_health("gw-b", stuck, time.time())).encode())
+
+        # gw-b is still supervised, and gw-a's and gw-c's absurd troubles are on the board, bounded.
+        wanted = {("button_stuck", "fire-b"), ("button_stuck", "b"), ("gateway_backlog", "gw-c")}
+        seen: dict[tuple[str, str], dict] = {}
+
+        def all_open(event: SSEEvent) -> bool:
+            if event.event == "trouble" and not event.json()["cleared"]:
+                data = event.json()
+                seen[(data["type"], data["subject"])] = data
+            return wanted <= set(seen)
+
+        board.wait_for(all_open, WAIT_S)
+        assert seen[("button_stuck", "fire-b")]["kind"] == "fire"
+        held, backlog = seen[("button_stuck", "b")], seen[("gateway_backlog", "gw-c")]
+        ten_years_ago = format_epoch(time.time() - 10 * 365.25 * 86400 - 60)
+        assert ten_years_ago < held["began"] <= held["detected"]
+        assert ten_years_ago < backlog["began"] <= backlog["detected"]
+
+    # While they are open, every view that shows troubles or devices answers, for each role.
+    for client in (operator, signed_in(dashboard, SAPA_DESK)):
+        for path in ("/", "/api/troubles", "/api/devices", "/devices", "/api/sites", "/api/gateways"):
+            status, _ = client.get_text(path)
+            assert status == 200, path
+        with client.stream() as board:
+            snapshot = board.wait_for(lambda e: e.event == "snapshot", WAIT_S).json()
+        assert ("gateway_backlog", "gw-c") in {(t["type"], t["gw"]) for t in snapshot["troubles"]}
+    opened = open_troubles(operator)
+    assert {("button_stuck", "fire-b"), ("button_stuck", "b"), ("gateway_clock", "gw-c")} <= opened
+    assert not {gw for kind, gw in opened if kind == "gateway_health_unreadable"}  # read, not merely survived
+    devices = {g["gw"]: g for g in operator.get_json("/api/devices")["gateways"]}
+    assert devices["gw-f"]["radio"] is None and devices["gw-c"]["outbox_depth"] == 5
