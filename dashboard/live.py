@@ -45,7 +45,7 @@ def init_app(app: Flask) -> None:
             counters=counters,
             indication_resync_s=supervision.indication_resync_s,
         )
-    supervisor = Supervisor(app.config["DATABASE"], hub, supervision)
+    supervisor = Supervisor(app.config["DATABASE"], hub, supervision, counters=counters)
     escalation = app.config.get("SIAGA_ESCALATION") or EscalationSettings()
     notifier = Notifier(app.config["DATABASE"], escalation.webhooks, escalation.retry, counters)
     escalator = Escalator(app.config["DATABASE"], hub, escalation, notifier)

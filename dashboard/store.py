@@ -35,6 +35,7 @@ from .alarms import (
     route,
 )
 from .db import transaction
+from .supervision import read_health
 
 _ALARM_SELECT = """
 SELECT a.*, b.site_name, b.lat, b.lon, b.label, b.transport,
@@ -509,7 +510,10 @@ def alarms_to_indicate(conn: sqlite3.Connection, *, closed_since: float, gw: str
 
 
 def gateway_view(row: sqlite3.Row) -> dict[str, Any]:
-    health = json.loads(row["health"]) if row["health"] else None
+    try:
+        health = read_health(json.loads(row["health"])) if row["health"] else None
+    except ValueError:
+        health = None
     return {
         "gw": row["gw"],
         "state": row["state"],
@@ -519,7 +523,7 @@ def gateway_view(row: sqlite3.Row) -> dict[str, Any]:
         "started": row["started"],
         "updated_at": _iso(row["updated_at"]),
         "health_at": _iso(row["health_at"]),
-        "outbox_depth": (health or {}).get("outbox", {}).get("depth"),
+        "outbox_depth": health.outbox_depth if health is not None else None,
     }
 
 

@@ -199,7 +199,11 @@ def _parse_object(payload: bytes | str, what: str) -> dict[str, Any]:
         raise BadPayload(f"{what}: not valid JSON ({exc})", reason="not_json") from None
     if not isinstance(data, dict):
         raise BadPayload(f"{what}: expected a JSON object, got {type(data).__name__}", reason="not_object")
-    if "\\u" in text and _has_lone_surrogate(data):
+    try:
+        lone_surrogate = "\\u" in text and _has_lone_surrogate(data)
+    except RecursionError:
+        raise BadPayload(f"{what}: nested too deeply", reason="too_deep") from None
+    if lone_surrogate:
         raise BadPayload(f"{what}: a string holds a lone surrogate (\\ud800-\\udfff), not text", reason="bad_encoding")
     return data
 
@@ -215,6 +219,8 @@ def validate(what: str, data: dict[str, Any]) -> dict[str, Any]:
         )
     try:
         _VALIDATORS[what](data)
+    except RecursionError:
+        raise BadPayload(f"{what}: nested too deeply", reason="too_deep") from None
     except fastjsonschema.JsonSchemaValueException as exc:
         where = _field_of(exc)
         message = exc.message.replace("data.", "", 1) if exc.message.startswith("data.") else exc.message

@@ -175,6 +175,7 @@ def test_an_impossible_date_is_refused() -> None:
         (b'{"v": 1, "kind": "fire", "kind": "sapa"}', "duplicate_key"),  # parsers differ on which one wins
         (b'{"v": 1, "uptime_s": 1' + b"0" * 400 + b"}", "out_of_range"),
         (b'{"v": 1, "seq": 9223372036854775808}', "out_of_range"),
+        (b'{"v": 1, "ts": ' + b"[" * 900 + b'"\\u0041"' + b"]" * 900 + b"}", "too_deep"),  # escapes, deep
         (b"[1, 2]", "not_object"),
         (b"null", "not_object"),
         (b'"press"', "not_object"),
