@@ -107,14 +107,14 @@ class DashboardProcess:
                 self.process.kill()
                 self.process.wait()
 
-    def count_events(self) -> int:
-        """Events committed to the dashboard's store (read-only, from another connection)."""
+    def count_events(self, table: str = "events") -> int:
+        """Rows of ``table`` (events by default) committed to the dashboard's store, read from another connection."""
         try:
             conn = sqlite3.connect(f"file:{self.database}?mode=ro", uri=True, timeout=5)
         except sqlite3.OperationalError:
             return 0
         try:
-            return int(conn.execute("SELECT COUNT(*) FROM events").fetchone()[0])
+            return int(conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])  # noqa: S608 - our own names
         except sqlite3.OperationalError:
             return 0
         finally:

@@ -26,7 +26,7 @@ from pathlib import Path
 from common import DashboardProcess, connected_client, disconnect, subscriber
 
 from firmware_bridge.ids import make_ulid
-from firmware_bridge.payloads import Event, EventType, Kind, Source
+from firmware_bridge.payloads import ButtonInfo, Event, EventType, Inventory, Kind, Site, Source
 from firmware_bridge.timeutil import format_epoch
 from firmware_bridge.topics import Topics
 from sim.mosquitto import Mosquitto
@@ -76,6 +76,20 @@ def events(count: int) -> list[tuple[str, bytes]]:
     return out
 
 
+def inventories() -> list[tuple[str, bytes]]:
+    """Each gateway's buttons, so that presses take the normal path (a registered button of their kind)."""
+    topics = Topics()
+    now = format_epoch(time.time())
+    site = Site("Bench", -4.35, 122.37)
+    out = []
+    for g in range(GATEWAYS):
+        buttons = tuple(
+            ButtonInfo(f"bench-{b}", Kind.FIRE, Source.GPIO, site, None) for b in range(g, BUTTONS, GATEWAYS)
+        )
+        out.append((topics.inventory(f"gw-bench-{g}"), Inventory(f"gw-bench-{g}", now, buttons).encode()))
+    return out
+
+
 def wait_connected(url: str, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -103,6 +117,13 @@ def main() -> int:
             dashboard.start()
             wait_connected(dashboard.url, 30)
             pub = connected_client(broker.port, "bench-gateways", max_inflight=1000)
+            for topic, payload in inventories():
+                pub.publish(topic, payload, qos=1, retain=True)
+            deadline = time.monotonic() + 30
+            while dashboard.count_events("buttons") < BUTTONS:
+                if time.monotonic() > deadline:
+                    raise RuntimeError("the dashboard did not store the inventories")
+                time.sleep(0.01)  # polling another process's database
             start = time.perf_counter()
             for topic, payload in batch:
                 pub.publish(topic, payload, qos=1)
