@@ -87,24 +87,27 @@ def demo(tmp_path: Path, request: pytest.FixtureRequest):
                 process.wait()
 
 
-def test_the_demo_runs_the_whole_system_and_a_press_reaches_the_board(demo: dict) -> None:
-    text = "".join(demo["output"])
-    assert "broker     embedded (amqtt)" in text
-    assert f"http://127.0.0.1:{demo['port']}/" in text
+def press_and_sign_in(demo: dict, button: str) -> tuple[DashboardClient, dict]:
+    """Press ``button`` with ``siaga-sim press`` and sign in as the fire post; returns the board and the alarm."""
     password = next(line.split("damkar / ")[1].strip() for line in demo["output"] if "damkar / " in line)
-
     pressed = subprocess.run(
-        [sys.executable, "-m", "sim", "press", "pasar-andoolo-fire-1", "--panel", demo["panel"]],
+        [sys.executable, "-m", "sim", "press", button, "--panel", demo["panel"]],
         capture_output=True,
         text=True,
         timeout=30,
     )
     assert pressed.returncode == 0, pressed.stderr
-    assert "pressed pasar-andoolo-fire-1" in pressed.stdout
-
+    assert f"pressed {button}" in pressed.stdout
     board = DashboardClient(f"http://127.0.0.1:{demo['port']}")
     board.login("damkar", password)
-    alarm = wait_alarm(board, lambda a: a["button"] == "pasar-andoolo-fire-1", timeout=20)
+    return board, wait_alarm(board, lambda a: a["button"] == button, timeout=20)
+
+
+def test_the_demo_runs_the_whole_system_and_a_press_reaches_the_board(demo: dict) -> None:
+    text = "".join(demo["output"])
+    assert "broker     embedded (amqtt)" in text
+    assert f"http://127.0.0.1:{demo['port']}/" in text
+    board, alarm = press_and_sign_in(demo, "pasar-andoolo-fire-1")
     assert alarm["site"]["name"] == "Pasar Andoolo" and alarm["gw"] == "gw-pasar-andoolo"
     gateways = {gw["gw"]: gw["state"] for gw in board.get_json("/api/gateways")["gateways"]}
     assert gateways == {"gw-pasar-andoolo": "online", "gw-smpn1-konda": "online"}
@@ -177,17 +180,7 @@ def test_the_demo_broker_takes_only_the_demos_accounts(demo: dict) -> None:
 def test_the_demo_on_mosquitto_uses_the_same_accounts(demo: dict) -> None:
     assert "broker     Mosquitto" in "".join(demo["output"])
     check_mqtt_accounts(demo)
-    password = next(line.split("damkar / ")[1].strip() for line in demo["output"] if "damkar / " in line)
-    pressed = subprocess.run(
-        [sys.executable, "-m", "sim", "press", "smpn1-konda-fire-1", "--panel", demo["panel"]],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
-    assert pressed.returncode == 0, pressed.stderr
-    board = DashboardClient(f"http://127.0.0.1:{demo['port']}")
-    board.login("damkar", password)
-    alarm = wait_alarm(board, lambda a: a["button"] == "smpn1-konda-fire-1", timeout=20)
+    board, alarm = press_and_sign_in(demo, "smpn1-konda-fire-1")
     assert alarm["gw"] == "gw-smpn1-konda"
     board.post_json(f"/api/alarms/{alarm['id']}/acknowledge", {})
     deadline = time.monotonic() + 10
