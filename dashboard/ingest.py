@@ -16,7 +16,8 @@ acknowledged cannot lose an event), and sends each affected button its
 indication (received / acknowledged / resolved).
 
 The dashboard's presence is retained on ``{root}/dashboard/status`` with a
-last will ``offline``: gateways resend unreceipted events only while it is online.
+last will ``offline``: while it is offline gateways resend unreceipted events
+only at their longest interval (the broker queues the originals meanwhile).
 """
 
 from __future__ import annotations
@@ -76,6 +77,11 @@ PERMANENT_ERRORS: tuple[type[Exception], ...] = (
     ValueError,
     RecursionError,
 )
+
+def store_failure(exc: BaseException) -> bool:
+    """The store itself failed (locked, disk full, I/O): retry. Anything else is the message's fault or a bug."""
+    return isinstance(exc, sqlite3.Error) and not isinstance(exc, PERMANENT_ERRORS)
+
 
 _EVENT_ID = re.compile(r"^([0-7][0-9A-HJKMNP-TV-Z]{25}|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$")
 
@@ -241,7 +247,7 @@ class Ingest:
         except Exception as exc:  # noqa: BLE001 - never into paho's loop; the writer retries and reports
             # Leave it (unacknowledged) to the writer, which retries a store
             # failure and sets aside (and reports) a message it fails on.
-            if isinstance(exc, sqlite3.Error) and not isinstance(exc, PERMANENT_ERRORS):
+            if store_failure(exc):
                 self.counters.add("store_errors")
             log.error("cannot store a message now (%r); handing it to the writer", exc)
             with self._changed:
@@ -334,13 +340,13 @@ class Ingest:
             try:
                 self._process(batch)
                 return
-            except PERMANENT_ERRORS as exc:
+            except Exception as exc:  # noqa: BLE001 - a bug of any type must not drop the batch
+                if store_failure(exc):
+                    self._wait_for_store(len(batch), exc)
+                    if self._stopping.is_set():
+                        return
+                    continue
                 failure: BaseException = exc
-            except sqlite3.Error as exc:
-                self._wait_for_store(len(batch), exc)
-                if self._stopping.is_set():
-                    return
-                continue
             if len(batch) > 1:
                 for item in batch:
                     self._process_with_retry([item])
@@ -378,8 +384,6 @@ class Ingest:
             item.payload[:500],
             exc_info=exc,
         )
-        self.counters.add(f"set_aside.{kind or 'other'}")
-        self.rejections.append(Rejection(format_epoch(time.time()), item.topic, "internal_error", type(exc).__name__))
         conn = self._conn
         assert conn is not None
         alarm_id, stored = None, True
@@ -403,6 +407,9 @@ class Ingest:
                     alarm_id,
                 ),
             )
+        # Counted once it is kept: a store failure above retries the whole message.
+        self.counters.add(f"set_aside.{kind or 'other'}")
+        self.rejections.append(Rejection(format_epoch(time.time()), item.topic, "internal_error", type(exc).__name__))
         alarms = store.get_alarms(conn, [alarm_id]) if alarm_id is not None else []
         for alarm in alarms:
             self.hub.publish(LiveMessage("alarm", alarm, kind=alarm["kind"]))
@@ -419,10 +426,12 @@ class Ingest:
         conn.execute("SAVEPOINT degraded")
         try:
             alarm_id = store.raise_degraded_alarm(conn, event, received_at)
-        except PERMANENT_ERRORS as exc:
+        except Exception as exc:  # whatever the bug, the press stays in its gateway's outbox
+            if store_failure(exc):
+                raise  # the store, not the press: the caller retries it all
             conn.execute("ROLLBACK TO degraded")
             conn.execute("RELEASE degraded")
-            self.counters.add(f"press_not_stored.{event.kind}")
+            self.counters.add(f"press_not_stored.{self._kind_of(event)}")
             log.critical(
                 "a press of button %s (event %s) could not be stored at all (%r): its gateway keeps it and resends it",
                 event.button,
@@ -451,7 +460,7 @@ class Ingest:
         assert self._conn is not None
         try:
             return str(store.route_event(self._conn, event).kind)
-        except (sqlite3.Error, ValueError):
+        except Exception:  # noqa: BLE001 - a bug here must not cost the press: the event's own word will do
             return str(event.kind)
 
     def _process(self, batch: list[Inbound]) -> None:

@@ -9,7 +9,6 @@ a SAPA press never shows on the fire post's board or a technician's view.
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
 
 import pytest
@@ -219,15 +218,19 @@ def test_a_counter_nobody_classified_stays_hidden() -> None:
 # -- finding 9: a press the ingest fails on still reaches its desk ------------------------------------
 
 
-@pytest.fixture
-def poisoned(monkeypatch: pytest.MonkeyPatch):
-    """Make the normal path fail (a bug) on the events whose ids are added to the returned set."""
+#: A bug may raise anything: each of these once made the writer drop the whole batch.
+BUGS = (TypeError, AttributeError, RuntimeError, AssertionError, NameError, KeyError)
+
+
+@pytest.fixture(params=BUGS, ids=[bug.__name__ for bug in BUGS])
+def poisoned(monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest):
+    """Make the normal path fail (a bug of each type) on the events whose ids are added to the returned set."""
     poison: set[str] = set()
     real = store.store_events
 
     def store_events(conn, events):
         if any(event.id in poison for event, _ in events):
-            raise TypeError("injected bug")
+            raise request.param("injected bug")
         return real(conn, events)
 
     monkeypatch.setattr(store, "store_events", store_events)
@@ -277,8 +280,8 @@ def test_a_press_that_cannot_be_stored_at_all_is_not_receipted_and_is_a_trouble(
     poisoned: set[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    def broken(conn, event, received_at):
-        raise sqlite3.IntegrityError("injected: the minimal path fails too")
+    def broken(conn, event, received_at):  # the minimal path has a bug too
+        raise RuntimeError("injected: the minimal path fails too")
 
     monkeypatch.setattr(store, "raise_degraded_alarm", broken)
     probe.subscribe(TOPICS.receipt("gw-a"))
