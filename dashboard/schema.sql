@@ -45,6 +45,21 @@ CREATE TABLE IF NOT EXISTS buttons (
     updated_at  REAL NOT NULL
 );
 
+-- What each gateway's inventory registers (schema 4): the kind a press of a
+-- button is routed by is the one its *own* gateway registered, so another
+-- gateway's inventory (a copied configuration, a stolen gateway) cannot send
+-- it to another desk. `buttons` keeps one row per button for display; a
+-- registration that disagrees with it on the kind does not overwrite it and
+-- is a trouble (button_conflict).
+CREATE TABLE IF NOT EXISTS registrations (
+    gw          TEXT NOT NULL,
+    button      TEXT NOT NULL,
+    kind        TEXT NOT NULL,
+    updated_at  REAL NOT NULL,
+    PRIMARY KEY (gw, button)
+);
+CREATE INDEX IF NOT EXISTS registrations_button ON registrations(button);
+
 -- id = 16 * number + kind code (fire 1, sapa 2): each kind's ids run without
 -- gaps, so nobody can infer one kind's alarms from gaps in another's numbers.
 CREATE TABLE IF NOT EXISTS alarms (

@@ -103,14 +103,18 @@ def alarm_view(row: sqlite3.Row) -> dict[str, Any]:
 # -- ingest -------------------------------------------------------------------
 
 
-def registered_kind(conn: sqlite3.Connection, button: str) -> str | None:
-    """The kind a gateway's inventory registered for ``button``; None if no inventory names it."""
-    row = conn.execute("SELECT kind FROM buttons WHERE id = ?", (button,)).fetchone()
+def registered_kind(conn: sqlite3.Connection, gw: str, button: str) -> str | None:
+    """The kind ``gw``'s inventory registered for ``button``; None if it names no such button.
+
+    Only the event's own gateway counts: another gateway's inventory naming
+    the same id (a copied configuration, a stolen gateway) cannot reroute it.
+    """
+    row = conn.execute("SELECT kind FROM registrations WHERE gw = ? AND button = ?", (gw, button)).fetchone()
     return None if row is None else row["kind"]
 
 
 def route_event(conn: sqlite3.Connection, event: Event) -> Routing:
-    return route(event.kind, registered_kind(conn, event.button))
+    return route(event.kind, registered_kind(conn, event.gw, event.button))
 
 
 def store_events(conn: sqlite3.Connection, events: Sequence[tuple[Event, float]]) -> IngestOutcome:
@@ -227,7 +231,7 @@ def raise_degraded_alarm(conn: sqlite3.Connection, event: Event, received_at: fl
     if done is not None and (done["alarm_id"] is not None or done["suppressed"] is not None):
         return done["alarm_id"]
     try:
-        registered = registered_kind(conn, event.button)
+        registered = registered_kind(conn, event.gw, event.button)
         kind = Kind(registered) if registered is not None else event.kind
     except (sqlite3.Error, ValueError):
         kind = event.kind
@@ -291,15 +295,30 @@ def store_status(conn: sqlite3.Connection, status: Status, now: float) -> None:
 
 
 def store_inventory(conn: sqlite3.Connection, inventory: Inventory, now: float) -> None:
+    """A gateway's whole list of buttons: its registrations, and each button's place for display.
+
+    A button another gateway already shows under another kind keeps that
+    row (first come): the disagreement is a ``button_conflict`` trouble, and
+    each gateway's presses are routed by its own registration.
+    """
+    gw = inventory.gw
+    conn.execute("DELETE FROM registrations WHERE gw = ?", (gw,))
     for button in inventory.buttons:
+        conn.execute(
+            "INSERT INTO registrations (gw, button, kind, updated_at) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT(gw, button) DO UPDATE SET kind = excluded.kind, updated_at = excluded.updated_at",
+            (gw, button.id, str(button.kind), now),
+        )
         conn.execute(
             "INSERT INTO buttons (id, gw, kind, transport, site_name, lat, lon, label, updated_at) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET gw = excluded.gw, "
             "kind = excluded.kind, transport = excluded.transport, site_name = excluded.site_name, "
-            "lat = excluded.lat, lon = excluded.lon, label = excluded.label, updated_at = excluded.updated_at",
+            "lat = excluded.lat, lon = excluded.lon, label = excluded.label, updated_at = excluded.updated_at "
+            "WHERE buttons.gw = excluded.gw OR buttons.kind = excluded.kind "
+            "OR NOT EXISTS (SELECT 1 FROM registrations r WHERE r.gw = buttons.gw AND r.button = buttons.id)",
             (
                 button.id,
-                inventory.gw,
+                gw,
                 str(button.kind),
                 str(button.transport),
                 button.site.name,
@@ -309,9 +328,9 @@ def store_inventory(conn: sqlite3.Connection, inventory: Inventory, now: float) 
                 now,
             ),
         )
-    if not conn.execute("SELECT 1 FROM gateways WHERE gw = ?", (inventory.gw,)).fetchone():
+    if not conn.execute("SELECT 1 FROM gateways WHERE gw = ?", (gw,)).fetchone():
         # Inventory can arrive before status; the gateway is known, state not yet.
-        conn.execute("INSERT INTO gateways (gw, state, updated_at) VALUES (?, 'unknown', ?)", (inventory.gw, now))
+        conn.execute("INSERT INTO gateways (gw, state, updated_at) VALUES (?, 'unknown', ?)", (gw, now))
 
 
 def store_health(conn: sqlite3.Connection, health: Health, now: float) -> None:

@@ -63,6 +63,7 @@ class TroubleType(StrEnum):
     BUTTON_UNREGISTERED = "button_unregistered"  # events of a button in no inventory (alarms raised all the same)
     PRESS_SET_ASIDE = "press_set_aside"  # a press the ingest could not process normally
     MESSAGE_SET_ASIDE = "message_set_aside"  # any other message the ingest could not process
+    BUTTON_CONFLICT = "button_conflict"  # gateways register one button id under different kinds
 
 
 #: Troubles that exist because somebody pressed a button. For a SAPA button
@@ -548,11 +549,15 @@ def anomaly_troubles(conn: sqlite3.Connection, now: float, memory_s: float) -> l
         " ORDER BY e2.received_at DESC LIMIT 1) AS kind, "
         "(SELECT json_extract(e2.payload, '$.kind') FROM events e2 WHERE e2.button = e.button "
         " AND e2.anomaly = e.anomaly ORDER BY e2.received_at DESC LIMIT 1) AS claimed, "
-        "b.kind AS registered, "
+        # Registered by the gateway that carried the latest such event (each
+        # gateway's own registration routes its presses).
+        "(SELECT r.kind FROM registrations r WHERE r.button = e.button AND r.gw = (SELECT e5.gw FROM events e5 "
+        " WHERE e5.button = e.button AND e5.anomaly = e.anomaly ORDER BY e5.received_at DESC LIMIT 1)) "
+        " AS registered, "
         "EXISTS (SELECT 1 FROM events e3 WHERE e3.button = e.button AND e3.anomaly IS NULL "
         " AND e3.received_at > (SELECT MAX(e4.received_at) FROM events e4 WHERE e4.button = e.button "
         " AND e4.anomaly = e.anomaly)) AS in_order_since "
-        "FROM events e LEFT JOIN buttons b ON b.id = e.button "
+        "FROM events e "
         "WHERE e.anomaly IN ('unregistered', 'kind_mismatch') AND e.received_at >= ? "
         "GROUP BY e.button, e.anomaly",
         (now - memory_s,),
@@ -576,6 +581,29 @@ def anomaly_troubles(conn: sqlite3.Connection, now: float, memory_s: float) -> l
         audience = "sapa" if "sapa" in kinds else row["registered"]
         detail = f"{row['n']} event(s) claimed kind {row['claimed']}; registered as {row['registered']}"
         troubles.append(Trouble(TroubleType.KIND_MISMATCH, row["gw"], row["button"], audience, detail, row["began"]))
+    return troubles
+
+
+def conflict_troubles(conn: sqlite3.Connection, now: float) -> list[Trouble]:
+    """A button id that gateways register under different kinds: a configuration to fix.
+
+    Each gateway's presses go by its own registration meanwhile. It is a
+    device trouble (nobody pressed), of SAPA's audience if SAPA is involved.
+    """
+    troubles = []
+    rows = conn.execute(
+        "SELECT button, GROUP_CONCAT(gw || '=' || kind, ', ') AS claims, MIN(updated_at) AS began, "
+        "MAX(kind = 'sapa') AS sapa, MIN(kind) AS kind, "
+        "(SELECT b.gw FROM buttons b WHERE b.id = registrations.button) AS shown_by "
+        "FROM registrations GROUP BY button "
+        "HAVING COUNT(DISTINCT kind) > 1"
+    ).fetchall()
+    for row in rows:
+        audience = "sapa" if row["sapa"] else row["kind"]
+        detail = f"registered under different kinds: {row['claims']}"
+        troubles.append(
+            Trouble(TroubleType.BUTTON_CONFLICT, row["shown_by"], row["button"], audience, detail, row["began"])
+        )
     return troubles
 
 
@@ -611,8 +639,9 @@ def _merge_by_key(troubles: list[Trouble]) -> list[Trouble]:
 
 
 def _unchanged(conn: sqlite3.Connection, current: dict[str, Trouble]) -> bool:
-    rows = conn.execute("SELECT key, detail FROM troubles WHERE cleared_at IS NULL").fetchall()
-    return {row["key"]: row["detail"] for row in rows} == {key: t.detail for key, t in current.items()}
+    rows = conn.execute("SELECT key, detail, kind FROM troubles WHERE cleared_at IS NULL").fetchall()
+    stored = {row["key"]: (row["detail"], row["kind"]) for row in rows}
+    return stored == {key: (t.detail, t.kind) for key, t in current.items()}
 
 
 def record(conn: sqlite3.Connection, troubles: list[Trouble], now: float) -> list[dict[str, Any]]:
@@ -623,10 +652,15 @@ def record(conn: sqlite3.Connection, troubles: list[Trouble], now: float) -> lis
         return []  # a quiet round takes no write lock from the alarm ingest
     with transaction(conn):
         open_rows = {row["key"]: row for row in conn.execute("SELECT * FROM troubles WHERE cleared_at IS NULL")}
-        for key, row in open_rows.items():
-            if key not in current:
+        for key, row in list(open_rows.items()):
+            # A trouble whose audience changed (an unregistered button first
+            # heard as fire, then as SAPA) is cleared and opened anew, so that
+            # its new detail never reaches its old audience.
+            if key not in current or current[key].kind != row["kind"]:
                 conn.execute("UPDATE troubles SET cleared_at = ? WHERE id = ?", (now, row["id"]))
                 changed.append(row["id"])
+                if key in current:
+                    del open_rows[key]
             elif current[key].detail != row["detail"]:
                 conn.execute("UPDATE troubles SET detail = ? WHERE id = ?", (current[key].detail, row["id"]))
                 changed.append(row["id"])
@@ -722,6 +756,7 @@ class Supervisor(PeriodicCheck):
         troubles += webhook_troubles(conn, now)
         troubles += service_troubles(conn, now)
         troubles += anomaly_troubles(conn, now, self.settings.anomaly_memory_s)
+        troubles += conflict_troubles(conn, now)
         troubles += set_aside_troubles(conn, now, self.settings.anomaly_memory_s)
         changed = record(conn, troubles, now)
         opened_now = format_epoch(now)

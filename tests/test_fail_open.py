@@ -134,7 +134,7 @@ def test_a_mismatch_is_a_trouble_until_the_button_is_registered_with_its_kind(
     conn = connect(dashboard.config["DATABASE"])
     try:
         deadline = time.monotonic() + 10
-        while store.registered_kind(conn, "fire-7") != "sapa":
+        while store.registered_kind(conn, "gw-a", "fire-7") != "sapa":
             assert time.monotonic() < deadline, "inventory not stored"
             time.sleep(0.01)  # the ingest exposes no event for a stored inventory
     finally:
@@ -369,3 +369,84 @@ def test_a_json_body_that_is_not_an_object_acts_on_nothing(
             operator.post_json(f"/api/alarms/{alarm['id']}/acknowledge", body)  # type: ignore[arg-type]
         assert refused.value.status == 400
     assert operator.get_json(f"/api/alarms/{alarm['id']}")["alarm"]["state"] == "unacknowledged"
+
+
+def test_another_gateways_inventory_cannot_send_a_press_to_another_desk(
+    dashboard: DashboardServer, operator: DashboardClient, sapa_desk: DashboardClient, technician, probe: Probe
+) -> None:
+    """A copied configuration or a stolen gateway names gw-a's fire button as SAPA: gw-a's presses stay fire."""
+    register(probe, "gw-a", **{"fire-1": "fire"})
+    registered(dashboard, "fire-1")
+    register(probe, "gw-b", **{"fire-1": "sapa"})
+    conn = connect(dashboard.config["DATABASE"])
+    try:
+        deadline = time.monotonic() + 10
+        while store.registered_kind(conn, "gw-b", "fire-1") != "sapa":
+            assert time.monotonic() < deadline, "gw-b's inventory not stored"
+            time.sleep(0.01)  # the ingest exposes no event for a stored inventory
+    finally:
+        conn.close()
+    press = send(probe, make_event(button="fire-1", gw="gw-a"))
+    alarm = wait_alarm(operator, lambda a: a["last_event_id"] == press.id)
+    assert (alarm["kind"], alarm["anomaly"]) == ("fire", None)
+    assert sapa_desk.get_json("/api/alarms?state=all")["alarms"] == []
+    sites = operator.get_json("/api/sites")["sites"]
+    assert "fire-1" in {b["id"] for site in sites for b in site["buttons"]}  # still on the fire post's map
+    supervise(dashboard)
+    assert ("button_conflict", "fire-1") in troubles(technician)
+    assert ("button_conflict", "fire-1") in troubles(sapa_desk)
+    assert ("button_conflict", "fire-1") not in troubles(operator)  # SAPA is involved
+
+
+def test_an_unregistered_buttons_trouble_follows_its_kind_to_the_right_audience(
+    dashboard: DashboardServer, operator: DashboardClient, sapa_desk: DashboardClient, probe: Probe
+) -> None:
+    """First heard as fire, then as SAPA: the fire post's trouble closes and never shows the SAPA event."""
+    fire = send(probe, make_event(button="odd-1"))
+    wait_alarm(operator, lambda a: a["last_event_id"] == fire.id)
+    supervise(dashboard)
+    assert ("button_unregistered", "odd-1") in troubles(operator)
+    sapa = send(probe, make_event(button="odd-1", kind="sapa"))
+    wait_alarm(sapa_desk, lambda a: a["last_event_id"] == sapa.id)
+    supervise(dashboard)
+    assert ("button_unregistered", "odd-1") not in troubles(operator)
+    assert ("button_unregistered", "odd-1") in troubles(sapa_desk)
+
+
+def test_a_schema_3_database_is_upgraded_to_route_by_registration(tmp_path) -> None:
+    """The last released schema (kept in tests/data) gains schema 4: one open alarm per button *and kind*,
+    registrations from the buttons it knew, anomaly columns. Without the dropped index, a press routed to
+    the other kind's desk while an alarm is open would fail every path and be resent for ever."""
+    from pathlib import Path
+
+    from dashboard.db import SCHEMA_VERSION, init_schema
+    from firmware_bridge.payloads import Event as Ev
+    from firmware_bridge.payloads import EventType, Source
+
+    conn = connect(tmp_path / "v3.sqlite")
+    conn.executescript((Path(__file__).parent / "data" / "schema-v3.sql").read_text())
+    conn.executescript(
+        "INSERT INTO buttons (id, gw, kind, transport, site_name, lat, lon, updated_at) "
+        "VALUES ('b', 'g', 'sapa', 'gpio', 'Pasar', 1, 1, 1);"
+        "INSERT INTO alarms (id, number, button, gw, kind, state, first_event_id, last_event_id, first_press_ts, "
+        "opened_at, last_press_at) VALUES (17, 1, 'b', 'g', 'fire', 'unacknowledged', 'e', 'e', 't', 1, 1);"
+        "INSERT INTO events (id, gw, button, kind, type, ts, src, received_at, alarm_id, payload) "
+        "VALUES ('e', 'g', 'b', 'fire', 'press', 't', 'gpio', 1, 17, '{}');"
+        "PRAGMA user_version=3;"
+    )
+    init_schema(conn)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
+    indexes = {row[1] for row in conn.execute("PRAGMA index_list(alarms)")}
+    assert "alarms_open_button_kind" in indexes and "alarms_open_button" not in indexes
+    assert store.registered_kind(conn, "g", "b") == "sapa"
+    assert conn.execute("SELECT anomaly FROM alarms WHERE id = 17").fetchone()[0] is None
+    # The button is SAPA now, its old fire alarm still open: a new press opens a SAPA alarm beside it.
+    event = Ev(id="01M8N8WQMRR53SX1BWDFSSDFWZ", gw="g", button="b", kind=Kind.SAPA, type=EventType.PRESS,
+               ts=format_epoch(time.time()), src=Source.GPIO)  # fmt: skip
+    conn.execute("BEGIN IMMEDIATE")
+    outcome = store.store_events(conn, [(event, time.time())])
+    conn.execute("COMMIT")
+    (alarm_id,) = outcome.alarms
+    assert alarm_id != 17 and alarm_id % 16 == 2  # a SAPA alarm
+    init_schema(conn)  # and again: nothing happens twice
+    conn.close()

@@ -1,0 +1,252 @@
+-- Siaga dashboard store, schema version 3 (PRAGMA user_version).
+-- Times named *_at are the dashboard's clock (Unix seconds, REAL);
+-- ts columns are the gateway's clock as sent (ISO 8601 text).
+
+CREATE TABLE IF NOT EXISTS users (
+    id            INTEGER PRIMARY KEY AUTOINCREMENT,
+    username      TEXT    NOT NULL UNIQUE,
+    password_hash TEXT    NOT NULL,
+    role          TEXT    NOT NULL,
+    display_name  TEXT,
+    active        INTEGER NOT NULL DEFAULT 1,
+    created_at    REAL    NOT NULL
+);
+
+-- Sign-in sessions, so that signing out (or deactivating an account) ends a
+-- session for good, even if its cookie was copied.
+CREATE TABLE IF NOT EXISTS sessions (
+    id          TEXT    PRIMARY KEY,     -- random, kept in the signed cookie
+    user_id     INTEGER NOT NULL REFERENCES users(id),
+    created_at  REAL    NOT NULL,
+    revoked_at  REAL
+);
+
+CREATE TABLE IF NOT EXISTS gateways (
+    gw          TEXT PRIMARY KEY,
+    state       TEXT NOT NULL,           -- online / offline
+    status_ts   TEXT,                    -- gateway's clock
+    reason      TEXT,
+    version     TEXT,
+    started     TEXT,
+    updated_at  REAL NOT NULL,           -- when we learned the state
+    health      TEXT,                    -- last health payload (JSON)
+    health_at   REAL
+);
+
+CREATE TABLE IF NOT EXISTS buttons (
+    id          TEXT PRIMARY KEY,        -- button ids are unique across gateways
+    gw          TEXT NOT NULL,
+    kind        TEXT NOT NULL,
+    transport   TEXT NOT NULL,
+    site_name   TEXT NOT NULL,
+    lat         REAL NOT NULL,
+    lon         REAL NOT NULL,
+    label       TEXT,
+    updated_at  REAL NOT NULL
+);
+
+-- id = 16 * number + kind code (fire 1, sapa 2): each kind's ids run without
+-- gaps, so nobody can infer one kind's alarms from gaps in another's numbers.
+CREATE TABLE IF NOT EXISTS alarms (
+    id               INTEGER PRIMARY KEY,
+    number           INTEGER NOT NULL,   -- 1, 2, 3 ... within the kind
+    button           TEXT    NOT NULL,
+    gw               TEXT    NOT NULL,   -- gateway that carried the latest press
+    kind             TEXT    NOT NULL,
+    state            TEXT    NOT NULL,   -- unacknowledged / acknowledged / dispatched / resolved
+    rev              INTEGER NOT NULL DEFAULT 0,
+    press_count      INTEGER NOT NULL DEFAULT 1,
+    first_event_id   TEXT    NOT NULL,
+    last_event_id    TEXT    NOT NULL,
+    first_press_ts   TEXT    NOT NULL,   -- gateway's clock
+    opened_at        REAL    NOT NULL,   -- dashboard's clock
+    last_press_at    REAL    NOT NULL,
+    acknowledged_at  REAL,
+    acknowledged_by  TEXT,
+    dispatched_at    REAL,
+    dispatched_by    TEXT,
+    dispatch_unit    TEXT,               -- who was sent
+    resolved_at      REAL,
+    resolved_by      TEXT,
+    resolution       TEXT,               -- real / false_alarm / test
+    note             TEXT,
+    test             INTEGER NOT NULL DEFAULT 0,  -- raised by a button in test mode: no sound, no escalation
+    escalation       INTEGER NOT NULL DEFAULT 0,  -- escalation steps taken while unacknowledged
+    escalated_at     REAL
+);
+-- At most one open alarm per button: further presses join it.
+CREATE UNIQUE INDEX IF NOT EXISTS alarms_open_button ON alarms(button) WHERE state != 'resolved';
+CREATE INDEX IF NOT EXISTS alarms_kind_state ON alarms(kind, state, opened_at);
+CREATE UNIQUE INDEX IF NOT EXISTS alarms_kind_number ON alarms(kind, number);
+
+CREATE TABLE IF NOT EXISTS alarm_actions (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    alarm_id    INTEGER NOT NULL REFERENCES alarms(id),
+    action      TEXT    NOT NULL,        -- opened / acknowledged / resolved (presses: events.alarm_id)
+    actor       TEXT    NOT NULL,        -- username, or "gw:<id>" for presses
+    at          REAL    NOT NULL,
+    from_state  TEXT,
+    to_state    TEXT    NOT NULL,
+    note        TEXT,
+    event_id    TEXT
+);
+CREATE INDEX IF NOT EXISTS alarm_actions_alarm ON alarm_actions(alarm_id, id);
+
+CREATE TABLE IF NOT EXISTS events (
+    id           TEXT    PRIMARY KEY,    -- event id from the gateway: redelivery is a no-op
+    gw           TEXT    NOT NULL,
+    button       TEXT    NOT NULL,
+    kind         TEXT    NOT NULL,
+    type         TEXT    NOT NULL,
+    ts           TEXT    NOT NULL,       -- gateway's clock
+    src          TEXT    NOT NULL,
+    received_at  REAL    NOT NULL,       -- dashboard's clock
+    alarm_id     INTEGER REFERENCES alarms(id),
+    suppressed   TEXT,                   -- why a press raised no alarm (out_of_service)
+    payload      TEXT    NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_button ON events(button, received_at);
+
+-- Messages that passed validation but could not be processed (a bug, or data
+-- the store refused): kept raw so that no alarm vanishes without a trace.
+CREATE TABLE IF NOT EXISTS rejected_messages (
+    id       INTEGER PRIMARY KEY AUTOINCREMENT,
+    at       REAL NOT NULL,
+    topic    TEXT NOT NULL,
+    reason   TEXT NOT NULL,
+    error    TEXT,
+    payload  BLOB
+);
+
+-- Citizens' reports of Perda/Perkada violations (Open311 service requests).
+CREATE TABLE IF NOT EXISTS reports (
+    id               INTEGER PRIMARY KEY AUTOINCREMENT,
+    ticket           TEXT    NOT NULL UNIQUE,  -- service_request_id, e.g. LAP-2026-000123
+    token            TEXT    NOT NULL UNIQUE,  -- Open311 token
+    service_code     TEXT    NOT NULL,
+    description      TEXT,
+    lat              REAL,
+    lon              REAL,
+    address          TEXT,
+    address_id       TEXT,
+    area             TEXT,                     -- kecamatan
+    attributes       TEXT    NOT NULL DEFAULT '{}',  -- JSON: code -> value or [values]
+    media_url        TEXT,                     -- as an Open311 client gave it (never fetched)
+    status           TEXT    NOT NULL,
+    resolution       TEXT,
+    requested_at     REAL    NOT NULL,
+    updated_at       REAL    NOT NULL,
+    source           TEXT    NOT NULL,         -- "web" or "open311:<api key name>"
+    -- The reporter: visible to Satpol PP staff only, never on public pages or Open311.
+    reporter_name    TEXT,
+    reporter_email   TEXT,
+    reporter_phone   TEXT,
+    device_id        TEXT,
+    account_id       TEXT
+);
+CREATE INDEX IF NOT EXISTS reports_status ON reports(status, requested_at);
+CREATE INDEX IF NOT EXISTS reports_updated ON reports(updated_at);
+
+CREATE TABLE IF NOT EXISTS report_photos (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    report_id   INTEGER NOT NULL REFERENCES reports(id),
+    position    INTEGER NOT NULL,
+    path        TEXT    NOT NULL,    -- relative to the photos folder
+    sha256      TEXT    NOT NULL,
+    width       INTEGER NOT NULL,
+    height      INTEGER NOT NULL,
+    bytes       INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS report_photos_report ON report_photos(report_id, position);
+
+-- Every status change: who, when, why; public notes are shown to the reporter.
+CREATE TABLE IF NOT EXISTS report_history (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    report_id   INTEGER NOT NULL REFERENCES reports(id),
+    at          REAL    NOT NULL,
+    actor       TEXT    NOT NULL,
+    from_status TEXT,
+    to_status   TEXT    NOT NULL,
+    resolution  TEXT,
+    note        TEXT,
+    public      INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS report_history_report ON report_history(report_id, id);
+
+-- Keys of apps that submit reports on citizens' behalf (Open311 api_key). Only a hash is kept.
+CREATE TABLE IF NOT EXISTS api_keys (
+    id           INTEGER PRIMARY KEY AUTOINCREMENT,
+    name         TEXT    NOT NULL UNIQUE,
+    prefix       TEXT    NOT NULL,          -- the first characters, to recognise a key
+    key_hash     TEXT    NOT NULL UNIQUE,   -- SHA-256 of the key
+    created_at   REAL    NOT NULL,
+    created_by   TEXT    NOT NULL,
+    revoked_at   REAL,
+    last_used_at REAL
+);
+
+-- Supervision (schema 3): each trouble from when it began to when it cleared.
+CREATE TABLE IF NOT EXISTS troubles (
+    id           INTEGER PRIMARY KEY AUTOINCREMENT,
+    key          TEXT    NOT NULL,          -- type:subject, one open trouble per key
+    type         TEXT    NOT NULL,          -- gateway_offline, button_missing, low_battery, ...
+    gw           TEXT,
+    button       TEXT,
+    subject      TEXT,                      -- what else it is about (a webhook's name)
+    kind         TEXT,                      -- the button's kind (who may see it); NULL for a gateway's trouble
+    detail       TEXT    NOT NULL,
+    began_at     REAL    NOT NULL,          -- best estimate of when it began
+    detected_at  REAL    NOT NULL,
+    cleared_at   REAL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS troubles_open_key ON troubles(key) WHERE cleared_at IS NULL;
+CREATE INDEX IF NOT EXISTS troubles_began ON troubles(began_at);
+
+-- Escalation (schema 3): webhook notifications, a durable queue of their own.
+-- A row stays pending until its receiver answers 2xx (sent), retries run out
+-- (failed), or the alarm is acknowledged before it went out (cancelled).
+CREATE TABLE IF NOT EXISTS notifications (
+    id           INTEGER PRIMARY KEY AUTOINCREMENT,
+    alarm_id     INTEGER NOT NULL REFERENCES alarms(id),
+    kind         TEXT    NOT NULL,          -- the alarm's kind: who may see this row
+    event        TEXT    NOT NULL,          -- alarm.escalated / alarm.acknowledged / alarm.resolved
+    step         INTEGER NOT NULL,          -- the escalation step it belongs to
+    webhook      TEXT    NOT NULL,          -- the receiver's name in dashboard.toml
+    payload      TEXT    NOT NULL,          -- the JSON body, fixed when queued
+    status       TEXT    NOT NULL DEFAULT 'pending',  -- pending / sent / failed / cancelled
+    created_at   REAL    NOT NULL,
+    attempts     INTEGER NOT NULL DEFAULT 0,
+    next_at      REAL    NOT NULL,
+    finished_at  REAL,
+    last_error   TEXT
+);
+CREATE INDEX IF NOT EXISTS notifications_due ON notifications(next_at) WHERE status = 'pending';
+CREATE INDEX IF NOT EXISTS notifications_alarm ON notifications(alarm_id);
+
+-- Audit (schema 3): every operator and administrator action, and every read of
+-- SAPA data, with who, when, from where, and the state before and after.
+CREATE TABLE IF NOT EXISTS audit_log (
+    id        INTEGER PRIMARY KEY AUTOINCREMENT,
+    at        REAL    NOT NULL,
+    actor     TEXT    NOT NULL,          -- username ("siaga" for the dashboard itself)
+    role      TEXT,
+    action    TEXT    NOT NULL,          -- alarm.acknowledged, user.created, sapa.read, login.failed, ...
+    subject   TEXT,                      -- alarm:18, user:dina, button:pasar-andoolo-fire-1, ...
+    kind      TEXT,                      -- fire / sapa when it concerns an alarm or button: who may read it
+    before    TEXT,                      -- JSON
+    after     TEXT,                      -- JSON
+    ip        TEXT
+);
+CREATE INDEX IF NOT EXISTS audit_log_at ON audit_log(at);
+
+-- Buttons taken out of service (faulty, under maintenance) or put in test mode,
+-- each until an expiry: presses are still stored, but raise no alarm (out of
+-- service) or a silent test alarm (test mode).
+CREATE TABLE IF NOT EXISTS button_service (
+    button      TEXT    PRIMARY KEY,
+    mode        TEXT    NOT NULL,        -- out_of_service / test
+    reason      TEXT    NOT NULL,
+    until       REAL    NOT NULL,
+    set_by      TEXT    NOT NULL,
+    set_at      REAL    NOT NULL
+);
