@@ -240,11 +240,15 @@ def next_due_at(conn: sqlite3.Connection, webhook: str) -> float | None:
 
 
 def failing_webhooks(conn: sqlite3.Connection, since: float, min_attempts: int = 3) -> list[dict[str, Any]]:
-    """Receivers with a notice failed since ``since`` or pending after ``min_attempts`` tries."""
+    """Per receiver and alarm kind: notices failed since ``since`` or pending after ``min_attempts`` tries.
+
+    Per kind, because each count goes only to the desk of its kind: one
+    number over both would tell the fire post how many SAPA notices failed.
+    """
     rows = conn.execute(
-        "SELECT webhook, GROUP_CONCAT(DISTINCT kind) AS kinds, COUNT(*) AS count, MIN(created_at) AS began, "
+        "SELECT webhook, kind, COUNT(*) AS count, MIN(created_at) AS began, "
         "MAX(last_error) AS error FROM notifications "
-        "WHERE (status = ? AND finished_at >= ?) OR (status = ? AND attempts >= ?) GROUP BY webhook",
+        "WHERE (status = ? AND finished_at >= ?) OR (status = ? AND attempts >= ?) GROUP BY webhook, kind",
         (Delivery.FAILED, since, Delivery.PENDING, min_attempts),
     ).fetchall()
     return [dict(row) for row in rows]

@@ -71,6 +71,7 @@ class TroubleType(StrEnum):
 #: are shown only to the desk of that kind: see :class:`Audience`.
 PRESS_TROUBLES = frozenset(
     {
+        TroubleType.WEBHOOK_FAILING,  # notices exist because an alarm went unanswered
         TroubleType.PRESSES_SUPPRESSED,
         TroubleType.KIND_MISMATCH,
         TroubleType.BUTTON_UNREGISTERED,
@@ -125,7 +126,10 @@ class Trouble:
 
     @property
     def key(self) -> str:
-        return f"{self.type}:{self.button or self.gw or self.subject}"
+        subject = self.button or self.gw or self.subject
+        if self.type is TroubleType.WEBHOOK_FAILING:
+            return f"{self.type}:{subject}:{self.kind}"  # one receiver may fail both desks: a trouble for each
+        return f"{self.type}:{subject}"
 
 
 @dataclass(frozen=True)
@@ -494,10 +498,10 @@ def webhook_troubles(conn: sqlite3.Connection, now: float) -> list[Trouble]:
     """Receivers whose escalation notices fail: retrying for three tries or more, or given up this hour."""
     troubles = []
     for row in notify.failing_webhooks(conn, since=now - WEBHOOK_FAILED_MEMORY_S):
-        kinds = set((row["kinds"] or "").split(","))
-        kind = next(iter(kinds)) if len(kinds) == 1 else None  # a SAPA-only receiver is the SAPA desk's concern
         detail = f"{row['count']} notification(s) not delivered; last error: {row['error'] or '-'}"
-        troubles.append(Trouble(TroubleType.WEBHOOK_FAILING, None, None, kind, detail, row["began"], row["webhook"]))
+        troubles.append(
+            Trouble(TroubleType.WEBHOOK_FAILING, None, None, row["kind"], detail, row["began"], row["webhook"])
+        )
     return troubles
 
 

@@ -450,3 +450,35 @@ def test_a_schema_3_database_is_upgraded_to_route_by_registration(tmp_path) -> N
     assert alarm_id != 17 and alarm_id % 16 == 2  # a SAPA alarm
     init_schema(conn)  # and again: nothing happens twice
     conn.close()
+
+
+def test_a_receiver_failing_for_both_desks_is_a_trouble_for_each_with_its_own_count(
+    dashboard: DashboardServer, operator: DashboardClient, sapa_desk: DashboardClient, technician, probe: Probe
+) -> None:
+    """One number over both kinds would tell the fire post how many SAPA notices failed."""
+    fire = send(probe, make_event(button="fire-1"))
+    fire_alarm = wait_alarm(operator, lambda a: a["last_event_id"] == fire.id)
+    sapa = send(probe, make_event(button="sapa-1", kind="sapa"))
+    sapa_alarm = wait_alarm(sapa_desk, lambda a: a["last_event_id"] == sapa.id)
+    conn = connect(dashboard.config["DATABASE"])
+    try:
+        with conn:
+            now = time.time()
+            for alarm, kind, copies in ((fire_alarm, "fire", 1), (sapa_alarm, "sapa", 2)):
+                for _ in range(copies):
+                    conn.execute(
+                        "INSERT INTO notifications (alarm_id, kind, event, step, webhook, payload, status, "
+                        "created_at, attempts, next_at, finished_at, last_error) "
+                        "VALUES (?, ?, 'alarm.escalated', 1, 'pusat', '{}', 'failed', ?, 3, ?, ?, 'HTTP 503')",
+                        (alarm["id"], kind, now, now, now),
+                    )
+    finally:
+        conn.close()
+    supervise(dashboard)
+
+    def failing(client: DashboardClient) -> list[str]:
+        return [t["detail"] for t in client.get_json("/api/troubles")["troubles"] if t["type"] == "webhook_failing"]
+
+    assert [d.split(";")[0] for d in failing(operator)] == ["1 notification(s) not delivered"]
+    assert [d.split(";")[0] for d in failing(sapa_desk)] == ["2 notification(s) not delivered"]
+    assert [d.split(";")[0] for d in failing(technician)] == ["1 notification(s) not delivered"]
