@@ -5,21 +5,29 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 
 
 class RateLimiter:
-    """At most ``limit`` events per ``window_s`` seconds for each key (a client address, an API key)."""
+    """At most ``limit`` events per ``window_s`` seconds for each key (a client address, an API key).
 
-    def __init__(self, limit: int, window_s: float, *, max_keys: int = 100_000) -> None:
+    Times come from ``clock`` (monotonic seconds) unless a call passes ``now``; tests
+    inject a clock they move by hand instead of sleeping.
+    """
+
+    def __init__(
+        self, limit: int, window_s: float, *, max_keys: int = 100_000, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.limit = limit
         self.window_s = window_s
+        self.clock = clock
         self._max_keys = max_keys
         self._events: dict[str, deque[float]] = {}
         self._lock = threading.Lock()
 
     def allow(self, key: str, now: float | None = None) -> tuple[bool, float]:
         """(allowed, seconds until the next event would be allowed)."""
-        now = time.monotonic() if now is None else now
+        now = self.clock() if now is None else now
         with self._lock:
             events = self._events.get(key)
             if events is None:
@@ -35,7 +43,7 @@ class RateLimiter:
 
     def retry_after(self, key: str, now: float | None = None) -> float:
         """Seconds until ``key`` may act again (0: now), without counting anything."""
-        now = time.monotonic() if now is None else now
+        now = self.clock() if now is None else now
         with self._lock:
             events = self._events.get(key)
             while events and now - events[0] >= self.window_s:
@@ -46,7 +54,7 @@ class RateLimiter:
 
     def count(self, key: str, now: float | None = None) -> int:
         """How many events ``key`` has in the window (0: none lately)."""
-        now = time.monotonic() if now is None else now
+        now = self.clock() if now is None else now
         with self._lock:
             events = self._events.get(key)
             while events and now - events[0] >= self.window_s:
@@ -55,7 +63,7 @@ class RateLimiter:
 
     def clear_after(self, key: str, now: float | None = None) -> float:
         """Seconds until every event of ``key`` has left the window (0: none in it)."""
-        now = time.monotonic() if now is None else now
+        now = self.clock() if now is None else now
         with self._lock:
             events = self._events.get(key)
             if not events:
@@ -64,7 +72,7 @@ class RateLimiter:
 
     def hit(self, key: str, now: float | None = None) -> None:
         """Count one event for ``key`` (e.g. a failed sign-in) whether or not it was allowed."""
-        now = time.monotonic() if now is None else now
+        now = self.clock() if now is None else now
         with self._lock:
             if key not in self._events and len(self._events) >= self._max_keys:
                 self._forget_idle(now)

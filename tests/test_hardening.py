@@ -5,6 +5,7 @@ of where it was sent, never a 500 or a stack trace."""
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import json
 import xml.dom.minidom
 import xml.etree.ElementTree as ET
@@ -19,7 +20,15 @@ from werkzeug.exceptions import TooManyRequests
 from werkzeug.routing.converters import IntegerConverter
 
 from dashboard import SafeJSONProvider
-from dashboard.auth import LOGIN_FAILURES_PER_PAIR, LoginLimits
+from dashboard.auth import (
+    ATTACK_TRIES_PER_WINDOW,
+    ATTACK_WINDOW_S,
+    LOGIN_FAILURES_PER_ADDRESS,
+    LOGIN_FAILURES_PER_PAIR,
+    LOGIN_WINDOW_S,
+    LoginLimits,
+    address_key,
+)
 from dashboard.db import connect
 from dashboard.ratelimit import RateLimiter
 from dashboard.reports import store
@@ -299,7 +308,7 @@ def test_one_address_guessing_many_accounts_is_throttled(app: Flask) -> None:
 def test_an_account_under_attack_from_many_addresses_still_lets_a_clean_address_in(app: Flask) -> None:
     # The real limiter with a small account-wide limit, so that the test needs few scrypt checks.
     limits: LoginLimits = app.extensions["siaga.login_limits"]
-    limits.account = RateLimiter(6, limits.account.window_s)
+    limits.account = RateLimiter(6, limits.account.window_s, clock=limits.account.clock)
     username, password = ACCOUNTS["fire_operator"]
     assert sign_in_at(app, username, "typo-password", ELSEWHERE).status_code == 401  # one slip, before the attack
     for n in range(6):
@@ -315,6 +324,147 @@ def test_an_account_under_attack_from_many_addresses_still_lets_a_clean_address_
     assert reasons == ["account", "account"]
     # ... while the fire post, with no failure of its own, signs in.
     assert sign_in_at(app, username, password, OPERATOR_DESK).status_code == 302
+
+
+class Clock:
+    """A monotonic clock the test moves by hand: no sleeps."""
+
+    def __init__(self, now: float = 1000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def clocked_limits(app: Flask, *, account_failures: int | None = None) -> Clock:
+    """The app's real sign-in limits on a hand-moved clock; optionally a smaller account-wide
+    threshold, so that a test reaches 'under attack' with few scrypt checks."""
+    clock = Clock()
+    limits = LoginLimits.create(clock=clock)
+    if account_failures is not None:
+        limits.account = RateLimiter(account_failures, LOGIN_WINDOW_S, clock=clock)
+    app.extensions["siaga.login_limits"] = limits
+    return clock
+
+
+class LoginForm:
+    """One browser posting the sign-in form from whatever address it is given."""
+
+    def __init__(self, app: Flask) -> None:
+        self.client = app.test_client()
+        self.token = csrf(self.client, "/login")
+
+    def post(self, username: str, password: str, address: str):
+        data = {"username": username, "password": password, "csrf_token": self.token}
+        return self.client.post("/login", data=data, environ_base={"REMOTE_ADDR": address})
+
+
+def throttle_reasons(app: Flask) -> list[str]:
+    return [
+        json.loads(r["after"])["reason"]
+        for r in rows(app, "SELECT after FROM audit_log WHERE action = 'login.throttled' ORDER BY id")
+    ]
+
+
+@pytest.mark.parametrize(
+    ("address", "key"),
+    [
+        ("2001:db8:66:1:aaaa:bbbb:cccc:dddd", "2001:db8:66:1::/64"),
+        ("2001:DB8:66:1::1", "2001:db8:66:1::/64"),
+        ("2001:db8:66:2::1", "2001:db8:66:2::/64"),
+        ("fe80::1%eth0", "fe80::/64"),
+        ("::ffff:203.0.113.66", "203.0.113.66"),  # a dual-stack socket's IPv4 client is that IPv4 address
+        ("203.0.113.66", "203.0.113.66"),
+        ("203.0.113.67", "203.0.113.67"),
+        ("?", "?"),
+        ("unix:/run/siaga.sock", "unix:/run/siaga.sock"),
+    ],
+)
+def test_sign_in_limits_count_an_ipv6_64_as_one_address(address: str, key: str) -> None:
+    assert address_key(address) == key
+
+
+@pytest.mark.parametrize(
+    ("accounts", "through"), [("one", LOGIN_FAILURES_PER_PAIR), ("many", LOGIN_FAILURES_PER_ADDRESS)]
+)
+def test_a_thousand_addresses_in_one_ipv6_64_are_throttled_as_one(app: Flask, accounts: str, through: int) -> None:
+    """One subscriber has 2^64 addresses; a different one for each guess gains nothing."""
+    clocked_limits(app)
+    username, password = ACCOUNTS["fire_operator"]
+    subscriber = ipaddress.IPv6Network("2001:db8:66:1::/64")
+    form = LoginForm(app)
+    checked = 0
+    for n in range(1000):
+        address = str(subscriber[n * 2**54 + 1])  # spread over the whole interface-identifier range
+        response = form.post(username if accounts == "one" else f"akun{n}", "wrong-password", address)
+        assert response.status_code in (401, 429)
+        checked += response.status_code == 401
+        assert checked <= through, f"guess {n} from {address} reached the password check"
+    assert checked == through
+    assert throttle_reasons(app) == ["pair" if accounts == "one" else "address"] * (1000 - through)
+    assert form.post(username, password, "2001:db8:66:1:1234::5").status_code == 429  # the same /64
+    assert form.post(username, password, "2001:db8:66:2::1").status_code == 302  # the next subscriber
+
+
+def test_a_thousand_ipv4_addresses_get_at_most_the_budget_per_minute_against_one_account(app: Flask) -> None:
+    """A botnet with an address per guess: once the account is under attack, at most
+    ATTACK_TRIES_PER_WINDOW guesses a minute reach the password check, whatever the addresses."""
+    threshold = 6  # the real limiter, a small account-wide threshold: fewer scrypt checks
+    clock = clocked_limits(app, account_failures=threshold)
+    username = ACCOUNTS["fire_operator"][0]
+    form = LoginForm(app)
+    step = 0.18  # 1,000 guesses in three minutes
+    checked: list[float] = []
+    for n in range(1000):
+        response = form.post(username, "wrong-password", str(ipaddress.IPv4Address("10.0.0.1") + n))
+        if response.status_code == 401:
+            checked.append(clock())
+            under_attack = checked[threshold:]
+            in_last_minute = [t for t in under_attack if t > clock() - ATTACK_WINDOW_S]
+            assert len(in_last_minute) <= ATTACK_TRIES_PER_WINDOW, f"guess {n}: {len(in_last_minute)} in a minute"
+        else:
+            assert response.status_code == 429
+            assert 0 < int(response.headers["Retry-After"]) <= ATTACK_WINDOW_S + 1  # seconds, not 15 minutes
+        clock.advance(step)
+    through = len(checked) - threshold
+    assert 2 * ATTACK_TRIES_PER_WINDOW < through <= 3 * ATTACK_TRIES_PER_WINDOW  # slowed, never stopped
+    assert throttle_reasons(app) == ["account_rate"] * (1000 - len(checked))
+
+
+def test_under_attack_the_operator_at_a_new_address_signs_in_once_the_minute_turns(app: Flask) -> None:
+    clock = clocked_limits(app, account_failures=6)
+    username, password = ACCOUNTS["fire_operator"]
+    form, operator = LoginForm(app), LoginForm(app)
+    for n in range(6 + ATTACK_TRIES_PER_WINDOW):  # under attack, then the minute's budget spent
+        assert form.post(username, "wrong-password", f"203.0.113.{n}").status_code == 401
+        clock.advance(1)
+    assert form.post(username, "wrong-password", "203.0.113.200").status_code == 429
+    # The right password from a clean address, in a minute whose budget the attacker spent: wait seconds ...
+    refused = operator.post(username, password, OPERATOR_DESK)
+    wait = int(refused.headers["Retry-After"])
+    assert refused.status_code == 429 and 0 < wait <= ATTACK_WINDOW_S + 1
+    assert "1 menit" in refused.get_data(as_text=True)
+    assert throttle_reasons(app) == ["account_rate", "account_rate"]
+    clock.advance(wait)
+    # ... and the attack goes on (the account is still under attack), yet the operator is in.
+    assert operator.post(username, password, OPERATOR_DESK).status_code == 302
+    assert form.post(username, password, "203.0.113.0").status_code == 429  # an address that guessed wrong waits
+
+
+def test_under_attack_an_address_that_signed_in_before_is_outside_the_budget(app: Flask) -> None:
+    clock = clocked_limits(app, account_failures=6)
+    username, password = ACCOUNTS["fire_operator"]
+    form = LoginForm(app)
+    assert LoginForm(app).post(username, password, OPERATOR_DESK).status_code == 302  # the post's desk, yesterday
+    clock.advance(86400)
+    for n in range(6 + ATTACK_TRIES_PER_WINDOW):
+        assert form.post(username, "wrong-password", f"203.0.113.{n}").status_code == 401
+    assert form.post(username, "wrong-password", "203.0.113.200").status_code == 429
+    assert form.post(username, password, ELSEWHERE).status_code == 429  # a new address waits for the minute
+    assert LoginForm(app).post(username, password, OPERATOR_DESK).status_code == 302  # the known desk does not
 
 
 # -- 7: 500s ---------------------------------------------------------------------------------------
