@@ -250,6 +250,14 @@ class Outbox:
             row = self._db.execute("SELECT MIN(created_at) FROM outbox").fetchone()
         return None if row[0] is None else float(row[0])
 
+    @property
+    def durability(self) -> tuple[str, int]:
+        """This connection's (journal_mode, synchronous), e.g. ("wal", 2) for WAL with FULL."""
+        with self._lock:
+            journal = self._db.execute("PRAGMA journal_mode").fetchone()[0]
+            synchronous = self._db.execute("PRAGMA synchronous").fetchone()[0]
+        return str(journal), int(synchronous)
+
     def close(self) -> None:
         with self._lock:
             self._db.close()

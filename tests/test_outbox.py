@@ -47,6 +47,17 @@ def test_the_outbox_commits_durably_in_wal_mode(tmp_path: Path) -> None:
         other.close()
 
 
+def test_the_gateway_opens_its_outbox_with_wal_and_synchronous_full(tmp_path: Path) -> None:
+    # synchronous is per connection: only the outbox's own connection can say whether a
+    # commit waits for the disk (FULL = 2) or a power cut may lose it (OFF = 0).
+    outbox = open_outbox(tmp_path / "outbox.sqlite")
+    assert isinstance(outbox, Outbox)
+    with outbox:
+        assert outbox.durability == ("wal", 2)
+    with Outbox(tmp_path / "other.sqlite") as default:
+        assert default.durability == ("wal", 2)
+
+
 def test_removing_receipted_rows_keeps_the_rest(tmp_path: Path) -> None:
     with Outbox(tmp_path / "outbox.sqlite") as outbox:
         _first, second, _third = (outbox.put(f"E{i}", "t", b"p").seq for i in range(3))
