@@ -415,13 +415,13 @@ class BadCrc(RadioError):
 
 
 def crc16(data: bytes) -> int:
-    """CRC-16/CCITT-FALSE (poly 0x1021, init 0xFFFF)."""
-    crc = 0xFFFF
-    for byte in data:
-        crc ^= byte << 8
-        for _ in range(8):
-            crc = ((crc << 1) ^ 0x1021) & 0xFFFF if crc & 0x8000 else (crc << 1) & 0xFFFF
-    return crc
+    """CRC-16/CCITT-FALSE (poly 0x1021, init 0xFFFF, no reflection, no final XOR).
+
+    The reference firmware (``firmware/siaga_proto.py``) keeps its own bitwise
+    loop on purpose: MicroPython's ``binascii`` may lack ``crc_hqx``. Both are
+    checked against ``docs/radio-vectors.json``.
+    """
+    return binascii.crc_hqx(data, 0xFFFF)
 
 
 def to_stream(frame: bytes) -> bytes:

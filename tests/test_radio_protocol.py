@@ -124,6 +124,30 @@ def test_text_and_stream_encodings_agree() -> None:
     assert proto.to_stream(frame).hex() == radio.to_stream(frame).hex() == VECTORS["e32_stream"]["stream_hex"]
 
 
+def _bitwise_crc16(data: bytes) -> int:
+    """The former hand-written CRC-16/CCITT-FALSE, kept as the reference for ``binascii.crc_hqx``."""
+    crc = 0xFFFF
+    for byte in data:
+        crc ^= byte << 8
+        for _ in range(8):
+            crc = ((crc << 1) ^ 0x1021) & 0xFFFF if crc & 0x8000 else (crc << 1) & 0xFFFF
+    return crc
+
+
+def test_the_stream_crc_matches_the_vectors_and_the_firmware() -> None:
+    stream = bytes.fromhex(VECTORS["e32_stream"]["stream_hex"])
+    body, crc = stream[len(radio.SYNC) : -2], int.from_bytes(stream[-2:], "big")
+    assert radio.crc16(body) == _bitwise_crc16(body) == proto.crc16(body) == crc
+    assert radio.crc16(b"123456789") == 0x29B1  # the CRC-16/CCITT-FALSE check value
+    assert radio.crc16(b"") == 0xFFFF
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.binary(max_size=300))
+def test_the_stream_crc_is_the_bitwise_crc(data: bytes) -> None:
+    assert radio.crc16(data) == _bitwise_crc16(data) == proto.crc16(data)
+
+
 def test_event_ids_are_shared_by_every_gateway_and_change_with_the_key() -> None:
     vector = VECTORS["event_id"]
     assert radio.event_id(NODE, KEY, 1) == vector["id"]
