@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import sqlite3
 import threading
 import time
@@ -39,6 +38,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from firmware_bridge.broker import BrokerSettings, make_client
 from firmware_bridge.counters import Counters
 from firmware_bridge.errors import BadPayload, BadTopic
+from firmware_bridge.ids import is_event_id
 from firmware_bridge.payloads import (
     Event,
     GatewayState,
@@ -82,8 +82,6 @@ def store_failure(exc: BaseException) -> bool:
     """The store itself failed (locked, disk full, I/O): retry. Anything else is the message's fault or a bug."""
     return isinstance(exc, sqlite3.Error) and not isinstance(exc, PERMANENT_ERRORS)
 
-
-_EVENT_ID = re.compile(r"^([0-7][0-9A-HJKMNP-TV-Z]{25}|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$")
 
 #: Alarms resolved this recently are indicated again too (LED off), not only open ones.
 RESYNC_CLOSED_S = 3600.0
@@ -569,7 +567,7 @@ class Ingest:
         except (BadTopic, ValueError, RecursionError):
             return
         event_id = data.get("id") if isinstance(data, dict) else None
-        if isinstance(event_id, str) and _EVENT_ID.match(event_id):
+        if is_event_id(event_id):
             receipts.setdefault(gw, []).append(event_id)
 
     def _send_receipts(self, receipts: dict[str, list[str]]) -> None:

@@ -77,11 +77,6 @@ def _load_schema(name: str) -> Callable[[Any], Any]:
     return fastjsonschema.compile(json.loads(text))
 
 
-def schema_text(name: str) -> str:
-    """The JSON Schema document of one payload (``event``, ``status``, ...)."""
-    return resources.files("firmware_bridge.schemas").joinpath(f"{name}.schema.json").read_text("utf-8")
-
-
 _VALIDATORS: dict[str, Callable[[Any], Any]] = {
     name: _load_schema(name) for name in ("event", "status", "inventory", "health", "indication", "receipt", "presence")
 }

@@ -269,7 +269,6 @@ def _network_id(section: Section) -> int:
 
 def read_keys(path: Path, section: Section | None = None) -> dict[int, bytes]:
     """The node keys file: TOML with a [keys] table of "node id" = "32 hex digits"."""
-    from firmware_bridge.settings import read_toml
 
     def fail(message: str) -> ConfigError:
         if section is not None:

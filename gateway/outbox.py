@@ -79,7 +79,7 @@ class OutboxRow:
 
 
 class Outbox:
-    """A durable FIFO of events waiting for the broker's acknowledgement."""
+    """A durable FIFO of events waiting for the dashboard's receipt (a broker's acknowledgement is not enough)."""
 
     def __init__(self, path: str | Path, *, synchronous: str = "FULL") -> None:
         self.path = Path(path)

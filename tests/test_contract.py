@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+import uuid
 
 import pytest
 
@@ -262,6 +264,37 @@ def test_ulids_sort_by_time_and_keep_their_millis() -> None:
     assert ulid_millis(late) == 1001
     assert is_event_id(early) and is_event_id("123e4567-e89b-12d3-a456-426614174000")
     assert not is_event_id("01J" + "I" * 23)  # I is not Crockford base32
+
+
+def test_event_ids_are_what_the_dashboard_receipted_before() -> None:
+    """``is_event_id`` replaced the ingest's own pattern: the same ids pass, the same are refused."""
+    former = re.compile(r"^([0-7][0-9A-HJKMNP-TV-Z]{25}|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$")
+    ulid = make_ulid(1_700_000_000_000, bytes(range(10)))
+    uuid_text = "123e4567-e89b-12d3-a456-426614174000"
+    samples = [
+        ulid,
+        make_ulid(0, bytes(10)),
+        make_ulid((1 << 48) - 1, b"\xff" * 10),
+        uuid_text,
+        str(uuid.uuid5(uuid.NAMESPACE_URL, "siaga")),
+        ulid + "\n",
+        uuid_text + "\n",
+        ulid.lower(),
+        uuid_text.upper(),
+        "8" + ulid[1:],
+        ulid[:-1],
+        ulid + "0",
+        ulid[:10] + "I" + ulid[11:],
+        ulid[:10] + "U" + ulid[11:],
+        uuid_text.replace("-", ""),
+        "{" + uuid_text + "}",
+        " " + ulid,
+        "",
+    ]
+    for sample in samples:
+        assert is_event_id(sample) == bool(former.match(sample)), repr(sample)
+    for other in (None, 42, ulid.encode(), [ulid]):
+        assert not is_event_id(other)
 
 
 def test_timestamps_are_utc_with_milliseconds_and_need_a_timezone() -> None:
