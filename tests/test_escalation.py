@@ -32,6 +32,7 @@ from sim.webhook import WebhookReceiver
 
 from .conftest import OPERATOR, SAPA_DESK, press, signed_in
 from .test_ingest import wait_alarm
+from .waiting import poll_until
 
 SECRET = b"a-webhook-secret-of-some-length"
 WAIT_S = 15
@@ -227,13 +228,14 @@ def test_a_receiver_that_refuses_becomes_a_trouble_on_the_board(
 
 
 def wait_notice(client: DashboardClient, alarm_id: int, predicate: Callable[[dict], bool]) -> dict:
-    deadline = time.monotonic() + WAIT_S
-    while time.monotonic() < deadline:
-        for notice in client.get_json(f"/api/alarms/{alarm_id}")["notifications"]:
-            if predicate(notice):
-                return notice
-        time.sleep(0.02)  # polling an HTTP API; there is no event to wait on from outside
-    raise TimeoutError("no matching notification")
+    # polling an HTTP API; there is no event to wait on from outside
+    return poll_until(
+        lambda: next((n for n in client.get_json(f"/api/alarms/{alarm_id}")["notifications"] if predicate(n)), None),
+        lambda notice: notice is not None,
+        timeout=WAIT_S,
+        interval=0.02,
+        what="no matching notification",
+    )
 
 
 # -- configuration and schema -------------------------------------------------------------------

@@ -56,6 +56,7 @@ from .conftest import DEFAULT_BUTTONS, press
 from .mqttprobe import Probe
 from .test_ingest import drained
 from .test_lora import FAST, KEYS, lora_toml, make_config, plugged_rylr
+from .waiting import poll_until
 
 TOPICS = Topics()
 GW = "gw-test"
@@ -63,10 +64,8 @@ EVENT_TOPIC = TOPICS.event(GW)
 
 
 def wait_for(condition: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"{what}: not within {timeout} s"
-        time.sleep(0.01)  # counters and another thread's state have no event to wait on
+    # counters and another thread's state have no event to wait on
+    poll_until(condition, timeout=timeout, interval=0.01, what=what)
 
 
 class ManualClock:

@@ -27,6 +27,7 @@ from sim.servers import DashboardServer
 from sim.webclient import DashboardClient
 
 from .mqttprobe import Probe
+from .waiting import poll_until
 
 TOPICS = Topics()
 
@@ -55,22 +56,25 @@ def send(probe: Probe, event: Event) -> Event:
 
 def wait_alarm(client: DashboardClient, predicate, timeout: float = 10.0) -> dict:
     """Poll the board's API until an alarm matches (the API is what the test asserts on)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for alarm in client.get_json("/api/alarms?state=all")["alarms"]:
-            if predicate(alarm):
-                return alarm
-        time.sleep(0.02)  # polling an HTTP API; there is no event to wait on from outside
-    raise TimeoutError("no matching alarm")
+    # polling an HTTP API; there is no event to wait on from outside
+    return poll_until(
+        lambda: next((a for a in client.get_json("/api/alarms?state=all")["alarms"] if predicate(a)), None),
+        lambda alarm: alarm is not None,
+        timeout=timeout,
+        interval=0.02,
+        what="no matching alarm",
+    )
 
 
 def drained(dashboard: DashboardServer, stored: int, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    counters = dashboard.ingest.counters
-    while counters.get("events_stored") + counters.get("events_duplicate") < stored:
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"ingest stored {counters.snapshot()}")
-        time.sleep(0.01)  # the writer thread exposes counters, not an event
+    # the writer thread exposes counters, not an event
+    poll_until(
+        dashboard.ingest.counters.snapshot,
+        lambda seen: seen.get("events_stored", 0) + seen.get("events_duplicate", 0) >= stored,
+        timeout=timeout,
+        interval=0.01,
+        what=f"ingest storing {stored} event(s)",
+    )
 
 
 BAD = [
@@ -246,9 +250,12 @@ def test_a_message_that_cannot_be_processed_is_set_aside_not_lost(
     good = [make_event(button=f"fire-{n}") for n in range(10)]
     for event in [good[0], poison, *good[1:]]:
         probe.client.publish(TOPICS.event("gw-a"), event.encode(), qos=1)
-    deadline = time.monotonic() + 10
-    while dashboard.ingest.counters.get("events_stored") < len(good) and time.monotonic() < deadline:
-        time.sleep(0.01)  # the writer exposes counters, not an event
+    poll_until(  # the writer exposes counters, not an event
+        lambda: dashboard.ingest.counters.get("events_stored"),
+        lambda count: count >= len(good),
+        interval=0.01,
+        what="the good events stored around the poison one",
+    )
     assert dashboard.ingest.counters.get("events_stored") == len(good)
     assert dashboard.ingest.counters.get("set_aside.fire") == 1
     conn = sqlite3.connect(dashboard.config["DATABASE"])

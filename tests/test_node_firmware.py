@@ -17,6 +17,8 @@ from firmware_bridge import radio
 from sim.firmware import load_firmware
 from sim.radio import Air, Impairments, NodeSpec, VirtualNode
 
+from .waiting import poll_until
+
 KEY = bytes(range(16))
 NODE = 1001
 
@@ -37,10 +39,8 @@ def sent(air: Air) -> list[radio.Uplink]:
 
 
 def wait_until(condition, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.01)  # watching another thread's radio output
+    # watching another thread's radio output
+    poll_until(condition, timeout=timeout, interval=0.01, what="condition not met in time")
 
 
 @pytest.fixture
