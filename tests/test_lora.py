@@ -8,7 +8,6 @@ Pi; the nodes run the reference MicroPython firmware under CPython.
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -27,6 +26,7 @@ from sim.webclient import DashboardClient
 
 from .conftest import DEFAULT_BUTTONS, SAPA_DESK, press, signed_in
 from .test_ingest import drained, wait_alarm
+from .waiting import poll_until
 
 KEYS = {1001: bytes(range(16)), 1002: bytes(range(16, 32)), 1003: bytes(range(32, 48)), 1004: bytes(range(48, 64))}
 KINDS = {1001: "fire", 1002: "sapa", 1003: "fire", 1004: "fire"}
@@ -133,6 +133,17 @@ def rylr_network() -> tuple:
 # -- the path -----------------------------------------------------------------------------------------
 
 
+def wait_acknowledged(node: VirtualNode, timeout: float = 30) -> None:
+    """Until the node holds no unacknowledged press and its button is released."""
+    poll_until(
+        lambda: (node.node.pending, node.button.level),
+        lambda state: state[0] is None and state[1] != 0,
+        timeout=timeout,
+        what="a press was never acknowledged",
+        pause=lambda s: node.wait_for_pattern("never", s),
+    )
+
+
 def test_a_lora_press_becomes_one_alarm_and_the_operator_lights_the_node(
     dashboard: DashboardServer,
     operator: DashboardClient,
@@ -193,9 +204,12 @@ def test_a_replayed_capture_and_forged_frames_are_refused_and_counted(
     }
     for data in attacks.values():
         air.inject(data, rylr_network(), source=666, destination=1)
-    deadline = time.monotonic() + 10
-    while sum(gateway.radio.rejected.values()) < len(attacks) and time.monotonic() < deadline:
-        time.sleep(0.02)  # the gateway counts as frames arrive; nothing else to wait on
+    poll_until(  # the gateway counts as frames arrive; nothing else to wait on
+        lambda: sum(gateway.radio.rejected.values()),
+        lambda rejected: rejected >= len(attacks),
+        interval=0.02,
+        what="every attack refused",
+    )
     for reason in attacks:
         assert gateway.counters.get(f"radio_rejected.{reason}") == 1, reason
     assert gateway.radio.stats[1001].rejected == {"replayed": 1, "bad_mac": 1, "truncated": 1}
@@ -220,10 +234,7 @@ def test_every_press_gets_through_twenty_percent_loss(
         for node in nodes:
             node.press()
         for node in nodes:
-            deadline = time.monotonic() + 30
-            while node.node.pending is not None or node.button.level == 0:
-                assert time.monotonic() < deadline, "a press was never acknowledged"
-                node.wait_for_pattern("never", 0.05)
+            wait_acknowledged(node)
     expected = presses * len(nodes)
     drained(dashboard, expected, timeout=30)
     alarms = {a["button"]: a for a in operator.get_json("/api/alarms")["alarms"]}
@@ -273,19 +284,22 @@ def test_the_gateway_survives_its_module_being_unplugged(
 ) -> None:
     gateway, host = lora_gateway
     host.unplug()
-    deadline = time.monotonic() + 10
-    while gateway.health().extra["radio"]["module"]["state"] != "missing":
-        assert time.monotonic() < deadline, "the loss of the module was not noticed"
-        gateway.radio.link.connected.wait(0.05)
+    poll_until(
+        lambda: gateway.health().extra["radio"]["module"]["state"],
+        lambda state: state == "missing",
+        what="the loss of the module was not noticed",
+        pause=gateway.radio.link.connected.wait,
+    )
     assert gateway.counters.get("lora_lost") == 1
     press(pin_factory, 17)  # the wired buttons keep working meanwhile
     wait_alarm(operator, lambda a: a["button"] == "fire-1")
     host.plug()  # plugged back in (the same /dev/serial/by-id path)
     assert gateway.radio.link.connected.wait(10)
-    deadline = time.monotonic() + 10
-    while not gateway.radio.driver.configured:
-        assert time.monotonic() < deadline, "the module was not set up again"
-        gateway.radio.link.connected.wait(0.05)
+    poll_until(
+        lambda: gateway.radio.driver.configured,
+        what="the module was not set up again",
+        pause=gateway.radio.link.connected.wait,
+    )
     node = make_node(1001)
     node.press()
     assert node.wait_for_pattern("received", 10)
@@ -312,10 +326,12 @@ def test_counters_are_remembered_across_a_gateway_restart(
     second = start_gateway(config, factory=MockFactory())
     assert second.radio.link.connected.wait(10)
     air.inject(radio.to_text(capture).encode(), rylr_network(), source=666, destination=1)
-    deadline = time.monotonic() + 10
-    while second.counters.get("radio_rejected.replayed") == 0:
-        assert time.monotonic() < deadline, "the replay after a restart was not refused"
-        second.radio.link.connected.wait(0.02)
+    poll_until(
+        lambda: second.counters.get("radio_rejected.replayed"),
+        interval=0.02,
+        what="the replay after a restart was not refused",
+        pause=second.radio.link.connected.wait,
+    )
     host.close()
 
 
@@ -326,10 +342,12 @@ def test_heartbeats_are_kept_by_the_gateway_not_sent_as_events(
 ) -> None:
     gateway, _ = lora_gateway
     make_node(1003, settings={"HEARTBEAT_S": 0.2})
-    deadline = time.monotonic() + 10
-    while gateway.radio.stats[1003].heartbeats < 3:
-        assert time.monotonic() < deadline, "no heartbeats"
-        gateway.radio.link.connected.wait(0.05)
+    poll_until(
+        lambda: gateway.radio.stats[1003].heartbeats,
+        lambda heartbeats: heartbeats >= 3,
+        what="no heartbeats",
+        pause=gateway.radio.link.connected.wait,
+    )
     assert gateway.health().extra["radio"]["nodes"]["1003"]["last_heard"] is not None
     assert dashboard.ingest.counters.get("events_stored") == 0
 
@@ -406,10 +424,7 @@ def test_corrupted_frames_are_refused_and_every_press_still_arrives(
     node = make_node(1003)
     for _ in range(5):
         node.press()
-        deadline = time.monotonic() + 30
-        while node.node.pending is not None or node.button.level == 0:
-            assert time.monotonic() < deadline, "a press was never acknowledged"
-            node.wait_for_pattern("never", 0.05)
+        wait_acknowledged(node)
     wait_alarm(operator, lambda a: a["button"] == "lora-1003" and a["press_count"] == 5, timeout=20)
     # Damage was seen, counted and survived: by the gateway (uplinks) and by the node (downlinks).
     assert sum(gateway.radio.rejected.values()) + node.node.stats["rejected"] > 0
@@ -447,10 +462,12 @@ def test_a_loop_port_hears_what_the_gateway_sends(
     assert gateway.radio.link.connected.wait(10)
     frame = radio.encode_uplink(radio.Uplink(1001, 1, 1, radio.FrameType.PRESS, radio.Kind.FIRE), KEYS[1001])
     gateway.radio.link.write(radio.to_stream(frame))  # what a module would hand over
-    deadline = time.monotonic() + 10
-    while gateway.counters.get("radio_rejected.bad_class") == 0:
-        assert time.monotonic() < deadline, "the looped-back ack was not seen"
-        gateway.radio.link.connected.wait(0.02)
+    poll_until(
+        lambda: gateway.counters.get("radio_rejected.bad_class"),
+        interval=0.02,
+        what="the looped-back ack was not seen",
+        pause=gateway.radio.link.connected.wait,
+    )
     assert gateway.counters.get("radio_events") == 1  # the uplink became an event...
     assert gateway.counters.get("radio_acks_sent") == 1  # ...and its ack, looped back, was refused
 
@@ -468,10 +485,12 @@ def test_a_replay_from_elsewhere_does_not_refresh_the_node_or_steer_replies(
     (capture,) = uplinks(air)
     before = gateway.radio.stats[1001].view()
     air.inject(radio.to_text(capture).encode(), rylr_network(), source=666, destination=1)
-    deadline = time.monotonic() + 10
-    while gateway.counters.get("radio_rejected.replayed") == 0:
-        assert time.monotonic() < deadline
-        gateway.radio.link.connected.wait(0.02)
+    poll_until(
+        lambda: gateway.counters.get("radio_rejected.replayed"),
+        interval=0.02,
+        what="radio_rejected.replayed counted",
+        pause=gateway.radio.link.connected.wait,
+    )
     after = gateway.radio.stats[1001]
     assert after.source != 666  # replies still go to the real node
     assert after.view()["last_heard"] == before["last_heard"]

@@ -37,6 +37,7 @@ from .conftest import OPERATOR, SAPA_DESK, gateway_toml, press, signed_in
 from .mqttprobe import Probe
 from .test_ingest import wait_alarm
 from .test_lora import make_config, plugged_rylr
+from .waiting import poll_until
 
 FAST = SupervisionSettings(
     gateway_silent_s=2.5,
@@ -452,10 +453,13 @@ def test_a_silent_lora_button_becomes_a_trouble_and_clears_when_heard_again(
         # The SAPA node's troubles are the SAPA desk's: the fire post never sees them.
         nodes[1].close()
         sapa_desk = signed_in(dashboard, SAPA_DESK)
-        deadline = time.monotonic() + WAIT_S
-        while ("button_missing", "lora-1002") not in open_troubles(sapa_desk):
-            assert time.monotonic() < deadline, "the SAPA desk never saw its button go missing"
-            time.sleep(0.1)  # another thread records troubles; the API has no event to wait on
+        poll_until(  # another thread records troubles; the API has no event to wait on
+            lambda: open_troubles(sapa_desk),
+            lambda troubles: ("button_missing", "lora-1002") in troubles,
+            timeout=WAIT_S,
+            interval=0.1,
+            what="the SAPA desk never saw its button go missing",
+        )
         assert ("button_missing", "lora-1002") not in open_troubles(signed_in(dashboard, OPERATOR))
     finally:
         for node_ in nodes:
@@ -585,14 +589,16 @@ def test_the_device_view_shows_last_heard_battery_and_radio_quality_by_role(
         technician = signed_in(dashboard, ("teknisi", "teknisi-password-1"))
         status, page = technician.get_page("/")  # a technician lands on the device view
         assert status == 200 and 'id="buttons"' in page
-        deadline = time.monotonic() + WAIT_S
-        while True:
-            view = technician.get_json("/api/devices")
-            buttons = {b["id"]: b for b in view["buttons"]}
-            if all(buttons.get(b, {}).get("battery_mv") for b in ("lora-1001", "lora-1002")):
-                break
-            assert time.monotonic() < deadline, f"no radio facts in the device view: {view}"
-            time.sleep(0.1)  # the gateway's next health message: nothing to wait on from here
+        view = poll_until(  # the gateway's next health message: nothing to wait on from here
+            lambda: technician.get_json("/api/devices"),
+            lambda view: all(
+                {b["id"]: b for b in view["buttons"]}.get(b, {}).get("battery_mv") for b in ("lora-1001", "lora-1002")
+            ),
+            timeout=WAIT_S,
+            interval=0.1,
+            what="no radio facts in the device view",
+        )
+        buttons = {b["id"]: b for b in view["buttons"]}
         fire = buttons["lora-1001"]
         assert fire["battery_mv"] == 3300 and fire["via"] == "gw-test" and fire["heard_s"] is not None
         assert isinstance(fire["rssi"], int) and fire["heard_s"] < 30
@@ -610,10 +616,12 @@ def test_the_device_view_shows_last_heard_battery_and_radio_quality_by_role(
 
 
 def wait_inventory(client: DashboardClient) -> None:
-    deadline = time.monotonic() + WAIT_S
-    while "fire-1" not in {b["id"] for b in client.get_json("/api/devices")["buttons"]}:
-        assert time.monotonic() < deadline, "the gateway's inventory never arrived"
-        time.sleep(0.05)  # another process's message: the API is what we can watch
+    poll_until(  # another process's message: the API is what we can watch
+        lambda: {b["id"] for b in client.get_json("/api/devices")["buttons"]},
+        lambda ids: "fire-1" in ids,
+        timeout=WAIT_S,
+        what="the gateway's inventory never arrived",
+    )
 
 
 def set_service(client: DashboardClient, button: str, mode: str, reason: str = "", hours: str = "4") -> str:
@@ -633,10 +641,13 @@ def test_a_button_out_of_service_raises_no_alarm_stays_a_trouble_and_comes_back(
     press(pin_factory, 17)
     trouble = trouble_event(board, "button_out_of_service", "fire-1")
     assert "Tombol retak" in trouble["detail"]
-    deadline = time.monotonic() + WAIT_S
-    while "1 press(es) without alarm" not in str(operator.get_json("/api/troubles")):
-        assert time.monotonic() < deadline, "the suppressed press was never counted"
-        time.sleep(0.1)  # the supervisor's next round; nothing to wait on from outside
+    poll_until(  # the supervisor's next round; nothing to wait on from outside
+        lambda: str(operator.get_json("/api/troubles")),
+        lambda troubles: "1 press(es) without alarm" in troubles,
+        timeout=WAIT_S,
+        interval=0.1,
+        what="the suppressed press was never counted",
+    )
     assert operator.get_json("/api/alarms?state=all")["alarms"] == []  # stored, but no alarm
     assert gateway.pump.wait_drained(WAIT_S)  # and receipted like any event: nothing is left waiting
 
