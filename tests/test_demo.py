@@ -9,7 +9,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 import urllib.request
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from sim.webclient import DashboardClient
 
 from .test_demo_broker import Peer
 from .test_ingest import wait_alarm
+from .waiting import poll_until
 
 DEMO_MQTT_ACCOUNTS = ("dashboard", "gw-pasar-andoolo", "gw-smpn1-konda")
 
@@ -114,9 +114,11 @@ def test_the_demo_runs_the_whole_system_and_a_press_reaches_the_board(demo: dict
 
     board.post_json(f"/api/alarms/{alarm['id']}/acknowledge", {})
     # The virtual LED follows the acknowledgement; the panel is another process, so ask it.
-    deadline = time.monotonic() + 10
-    while panel_pattern(demo["panel"], "pasar-andoolo-fire-1") != "help_coming" and time.monotonic() < deadline:
-        time.sleep(0.05)  # polling another process's state
+    poll_until(  # polling another process's state
+        lambda: panel_pattern(demo["panel"], "pasar-andoolo-fire-1"),
+        lambda pattern: pattern == "help_coming",
+        what="the panel showing help coming",
+    )
     assert panel_pattern(demo["panel"], "pasar-andoolo-fire-1") == "help_coming"
     listing = subprocess.run(
         [sys.executable, "-m", "sim", "buttons", "--panel", demo["panel"]], capture_output=True, text=True, timeout=30
@@ -183,9 +185,11 @@ def test_the_demo_on_mosquitto_uses_the_same_accounts(demo: dict) -> None:
     board, alarm = press_and_sign_in(demo, "smpn1-konda-fire-1")
     assert alarm["gw"] == "gw-smpn1-konda"
     board.post_json(f"/api/alarms/{alarm['id']}/acknowledge", {})
-    deadline = time.monotonic() + 10
-    while panel_pattern(demo["panel"], "smpn1-konda-fire-1") != "help_coming" and time.monotonic() < deadline:
-        time.sleep(0.05)  # polling another process's state
+    poll_until(  # polling another process's state
+        lambda: panel_pattern(demo["panel"], "smpn1-konda-fire-1"),
+        lambda pattern: pattern == "help_coming",
+        what="the panel showing help coming",
+    )
     assert panel_pattern(demo["panel"], "smpn1-konda-fire-1") == "help_coming"
 
 

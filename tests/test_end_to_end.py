@@ -7,7 +7,6 @@ dashboard behind waitress, the board's live stream read over HTTP.
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable
 
 from gpiozero.pins.mock import MockFactory
@@ -26,6 +25,7 @@ from sim.webclient import DashboardClient
 from .conftest import press
 from .mqttprobe import Probe
 from .test_ingest import drained, wait_alarm
+from .waiting import poll_until
 
 
 def test_a_press_reaches_the_board_and_the_acknowledgement_lights_the_button(
@@ -204,12 +204,12 @@ def test_every_press_ends_in_received_never_stuck_in_sending(
         press(pin_factory, 17)
     presses = gateway.counters.get("presses")
     alarm = wait_alarm(operator, lambda a: a["press_count"] == presses)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        last = gateway.last_indication("fire-1")
-        if last is not None and (last.alarm, last.rev) == (alarm["id"], alarm["rev"]):
-            break
-        gateway.wait_for_pattern("fire-1", Pattern.RECEIVED, 0.05)
+    last = poll_until(
+        lambda: gateway.last_indication("fire-1"),
+        lambda last: last is not None and (last.alarm, last.rev) == (alarm["id"], alarm["rev"]),
+        what="the node showing the alarm's latest revision",
+        pause=lambda s: gateway.wait_for_pattern("fire-1", Pattern.RECEIVED, s),
+    )
     assert (last.alarm, last.rev) == (alarm["id"], alarm["rev"])
     assert gateway.pattern("fire-1") is Pattern.RECEIVED
 
@@ -228,10 +228,12 @@ def test_an_event_the_broker_lost_after_acknowledging_it_is_sent_again(
     dashboard.stop()  # the dashboard is being redeployed: the broker queues for it
     press(pin_factory, 17)
     (row,) = gateway.outbox.pending(0, 10)
-    deadline = time.monotonic() + 10
-    while gateway.counters.get("events_acknowledged") < 1:
-        assert time.monotonic() < deadline, "the broker never acknowledged the event"
-        time.sleep(0.01)  # counters have no event to wait on
+    poll_until(  # counters have no event to wait on
+        lambda: gateway.counters.get("events_acknowledged"),
+        lambda acknowledged: acknowledged >= 1,
+        interval=0.01,
+        what="the broker never acknowledged the event",
+    )
     mosquitto.kill()  # its queue for the dashboard was never saved (autosave every 30 s)
     mosquitto.start()
     again = DashboardServer(dashboard.config).start()

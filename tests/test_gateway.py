@@ -34,6 +34,7 @@ from sim.mosquitto import Mosquitto, TlsFiles
 
 from .conftest import DEFAULT_BUTTONS, gateway_toml, press
 from .mqttprobe import Probe
+from .waiting import poll_until
 
 TOPICS = Topics()
 
@@ -255,9 +256,11 @@ def test_a_gateway_logs_in_and_a_wrong_password_is_refused(
         )
     )
     refused = start_gateway(bad, wait_connected=False)
-    deadline = time.monotonic() + 10
-    while refused.counters.get("mqtt_connect_refused") == 0 and time.monotonic() < deadline:
-        refused.link.connected.wait(0.05)
+    poll_until(
+        lambda: refused.counters.get("mqtt_connect_refused"),
+        what="the broker refusing the connection",
+        pause=refused.link.connected.wait,
+    )
     assert refused.counters.get("mqtt_connect_refused") >= 1
     assert not refused.link.connected.is_set()
 
@@ -373,9 +376,11 @@ def test_a_broker_that_drops_our_messages_is_noticed(
             )
         )
         gateway = start_gateway(config)
-        deadline = time.monotonic() + 10
-        while gateway.counters.get("status_echo_missing") == 0 and time.monotonic() < deadline:
-            gateway.link.echo.wait(0.05)
+        poll_until(
+            lambda: gateway.counters.get("status_echo_missing"),
+            what="the missing status echo counted",
+            pause=gateway.link.echo.wait,
+        )
         assert gateway.counters.get("status_echo_missing") == 1
         assert gateway.health().extra["delivery_verified"] is False
 
@@ -433,10 +438,11 @@ def test_a_hung_pump_stops_the_watchdog_pings_and_they_resume_when_it_turns_agai
         assert sock.recv(64) == b"WATCHDOG=1"
         with gateway.pump._send_lock:  # the pump thread blocks on it, as on a deadlock
             press(pin_factory, 17)  # the press still commits to the outbox
-            deadline = time.monotonic() + 10
-            while watchdog.trouble is None:
-                assert time.monotonic() < deadline, "the watchdog never noticed the hung pump"
-                time.sleep(0.05)  # the watchdog thread's state has no event to wait on
+            poll_until(  # the watchdog thread's state has no event to wait on
+                lambda: watchdog.trouble,
+                lambda trouble: trouble is not None,
+                what="the watchdog never noticed the hung pump",
+            )
             assert "outbox pump has not turned" in watchdog.trouble
             pings = watchdog.pings
             sock.settimeout(0.3)
