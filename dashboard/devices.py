@@ -9,7 +9,6 @@ an odd shape or value is shown as unknown, never breaks the page.
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import time
 from typing import Any
@@ -20,7 +19,7 @@ from . import audit, service
 from .auth import Role, current_role, login_required
 from .db import get_db, transaction
 from .i18n import translate
-from .supervision import Audience, HealthReport, format_time, open_troubles, read_health, seconds
+from .supervision import Audience, format_time, gateway_health, open_troubles, seconds
 from .visibility import trouble_audience
 
 bp = Blueprint("devices", __name__)
@@ -34,7 +33,7 @@ def device_overview(conn: sqlite3.Connection, audience: Audience, now: float) ->
         by_subject.setdefault(trouble["subject"], []).append(trouble)
     gateways, nodes, wired = [], {}, {}
     for row in conn.execute("SELECT * FROM gateways ORDER BY gw"):
-        health = _health(row["health"])
+        health = gateway_health(row["health"])
         age_base = seconds(max(0.0, now - row["health_at"])) if row["health_at"] else None
         gateways.append(
             {
@@ -86,14 +85,6 @@ def device_overview(conn: sqlite3.Connection, audience: Audience, now: float) ->
             }
         )
     return {"gateways": gateways, "buttons": buttons, "troubles": troubles, "at": format_time(now)}
-
-
-def _health(text: str | None) -> HealthReport:
-    try:
-        value = json.loads(text) if text else {}
-    except (ValueError, RecursionError):
-        value = {}
-    return read_health(value)
 
 
 _MAINTAINERS = (Role.TECHNICIAN, Role.ADMIN)

@@ -65,22 +65,18 @@ log = logging.getLogger(__name__)
 
 _SUBSCRIBED = (Channel.STATUS, Channel.INVENTORY, Channel.EVENT, Channel.HEALTH)
 
-#: Failures that retrying will not cure: the message, not the store, is at fault.
-PERMANENT_ERRORS: tuple[type[Exception], ...] = (
+#: Store errors that retrying will not cure: the message, not the store, is at fault.
+_MESSAGE_STORE_ERRORS: tuple[type[sqlite3.Error], ...] = (
     sqlite3.IntegrityError,
     sqlite3.DataError,
     sqlite3.InterfaceError,
     sqlite3.ProgrammingError,
-    ArithmeticError,
-    LookupError,
-    TypeError,
-    ValueError,
-    RecursionError,
 )
+
 
 def store_failure(exc: BaseException) -> bool:
     """The store itself failed (locked, disk full, I/O): retry. Anything else is the message's fault or a bug."""
-    return isinstance(exc, sqlite3.Error) and not isinstance(exc, PERMANENT_ERRORS)
+    return isinstance(exc, sqlite3.Error) and not isinstance(exc, _MESSAGE_STORE_ERRORS)
 
 
 #: Alarms resolved this recently are indicated again too (LED off), not only open ones.
@@ -388,7 +384,8 @@ class Ingest:
         with transaction(conn):
             if press:
                 assert event is not None
-                stored, alarm_id = self._raise_degraded(conn, event, item.received_at)
+                assert kind is not None
+                stored, alarm_id = self._raise_degraded(conn, event, kind, item.received_at)
             conn.execute(
                 "INSERT INTO rejected_messages (at, topic, reason, error, payload, gw, button, kind, press, alarm_id) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -419,7 +416,9 @@ class Ingest:
         for alarm in alarms:
             self.indicate(alarm)
 
-    def _raise_degraded(self, conn: sqlite3.Connection, event: Event, received_at: float) -> tuple[bool, int | None]:
+    def _raise_degraded(
+        self, conn: sqlite3.Connection, event: Event, kind: str, received_at: float
+    ) -> tuple[bool, int | None]:
         """(stored, alarm id) for a press the normal path failed on; stored is False if even this failed."""
         conn.execute("SAVEPOINT degraded")
         try:
@@ -429,7 +428,7 @@ class Ingest:
                 raise  # the store, not the press: the caller retries it all
             conn.execute("ROLLBACK TO degraded")
             conn.execute("RELEASE degraded")
-            self.counters.add(f"press_not_stored.{self._kind_of(event)}")
+            self.counters.add(f"press_not_stored.{kind}")
             log.critical(
                 "a press of button %s (event %s) could not be stored at all (%r): its gateway keeps it and resends it",
                 event.button,
@@ -438,20 +437,17 @@ class Ingest:
             )
             return False, None
         conn.execute("RELEASE degraded")
-        self.counters.add(f"degraded_alarms.{self._kind_of(event)}")
+        self.counters.add(f"degraded_alarms.{kind}")
         log.error("raised degraded alarm %s for event %s of button %s", alarm_id, event.id, event.button)
         return True, alarm_id
 
     def _event_of(self, item: Inbound) -> Event | None:
         """The event a set-aside message carries, if it is one that decodes."""
         try:
-            gw, channel = self.topics.parse(item.topic)
-            if channel is not Channel.EVENT:
-                return None
-            event = decode_event(item.payload)
+            decoded = self._decode(item)
         except (BadTopic, BadPayload):
             return None
-        return event if event.gw == gw else None
+        return decoded if isinstance(decoded, Event) else None
 
     def _kind_of(self, event: Event) -> str:
         """The desk an event belongs to: its button's registered kind (see :func:`alarms.route`)."""

@@ -35,7 +35,7 @@ from .alarms import (
     route,
 )
 from .db import transaction
-from .supervision import read_health
+from .supervision import gateway_health
 
 _ALARM_SELECT = """
 SELECT a.*, b.site_name, b.lat, b.lon, b.label, b.transport,
@@ -172,19 +172,24 @@ def _apply_press(
 ) -> tuple[int, Action]:
     kind = routing.kind
     anomaly = str(routing.anomaly) if routing.anomaly else None
-    row = conn.execute(
-        "SELECT id, state FROM alarms WHERE button = ? AND kind = ? AND state != ?",
-        (event.button, str(kind), AlarmState.RESOLVED),
-    ).fetchone()
-    if row is not None:
+    open_id = _open_alarm_of(conn, event.button, kind)
+    if open_id is not None:
         # Each press is in the events table (alarm_id); only the alarm changes here.
         conn.execute(
             "UPDATE alarms SET press_count = press_count + 1, rev = rev + 1, last_event_id = ?, "
             "last_press_at = ?, gw = ?, anomaly = COALESCE(anomaly, ?) WHERE id = ?",
-            (event.id, received_at, event.gw, anomaly, row["id"]),
+            (event.id, received_at, event.gw, anomaly, open_id),
         )
-        return row["id"], Action.PRESSED
+        return open_id, Action.PRESSED
     return _open_alarm(conn, event, received_at, kind, anomaly, test=test), Action.OPENED
+
+
+def _open_alarm_of(conn: sqlite3.Connection, button: str, kind: Kind) -> int | None:
+    """The id of ``button``'s open alarm of ``kind`` (at most one: a unique index), if any."""
+    row = conn.execute(
+        "SELECT id FROM alarms WHERE button = ? AND kind = ? AND state != ?", (button, str(kind), AlarmState.RESOLVED)
+    ).fetchone()
+    return None if row is None else int(row["id"])
 
 
 def _open_alarm(
@@ -231,8 +236,7 @@ def raise_degraded_alarm(conn: sqlite3.Connection, event: Event, received_at: fl
     if done is not None and (done["alarm_id"] is not None or done["suppressed"] is not None):
         return done["alarm_id"]
     try:
-        registered = registered_kind(conn, event.gw, event.button)
-        kind = Kind(registered) if registered is not None else event.kind
+        kind = route_event(conn, event).kind
     except (sqlite3.Error, ValueError):
         kind = event.kind
     conn.execute(
@@ -240,17 +244,13 @@ def raise_degraded_alarm(conn: sqlite3.Connection, event: Event, received_at: fl
         "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO NOTHING",
         (event.id, event.gw, event.button, str(kind), "press", str(event.ts), "unknown", received_at, "{}", "degraded"),
     )
-    row = conn.execute(
-        "SELECT id FROM alarms WHERE button = ? AND kind = ? AND state != ?",
-        (event.button, str(kind), AlarmState.RESOLVED),
-    ).fetchone()
-    if row is not None:
+    alarm_id = _open_alarm_of(conn, event.button, kind)
+    if alarm_id is not None:
         conn.execute(
             "UPDATE alarms SET press_count = press_count + 1, rev = rev + 1, last_event_id = ?, last_press_at = ?, "
             "anomaly = ? WHERE id = ?",
-            (event.id, received_at, str(Anomaly.DEGRADED), row["id"]),
+            (event.id, received_at, str(Anomaly.DEGRADED), alarm_id),
         )
-        alarm_id = int(row["id"])
     else:
         alarm_id = _open_alarm(conn, event, received_at, kind, str(Anomaly.DEGRADED), test=False)
     conn.execute("UPDATE events SET alarm_id = ? WHERE id = ? AND alarm_id IS NULL", (alarm_id, event.id))
@@ -529,10 +529,7 @@ def alarms_to_indicate(conn: sqlite3.Connection, *, closed_since: float, gw: str
 
 
 def gateway_view(row: sqlite3.Row) -> dict[str, Any]:
-    try:
-        health = read_health(json.loads(row["health"])) if row["health"] else None
-    except ValueError:
-        health = None
+    health = gateway_health(row["health"])
     return {
         "gw": row["gw"],
         "state": row["state"],
@@ -542,7 +539,7 @@ def gateway_view(row: sqlite3.Row) -> dict[str, Any]:
         "started": row["started"],
         "updated_at": _iso(row["updated_at"]),
         "health_at": _iso(row["health_at"]),
-        "outbox_depth": health.outbox_depth if health is not None else None,
+        "outbox_depth": health.outbox_depth,
     }
 
 

@@ -474,14 +474,24 @@ def format_time(at: object, fallback: float | None = None) -> str | None:
 # -- the store and the thread ------------------------------------------------------------------
 
 
+def stored_health(text: str | None) -> dict[str, Any] | None:
+    """A gateway's stored health message (the JSON text of ``gateways.health``); None if absent or unreadable."""
+    try:
+        value = json.loads(text) if text else None
+    except (ValueError, RecursionError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def gateway_health(text: str | None) -> HealthReport:
+    """The stored health column, read tolerantly: what the device view and the gateway list show."""
+    return read_health(stored_health(text))
+
+
 def load_facts(conn: sqlite3.Connection) -> tuple[list[GatewayFacts], Buttons]:
     gateways = []
     for row in conn.execute("SELECT gw, state, updated_at, health, health_at FROM gateways"):
-        try:
-            health = json.loads(row["health"]) if row["health"] else None
-        except (ValueError, RecursionError):
-            health = None
-        health = health if isinstance(health, dict) else None
+        health = stored_health(row["health"])
         gateways.append(GatewayFacts(row["gw"], row["state"], row["updated_at"], health, row["health_at"]))
     buttons = {
         row["id"]: (row["gw"], row["kind"], row["transport"])
@@ -546,24 +556,20 @@ def anomaly_troubles(conn: sqlite3.Connection, now: float, memory_s: float) -> l
     """
     troubles = []
     rows = conn.execute(
-        "SELECT e.button, e.anomaly, MIN(e.received_at) AS began, MAX(e.received_at) AS last, COUNT(*) AS n, "
-        "(SELECT e2.gw FROM events e2 WHERE e2.button = e.button AND e2.anomaly = e.anomaly "
-        " ORDER BY e2.received_at DESC LIMIT 1) AS gw, "
-        "(SELECT e2.kind FROM events e2 WHERE e2.button = e.button AND e2.anomaly = e.anomaly "
-        " ORDER BY e2.received_at DESC LIMIT 1) AS kind, "
-        "(SELECT json_extract(e2.payload, '$.kind') FROM events e2 WHERE e2.button = e.button "
-        " AND e2.anomaly = e.anomaly ORDER BY e2.received_at DESC LIMIT 1) AS claimed, "
+        "WITH recent AS (SELECT * FROM events WHERE anomaly IN ('unregistered', 'kind_mismatch') "
+        " AND received_at >= ?), "
+        # SQLite takes the bare columns of a lone MAX() from the row that holds it: the latest event.
+        "latest AS (SELECT button, anomaly, MAX(received_at) AS last, gw, kind, "
+        " json_extract(payload, '$.kind') AS claimed FROM recent GROUP BY button, anomaly), "
+        "span AS (SELECT button, anomaly, MIN(received_at) AS began, COUNT(*) AS n FROM recent "
+        " GROUP BY button, anomaly) "
+        "SELECT l.*, s.began, s.n, "
         # Registered by the gateway that carried the latest such event (each
         # gateway's own registration routes its presses).
-        "(SELECT r.kind FROM registrations r WHERE r.button = e.button AND r.gw = (SELECT e5.gw FROM events e5 "
-        " WHERE e5.button = e.button AND e5.anomaly = e.anomaly ORDER BY e5.received_at DESC LIMIT 1)) "
-        " AS registered, "
-        "EXISTS (SELECT 1 FROM events e3 WHERE e3.button = e.button AND e3.anomaly IS NULL "
-        " AND e3.received_at > (SELECT MAX(e4.received_at) FROM events e4 WHERE e4.button = e.button "
-        " AND e4.anomaly = e.anomaly)) AS in_order_since "
-        "FROM events e "
-        "WHERE e.anomaly IN ('unregistered', 'kind_mismatch') AND e.received_at >= ? "
-        "GROUP BY e.button, e.anomaly",
+        "(SELECT r.kind FROM registrations r WHERE r.gw = l.gw AND r.button = l.button) AS registered, "
+        "EXISTS (SELECT 1 FROM events e WHERE e.button = l.button AND e.anomaly IS NULL "
+        " AND e.received_at > l.last) AS in_order_since "
+        "FROM latest l JOIN span s USING (button, anomaly)",
         (now - memory_s,),
     ).fetchall()
     for row in rows:
