@@ -24,6 +24,7 @@ from sim.webclient import DashboardClient
 from .conftest import ADMIN, signed_in
 from .mqttprobe import Probe
 from .test_ingest import TOPICS, make_event, send, wait_alarm
+from .waiting import poll_until
 
 TECHNICIAN = ("teknisi", "technician-password-1")
 
@@ -41,13 +42,16 @@ def register(probe: Probe, gw: str = "gw-a", **buttons: str) -> None:
     probe.publish(TOPICS.inventory(gw), inventory.encode(), retain=True)
 
 
-def registered(dashboard: DashboardServer, button: str, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
+def registered(dashboard: DashboardServer, button: str, kind: str | None = None, gw: str = "gw-a") -> None:
+    """Wait until ``gw``'s stored inventory registers ``button`` (as ``kind``, if given): no event says so."""
     conn = connect(dashboard.config["DATABASE"])
     try:
-        while conn.execute("SELECT 1 FROM buttons WHERE id = ?", (button,)).fetchone() is None:
-            assert time.monotonic() < deadline, f"{button} never registered"
-            time.sleep(0.01)  # the ingest exposes no event for a stored inventory
+        poll_until(
+            lambda: store.registered_kind(conn, gw, button),
+            lambda found: found is not None and kind in (None, found),
+            interval=0.01,
+            what=f"{gw} registering {button} as {kind or 'anything'}",
+        )
     finally:
         conn.close()
 
@@ -131,14 +135,7 @@ def test_a_mismatch_is_a_trouble_until_the_button_is_registered_with_its_kind(
     # SAPA is involved (the claim): only the SAPA desk learns of it.
     assert ("kind_mismatch", "fire-7") not in troubles(technician) | troubles(operator)
     register(probe, **{"fire-7": "sapa"})  # the gateway's inventory corrected
-    conn = connect(dashboard.config["DATABASE"])
-    try:
-        deadline = time.monotonic() + 10
-        while store.registered_kind(conn, "gw-a", "fire-7") != "sapa":
-            assert time.monotonic() < deadline, "inventory not stored"
-            time.sleep(0.01)  # the ingest exposes no event for a stored inventory
-    finally:
-        conn.close()
+    registered(dashboard, "fire-7", "sapa")
     supervise(dashboard)
     assert ("kind_mismatch", "fire-7") not in troubles(sapa_desk)
 
@@ -378,14 +375,7 @@ def test_another_gateways_inventory_cannot_send_a_press_to_another_desk(
     register(probe, "gw-a", **{"fire-1": "fire"})
     registered(dashboard, "fire-1")
     register(probe, "gw-b", **{"fire-1": "sapa"})
-    conn = connect(dashboard.config["DATABASE"])
-    try:
-        deadline = time.monotonic() + 10
-        while store.registered_kind(conn, "gw-b", "fire-1") != "sapa":
-            assert time.monotonic() < deadline, "gw-b's inventory not stored"
-            time.sleep(0.01)  # the ingest exposes no event for a stored inventory
-    finally:
-        conn.close()
+    registered(dashboard, "fire-1", "sapa", gw="gw-b")
     press = send(probe, make_event(button="fire-1", gw="gw-a"))
     alarm = wait_alarm(operator, lambda a: a["last_event_id"] == press.id)
     assert (alarm["kind"], alarm["anomaly"]) == ("fire", None)
