@@ -19,7 +19,7 @@ from .db import connect, get_db
 from .hub import LiveMessage
 from .live import live
 from .supervision import open_troubles
-from .visibility import alarm_kinds, trouble_audience
+from .visibility import trouble_audience
 
 log = logging.getLogger(__name__)
 
@@ -130,7 +130,7 @@ def gateways() -> Any:
 @bp.get("/sites")
 @login_required(*_BOARD_ROLES, Role.TECHNICIAN)
 def site_list() -> Any:
-    return jsonify(sites=sites.sites(get_db(), trouble_audience(), alarm_kinds(), time.time()))
+    return jsonify(sites=sites.sites(get_db(), trouble_audience(), visible_kinds(), time.time()))
 
 
 @bp.get("/troubles")
@@ -214,6 +214,7 @@ _KIND_FREE = frozenset(
         "presence_restored",
         "health_unreadable",  # per gateway round, whatever its buttons' kinds
         "http_500",  # a bug: its count says nothing of which desk's request met it
+        "rejected",
     }
 )
 _KIND_FREE_PREFIXES = ("rejected.",)
@@ -223,7 +224,7 @@ def counters_for(kinds: frozenset[str], counters: dict[str, int]) -> dict[str, i
     """The counters a role that sees alarms of ``kinds`` may read."""
 
     def visible(name: str) -> bool:
-        if name in _KIND_FREE or name == "rejected" or name.startswith(_KIND_FREE_PREFIXES):
+        if name in _KIND_FREE or name.startswith(_KIND_FREE_PREFIXES):
             return True
         suffix = name.rsplit(".", 1)[-1]
         return suffix in _KINDS and suffix in kinds
