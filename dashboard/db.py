@@ -69,11 +69,11 @@ def init_schema(conn: sqlite3.Connection) -> None:
         )
         # Schema 4: one open alarm per button *and kind* (see schema.sql).
         conn.execute("DROP INDEX IF EXISTS alarms_open_button")
-        if version < 4:  # each button was registered by the gateway that last named it
-            conn.execute(
-                "INSERT OR IGNORE INTO registrations (gw, button, kind, updated_at) "
-                "SELECT gw, id, kind, updated_at FROM buttons"
-            )
+        # Each known button was registered by the gateway that last named it.
+        conn.execute(
+            "INSERT OR IGNORE INTO registrations (gw, button, kind, updated_at) "
+            "SELECT gw, id, kind, updated_at FROM buttons"
+        )
         for statement in _LATE_INDEXES:
             conn.execute(statement)
         conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
