@@ -15,7 +15,12 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.routing import Map
 from werkzeug.routing.converters import IntegerConverter
 
-from . import admin, api, auth, board, csrf, db, devices, i18n, live, openapi, reports, stats
+from . import db, i18n, live, openapi, reports
+from .accounts import admin, auth, csrf
+from .alarms import stats
+from .board import api
+from .board import pages as board
+from .devices import view as devices
 from .reports import open311
 
 log = logging.getLogger(__name__)

@@ -14,7 +14,7 @@ from firmware_bridge import __version__
 from firmware_bridge.errors import ConfigError
 
 from . import create_app, live
-from .auth import AccountError, Role, create_user
+from .accounts.auth import AccountError, Role, create_user
 from .config import load_config
 from .db import connect, init_schema
 

@@ -11,12 +11,12 @@ from firmware_bridge.broker import read_broker_settings, read_secret_file
 from firmware_bridge.errors import ConfigError
 from firmware_bridge.settings import Section, read_toml
 
-from .escalation import EscalationSettings
+from .alarms.escalation import EscalationSettings
+from .alarms.notify import RetryPolicy, Webhook
+from .devices.supervision import SupervisionSettings
 from .i18n import LANGUAGES
-from .notify import RetryPolicy, Webhook
 from .reports.categories import load_catalogue
 from .reports.photos import writable_folder
-from .supervision import SupervisionSettings
 
 
 def load_config(path: str | Path, *, create_secret: bool = True) -> dict[str, Any]:

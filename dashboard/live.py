@@ -9,11 +9,11 @@ from flask import Flask, current_app
 
 from firmware_bridge.counters import Counters
 
-from .escalation import EscalationSettings, Escalator
-from .hub import Hub
-from .ingest import Ingest
-from .notify import Notifier
-from .supervision import SupervisionSettings, Supervisor
+from .alarms.escalation import EscalationSettings, Escalator
+from .alarms.notify import Notifier
+from .devices.supervision import SupervisionSettings, Supervisor
+from .ingest.hub import Hub
+from .ingest.mqtt import Ingest
 
 log = logging.getLogger(__name__)
 

@@ -1,18 +1,71 @@
-"""A background thread that does one job every few seconds and outlives any one failure.
+"""Background threads that outlive any one failure and say why they end.
 
-Supervision, escalation and the systemd watchdog are such jobs. A failing
-round (a busy database, one odd row) is logged and counted, and the next
-round comes as usual: the job that warns of silence must not fall silent
-itself. Only what escapes as a non-``Exception`` (a ``SystemExit`` from a
-bug, say) ends the thread; it is kept in ``failure`` for the health check.
+Supervision, escalation, the outbox pump, the ingest writer, the webhook
+senders and the systemd watchdog are such threads. A failing round (a busy
+database, one odd row, a bug) is logged and counted, and the next round comes
+as usual: the job that warns of silence must not fall silent itself. Only what
+escapes as a non-``Exception`` (a ``SystemExit`` from a bug, say) ends the
+thread; it is kept in ``failure`` for the health check.
+
+:class:`Guard` is that policy for a thread that runs its own loop;
+:class:`Periodic` is a thread that does one job every few seconds under it.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class Round:
+    """One round under :meth:`Guard.round`: ``failed`` is what it raised, if anything."""
+
+    failed: Exception | None = None
+
+
+class Guard:
+    """Counts and logs the errors of one background thread and keeps what ended it.
+
+    ``on_error`` (for example ``lambda: counters.add("pump_errors")``) is
+    called for every failed round, besides the guard's own ``errors`` count.
+    """
+
+    def __init__(self, name: str, on_error: Callable[[], None] | None = None) -> None:
+        self.name = name
+        self._on_error = on_error
+        self.failure: BaseException | None = None
+        self.errors = 0
+        self.last_error: str | None = None
+
+    @contextmanager
+    def lifetime(self) -> Iterator[None]:
+        """Wraps the thread's whole body: whatever ends it is reported, never swallowed."""
+        try:
+            yield
+        except BaseException as exc:
+            self.failure = exc
+            log.critical("%s stopped: %r", self.name, exc, exc_info=True)
+            raise
+
+    @contextmanager
+    def round(self, what: str = "a round failed") -> Iterator[Round]:
+        """Wraps one round: an ``Exception`` is counted, logged and absorbed; ``Round.failed`` tells the caller."""
+        outcome = Round()
+        try:
+            yield outcome
+        except Exception as exc:  # the next round may well succeed: count, say, go on
+            outcome.failed = exc
+            self.errors += 1
+            self.last_error = repr(exc)
+            if self._on_error is not None:
+                self._on_error()
+            log.error("%s: %s: %r", self.name, what, exc, exc_info=True)
 
 
 class Periodic:
@@ -23,9 +76,19 @@ class Periodic:
         self.interval = interval
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
-        self.failure: BaseException | None = None
-        self.errors = 0
-        self.last_error: str | None = None
+        self.guard = Guard(name)
+
+    @property
+    def failure(self) -> BaseException | None:
+        return self.guard.failure
+
+    @property
+    def errors(self) -> int:
+        return self.guard.errors
+
+    @property
+    def last_error(self) -> str | None:
+        return self.guard.last_error
 
     def turn(self) -> None:
         raise NotImplementedError
@@ -54,18 +117,11 @@ class Periodic:
 
     def _run(self) -> None:
         try:
-            self.setup()
-            while not self._stop.is_set():
-                try:
-                    self.turn()
-                except Exception as exc:  # the next round may well succeed: count, say, go on
-                    self.errors += 1
-                    self.last_error = repr(exc)
-                    log.error("%s: a round failed: %r", self.name, exc, exc_info=True)
-                self._stop.wait(self.interval)
-        except BaseException as exc:
-            self.failure = exc
-            log.critical("%s stopped: %r", self.name, exc, exc_info=True)
-            raise
+            with self.guard.lifetime():
+                self.setup()
+                while not self._stop.is_set():
+                    with self.guard.round():
+                        self.turn()
+                    self._stop.wait(self.interval)
         finally:
             self.teardown()

@@ -12,7 +12,7 @@ from flask.testing import FlaskClient
 from PIL import Image
 
 from dashboard import create_app
-from dashboard.auth import create_user
+from dashboard.accounts.auth import create_user
 from dashboard.db import connect, init_schema
 from dashboard.reports import store
 

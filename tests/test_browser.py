@@ -31,8 +31,8 @@ from gpiozero.pins.mock import MockFactory
 from playwright.sync_api import Browser, Locator, Page, Playwright, expect, sync_playwright
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
-from dashboard.escalation import EscalationSettings
-from dashboard.supervision import SupervisionSettings
+from dashboard.alarms.escalation import EscalationSettings
+from dashboard.devices.supervision import SupervisionSettings
 from firmware_bridge.broker import BrokerSettings
 from gateway.app import Gateway
 from gateway.config import GatewayConfig

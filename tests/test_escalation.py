@@ -15,12 +15,12 @@ from pathlib import Path
 import pytest
 from gpiozero.pins.mock import MockFactory
 
+from dashboard.alarms.escalation import EscalationSettings, due_steps
+from dashboard.alarms.notify import NotificationEvent, Notifier, RetryPolicy, Webhook, enqueue
 from dashboard.config import parse_config
 from dashboard.db import SCHEMA_VERSION, connect, init_schema, transaction
-from dashboard.escalation import EscalationSettings, due_steps
+from dashboard.devices.supervision import SupervisionSettings, webhook_troubles
 from dashboard.live import EXTENSION
-from dashboard.notify import NotificationEvent, Notifier, RetryPolicy, Webhook, enqueue
-from dashboard.supervision import SupervisionSettings, webhook_troubles
 from firmware_bridge.broker import BrokerSettings
 from firmware_bridge.errors import ConfigError
 from firmware_bridge.settings import parse_toml

@@ -13,8 +13,9 @@ import time
 
 import pytest
 
-from dashboard import store
+from dashboard.alarms import store
 from dashboard.db import connect
+from dashboard.devices import registry
 from dashboard.live import EXTENSION
 from firmware_bridge.payloads import ButtonInfo, GatewayState, Inventory, Kind, Presence, Site, Source
 from firmware_bridge.timeutil import format_epoch
@@ -47,7 +48,7 @@ def registered(dashboard: DashboardServer, button: str, kind: str | None = None,
     conn = connect(dashboard.config["DATABASE"])
     try:
         poll_until(
-            lambda: store.registered_kind(conn, gw, button),
+            lambda: registry.registered_kind(conn, gw, button),
             lambda found: found is not None and kind in (None, found),
             interval=0.01,
             what=f"{gw} registering {button} as {kind or 'anything'}",
@@ -205,7 +206,7 @@ def test_diagnostics_counters_are_the_same_with_and_without_a_sapa_press(
 
 
 def test_a_counter_nobody_classified_stays_hidden() -> None:
-    from dashboard.api import counters_for
+    from dashboard.board.api import counters_for
 
     counters = {"mqtt_connects": 1, "events_stored.fire": 2, "events_stored.sapa": 3, "brand_new_total": 4}
     assert counters_for(frozenset({"fire"}), counters) == {"mqtt_connects": 1, "events_stored.fire": 2}
@@ -311,7 +312,7 @@ def test_a_forged_offline_presence_of_the_dashboard_is_corrected(dashboard: Dash
 
 
 def test_open_alarms_are_indicated_again_periodically(tmp_path, broker_settings, probe: Probe) -> None:
-    from dashboard.supervision import SupervisionSettings
+    from dashboard.devices.supervision import SupervisionSettings
     from firmware_bridge.payloads import decode_indication
     from sim.servers import dashboard_config
 
@@ -333,7 +334,7 @@ def test_a_button_whose_alarm_was_resolved_lately_is_told_resolved_again(
     tmp_path, broker_settings, probe: Probe
 ) -> None:
     """A forged `received` on a button whose alarm is closed does not stay lit: the re-sync says resolved."""
-    from dashboard.supervision import SupervisionSettings
+    from dashboard.devices.supervision import SupervisionSettings
     from firmware_bridge.payloads import decode_indication
     from sim.servers import dashboard_config
 
@@ -428,7 +429,7 @@ def test_a_schema_3_database_is_upgraded_to_route_by_registration(tmp_path) -> N
     assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
     indexes = {row[1] for row in conn.execute("PRAGMA index_list(alarms)")}
     assert "alarms_open_button_kind" in indexes and "alarms_open_button" not in indexes
-    assert store.registered_kind(conn, "g", "b") == "sapa"
+    assert registry.registered_kind(conn, "g", "b") == "sapa"
     assert conn.execute("SELECT anomaly FROM alarms WHERE id = 17").fetchone()[0] is None
     # The button is SAPA now, its old fire alarm still open: a new press opens a SAPA alarm beside it.
     event = Ev(id="01M8N8WQMRR53SX1BWDFSSDFWZ", gw="g", button="b", kind=Kind.SAPA, type=EventType.PRESS,

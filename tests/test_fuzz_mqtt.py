@@ -52,7 +52,7 @@ from hypothesis import HealthCheck, Phase, given, note, seed, settings
 from hypothesis import strategies as st
 
 from dashboard.db import connect
-from dashboard.ingest import _SUBSCRIBED
+from dashboard.ingest.mqtt import _SUBSCRIBED
 from firmware_bridge.broker import BrokerSettings
 from firmware_bridge.errors import BadTopic
 from firmware_bridge.ids import make_ulid

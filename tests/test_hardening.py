@@ -20,7 +20,7 @@ from werkzeug.exceptions import TooManyRequests
 from werkzeug.routing.converters import IntegerConverter
 
 from dashboard import SafeJSONProvider
-from dashboard.auth import (
+from dashboard.accounts.auth import (
     ATTACK_TRIES_PER_WINDOW,
     ATTACK_WINDOW_S,
     LOGIN_FAILURES_PER_ADDRESS,
@@ -29,8 +29,8 @@ from dashboard.auth import (
     LoginLimits,
     address_key,
 )
+from dashboard.accounts.ratelimit import RateLimiter
 from dashboard.db import connect
-from dashboard.ratelimit import RateLimiter
 from dashboard.reports import store
 from dashboard.reports.categories import default_file, load_catalogue
 from firmware_bridge.errors import ConfigError

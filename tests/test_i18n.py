@@ -44,8 +44,8 @@ def test_placeholders_match_between_languages() -> None:
 
 
 def test_every_trouble_and_anomaly_has_a_label() -> None:
-    from dashboard.alarms import Anomaly
-    from dashboard.supervision import TroubleType
+    from dashboard.alarms.lifecycle import Anomaly
+    from dashboard.devices.supervision import TroubleType
 
     for language in LANGUAGES:
         missing = [t.value for t in TroubleType if f"trouble_{t.value}" not in MESSAGES[language]]

@@ -236,7 +236,7 @@ def test_a_message_that_cannot_be_processed_is_set_aside_not_lost(
 ) -> None:
     import sqlite3
 
-    from dashboard import store
+    from dashboard.alarms import store
 
     poison = make_event(button="fire-poison")
     real_store_events = store.store_events

@@ -121,9 +121,9 @@ from flask import Flask
 from gpiozero.pins.mock import MockFactory
 from werkzeug.routing import AnyConverter, Rule
 
-from dashboard.escalation import EscalationSettings
-from dashboard.notify import RetryPolicy, Webhook
-from dashboard.supervision import SupervisionSettings
+from dashboard.alarms.escalation import EscalationSettings
+from dashboard.alarms.notify import RetryPolicy, Webhook
+from dashboard.devices.supervision import SupervisionSettings
 from firmware_bridge.broker import BrokerSettings
 from firmware_bridge.settings import read_toml
 from gateway.app import Gateway

@@ -6,7 +6,7 @@ import csv
 import io
 from datetime import UTC, datetime
 
-from dashboard.stats import AlarmTimes, summarise
+from dashboard.alarms.stats import AlarmTimes, summarise
 from firmware_bridge.timeutil import parse_ts
 from sim.servers import DashboardServer
 from sim.webclient import DashboardClient

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 from gpiozero.pins.mock import MockFactory
 
-from dashboard.supervision import GatewayFacts, SupervisionSettings, TroubleType, evaluate
+from dashboard.devices.supervision import GatewayFacts, SupervisionSettings, TroubleType, evaluate
 from firmware_bridge.broker import BrokerSettings
 from firmware_bridge.timeutil import format_epoch
 from gateway.app import Gateway
@@ -194,7 +194,7 @@ BUTTONS_AB = {**BUTTONS, "fire-b": ("gw-b", "fire", "gpio")}
 
 
 def test_no_odd_health_field_stops_supervision_or_yields_an_unbounded_trouble() -> None:
-    from dashboard.supervision import MAX_SPAN_S
+    from dashboard.devices.supervision import MAX_SPAN_S
 
     for name, fragment in ODD_HEALTH.items():
         unreadable: list[tuple[str, Exception]] = []
@@ -210,7 +210,7 @@ def test_no_odd_health_field_stops_supervision_or_yields_an_unbounded_trouble() 
 
 
 def test_absurd_spans_in_health_are_believed_as_ten_years_at_most() -> None:
-    from dashboard.supervision import MAX_SPAN_S
+    from dashboard.devices.supervision import MAX_SPAN_S
 
     def found(fragment: str) -> dict[str, object]:
         bad = GatewayFacts("gw-a", "online", NOW - 1000, raw_health(fragment=fragment), NOW)
@@ -269,7 +269,7 @@ EVERYONE = frozenset({"fire", "sapa"})
 
 
 def test_stored_troubles_with_absurd_times_are_shown_bounded_and_never_break_a_view(tmp_path: Path) -> None:
-    from dashboard.supervision import MAX_SPAN_S, Audience, Trouble, open_troubles, record
+    from dashboard.devices.supervision import MAX_SPAN_S, Audience, Trouble, open_troubles, record
 
     conn = _store(tmp_path)
     # Rows a dashboard before the bound stored (or anything else wrote): they must not break the board.
@@ -303,8 +303,8 @@ def test_stored_troubles_with_absurd_times_are_shown_bounded_and_never_break_a_v
 def test_the_supervisor_counts_and_logs_a_gateway_it_cannot_read(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from dashboard.hub import Hub
-    from dashboard.supervision import Supervisor
+    from dashboard.devices.supervision import Supervisor
+    from dashboard.ingest.hub import Hub
 
     conn = _store(tmp_path)
     rows = [("gw-a", "x"), ("gw-b", NOW)]  # gw-a's health_at is text: reading it raises
@@ -315,7 +315,7 @@ def test_the_supervisor_counts_and_logs_a_gateway_it_cannot_read(
             (gw, NOW, json.dumps(payload), at),
         )
     supervisor = Supervisor(str(tmp_path / "store.db"), Hub(), FAST)
-    with caplog.at_level("ERROR", logger="dashboard.supervision"):
+    with caplog.at_level("ERROR", logger="dashboard.devices.supervision"):
         first = supervisor.check(conn, now=NOW)
         supervisor.check(conn, now=NOW + 1)
     assert {(view["type"], view["subject"]) for view in first} == {
@@ -328,8 +328,8 @@ def test_the_supervisor_counts_and_logs_a_gateway_it_cannot_read(
 
 
 def test_the_device_view_shows_odd_health_fields_as_unknown(tmp_path: Path) -> None:
-    from dashboard.devices import device_overview
-    from dashboard.supervision import Audience
+    from dashboard.devices.supervision import Audience
+    from dashboard.devices.view import device_overview
 
     conn = _store(tmp_path)
     gateways = {f"gw-{n}": fragment for n, fragment in enumerate(ODD_HEALTH.values())}

@@ -9,7 +9,7 @@ from flask import Flask
 
 from firmware_bridge.counters import Counters
 
-from ..ratelimit import RateLimiter
+from ..accounts.ratelimit import RateLimiter
 from . import keys, open311, public, workspace
 from .categories import load_catalogue
 from .metrics import EXTENSION

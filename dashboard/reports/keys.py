@@ -6,7 +6,7 @@ from typing import Any
 
 from flask import Blueprint, flash, g, redirect, render_template, request, url_for
 
-from ..auth import Role, login_required
+from ..accounts.auth import Role, login_required
 from ..db import get_db
 from ..i18n import translate
 from . import store

@@ -12,8 +12,8 @@ from __future__ import annotations
 import sqlite3
 from typing import Any
 
+from ..alarms.lifecycle import OPEN_STATES
 from . import service
-from .alarms import OPEN_STATES
 from .supervision import Audience, open_troubles
 
 #: Most urgent first: a site takes the state of its most urgent button.

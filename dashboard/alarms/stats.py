@@ -20,9 +20,9 @@ from typing import Any
 
 from flask import Blueprint, Response, render_template, request
 
-from . import audit
-from .auth import Role, login_required, visible_kinds
-from .db import get_db
+from ..accounts import audit
+from ..accounts.auth import Role, login_required, visible_kinds
+from ..db import get_db
 
 WITA = timezone(timedelta(hours=8), "WITA")
 

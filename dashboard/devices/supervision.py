@@ -35,9 +35,9 @@ from firmware_bridge.counters import Counters
 from firmware_bridge.timeutil import format_epoch, parse_ts
 from firmware_bridge.topics import is_valid_id
 
-from . import notify
-from .db import PeriodicCheck, transaction
-from .hub import Hub, LiveMessage
+from ..alarms import notify
+from ..db import PeriodicCheck, transaction
+from ..ingest.hub import Hub, LiveMessage
 
 log = logging.getLogger(__name__)
 

@@ -12,14 +12,16 @@ from flask import Blueprint, Response, abort, current_app, g, jsonify, request, 
 from firmware_bridge.payloads import Kind
 from firmware_bridge.timeutil import format_epoch
 
-from . import audit, notify, sites, store
-from .alarms import Action, AlarmChanged, AlarmNotFound, InvalidAction, InvalidTransition
-from .auth import Role, login_required, session_user, visible_kinds
-from .db import connect, get_db
-from .hub import LiveMessage
-from .live import live
-from .supervision import open_troubles
-from .visibility import trouble_audience
+from ..accounts import audit
+from ..accounts.auth import Role, login_required, session_user, visible_kinds
+from ..accounts.visibility import trouble_audience
+from ..alarms import notify, store
+from ..alarms.lifecycle import Action, AlarmChanged, AlarmNotFound, InvalidAction, InvalidTransition
+from ..db import connect, get_db
+from ..devices import registry, sites
+from ..devices.supervision import open_troubles
+from ..ingest.hub import LiveMessage
+from ..live import live
 
 log = logging.getLogger(__name__)
 
@@ -124,7 +126,7 @@ def resolve(alarm_id: int) -> Any:
 @bp.get("/gateways")
 @login_required()
 def gateways() -> Any:
-    return jsonify(gateways=store.list_gateways(get_db()))
+    return jsonify(gateways=registry.list_gateways(get_db()))
 
 
 @bp.get("/sites")
@@ -146,7 +148,7 @@ def _snapshot(kinds: frozenset[str]) -> LiveMessage:
         {
             "alarms": store.list_alarms(conn, kinds=kinds, open_only=True),
             "closed": store.recently_closed(conn, kinds=kinds, since=time.time() - CLOSED_MEMORY_S),
-            "gateways": store.list_gateways(conn),
+            "gateways": registry.list_gateways(conn),
             "troubles": open_troubles(conn, trouble_audience()),
             "server_time": format_epoch(time.time()),
         },

@@ -34,8 +34,8 @@ from typing import Any
 from firmware_bridge.counters import Counters
 from firmware_bridge.timeutil import format_epoch
 
-from .db import connect, transaction
-from .i18n import MESSAGES
+from ..db import connect, transaction
+from . import notices
 
 log = logging.getLogger(__name__)
 
@@ -202,7 +202,7 @@ def _queue_follow_up(conn: sqlite3.Connection, alarm: dict[str, Any], webhook: s
         (alarm["id"], webhook),
     ).fetchone()
     board_url = json.loads(previous["payload"]).get("board_url") if previous else None
-    body = payload(event, alarm, step, now, settled_texts(alarm), board_url)
+    body = payload(event, alarm, step, now, notices.settled_texts(alarm), board_url)
     enqueue(
         conn, alarm_id=alarm["id"], kind=alarm["kind"], event=event, step=step, body=body, webhooks=[webhook], now=now
     )
@@ -459,34 +459,3 @@ class Notifier:
             raise
         finally:
             conn.close()
-
-
-def _alarm_named(alarm: dict[str, Any]) -> dict[str, str]:
-    """ "Alarm KEBAKARAN #12 di Pasar Andoolo" / "FIRE alarm #12 at Pasar Andoolo", in the board's own words."""
-    place = (alarm.get("site") or {}).get("name") or alarm["button"]
-    kind = {language: MESSAGES[language].get(f"kind_{alarm['kind']}", alarm["kind"]) for language in ("id", "en")}
-    return {
-        "id": f"Alarm {kind['id']} #{alarm['number']} di {place}",
-        "en": f"{kind['en']} alarm #{alarm['number']} at {place}",
-    }
-
-
-def settled_texts(alarm: dict[str, Any]) -> dict[str, str]:
-    """Short human texts (Bahasa Indonesia and English) for a message gateway to forward."""
-    named = _alarm_named(alarm)
-    if alarm["state"] == "acknowledged":
-        who = alarm.get("acknowledged_by") or "-"
-        return {"id": f"{named['id']} sudah diakui oleh {who}.", "en": f"{named['en']} was acknowledged by {who}."}
-    resolution = alarm.get("resolution") or "-"
-    return {"id": f"{named['id']} sudah ditutup ({resolution}).", "en": f"{named['en']} was resolved ({resolution})."}
-
-
-def escalated_texts(alarm: dict[str, Any], waited_s: float) -> dict[str, str]:
-    named = _alarm_named(alarm)
-    minutes = max(int(waited_s // 60), 0)
-    waited_id = f"{minutes} menit" if minutes else f"{int(waited_s)} detik"
-    waited_en = f"{minutes} min" if minutes else f"{int(waited_s)} s"
-    return {
-        "id": f"{named['id']} belum diakui selama {waited_id} ({alarm['press_count']} tekan).",
-        "en": f"{named['en']} not acknowledged for {waited_en} ({alarm['press_count']} press(es)).",
-    }

@@ -21,7 +21,7 @@ from flask import Response, g, has_request_context, request
 
 from firmware_bridge.timeutil import format_epoch
 
-from .db import transaction
+from ..db import transaction
 
 #: What an administrator sees instead of a SAPA row's before/after.
 REDACTED = "[SAPA: hanya untuk meja SAPA]"

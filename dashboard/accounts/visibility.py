@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from firmware_bridge.payloads import Kind
 
+from ..devices.supervision import Audience
 from .auth import ALARM_KINDS, TROUBLE_KINDS, Role, current_role
-from .supervision import Audience
 
 #: Whose press troubles (``supervision.PRESS_TROUBLES``: presses swallowed
 #: while out of service, unregistered buttons, kind mismatches, presses set

@@ -37,9 +37,9 @@ from werkzeug.security import check_password_hash, generate_password_hash
 from firmware_bridge.errors import SiagaError
 from firmware_bridge.payloads import Kind
 
+from ..db import get_db, transaction
+from ..i18n import translate
 from . import audit
-from .db import get_db, transaction
-from .i18n import translate
 from .ratelimit import RateLimiter
 
 bp = Blueprint("auth", __name__)

@@ -6,8 +6,8 @@ from typing import Any
 
 from flask import Blueprint, current_app, g, jsonify, redirect, render_template, request, url_for
 
-from .auth import HOME, Role, current_role, login_required
-from .live import live
+from ..accounts.auth import HOME, Role, current_role, login_required
+from ..live import live
 
 bp = Blueprint("board", __name__)
 
@@ -21,7 +21,7 @@ def index() -> Any:
 
 
 def _render(desk: str) -> str:
-    from .config import DEFAULT_UNITS
+    from ..config import DEFAULT_UNITS
 
     units = (current_app.config.get("SIAGA_UNITS") or DEFAULT_UNITS)["sapa" if desk == "sapa" else "fire"]
     return render_template(

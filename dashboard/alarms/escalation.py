@@ -20,10 +20,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import audit, notify, store
-from .alarms import Action, AlarmState, InvalidTransition
-from .db import PeriodicCheck, transaction
-from .hub import Hub, LiveMessage
+from ..accounts import audit
+from ..db import PeriodicCheck, transaction
+from ..ingest.hub import Hub, LiveMessage
+from . import notices, notify, store
+from .lifecycle import Action, AlarmState, InvalidTransition
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +101,7 @@ def _take_step(
         alarm,
         step,
         now,
-        notify.escalated_texts(alarm, waited),
+        notices.escalated_texts(alarm, waited),
         settings.board_url,
     )
     notify.enqueue(

@@ -13,11 +13,14 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from firmware_bridge.payloads import Event, Health, Inventory, Kind, Status
+from firmware_bridge.payloads import Event, Kind
 from firmware_bridge.timeutil import format_epoch
 
-from . import audit, notify, service
-from .alarms import (
+from ..accounts import audit
+from ..db import transaction
+from ..devices import registry, service
+from . import notify
+from .lifecycle import (
     OPEN_STATES,
     Action,
     AlarmChanged,
@@ -34,8 +37,6 @@ from .alarms import (
     opens_alarm,
     route,
 )
-from .db import transaction
-from .supervision import gateway_health
 
 _ALARM_SELECT = """
 SELECT a.*, b.site_name, b.lat, b.lon, b.label, b.transport,
@@ -103,18 +104,10 @@ def alarm_view(row: sqlite3.Row) -> dict[str, Any]:
 # -- ingest -------------------------------------------------------------------
 
 
-def registered_kind(conn: sqlite3.Connection, gw: str, button: str) -> str | None:
-    """The kind ``gw``'s inventory registered for ``button``; None if it names no such button.
-
-    Only the event's own gateway counts: another gateway's inventory naming
-    the same id (a copied configuration, a stolen gateway) cannot reroute it.
-    """
-    row = conn.execute("SELECT kind FROM registrations WHERE gw = ? AND button = ?", (gw, button)).fetchone()
-    return None if row is None else row["kind"]
 
 
 def route_event(conn: sqlite3.Connection, event: Event) -> Routing:
-    return route(event.kind, registered_kind(conn, event.gw, event.button))
+    return route(event.kind, registry.registered_kind(conn, event.gw, event.button))
 
 
 def store_events(conn: sqlite3.Connection, events: Sequence[tuple[Event, float]]) -> IngestOutcome:
@@ -275,69 +268,10 @@ def log_action(
     )
 
 
-def store_status(conn: sqlite3.Connection, status: Status, now: float) -> None:
-    conn.execute(
-        "INSERT INTO gateways (gw, state, status_ts, reason, version, started, updated_at) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(gw) DO UPDATE SET state = excluded.state, "
-        "status_ts = excluded.status_ts, reason = excluded.reason, "
-        "version = COALESCE(excluded.version, gateways.version), "
-        "started = COALESCE(excluded.started, gateways.started), updated_at = excluded.updated_at",
-        (
-            status.gw,
-            str(status.state),
-            status.ts,
-            str(status.reason) if status.reason else None,
-            status.version,
-            status.started,
-            now,
-        ),
-    )
 
 
-def store_inventory(conn: sqlite3.Connection, inventory: Inventory, now: float) -> None:
-    """A gateway's whole list of buttons: its registrations, and each button's place for display.
-
-    A button another gateway already shows under another kind keeps that
-    row (first come): the disagreement is a ``button_conflict`` trouble, and
-    each gateway's presses are routed by its own registration.
-    """
-    gw = inventory.gw
-    conn.execute("DELETE FROM registrations WHERE gw = ?", (gw,))
-    for button in inventory.buttons:
-        conn.execute(
-            "INSERT INTO registrations (gw, button, kind, updated_at) VALUES (?, ?, ?, ?) "
-            "ON CONFLICT(gw, button) DO UPDATE SET kind = excluded.kind, updated_at = excluded.updated_at",
-            (gw, button.id, str(button.kind), now),
-        )
-        conn.execute(
-            "INSERT INTO buttons (id, gw, kind, transport, site_name, lat, lon, label, updated_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET gw = excluded.gw, "
-            "kind = excluded.kind, transport = excluded.transport, site_name = excluded.site_name, "
-            "lat = excluded.lat, lon = excluded.lon, label = excluded.label, updated_at = excluded.updated_at "
-            "WHERE buttons.gw = excluded.gw OR buttons.kind = excluded.kind "
-            "OR NOT EXISTS (SELECT 1 FROM registrations r WHERE r.gw = buttons.gw AND r.button = buttons.id)",
-            (
-                button.id,
-                gw,
-                str(button.kind),
-                str(button.transport),
-                button.site.name,
-                button.site.lat,
-                button.site.lon,
-                button.label,
-                now,
-            ),
-        )
-    if not conn.execute("SELECT 1 FROM gateways WHERE gw = ?", (gw,)).fetchone():
-        # Inventory can arrive before status; the gateway is known, state not yet.
-        conn.execute("INSERT INTO gateways (gw, state, updated_at) VALUES (?, 'unknown', ?)", (gw, now))
 
 
-def store_health(conn: sqlite3.Connection, health: Health, now: float) -> None:
-    conn.execute(
-        "UPDATE gateways SET health = ?, health_at = ? WHERE gw = ?",
-        (json.dumps(health.to_dict(), separators=(",", ":")), now, health.gw),
-    )
 
 
 # -- operator actions -----------------------------------------------------------
@@ -528,25 +462,6 @@ def alarms_to_indicate(conn: sqlite3.Connection, *, closed_since: float, gw: str
     return [alarm_view(row) for row in conn.execute(_ALARM_SELECT + " WHERE " + where, params).fetchall()]
 
 
-def gateway_view(row: sqlite3.Row) -> dict[str, Any]:
-    health = gateway_health(row["health"])
-    return {
-        "gw": row["gw"],
-        "state": row["state"],
-        "status_ts": row["status_ts"],
-        "reason": row["reason"],
-        "version": row["version"],
-        "started": row["started"],
-        "updated_at": _iso(row["updated_at"]),
-        "health_at": _iso(row["health_at"]),
-        "outbox_depth": health.outbox_depth,
-    }
 
 
-def list_gateways(conn: sqlite3.Connection) -> list[dict[str, Any]]:
-    return [gateway_view(row) for row in conn.execute("SELECT * FROM gateways ORDER BY gw").fetchall()]
 
-
-def get_gateway(conn: sqlite3.Connection, gw: str) -> dict[str, Any] | None:
-    row = conn.execute("SELECT * FROM gateways WHERE gw = ?", (gw,)).fetchone()
-    return None if row is None else gateway_view(row)

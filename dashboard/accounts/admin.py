@@ -10,10 +10,10 @@ from typing import Any
 from flask import Blueprint, Response, abort, flash, g, redirect, render_template, request, url_for
 from werkzeug.security import generate_password_hash
 
+from ..db import get_db, transaction
+from ..i18n import translate
 from . import audit
 from .auth import MIN_PASSWORD, AccountError, Role, create_user, login_required, visible_kinds
-from .db import get_db, transaction
-from .i18n import translate
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 

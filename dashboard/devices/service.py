@@ -18,7 +18,7 @@ from typing import Any
 from firmware_bridge.errors import SiagaError
 from firmware_bridge.timeutil import format_epoch
 
-from . import audit
+from ..accounts import audit
 
 #: The longest a button may be set aside at once: it must come back to someone's attention.
 MAX_DAYS = 30

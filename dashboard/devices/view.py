@@ -15,12 +15,13 @@ from typing import Any
 
 from flask import Blueprint, flash, jsonify, redirect, render_template, request, url_for
 
-from . import audit, service
-from .auth import Role, current_role, login_required
-from .db import get_db, transaction
-from .i18n import translate
+from ..accounts import audit
+from ..accounts.auth import Role, current_role, login_required
+from ..accounts.visibility import trouble_audience
+from ..db import get_db, transaction
+from ..i18n import translate
+from . import service
 from .supervision import Audience, format_time, gateway_health, open_troubles, seconds
-from .visibility import trouble_audience
 
 bp = Blueprint("devices", __name__)
 

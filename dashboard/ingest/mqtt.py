@@ -56,9 +56,10 @@ from firmware_bridge.payloads import (
 from firmware_bridge.timeutil import format_epoch
 from firmware_bridge.topics import Channel, Topics
 
-from . import store
-from .alarms import AlarmState, indication_for, opens_alarm
-from .db import connect, init_schema, transaction
+from ..alarms import store
+from ..alarms.lifecycle import AlarmState, indication_for, opens_alarm
+from ..db import connect, init_schema, transaction
+from ..devices import registry
 from .hub import Hub, LiveMessage
 
 log = logging.getLogger(__name__)
@@ -490,11 +491,11 @@ class Ingest:
         if events or statuses or inventories or healths:
             with transaction(conn):
                 for inventory, at in inventories:
-                    store.store_inventory(conn, inventory, at)
+                    registry.store_inventory(conn, inventory, at)
                 for status, at in statuses:
-                    store.store_status(conn, status, at)
+                    registry.store_status(conn, status, at)
                 for health, at in healths:
-                    store.store_health(conn, health, at)
+                    registry.store_health(conn, health, at)
                 outcome = store.store_events(conn, events)
         # Committed: the boards first (the alarm's path), then the broker's
         # PUBACKs, then the buttons' indications.
@@ -582,7 +583,7 @@ class Ingest:
     ) -> None:
         changed_gateways = {status.gw for status, _ in statuses} | {inv.gw for inv, _ in inventories}
         for gw in sorted(changed_gateways):
-            view = store.get_gateway(conn, gw)
+            view = registry.get_gateway(conn, gw)
             if view is not None:
                 self.hub.publish(LiveMessage("gateway", view))
         for status, _ in statuses:

@@ -1,0 +1,1 @@
+"""Accounts and what they may do: sign-in, roles, administration, audit log, CSRF and rate limits."""

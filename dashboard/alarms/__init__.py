@@ -1,0 +1,1 @@
+"""Alarms: the life cycle (sans I/O), the store that owns alarm rows, escalation, notices and statistics."""

@@ -1,0 +1,1 @@
+"""The fire post's and the SAPA desk's board: its pages, its JSON API and its live stream."""
