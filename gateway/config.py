@@ -6,9 +6,11 @@ with a :class:`ConfigError` naming the file and the key.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
+
+from gpiozero.exc import PinInvalidPin
+from gpiozero.pins.pi import PiBoardInfo
 
 from firmware_bridge.broker import BrokerSettings, read_broker_settings
 from firmware_bridge.errors import ConfigError
@@ -16,42 +18,12 @@ from firmware_bridge.payloads import Kind, Site
 from firmware_bridge.settings import Section, read_toml
 from firmware_bridge.topics import ID_PATTERN
 
-#: Pin names accepted: a BCM number (17), "GPIO17"/"BCM17", or a physical
-#: pin of the 40-pin header ("BOARD11", "J8:11"), which is turned into its
-#: BCM number so that the same pin named two ways is caught as a duplicate.
-_PIN_RE = re.compile(r"^(?:(?:GPIO|BCM)(\d{1,2})|(?:BOARD|J8:)(\d{1,2}))$")
+#: The 40-pin header, the same on every Raspberry Pi since the B+ (a 3B's
+#: revision stands for them all): gpiozero's own pin names are parsed against it
+#: ("GPIO17", "BCM17", "BOARD11", "J8:11", 17), and each becomes its BCM number so
+#: that the same pin named two ways is caught as a duplicate.
+_HEADER = PiBoardInfo.from_revision(0xA02082)
 _BCM_MAX = 27
-#: Physical header pin -> BCM GPIO (the same on every 40-pin Raspberry Pi).
-_HEADER_TO_BCM = {
-    3: 2,
-    5: 3,
-    7: 4,
-    8: 14,
-    10: 15,
-    11: 17,
-    12: 18,
-    13: 27,
-    15: 22,
-    16: 23,
-    18: 24,
-    19: 10,
-    21: 9,
-    22: 25,
-    23: 11,
-    24: 8,
-    26: 7,
-    27: 0,
-    28: 1,
-    29: 5,
-    31: 6,
-    32: 12,
-    33: 13,
-    35: 19,
-    36: 16,
-    37: 26,
-    38: 20,
-    40: 21,
-}
 
 PIN_FACTORIES = ("lgpio", "rpigpio", "pigpio", "native", "mock")
 
@@ -336,36 +308,33 @@ def _parse_button(section: Section) -> ButtonConfig:
 
 
 def parse_pin(section: Section, key: str, *, required: bool = False) -> int | None:
-    """A GPIO pin as a BCM number, checked for range; ``None`` if absent and optional."""
+    """A GPIO pin in any of gpiozero's pin names, as its BCM number; ``None`` if absent and optional."""
     if not section.has(key):
         if required:
             raise section.error(key, "missing (this key is required)")
         section.raw(key, None)
         return None
     value = section.raw(key)
-    if isinstance(value, bool):
+    if isinstance(value, bool) or not isinstance(value, int | str):
         raise section.error(key, f"not a pin: {value!r}")
+    name = value.strip().upper() if isinstance(value, str) else value
+    try:
+        return int(_HEADER.to_gpio(name).removeprefix("GPIO"))
+    except PinInvalidPin:
+        raise section.error(key, _why_not_a_gpio(value, name)) from None
+
+
+def _why_not_a_gpio(value: int | str, name: int | str) -> str:
     if isinstance(value, int):
-        if not 0 <= value <= _BCM_MAX:
-            raise section.error(key, f"BCM pin {value} does not exist (0..{_BCM_MAX})")
-        return value
-    if isinstance(value, str):
-        match = _PIN_RE.match(value.strip().upper())
-        if match:
-            bcm, header = match.groups()
-            if bcm is not None and int(bcm) <= _BCM_MAX:
-                return int(bcm)
-            if header is not None and int(header) in _HEADER_TO_BCM:
-                return _HEADER_TO_BCM[int(header)]
-            if header is not None and 1 <= int(header) <= 40:
-                raise section.error(key, f"header pin {value!r} is power or ground, not a GPIO")
-        raise section.error(key, f"bad pin {value!r}: use a BCM number like 17, 'GPIO17' or 'BOARD11'")
-    raise section.error(key, f"not a pin: {value!r}")
+        return f"BCM pin {value} does not exist (0..{_BCM_MAX})"
+    for _header, info in _HEADER.find_pin(name):
+        return f"header pin {value!r} is {info.name}: not a GPIO (power or ground)"
+    return f"bad pin {value!r}: use a BCM number like 17, 'GPIO17' or 'BOARD11'"
 
 
 def _check_unique(root: Section, buttons: tuple[ButtonConfig, ...]) -> None:
     ids: dict[str, str] = {}
-    pins: dict[str, str] = {}
+    pins: dict[int, str] = {}
     for button in buttons:
         if button.id in ids:
             raise ConfigError(
@@ -379,12 +348,11 @@ def _check_unique(root: Section, buttons: tuple[ButtonConfig, ...]) -> None:
             pin = getattr(button, key)
             if pin is None:
                 continue
-            identity = f"GPIO{pin}"
             here = f"{button.key_path}.{key}"
-            if identity in pins:
+            if pin in pins:
                 raise ConfigError(
-                    f"{root.file}: key '{here}': pin {pin!r} is already used by {pins[identity]}",
+                    f"{root.file}: key '{here}': pin {pin!r} is already used by {pins[pin]}",
                     file=root.file,
                     key=here,
                 )
-            pins[identity] = here
+            pins[pin] = here

@@ -108,6 +108,7 @@ def test_the_shipped_samples_are_valid(name: str, tmp_path: Path) -> None:
         (with_button(id="b", kind="fire", pin=True), "button[1].pin", "not a pin"),
         (with_button(id="b", kind="fire", pin="BOARD6"), "button[1].pin", "power or ground"),
         (with_button(id="b", kind="fire", pin=17, led_pin="BOARD11"), "button[1].led_pin", "already used"),
+        (with_button(id="b", kind="fire", pin="GPIO17", led_pin="J8:11"), "button[1].led_pin", "already used"),
         (with_button(id="b", kind="sapa", pin=17, buzzer_pin=22), "button[1].buzzer_pin", "silent"),
         (with_button(id="b", kind="fire", pin=17, hold_s=-1), "button[1].hold_s", "at least"),
         (with_button(id="b", kind="fire", pin=17, colour="red"), "button[1].colour", "unknown key"),
@@ -130,6 +131,12 @@ def test_a_wrong_file_names_the_file_and_the_key(text: str, key: str, words: str
     if key:
         assert f"'{key}'" in message
     assert words in message
+
+
+@pytest.mark.parametrize("name", [17, "17", "GPIO17", "BCM17", "BOARD11", "J8:11", " gpio17 "])
+def test_every_gpiozero_name_of_a_pin_is_its_bcm_number(name: object) -> None:
+    (button,) = parse(with_button(id="b", kind="fire", pin=name)).buttons
+    assert button.pin == 17
 
 
 def test_a_missing_file_is_named(tmp_path: Path) -> None:
