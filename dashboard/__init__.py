@@ -15,7 +15,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.routing import Map
 from werkzeug.routing.converters import IntegerConverter
 
-from . import db, i18n, live, openapi, reports
+from . import bodylimit, db, defaults, i18n, live, openapi, reports
 from .accounts import admin, auth, csrf
 from .alarms import stats
 from .board import api
@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 DEFAULTS: dict[str, Any] = {
     "SIAGA_LANGUAGE": "id",
     "SIAGA_BROKER": None,
-    "SIAGA_MQTT_CLIENT_ID": "siaga-dashboard",
+    "SIAGA_MQTT_CLIENT_ID": defaults.MQTT_CLIENT_ID,
     "SIAGA_DEMO_PANEL_URL": None,
     "SESSION_COOKIE_HTTPONLY": True,
     "SESSION_COOKIE_SAMESITE": "Lax",
@@ -98,17 +98,10 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         # its rate limit); trust exactly as many X-Forwarded-* hops as there are proxies.
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies, x_host=proxies)  # type: ignore[method-assign]
 
+    bodylimit.init_app(app)  # first: before any hook reads a body
     db.init_app(app)
     i18n.init_app(app)
     reports.init_app(app)
-
-    @app.before_request
-    def _body_limit() -> None:
-        # Before anything reads the body: the report form may carry photos, nothing else may.
-        limit = app.config["SIAGA_BODY_LIMITS"].get(request.endpoint)
-        if limit is not None:
-            request.max_content_length = limit
-
     csrf.init_app(app)
     auth.init_app(app)
     live.init_app(app)

@@ -11,6 +11,7 @@ from firmware_bridge.broker import read_broker_settings, read_secret_file
 from firmware_bridge.errors import ConfigError
 from firmware_bridge.settings import Section, read_toml
 
+from . import defaults
 from .alarms.escalation import EscalationSettings
 from .alarms.notify import RetryPolicy, Webhook
 from .devices.supervision import SupervisionSettings
@@ -51,7 +52,7 @@ def parse_config(root: Section, *, create_secret: bool = True) -> dict[str, Any]
     config["SIAGA_UNITS"] = _units(root.section("board"))
     broker = read_broker_settings(root.section("mqtt", required=True))
     config["SIAGA_BROKER"] = broker
-    config["SIAGA_MQTT_CLIENT_ID"] = broker.client_id or "siaga-dashboard"
+    config["SIAGA_MQTT_CLIENT_ID"] = broker.client_id or defaults.MQTT_CLIENT_ID
     root.done()
     return config
 
@@ -70,14 +71,18 @@ def _reports(section: Section, data_dir: Path, *, prepare: bool) -> dict[str, An
     tiles = section.str("map_tile_url", None, pattern=r"^https://[^/]+/.*\{z\}.*\{x\}.*\{y\}")
     config = {
         "SIAGA_CATALOGUE": catalogue,
-        "SIAGA_PHOTOS_DIR": Path(section.str("photos_dir", str(data_dir / "photos"))),
-        "SIAGA_TICKET_PREFIX": section.str("ticket_prefix", "LAP", pattern=r"^[A-Z]{2,8}$"),
+        "SIAGA_PHOTOS_DIR": Path(section.str("photos_dir", str(defaults.photos_folder(data_dir)))),
+        "SIAGA_TICKET_PREFIX": section.str("ticket_prefix", defaults.TICKET_PREFIX, pattern=r"^[A-Z]{2,8}$"),
         "SIAGA_PUBLIC_PHOTOS": section.bool("public_photos", False),
         "SIAGA_MAP_TILES": tiles,
         "SIAGA_MAP_TILE_ORIGIN": "/".join(tiles.split("/")[:3]) if tiles else None,
         "SIAGA_MAP_ATTRIBUTION": section.str("map_attribution", "", nonempty=False),
-        "SIAGA_FORM_RATE": (section.int("form_posts_per_10_min", 10, min=1, max=10_000), 600),
-        "SIAGA_API_RATE": (section.int("api_posts_per_min", 120, min=1, max=100_000), 60),
+        "SIAGA_FORM_RATE": defaults.form_rate(
+            section.int("form_posts_per_10_min", defaults.FORM_POSTS_PER_10_MIN, min=1, max=10_000)
+        ),
+        "SIAGA_API_RATE": defaults.api_rate(
+            section.int("api_posts_per_min", defaults.API_POSTS_PER_MIN, min=1, max=100_000)
+        ),
     }
     section.done()
     if prepare:

@@ -9,6 +9,7 @@ from flask import Flask
 
 from firmware_bridge.counters import Counters
 
+from .. import defaults
 from ..accounts.ratelimit import RateLimiter
 from . import keys, open311, public, workspace
 from .categories import load_catalogue
@@ -26,17 +27,16 @@ def init_app(app: Flask) -> None:
     config = app.config
     if config.get("SIAGA_CATALOGUE") is None:
         config["SIAGA_CATALOGUE"] = load_catalogue(config.get("SIAGA_CATEGORIES_FILE"))
-    photos_dir = config.get("SIAGA_PHOTOS_DIR") or Path(config["DATABASE"]).parent / "photos"
+    photos_dir = config.get("SIAGA_PHOTOS_DIR") or defaults.photos_folder(Path(config["DATABASE"]).parent)
     config["SIAGA_PHOTOS_DIR"] = Path(photos_dir)
-    config.setdefault("SIAGA_TICKET_PREFIX", "LAP")
-    form_limit, form_window = config.get("SIAGA_FORM_RATE", (10, 600))
-    api_limit, api_window = config.get("SIAGA_API_RATE", (120, 60))
+    config.setdefault("SIAGA_TICKET_PREFIX", defaults.TICKET_PREFIX)
+    form_limit, form_window = config.get("SIAGA_FORM_RATE", defaults.form_rate())
+    api_limit, api_window = config.get("SIAGA_API_RATE", defaults.api_rate())
     app.extensions[EXTENSION] = Reports(
         form_limiter=RateLimiter(form_limit, form_window),
         api_limiter=RateLimiter(api_limit, api_window),
         counters=Counters(),
     )
-    config.setdefault("SIAGA_BODY_LIMITS", {})["public.submit"] = public.MAX_FORM_BYTES
     config.setdefault("SIAGA_CSRF_EXEMPT", set()).add("open311.")  # api_key, no cookies
     for blueprint in (open311.bp, public.bp, workspace.bp, keys.bp):
         app.register_blueprint(blueprint)

@@ -8,6 +8,7 @@ from typing import Any
 from flask import Blueprint, abort, current_app, redirect, render_template, request, send_file, url_for
 from werkzeug.exceptions import RequestEntityTooLarge
 
+from ..bodylimit import limit_body
 from ..db import get_db
 from ..i18n import get_language, translate
 from . import store
@@ -60,6 +61,7 @@ def form() -> Any:
 
 
 @bp.post("/lapor")
+@limit_body(MAX_FORM_BYTES)
 def submit() -> Any:
     limiter = current_app.extensions["siaga.reports"].form_limiter
     allowed, retry = limiter.allow(f"form:{_client()}")

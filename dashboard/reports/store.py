@@ -11,17 +11,15 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from firmware_bridge.errors import SiagaError
 
 from ..db import transaction
+from ..defaults import LOCAL_TIME, TICKET_PREFIX
 from .categories import Catalogue
 from .photos import CleanPhoto, write_photos
 from .text import xml_safe
 from .workflow import Status, WorkflowError, check_move, open311_status
-
-REGION = ZoneInfo("Asia/Makassar")  # WITA, UTC+8: Konawe Selatan's time
 
 
 class ApiKeyError(SiagaError, ValueError):
@@ -60,11 +58,11 @@ def w3c(timestamp: float | None) -> str | None:
     """An Open311 datetime: ISO 8601 with the regency's offset, always with a timezone."""
     if timestamp is None:
         return None
-    return datetime.fromtimestamp(timestamp, REGION).isoformat(timespec="seconds")
+    return datetime.fromtimestamp(timestamp, LOCAL_TIME).isoformat(timespec="seconds")
 
 
 def _next_ticket(conn: sqlite3.Connection, prefix: str, now: float) -> str:
-    year = datetime.fromtimestamp(now, REGION).year
+    year = datetime.fromtimestamp(now, LOCAL_TIME).year
     pattern = f"{prefix}-{year}-%"
     # The highest number, not a count: numbers are never reused, even if a report were removed.
     last = conn.execute(
@@ -76,7 +74,12 @@ def _next_ticket(conn: sqlite3.Connection, prefix: str, now: float) -> str:
 
 
 def create_report(
-    conn: sqlite3.Connection, report: NewReport, *, photos_dir: Path, prefix: str = "LAP", now: float | None = None
+    conn: sqlite3.Connection,
+    report: NewReport,
+    *,
+    photos_dir: Path,
+    prefix: str = TICKET_PREFIX,
+    now: float | None = None,
 ) -> tuple[str, str]:
     """Store a report durably: photos on disk (fsync) first, then one committed transaction.
 
@@ -86,7 +89,7 @@ def create_report(
     token = secrets.token_urlsafe(16)
     # Photos first, outside the transaction: their fsyncs must not hold the
     # database's write lock, which the alarm ingest needs.
-    folder = Path(str(datetime.fromtimestamp(now, REGION).year)) / secrets.token_hex(8)
+    folder = Path(str(datetime.fromtimestamp(now, LOCAL_TIME).year)) / secrets.token_hex(8)
     written = write_photos(photos_dir, folder, [photo.data for photo in report.photos])
     try:
         with transaction(conn):
