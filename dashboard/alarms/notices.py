@@ -4,16 +4,21 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..i18n import MESSAGES
+from ..i18n import LANGUAGES, translate_to
+
+
+def _label(lang: str, prefix: str, code: str | None) -> str:
+    """The board's label for a code (``kind_fire`` → "KEBAKARAN"); "-" for none."""
+    return translate_to(lang, f"{prefix}_{code}") if code else "-"
 
 
 def _alarm_named(alarm: dict[str, Any]) -> dict[str, str]:
     """ "Alarm KEBAKARAN #12 di Pasar Andoolo" / "FIRE alarm #12 at Pasar Andoolo", in the board's own words."""
     place = (alarm.get("site") or {}).get("name") or alarm["button"]
-    kind = {language: MESSAGES[language].get(f"kind_{alarm['kind']}", alarm["kind"]) for language in ("id", "en")}
+    number = alarm["number"]
     return {
-        "id": f"Alarm {kind['id']} #{alarm['number']} di {place}",
-        "en": f"{kind['en']} alarm #{alarm['number']} at {place}",
+        lang: translate_to(lang, "notice_alarm", kind=_label(lang, "kind", alarm["kind"]), number=number, place=place)
+        for lang in LANGUAGES
     }
 
 
@@ -22,17 +27,27 @@ def settled_texts(alarm: dict[str, Any]) -> dict[str, str]:
     named = _alarm_named(alarm)
     if alarm["state"] == "acknowledged":
         who = alarm.get("acknowledged_by") or "-"
-        return {"id": f"{named['id']} sudah diakui oleh {who}.", "en": f"{named['en']} was acknowledged by {who}."}
-    resolution = alarm.get("resolution") or "-"
-    return {"id": f"{named['id']} sudah ditutup ({resolution}).", "en": f"{named['en']} was resolved ({resolution})."}
+        return {lang: translate_to(lang, "notice_acknowledged", alarm=named[lang], who=who) for lang in LANGUAGES}
+    code = alarm.get("resolution")
+    return {
+        lang: translate_to(lang, "notice_resolved", alarm=named[lang], resolution=_label(lang, "resolution", code))
+        for lang in LANGUAGES
+    }
+
+
+def _waited(lang: str, waited_s: float) -> str:
+    """ "3 menit" / "3 min", or seconds under a minute."""
+    minutes = max(int(waited_s // 60), 0)
+    if minutes:
+        return translate_to(lang, "notice_waited_minutes", n=minutes)
+    return translate_to(lang, "notice_waited_seconds", n=int(waited_s))
 
 
 def escalated_texts(alarm: dict[str, Any], waited_s: float) -> dict[str, str]:
+    """The escalation notice, in the board's words: "… belum ditanggapi selama 2 menit (3 tekanan)."."""
     named = _alarm_named(alarm)
-    minutes = max(int(waited_s // 60), 0)
-    waited_id = f"{minutes} menit" if minutes else f"{int(waited_s)} detik"
-    waited_en = f"{minutes} min" if minutes else f"{int(waited_s)} s"
+    presses = alarm["press_count"]
     return {
-        "id": f"{named['id']} belum diakui selama {waited_id} ({alarm['press_count']} tekan).",
-        "en": f"{named['en']} not acknowledged for {waited_en} ({alarm['press_count']} press(es)).",
+        lang: translate_to(lang, "notice_escalated", alarm=named[lang], waited=_waited(lang, waited_s), presses=presses)
+        for lang in LANGUAGES
     }
