@@ -42,13 +42,15 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from paho.mqtt.client import MQTTErrorCode, MQTTMessageInfo
 
 from firmware_bridge.counters import Counters
 from firmware_bridge.errors import OutboxError
+from firmware_bridge.periodic import Guard
 
 from .outbox import Outbox, UnavailableOutbox
 
@@ -84,8 +86,8 @@ class Pump:
 
     Which thread owns what:
 
-    - Whoever holds ``_send_lock`` (the pump thread, or a press handler on the
-      fast path, ``publish_now``) alone writes ``_sent``, ``_inflight``,
+    - Whoever holds ``_send_lock`` (the pump thread, a press handler on the
+      fast path, ``publish_now``, or a caller of ``held``) alone writes ``_sent``, ``_inflight``,
       every ``_Sent``'s fields, ``_cursor``, ``_to_remove`` and
       ``_memory_only_out``, and alone reads their contents.
     - paho's network thread (``acknowledged``, ``receipted``,
@@ -119,7 +121,8 @@ class Pump:
         self._publish = publish
         self._counters = counters
         self._window = window
-        self._retry_s = retry_s
+        #: Seconds before a turn that failed, or that paho refused, is tried again.
+        self.retry_s = retry_s
         self._receipt_timeout_s = receipt_timeout_s
         self._max_resend_interval_s = max_resend_interval_s
         #: Events out but not receipted, at most: while the dashboard is away the
@@ -167,8 +170,7 @@ class Pump:
         self._await_resend = False
         self._thread = threading.Thread(target=self._run, name="siaga-pump", daemon=True)
         self._drained = threading.Condition()
-        #: The exception that stopped the pump, if any (reported by health).
-        self.failure: BaseException | None = None
+        self._guard = Guard("outbox pump", on_error=lambda: self._counters.add("pump_errors"))
         #: Monotonic time of the last completed loop (for liveness checks).
         self.last_loop = time.monotonic()
 
@@ -292,6 +294,34 @@ class Pump:
     def is_alive(self) -> bool:
         return self._thread.is_alive()
 
+    @property
+    def failure(self) -> BaseException | None:
+        """The exception that stopped the pump, if any (reported by health)."""
+        return self._guard.failure
+
+    @property
+    def native_id(self) -> int | None:
+        """The pump thread's id in the operating system (``top -H``, ``/proc/<pid>/task``); None before start."""
+        return self._thread.native_id
+
+    @contextmanager
+    def held(self) -> Iterator[Callable[[], dict[str, float]]]:
+        """Hold the pump between two turns, as a long turn (or a press's fast path) does.
+
+        Yields ``resend_times`` for use inside the block: the thread holding
+        the pump is the one that may read what it owns.
+        """
+        with self._send_lock:
+            yield self._resend_times
+
+    def resend_times(self) -> dict[str, float]:
+        """Event id -> monotonic time it goes again, for every event out and not receipted yet."""
+        with self._send_lock:
+            return self._resend_times()
+
+    def _resend_times(self) -> dict[str, float]:
+        return {event_id: sent.due for event_id, sent in self._sent.items()}
+
     def wait_drained(self, timeout: float) -> bool:
         """Block until the outbox is empty and the dashboard has receipted everything (tests, benchmarks)."""
         deadline = time.monotonic() + timeout
@@ -307,33 +337,30 @@ class Pump:
     # -- the pump thread ---------------------------------------------------------------------
 
     def _run(self) -> None:
+        # The pump must outlive any one failure (events keep waiting in the outbox);
+        # what ends it anyway is kept in ``failure`` for health.
         wait_s = 0.0
-        try:
+        with self._guard.lifetime():
             while not self._stopping.is_set():
                 self._wake.wait(timeout=wait_s)
                 self._wake.clear()
-                try:
-                    with self._send_lock:
-                        refused, wait_s = self._turn()
-                    if refused:
-                        self._stopping.wait(self._retry_s)
-                        self._wake.set()
-                except OutboxError as exc:
-                    self._counters.add("outbox_errors")
-                    log.error("outbox: %s; retrying in %.1f s", exc, self._retry_s)
-                    self._stopping.wait(self._retry_s)
-                    self._wake.set()
-                except Exception:
-                    # The pump must outlive any one failure: events keep waiting in the outbox.
-                    self._counters.add("pump_errors")
-                    log.exception("outbox pump: unexpected error; retrying in %.1f s", self._retry_s)
-                    self._stopping.wait(self._retry_s)
+                retry = True
+                with self._guard.round(f"unexpected error; retrying in {self.retry_s:.1f} s"):
+                    retry, wait_s = self._guarded_turn(wait_s)
+                if retry:
+                    self._stopping.wait(self.retry_s)
                     self._wake.set()
                 self.last_loop = time.monotonic()
-        except BaseException as exc:  # report, never vanish silently
-            self.failure = exc
-            log.critical("outbox pump stopped: %r", exc, exc_info=True)
-            raise
+
+    def _guarded_turn(self, wait_s: float) -> tuple[bool, float]:
+        """One turn; whether to retry after ``retry_s`` (paho refused, or the outbox failed), and the next wait."""
+        try:
+            with self._send_lock:
+                return self._turn()
+        except OutboxError as exc:  # the SD card, not a bug: counted apart, and no traceback
+            self._counters.add("outbox_errors")
+            log.error("outbox: %s; retrying in %.1f s", exc, self.retry_s)
+            return True, wait_s
 
     def _turn(self) -> tuple[bool, float]:
         """One round under _send_lock: apply posted facts, then send.

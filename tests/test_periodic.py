@@ -1,4 +1,4 @@
-"""The periodic jobs (supervision, escalation, the watchdog) outlive a failing round."""
+"""The periodic jobs (supervision, escalation, the watchdog) and every guarded thread outlive a failing round."""
 
 from __future__ import annotations
 
@@ -6,7 +6,9 @@ import threading
 
 import pytest
 
-from firmware_bridge.periodic import Periodic
+from firmware_bridge.periodic import Guard, Periodic
+
+from .waiting import poll_until
 
 
 class Flaky(Periodic):
@@ -44,5 +46,52 @@ def test_what_is_not_an_exception_ends_the_job_and_is_kept() -> None:
             raise SystemExit(3)
 
     job = Exiting("exiting", 0.01).start()
-    job._thread.join(5)
+    poll_until(job.is_alive, lambda alive: not alive, what="the job never ended")
     assert not job.is_alive() and isinstance(job.failure, SystemExit)
+
+
+# -- Guard: the policy, for a thread that runs its own loop ------------------------------------------
+
+
+def test_a_guarded_round_that_raises_is_counted_reported_and_absorbed() -> None:
+    reported: list[str] = []
+    guard = Guard("reader", on_error=lambda: reported.append("counted"))
+    with guard.round("cannot read") as ok:
+        pass
+    with guard.round("cannot read") as broken:
+        raise RuntimeError("port gone")
+    assert ok.failed is None
+    assert isinstance(broken.failed, RuntimeError)  # the caller learns it failed, and may wait before the next
+    assert guard.errors == 1 and guard.last_error == "RuntimeError('port gone')"
+    assert reported == ["counted"]
+    assert guard.failure is None
+
+
+def test_a_guarded_round_lets_what_is_not_an_exception_through() -> None:
+    guard = Guard("reader", on_error=lambda: pytest.fail("only an Exception is a failed round"))
+    with pytest.raises(KeyboardInterrupt), guard.round():
+        raise KeyboardInterrupt
+    assert guard.errors == 0
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")  # re-raised on purpose
+def test_what_ends_a_guarded_thread_is_kept_in_failure() -> None:
+    guard = Guard("reader")
+    rounds: list[int] = []
+
+    def body() -> None:
+        with guard.lifetime():
+            for n in range(3):
+                with guard.round():
+                    rounds.append(n)
+                    if n == 0:
+                        raise ValueError("one odd line")  # absorbed: the next round comes
+                    if n == 1:
+                        raise SystemExit(3)  # a bug's exit: ends the thread
+
+    thread = threading.Thread(target=body, daemon=True)
+    thread.start()
+    thread.join(5)
+    assert not thread.is_alive()
+    assert rounds == [0, 1]
+    assert isinstance(guard.failure, SystemExit) and guard.errors == 1

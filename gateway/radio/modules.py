@@ -15,9 +15,11 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from enum import Enum
 
 from firmware_bridge import radio
 from firmware_bridge.counters import Counters
+from firmware_bridge.periodic import Guard
 
 from .serialport import SerialLink
 
@@ -42,19 +44,17 @@ OnBad = Callable[[radio.RadioError], None]
 # -- REYAX RYLR896 / RYLR998 ---------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class Ok:
-    pass
+class Said(Enum):
+    """The RYLR's lines that carry nothing but themselves."""
+
+    OK = "+OK"
+    #: The module (re)started: after power-up, a power dip or its reset pin.
+    READY = "+READY"
 
 
 @dataclass(frozen=True, slots=True)
 class Err:
     code: int
-
-
-@dataclass(frozen=True, slots=True)
-class Ready:
-    pass
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +70,9 @@ class Unparsed:
     line: str
 
 
-RylrMessage = Ok | Err | Ready | Rcv | Unparsed
+RylrMessage = Said | Err | Rcv | Unparsed
+#: What answers a command: +OK or +ERR.
+Answer = Said | Err
 
 
 class RylrParser:
@@ -102,10 +104,8 @@ class RylrParser:
 
     @staticmethod
     def parse_line(line: str) -> RylrMessage:
-        if line == "+OK":
-            return Ok()
-        if line == "+READY":
-            return Ready()
+        if line in _SAID:
+            return Said(line)
         if line.startswith("+ERR="):
             try:
                 return Err(int(line[5:]))
@@ -124,6 +124,8 @@ class RylrParser:
                 return Unparsed(line)
         return Unparsed(line)
 
+
+_SAID = frozenset(said.value for said in Said)
 
 #: An RYLR +ERR code's meaning (REYAX AT command guide).
 RYLR_ERRORS = {
@@ -177,10 +179,11 @@ class RylrDriver:
         self._stale_s = stale_s
         self._parser = RylrParser()
         self._commands: queue.Queue[_Command | None] = queue.Queue(self.QUEUE_LIMIT)
-        self._answer: queue.Queue[Ok | Err] = queue.Queue()
+        self._answer: queue.Queue[Answer] = queue.Queue()
         self._port: SerialLink | None = None
         self._stopping = threading.Event()
         self._writer = threading.Thread(target=self._write_loop, name="siaga-rylr", daemon=True)
+        self._guard = Guard("LoRa writer", on_error=lambda: self._counters.add("lora_writer_errors"))
         self.on_frame: OnFrame = lambda received: None
         self.on_bad: OnBad = lambda error: None
         self.configured = False
@@ -220,9 +223,9 @@ class RylrDriver:
         for message in self._parser.feed(data):
             if isinstance(message, Rcv):
                 self._received(message)
-            elif isinstance(message, Ok | Err):
+            elif message is Said.OK or isinstance(message, Err):
                 self._answer.put(message)
-            elif isinstance(message, Ready):
+            elif message is Said.READY:
                 # The module restarted (power dip, reset pin): configure it again.
                 self._counters.add("lora_module_resets")
                 log.warning("LoRa module reset (+READY); configuring it again")
@@ -271,38 +274,48 @@ class RylrDriver:
             except queue.Empty:
                 return
 
+    @property
+    def failure(self) -> BaseException | None:
+        """What ended the writer thread, if anything did (one failed command does not)."""
+        return self._guard.failure
+
     def _write_loop(self) -> None:
-        while not self._stopping.is_set():
-            command = self._commands.get()
-            if command is None:
-                return
-            if command.is_send and time.monotonic() - command.created > self._stale_s:
-                self._counters.add("lora_stale_sends_dropped")
-                continue
-            port = self._port
-            self._drain_answers()  # a late answer to an earlier command must not pass for this one's
-            if port is None or not port.write((command.text + "\r\n").encode("ascii")):
-                if not command.is_send:
-                    continue  # setup runs again when the port is back
+        with self._guard.lifetime():
+            while not self._stopping.is_set():
+                command = self._commands.get()
+                if command is None:
+                    return
+                with self._guard.round(f"command {command.text[:40]!r} failed"):
+                    self._write(command)
+
+    def _write(self, command: _Command) -> None:
+        """Send one command and wait for the module's answer to it."""
+        if command.is_send and time.monotonic() - command.created > self._stale_s:
+            self._counters.add("lora_stale_sends_dropped")
+            return
+        port = self._port
+        self._drain_answers()  # a late answer to an earlier command must not pass for this one's
+        if port is None or not port.write((command.text + "\r\n").encode("ascii")):
+            if command.is_send:  # setup runs again when the port is back
                 self._counters.add("lora_sends_failed")
-                continue
-            try:
-                answer = self._answer.get(timeout=self._answer_timeout(command))
-            except queue.Empty:
-                self._counters.add("lora_answer_timeouts")
-                log.warning("LoRa module did not answer %r", command.text[:40])
-                continue
-            if isinstance(answer, Err) and answer.code < 0:
-                continue  # the port went away (or we are stopping) before the module answered
-            if isinstance(answer, Err):
-                meaning = RYLR_ERRORS.get(answer.code, "unknown error")
-                self.last_error = f"+ERR={answer.code} ({meaning}) to {command.text[:40]}"
-                self._counters.add(f"lora_err_{answer.code}")
-                log.error("LoRa module: %s", self.last_error)
-            elif command.is_send:
-                self._counters.add("lora_frames_sent")
-            if command.text.startswith("AT+PARAMETER"):
-                self.configured = isinstance(answer, Ok)
+            return
+        try:
+            answer = self._answer.get(timeout=self._answer_timeout(command))
+        except queue.Empty:
+            self._counters.add("lora_answer_timeouts")
+            log.warning("LoRa module did not answer %r", command.text[:40])
+            return
+        if isinstance(answer, Err) and answer.code < 0:
+            return  # the port went away (or we are stopping) before the module answered
+        if isinstance(answer, Err):
+            meaning = RYLR_ERRORS.get(answer.code, "unknown error")
+            self.last_error = f"+ERR={answer.code} ({meaning}) to {command.text[:40]}"
+            self._counters.add(f"lora_err_{answer.code}")
+            log.error("LoRa module: %s", self.last_error)
+        elif command.is_send:
+            self._counters.add("lora_frames_sent")
+        if command.text.startswith("AT+PARAMETER"):
+            self.configured = answer is Said.OK
 
     def status(self) -> dict:
         return {"configured": self.configured, "last_error": self.last_error, "queued": self._commands.qsize()}

@@ -22,6 +22,7 @@ from typing import Protocol
 import serial
 
 from firmware_bridge.counters import Counters
+from firmware_bridge.periodic import Guard
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +64,7 @@ class SerialLink:
         self.since = time.time()
         self.last_error: str | None = None
         self.last_loop = time.monotonic()
+        self._guard = Guard(name)
 
     def start(self) -> SerialLink:
         self._thread.start()
@@ -96,28 +98,36 @@ class SerialLink:
     def is_alive(self) -> bool:
         return self._thread.is_alive()
 
+    @property
+    def failure(self) -> BaseException | None:
+        """What ended the reader thread, if anything did (a protocol's bug does not)."""
+        return self._guard.failure
+
     def _set_state(self, state: str) -> None:
         if state != self.state:
             self.state, self.since = state, time.time()
 
     def _run(self) -> None:
-        announced_missing = False
-        while not self._stopping.is_set():
-            try:
-                port = self._opener(self.url, baudrate=self.baudrate, timeout=0.5)
-            except (OSError, ValueError, serial.SerialException) as exc:
-                self.last_error = str(exc)
-                if not announced_missing:
-                    self._counters.add(f"{self.name}_missing")
-                    log.error("%s: cannot open %s (%s); retrying every %.1f s", self.name, self.url, exc, self.reopen_s)
-                    announced_missing = True
+        with self._guard.lifetime():
+            announced_missing = False
+            while not self._stopping.is_set():
+                port = self._open(announced_missing)
+                announced_missing = port is None
+                if port is not None:
+                    self._serve(port)
                 self._stopping.wait(self.reopen_s)
                 self.last_loop = time.monotonic()
-                continue
-            announced_missing = False
-            self._serve(port)
-            if not self._stopping.is_set():
-                self._stopping.wait(self.reopen_s)
+
+    def _open(self, announced_missing: bool) -> serial.SerialBase | None:
+        """The port, or None (counted and logged once per absence) while it cannot be opened."""
+        try:
+            return self._opener(self.url, baudrate=self.baudrate, timeout=0.5)
+        except (OSError, ValueError, serial.SerialException) as exc:
+            self.last_error = str(exc)
+            if not announced_missing:
+                self._counters.add(f"{self.name}_missing")
+                log.error("%s: cannot open %s (%s); retrying every %.1f s", self.name, self.url, exc, self.reopen_s)
+            return None
 
     def _serve(self, port: serial.SerialBase) -> None:
         with self._write_lock:
@@ -126,19 +136,8 @@ class SerialLink:
         self.connected.set()
         self._counters.add(f"{self.name}_opened")
         log.info("%s: %s open", self.name, self.url)
-        error: BaseException | None = None
         try:
-            self.protocol.connection_made(self)
-            while not self._stopping.is_set():
-                data = port.read(port.in_waiting or 1)
-                self.last_loop = time.monotonic()
-                if data:
-                    self.protocol.data_received(data)
-        except (OSError, serial.SerialException) as exc:
-            error = exc  # unplugged, reset, or gone: reported, then reopened
-        except Exception as exc:  # a protocol bug must not end the link; report it and start over
-            error = exc
-            log.exception("%s: error while handling data from %s", self.name, self.url)
+            error = self._read(port)
         finally:
             with self._write_lock:
                 self._port = None
@@ -153,7 +152,20 @@ class SerialLink:
         self.last_error = str(error) if error else "closed"
         self._counters.add(f"{self.name}_lost")
         log.error("%s: lost %s (%s); reopening", self.name, self.url, self.last_error)
-        try:
+        with self._guard.round("connection_lost failed"):  # the protocol's own cleanup must not end the link
             self.protocol.connection_lost(error)
-        except Exception:  # the protocol's own cleanup must not end the link either
-            log.exception("%s: connection_lost failed", self.name)
+
+    def _read(self, port: serial.SerialBase) -> BaseException | None:
+        """Hand what the port reads to the protocol until we stop; what ended it early, if anything."""
+        # A protocol bug must not end the link either: it is reported, and the port reopened.
+        with self._guard.round(f"error while handling data from {self.url}") as handling:
+            try:
+                self.protocol.connection_made(self)
+                while not self._stopping.is_set():
+                    data = port.read(port.in_waiting or 1)
+                    self.last_loop = time.monotonic()
+                    if data:
+                        self.protocol.data_received(data)
+            except (OSError, serial.SerialException) as exc:
+                return exc  # unplugged, reset, or gone: reported, then reopened
+        return handling.failed
