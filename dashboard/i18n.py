@@ -95,11 +95,6 @@ def translate_to(language: str, key: str, **values: object) -> str:
     return text.format(**values) if values else text
 
 
-def in_every_language(key: str, **values: object) -> dict[str, str]:
-    """``{"id": …, "en": …}``: one message in every language, for texts sent outside a request."""
-    return {language: translate_to(language, key, **values) for language in LANGUAGES}
-
-
 def get_language() -> str:
     """The language of this request: ``?lang=``, then the session, then the site default."""
     asked = request.args.get("lang")

@@ -7,17 +7,12 @@ from typing import Any
 from ..i18n import LANGUAGES, translate_to
 
 
-def _label(lang: str, prefix: str, code: str | None) -> str:
-    """The board's label for a code (``kind_fire`` → "KEBAKARAN"); "-" for none."""
-    return translate_to(lang, f"{prefix}_{code}") if code else "-"
-
-
 def _alarm_named(alarm: dict[str, Any]) -> dict[str, str]:
     """ "Alarm KEBAKARAN #12 di Pasar Andoolo" / "FIRE alarm #12 at Pasar Andoolo", in the board's own words."""
     place = (alarm.get("site") or {}).get("name") or alarm["button"]
-    number = alarm["number"]
+    number, kind = alarm["number"], alarm["kind"]
     return {
-        lang: translate_to(lang, "notice_alarm", kind=_label(lang, "kind", alarm["kind"]), number=number, place=place)
+        lang: translate_to(lang, "notice_alarm", kind=translate_to(lang, f"kind_{kind}"), number=number, place=place)
         for lang in LANGUAGES
     }
 
@@ -30,9 +25,14 @@ def settled_texts(alarm: dict[str, Any]) -> dict[str, str]:
         return {lang: translate_to(lang, "notice_acknowledged", alarm=named[lang], who=who) for lang in LANGUAGES}
     code = alarm.get("resolution")
     return {
-        lang: translate_to(lang, "notice_resolved", alarm=named[lang], resolution=_label(lang, "resolution", code))
+        lang: translate_to(lang, "notice_resolved", alarm=named[lang], resolution=_resolution(lang, code))
         for lang in LANGUAGES
     }
+
+
+def _resolution(lang: str, code: str | None) -> str:
+    """The board's label of a resolution ("Alarm palsu" for ``false_alarm``); "-" for none."""
+    return translate_to(lang, f"resolution_{code}") if code else "-"
 
 
 def _waited(lang: str, waited_s: float) -> str:
