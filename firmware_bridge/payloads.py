@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from importlib import resources
-from typing import Any
+from typing import Any, TypeVar
 
 import fastjsonschema
 
@@ -70,6 +70,29 @@ class IndicationState(StrEnum):
     ACKNOWLEDGED = "acknowledged"
     DISPATCHED = "dispatched"
     RESOLVED = "resolved"
+
+
+class ModuleState(StrEnum):
+    """Whether the gateway has its LoRa module's serial port open."""
+
+    OPEN = "open"
+    MISSING = "missing"
+
+
+class LoraModel(StrEnum):
+    """The LoRa modules a gateway can drive."""
+
+    RYLR896 = "rylr896"
+    RYLR998 = "rylr998"
+    E32 = "e32"
+    E22 = "e22"
+
+
+class LoraMode(StrEnum):
+    """An E32/E22 module's addressing mode."""
+
+    TRANSPARENT = "transparent"
+    FIXED = "fixed"
 
 
 def _load_schema(name: str) -> Callable[[Any], Any]:
@@ -229,6 +252,17 @@ def _encode(data: dict[str, Any]) -> bytes:
 
 def _drop_none(data: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in data.items() if value is not None}
+
+
+_E = TypeVar("_E", bound=StrEnum)
+
+
+def _optional_enum(kind: type[_E], value: Any) -> _E | None:
+    return None if value is None else kind(value)
+
+
+def _text_or_none(value: StrEnum | None) -> str | None:
+    return None if value is None else str(value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -398,25 +432,272 @@ class Inventory:
         return cls(gw=data["gw"], ts=data["ts"], buttons=buttons)
 
 
+# In the health models below, None is "not known": a field an older gateway does
+# not send, or one a tolerant reader of stored health (the dashboard's) could not
+# read. The schema says which fields the wire requires; encode() refuses the rest.
+
+
 @dataclass(frozen=True, slots=True)
-class Health:
-    gw: str
-    ts: str
-    uptime_s: float
-    outbox: dict[str, Any]
-    counters: dict[str, int]
-    extra: dict[str, Any] = field(default_factory=dict)
+class OutboxHealth:
+    """The gateway's outbox: events waiting for the dashboard's receipt."""
+
+    depth: int | None
+    oldest_ts: str | None = None
+    #: events that could not be written to disk (disk full, I/O error) and live only in memory
+    memory_only: int | None = None
+    #: events published, not yet acknowledged by the broker
+    inflight: int | None = None
+    #: events published, waiting for the dashboard's receipt
+    awaiting_receipt: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            **self.extra,
+            "depth": self.depth,
+            "oldest_ts": self.oldest_ts,
+            **_drop_none(
+                {"memory_only": self.memory_only, "inflight": self.inflight, "awaiting_receipt": self.awaiting_receipt}
+            ),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> OutboxHealth:
+        """From a validated payload's ``outbox``."""
+        return cls(
+            depth=data["depth"],
+            oldest_ts=data.get("oldest_ts"),
+            memory_only=data.get("memory_only"),
+            inflight=data.get("inflight"),
+            awaiting_receipt=data.get("awaiting_receipt"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ButtonHealth:
+    """A wired button's input: one held down for long is stuck (jammed, or its wire shorted)."""
+
+    id: str
+    pressed: bool | None = None
+    pressed_for_s: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, **_drop_none({"pressed": self.pressed}), "pressed_for_s": self.pressed_for_s}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ButtonHealth:
+        return cls(id=data["id"], pressed=data.get("pressed"), pressed_for_s=data.get("pressed_for_s"))
+
+
+@dataclass(frozen=True, slots=True)
+class RadioModule:
+    """The gateway's LoRa module and its driver's details (``configured``, ``queued``: RYLR; the rest: E32/E22)."""
+
+    type: LoraModel | None = None
+    port: str | None = None
+    state: ModuleState | None = None
+    since: str | None = None
+    last_error: str | None = None
+    configured: bool | None = None
+    queued: int | None = None
+    mode: LoraMode | None = None
+    skipped_bytes: int | None = None
+    bad_crc: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            **_drop_none(
+                {
+                    "type": _text_or_none(self.type),
+                    "port": self.port,
+                    "state": _text_or_none(self.state),
+                    "since": self.since,
+                }
+            ),
+            "last_error": self.last_error,
+            **_drop_none(
+                {
+                    "configured": self.configured,
+                    "queued": self.queued,
+                    "mode": _text_or_none(self.mode),
+                    "skipped_bytes": self.skipped_bytes,
+                    "bad_crc": self.bad_crc,
+                }
+            ),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RadioModule:
+        return cls(
+            type=_optional_enum(LoraModel, data.get("type")),
+            port=data.get("port"),
+            state=_optional_enum(ModuleState, data.get("state")),
+            since=data.get("since"),
+            last_error=data.get("last_error"),
+            configured=data.get("configured"),
+            queued=data.get("queued"),
+            mode=_optional_enum(LoraMode, data.get("mode")),
+            skipped_bytes=data.get("skipped_bytes"),
+            bad_crc=data.get("bad_crc"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class NodeHealth:
+    """A LoRa node as its gateway knows it: when it was last heard, how well, its battery, its frames."""
+
+    button: str
+    last_heard: str | None = None
+    #: seconds since heard, measured on the gateway's own clock (so a wrong clock cannot hide a silent button)
+    age_s: float | None = None
+    low_battery: bool = False
+    tamper: bool = False
+    rssi: float | None = None  # dBm; not every module reports it (E32 does not)
+    snr: float | None = None  # dB
+    battery_mv: int | None = None
+    frames: int | None = None
+    events: int | None = None
+    heartbeats: int | None = None
+    duplicates: int | None = None
+    #: refused frames by reason
+    rejected: Mapping[str, int] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "button": self.button,
+            "last_heard": self.last_heard,
+            "age_s": self.age_s,
+            "low_battery": self.low_battery,
+            "tamper": self.tamper,
+            "rssi": self.rssi,
+            "snr": self.snr,
+            "battery_mv": self.battery_mv,
+            **_drop_none(
+                {
+                    "frames": self.frames,
+                    "events": self.events,
+                    "heartbeats": self.heartbeats,
+                    "duplicates": self.duplicates,
+                }
+            ),
+            "rejected": dict(self.rejected),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> NodeHealth:
+        return cls(
+            button=data["button"],
+            last_heard=data.get("last_heard"),
+            age_s=data.get("age_s"),
+            low_battery=data.get("low_battery", False),
+            tamper=data.get("tamper", False),
+            rssi=data.get("rssi"),
+            snr=data.get("snr"),
+            battery_mv=data.get("battery_mv"),
+            frames=data.get("frames"),
+            events=data.get("events"),
+            heartbeats=data.get("heartbeats"),
+            duplicates=data.get("duplicates"),
+            rejected=dict(data.get("rejected", {})),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class RadioHealth:
+    """A gateway's LoRa side: its module, each node it serves (by node id, decimal) and refused frames by reason."""
+
+    module: RadioModule | None = None
+    nodes: Mapping[str, NodeHealth] = field(default_factory=dict)
+    rejected: Mapping[str, int] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            **({"module": self.module.to_dict()} if self.module is not None else {}),
+            "nodes": {node: stats.to_dict() for node, stats in self.nodes.items()},
+            "rejected": dict(self.rejected),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RadioHealth:
+        module = data.get("module")
+        return cls(
+            module=None if module is None else RadioModule.from_dict(module),
+            nodes={node: NodeHealth.from_dict(stats) for node, stats in data.get("nodes", {}).items()},
+            rejected=dict(data.get("rejected", {})),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Health:
+    """A gateway's periodic report: its outbox, counters, links, wired buttons and LoRa side.
+
+    ``v``, ``gw``, ``ts``, ``uptime_s``, ``outbox`` and ``counters`` are
+    required on the wire; the rest came later and may be absent (None).
+    ``unknown`` keeps, as sent, the fields of a newer gateway this version
+    does not know, so that they are stored and passed on unchanged.
+    """
+
+    gw: str
+    ts: str | None
+    uptime_s: float | None
+    outbox: OutboxHealth
+    counters: Mapping[str, int] = field(default_factory=dict)
+    version: str | None = None
+    #: false: no outbox could be opened at all; every event lives only in memory
+    outbox_ok: bool | None = None
+    #: why the last write to the outbox failed; None once a write succeeds
+    outbox_error: str | None = None
+    #: the gateway saw its own status come back from the broker (the ACL lets it publish)
+    delivery_verified: bool | None = None
+    mqtt_connected: bool | None = None
+    #: the dashboard's presence as last heard; None before any
+    dashboard_online: bool | None = None
+    pump_alive: bool | None = None
+    buttons: tuple[ButtonHealth, ...] = ()
+    radio: RadioHealth | None = None
+    unknown: Mapping[str, Any] = field(default_factory=dict)
+
+    #: The fields every version-1 health carries.
+    CORE = frozenset({"v", "gw", "ts", "uptime_s", "outbox", "counters"})
+    #: Every field this version knows.
+    KNOWN = CORE | {
+        "version",
+        "outbox_ok",
+        "outbox_error",
+        "delivery_verified",
+        "mqtt_connected",
+        "dashboard_online",
+        "pump_alive",
+        "buttons",
+        "radio",
+    }
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            **{key: value for key, value in self.unknown.items() if key not in self.KNOWN},
             "v": PAYLOAD_VERSION,
             "gw": self.gw,
             "ts": self.ts,
             "uptime_s": self.uptime_s,
-            "outbox": self.outbox,
-            "counters": self.counters,
+            "outbox": self.outbox.to_dict(),
+            "counters": dict(self.counters),
+            **_drop_none(
+                {
+                    "version": self.version,
+                    "outbox_ok": self.outbox_ok,
+                    "delivery_verified": self.delivery_verified,
+                    "mqtt_connected": self.mqtt_connected,
+                    "pump_alive": self.pump_alive,
+                }
+            ),
+            "outbox_error": self.outbox_error,
+            "dashboard_online": self.dashboard_online,
+            "buttons": [button.to_dict() for button in self.buttons],
+            **({"radio": self.radio.to_dict()} if self.radio is not None else {}),
         }
+
+    @property
+    def extra(self) -> dict[str, Any]:
+        """The fields beyond the core ones, as sent: the untyped view of before; prefer the attributes."""
+        return {key: value for key, value in self.to_dict().items() if key not in self.CORE}
 
     def encode(self) -> bytes:
         return _encode(validate("health", self.to_dict()))
@@ -425,14 +706,23 @@ class Health:
     def from_dict(cls, data: dict[str, Any]) -> Health:
         validate("health", data)
         parse_ts(data["ts"])
-        known = {"v", "gw", "ts", "uptime_s", "outbox", "counters"}
+        radio = data.get("radio")
         return cls(
             gw=data["gw"],
             ts=data["ts"],
             uptime_s=float(data["uptime_s"]),
-            outbox=data["outbox"],
-            counters=data["counters"],
-            extra={key: value for key, value in data.items() if key not in known},
+            outbox=OutboxHealth.from_dict(data["outbox"]),
+            counters=dict(data["counters"]),
+            version=data.get("version"),
+            outbox_ok=data.get("outbox_ok"),
+            outbox_error=data.get("outbox_error"),
+            delivery_verified=data.get("delivery_verified"),
+            mqtt_connected=data.get("mqtt_connected"),
+            dashboard_online=data.get("dashboard_online"),
+            pump_alive=data.get("pump_alive"),
+            buttons=tuple(ButtonHealth.from_dict(button) for button in data.get("buttons", [])),
+            radio=None if radio is None else RadioHealth.from_dict(radio),
+            unknown={key: value for key, value in data.items() if key not in cls.KNOWN},
         )
 
 

@@ -17,14 +17,17 @@ from firmware_bridge.counters import Counters
 from firmware_bridge.errors import ConfigError, OutboxError
 from firmware_bridge.ids import make_ulid
 from firmware_bridge.payloads import (
+    ButtonHealth,
     ButtonInfo,
     Event,
     EventType,
     Health,
     Indication,
     Inventory,
+    OutboxHealth,
     Source,
 )
+from firmware_bridge.periodic import Guard
 from firmware_bridge.timeutil import format_epoch
 from firmware_bridge.topics import Topics
 
@@ -231,10 +234,11 @@ class Gateway:
         """Call ``listener(event)`` after each event is committed (or, if the disk failed, handed on)."""
         self._record_listeners.append(listener)
 
-    def _button_views(self) -> list[dict[str, object]]:
+    def _button_health(self) -> tuple[ButtonHealth, ...]:
         with self._lock:
             buttons = list(self.buttons.values())
-        return [button.view() for button in buttons]
+        views = [button.view() for button in buttons]
+        return tuple(ButtonHealth(id=v["id"], pressed=v["pressed"], pressed_for_s=v["pressed_for_s"]) for v in views)
 
     def liveness(self) -> str | None:
         """None while every loop a press depends on is turning, else what is wrong (for the watchdog)."""
@@ -355,40 +359,41 @@ class Gateway:
         ).encode()
 
     def health(self) -> Health:
-        oldest = self.outbox.oldest_created_at()
         return Health(
             gw=self.config.id,
             ts=format_epoch(self.clock()),
             uptime_s=round(time.time() - self.started_at, 3),
-            outbox={
-                "depth": self.outbox.depth(),
-                "oldest_ts": None if oldest is None else format_epoch(oldest),
-                "memory_only": self.pump.unstored_waiting,
-                "inflight": self.pump.inflight,
-                "awaiting_receipt": self.pump.awaiting_receipt,
-            },
+            outbox=self._outbox_health(),
             counters=self.counters.snapshot(),
-            extra={
-                "version": self.version,
-                "outbox_ok": not isinstance(self.outbox, UnavailableOutbox),
-                "outbox_error": self.outbox.write_error,
-                "delivery_verified": self.link.echo.is_set(),
-                "mqtt_connected": self.link.connected.is_set(),
-                "dashboard_online": self.link.dashboard_online,
-                "buttons": self._button_views(),
-                "pump_alive": self.pump.is_alive(),
-                **({"radio": self.radio.health()} if self.radio is not None else {}),
-            },
+            version=self.version,
+            outbox_ok=not isinstance(self.outbox, UnavailableOutbox),
+            outbox_error=self.outbox.write_error,
+            delivery_verified=self.link.echo.is_set(),
+            mqtt_connected=self.link.connected.is_set(),
+            dashboard_online=self.link.dashboard_online,
+            pump_alive=self.pump.is_alive(),
+            buttons=self._button_health(),
+            radio=self.radio.health() if self.radio is not None else None,
+        )
+
+    def _outbox_health(self) -> OutboxHealth:
+        oldest = self.outbox.oldest_created_at()
+        return OutboxHealth(
+            depth=self.outbox.depth(),
+            oldest_ts=None if oldest is None else format_epoch(oldest),
+            memory_only=self.pump.unstored_waiting,
+            inflight=self.pump.inflight,
+            awaiting_receipt=self.pump.awaiting_receipt,
         )
 
     def _health_loop(self) -> None:
-        while not self._stopping.is_set():
-            self._health_now.wait(self.config.health_interval_s)
-            self._health_now.clear()
-            if self._stopping.is_set():
-                break
-            try:
-                self.link.publish_health(self.health().encode())
-            except Exception:  # health must never take the gateway down
-                self.counters.add("health_errors")
-                log.exception("could not publish health")
+        # Health must never take the gateway down: a failed report is counted and logged, the next one comes.
+        guard = Guard("siaga-health", on_error=lambda: self.counters.add("health_errors"))
+        with guard.lifetime():
+            while not self._stopping.is_set():
+                self._health_now.wait(self.config.health_interval_s)
+                self._health_now.clear()
+                if self._stopping.is_set():
+                    break
+                with guard.round("could not publish health"):
+                    self.link.publish_health(self.health().encode())

@@ -12,6 +12,7 @@ from firmware_bridge import BadPayload, BadTopic, SiagaError
 from firmware_bridge.ids import is_event_id, make_ulid, ulid_millis
 from firmware_bridge.payloads import (
     MAX_PAYLOAD_BYTES,
+    ButtonHealth,
     ButtonInfo,
     Event,
     EventType,
@@ -21,6 +22,13 @@ from firmware_bridge.payloads import (
     IndicationState,
     Inventory,
     Kind,
+    LoraMode,
+    LoraModel,
+    ModuleState,
+    NodeHealth,
+    OutboxHealth,
+    RadioHealth,
+    RadioModule,
     Site,
     Source,
     Status,
@@ -220,10 +228,112 @@ def test_status_inventory_health_indication_round_trip() -> None:
         buttons=(ButtonInfo("fire-1", Kind.FIRE, Source.GPIO, Site("Pasar Andoolo", -4.35, 122.37), "Blok A"),),
     )
     assert decode_inventory(inventory.encode()) == inventory
-    health = Health(gw="gw-a", ts=now, uptime_s=3.5, outbox={"depth": 0, "oldest_ts": None}, counters={"x": 1})
+    health = Health(gw="gw-a", ts=now, uptime_s=3.5, outbox=OutboxHealth(depth=0), counters={"x": 1})
     assert decode_health(health.encode()).counters == {"x": 1}
+    assert decode_health(health.encode()) == health
     indication = Indication(button="fire-1", state=IndicationState.RECEIVED, alarm=3, rev=0, ts=now)
     assert decode_indication(indication.encode()) == indication
+
+
+# -- health: every field typed ---------------------------------------------------------------
+
+#: What today's gateway sends, with LoRa (an RYLR module) and one wired button: every field.
+TODAYS_HEALTH = {
+    "v": 1,
+    "gw": "gw-pasar-andoolo",
+    "ts": "2026-11-28T04:05:06.789Z",
+    "uptime_s": 3600.5,
+    "outbox": {"depth": 2, "oldest_ts": "2026-11-28T04:04:06.789Z", "memory_only": 0, "inflight": 1,
+               "awaiting_receipt": 2},
+    "counters": {"presses": 3, "radio_rejected.bad_mac": 1},
+    "version": "0.1.0",
+    "outbox_ok": True,
+    "delivery_verified": True,
+    "mqtt_connected": True,
+    "pump_alive": True,
+    "outbox_error": None,
+    "dashboard_online": None,
+    "buttons": [{"id": "pasar-andoolo-fire-1", "pressed": True, "pressed_for_s": 1.5}],
+    "radio": {
+        "module": {"type": "rylr998", "port": "/dev/ttyUSB0", "state": "open", "since": "2026-11-28T03:05:06.000Z",
+                   "last_error": None, "configured": True, "queued": 0},
+        "nodes": {
+            "1001": {"button": "pasar-andoolo-fire-2", "last_heard": "2026-11-28T04:05:00.000Z", "age_s": 6.8,
+                     "low_battery": True, "tamper": False, "rssi": -97, "snr": 7.25, "battery_mv": 3300, "frames": 12,
+                     "events": 2, "heartbeats": 9, "duplicates": 1, "rejected": {"bad_mac": 1}},
+            "1002": {"button": "pasar-andoolo-sapa-1", "last_heard": None, "age_s": None, "low_battery": False,
+                     "tamper": False, "rssi": None, "snr": None, "battery_mv": None, "frames": 0, "events": 0,
+                     "heartbeats": 0, "duplicates": 0, "rejected": {}},
+        },
+        "rejected": {"bad_mac": 1},
+    },
+}  # fmt: skip
+
+
+def test_todays_full_health_reads_into_typed_fields_and_round_trips_unchanged() -> None:
+    health = decode_health(json.dumps(TODAYS_HEALTH))
+    assert health.outbox == OutboxHealth(
+        depth=2, oldest_ts="2026-11-28T04:04:06.789Z", memory_only=0, inflight=1, awaiting_receipt=2
+    )
+    assert health.buttons == (ButtonHealth("pasar-andoolo-fire-1", pressed=True, pressed_for_s=1.5),)
+    assert (health.outbox_ok, health.delivery_verified, health.dashboard_online) == (True, True, None)
+    radio = health.radio
+    assert isinstance(radio, RadioHealth) and radio.rejected == {"bad_mac": 1}
+    assert radio.module == RadioModule(
+        type=LoraModel.RYLR998, port="/dev/ttyUSB0", state=ModuleState.OPEN, since="2026-11-28T03:05:06.000Z",
+        configured=True, queued=0,
+    )  # fmt: skip
+    node = radio.nodes["1001"]
+    assert isinstance(node, NodeHealth) and (node.button, node.age_s, node.rssi, node.snr) == (
+        "pasar-andoolo-fire-2", 6.8, -97, 7.25,
+    )  # fmt: skip
+    assert node.low_battery is True and node.rejected == {"bad_mac": 1} and health.unknown == {}
+    assert health.to_dict() == TODAYS_HEALTH  # what a gateway sent is what the dashboard stores
+    assert decode_health(health.encode()) == health
+
+
+def test_an_e32_module_and_a_newer_gateways_fields_round_trip() -> None:
+    module = {"type": "e32", "port": "/dev/ttyS0", "state": "missing", "since": "2026-11-28T03:05:06.000Z",
+              "last_error": "[Errno 2] No such file", "mode": "fixed", "skipped_bytes": 4, "bad_crc": 1}  # fmt: skip
+    sent = {**TODAYS_HEALTH, "radio": {"module": module, "nodes": {}, "rejected": {}}, "solar_mv": 12_900}
+    health = decode_health(json.dumps(sent))
+    assert health.radio is not None and health.radio.module is not None
+    assert (health.radio.module.mode, health.radio.module.state) == (LoraMode.FIXED, ModuleState.MISSING)
+    assert health.unknown == {"solar_mv": 12_900}  # kept, and passed on as sent
+    assert health.to_dict() == sent and decode_health(health.encode()) == health
+
+
+def test_an_old_partial_health_is_accepted_and_reads_as_unknown() -> None:
+    old = {"v": 1, "gw": "gw-a", "ts": "2026-11-28T04:05:06.789Z", "uptime_s": 1, "outbox": {"depth": 0},
+           "counters": {}, "buttons": [{"id": "fire-1"}], "radio": {"nodes": {"7": {"button": "lora-7"}}}}  # fmt: skip
+    health = decode_health(json.dumps(old))
+    assert (health.version, health.outbox_ok, health.pump_alive, health.outbox.memory_only) == (None,) * 4
+    assert health.buttons == (ButtonHealth("fire-1"),)
+    assert health.radio == RadioHealth(module=None, nodes={"7": NodeHealth("lora-7")})
+    assert decode_health(health.encode()) == health  # what it lacks stays unknown
+
+
+@pytest.mark.parametrize(
+    ("member", "field", "reason"),
+    [
+        ({"radio": True}, "radio", "bad_type"),
+        ({"buttons": 5}, "buttons", "bad_type"),
+        ({"buttons": [{"id": "b", "pressed_for_s": "long"}]}, "buttons[0].pressed_for_s", "invalid"),
+        ({"radio": {"module": {"state": "exploded"}}}, "radio.module.state", "bad_value"),
+        ({"radio": {"nodes": {"1": {"age_s": 1}}}}, "radio.nodes.1.button", "missing_field"),
+        ({"outbox_ok": "yes"}, "outbox_ok", "bad_type"),
+    ],
+)
+def test_a_health_field_of_the_wrong_type_is_named(member: dict, field: str, reason: str) -> None:
+    with pytest.raises(BadPayload) as caught:
+        decode_health(json.dumps({**TODAYS_HEALTH, **member}))
+    assert (caught.value.field, caught.value.reason) == (field, reason)
+
+
+def test_the_untyped_view_of_health_extras_is_what_was_sent() -> None:
+    health = decode_health(json.dumps(TODAYS_HEALTH))
+    core = {"v", "gw", "ts", "uptime_s", "outbox", "counters"}
+    assert health.extra == {key: value for key, value in TODAYS_HEALTH.items() if key not in core}
 
 
 def test_inventory_refuses_duplicate_buttons_and_bad_coordinates() -> None:

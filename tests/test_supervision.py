@@ -146,7 +146,11 @@ def test_a_wrong_gateway_clock_cannot_hide_a_silent_button() -> None:
 
 
 def raw_health(gw: str = "gw-a", fragment: str = "", at: float = NOW) -> dict:
-    """A schema-valid health message with ``fragment`` (JSON members, as sent) spliced in: last one wins."""
+    """A health message with ``fragment`` (JSON members, as sent) spliced in: last one wins.
+
+    Its core is schema-valid; the fragment may not be (the schema now types every field, but what an
+    older dashboard stored was checked only for the core).
+    """
     base = {"v": 1, "gw": gw, "ts": format_epoch(at), "uptime_s": 1.0, "outbox": {"depth": 0}, "counters": {}}
     return json.loads(json.dumps(base)[:-1] + ("," + fragment if fragment else "") + "}")
 
@@ -231,8 +235,39 @@ def test_absurd_spans_in_health_are_believed_as_ten_years_at_most() -> None:
         f"{10**12} event(s) only in memory"
     )
     radio = found(ODD_HEALTH["radio.module.type a lone surrogate, outbox_error 100 kB"])
-    assert radio["radio_missing:gw-a"].detail == "LoRa module ? missing on None"
+    assert radio["radio_missing:gw-a"].detail == "LoRa module None missing on None"  # no module type: unknown
     assert len(radio["gateway_disk:gw-a"].detail) < 300
+
+
+def test_health_is_read_in_one_place_from_stored_text_a_decoded_object_or_a_payload() -> None:
+    from dashboard.devices.supervision import MAX_SPAN_S, read_health
+    from firmware_bridge.payloads import ButtonHealth, ModuleState, NodeHealth, OutboxHealth, decode_health
+
+    # An older gateway's: no memory_only, no pressed, no module, a node with only its button.
+    old = raw_health(
+        fragment='"buttons":[{"id":"wired-1","pressed_for_s":2}],"radio":{"nodes":{"1":{"button":"lora-1"}}}'
+    )
+    for stored in (old, json.dumps(old), json.dumps(old).encode(), decode_health(json.dumps(old))):
+        health = read_health(stored)
+        assert (health.gw, health.ts, health.uptime_s) == ("gw-a", format_epoch(NOW), 1.0)
+        assert health.outbox == OutboxHealth(depth=0) and health.version is None and health.outbox_ok is None
+        assert health.buttons == (ButtonHealth("wired-1", pressed=None, pressed_for_s=2.0),)
+        assert health.radio is not None and health.radio.module is None
+        assert health.radio.nodes == {"1": NodeHealth("lora-1")}
+    # Nothing to read: a health that knows nothing, not an error.
+    for nothing in (None, "", "{not json", "[1]", 5):
+        empty = read_health(nothing)
+        assert (empty.ts, empty.outbox.depth, empty.buttons, empty.radio) == (None, None, (), None)
+    # A valid payload is bounded as well: a span of 1e308 s is believed as ten years.
+    sent = decode_health(json.dumps(raw_health(fragment=ODD_HEALTH["buttons[].pressed_for_s 1e308"])))
+    assert read_health(sent).buttons[0].pressed_for_s == MAX_SPAN_S
+    # Codes from a newer gateway are unknown here, not an error.
+    newer = read_health(raw_health(fragment='"radio":{"module":{"type":"sx1262","state":"resetting"}}'))
+    assert newer.radio is not None and newer.radio.module is not None
+    assert (newer.radio.module.type, newer.radio.module.state) == (None, None)
+    assert read_health(raw_health(fragment='"radio":{"module":{"state":"missing"}}')).radio.module.state is (
+        ModuleState.MISSING
+    )
 
 
 def test_a_gateway_whose_health_cannot_be_read_is_a_trouble_and_the_others_are_still_supervised() -> None:

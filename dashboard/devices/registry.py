@@ -12,7 +12,7 @@ from typing import Any
 from firmware_bridge.payloads import Health, Inventory, Status
 from firmware_bridge.timeutil import format_epoch
 
-from .supervision import gateway_health
+from .supervision import read_health
 
 
 def _iso(value: float | None) -> str | None:
@@ -95,7 +95,7 @@ def store_health(conn: sqlite3.Connection, health: Health, now: float) -> None:
 
 
 def gateway_view(row: sqlite3.Row) -> dict[str, Any]:
-    health = gateway_health(row["health"])
+    health = read_health(row["health"])
     return {
         "gw": row["gw"],
         "state": row["state"],
@@ -105,7 +105,7 @@ def gateway_view(row: sqlite3.Row) -> dict[str, Any]:
         "started": row["started"],
         "updated_at": _iso(row["updated_at"]),
         "health_at": _iso(row["health_at"]),
-        "outbox_depth": health.outbox_depth,
+        "outbox_depth": health.outbox.depth,
     }
 
 
@@ -116,4 +116,3 @@ def list_gateways(conn: sqlite3.Connection) -> list[dict[str, Any]]:
 def get_gateway(conn: sqlite3.Connection, gw: str) -> dict[str, Any] | None:
     row = conn.execute("SELECT * FROM gateways WHERE gw = ?", (gw,)).fetchone()
     return None if row is None else gateway_view(row)
-

@@ -11,9 +11,11 @@ are used only as differences on the gateway's clock (how long ago a button was
 heard, how old the oldest waiting event is), so a gateway whose clock is
 wrong is flagged but cannot hide a silent button.
 
-A health message is loose by contract (typed core fields, free-form extras),
-so it is read only through :func:`read_health` (also used by the device
-view): a field of an unexpected shape or an absurd value is ignored, never
+Health is read only through :func:`read_health` (also by the device view and
+the gateway list), into the contract's typed :class:`Health`. The schema types
+every field on the wire, but a stored message may predate it (an older
+dashboard stored whatever shape it was sent) or come from an older gateway: a
+field of an unexpected shape or an absurd value is left unknown, never
 trusted, and every time derived from one is bounded (:func:`bounded_time`).
 A gateway whose health still cannot be read becomes a trouble of its own
 (``gateway_health_unreadable``); the others are supervised as usual.
@@ -26,20 +28,36 @@ import logging
 import math
 import sqlite3
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypeVar
 
 from firmware_bridge.counters import Counters
+from firmware_bridge.payloads import (
+    ButtonHealth,
+    GatewayState,
+    Health,
+    LoraMode,
+    LoraModel,
+    ModuleState,
+    NodeHealth,
+    OutboxHealth,
+    RadioHealth,
+    RadioModule,
+    Source,
+)
 from firmware_bridge.timeutil import format_epoch, parse_ts
 from firmware_bridge.topics import is_valid_id
 
 from ..alarms import notify
 from ..db import PeriodicCheck, transaction
 from ..ingest.hub import Hub, LiveMessage
+from .service import ServiceMode
 
 log = logging.getLogger(__name__)
+
+_Code = TypeVar("_Code", bound=StrEnum)
 
 
 class TroubleType(StrEnum):
@@ -171,7 +189,7 @@ def evaluate(
         ears: dict[str, tuple[float, str]] = {}
         try:
             found = _gateway_troubles(now, facts, settings)
-            if facts.state == "online" and facts.health is not None and facts.health_at is not None:
+            if facts.state == GatewayState.ONLINE and facts.health is not None and facts.health_at is not None:
                 live = now - facts.health_at <= settings.gateway_silent_s
                 found += _health_troubles(facts.gw, facts.health, facts.health_at, buttons, settings, ears)
                 if live:
@@ -190,7 +208,7 @@ def evaluate(
             if button not in heard or at > heard[button][0]:
                 heard[button] = (at, gw)
     for button, (gw, kind, transport) in sorted(buttons.items()):
-        if transport != "lora":
+        if transport != Source.LORA:
             continue
         last = heard.get(button)
         if last is not None and now - last[0] <= settings.radio_button_silent_s:
@@ -204,7 +222,7 @@ def evaluate(
 
 
 def _gateway_troubles(now: float, facts: GatewayFacts, settings: SupervisionSettings) -> list[Trouble]:
-    if facts.state != "online":
+    if facts.state != GatewayState.ONLINE:
         return [Trouble(TroubleType.GATEWAY_OFFLINE, facts.gw, None, None, "offline", facts.updated_at)]
     last = facts.health_at if facts.health_at is not None else facts.updated_at
     if now - last > settings.gateway_silent_s:
@@ -214,49 +232,60 @@ def _gateway_troubles(now: float, facts: GatewayFacts, settings: SupervisionSett
 
 def _health_troubles(
     gw: str,
-    health: dict[str, Any],
+    stored: object,
     health_at: float,
     buttons: Buttons,
     settings: SupervisionSettings,
     heard: dict[str, tuple[float, str]],
 ) -> list[Trouble]:
     troubles: list[Trouble] = []
-    report = read_health(health)
-    sent_at = report.sent_at
+    health = read_health(stored)
+    sent_at = field_epoch(health.ts)
     if sent_at is not None and abs(sent_at - health_at) > settings.clock_skew_s:
         skew = sent_at - health_at
         detail = f"clock {abs(skew):.0f} s {'ahead' if skew > 0 else 'behind'}"
         troubles.append(Trouble(TroubleType.GATEWAY_CLOCK, gw, None, None, detail, health_at))
-    depth = report.outbox_depth or 0
-    oldest = report.outbox_oldest
+    troubles += _outbox_troubles(gw, health, sent_at, health_at, settings)
+    radio = health.radio
+    module = radio.module if radio is not None else None
+    if module is not None and module.state is ModuleState.MISSING:
+        detail = f"LoRa module {module.type} missing on {module.port}"
+        troubles.append(Trouble(TroubleType.RADIO_MISSING, gw, None, None, detail, health_at))
+    for node in radio.nodes.values() if radio is not None else ():
+        troubles += _node_troubles(gw, node, health_at, buttons, heard)
+    for wired in health.buttons:
+        held = wired.pressed_for_s
+        if held is not None and held > settings.button_stuck_s:
+            kind = buttons.get(wired.id, (gw, None, None))[1]
+            detail = f"held down for {held:.0f} s"
+            troubles.append(Trouble(TroubleType.BUTTON_STUCK, gw, wired.id, kind, detail, health_at - held))
+    return troubles
+
+
+def _outbox_troubles(
+    gw: str, health: Health, sent_at: float | None, health_at: float, settings: SupervisionSettings
+) -> list[Trouble]:
+    troubles = []
+    outbox = health.outbox
+    depth = outbox.depth or 0
+    oldest = field_epoch(outbox.oldest_ts)
     waited = 0.0
     if sent_at is not None and oldest is not None:  # both on the gateway's clock
         waited = seconds(sent_at - oldest) or 0.0  # a span beyond belief counts as the longest one
     if depth >= settings.backlog_events or (depth and waited > settings.backlog_age_s):
         detail = f"{depth} event(s) waiting, oldest {waited:.0f} s"
         troubles.append(Trouble(TroubleType.GATEWAY_BACKLOG, gw, None, None, detail, health_at - waited))
-    memory_only = report.memory_only or 0
-    error = report.outbox_error
-    if memory_only or error or report.outbox_ok is False:
+    memory_only = outbox.memory_only or 0
+    error = health.outbox_error
+    if memory_only or error or health.outbox_ok is False:
         detail = f"outbox cannot store ({error or 'unavailable'}); {memory_only} event(s) only in memory"
         troubles.append(Trouble(TroubleType.GATEWAY_DISK, gw, None, None, detail, health_at))
-    if report.module_state == "missing":
-        detail = f"LoRa module {report.module_type} missing on {report.module_port}"
-        troubles.append(Trouble(TroubleType.RADIO_MISSING, gw, None, None, detail, health_at))
-    for node in report.nodes:
-        troubles += _node_troubles(gw, node, health_at, buttons, heard)
-    for wired in report.wired:
-        held = wired.pressed_for_s
-        if held is not None and held > settings.button_stuck_s:
-            kind = buttons.get(wired.button, (gw, None, None))[1]
-            detail = f"held down for {held:.0f} s"
-            troubles.append(Trouble(TroubleType.BUTTON_STUCK, gw, wired.button, kind, detail, health_at - held))
     return troubles
 
 
 def _node_troubles(
     gw: str,
-    node: NodeReport,
+    node: NodeHealth,
     health_at: float,
     buttons: Buttons,
     heard: dict[str, tuple[float, str]],
@@ -356,93 +385,140 @@ def field_epoch(value: object) -> float | None:
         return None
 
 
-@dataclass(frozen=True)
-class NodeReport:
-    """A LoRa node as its gateway reports it (``radio.nodes.*``)."""
-
-    button: str
-    age_s: float | None  # seconds since heard, on the gateway's clock
-    low_battery: bool
-    tamper: bool
-    battery_mv: int | float | None
-    rssi: int | float | None
-    snr: int | float | None
+def field_bool(value: object) -> bool | None:
+    """A JSON boolean, else None."""
+    return value if isinstance(value, bool) else None
 
 
-@dataclass(frozen=True)
-class WiredReport:
-    """A wired button's input (``buttons[]``)."""
-
-    button: str
-    pressed: bool | None
-    pressed_for_s: float | None
-
-
-@dataclass(frozen=True)
-class HealthReport:
-    """What supervision and the device view take from a health message; every field checked."""
-
-    sent_at: float | None  # ``ts``, the gateway's clock
-    outbox_depth: int | None
-    outbox_oldest: float | None  # ``outbox.oldest_ts``, the gateway's clock
-    memory_only: int | None
-    outbox_ok: bool | None
-    outbox_error: str | None
-    module_state: str | None
-    module_type: str | None
-    module_port: str | None
-    nodes: tuple[NodeReport, ...]
-    wired: tuple[WiredReport, ...]
+def field_enum(kind: type[_Code], value: object) -> _Code | None:
+    """One of ``kind``'s codes, else None (an odd value, or a code a newer gateway added)."""
+    try:
+        return kind(value) if isinstance(value, str) else None
+    except ValueError:
+        return None
 
 
-def read_health(health: object) -> HealthReport:
-    """Read a stored health message: a field of an unexpected shape or value is left out, never raised on."""
-    health = field_dict(health)
-    outbox = field_dict(health.get("outbox"))
-    radio = field_dict(health.get("radio"))
-    module = field_dict(radio.get("module"))
-    nodes = []
-    for node in field_objects(radio.get("nodes"), dict):
-        button = field_id(node.get("button"))
-        if button is None:
-            continue
-        nodes.append(
-            NodeReport(
-                button=button,
-                age_s=seconds(node.get("age_s")),
-                low_battery=node.get("low_battery") is True,
-                tamper=node.get("tamper") is True,
-                battery_mv=field_number(node.get("battery_mv"), 0, 100_000),
-                rssi=field_number(node.get("rssi"), -300, 300),
-                snr=field_number(node.get("snr"), -100, 100),
-            )
-        )
-    wired = []
-    for button in field_objects(health.get("buttons")):
+def field_wire_time(value: object) -> str | None:
+    """A wire timestamp that reads as a time (:func:`field_epoch`), as sent; else None."""
+    return value if isinstance(value, str) and field_epoch(value) is not None else None
+
+
+def field_counts(value: object) -> dict[str, int]:
+    """A map of counter names to counts (:func:`field_count`); other members are skipped."""
+    counts = {}
+    for key, count in field_dict(value).items():
+        number = field_count(count)
+        name = field_text(key)
+        if number is not None and name is not None:
+            counts[name] = number
+    return counts
+
+
+def read_health(health: object) -> Health:
+    """A gateway's health, read tolerantly: the one place the dashboard reads it.
+
+    ``health`` is what the store holds (the JSON text of ``gateways.health``,
+    or that text decoded) or a decoded payload. A field of an unexpected
+    shape or value is left unknown (None, or empty), never raised on; spans
+    and counts are bounded, texts cut (``MAX_TEXT``). Nothing readable at all
+    (no message, or not JSON) reads as a health that knows nothing.
+    """
+    if isinstance(health, Health):
+        health = health.to_dict()  # validated, but not bounded: 1e308 s is a valid span
+    elif isinstance(health, (str, bytes)):
+        health = stored_health(health)
+    data = field_dict(health)
+    radio = data.get("radio")
+    return Health(
+        gw=field_id(data.get("gw")) or "",  # unknown: the caller knows whose it is
+        ts=field_wire_time(data.get("ts")),
+        uptime_s=seconds(data.get("uptime_s")),
+        outbox=_read_outbox(field_dict(data.get("outbox"))),
+        counters=field_counts(data.get("counters")),
+        version=field_text(data.get("version")),
+        outbox_ok=field_bool(data.get("outbox_ok")),
+        outbox_error=field_text(data.get("outbox_error")),
+        delivery_verified=field_bool(data.get("delivery_verified")),
+        mqtt_connected=field_bool(data.get("mqtt_connected")),
+        dashboard_online=field_bool(data.get("dashboard_online")),
+        pump_alive=field_bool(data.get("pump_alive")),
+        buttons=tuple(_read_buttons(data.get("buttons"))),
+        radio=_read_radio(radio) if isinstance(radio, dict) else None,
+    )
+
+
+def _read_outbox(outbox: dict[str, Any]) -> OutboxHealth:
+    return OutboxHealth(
+        depth=field_count(outbox.get("depth")),
+        oldest_ts=field_wire_time(outbox.get("oldest_ts")),
+        memory_only=field_count(outbox.get("memory_only")),
+        inflight=field_count(outbox.get("inflight")),
+        awaiting_receipt=field_count(outbox.get("awaiting_receipt")),
+    )
+
+
+def _read_buttons(buttons: object) -> Iterator[ButtonHealth]:
+    for button in field_objects(buttons):
         button_id = field_id(button.get("id"))
-        if button_id is None:
-            continue
-        pressed = button.get("pressed")
-        wired.append(
-            WiredReport(
-                button=button_id,
-                pressed=pressed if isinstance(pressed, bool) else None,
+        if button_id is not None:
+            yield ButtonHealth(
+                id=button_id,
+                pressed=field_bool(button.get("pressed")),
                 pressed_for_s=seconds(button.get("pressed_for_s")),
             )
-        )
-    outbox_ok = health.get("outbox_ok")
-    return HealthReport(
-        sent_at=field_epoch(health.get("ts")),
-        outbox_depth=field_count(outbox.get("depth")),
-        outbox_oldest=field_epoch(outbox.get("oldest_ts")),
-        memory_only=field_count(outbox.get("memory_only")),
-        outbox_ok=outbox_ok if isinstance(outbox_ok, bool) else None,
-        outbox_error=field_text(health.get("outbox_error")),
-        module_state=field_text(module.get("state")),
-        module_type=field_text(module.get("type")),
-        module_port=field_text(module.get("port")),
-        nodes=tuple(nodes),
-        wired=tuple(wired),
+
+
+def _read_radio(radio: dict[str, Any]) -> RadioHealth:
+    module = radio.get("module")
+    nodes = {}
+    for key, node in field_dict(radio.get("nodes")).items():
+        read = _read_node(node) if isinstance(node, dict) else None
+        if read is not None:
+            nodes[str(key)] = read
+    return RadioHealth(
+        module=_read_module(module) if isinstance(module, dict) else None,
+        nodes=nodes,
+        rejected=field_counts(radio.get("rejected")),
+    )
+
+
+def _whole(number: int | float | None) -> int | None:
+    return number if isinstance(number, int) else None
+
+
+def _read_module(module: dict[str, Any]) -> RadioModule:
+    return RadioModule(
+        type=field_enum(LoraModel, module.get("type")),
+        port=field_text(module.get("port")),
+        state=field_enum(ModuleState, module.get("state")),
+        since=field_wire_time(module.get("since")),
+        last_error=field_text(module.get("last_error")),
+        configured=field_bool(module.get("configured")),
+        queued=field_count(module.get("queued")),
+        mode=field_enum(LoraMode, module.get("mode")),
+        skipped_bytes=field_count(module.get("skipped_bytes")),
+        bad_crc=field_count(module.get("bad_crc")),
+    )
+
+
+def _read_node(node: dict[str, Any]) -> NodeHealth | None:
+    button = field_id(node.get("button"))
+    if button is None:
+        return None
+    return NodeHealth(
+        button=button,
+        last_heard=field_wire_time(node.get("last_heard")),
+        age_s=seconds(node.get("age_s")),
+        low_battery=node.get("low_battery") is True,
+        tamper=node.get("tamper") is True,
+        battery_mv=_whole(field_number(node.get("battery_mv"), 0, 100_000)),
+        rssi=field_number(node.get("rssi"), -300, 300),
+        snr=field_number(node.get("snr"), -100, 100),
+        frames=field_count(node.get("frames")),
+        events=field_count(node.get("events")),
+        heartbeats=field_count(node.get("heartbeats")),
+        duplicates=field_count(node.get("duplicates")),
+        rejected=field_counts(node.get("rejected")),
     )
 
 
@@ -474,18 +550,13 @@ def format_time(at: object, fallback: float | None = None) -> str | None:
 # -- the store and the thread ------------------------------------------------------------------
 
 
-def stored_health(text: str | None) -> dict[str, Any] | None:
+def stored_health(text: str | bytes | None) -> dict[str, Any] | None:
     """A gateway's stored health message (the JSON text of ``gateways.health``); None if absent or unreadable."""
     try:
         value = json.loads(text) if text else None
     except (ValueError, RecursionError):
         return None
     return value if isinstance(value, dict) else None
-
-
-def gateway_health(text: str | None) -> HealthReport:
-    """The stored health column, read tolerantly: what the device view and the gateway list show."""
-    return read_health(stored_health(text))
 
 
 def load_facts(conn: sqlite3.Connection) -> tuple[list[GatewayFacts], Buttons]:
@@ -535,7 +606,7 @@ def service_troubles(conn: sqlite3.Connection, now: float) -> list[Trouble]:
         until = format_epoch(row["until"])
         gw, button, kind = row["gw"], row["button"], row["kind"]
         why = f"{row['reason']} (until {until})"
-        if row["mode"] == "out_of_service":
+        if row["mode"] == ServiceMode.OUT_OF_SERVICE:
             troubles.append(Trouble(TroubleType.BUTTON_OUT_OF_SERVICE, gw, button, kind, why, row["set_at"]))
             if row["suppressed"]:
                 detail = f"{row['suppressed']} press(es) without alarm while out of service"

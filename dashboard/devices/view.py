@@ -3,8 +3,8 @@
 Everything here comes from what the gateways report (status, inventory,
 health) and the open troubles; nothing from alarms, so a technician who
 maintains SAPA buttons learns nothing of SAPA cases. Health is read as
-supervision reads it (:func:`dashboard.supervision.read_health`): a field of
-an odd shape or value is shown as unknown, never breaks the page.
+supervision reads it (:func:`dashboard.devices.supervision.read_health`): a
+field of an odd shape or value is shown as unknown, never breaks the page.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from ..accounts.visibility import trouble_audience
 from ..db import get_db, transaction
 from ..i18n import translate
 from . import service
-from .supervision import Audience, format_time, gateway_health, open_troubles, seconds
+from .supervision import Audience, format_time, open_troubles, read_health, seconds
 
 bp = Blueprint("devices", __name__)
 
@@ -34,8 +34,10 @@ def device_overview(conn: sqlite3.Connection, audience: Audience, now: float) ->
         by_subject.setdefault(trouble["subject"], []).append(trouble)
     gateways, nodes, wired = [], {}, {}
     for row in conn.execute("SELECT * FROM gateways ORDER BY gw"):
-        health = gateway_health(row["health"])
+        health = read_health(row["health"])
         age_base = seconds(max(0.0, now - row["health_at"])) if row["health_at"] else None
+        radio = health.radio
+        module = radio.module if radio is not None else None
         gateways.append(
             {
                 "gw": row["gw"],
@@ -43,12 +45,12 @@ def device_overview(conn: sqlite3.Connection, audience: Audience, now: float) ->
                 "version": row["version"],
                 "health_at": format_time(row["health_at"]) if row["health_at"] else None,
                 "health_age_s": round(age_base) if age_base is not None else None,
-                "outbox_depth": health.outbox_depth,
-                "radio": health.module_state,
+                "outbox_depth": health.outbox.depth,
+                "radio": module.state if module is not None else None,
                 "troubles": by_subject.get(row["gw"], []),
             }
         )
-        for node in health.nodes:
+        for node in radio.nodes.values() if radio is not None else ():
             heard_s = None if node.age_s is None or age_base is None else round(node.age_s + age_base)
             previous = nodes.get(node.button)
             if previous is None or (heard_s is not None and heard_s < (previous["heard_s"] or 1e12)):
@@ -59,8 +61,8 @@ def device_overview(conn: sqlite3.Connection, audience: Audience, now: float) ->
                     "snr": node.snr,
                     "via": row["gw"],
                 }
-        for button in health.wired:
-            wired[button.button] = {"pressed": button.pressed}
+        for button in health.buttons:
+            wired[button.id] = {"pressed": button.pressed}
     set_aside = service.active(conn, now)
     buttons = []
     for row in conn.execute("SELECT * FROM buttons ORDER BY site_name, id"):

@@ -24,7 +24,18 @@ from typing import Any
 from firmware_bridge import radio
 from firmware_bridge.counters import Counters
 from firmware_bridge.errors import OutboxError
-from firmware_bridge.payloads import Event, Indication, Kind, Source
+from firmware_bridge.payloads import (
+    Event,
+    Indication,
+    Kind,
+    LoraMode,
+    LoraModel,
+    ModuleState,
+    NodeHealth,
+    RadioHealth,
+    RadioModule,
+    Source,
+)
 from firmware_bridge.timeutil import format_epoch
 
 from ..config import GatewayConfig, LoraButtonConfig
@@ -54,24 +65,28 @@ class NodeStats:
     flags: int = 0
     rejected: Counter[str] = field(default_factory=Counter)
 
-    def view(self, now: float | None = None) -> dict[str, Any]:
+    def health(self, now: float | None = None) -> NodeHealth:
         now = time.time() if now is None else now
-        return {
-            "button": self.button,
-            "last_heard": None if self.last_heard is None else format_epoch(self.last_heard),
+        return NodeHealth(
+            button=self.button,
+            last_heard=None if self.last_heard is None else format_epoch(self.last_heard),
             # Measured on the gateway's own clock, so a wrong clock cannot hide a silent button.
-            "age_s": None if self.last_heard is None else round(max(0.0, now - self.last_heard), 1),
-            "low_battery": bool(self.flags & radio.Flag.LOW_BATTERY),
-            "tamper": bool(self.flags & radio.Flag.TAMPER),
-            "rssi": self.rssi,
-            "snr": self.snr,
-            "battery_mv": self.battery_mv,
-            "frames": self.frames,
-            "events": self.events,
-            "heartbeats": self.heartbeats,
-            "duplicates": self.duplicates,
-            "rejected": dict(self.rejected),
-        }
+            age_s=None if self.last_heard is None else round(max(0.0, now - self.last_heard), 1),
+            low_battery=bool(self.flags & radio.Flag.LOW_BATTERY),
+            tamper=bool(self.flags & radio.Flag.TAMPER),
+            rssi=self.rssi,
+            snr=self.snr,
+            battery_mv=self.battery_mv,
+            frames=self.frames,
+            events=self.events,
+            heartbeats=self.heartbeats,
+            duplicates=self.duplicates,
+            rejected=dict(self.rejected),
+        )
+
+    def view(self, now: float | None = None) -> dict[str, Any]:
+        """As health reports it, in JSON terms."""
+        return self.health(now).to_dict()
 
 
 class RadioService:
@@ -348,22 +363,29 @@ class RadioService:
             return f"the LoRa serial reader has not turned for {now - self.link.last_loop:.0f} s"
         return None
 
-    def health(self) -> dict[str, Any]:
+    def health(self) -> RadioHealth:
         with self._lock:
-            nodes = {str(node): stats.view() for node, stats in self.stats.items()}
+            nodes = {str(node): stats.health() for node, stats in self.stats.items()}
             rejected = dict(self.rejected)
-        return {
-            "module": {
-                "type": self.lora.module,
-                "port": self.lora.port,
-                "state": self.link.state,
-                "since": format_epoch(self.link.since),
-                "last_error": self.link.last_error,
-                **self.driver.status(),
-            },
-            "nodes": nodes,
-            "rejected": rejected,
-        }
+        return RadioHealth(module=self._module_health(), nodes=nodes, rejected=rejected)
+
+    def _module_health(self) -> RadioModule:
+        # The driver's details are its own untyped status; a driver that tracks
+        # its own last error (RYLR: the module's answers) reports that one, not the port's.
+        details = self.driver.status()
+        mode = details.get("mode")
+        return RadioModule(
+            type=LoraModel(self.lora.module),
+            port=self.lora.port,
+            state=ModuleState(self.link.state),
+            since=format_epoch(self.link.since),
+            last_error=details.get("last_error", self.link.last_error),
+            configured=details.get("configured"),
+            queued=details.get("queued"),
+            mode=None if mode is None else LoraMode(mode),
+            skipped_bytes=details.get("skipped_bytes"),
+            bad_crc=details.get("bad_crc"),
+        )
 
 
 def new_key() -> bytes:
