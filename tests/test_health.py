@@ -1,0 +1,53 @@
+"""The gateway's health report: built from typed parts, and a failed report never stops the next one."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import replace
+
+import pytest
+
+from firmware_bridge.payloads import ButtonHealth, Health, decode_health
+from gateway.app import Gateway
+from gateway.config import GatewayConfig
+
+from .waiting import poll_until
+
+
+def test_the_gateway_reports_typed_health_that_validates(gateway: Gateway) -> None:
+    health = gateway.health()
+    assert isinstance(health, Health) and health.gw == gateway.config.id
+    assert health.outbox.depth == 0 and health.outbox.memory_only == 0 and health.outbox_ok is True
+    assert health.mqtt_connected is True and health.pump_alive is True and health.radio is None
+    assert health.buttons == tuple(
+        ButtonHealth(b.id, pressed=False, pressed_for_s=None) for b in gateway.config.buttons
+    )
+    assert decode_health(health.encode()) == health
+
+
+def test_a_failed_health_report_is_counted_and_logged_and_the_next_one_goes_out(
+    make_gateway_config: Callable[..., GatewayConfig],
+    start_gateway: Callable[..., Gateway],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    gateway = start_gateway(replace(make_gateway_config(), health_interval_s=0.05))
+    publish = gateway.link.publish_health
+    published = threading.Event()
+    failures = iter([RuntimeError("broker hiccup")])
+
+    def flaky(payload: bytes) -> None:
+        failure = next(failures, None)
+        if failure is not None:
+            raise failure
+        publish(payload)
+        published.set()
+
+    with caplog.at_level(logging.ERROR):
+        monkeypatch.setattr(gateway.link, "publish_health", flaky)
+        assert published.wait(10), "no health went out after the failed one"
+    assert gateway.counters.get("health_errors") == 1
+    assert any("could not publish health" in record.getMessage() for record in caplog.records)
+    assert poll_until(gateway.liveness, lambda problem: problem is None, what="the gateway stayed live") is None
