@@ -31,6 +31,8 @@ class WiredButton:
         self.led: LED | None = None
         self.buzzer: Buzzer | None = None
         self.pattern = Pattern.OFF
+        #: (on, off) seconds the LED blinks with; None while it is steady (on or off) or there is none.
+        self.led_blink: tuple[float, float] | None = None
         try:
             self.button = self._make(
                 "pin",
@@ -83,8 +85,9 @@ class WiredButton:
         """Drive the LED (and, for a fire button newly received, a short chirp)."""
         previous, self.pattern = self.pattern, pattern
         if self.led is not None:
-            if pattern in BLINK_TIMES:
-                on_time, off_time = BLINK_TIMES[pattern]
+            self.led_blink = BLINK_TIMES.get(pattern)
+            if self.led_blink is not None:
+                on_time, off_time = self.led_blink
                 self.led.blink(on_time, off_time, background=True)
             elif pattern is Pattern.HELP_COMING:
                 self.led.on()

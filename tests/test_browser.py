@@ -269,7 +269,7 @@ def test_acknowledge_dispatch_and_resolve_from_the_board_drive_the_button_led(
     expect(body_sound(page)).to_have_attribute("data-sound", "idle")
     expect(page.locator("body")).not_to_have_class(re.compile(r"\balarming\b"))
     assert gateway.wait_for_pattern("fire-1", Pattern.HELP_COMING, LED_WAIT_S)
-    assert gateway.buttons["fire-1"].led._blink_thread is None
+    assert gateway.buttons["fire-1"].led_blink is None
     assert led.state is True  # solid: help is coming
 
     dispatch = card.locator("form.dispatch")

@@ -6,6 +6,7 @@ dashboard behind waitress, the board's live stream read over HTTP.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable
 
@@ -52,7 +53,7 @@ def test_a_press_reaches_the_board_and_the_acknowledgement_lights_the_button(
     assert gateway.wait_for_pattern("fire-1", Pattern.RECEIVED, 5)
     acked = operator.post_json(f"/api/alarms/{live['id']}/acknowledge", {"note": "Regu 2 menuju lokasi"})["alarm"]
     assert gateway.wait_for_pattern("fire-1", Pattern.HELP_COMING, 5)
-    assert gateway.buttons["fire-1"].led._blink_thread is None
+    assert gateway.buttons["fire-1"].led_blink is None
     assert led.state is True  # solid: help is coming
 
     operator.post_json(f"/api/alarms/{live['id']}/resolve", {"resolution": "real", "rev": acked["rev"]})
@@ -223,8 +224,8 @@ def test_an_event_the_broker_lost_after_acknowledging_it_is_sent_again(
     mosquitto: Mosquitto,
 ) -> None:
     """The broker acknowledges, then dies (SIGKILL) before it saved or delivered the event."""
-    gateway = start_gateway(make_gateway_config(), wait_connected=True)
-    gateway.pump._receipt_timeout_s = 1.0  # the config's receipt_timeout_s, short for the test
+    # The config's receipt_timeout_s, short for the test.
+    gateway = start_gateway(dataclasses.replace(make_gateway_config(), receipt_timeout_s=1.0), wait_connected=True)
     dashboard.stop()  # the dashboard is being redeployed: the broker queues for it
     press(pin_factory, 17)
     (row,) = gateway.outbox.pending(0, 10)

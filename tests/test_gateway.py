@@ -29,7 +29,7 @@ from firmware_bridge.timeutil import format_epoch
 from firmware_bridge.topics import Channel, Topics
 from gateway.app import Gateway
 from gateway.config import GatewayConfig
-from gateway.indicator import Pattern
+from gateway.indicator import BLINK_TIMES, Pattern
 from sim.mosquitto import Mosquitto, TlsFiles
 
 from .conftest import DEFAULT_BUTTONS, gateway_toml, press
@@ -157,14 +157,25 @@ def indicate(probe: Probe, button: str, state: IndicationState, alarm: int, rev:
     probe.publish(TOPICS.indicate("gw-test"), payload)
 
 
+def pin_states(pin_factory: MockFactory, pin: int, since: int = 0) -> list[bool]:
+    """What a mock pin was driven to, in order, from its ``since``-th recorded state on."""
+    return [recorded.state for recorded in pin_factory.pin(pin).states[since:]]
+
+
 def test_indications_drive_the_led(gateway: Gateway, pin_factory: MockFactory, probe: Probe) -> None:
-    led = gateway.buttons["fire-1"].led
+    button = gateway.buttons["fire-1"]
+    before = len(pin_factory.pin(27).states)
     indicate(probe, "fire-1", IndicationState.RECEIVED, alarm=7, rev=0)
     assert gateway.wait_for_pattern("fire-1", Pattern.RECEIVED, 5)
-    assert led._blink_thread is not None  # blinking: "received"
+    assert button.led_blink == BLINK_TIMES[Pattern.RECEIVED]  # blinking: "received"
+    poll_until(  # the LED's pin really goes on and off again (a mock pin has no event to wait on)
+        lambda: pin_states(pin_factory, 27, before),
+        lambda driven: driven.count(True) >= 1 and driven[-1] is False,
+        what="the LED never blinked",
+    )
     indicate(probe, "fire-1", IndicationState.ACKNOWLEDGED, alarm=7, rev=1)
     assert gateway.wait_for_pattern("fire-1", Pattern.HELP_COMING, 5)
-    assert led._blink_thread is None and pin_factory.pin(27).state is True  # solid: "help is coming"
+    assert button.led_blink is None and pin_factory.pin(27).state is True  # solid: "help is coming"
     indicate(probe, "fire-1", IndicationState.RECEIVED, alarm=7, rev=0)  # stale, redelivered late
     indicate(probe, "fire-1", IndicationState.RESOLVED, alarm=7, rev=2)
     assert gateway.wait_for_pattern("fire-1", Pattern.OFF, 5)
@@ -183,8 +194,12 @@ def test_a_fire_button_chirps_on_received_and_a_sapa_button_stays_silent(
     assert len(buzzer.states) == before  # the only buzzer did not stir for SAPA
     indicate(probe, "fire-1", IndicationState.RECEIVED, alarm=2, rev=0)
     assert gateway.wait_for_pattern("fire-1", Pattern.RECEIVED, 5)
-    gateway.buttons["fire-1"].buzzer._blink_thread.join(5)
-    assert [state.state for state in buzzer.states[before:]].count(True) == 2  # two short beeps
+    chirp = poll_until(  # a mock pin has no event to wait on
+        lambda: pin_states(pin_factory, 22, before),
+        lambda driven: driven.count(True) == 2 and driven[-1] is False,
+        what="the chirp never ended",
+    )
+    assert chirp.count(True) == 2  # two short beeps
 
 
 @pytest.mark.parametrize(
@@ -348,7 +363,7 @@ def test_a_failed_delete_is_retried_not_forgotten(dashboard, gateway: Gateway, p
         real_remove(event_ids)
 
     gateway.outbox.remove_events = remove_failing_once
-    gateway.pump._retry_s = 0.05
+    gateway.pump.retry_s = 0.05
     press(pin_factory, 17)
     assert gateway.pump.wait_drained(10)
     assert failures and gateway.outbox.depth() == 0
@@ -436,7 +451,7 @@ def test_a_hung_pump_stops_the_watchdog_pings_and_they_resume_when_it_turns_agai
     watchdog = Watchdog(gateway.liveness, 0.05, {"NOTIFY_SOCKET": str(path)}).start()
     try:
         assert sock.recv(64) == b"WATCHDOG=1"
-        with gateway.pump._send_lock:  # the pump thread blocks on it, as on a deadlock
+        with gateway.pump.held():  # the pump thread waits, as on a deadlock
             press(pin_factory, 17)  # the press still commits to the outbox
             poll_until(  # the watchdog thread's state has no event to wait on
                 lambda: watchdog.trouble,

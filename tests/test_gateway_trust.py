@@ -408,10 +408,10 @@ def test_a_forged_indication_does_not_pin_a_lora_nodes_led(lora_rig: LoraRig, pr
     assert gateway.counters.get("radio_frame_errors") == 0
 
 
-def cpu_seconds(thread: threading.Thread) -> float:
+def cpu_seconds(native_id: int | None) -> float:
     """CPU time a thread of this process has used (Linux: /proc/self/task/<tid>/stat, utime + stime)."""
-    assert thread.native_id is not None
-    fields = Path(f"/proc/self/task/{thread.native_id}/stat").read_text().rsplit(")", 1)[1].split()
+    assert native_id is not None
+    fields = Path(f"/proc/self/task/{native_id}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
@@ -431,9 +431,9 @@ def test_an_overdue_event_that_cannot_go_yet_does_not_spin_the_pump(tmp_path: Pa
         else:
             rig.pump.dashboard_presence(False)
         time.sleep(0.3)  # past the receipt timeout (0.1 s, and 0.1 s from link_up): the event is overdue
-        before = cpu_seconds(rig.pump._thread)
+        before = cpu_seconds(rig.pump.native_id)
         time.sleep(0.5)  # the span measured
-        assert cpu_seconds(rig.pump._thread) - before < 0.05
+        assert cpu_seconds(rig.pump.native_id) - before < 0.05
         assert rig.counters.get("events_resent") == 0
     finally:
         rig.pump.stop()
@@ -451,9 +451,8 @@ def test_paho_s_thread_only_posts_facts_the_pump_applies(pump_rig: PumpRig) -> N
     rig.pump.link_up()
     rig.seen(1)
     wait_for(lambda: rig.counters.get("events_acknowledged") == 1, "the PUBACK collected")
-    with rig.pump._send_lock:  # the pump (or a press handler) is in the middle of a turn
-        (sent,) = rig.pump._sent.values()
-        due = sent.due
+    with rig.pump.held() as resend_times:  # the pump (or a press handler) is in the middle of a turn
+        ((event_id, due),) = resend_times().items()
 
         def as_paho_would() -> None:
             rig.pump.dashboard_presence(False)
@@ -464,8 +463,8 @@ def test_paho_s_thread_only_posts_facts_the_pump_applies(pump_rig: PumpRig) -> N
         paho.start()
         paho.join(5)
         assert not paho.is_alive()  # paho's thread is never held up by the pump...
-        assert sent.due == due  # ...and wrote nothing the pump owns
-    wait_for(lambda: sent.due > due, "the postponement applied by the pump")
+        assert resend_times() == {event_id: due}  # ...and wrote nothing the pump owns
+    wait_for(lambda: rig.pump.resend_times()[event_id] > due, "the postponement applied by the pump")
 
 
 def test_lora_indications_are_kept_under_the_services_lock(lora_rig: LoraRig) -> None:
