@@ -282,17 +282,8 @@ class UnavailableOutbox:
     def put(self, event_id: str, topic: str, payload: bytes, *, now: float | None = None) -> Stored:
         raise OutboxError(f"no outbox ({self.reason})")
 
-    def accept_uplink(
-        self,
-        node: int,
-        key_id: str,
-        counter: int,
-        event_counter: int,
-        *,
-        is_press: bool,
-        event: tuple[str, str, bytes] | None,
-        now: float | None = None,
-    ) -> RadioAcceptance:
+    def accept_uplink(self, *uplink: object, **details: object) -> RadioAcceptance:
+        """Refuses every uplink, whatever it is: see :meth:`Outbox.accept_uplink`."""
         raise OutboxError(f"no outbox ({self.reason}): radio counters cannot be kept")
 
     def last_press_event(self, node: int) -> int:

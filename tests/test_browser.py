@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -91,6 +92,20 @@ def autoplay_browser(playwright: Playwright) -> Iterator[Browser]:
     chromium.close()
 
 
+#: Counts the board's beeps from outside its script: each beep is one gain envelope
+#: (its four tones share it), made only while the AudioContext runs.
+COUNT_BEEPS = """
+(() => {
+  window.beepsHeard = 0;
+  const createGain = BaseAudioContext.prototype.createGain;
+  BaseAudioContext.prototype.createGain = function (...args) {
+    window.beepsHeard += 1;
+    return createGain.apply(this, args);
+  };
+})();
+"""
+
+
 @pytest.fixture
 def open_page(browser: Browser) -> Iterator[Callable[..., Page]]:
     """Open a page in a fresh browser context (its own cookies: one signed-in user per context).
@@ -105,6 +120,7 @@ def open_page(browser: Browser) -> Iterator[Callable[..., Page]]:
         options = {"viewport": {"width": 1280, "height": 800}, "locale": "id-ID", **options}
         context = (on or browser).new_context(**options)
         context.set_default_timeout(WAIT_MS)
+        context.add_init_script(COUNT_BEEPS)
         contexts.append(context)
         page = context.new_page()
         page.on("pageerror", lambda error: problems.append(f"script error: {error}"))
@@ -141,6 +157,15 @@ def sign_in(page: Page, dashboard: DashboardServer, account: tuple[str, str], *,
     expect(page.locator("#stream-state")).to_have_attribute("data-state", "live")
 
 
+def screenshot(page: Page, name: str, **options: Any) -> Path:
+    """Save what ``page`` shows as ``artifacts/screenshots/<name>`` (for the docs), animations stopped."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    path = SCREENSHOTS / name
+    path.unlink(missing_ok=True)
+    page.screenshot(path=str(path), **{"animations": "disabled", **options})
+    return path
+
+
 def cards(page: Page) -> Locator:
     return page.locator("#alarm-list li.alarm")
 
@@ -149,8 +174,25 @@ def body_sound(page: Page) -> Locator:
     return page.locator("body")
 
 
+@contextmanager
+def own_dashboard(tmp_path: Path, broker_settings: BrokerSettings, **settings: Any) -> Iterator[DashboardServer]:
+    """A dashboard of the test's own, with ``settings``, and the fire post's operator on it."""
+    with DashboardServer(dashboard_config(tmp_path / "dashboard", broker_settings, **settings)) as dashboard:
+        dashboard.create_user(*OPERATOR, "fire_operator")
+        yield dashboard
+
+
+def tiles_from(tile_server: str) -> dict[str, str]:
+    """The settings of a dashboard whose maps are drawn on ``tile_server``'s tiles."""
+    return {
+        "SIAGA_MAP_TILES": tile_server + "/{z}/{x}/{y}.png",
+        "SIAGA_MAP_TILE_ORIGIN": tile_server,
+        "SIAGA_MAP_ATTRIBUTION": "Peta uji",
+    }
+
+
 def beeps(page: Page) -> int:
-    return page.evaluate("window.siagaBeeps")
+    return page.evaluate("window.beepsHeard")
 
 
 def main_frame_navigations(page: Page) -> list[str]:
@@ -203,7 +245,7 @@ def test_a_press_appears_on_the_open_board_and_the_sound_waits_for_a_click(
     prompt.click()  # a real user gesture: the AudioContext may now run
     expect(body_sound(page)).to_have_attribute("data-sound", "playing")
     expect(prompt).to_be_hidden()
-    page.wait_for_function("() => window.siagaBeeps >= 1")
+    page.wait_for_function("() => window.beepsHeard >= 1")
     assert navigations == []
 
 
@@ -220,14 +262,14 @@ def test_after_signing_in_the_alarm_sounds_at_once_and_repeats_until_acknowledge
     expect(card).to_have_attribute("data-state", "unacknowledged")
     expect(body_sound(page)).to_have_attribute("data-sound", "playing")
     expect(page.locator("#sound-prompt")).to_be_hidden()
-    page.wait_for_function("() => window.siagaBeeps >= 2")  # the first beep, then the 2 s repeat
+    page.wait_for_function("() => window.beepsHeard >= 2")  # the first beep, then the 2 s repeat
 
     card.locator("button.ack").click()
     expect(card).to_have_attribute("data-state", "acknowledged")
     expect(body_sound(page)).to_have_attribute("data-sound", "idle")
     silent_from = beeps(page)
     with pytest.raises(PlaywrightTimeout):  # longer than the 2 s repeat: no further beep comes
-        page.wait_for_function("n => window.siagaBeeps > n", arg=silent_from, timeout=2_500)
+        page.wait_for_function("n => window.beepsHeard > n", arg=silent_from, timeout=2_500)
 
 
 def test_a_kiosk_with_autoplay_allowed_sounds_without_any_click(
@@ -246,7 +288,7 @@ def test_a_kiosk_with_autoplay_allowed_sounds_without_any_click(
     expect(cards(page)).to_have_attribute("data-state", "unacknowledged")
     expect(body_sound(page)).to_have_attribute("data-sound", "playing")
     expect(page.locator("#sound-prompt")).to_be_hidden()
-    page.wait_for_function("() => window.siagaBeeps >= 1")
+    page.wait_for_function("() => window.beepsHeard >= 1")
 
 
 def test_acknowledge_dispatch_and_resolve_from_the_board_drive_the_button_led(
@@ -443,11 +485,8 @@ def test_screenshots_of_both_desks_with_an_open_alarm(
         expect(body_sound(board)).to_have_attribute("data-sound", "playing")
         expect(board.locator("#gateway-list li[data-gw=gw-test]")).to_have_attribute("data-state", "online")
 
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     for name, board in (("board-fire.png", fire), ("board-sapa.png", sapa)):
-        path = SCREENSHOTS / name
-        path.unlink(missing_ok=True)
-        board.screenshot(path=str(path), animations="disabled")
+        path = screenshot(board, name)
         assert path.stat().st_size > 10_000
 
 
@@ -459,14 +498,12 @@ def test_an_escalated_alarm_stands_out_and_the_trouble_list_shows_a_lost_gateway
     pin_factory: MockFactory,
     page: Page,
 ) -> None:
-    config = dashboard_config(
-        tmp_path / "dashboard",
+    with own_dashboard(
+        tmp_path,
         broker_settings,
         SIAGA_ESCALATION=EscalationSettings(after_s={"fire": (1.0,), "sapa": (1.0,)}, check_interval_s=0.1),
         SIAGA_SUPERVISION=SupervisionSettings(check_interval_s=0.2),
-    )
-    with DashboardServer(config) as dashboard:
-        dashboard.create_user(*OPERATOR, "fire_operator")
+    ) as dashboard:
         gateway = start_gateway(make_gateway_config())
         sign_in(page, dashboard, OPERATOR)
         press(pin_factory, 17)
@@ -476,8 +513,7 @@ def test_an_escalated_alarm_stands_out_and_the_trouble_list_shows_a_lost_gateway
         banner = card.locator(".escalation")
         expect(banner).to_contain_text("ESKALASI tahap 1")
         expect(banner).to_have_attribute("role", "alert")  # screen readers announce it too
-        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(SCREENSHOTS / "board-escalated.png"), animations="disabled")
+        screenshot(page, "board-escalated.png")
 
         card.locator("button.ack").click()
         expect(card).to_have_attribute("data-state", "acknowledged")
@@ -503,11 +539,11 @@ def test_a_press_from_an_unregistered_button_shows_its_doubt_on_the_board(
 
     from .mqttprobe import Probe
 
-    config = dashboard_config(
-        tmp_path / "dashboard", broker_settings, SIAGA_SUPERVISION=SupervisionSettings(check_interval_s=0.2)
-    )
-    with DashboardServer(config) as dashboard, Probe(broker_settings) as probe:
-        dashboard.create_user(*OPERATOR, "fire_operator")
+    supervision = SupervisionSettings(check_interval_s=0.2)
+    with (
+        own_dashboard(tmp_path, broker_settings, SIAGA_SUPERVISION=supervision) as dashboard,
+        Probe(broker_settings) as probe,
+    ):
         sign_in(page, dashboard, OPERATOR)
         event = Event(
             id="01M8N8WQMRR53SX1BWDFSSDFWZ",
@@ -526,8 +562,7 @@ def test_a_press_from_an_unregistered_button_shows_its_doubt_on_the_board(
         expect(mark).to_contain_text("Tombol tidak terdaftar")
         trouble = page.locator("#trouble-list li[data-type=button_unregistered]")
         expect(trouble).to_contain_text("pasar-baru-fire-9")
-        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(SCREENSHOTS / "board-unregistered.png"), animations="disabled")
+        screenshot(page, "board-unregistered.png")
 
 
 def test_the_map_and_site_list_show_each_site_by_shape_and_text_and_lead_to_its_alarm(
@@ -544,8 +579,7 @@ def test_the_map_and_site_list_show_each_site_by_shape_and_text_and_lead_to_its_
     expect(site).to_have_attribute("data-state", "unacknowledged")  # without a reload
     expect(site.locator(".shape")).to_have_text("▲")  # shape as well as colour
     expect(site).to_have_attribute("aria-label", "Pasar Andoolo: BELUM DITANGGAPI")
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENSHOTS / "board-map.png"), animations="disabled")
+    screenshot(page, "board-map.png")
 
     page.get_by_role("button", name="Daftar lokasi").click()
     row = page.locator("#site-table tr[data-site='Pasar Andoolo']")
@@ -583,8 +617,7 @@ def test_the_wall_display_is_large_and_keeps_the_live_state(
     expect(page.locator("#site-map g.site[data-site='Pasar Andoolo']")).to_have_attribute(
         "data-state", "unacknowledged"
     )
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENSHOTS / "board-wall.png"), animations="disabled")
+    screenshot(page, "board-wall.png")
 
 
 def test_the_statistics_page_shows_response_times_from_stored_alarms(
@@ -604,8 +637,7 @@ def test_the_statistics_page_shows_response_times_from_stored_alarms(
     expect(row).to_contain_text("100 %")  # one false alarm of one
     expect(row.locator(".ack-median")).not_to_have_attribute("data-seconds", "")
     expect(page.locator("#ack-chart g.bar")).to_have_count(1)
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENSHOTS / "statistics.png"), full_page=True)
+    screenshot(page, "statistics.png", full_page=True)
     with page.expect_download() as download:
         page.locator("a.csv[data-group='site']").click()
     assert "Pasar Andoolo" in Path(download.value.path()).read_text()
@@ -644,8 +676,7 @@ def test_a_citizen_reports_from_a_phone_and_satpol_pp_works_the_report(
     phone.set_input_files("#photos", str(photo))
     # Made for a phone: nothing wider than the screen.
     assert phone.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    phone.screenshot(path=str(SCREENSHOTS / "report-form.png"), full_page=True, animations="disabled")
+    screenshot(phone, "report-form.png", full_page=True)
 
     phone.click("button[type=submit]")
     phone.wait_for_url(re.compile(r".*/lapor/LAP-\d{4}-\d{6}\?new=1$"))
@@ -710,15 +741,7 @@ def tile_server() -> Iterator[str]:
 def test_a_citizen_marks_the_place_on_the_map_and_the_officer_sees_it(
     tmp_path: Path, broker_settings: Any, tile_server: str, open_page: Callable[..., Page]
 ) -> None:
-    from sim.servers import dashboard_config
-
-    config = dashboard_config(
-        tmp_path / "dashboard",
-        broker_settings,
-        SIAGA_MAP_TILES=tile_server + "/{z}/{x}/{y}.png",
-        SIAGA_MAP_TILE_ORIGIN=tile_server,
-        SIAGA_MAP_ATTRIBUTION="Peta uji",
-    )
+    config = dashboard_config(tmp_path / "dashboard", broker_settings, **tiles_from(tile_server))
     server = DashboardServer(config).start()
     try:
         server.create_user(*SATPOL, "satpol")
@@ -758,15 +781,7 @@ def test_with_a_tile_server_configured_the_board_puts_its_sites_on_tiles(
     pin_factory: MockFactory,
     page: Page,
 ) -> None:
-    config = dashboard_config(
-        tmp_path / "dashboard",
-        broker_settings,
-        SIAGA_MAP_TILES=tile_server + "/{z}/{x}/{y}.png",
-        SIAGA_MAP_TILE_ORIGIN=tile_server,
-        SIAGA_MAP_ATTRIBUTION="Peta uji",
-    )
-    with DashboardServer(config) as dashboard:
-        dashboard.create_user(*OPERATOR, "fire_operator")
+    with own_dashboard(tmp_path, broker_settings, **tiles_from(tile_server)) as dashboard:
         start_gateway(make_gateway_config())
         sign_in(page, dashboard, OPERATOR)
         page.get_by_role("button", name="Peta").click()

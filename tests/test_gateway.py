@@ -10,6 +10,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trustme
@@ -25,10 +26,11 @@ from firmware_bridge.payloads import (
     decode_inventory,
     decode_status,
 )
+from firmware_bridge.settings import read_toml
 from firmware_bridge.timeutil import format_epoch
 from firmware_bridge.topics import Channel, Topics
 from gateway.app import Gateway
-from gateway.config import GatewayConfig
+from gateway.config import GatewayConfig, parse_config
 from gateway.indicator import BLINK_TIMES, Pattern
 from sim.mosquitto import Mosquitto, TlsFiles
 
@@ -226,6 +228,11 @@ def test_bad_downlink_is_counted_and_survived(gateway: Gateway, probe: Probe, pa
 USERS = {"dashboard": "dashboard-secret-1", "gw-a": "gateway-a-secret", "gw-b": "gateway-b-secret"}
 
 
+def loaded(path: Path, **toml: Any) -> GatewayConfig:
+    """Write a gateway.toml at ``path`` (as ``conftest.gateway_toml`` does) and load it as the daemon does."""
+    return parse_config(read_toml(gateway_toml(path, **toml)))
+
+
 @pytest.fixture
 def secured_broker(tmp_path: Path):
     with Mosquitto(tmp_path / "secured", users=USERS, acl=True) as broker:
@@ -235,40 +242,29 @@ def secured_broker(tmp_path: Path):
 def test_a_gateway_logs_in_and_a_wrong_password_is_refused(
     tmp_path: Path, secured_broker: Mosquitto, start_gateway: Callable[..., Gateway]
 ) -> None:
-    from firmware_bridge.settings import read_toml
-    from gateway.config import parse_config
-
     secret = tmp_path / "gw-a.secret"
     secret.write_text("gateway-a-secret\n")
-    good = parse_config(
-        read_toml(
-            gateway_toml(
-                tmp_path / "a.toml",
-                port=secured_broker.port,
-                gw_id="gw-a",
-                mqtt_extra=f'username = "gw-a"\npassword_file = "{secret}"\n',
-            )
-        )
+    good = loaded(
+        tmp_path / "a.toml",
+        port=secured_broker.port,
+        gw_id="gw-a",
+        mqtt_extra=f'username = "gw-a"\npassword_file = "{secret}"\n',
     )
     gateway = start_gateway(good)
     assert gateway.link.connected.is_set()
 
-    bad = parse_config(
-        read_toml(
-            gateway_toml(
-                tmp_path / "b.toml",
-                port=secured_broker.port,
-                gw_id="gw-b",
-                mqtt_extra='username = "gw-b"\npassword = "wrong-password"\n',
-                buttons=DEFAULT_BUTTONS.replace("pin = 17", "pin = 5")
-                .replace("pin = 23", "pin = 6")
-                .replace("led_pin = 27", "led_pin = 12")
-                .replace("led_pin = 24", "led_pin = 13")
-                .replace("buzzer_pin = 22", "buzzer_pin = 16")
-                .replace('"fire-1"', '"b-fire"')
-                .replace('"sapa-1"', '"b-sapa"'),
-            )
-        )
+    bad = loaded(
+        tmp_path / "b.toml",
+        port=secured_broker.port,
+        gw_id="gw-b",
+        mqtt_extra='username = "gw-b"\npassword = "wrong-password"\n',
+        buttons=DEFAULT_BUTTONS.replace("pin = 17", "pin = 5")
+        .replace("pin = 23", "pin = 6")
+        .replace("led_pin = 27", "led_pin = 12")
+        .replace("led_pin = 24", "led_pin = 13")
+        .replace("buzzer_pin = 22", "buzzer_pin = 16")
+        .replace('"fire-1"', '"b-fire"')
+        .replace('"sapa-1"', '"b-sapa"'),
     )
     refused = start_gateway(bad, wait_connected=False)
     poll_until(
@@ -292,9 +288,6 @@ def test_the_acl_keeps_a_gateway_to_its_own_topics(secured_broker: Mosquitto) ->
 
 
 def test_the_gateway_connects_over_tls(tmp_path: Path, start_gateway: Callable[..., Gateway]) -> None:
-    from firmware_bridge.settings import read_toml
-    from gateway.config import parse_config
-
     ca = trustme.CA()
     server = ca.issue_cert("127.0.0.1", "localhost")
     ca_file, cert_file, key_file = tmp_path / "ca.pem", tmp_path / "server.pem", tmp_path / "server.key"
@@ -302,14 +295,10 @@ def test_the_gateway_connects_over_tls(tmp_path: Path, start_gateway: Callable[.
     server.cert_chain_pems[0].write_to_path(str(cert_file))
     server.private_key_pem.write_to_path(str(key_file))
     with Mosquitto(tmp_path / "tls", tls=TlsFiles(str(ca_file), str(cert_file), str(key_file))) as broker:
-        config = parse_config(
-            read_toml(
-                gateway_toml(
-                    tmp_path / "tls.toml",
-                    port=broker.port,
-                    mqtt_extra=f'[mqtt.tls]\nca_file = "{ca_file}"\n',
-                )
-            )
+        config = loaded(
+            tmp_path / "tls.toml",
+            port=broker.port,
+            mqtt_extra=f'[mqtt.tls]\nca_file = "{ca_file}"\n',
         )
         assert config.broker.tls is not None
         gateway = start_gateway(config)
@@ -323,8 +312,6 @@ def test_the_gateway_proves_the_broker_accepts_what_it_publishes(gateway: Gatewa
 
 def test_a_gateway_whose_username_is_not_its_id_is_refused_at_start(tmp_path: Path) -> None:
     from firmware_bridge import ConfigError
-    from firmware_bridge.settings import read_toml
-    from gateway.config import parse_config
 
     path = gateway_toml(tmp_path / "g.toml", port=1883, gw_id="gw-pasar-andoolo", mqtt_extra='username = "gw-pasar"\n')
     with pytest.raises(ConfigError, match="must be the gateway id") as caught:
@@ -335,12 +322,9 @@ def test_a_gateway_whose_username_is_not_its_id_is_refused_at_start(tmp_path: Pa
 def test_a_gateway_without_any_outbox_still_delivers_from_memory(
     tmp_path: Path, mosquitto: Mosquitto, start_gateway: Callable[..., Gateway], pin_factory: MockFactory, probe: Probe
 ) -> None:
-    from firmware_bridge.settings import read_toml
-    from gateway.config import parse_config
-
     blocked = tmp_path / "not-a-folder"
     blocked.write_text("x")
-    config = parse_config(read_toml(gateway_toml(tmp_path / "g.toml", port=mosquitto.port, data_dir=blocked)))
+    config = loaded(tmp_path / "g.toml", port=mosquitto.port, data_dir=blocked)
     gateway = start_gateway(config)
     probe.subscribe(TOPICS.event("gw-test"))
     press(pin_factory, 17)
@@ -374,21 +358,15 @@ def test_a_broker_that_drops_our_messages_is_noticed(
     tmp_path: Path, start_gateway: Callable[..., Gateway], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # The ACL only knows the root siaga/v1: a gateway on another root is acknowledged but dropped.
-    from firmware_bridge.settings import read_toml
     from gateway import link
-    from gateway.config import parse_config
 
     monkeypatch.setattr(link, "ECHO_TIMEOUT_S", 0.5)
     with Mosquitto(tmp_path / "acl", users=USERS, acl=True) as broker:
-        config = parse_config(
-            read_toml(
-                gateway_toml(
-                    tmp_path / "g.toml",
-                    port=broker.port,
-                    gw_id="gw-a",
-                    mqtt_extra=f'username = "gw-a"\npassword = "{USERS["gw-a"]}"\nroot = "other/v1"\n',
-                )
-            )
+        config = loaded(
+            tmp_path / "g.toml",
+            port=broker.port,
+            gw_id="gw-a",
+            mqtt_extra=f'username = "gw-a"\npassword = "{USERS["gw-a"]}"\nroot = "other/v1"\n',
         )
         gateway = start_gateway(config)
         poll_until(

@@ -219,7 +219,6 @@
   const audio = AudioCtx ? new AudioCtx() : null;
   const prompt = document.getElementById("sound-prompt");
   let soundTimer = null;
-  window.siagaBeeps = 0;
 
   function beep() {
     if (!audio || audio.state !== "running") return;
@@ -238,7 +237,6 @@
     gain.gain.exponentialRampToValueAtTime(0.3, start + 0.02);
     gain.gain.setValueAtTime(0.3, start + 0.95);
     gain.gain.exponentialRampToValueAtTime(0.0001, start + 1.0);
-    window.siagaBeeps += 1;
   }
 
   // A technician's test alarm never sounds: only real calls for help do.
