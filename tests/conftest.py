@@ -7,8 +7,10 @@ test; nothing is faked.
 from __future__ import annotations
 
 import textwrap
+import tomllib
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from gpiozero.pins.mock import MockFactory
@@ -17,6 +19,7 @@ from firmware_bridge.broker import BrokerSettings
 from firmware_bridge.settings import read_toml
 from gateway.app import Gateway
 from gateway.config import GatewayConfig, parse_config
+from sim.gatewayconf import site, toml_text, write_gateway_config
 from sim.mosquitto import Mosquitto
 from sim.servers import DashboardServer, dashboard_config
 from sim.webclient import DashboardClient
@@ -30,30 +33,25 @@ SATPOL = ("petugas", "satpol-password-1")
 
 #: Two wired buttons on one gateway: a fire button with LED and buzzer, and a
 #: SAPA button with an LED only.
-DEFAULT_BUTTONS = """
-[[button]]
-id = "fire-1"
-kind = "fire"
-label = "Blok A"
-pin = 17
-led_pin = 27
-buzzer_pin = 22
-[button.site]
-name = "Pasar Andoolo"
-lat = -4.3497
-lon = 122.3786
-
-[[button]]
-id = "sapa-1"
-kind = "sapa"
-label = "Pos keamanan"
-pin = 23
-led_pin = 24
-[button.site]
-name = "Pasar Andoolo"
-lat = -4.3499
-lon = 122.3783
-"""
+FIRE_1 = {
+    "id": "fire-1",
+    "kind": "fire",
+    "label": "Blok A",
+    "pin": 17,
+    "led_pin": 27,
+    "buzzer_pin": 22,
+    "site": site("Pasar Andoolo", -4.3497, 122.3786),
+}
+SAPA_1 = {
+    "id": "sapa-1",
+    "kind": "sapa",
+    "label": "Pos keamanan",
+    "pin": 23,
+    "led_pin": 24,
+    "site": site("Pasar Andoolo", -4.3499, 122.3783),
+}
+#: The same two as TOML text, for tests that edit it or append it to a file of their own.
+DEFAULT_BUTTONS = toml_text({"button": [FIRE_1, SAPA_1]})
 
 
 @pytest.fixture
@@ -73,28 +71,26 @@ def gateway_toml(
     *,
     port: int,
     gw_id: str = "gw-test",
-    buttons: str = DEFAULT_BUTTONS,
+    buttons: str | list[dict[str, Any]] = DEFAULT_BUTTONS,
     mqtt_extra: str = "",
     data_dir: Path | None = None,
 ) -> Path:
-    data_dir = data_dir or path.parent / f"{gw_id}-data"
-    path.write_text(
-        textwrap.dedent(
-            f"""
-            [gateway]
-            id = "{gw_id}"
-            data_dir = "{data_dir}"
-            health_interval_s = 60
+    """Write a gateway.toml for a broker on this machine; returns ``path``.
 
-            [mqtt]
-            host = "127.0.0.1"
-            port = {port}
-            """
-        )
-        + textwrap.dedent(mqtt_extra)
-        + textwrap.dedent(buttons)
+    ``buttons`` is a list of ``[[button]]`` tables or TOML text of them;
+    ``mqtt_extra`` is TOML text of more ``[mqtt]`` keys (or ``[mqtt.tls]``).
+    """
+    mqtt = tomllib.loads("[mqtt]\n" + textwrap.dedent(mqtt_extra))["mqtt"]
+    if isinstance(buttons, str):
+        buttons = tomllib.loads(textwrap.dedent(buttons)).get("button", [])
+    return write_gateway_config(
+        path,
+        gw_id,
+        data_dir=data_dir or path.parent / f"{gw_id}-data",
+        health_interval_s=60,
+        mqtt={"host": "127.0.0.1", "port": port, **mqtt},
+        buttons=buttons,
     )
-    return path
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from gpiozero.pins.mock import MockFactory
@@ -19,12 +20,13 @@ from firmware_bridge.settings import read_toml
 from gateway.app import Gateway
 from gateway.config import GatewayConfig, parse_config
 from gateway.radio.modules import RylrParser
+from sim.gatewayconf import site, toml_text, write_gateway_config
 from sim.mosquitto import Mosquitto
 from sim.radio import Air, Impairments, NodeSpec, PtyHost, VirtualE32, VirtualNode, VirtualRylr
 from sim.servers import DashboardServer
 from sim.webclient import DashboardClient
 
-from .conftest import DEFAULT_BUTTONS, SAPA_DESK, press, signed_in
+from .conftest import FIRE_1, SAPA_1, SAPA_DESK, press, signed_in
 from .test_ingest import drained, wait_alarm
 from .waiting import poll_until
 
@@ -34,29 +36,34 @@ KINDS = {1001: "fire", 1002: "sapa", 1003: "fire", 1004: "fire"}
 FAST = {"RETRY_BASE_MS": 300, "RETRY_MAX_MS": 1500, "ALARM_POLL_S": 2, "HEARTBEAT_S": 3600}
 
 
-def lora_toml(
+def lora_parts(
     tmp_path: Path,
-    port: Path,
+    port: Path | str,
     *,
     module: str = "rylr998",
-    gw_id: str = "gw-test",
-    extra: str = "",
+    extra: dict[str, Any] | None = None,
     nodes: tuple[int, ...] = (1001, 1002, 1003, 1004),
-    buttons: str = DEFAULT_BUTTONS,
-) -> str:
+    buttons: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """A LoRa module on ``port`` with a button per node, beside the wired buttons: :func:`make_config`'s parts."""
     keys = tmp_path / "lora-keys.toml"
-    keys.write_text("[keys]\n" + "".join(f'"{node}" = "{key.hex()}"\n' for node, key in KEYS.items()))
+    keys.write_text(toml_text({"keys": {str(node): key.hex() for node, key in KEYS.items()}}))
     keys.chmod(0o600)
-    lora_buttons = "".join(
-        f'[[lora_button]]\nid = "lora-{node}"\nnode = {node}\nkind = "{KINDS[node]}"\nlabel = "Los {node}"\n'
-        f'[lora_button.site]\nname = "Pasar Andoolo"\nlat = -4.35\nlon = 122.378\n'
+    lora_buttons = [
+        {
+            "id": f"lora-{node}",
+            "node": node,
+            "kind": KINDS[node],
+            "label": f"Los {node}",
+            "site": site("Pasar Andoolo", -4.35, 122.378),
+        }
         for node in nodes
-    )
-    return (
-        f'[lora]\nport = "{port}"\nmodule = "{module}"\nkeys_file = "{keys}"\nreopen_s = 0.2\n{extra}\n'
-        + lora_buttons
-        + buttons
-    )
+    ]
+    return {
+        "lora": {"port": port, "module": module, "keys_file": keys, "reopen_s": 0.2, **(extra or {})},
+        "lora_buttons": lora_buttons,
+        "buttons": [FIRE_1, SAPA_1] if buttons is None else buttons,
+    }
 
 
 @pytest.fixture
@@ -71,7 +78,7 @@ def lora_gateway(
     tmp_path: Path, air: Air, mosquitto: Mosquitto, start_gateway: Callable[..., Gateway]
 ) -> Iterator[tuple[Gateway, PtyHost]]:
     host = plugged_rylr(air, tmp_path / "ttyLORA0")
-    gateway = start_gateway(make_config(tmp_path, mosquitto, lora_toml(tmp_path, host.path)))
+    gateway = start_gateway(make_config(tmp_path, mosquitto, lora_parts(tmp_path, host.path)))
     assert gateway.radio is not None and gateway.radio.link.connected.wait(10)
     yield gateway, host
     host.close()
@@ -85,10 +92,15 @@ def plugged_rylr(air: Air, path: Path, address: int = 1) -> PtyHost:
     return host
 
 
-def make_config(tmp_path: Path, mosquitto: Mosquitto, body: str, gw_id: str = "gw-test") -> GatewayConfig:
-    path = tmp_path / f"{gw_id}.toml"
-    path.write_text(
-        f'[gateway]\nid = "{gw_id}"\ndata_dir = "{tmp_path / gw_id}"\n[mqtt]\nport = {mosquitto.port}\n' + body
+def make_config(
+    tmp_path: Path, mosquitto: Mosquitto, parts: dict[str, Any], gw_id: str = "gw-test", data_dir: Path | None = None
+) -> GatewayConfig:
+    path = write_gateway_config(
+        tmp_path / f"{gw_id}.toml",
+        gw_id,
+        data_dir=data_dir or tmp_path / gw_id,
+        mqtt={"port": mosquitto.port},
+        **parts,
     )
     return parse_config(read_toml(path))
 
@@ -260,8 +272,8 @@ def test_two_gateways_hearing_one_press_make_one_alarm(
     gateways = []
     for number, gw_id in ((1, "gw-north"), (2, "gw-south")):
         host = plugged_rylr(air, tmp_path / f"tty-{gw_id}", address=number)
-        buttons = DEFAULT_BUTTONS.replace('"fire-1"', f'"{gw_id}-fire"').replace('"sapa-1"', f'"{gw_id}-sapa"')
-        body = lora_toml(tmp_path, host.path, buttons=buttons, nodes=(1001,))
+        buttons = [{**FIRE_1, "id": f"{gw_id}-fire"}, {**SAPA_1, "id": f"{gw_id}-sapa"}]
+        body = lora_parts(tmp_path, host.path, buttons=buttons, nodes=(1001,))
         gateway = start_gateway(make_config(tmp_path, mosquitto, body, gw_id=gw_id), factory=MockFactory())
         assert gateway.radio.link.connected.wait(10)
         gateways.append(gateway)
@@ -316,7 +328,7 @@ def test_counters_are_remembered_across_a_gateway_restart(
     make_node: Callable[..., VirtualNode],
 ) -> None:
     host = plugged_rylr(air, tmp_path / "ttyLORA0")
-    config = make_config(tmp_path, mosquitto, lora_toml(tmp_path, host.path))
+    config = make_config(tmp_path, mosquitto, lora_parts(tmp_path, host.path))
     first = start_gateway(config)
     node = make_node(1001)
     node.press()
@@ -366,7 +378,7 @@ def test_e32_modules_carry_the_same_frames(
     host = PtyHost(tmp_path / "ttyE32")
     VirtualE32(air, host, address=0x0001, channel=23, mode=mode)
     host.plug()
-    body = lora_toml(tmp_path, host.path, module="e32", extra=f'mode = "{mode}"\nchannel = 23\n')
+    body = lora_parts(tmp_path, host.path, module="e32", extra={"mode": mode, "channel": 23})
     gateway = start_gateway(make_config(tmp_path, mosquitto, body))
     assert gateway.radio.link.connected.wait(10)
     target = (0x00, 0x01, 23) if mode == "fixed" else None
@@ -397,9 +409,13 @@ def test_provisioning_writes_a_private_key_and_the_node_config(tmp_path: Path) -
 
     keys = tmp_path / "keys.toml"
     config = tmp_path / "gw.toml"
-    config.write_text(
-        f'[gateway]\nid = "gw-a"\ndata_dir = "{tmp_path}"\n[mqtt]\n[lora]\nport = "/dev/null"\nmodule = "rylr998"\n'
-        f'keys_file = "{keys}"\n' + DEFAULT_BUTTONS
+    write_gateway_config(
+        config,
+        "gw-a",
+        data_dir=tmp_path,
+        mqtt={},
+        lora={"port": "/dev/null", "module": "rylr998", "keys_file": keys},
+        buttons=[FIRE_1, SAPA_1],
     )
     out = tmp_path / "node_config.py"
     assert main(["--config", str(config), "provision-node", "2001", "--kind", "sapa", "--output", str(out)]) == 0
@@ -444,7 +460,7 @@ def test_ports_are_opened_by_url(
     VirtualE32(air, host, address=1, channel=23)
     host.plug()
     log = tmp_path / "line.log"
-    body = lora_toml(tmp_path, f"spy://{host.path}?file={log}", module="e32")
+    body = lora_parts(tmp_path, f"spy://{host.path}?file={log}", module="e32")
     gateway = start_gateway(make_config(tmp_path, mosquitto, body))
     assert gateway.radio.link.connected.wait(10)
     node = make_node(1003, module="e32", address=0x0203)
@@ -458,7 +474,7 @@ def test_a_loop_port_hears_what_the_gateway_sends(
     tmp_path: Path, mosquitto: Mosquitto, start_gateway: Callable[..., Gateway], pin_factory: MockFactory
 ) -> None:
     # loop:// echoes every byte: the gateway's own downlinks come back, and are refused as not uplinks.
-    gateway = start_gateway(make_config(tmp_path, mosquitto, lora_toml(tmp_path, "loop://", module="e32")))
+    gateway = start_gateway(make_config(tmp_path, mosquitto, lora_parts(tmp_path, "loop://", module="e32")))
     assert gateway.radio.link.connected.wait(10)
     frame = radio.encode_uplink(radio.Uplink(1001, 1, 1, radio.FrameType.PRESS, radio.Kind.FIRE), KEYS[1001])
     gateway.radio.link.write(radio.to_stream(frame))  # what a module would hand over
@@ -526,7 +542,7 @@ def test_a_kind_disagreement_is_resolved_in_favour_of_privacy(
     host = plugged_rylr(air, tmp_path / "ttyLORA0")
     KINDS[1003], original = "sapa", KINDS[1003]  # the gateway's config says SAPA...
     try:
-        gateway = start_gateway(make_config(tmp_path, mosquitto, lora_toml(tmp_path, host.path, nodes=(1003,))))
+        gateway = start_gateway(make_config(tmp_path, mosquitto, lora_parts(tmp_path, host.path, nodes=(1003,))))
     finally:
         KINDS[1003] = original
     assert gateway.radio.link.connected.wait(10)
@@ -549,12 +565,10 @@ def test_without_a_disk_a_lora_press_still_goes_out_from_memory(
     make_node: Callable[..., VirtualNode],
 ) -> None:
     host = plugged_rylr(air, tmp_path / "ttyLORA0")
-    body = lora_toml(tmp_path, host.path, nodes=(1001,))
+    body = lora_parts(tmp_path, host.path, nodes=(1001,))
     blocked = tmp_path / "blocked"
     blocked.write_text("not a folder")
-    path = tmp_path / "nodisk.toml"
-    path.write_text(f'[gateway]\nid = "gw-test"\ndata_dir = "{blocked}"\n[mqtt]\nport = {mosquitto.port}\n' + body)
-    gateway = start_gateway(parse_config(read_toml(path)))
+    gateway = start_gateway(make_config(tmp_path, mosquitto, body, data_dir=blocked))
     assert gateway.radio.link.connected.wait(10)
     node = make_node(1001)
     node.press()

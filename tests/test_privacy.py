@@ -106,7 +106,6 @@ import re
 import socket
 import sqlite3
 import tempfile
-import textwrap
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -128,13 +127,14 @@ from firmware_bridge.broker import BrokerSettings
 from firmware_bridge.settings import read_toml
 from gateway.app import Gateway
 from gateway.config import parse_config
+from sim.gatewayconf import site, toml_text, write_gateway_config
 from sim.mosquitto import Mosquitto
 from sim.radio import Air, Impairments, NodeSpec, VirtualNode
 from sim.servers import DashboardServer, dashboard_config
 from sim.webclient import DashboardClient
 from sim.webhook import WebhookReceiver
 
-from .conftest import ADMIN, OPERATOR, SAPA_DESK, SATPOL, press, signed_in
+from .conftest import ADMIN, FIRE_1, OPERATOR, SAPA_DESK, SATPOL, press, signed_in
 from .reports_helpers import jpeg, report_fields
 from .test_lora import FAST, plugged_rylr
 
@@ -169,44 +169,29 @@ SAPA_ACK_NOTE = "Korban anak 9 tahun, pelaku kerabat dekat"
 SAPA_DISPATCH_NOTE = "Pendamping psikolog ikut, jangan sebut nama korban"
 SAPA_UNIT = "UPTD PPA Konsel"
 
-BUTTONS_TOML = """
-[[button]]
-id = "fire-1"
-kind = "fire"
-label = "Blok A"
-pin = 17
-led_pin = 27
-buzzer_pin = 22
-[button.site]
-name = "Pasar Andoolo"
-lat = -4.3497
-lon = 122.3786
-
-[[button]]
-id = "fire-2"
-kind = "fire"
-label = "Lobi"
-pin = 20
-led_pin = 21
-[button.site]
-name = "Kantor Camat Tinanggea"
-lat = -4.4561
-lon = 122.2167
-""" + "".join(
-    f"""
-[[button]]
-id = "{button}"
-kind = "sapa"
-label = "{label}"
-pin = {pin}
-led_pin = {led}
-[button.site]
-name = "{site}"
-lat = {-4.35 - index / 100}
-lon = {122.37 + index / 100}
-"""
-    for index, (button, (label, site, pin, led)) in enumerate(SAPA_BUTTONS.items())
-)
+#: The wired buttons: the default fire button, another fire button, and the SAPA buttons.
+BUTTONS = [
+    FIRE_1,
+    {
+        "id": "fire-2",
+        "kind": "fire",
+        "label": "Lobi",
+        "pin": 20,
+        "led_pin": 21,
+        "site": site("Kantor Camat Tinanggea", -4.4561, 122.2167),
+    },
+    *(
+        {
+            "id": button,
+            "kind": "sapa",
+            "label": label,
+            "pin": pin,
+            "led_pin": led,
+            "site": site(site_name, -4.35 - index / 100, 122.37 + index / 100),
+        }
+        for index, (button, (label, site_name, pin, led)) in enumerate(SAPA_BUTTONS.items())
+    ),
+]
 
 #: Extra query strings per endpoint (variants of enumerated routes; an endpoint no longer registered is ignored).
 QUERIES: dict[str, tuple[str, ...]] = {
@@ -376,42 +361,27 @@ def _first_event(response: http.client.HTTPResponse) -> bytes:
 
 def gateway_toml(tmp: Path, mosquitto: Mosquitto, tty: Path) -> Path:
     keys = tmp / "lora-keys.toml"
-    keys.write_text(f'[keys]\n"{NODE}" = "{NODE_KEY.hex()}"\n')
+    keys.write_text(toml_text({"keys": {str(NODE): NODE_KEY.hex()}}))
     keys.chmod(0o600)
-    button, label, site = SAPA_LORA
-    path = tmp / "gateway.toml"
-    path.write_text(
-        textwrap.dedent(
-            f"""
-            [gateway]
-            id = "{GW}"
-            data_dir = "{tmp / "gateway-data"}"
-            health_interval_s = 3600
-
-            [mqtt]
-            host = "127.0.0.1"
-            port = {mosquitto.port}
-
-            [lora]
-            port = "{tty}"
-            module = "rylr998"
-            keys_file = "{keys}"
-            reopen_s = 0.2
-
-            [[lora_button]]
-            id = "{button}"
-            node = {NODE}
-            kind = "sapa"
-            label = "{label}"
-            [lora_button.site]
-            name = "{site}"
-            lat = -4.1834
-            lon = 122.5241
-            """
-        )
-        + BUTTONS_TOML
+    button, label, site_name = SAPA_LORA
+    return write_gateway_config(
+        tmp / "gateway.toml",
+        GW,
+        data_dir=tmp / "gateway-data",
+        health_interval_s=3600,
+        mqtt={"host": "127.0.0.1", "port": mosquitto.port},
+        lora={"port": tty, "module": "rylr998", "keys_file": keys, "reopen_s": 0.2},
+        lora_buttons=[
+            {
+                "id": button,
+                "node": NODE,
+                "kind": "sapa",
+                "label": label,
+                "site": site(site_name, -4.1834, 122.5241),
+            }
+        ],
+        buttons=BUTTONS,
     )
-    return path
 
 
 @pytest.fixture
