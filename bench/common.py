@@ -1,8 +1,9 @@
-"""Shared pieces of the benchmarks: percentiles, a dashboard process, a counting store reader."""
+"""Shared pieces of the benchmarks: percentiles, a dashboard process, a counting store reader, a gateway config."""
 
 from __future__ import annotations
 
-import signal
+import os
+import platform
 import sqlite3
 import statistics
 import subprocess
@@ -15,7 +16,26 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 
 from firmware_bridge.broker import BrokerSettings, make_client
+from sim.gatewayconf import site, write_gateway_config
 from sim.mosquitto import free_port, wait_for_port
+from sim.processes import stop_process
+
+
+def machine() -> str:
+    """The machine a result was measured on, for the JSON line."""
+    return f"{platform.machine()}, {os.cpu_count()} cpu, Python {platform.python_version()}"
+
+
+def bench_button(button_id: str, kind: str, pin: int, site_name: str, **keys: object) -> dict[str, object]:
+    """A wired button at the benchmarks' one place (``keys``: led_pin, bounce_s, ...)."""
+    return {"id": button_id, "kind": kind, "pin": pin, **keys, "site": site(site_name, -4.35, 122.37)}
+
+
+def gateway_config_file(workdir: Path, gw_id: str, mqtt_port: int, buttons: list[dict[str, object]]) -> Path:
+    """A gateway.toml in ``workdir`` for the local broker; the gateway keeps its data in ``workdir/gw``."""
+    return write_gateway_config(
+        workdir / f"{gw_id}.toml", gw_id, data_dir=workdir / "gw", mqtt={"port": mqtt_port}, buttons=buttons
+    )
 
 
 def connected_client(port: int, name: str, *, max_inflight: int = 100) -> mqtt.Client:
@@ -99,13 +119,7 @@ class DashboardProcess:
         return self
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process, 30)
 
     def count_events(self, table: str = "events") -> int:
         """Rows of ``table`` (events by default) committed to the dashboard's store, read from another connection."""
@@ -119,6 +133,13 @@ class DashboardProcess:
             return 0
         finally:
             conn.close()
+
+    def stored_by(self, count: int, timeout: float) -> float:
+        """perf_counter() when the store first holds ``count`` events; RuntimeError if it does not in time."""
+        stored_at = self.wait_for_events(count, timeout)
+        if stored_at is None:
+            raise RuntimeError(f"the dashboard stored only {self.count_events()} of {count} events")
+        return stored_at
 
     def wait_for_events(self, count: int, timeout: float) -> float | None:
         """perf_counter() when the store first holds ``count`` events, or None on timeout."""

@@ -16,29 +16,22 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from common import DashboardProcess
+from common import DashboardProcess, bench_button, gateway_config_file, machine
 from gpiozero.pins.mock import MockFactory
 
-from firmware_bridge.settings import parse_toml
 from gateway.app import Gateway
-from gateway.config import parse_config
+from gateway.config import GatewayConfig, load_config
 from sim.mosquitto import Mosquitto
 
 
-def gateway_config(workdir: Path, port: int):
-    text = f'[gateway]\nid = "gw-drain"\ndata_dir = "{workdir / "gw"}"\n[mqtt]\nport = {port}\n' + "".join(
-        f'[[button]]\nid = "drain-{n}"\nkind = "fire"\npin = {5 + n}\n'
-        f'[button.site]\nname = "Drain site"\nlat = -4.35\nlon = 122.37\n'
-        for n in range(8)
-    )
-    return parse_config(parse_toml(text, "drain-gateway.toml"))
+def gateway_config(workdir: Path, port: int) -> GatewayConfig:
+    buttons = [bench_button(f"drain-{n}", "fire", 5 + n, "Drain site") for n in range(8)]
+    return load_config(gateway_config_file(workdir, "gw-drain", port, buttons))
 
 
 def main() -> int:
@@ -67,10 +60,7 @@ def main() -> int:
             if not gateway.pump.wait_drained(120):
                 raise RuntimeError(f"outbox still holds {gateway.outbox.depth()} events")
             outbox_empty = time.perf_counter() - back
-            stored_at = dashboard.wait_for_events(args.events, 120)
-            if stored_at is None:
-                raise RuntimeError(f"dashboard stored only {dashboard.count_events()} events")
-            stored = stored_at - back
+            stored = dashboard.stored_by(args.events, 120) - back
         finally:
             gateway.close()
             dashboard.stop()
@@ -87,7 +77,7 @@ def main() -> int:
                 "all_stored_on_dashboard_s": round(stored, 3),
                 "target_s": 5.0,
                 "meets_target": stored <= 5.0,
-                "machine": f"{platform.machine()}, {os.cpu_count()} cpu, Python {platform.python_version()}",
+                "machine": machine(),
             }
         )
     )

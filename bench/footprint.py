@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -22,23 +21,18 @@ import tempfile
 import time
 from pathlib import Path
 
+from common import bench_button, gateway_config_file, machine
+
 from firmware_bridge.broker import BrokerSettings, make_client
 from firmware_bridge.topics import Topics
 from sim.mosquitto import Mosquitto
 
 
 def config(workdir: Path, port: int) -> Path:
-    path = workdir / "gateway.toml"
-    path.write_text(
-        f'[gateway]\nid = "gw-footprint"\ndata_dir = "{workdir / "gw"}"\n[mqtt]\nport = {port}\n'
-        + "".join(
-            f'[[button]]\nid = "fp-{n}"\nkind = "{"fire" if n % 2 else "sapa"}"\npin = {4 + n}\n'
-            f"led_pin = {16 + n}\n"
-            f'[button.site]\nname = "Site {n}"\nlat = -4.35\nlon = 122.37\n'
-            for n in range(8)
-        )
-    )
-    return path
+    buttons = [
+        bench_button(f"fp-{n}", "fire" if n % 2 else "sapa", 4 + n, f"Site {n}", led_pin=16 + n) for n in range(8)
+    ]
+    return gateway_config_file(workdir, "gw-footprint", port, buttons)
 
 
 def memory_kib(pid: int) -> dict[str, int]:
@@ -109,7 +103,7 @@ def main() -> int:
                 "worst": worst,
                 "target": {"rss_mib": 40, "ready_s": 2.0},
                 "meets_target": worst["hwm_mib"] < 40 and worst["ready_s"] < 2.0,
-                "machine": f"{platform.machine()}, {os.cpu_count()} cpu, Python {platform.python_version()}",
+                "machine": machine(),
             }
         )
     )

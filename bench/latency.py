@@ -22,20 +22,26 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 
-from common import DashboardProcess, connected_client, disconnect, percentiles, subscriber
+from common import (
+    DashboardProcess,
+    bench_button,
+    connected_client,
+    disconnect,
+    gateway_config_file,
+    machine,
+    percentiles,
+    subscriber,
+)
 from gpiozero.pins.mock import MockFactory
 
-from firmware_bridge.settings import parse_toml
 from gateway.app import Gateway
-from gateway.config import parse_config
+from gateway.config import GatewayConfig, load_config
 from sim.mosquitto import Mosquitto
 from sim.webclient import DashboardClient
 
@@ -83,14 +89,11 @@ def mqtt_hop(port: int, count: int, gap_s: float = 0.0) -> list[float]:
     return samples
 
 
-def gateway_config(workdir: Path, mqtt_port: int):
-    buttons = "".join(
-        f'[[button]]\nid = "bench-{n}"\nkind = "fire"\npin = {5 + n}\nled_pin = {20 + n}\nbounce_s = 0\n'
-        f'[button.site]\nname = "Bench site {n}"\nlat = -4.35\nlon = 122.37\n'
-        for n in range(BUTTONS)
-    )
-    text = f'[gateway]\nid = "gw-bench"\ndata_dir = "{workdir / "gw"}"\n[mqtt]\nport = {mqtt_port}\n{buttons}'
-    return parse_config(parse_toml(text, "bench-gateway.toml"))
+def gateway_config(workdir: Path, mqtt_port: int) -> GatewayConfig:
+    buttons = [
+        bench_button(f"bench-{n}", "fire", 5 + n, f"Bench site {n}", led_pin=20 + n, bounce_s=0) for n in range(BUTTONS)
+    ]
+    return load_config(gateway_config_file(workdir, "gw-bench", mqtt_port, buttons))
 
 
 def press_to_board(
@@ -187,7 +190,7 @@ def main() -> int:
         **results,
         "target_ms": {"p50": 2.0, "p99": 5.0},
         "path": "gpio press -> outbox commit (fsync) -> mosquitto -> dashboard store commit (fsync) -> SSE",
-        "machine": f"{platform.machine()}, {os.cpu_count()} cpu, Python {platform.python_version()}",
+        "machine": machine(),
     }
     print(json.dumps(result))
     return 0

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import signal
 import subprocess
 import sys
 import threading
@@ -34,6 +33,7 @@ from gateway.provision import write_keys
 
 from .mosquitto import Mosquitto, free_port, wait_for_port
 from .panel import PanelButton, PanelServer, VirtualButton, VirtualLoraButton
+from .processes import stop_on_signals, stop_process
 from .radio import Air, Impairments, NodeSpec, PtyHost, VirtualE32, VirtualNode, VirtualRylr
 
 SAMPLE_GATEWAYS = ("gw-pasar-andoolo.toml", "gw-smpn1-konda.toml")
@@ -377,18 +377,10 @@ class Demo:
             self.panel.stop()
         for gateway in reversed(self.gateways):
             gateway.close()
-        if self.dashboard is not None and self.dashboard.poll() is None:
-            self.dashboard.send_signal(signal.SIGTERM)
-            try:
-                self.dashboard.wait(15)
-            except subprocess.TimeoutExpired:
-                self.dashboard.kill()
+        stop_process(self.dashboard, 15)
         for stopper in reversed(self._stoppers):
             stopper()
 
 
 def run_demo(options: DemoOptions) -> int:
-    stop = threading.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: stop.set())
-    return Demo(options).run(stop)
+    return Demo(options).run(stop_on_signals())

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import logging
-import signal
 import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -27,6 +26,8 @@ from firmware_bridge.payloads import Event
 from gateway.app import Gateway
 from gateway.cli import EXIT_CONFIG, serve
 from gateway.config import ButtonConfig, load_config
+
+from .processes import stop_on_signals
 
 log = logging.getLogger(__name__)
 
@@ -99,20 +100,14 @@ def run(config_path: str, host: str, port: int) -> int:
         config = load_config(config_path)
         factory = MockFactory()
         gateway = Gateway(config, pin_factory=factory).start()
-    except ConfigError as exc:
-        print(f"siaga-sim gateway: configuration error: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
-    except OutboxError as exc:
-        print(f"siaga-sim gateway: {exc}", file=sys.stderr)
-        return 1
+    except (ConfigError, OutboxError) as exc:
+        return _refused(exc)
     control = ControlledGateway(gateway, factory)
     server = ThreadingHTTPServer((host, port), _handler(control))
     server.daemon_threads = True
     thread = threading.Thread(target=server.serve_forever, name="control", daemon=True)
     thread.start()
-    stop = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
+    stop = stop_on_signals()
     print(f"siaga-sim gateway {config.id} ready; control on http://{host}:{server.server_port}/", flush=True)
     try:
         serve(gateway, stop)
@@ -120,3 +115,12 @@ def run(config_path: str, host: str, port: int) -> int:
         server.shutdown()
         server.server_close()
     return 0
+
+
+def _refused(exc: ConfigError | OutboxError) -> int:
+    """Say why the gateway did not start; the exit code is siaga-gateway's for the same failure."""
+    if isinstance(exc, ConfigError):
+        print(f"siaga-sim gateway: configuration error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    print(f"siaga-sim gateway: {exc}", file=sys.stderr)
+    return 1

@@ -10,12 +10,13 @@ from __future__ import annotations
 import getpass
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from .processes import kill_process, stop_process
 
 REPO = Path(__file__).resolve().parent.parent
 CONF_D = REPO / "deploy" / "mosquitto" / "conf.d"
@@ -135,20 +136,12 @@ class Mosquitto:
 
     def stop(self, timeout: float = 10.0) -> None:
         """A clean shutdown: Mosquitto saves its persistence file."""
-        if self.process and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process, timeout)
         self.process = None
 
     def kill(self) -> None:
         """SIGKILL: what a power cut or crash does to the broker."""
-        if self.process and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
+        kill_process(self.process)
         self.process = None
 
     def restart(self) -> Mosquitto:

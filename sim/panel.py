@@ -21,6 +21,17 @@ from .mosquitto import wait_for_port
 from .radio import VirtualNode
 
 
+def _identity(gateway: Gateway, config: ButtonConfig | LoraButtonConfig) -> dict[str, Any]:
+    """What the panel shows of any button, wired or LoRa: who it is and where."""
+    return {
+        "id": config.id,
+        "gw": gateway.config.id,
+        "kind": str(config.kind),
+        "label": config.label,
+        "site": config.site.name,
+    }
+
+
 @dataclass
 class VirtualButton:
     gateway: Gateway
@@ -41,11 +52,7 @@ class VirtualButton:
         wired = self.gateway.buttons.get(self.config.id)
         led = wired.led if wired is not None else None
         return {
-            "id": self.config.id,
-            "gw": self.gateway.config.id,
-            "kind": str(self.config.kind),
-            "label": self.config.label,
-            "site": self.config.site.name,
+            **_identity(self.gateway, self.config),
             "hold_s": self.config.hold_s,
             "pattern": str(self.gateway.pattern(self.config.id)),
             "led_lit": bool(led.is_lit) if led is not None else None,
@@ -68,11 +75,7 @@ class VirtualLoraButton:
 
     def view(self) -> dict[str, Any]:
         return {
-            "id": self.config.id,
-            "gw": self.gateway.config.id,
-            "kind": str(self.config.kind),
-            "label": self.config.label,
-            "site": self.config.site.name,
+            **_identity(self.gateway, self.config),
             "hold_s": self.node.spec.hold_ms / 1000,
             "pattern": self.node.pattern,
             "led_lit": bool(self.node.led.value()),

@@ -20,7 +20,6 @@ import json
 import logging
 import os
 import secrets
-import signal
 import sqlite3
 import subprocess
 import sys
@@ -32,7 +31,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .gatewayconf import site, write_gateway_config
 from .mosquitto import Mosquitto, free_port, wait_for_port
+from .processes import kill_process, stop_process
 from .relay import TcpRelay
 
 log = logging.getLogger(__name__)
@@ -124,6 +125,17 @@ class SmallDisk:
             self.mounted = False
 
 
+def _button(button_id: str, number: int, gateway_index: int) -> dict[str, object]:
+    """The ``number``-th wired button of a stack's gateway: every fifth one is SAPA."""
+    return {
+        "id": button_id,
+        "kind": "sapa" if number % 5 == 4 else "fire",
+        "pin": 2 + number,
+        "bounce_s": 0,
+        "site": site(f"Lokasi uji {gateway_index + 1}", -4.35, 122.38),
+    }
+
+
 @dataclass
 class Stack:
     workdir: Path
@@ -175,19 +187,11 @@ class Stack:
 
     @staticmethod
     def _stop(process: subprocess.Popen[bytes] | None) -> None:
-        if process is not None and process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop_process(process, 10)
 
     @staticmethod
     def _kill(process: subprocess.Popen[bytes] | None) -> None:
-        if process is not None and process.poll() is None:
-            process.kill()
-            process.wait()
+        kill_process(process)
 
     # -- the dashboard ------------------------------------------------------------------
 
@@ -263,34 +267,21 @@ client_id = "siaga-dashboard"
         secret.write_text(password + "\n")
         relay = TcpRelay(self.broker.host, self.broker.port).start()
         buttons = [f"{gw_id}-b{n:02d}" for n in range(1, self.buttons_per_gateway + 1)]
-        text = f"""
-[gateway]
-id = "{gw_id}"
-data_dir = "{data_dir}"
-health_interval_s = 5
-receipt_timeout_s = {self.receipt_timeout_s}
-
-[mqtt]
-host = "127.0.0.1"
-port = {relay.port}
-username = "{gw_id}"
-password_file = "{secret}"
-keepalive = 5
-"""
-        for number, button in enumerate(buttons):
-            text += f"""
-[[button]]
-id = "{button}"
-kind = "{"sapa" if number % 5 == 4 else "fire"}"
-pin = {2 + number}
-bounce_s = 0
-[button.site]
-name = "Lokasi uji {index + 1}"
-lat = -4.35
-lon = 122.38
-"""
-        config = folder / "gateway.toml"
-        config.write_text(text)
+        config = write_gateway_config(
+            folder / "gateway.toml",
+            gw_id,
+            data_dir=data_dir,
+            health_interval_s=5,
+            receipt_timeout_s=self.receipt_timeout_s,
+            mqtt={
+                "host": "127.0.0.1",
+                "port": relay.port,
+                "username": gw_id,
+                "password_file": secret,
+                "keepalive": 5,
+            },
+            buttons=[_button(button, number, index) for number, button in enumerate(buttons)],
+        )
         return GatewayProcess(gw_id, config, data_dir, relay, free_port(), buttons, folder / "gateway.log")
 
     def start_gateway(self, gw: GatewayProcess, timeout: float = 20.0) -> None:

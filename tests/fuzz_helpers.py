@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import copy
 import json
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -39,8 +40,18 @@ from hypothesis import strategies as st
 
 from firmware_bridge.errors import BadPayload, BadTopic
 from firmware_bridge.ids import make_ulid
-from firmware_bridge.payloads import decode_event, decode_health, decode_inventory, decode_status
-from firmware_bridge.timeutil import format_ts
+from firmware_bridge.payloads import (
+    ButtonInfo,
+    Inventory,
+    Kind,
+    Site,
+    Source,
+    decode_event,
+    decode_health,
+    decode_inventory,
+    decode_status,
+)
+from firmware_bridge.timeutil import format_epoch, format_ts
 from firmware_bridge.topics import DEFAULT_ROOT, ID_PATTERN, Channel, Topics
 
 ROOT = DEFAULT_ROOT
@@ -60,6 +71,16 @@ FUZZ_GWS = ("gw-a", "gw-b", "GW.c_1")
 FUZZ_BUTTONS = ("fire-1", "fire-2", "sapa-1", "sapa-2", "lora-9", "ghost-1")
 #: Event ids that recur across examples: duplicates, and an id that comes back with other content.
 FIXED_EVENT_IDS = tuple(make_ulid(1_700_000_000_000 + n, bytes(10)) for n in range(4))
+
+
+def now_ts() -> str:
+    return format_epoch(time.time())
+
+
+def inventory(gw: str, button: str) -> Inventory:
+    """The inventory of a gateway with one fire button: what the tests' own traffic needs registered."""
+    site = Site("Pasar Andoolo", -4.3497, 122.3786)
+    return Inventory(gw=gw, ts=now_ts(), buttons=(ButtonInfo(button, Kind.FIRE, Source.GPIO, site, "Blok A"),))
 
 
 class Raw(str):

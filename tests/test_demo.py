@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from sim.mosquitto import free_port
+from sim.processes import stop_process
 from sim.webclient import DashboardClient
 
 from .test_demo_broker import Peer
@@ -78,18 +79,27 @@ def demo(tmp_path: Path, request: pytest.FixtureRequest):
             "workdir": tmp_path / "demo",
         }
     finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGINT)
-            try:
-                process.wait(30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop_process(process, 30, signal.SIGINT)
+
+
+def demo_password(demo: dict, user: str) -> str:
+    """The password the demo printed for ``user``."""
+    return next(line.split(f" {user} / ")[1].strip() for line in demo["output"] if f" {user} / " in line)
+
+
+def assert_panel_shows_help_coming(demo: dict, button: str) -> None:
+    """The virtual LED follows the acknowledgement; the panel is another process, so ask it."""
+    poll_until(  # polling another process's state
+        lambda: panel_pattern(demo["panel"], button),
+        lambda pattern: pattern == "help_coming",
+        what="the panel showing help coming",
+    )
+    assert panel_pattern(demo["panel"], button) == "help_coming"
 
 
 def press_and_sign_in(demo: dict, button: str) -> tuple[DashboardClient, dict]:
     """Press ``button`` with ``siaga-sim press`` and sign in as the fire post; returns the board and the alarm."""
-    password = next(line.split("damkar / ")[1].strip() for line in demo["output"] if "damkar / " in line)
+    password = demo_password(demo, "damkar")
     pressed = subprocess.run(
         [sys.executable, "-m", "sim", "press", button, "--panel", demo["panel"]],
         capture_output=True,
@@ -113,13 +123,7 @@ def test_the_demo_runs_the_whole_system_and_a_press_reaches_the_board(demo: dict
     assert gateways == {"gw-pasar-andoolo": "online", "gw-smpn1-konda": "online"}
 
     board.post_json(f"/api/alarms/{alarm['id']}/acknowledge", {})
-    # The virtual LED follows the acknowledgement; the panel is another process, so ask it.
-    poll_until(  # polling another process's state
-        lambda: panel_pattern(demo["panel"], "pasar-andoolo-fire-1"),
-        lambda pattern: pattern == "help_coming",
-        what="the panel showing help coming",
-    )
-    assert panel_pattern(demo["panel"], "pasar-andoolo-fire-1") == "help_coming"
+    assert_panel_shows_help_coming(demo, "pasar-andoolo-fire-1")
     listing = subprocess.run(
         [sys.executable, "-m", "sim", "buttons", "--panel", demo["panel"]], capture_output=True, text=True, timeout=30
     )
@@ -185,19 +189,14 @@ def test_the_demo_on_mosquitto_uses_the_same_accounts(demo: dict) -> None:
     board, alarm = press_and_sign_in(demo, "smpn1-konda-fire-1")
     assert alarm["gw"] == "gw-smpn1-konda"
     board.post_json(f"/api/alarms/{alarm['id']}/acknowledge", {})
-    poll_until(  # polling another process's state
-        lambda: panel_pattern(demo["panel"], "smpn1-konda-fire-1"),
-        lambda pattern: pattern == "help_coming",
-        what="the panel showing help coming",
-    )
-    assert panel_pattern(demo["panel"], "smpn1-konda-fire-1") == "help_coming"
+    assert_panel_shows_help_coming(demo, "smpn1-konda-fire-1")
 
 
 def test_the_demo_takes_citizens_reports_for_satpol_pp(demo: dict) -> None:
     text = "".join(demo["output"])
     base = f"http://127.0.0.1:{demo['port']}"
     assert f"Citizens report Perda violations at {base}/lapor" in text
-    password = next(line.split("satpol / ")[1].strip() for line in demo["output"] if "satpol / " in line)
+    password = demo_password(demo, "satpol")
     citizen = DashboardClient(base)
     status, page = citizen.get_page("/lapor")
     assert status == 200 and "Laporkan Pelanggaran Perda/Perkada" in page
@@ -210,15 +209,12 @@ def test_the_demo_takes_citizens_reports_for_satpol_pp(demo: dict) -> None:
 def test_the_demo_has_a_technician_and_an_administrator(demo: dict) -> None:
     base = f"http://127.0.0.1:{demo['port']}"
 
-    def password(user: str) -> str:
-        return next(line.split(f"{user} / ")[1].strip() for line in demo["output"] if f" {user} / " in line)
-
     technician = DashboardClient(base)
-    technician.login("teknisi", password("teknisi"))
+    technician.login("teknisi", demo_password(demo, "teknisi"))
     buttons = {b["id"] for b in technician.get_json("/api/devices")["buttons"]}
     assert {"pasar-andoolo-fire-1", "pasar-andoolo-lora-sapa-1"} <= buttons
     admin = DashboardClient(base)
-    admin.login("admin", password("admin"))
+    admin.login("admin", demo_password(demo, "admin"))
     status, page = admin.get_page("/admin/audit")
     assert status == 200 and 'id="audit"' in page
 

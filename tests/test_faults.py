@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from sim.stack import SmallDisk, Stack
+from sim.stack import GatewayProcess, SmallDisk, Stack
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -35,6 +35,16 @@ def burst(stack: Stack, faults: dict[int, Callable[[], None]]) -> None:
         if n in faults:
             faults[n]()
         stack.press(gw, gw.buttons[n % len(gw.buttons)])
+
+
+def broker_back(stack: Stack, gw: GatewayProcess) -> Callable[[], None]:
+    """A fault step: start the broker again once ``gw`` has seen it gone, so the presses meanwhile really went in."""
+
+    def back() -> None:
+        stack.wait_gateway_disconnected(gw)
+        stack.start_broker()
+
+    return back
 
 
 def summary(audit: dict) -> dict:
@@ -62,13 +72,8 @@ def counters(stack: Stack) -> dict[str, int]:
 
 
 def test_the_broker_killed_mid_burst(stack: Stack) -> None:
-    gw = stack.gws[0]
-
-    def broker_back() -> None:
-        stack.wait_gateway_disconnected(gw)  # presses 300..449 really went in while it was gone
-        stack.start_broker()
-
-    burst(stack, {300: stack.kill_broker, 450: broker_back})
+    # presses 300..449 really go in while the broker is gone
+    burst(stack, {300: stack.kill_broker, 450: broker_back(stack, stack.gws[0])})
     assert_nothing_lost_or_doubled(stack, min_accepted=BURST)  # the outbox took every press meanwhile
     assert counters(stack)["mqtt_connects"] >= 2
 
@@ -76,13 +81,8 @@ def test_the_broker_killed_mid_burst(stack: Stack) -> None:
 def test_the_broker_killed_while_the_dashboard_is_away(stack: Stack) -> None:
     """The broker acknowledged presses 200..399 and queued them for the absent dashboard;
     its SIGKILL loses that queue (saved every 30 s). The gateways' receipts bring them back."""
-    gw = stack.gws[0]
-
-    def broker_back() -> None:
-        stack.wait_gateway_disconnected(gw)
-        stack.start_broker()
-
-    burst(stack, {200: stack.kill_dashboard, 400: stack.kill_broker, 450: broker_back, 600: stack.start_dashboard})
+    back = broker_back(stack, stack.gws[0])
+    burst(stack, {200: stack.kill_dashboard, 400: stack.kill_broker, 450: back, 600: stack.start_dashboard})
     assert_nothing_lost_or_doubled(stack, min_accepted=BURST)
     assert counters(stack).get("events_resent", 0) >= 1  # the broker's loss was real, and made good
 
@@ -122,12 +122,6 @@ def test_a_full_disk_while_the_broker_is_down_keeps_presses_in_memory(tmp_path: 
     (docs/reliability.md); they arrive once the broker is back, as long as the gateway is not restarted."""
     with Stack(tmp_path / "stack", small_disk=True) as stack:
         disk = stack.disks[stack.gws[0].gw_id]
-        gw = stack.gws[0]
-
-        def broker_back() -> None:
-            stack.wait_gateway_disconnected(gw)
-            stack.start_broker()
-
-        burst(stack, {300: disk.fill, 350: stack.kill_broker, 500: broker_back, 700: disk.free})
+        burst(stack, {300: disk.fill, 350: stack.kill_broker, 500: broker_back(stack, stack.gws[0]), 700: disk.free})
         assert_nothing_lost_or_doubled(stack, min_accepted=BURST)
         assert counters(stack)["events_unstored"] >= 150

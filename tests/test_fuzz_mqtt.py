@@ -55,21 +55,7 @@ from dashboard.db import connect
 from dashboard.ingest.mqtt import _SUBSCRIBED
 from firmware_bridge.broker import BrokerSettings
 from firmware_bridge.errors import BadTopic
-from firmware_bridge.ids import make_ulid
-from firmware_bridge.payloads import (
-    ButtonInfo,
-    Event,
-    EventType,
-    GatewayState,
-    Inventory,
-    Kind,
-    Site,
-    Source,
-    Status,
-    decode_presence,
-    decode_receipt,
-)
-from firmware_bridge.timeutil import format_epoch
+from firmware_bridge.payloads import Event, GatewayState, Status, decode_presence, decode_receipt
 from firmware_bridge.topics import Channel
 from sim.mosquitto import Mosquitto
 from sim.servers import DashboardServer
@@ -89,15 +75,33 @@ from .fuzz_helpers import (
     Expected,
     Msg,
     expected,
+    inventory,
     messages,
+    now_ts,
     poison_catalogue,
 )
 from .mqttprobe import Probe
+from .test_ingest import make_event
 
 EXAMPLES = int(os.environ.get("SIAGA_FUZZ_EXAMPLES", "100"))
 SEED = os.environ.get("SIAGA_FUZZ_SEED")
 SHRINK = os.environ.get("SIAGA_FUZZ_SHRINK", "") not in ("", "0")
 TECHNICIAN = ("teknisi", "technician-password-1")
+#: What each role reads after an example: every view that shows what was stored.
+VIEWS = {
+    "admin": (
+        "/api/alarms?state=all",
+        "/api/gateways",
+        "/api/sites",
+        "/api/troubles",
+        "/api/devices",
+        "/api/diagnostics",
+        "/board",
+        "/devices",
+    ),
+    "sapa desk": ("/api/alarms?state=all", "/api/sites"),
+    "technician": ("/api/devices", "/api/troubles", "/devices"),
+}
 #: Counters (by prefix) of what must never happen to a message: set aside because processing
 #: failed (and its fail-open consequences), the store or the writer failing.
 NEVER = ("rejected.internal_error", "set_aside", "degraded_alarms", "press_not_stored", "writer_errors", "store_errors")
@@ -120,21 +124,9 @@ def fuzz_settings(test: Callable[..., None]) -> Callable[..., None]:
     return seed(int(SEED))(configured) if SEED is not None else configured
 
 
-def new_id() -> str:
-    return make_ulid(int(time.time() * 1000), os.urandom(10))
-
-
-def now_ts() -> str:
-    return format_epoch(time.time())
-
-
-def press(gw: str, button: str, kind: Kind = Kind.FIRE, type: EventType = EventType.PRESS) -> Event:
-    return Event(id=new_id(), gw=gw, button=button, kind=kind, type=type, ts=now_ts(), src=Source.GPIO)
-
-
-def inventory(gw: str, button: str) -> Inventory:
-    site = Site("Pasar Andoolo", -4.3497, 122.3786)
-    return Inventory(gw=gw, ts=now_ts(), buttons=(ButtonInfo(button, Kind.FIRE, Source.GPIO, site, "Blok A"),))
+def press(gw: str, button: str, type: str = "press") -> Event:
+    """A fire button's event, as a gateway sends it."""
+    return make_event(button, gw=gw, type=type)
 
 
 class Rig:
@@ -186,8 +178,8 @@ class Rig:
         ``gw_mismatch``, which is counted before it is receipted and is
         processed after the first one's batch is done. Returns both messages.
         """
-        first = press(SENTINEL_GW, SENTINEL_BUTTON, type=EventType.HEARTBEAT)
-        second = press(SENTINEL_GW, SENTINEL_BUTTON, type=EventType.HEARTBEAT)
+        first = press(SENTINEL_GW, SENTINEL_BUTTON, type="heartbeat")
+        second = press(SENTINEL_GW, SENTINEL_BUTTON, type="heartbeat")
         sent = [
             Msg(TOPICS.event(SENTINEL_GW), first.encode()),
             Msg(TOPICS.event(SENTINEL_GW), json.dumps({**second.to_dict(), "gw": "gw-sentinel-x"}).encode()),
@@ -293,21 +285,8 @@ class Rig:
             self.supervisor.check(self.conn)
         except Exception as exc:
             problems.append(f"supervision round failed: {exc!r}")
-        views: list[tuple[str, DashboardClient, str]] = [
-            ("admin", self.admin, "/api/alarms?state=all"),
-            ("admin", self.admin, "/api/gateways"),
-            ("admin", self.admin, "/api/sites"),
-            ("admin", self.admin, "/api/troubles"),
-            ("admin", self.admin, "/api/devices"),
-            ("admin", self.admin, "/api/diagnostics"),
-            ("admin", self.admin, "/board"),
-            ("admin", self.admin, "/devices"),
-            ("sapa desk", self.sapa, "/api/alarms?state=all"),
-            ("sapa desk", self.sapa, "/api/sites"),
-            ("technician", self.technician, "/api/devices"),
-            ("technician", self.technician, "/api/troubles"),
-            ("technician", self.technician, "/devices"),
-        ]
+        readers = {"admin": self.admin, "sapa desk": self.sapa, "technician": self.technician}
+        views = [(who, readers[who], path) for who, paths in VIEWS.items() for path in paths]
         for who, client, path in views:
             status, text = client.get_text(path)
             if status != 200:
