@@ -17,6 +17,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from gpiozero.pins.mock import MockFactory
@@ -434,17 +435,21 @@ def open_troubles(client: DashboardClient) -> set[tuple[str, str]]:
 KEYS = {1001: bytes(range(16)), 1002: bytes(range(16, 32))}
 
 
-def lora_body(tmp_path: Path, port: Path) -> str:
+def lora_body(tmp_path: Path, port: Path) -> dict[str, Any]:
+    """A LoRa module on ``port`` with buttons lora-1001 (fire) and lora-1002 (SAPA): ``make_config``'s parts."""
+    from sim.gatewayconf import site, toml_text
+
     keys = tmp_path / "lora-keys.toml"
-    keys.write_text("[keys]\n" + "".join(f'"{n}" = "{k.hex()}"\n' for n, k in KEYS.items()))
+    keys.write_text(toml_text({"keys": {str(node): key.hex() for node, key in KEYS.items()}}))
     keys.chmod(0o600)
-    body = f'[lora]\nport = "{port}"\nmodule = "rylr998"\nkeys_file = "{keys}"\nreopen_s = 0.2\n'
-    for number, kind in ((1001, "fire"), (1002, "sapa")):
-        body += (
-            f'[[lora_button]]\nid = "lora-{number}"\nnode = {number}\nkind = "{kind}"\n'
-            '[lora_button.site]\nname = "Pasar Andoolo"\nlat = -4.35\nlon = 122.378\n'
-        )
-    return body
+    buttons = [
+        {"id": f"lora-{node}", "node": node, "kind": kind, "site": site("Pasar Andoolo", -4.35, 122.378)}
+        for node, kind in ((1001, "fire"), (1002, "sapa"))
+    ]
+    return {
+        "lora": {"port": port, "module": "rylr998", "keys_file": keys, "reopen_s": 0.2},
+        "lora_buttons": buttons,
+    }
 
 
 def radio_node(air: Air, tmp_path: Path, number: int, kind: str, battery_mv: int = 3900) -> VirtualNode:
