@@ -1,4 +1,4 @@
-"""The dashboard's background parts (live hub and MQTT ingest), attached to the app."""
+"""The dashboard's background parts (live hub, MQTT ingest, supervisor, escalator, notifier), attached to the app."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from flask import Flask, current_app
 
 from firmware_bridge.counters import Counters
 
+from .alarms.changes import AlarmChanges
 from .alarms.escalation import EscalationSettings, Escalator
 from .alarms.notify import Notifier
 from .devices.supervision import SupervisionSettings, Supervisor
@@ -24,8 +25,11 @@ EXTENSION = "siaga"
 class Live:
     hub: Hub
     ingest: Ingest | None
+    #: Every part that changes an alarm tells the others through this.
+    changes: AlarmChanges
     supervisor: Supervisor | None = None
     escalator: Escalator | None = None
+    notifier: Notifier | None = None
     counters: Counters = field(default_factory=Counters)
     started: bool = False
 
@@ -35,24 +39,30 @@ def init_app(app: Flask) -> None:
     counters = Counters()
     broker = app.config.get("SIAGA_BROKER")
     supervision = app.config.get("SIAGA_SUPERVISION") or SupervisionSettings()
+    escalation = app.config.get("SIAGA_ESCALATION") or EscalationSettings()
+    notifier = Notifier(app.config["DATABASE"], escalation.webhooks, escalation.retry, counters)
+    changes = AlarmChanges(hub, notifier)
     ingest = None
     if broker is not None:
         ingest = Ingest(
             broker,
             app.config["DATABASE"],
             hub,
+            changes=changes,
             client_id=app.config.get("SIAGA_MQTT_CLIENT_ID", "siaga-dashboard"),
             counters=counters,
             indication_resync_s=supervision.indication_resync_s,
         )
     supervisor = Supervisor(app.config["DATABASE"], hub, supervision, counters=counters)
-    escalation = app.config.get("SIAGA_ESCALATION") or EscalationSettings()
-    notifier = Notifier(app.config["DATABASE"], escalation.webhooks, escalation.retry, counters)
-    escalator = Escalator(app.config["DATABASE"], hub, escalation, notifier)
-    if ingest is not None:
-        escalator.indicate = ingest.indicate
+    escalator = Escalator(app.config["DATABASE"], changes, escalation)
     app.extensions[EXTENSION] = Live(
-        hub=hub, ingest=ingest, supervisor=supervisor, escalator=escalator, counters=counters
+        hub=hub,
+        ingest=ingest,
+        changes=changes,
+        supervisor=supervisor,
+        escalator=escalator,
+        notifier=notifier,
+        counters=counters,
     )
 
 
@@ -65,7 +75,8 @@ def start(app: Flask) -> None:
     state: Live = app.extensions[EXTENSION]
     if state.ingest is not None and not state.started:
         state.ingest.start()
-        for worker in (state.supervisor, state.escalator):
+        # The notifier before the escalator, whose first round may queue notices.
+        for worker in (state.supervisor, state.notifier, state.escalator):
             if worker is not None:
                 worker.start()
         state.started = True
@@ -75,7 +86,7 @@ def stop(app: Flask) -> None:
     state: Live = app.extensions[EXTENSION]
     state.hub.close()
     if state.ingest is not None and state.started:
-        for worker in (state.escalator, state.supervisor):
+        for worker in (state.escalator, state.notifier, state.supervisor):
             if worker is not None:
                 worker.stop()
         state.ingest.stop()

@@ -125,7 +125,7 @@ def test_an_unacknowledged_fire_alarm_escalates_to_its_webhook_and_acknowledging
         assert body["event"] == "alarm.escalated" and body["step"] == 1
         assert body["alarm"]["id"] == alarm["id"] and body["alarm"]["site"]["name"] == "Pasar Andoolo"
         assert body["board_url"] == "https://siaga.example/board"
-        assert "belum diakui" in body["text"]["id"] and "not acknowledged" in body["text"]["en"]
+        assert "belum ditanggapi" in body["text"]["id"] and "not acknowledged" in body["text"]["en"]
 
         detail = operator.get_json(f"/api/alarms/{alarm['id']}")
         steps = [action for action in detail["actions"] if action["action"] == "escalated"]

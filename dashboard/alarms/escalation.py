@@ -16,15 +16,17 @@ from __future__ import annotations
 import logging
 import sqlite3
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from firmware_bridge.payloads import Kind
+
 from ..accounts import audit
 from ..db import PeriodicCheck, transaction
-from ..ingest.hub import Hub, LiveMessage
 from . import notices, notify, store
-from .lifecycle import Action, AlarmState, InvalidTransition
+from .changes import AlarmChanges, Change
+from .lifecycle import Action, AlarmState, InvalidTransition, Resolution
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +38,7 @@ ACTOR = "siaga"
 class EscalationSettings:
     #: kind -> seconds after opening at which each step is taken, ascending.
     after_s: dict[str, tuple[float, ...]] = field(
-        default_factory=lambda: {"fire": (60.0, 180.0, 600.0), "sapa": (120.0, 600.0)}
+        default_factory=lambda: {Kind.FIRE.value: (60.0, 180.0, 600.0), Kind.SAPA.value: (120.0, 600.0)}
     )
     webhooks: tuple[notify.Webhook, ...] = ()
     retry: notify.RetryPolicy = field(default_factory=notify.RetryPolicy)
@@ -54,24 +56,18 @@ def due_steps(waited_s: float, taken: int, after_s: Sequence[float]) -> list[int
     return [number for number, after in enumerate(after_s, start=1) if number > taken and waited_s >= after]
 
 
-def _candidates(conn: sqlite3.Connection) -> list[sqlite3.Row]:
-    return conn.execute(
-        "SELECT id, kind, opened_at, escalation FROM alarms WHERE state = ? AND test = 0", (AlarmState.UNACKNOWLEDGED,)
-    ).fetchall()
-
-
 def any_due(conn: sqlite3.Connection, settings: EscalationSettings, now: float) -> bool:
     """Whether a step is due, read without the write lock (which the alarm ingest needs every moment)."""
     return any(
         due_steps(now - row["opened_at"], row["escalation"], settings.after_s.get(row["kind"], ()))
-        for row in _candidates(conn)
+        for row in store.escalation_candidates(conn)
     )
 
 
 def escalate_due(conn: sqlite3.Connection, settings: EscalationSettings, now: float) -> list[int]:
     """Take every due step (inside the caller's transaction); returns the ids of the alarms escalated."""
     escalated = []
-    for row in _candidates(conn):
+    for row in store.escalation_candidates(conn):
         waited = now - row["opened_at"]
         steps = due_steps(waited, row["escalation"], settings.after_s.get(row["kind"], ()))
         for step in steps:
@@ -90,10 +86,8 @@ def _take_step(
     settings: EscalationSettings,
     now: float,
 ) -> None:
-    conn.execute(
-        "UPDATE alarms SET escalation = ?, escalated_at = ?, rev = rev + 1 WHERE id = ?", (step, now, alarm_id)
-    )
-    alarm = notify.alarm_brief(conn, alarm_id)
+    store.mark_escalated(conn, alarm_id, step, now)
+    alarm = store.alarm_brief(conn, alarm_id)
     assert alarm is not None
     receivers = [webhook.name for webhook in settings.webhooks if webhook.receives(kind, step)]
     body = notify.payload(
@@ -120,7 +114,7 @@ def _take_step(
     audit.record(
         conn,
         audit.Who(ACTOR),
-        "alarm.escalated",
+        f"alarm.{Action.ESCALATED}",
         subject=f"alarm:{alarm_id}",
         kind=kind,
         before={"escalation": step - 1},
@@ -134,25 +128,16 @@ TEST_ALARM_S = 60.0
 
 
 class Escalator(PeriodicCheck):
-    """Takes due steps every ``check_interval_s``, tells the boards, wakes the notifier."""
+    """Takes due steps every ``check_interval_s`` and closes old test alarms; ``changes`` tells the others."""
 
-    def __init__(
-        self, database: str, hub: Hub, settings: EscalationSettings, notifier: notify.Notifier | None = None
-    ) -> None:
+    def __init__(self, database: str, changes: AlarmChanges, settings: EscalationSettings) -> None:
         super().__init__("siaga-escalator", settings.check_interval_s, database)
-        self._hub = hub
+        self._changes = changes
         self.settings = settings
-        self.notifier = notifier
-        #: Tells a button what its alarm now is (the MQTT ingest's ``indicate``), when there is a link.
-        self.indicate: Callable[[dict[str, Any]], None] | None = None
 
     def _close_tests(self, conn: sqlite3.Connection, now: float) -> None:
         """Resolve test alarms a minute old, so that the button's LED goes out after confirming."""
-        rows = conn.execute(
-            "SELECT id, kind, rev FROM alarms WHERE test = 1 AND state != ? AND opened_at <= ?",
-            (AlarmState.RESOLVED, now - TEST_ALARM_S),
-        ).fetchall()
-        for row in rows:
+        for row in store.expired_test_alarms(conn, opened_before=now - TEST_ALARM_S):
             try:
                 alarm = store.act_on_alarm(
                     conn,
@@ -162,28 +147,12 @@ class Escalator(PeriodicCheck):
                     kinds={row["kind"]},
                     now=now,
                     note="test mode: closed automatically",
-                    resolution="test",
+                    resolution=Resolution.TEST,
                     seen_rev=row["rev"],
                 )
             except InvalidTransition:
                 continue  # an operator acted on it meanwhile (or a press joined): next round
-            self._hub.publish(LiveMessage("alarm", alarm, kind=alarm["kind"]))
-            if self.indicate is not None:
-                self.indicate(alarm)
-
-    def start(self) -> Escalator:
-        if self.notifier is not None:
-            self.notifier.start()
-        super().start()
-        return self
-
-    def stop(self, timeout: float = 5.0) -> None:
-        super().stop(timeout)
-        if self.notifier is not None:
-            self.notifier.stop()
-
-    def is_alive(self) -> bool:
-        return super().is_alive() and (self.notifier is None or self.notifier.is_alive())
+            self._changes.committed([alarm], Change.ACTED)
 
     def check(self, conn: sqlite3.Connection, now: float | None = None) -> list[dict[str, Any]]:
         now = time.time() if now is None else now
@@ -197,7 +166,5 @@ class Escalator(PeriodicCheck):
         alarms = store.get_alarms(conn, escalated)
         for alarm in alarms:
             log.warning("alarm %s (%s) escalated to step %s", alarm["id"], alarm["kind"], alarm["escalation"])
-            self._hub.publish(LiveMessage("alarm", alarm, kind=alarm["kind"]))
-        if self.notifier is not None:
-            self.notifier.wake()
+        self._changes.committed(alarms, Change.ESCALATED)
         return alarms

@@ -32,10 +32,12 @@ from enum import StrEnum
 from typing import Any
 
 from firmware_bridge.counters import Counters
+from firmware_bridge.periodic import Guard
 from firmware_bridge.timeutil import format_epoch
 
 from ..db import connect, transaction
 from . import notices
+from .lifecycle import AlarmState
 
 log = logging.getLogger(__name__)
 
@@ -93,35 +95,13 @@ def signature(secret: bytes, timestamp: str, body: bytes) -> str:
 # -- the queue (inside the caller's transaction) ---------------------------------------
 
 
-def alarm_brief(conn: sqlite3.Connection, alarm_id: int) -> dict[str, Any] | None:
-    """What a notification says of an alarm: enough to act on, nothing of the reporter."""
-    row = conn.execute(
-        "SELECT a.id, a.number, a.kind, a.state, a.button, a.gw, a.press_count, a.opened_at, a.acknowledged_at, "
-        "a.acknowledged_by, a.resolved_at, a.resolution, a.escalation, b.site_name, b.lat, b.lon, b.label "
-        "FROM alarms a LEFT JOIN buttons b ON b.id = a.button WHERE a.id = ?",
-        (alarm_id,),
-    ).fetchone()
-    if row is None:
-        return None
-    site = None if row["site_name"] is None else {"name": row["site_name"], "lat": row["lat"], "lon": row["lon"]}
-    return {
-        "id": row["id"],
-        "number": row["number"],
-        "kind": row["kind"],
-        "state": row["state"],
-        "button": row["button"],
-        "label": row["label"],
-        "gw": row["gw"],
-        "site": site,
-        "press_count": row["press_count"],
-        "opened_at": format_epoch(row["opened_at"]),
-        "acknowledged_at": format_epoch(row["acknowledged_at"]) if row["acknowledged_at"] else None,
-        "acknowledged_by": row["acknowledged_by"],
-        "resolved_at": format_epoch(row["resolved_at"]) if row["resolved_at"] else None,
-        "resolution": row["resolution"],
-        "escalation": row["escalation"],
-        "opened_epoch": row["opened_at"],
-    }
+def _alarm_brief(conn: sqlite3.Connection, alarm_id: int) -> dict[str, Any] | None:
+    """The alarm as a notification tells it, from its owner, the alarm store."""
+    # Imported here: the store imports this module (it settles the notices of an alarm
+    # being answered), and the device modules that import this one are imported by the store.
+    from . import store
+
+    return store.alarm_brief(conn, alarm_id)
 
 
 def payload(
@@ -187,7 +167,7 @@ def settle(conn: sqlite3.Connection, alarm_id: int, now: float) -> list[str]:
     Runs inside the transaction that acknowledges; returns the receivers told."""
     cancel_pending(conn, alarm_id, now, "the alarm was acknowledged before delivery")
     receivers = notified_receivers(conn, alarm_id)
-    alarm = alarm_brief(conn, alarm_id) if receivers else None
+    alarm = _alarm_brief(conn, alarm_id) if receivers else None
     if alarm is None:
         return []
     for name, step in receivers:
@@ -196,7 +176,8 @@ def settle(conn: sqlite3.Connection, alarm_id: int, now: float) -> list[str]:
 
 
 def _queue_follow_up(conn: sqlite3.Connection, alarm: dict[str, Any], webhook: str, step: int, now: float) -> None:
-    event = NotificationEvent.ACKNOWLEDGED if alarm["state"] == "acknowledged" else NotificationEvent.RESOLVED
+    acknowledged = alarm["state"] == AlarmState.ACKNOWLEDGED
+    event = NotificationEvent.ACKNOWLEDGED if acknowledged else NotificationEvent.RESOLVED
     previous = conn.execute(
         "SELECT payload FROM notifications WHERE alarm_id = ? AND webhook = ? ORDER BY id DESC LIMIT 1",
         (alarm["id"], webhook),
@@ -340,7 +321,13 @@ class Notifier:
             threading.Thread(target=self._run, args=(webhook,), name=f"siaga-webhook-{webhook.name}", daemon=True)
             for webhook in self.webhooks.values()
         ]
-        self.failure: BaseException | None = None
+        #: One error policy per delivery thread: a failing round is logged and the next comes as usual.
+        self._guards = {name: Guard(f"webhook {name}") for name in self.webhooks}
+
+    @property
+    def failure(self) -> BaseException | None:
+        """What ended a delivery thread, if one ended."""
+        return next((guard.failure for guard in self._guards.values() if guard.failure is not None), None)
 
     def start(self) -> Notifier:
         conn = connect(self._database)
@@ -428,8 +415,8 @@ class Notifier:
 
     def _follow_up_if_settled(self, conn: sqlite3.Connection, row: sqlite3.Row, now: float) -> None:
         """The alarm was acknowledged while this notice was on its way: tell this receiver too."""
-        alarm = alarm_brief(conn, row["alarm_id"])
-        if alarm is None or alarm["state"] == "unacknowledged":
+        alarm = _alarm_brief(conn, row["alarm_id"])
+        if alarm is None or alarm["state"] == AlarmState.UNACKNOWLEDGED:
             return
         already = conn.execute(
             "SELECT 1 FROM notifications WHERE alarm_id = ? AND webhook = ? AND event != ?",
@@ -442,20 +429,16 @@ class Notifier:
     def _run(self, webhook: Webhook) -> None:
         conn = connect(self._database)
         wake = self._wake[webhook.name]
+        guard = self._guards[webhook.name]
         try:
-            while not self._stop.is_set():
-                wake.clear()
-                try:
-                    self.deliver_due(conn, webhook)
-                    next_at = next_due_at(conn, webhook.name)
-                except sqlite3.Error as exc:  # the store is busy or failing: try again shortly
-                    log.error("webhook %s: queue unavailable: %s", webhook.name, exc)
+            with guard.lifetime():
+                while not self._stop.is_set():
+                    wake.clear()
                     next_at = None
-                wait = 5.0 if next_at is None else min(max(next_at - time.time(), 0.0), 5.0)
-                wake.wait(wait)
-        except BaseException as exc:
-            self.failure = exc
-            log.critical("webhook %s delivery stopped: %r", webhook.name, exc, exc_info=True)
-            raise
+                    with guard.round("delivery round failed"):  # e.g. the store is busy: try again shortly
+                        self.deliver_due(conn, webhook)
+                        next_at = next_due_at(conn, webhook.name)
+                    wait = 5.0 if next_at is None else min(max(next_at - time.time(), 0.0), 5.0)
+                    wake.wait(wait)
         finally:
             conn.close()

@@ -20,9 +20,13 @@ from typing import Any
 
 from flask import Blueprint, Response, render_template, request
 
+from firmware_bridge.payloads import Kind
+
 from ..accounts import audit
 from ..accounts.auth import Role, login_required, visible_kinds
 from ..db import get_db
+from . import store
+from .lifecycle import Resolution
 
 WITA = timezone(timedelta(hours=8), "WITA")
 
@@ -45,26 +49,9 @@ class AlarmTimes:
         return datetime.fromtimestamp(self.opened_at, WITA).strftime("%Y-%m")
 
 
-_SELECT = (
-    "SELECT a.kind, COALESCE(b.site_name, a.button) AS site, a.opened_at, a.acknowledged_at, a.resolved_at, "
-    "a.resolution FROM alarms a LEFT JOIN buttons b ON b.id = a.button"
-)
-
-
 def load(conn: sqlite3.Connection, kinds: Iterable[str], since: float | None, until: float | None) -> list[AlarmTimes]:
-    kinds = list(kinds)
-    if not kinds:
-        return []
-    marks = ",".join("?" * len(kinds))
-    query = _SELECT + f" WHERE a.kind IN ({marks})"
-    params: list[Any] = list(kinds)
-    if since is not None:
-        query += " AND a.opened_at >= ?"
-        params.append(since)
-    if until is not None:
-        query += " AND a.opened_at < ?"
-        params.append(until)
-    return [AlarmTimes(*row) for row in conn.execute(query + " ORDER BY a.opened_at", params)]
+    """The alarms of ``kinds`` opened in [since, until), oldest first (the store reads them)."""
+    return [AlarmTimes(**dict(row)) for row in store.alarm_times(conn, kinds, since, until)]
 
 
 def _figures(values: Sequence[float]) -> dict[str, float | None]:
@@ -88,13 +75,13 @@ def summarise(alarms: Iterable[AlarmTimes], group: str) -> list[dict[str, Any]]:
     rows = []
     for key in sorted(buckets):
         items = buckets[key]
-        counted = [a for a in items if a.resolution != "test"]
+        counted = [a for a in items if a.resolution != Resolution.TEST]
         to_ack = [a.acknowledged_at - a.opened_at for a in counted if a.acknowledged_at is not None]
         to_resolve = [
             a.resolved_at - a.acknowledged_at for a in counted if a.resolved_at is not None and a.acknowledged_at
         ]
-        real = sum(1 for a in items if a.resolution == "real")
-        false = sum(1 for a in items if a.resolution == "false_alarm")
+        real = sum(1 for a in items if a.resolution == Resolution.REAL)
+        false = sum(1 for a in items if a.resolution == Resolution.FALSE_ALARM)
         rows.append(
             {
                 group: key,
@@ -102,7 +89,7 @@ def summarise(alarms: Iterable[AlarmTimes], group: str) -> list[dict[str, Any]]:
                 "open": sum(1 for a in items if a.resolved_at is None),
                 "real": real,
                 "false_alarm": false,
-                "test": sum(1 for a in items if a.resolution == "test"),
+                "test": sum(1 for a in items if a.resolution == Resolution.TEST),
                 "false_alarm_rate": round(false / (real + false), 3) if real + false else None,
                 "ack": {**_figures(to_ack), "count": len(to_ack)},
                 "resolve": {**_figures(to_resolve), "count": len(to_resolve)},
@@ -156,7 +143,7 @@ def _kinds() -> list[str]:
 
 
 def _log_sapa(kinds: list[str]) -> None:
-    if "sapa" in kinds:
+    if Kind.SAPA in kinds:
         audit.sapa_read(get_db(), "stats", time.time())
 
 

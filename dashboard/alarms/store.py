@@ -1,5 +1,9 @@
 """The alarm store: events stored idempotently, alarms opened and joined, operator actions.
 
+This is the one module that reads and writes alarm rows (``alarms``); every
+change of a row goes through :func:`_bump`, which moves the revision on.
+Other modules ask it (escalation candidates, test alarms due to close, the
+statistics' times, the sites' open alarms) instead of querying the table.
 Functions take an open connection; writers run inside :func:`db.transaction`.
 Reads that the board shows come back as plain dicts, ready for JSON.
 """
@@ -62,6 +66,39 @@ def _iso(value: float | None) -> str | None:
     return None if value is None else format_epoch(value)
 
 
+# -- the one writer of existing alarm rows --------------------------------------
+
+
+@dataclass(frozen=True)
+class _Sql:
+    """A column's new value as an SQL expression of the row, ``?`` standing for ``params``."""
+
+    expression: str
+    params: tuple[Any, ...] = ()
+
+
+#: One more press joined the alarm.
+_ONE_MORE_PRESS = _Sql("press_count + 1")
+
+
+def _bump(conn: sqlite3.Connection, alarm_id: int, **columns: object) -> None:
+    """Change an alarm row and move its revision on: every change of an alarm goes through here.
+
+    Boards keep the highest revision they saw and buttons ignore an older one,
+    so no change may leave ``rev`` where it was.
+    """
+    assignments, params = ["rev = rev + 1"], []
+    for column, value in columns.items():
+        if isinstance(value, _Sql):
+            assignments.append(f"{column} = {value.expression}")
+            params.extend(value.params)
+        else:
+            assignments.append(f"{column} = ?")
+            params.append(value)
+    # Column names come from this module's keyword arguments, never from input.
+    conn.execute(f"UPDATE alarms SET {', '.join(assignments)} WHERE id = ?", (*params, alarm_id))  # noqa: S608
+
+
 def alarm_view(row: sqlite3.Row) -> dict[str, Any]:
     """An alarm as the API and the live stream show it."""
     site = None
@@ -102,8 +139,6 @@ def alarm_view(row: sqlite3.Row) -> dict[str, Any]:
 
 
 # -- ingest -------------------------------------------------------------------
-
-
 
 
 def route_event(conn: sqlite3.Connection, event: Event) -> Routing:
@@ -168,10 +203,14 @@ def _apply_press(
     open_id = _open_alarm_of(conn, event.button, kind)
     if open_id is not None:
         # Each press is in the events table (alarm_id); only the alarm changes here.
-        conn.execute(
-            "UPDATE alarms SET press_count = press_count + 1, rev = rev + 1, last_event_id = ?, "
-            "last_press_at = ?, gw = ?, anomaly = COALESCE(anomaly, ?) WHERE id = ?",
-            (event.id, received_at, event.gw, anomaly, open_id),
+        _bump(
+            conn,
+            open_id,
+            press_count=_ONE_MORE_PRESS,
+            last_event_id=event.id,
+            last_press_at=received_at,
+            gw=event.gw,
+            anomaly=_Sql("COALESCE(anomaly, ?)", (anomaly,)),  # the first doubt stays
         )
         return open_id, Action.PRESSED
     return _open_alarm(conn, event, received_at, kind, anomaly, test=test), Action.OPENED
@@ -239,10 +278,13 @@ def raise_degraded_alarm(conn: sqlite3.Connection, event: Event, received_at: fl
     )
     alarm_id = _open_alarm_of(conn, event.button, kind)
     if alarm_id is not None:
-        conn.execute(
-            "UPDATE alarms SET press_count = press_count + 1, rev = rev + 1, last_event_id = ?, last_press_at = ?, "
-            "anomaly = ? WHERE id = ?",
-            (event.id, received_at, str(Anomaly.DEGRADED), alarm_id),
+        _bump(
+            conn,
+            alarm_id,
+            press_count=_ONE_MORE_PRESS,
+            last_event_id=event.id,
+            last_press_at=received_at,
+            anomaly=str(Anomaly.DEGRADED),
         )
     else:
         alarm_id = _open_alarm(conn, event, received_at, kind, str(Anomaly.DEGRADED), test=False)
@@ -266,12 +308,6 @@ def log_action(
         "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
         (alarm_id, str(action), actor, at, from_state, str(to_state), note, event_id),
     )
-
-
-
-
-
-
 
 
 # -- operator actions -----------------------------------------------------------
@@ -334,23 +370,13 @@ def act_on_alarm(
                 current,
             )
         if action is Action.ACKNOWLEDGED:
-            conn.execute(
-                "UPDATE alarms SET state = ?, rev = rev + 1, acknowledged_at = ?, acknowledged_by = ?, "
-                "note = COALESCE(?, note) WHERE id = ?",
-                (new_state, now, actor, note, alarm_id),
-            )
+            moved: dict[str, object] = {"acknowledged_at": now, "acknowledged_by": actor}
         elif action is Action.DISPATCHED:
-            conn.execute(
-                "UPDATE alarms SET state = ?, rev = rev + 1, dispatched_at = ?, dispatched_by = ?, dispatch_unit = ?, "
-                "note = COALESCE(?, note) WHERE id = ?",
-                (new_state, now, actor, unit, note, alarm_id),
-            )
+            moved = {"dispatched_at": now, "dispatched_by": actor, "dispatch_unit": unit}
         else:
-            conn.execute(
-                "UPDATE alarms SET state = ?, rev = rev + 1, resolved_at = ?, resolved_by = ?, resolution = ?, "
-                "note = COALESCE(?, note) WHERE id = ?",
-                (new_state, now, actor, str(resolution), note, alarm_id),
-            )
+            moved = {"resolved_at": now, "resolved_by": actor, "resolution": str(resolution)}
+        keep_note = _Sql("COALESCE(?, note)", (note,))  # no note this time: the last one stays
+        _bump(conn, alarm_id, state=str(new_state), note=keep_note, **moved)
         logged = (
             f"{unit}: {note}"
             if action is Action.DISPATCHED and note
@@ -462,6 +488,102 @@ def alarms_to_indicate(conn: sqlite3.Connection, *, closed_since: float, gw: str
     return [alarm_view(row) for row in conn.execute(_ALARM_SELECT + " WHERE " + where, params).fetchall()]
 
 
+def alarm_brief(conn: sqlite3.Connection, alarm_id: int) -> dict[str, Any] | None:
+    """What a webhook notification says of an alarm: enough to act on, nothing of the reporter."""
+    row = conn.execute(
+        "SELECT a.id, a.number, a.kind, a.state, a.button, a.gw, a.press_count, a.opened_at, a.acknowledged_at, "
+        "a.acknowledged_by, a.resolved_at, a.resolution, a.escalation, b.site_name, b.lat, b.lon, b.label "
+        "FROM alarms a LEFT JOIN buttons b ON b.id = a.button WHERE a.id = ?",
+        (alarm_id,),
+    ).fetchone()
+    if row is None:
+        return None
+    site = None if row["site_name"] is None else {"name": row["site_name"], "lat": row["lat"], "lon": row["lon"]}
+    return {
+        "id": row["id"],
+        "number": row["number"],
+        "kind": row["kind"],
+        "state": row["state"],
+        "button": row["button"],
+        "label": row["label"],
+        "gw": row["gw"],
+        "site": site,
+        "press_count": row["press_count"],
+        "opened_at": format_epoch(row["opened_at"]),
+        "acknowledged_at": format_epoch(row["acknowledged_at"]) if row["acknowledged_at"] else None,
+        "acknowledged_by": row["acknowledged_by"],
+        "resolved_at": format_epoch(row["resolved_at"]) if row["resolved_at"] else None,
+        "resolution": row["resolution"],
+        "escalation": row["escalation"],
+        "opened_epoch": row["opened_at"],
+    }
 
 
+def open_alarms_by_button(conn: sqlite3.Connection, kinds: Iterable[str]) -> dict[str, list[sqlite3.Row]]:
+    """Button -> its open alarms of ``kinds`` (``id``, ``number``, ``button``, ``state``, ``test``)."""
+    kinds = sorted(str(kind) for kind in kinds)
+    if not kinds:
+        return {}
+    states = [str(state) for state in OPEN_STATES]
+    rows = conn.execute(
+        f"SELECT id, number, button, state, test FROM alarms WHERE state IN ({','.join('?' * len(states))}) "  # noqa: S608
+        f"AND kind IN ({','.join('?' * len(kinds))})",
+        [*states, *kinds],
+    ).fetchall()
+    found: dict[str, list[sqlite3.Row]] = {}
+    for row in rows:
+        found.setdefault(row["button"], []).append(row)
+    return found
 
+
+_TIMES_SELECT = (
+    "SELECT a.kind, COALESCE(b.site_name, a.button) AS site, a.opened_at, a.acknowledged_at, a.resolved_at, "
+    "a.resolution FROM alarms a LEFT JOIN buttons b ON b.id = a.button"
+)
+
+
+def alarm_times(
+    conn: sqlite3.Connection, kinds: Iterable[str], since: float | None, until: float | None
+) -> list[sqlite3.Row]:
+    """The times of the alarms of ``kinds`` opened in [since, until), oldest first, for the statistics.
+
+    Columns: ``kind``, ``site`` (the button's site, else the button), ``opened_at``,
+    ``acknowledged_at``, ``resolved_at``, ``resolution``.
+    """
+    kinds = [str(kind) for kind in kinds]
+    if not kinds:
+        return []
+    marks = ",".join("?" * len(kinds))
+    query = _TIMES_SELECT + f" WHERE a.kind IN ({marks})"
+    params: list[Any] = list(kinds)
+    if since is not None:
+        query += " AND a.opened_at >= ?"
+        params.append(since)
+    if until is not None:
+        query += " AND a.opened_at < ?"
+        params.append(until)
+    return conn.execute(query + " ORDER BY a.opened_at", params).fetchall()
+
+
+# -- escalation ----------------------------------------------------------------------
+
+
+def escalation_candidates(conn: sqlite3.Connection) -> list[sqlite3.Row]:
+    """Unacknowledged alarms that may escalate (``id``, ``kind``, ``opened_at``, ``escalation``); never a test."""
+    return conn.execute(
+        "SELECT id, kind, opened_at, escalation FROM alarms WHERE state = ? AND test = 0",
+        (str(AlarmState.UNACKNOWLEDGED),),
+    ).fetchall()
+
+
+def mark_escalated(conn: sqlite3.Connection, alarm_id: int, step: int, now: float) -> None:
+    """Record escalation ``step`` on the alarm (inside the caller's transaction)."""
+    _bump(conn, alarm_id, escalation=step, escalated_at=now)
+
+
+def expired_test_alarms(conn: sqlite3.Connection, opened_before: float) -> list[sqlite3.Row]:
+    """Open test alarms opened before ``opened_before`` (``id``, ``kind``, ``rev``), due to be closed."""
+    return conn.execute(
+        "SELECT id, kind, rev FROM alarms WHERE test = 1 AND state != ? AND opened_at <= ?",
+        (str(AlarmState.RESOLVED), opened_before),
+    ).fetchall()

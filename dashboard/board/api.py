@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -16,14 +15,13 @@ from ..accounts import audit
 from ..accounts.auth import Role, login_required, session_user, visible_kinds
 from ..accounts.visibility import trouble_audience
 from ..alarms import notify, store
+from ..alarms.changes import Change
 from ..alarms.lifecycle import Action, AlarmChanged, AlarmNotFound, InvalidAction, InvalidTransition
 from ..db import connect, get_db
 from ..devices import registry, sites
 from ..devices.supervision import open_troubles
 from ..ingest.hub import LiveMessage
 from ..live import live
-
-log = logging.getLogger(__name__)
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 
@@ -44,7 +42,7 @@ def list_alarms() -> Any:
     limit = min(max(request.args.get("limit", 200, type=int), 1), 1000)
     kinds = visible_kinds()
     alarms = store.list_alarms(get_db(), kinds=kinds, open_only=open_only, limit=limit)
-    if "sapa" in kinds:
+    if Kind.SAPA in kinds:
         audit.sapa_read(get_db(), f"alarms?state={'open' if open_only else 'all'}", time.time())
     return jsonify(alarms=alarms)
 
@@ -56,7 +54,7 @@ def get_alarm(alarm_id: int) -> Any:
     if alarm is None:
         abort(404)
     conn = get_db()
-    if alarm["kind"] == "sapa":
+    if alarm["kind"] == Kind.SAPA:
         audit.sapa_read(conn, f"alarm:{alarm_id}", time.time())
     return jsonify(
         alarm=alarm,
@@ -94,14 +92,7 @@ def _act(alarm_id: int, action: Action) -> Any:
         return jsonify(error="conflict", message=str(exc)), 409
     except InvalidAction as exc:
         return jsonify(error="invalid", message=str(exc)), 400
-    state = live()
-    state.hub.publish(LiveMessage("alarm", alarm, kind=alarm["kind"]))
-    if alarm["escalation"] and state.escalator is not None and state.escalator.notifier is not None:
-        state.escalator.notifier.wake()  # receivers that were told of the escalation hear it was answered
-    if state.ingest is not None:
-        state.ingest.indicate(alarm)
-    else:
-        log.warning("no MQTT link: button %s not told about alarm %s", alarm["button"], alarm["id"])
+    live().changes.committed([alarm], Change.ACTED)
     return jsonify(alarm=alarm)
 
 
@@ -163,7 +154,7 @@ def stream() -> Response:
     # twice rather than lost, and the board keeps the higher revision.
     subscription = live().hub.subscribe(kinds, owner=g.user["id"])  # may end the account's oldest stream
     snapshot = _snapshot(kinds)
-    if "sapa" in kinds:
+    if Kind.SAPA in kinds:
         audit.sapa_read(get_db(), "stream", time.time())
     database, session_id = current_app.config["DATABASE"], session.get("sid")
     keepalive_s = current_app.config.get("SIAGA_STREAM_KEEPALIVE_S", KEEPALIVE_S)

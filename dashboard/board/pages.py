@@ -6,6 +6,8 @@ from typing import Any
 
 from flask import Blueprint, current_app, g, jsonify, redirect, render_template, request, url_for
 
+from firmware_bridge.payloads import Kind
+
 from ..accounts.auth import HOME, Role, current_role, login_required
 from ..live import live
 
@@ -20,13 +22,13 @@ def index() -> Any:
     return redirect(url_for(HOME[role]))
 
 
-def _render(desk: str) -> str:
+def _render(desk: Kind) -> str:
     from ..config import DEFAULT_UNITS
 
-    units = (current_app.config.get("SIAGA_UNITS") or DEFAULT_UNITS)["sapa" if desk == "sapa" else "fire"]
+    units = (current_app.config.get("SIAGA_UNITS") or DEFAULT_UNITS)[str(desk)]
     return render_template(
         "board.html",
-        desk=desk,
+        desk=str(desk),
         units=units,
         wall=request.args.get("wall") == "1",
         map_tiles=current_app.config.get("SIAGA_MAP_TILES"),
@@ -39,13 +41,13 @@ def _render(desk: str) -> str:
 @bp.get("/board")
 @login_required(Role.FIRE_OPERATOR, Role.ADMIN)
 def fire() -> str:
-    return _render("fire")
+    return _render(Kind.FIRE)
 
 
 @bp.get("/sapa")
 @login_required(Role.SAPA_DESK)
 def sapa() -> str:
-    return _render("sapa")
+    return _render(Kind.SAPA)
 
 
 @bp.get("/healthz")
@@ -55,6 +57,7 @@ def healthz() -> Any:
     ingest = state.ingest
     ok = ingest is None or (ingest.is_alive() and ingest.failure is None)
     if state.started:
-        ok = ok and all(worker.is_alive() for worker in (state.supervisor, state.escalator) if worker is not None)
+        workers = (state.supervisor, state.escalator, state.notifier)
+        ok = ok and all(worker.is_alive() for worker in workers if worker is not None)
     body = {"ok": ok, "mqtt_connected": bool(ingest and ingest.connected.is_set())}
     return jsonify(body), (200 if ok else 503)

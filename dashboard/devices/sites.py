@@ -12,28 +12,33 @@ from __future__ import annotations
 import sqlite3
 from typing import Any
 
-from ..alarms.lifecycle import OPEN_STATES
+from ..alarms import store
+from ..alarms.lifecycle import AlarmState
 from . import service
+from .service import ServiceMode
 from .supervision import Audience, open_troubles
 
+TROUBLE = "trouble"  # a button with an open trouble
+OK = "ok"
+
 #: Most urgent first: a site takes the state of its most urgent button.
-URGENCY = ("unacknowledged", "acknowledged", "dispatched", "trouble", "out_of_service", "test", "ok")
+URGENCY: tuple[str, ...] = (
+    AlarmState.UNACKNOWLEDGED,
+    AlarmState.ACKNOWLEDGED,
+    AlarmState.DISPATCHED,
+    TROUBLE,
+    ServiceMode.OUT_OF_SERVICE,
+    ServiceMode.TEST,
+    OK,
+)
 
 
 def _open_alarms(conn: sqlite3.Connection, alarm_kinds: frozenset[str]) -> dict[str, sqlite3.Row]:
-    """Button -> its most urgent open alarm among the kinds the role may see."""
-    if not alarm_kinds:
-        return {}
-    states = [str(state) for state in OPEN_STATES]
-    rows = conn.execute(
-        f"SELECT id, number, button, state, test FROM alarms WHERE state IN ({','.join('?' * len(states))}) "  # noqa: S608
-        f"AND kind IN ({','.join('?' * len(alarm_kinds))})",
-        [*states, *sorted(alarm_kinds)],
-    ).fetchall()
-    found: dict[str, sqlite3.Row] = {}
-    for row in sorted(rows, key=lambda r: (r["test"], URGENCY.index(r["state"]))):
-        found.setdefault(row["button"], row)
-    return found
+    """Button -> its most urgent open alarm among the kinds the role may see (a real one before a test)."""
+    return {
+        button: min(alarms, key=lambda alarm: (alarm["test"], URGENCY.index(alarm["state"])))
+        for button, alarms in store.open_alarms_by_button(conn, alarm_kinds).items()
+    }
 
 
 def sites(
@@ -59,9 +64,9 @@ def sites(
         elif row["id"] in set_aside:
             state = str(set_aside[row["id"]].mode)
         elif row["id"] in troubled:
-            state = "trouble"
+            state = TROUBLE
         else:
-            state = "ok"
+            state = OK
         site = grouped.setdefault(row["site_name"], {"name": row["site_name"], "buttons": [], "lat": 0.0, "lon": 0.0})
         site["buttons"].append(
             {

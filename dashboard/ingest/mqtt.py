@@ -9,11 +9,13 @@ queue up for the writer thread, which takes them in batches. A store failure
 leaves messages unacknowledged; the writer retries, and the broker keeps
 them meanwhile.
 
-After each commit the writer publishes the changed alarms to the live
-stream, acknowledges to the broker, sends each gateway a receipt naming the
-events it may now forget (end-to-end: a broker that loses what it had
-acknowledged cannot lose an event), and sends each affected button its
-indication (received / acknowledged / resolved).
+After each commit the writer hands the changed alarms to
+:class:`~dashboard.alarms.changes.AlarmChanges`: the live stream hears of
+them first; then the writer acknowledges to the broker and sends each gateway
+a receipt naming the events it may now forget (end-to-end: a broker that
+loses what it had acknowledged cannot lose an event); then each affected
+button gets its indication (received / acknowledged / resolved), sent by
+:meth:`Ingest.indicate`.
 
 The dashboard's presence is retained on ``{root}/dashboard/status`` with a
 last will ``offline``: while it is offline gateways resend unreceipted events
@@ -53,10 +55,12 @@ from firmware_bridge.payloads import (
     decode_inventory,
     decode_status,
 )
+from firmware_bridge.periodic import Guard
 from firmware_bridge.timeutil import format_epoch
 from firmware_bridge.topics import Channel, Topics
 
 from ..alarms import store
+from ..alarms.changes import AlarmChanges, Change
 from ..alarms.lifecycle import AlarmState, indication_for, opens_alarm
 from ..db import connect, init_schema, transaction
 from ..devices import registry
@@ -114,6 +118,7 @@ class Ingest:
         database: str | Path,
         hub: Hub,
         *,
+        changes: AlarmChanges | None = None,
         client_id: str = "siaga-dashboard",
         counters: Counters | None = None,
         batch_max: int = 500,
@@ -124,6 +129,9 @@ class Ingest:
         self.topics = Topics(settings.root)
         self.hub = hub
         self.counters = counters or Counters()
+        #: Changed alarms go out through here; this link is its way to the buttons.
+        self.changes = changes if changes is not None else AlarmChanges(hub)
+        self.changes.link_buttons(self.indicate)
         self._database = database
         self._batch_max = batch_max
         self._retry_s = retry_s
@@ -140,7 +148,7 @@ class Ingest:
         self._stopping = threading.Event()
         self.connected = threading.Event()
         self.rejections: deque[Rejection] = deque(maxlen=50)
-        self.failure: BaseException | None = None
+        self._guard = Guard("ingest writer", on_error=lambda: self.counters.add("writer_errors"))
         self.last_loop = time.monotonic()
         self.client = make_client(settings, client_id, persistent=True, manual_ack=True)
         self._started = format_epoch(time.time())
@@ -183,6 +191,11 @@ class Ingest:
 
     def is_alive(self) -> bool:
         return self._writer.is_alive()
+
+    @property
+    def failure(self) -> BaseException | None:
+        """What ended the writer thread, if it ended (the health check reports it)."""
+        return self._guard.failure
 
     @property
     def backlog(self) -> int:
@@ -300,26 +313,21 @@ class Ingest:
             return [self._pending.popleft() for _ in range(count)]
 
     def _run(self) -> None:
-        try:
+        with self._guard.lifetime():
             while True:
                 batch = self._take_batch()
                 if batch is None:
                     return
                 try:
-                    self._process_with_retry(batch)
-                except Exception:
-                    self.counters.add("writer_errors")
-                    log.exception("ingest writer: unexpected error; going on")
-                    self._stopping.wait(self._retry_s)
+                    with self._guard.round("unexpected error; going on") as attempt:
+                        self._process_with_retry(batch)
+                    if attempt.failed is not None:
+                        self._stopping.wait(self._retry_s)
                 finally:
                     with self._changed:
                         self._busy = False
                         self._changed.notify_all()
                 self.last_loop = time.monotonic()
-        except BaseException as exc:
-            self.failure = exc
-            log.critical("ingest writer stopped: %r", exc, exc_info=True)
-            raise
 
     def _process_with_retry(self, batch: list[Inbound]) -> None:
         """Store a batch; retry while the store is unavailable; never give up on the others.
@@ -407,15 +415,15 @@ class Ingest:
         self.counters.add(f"set_aside.{kind or 'other'}")
         self.rejections.append(Rejection(format_epoch(time.time()), item.topic, "internal_error", type(exc).__name__))
         alarms = store.get_alarms(conn, [alarm_id]) if alarm_id is not None else []
-        for alarm in alarms:
-            self.hub.publish(LiveMessage("alarm", alarm, kind=alarm["kind"]))
-        self._acknowledge([item])
-        receipts: dict[str, list[str]] = {}
-        if stored:
-            self._receipt_refused(item, receipts)
-        self._send_receipts(receipts)
-        for alarm in alarms:
-            self.indicate(alarm)
+
+        def acknowledge_and_receipt() -> None:
+            self._acknowledge([item])
+            receipts: dict[str, list[str]] = {}
+            if stored:
+                self._receipt_refused(item, receipts)
+            self._send_receipts(receipts)
+
+        self.changes.committed(alarms, Change.PRESSED, before_buttons=acknowledge_and_receipt)
 
     def _raise_degraded(
         self, conn: sqlite3.Connection, event: Event, kind: str, received_at: float
@@ -497,22 +505,25 @@ class Ingest:
                 for health, at in healths:
                     registry.store_health(conn, health, at)
                 outcome = store.store_events(conn, events)
+
+        def acknowledge_and_count() -> None:
+            self._acknowledge(batch)
+            self._send_receipts(receipts)
+            self._count(outcome)
+
         # Committed: the boards first (the alarm's path), then the broker's
         # PUBACKs, then the buttons' indications.
         alarms = store.get_alarms(conn, outcome.alarms)
-        for alarm in alarms:
-            self.hub.publish(LiveMessage("alarm", alarm, kind=alarm["kind"]))
-        self._acknowledge(batch)
-        self._send_receipts(receipts)
+        self.changes.committed(alarms, Change.PRESSED, before_buttons=acknowledge_and_count)
+        self._announce_gateways(conn, statuses, inventories)
+        if resync and self.connected.is_set():
+            self._resync_indications(store.alarms_to_indicate(conn, closed_since=time.time() - RESYNC_CLOSED_S))
+
+    def _count(self, outcome: store.IngestOutcome) -> None:
         self.counters.add("events_stored", outcome.stored)
         self.counters.add("events_duplicate", outcome.duplicates)
         for name, count in outcome.by_kind.items():
             self.counters.add(f"events_{name}", count)
-        for alarm in alarms:
-            self.indicate(alarm)
-        self._announce_gateways(conn, statuses, inventories)
-        if resync and self.connected.is_set():
-            self._resync_indications(store.alarms_to_indicate(conn, closed_since=time.time() - RESYNC_CLOSED_S))
 
     def _decode(self, item: Inbound) -> Event | Status | Inventory | Health:
         gw, channel = self.topics.parse(item.topic)
