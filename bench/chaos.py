@@ -40,6 +40,21 @@ from sim.stack import ReadOnlyDatabase, SmallDisk, Stack
 #: Presses this soon after a fault was mended count as "faulted": they queue
 #: behind the backlog and the reconnect backoff (up to 2 s) that it left.
 RECOVERY_S = 5.0
+#: The result's figures read from Stack.audit(): counts as they are (name in the result -> key in the audit)...
+AUDIT_COUNTS = {
+    "pressed": "pressed",
+    "accepted": "accepted",
+    "unanswered": "unanswered",
+    "stored": "stored",
+    "duplicates": "duplicate_rows",
+}
+#: ...and the lists of event ids or buttons by their length.
+AUDIT_LISTS = {
+    "lost": "lost",
+    "without_alarm": "without_alarm",
+    "split_alarms": "buttons_with_two_alarms",
+    "miscounted_alarms": "alarms_miscounted",
+}
 
 #: A fault: (name, break it, mend it).
 Fault = tuple[str, Callable[[], None], Callable[[], None]]
@@ -170,15 +185,8 @@ def main() -> int:
         "rate_per_s": args.rate,
         "gateways": args.gateways,
         "faults": dict(chaos.struck),
-        "pressed": audit["pressed"],
-        "accepted": audit["accepted"],
-        "unanswered": audit["unanswered"],
-        "stored": audit["stored"],
-        "duplicates": audit["duplicate_rows"],
-        "lost": len(audit["lost"]),
-        "without_alarm": len(audit["without_alarm"]),
-        "split_alarms": len(audit["buttons_with_two_alarms"]),
-        "miscounted_alarms": len(audit["alarms_miscounted"]),
+        **{name: audit[key] for name, key in AUDIT_COUNTS.items()},
+        **{name: len(audit[key]) for name, key in AUDIT_LISTS.items()},
         "settled_s": round(settle_s, 2),
         "settled": stored_all and drained,
         "delay_quiet": delay_figures(quiet),

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import sqlite3
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
@@ -19,6 +21,13 @@ from firmware_bridge.broker import BrokerSettings, make_client
 from sim.gatewayconf import site, write_gateway_config
 from sim.mosquitto import free_port, wait_for_port
 from sim.processes import stop_process
+
+
+@contextlib.contextmanager
+def scratch_folder() -> Iterator[Path]:
+    """A temporary folder for one benchmark run's broker, dashboard and gateway, removed afterwards."""
+    with tempfile.TemporaryDirectory(prefix="siaga-bench-") as tmp:
+        yield Path(tmp)
 
 
 def machine() -> str:

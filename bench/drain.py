@@ -17,11 +17,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-from common import DashboardProcess, bench_button, gateway_config_file, machine
+from common import DashboardProcess, bench_button, gateway_config_file, machine, scratch_folder
 from gpiozero.pins.mock import MockFactory
 
 from gateway.app import Gateway
@@ -38,8 +37,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=10000)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="siaga-bench-") as tmp:
-        workdir = Path(tmp)
+    with scratch_folder() as workdir:
         broker = Mosquitto(workdir / "mosquitto").start()
         dashboard = DashboardProcess(workdir, broker.port).start()
         gateway = Gateway(gateway_config(workdir, broker.port), pin_factory=MockFactory()).start()

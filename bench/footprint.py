@@ -17,11 +17,10 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-from common import bench_button, gateway_config_file, machine
+from common import bench_button, gateway_config_file, machine, scratch_folder
 
 from firmware_bridge.broker import BrokerSettings, make_client
 from firmware_bridge.topics import Topics
@@ -88,8 +87,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="siaga-bench-") as tmp:
-        workdir = Path(tmp)
+    with scratch_folder() as workdir:
         with Mosquitto(workdir / "mosquitto") as broker:
             runs = [one_run(workdir, broker) for _ in range(args.runs)]
     median = {key: round(statistics.median(run[key] for run in runs), 3) for key in runs[0]}

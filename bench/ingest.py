@@ -16,13 +16,11 @@ import argparse
 import json
 import os
 import sys
-import tempfile
 import threading
 import time
 import urllib.request
-from pathlib import Path
 
-from common import DashboardProcess, connected_client, disconnect, machine, subscriber
+from common import DashboardProcess, connected_client, disconnect, machine, scratch_folder, subscriber
 
 from firmware_bridge.ids import make_ulid
 from firmware_bridge.payloads import ButtonInfo, Event, EventType, Inventory, Kind, Site, Source
@@ -107,8 +105,7 @@ def main() -> int:
     parser.add_argument("--events", type=int, default=20000)
     args = parser.parse_args()
     batch = events(args.events)
-    with tempfile.TemporaryDirectory(prefix="siaga-bench-") as tmp:
-        workdir = Path(tmp)
+    with scratch_folder() as workdir:
         broker = Mosquitto(workdir / "mosquitto").start()
         dashboard = DashboardProcess(workdir, broker.port)
         try:

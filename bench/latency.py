@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -36,6 +35,7 @@ from common import (
     gateway_config_file,
     machine,
     percentiles,
+    scratch_folder,
     subscriber,
 )
 from gpiozero.pins.mock import MockFactory
@@ -149,8 +149,7 @@ def main() -> int:
     modes = {"back_to_back": 0.0, "idle": args.idle_gap_ms / 1000}
     results: dict[str, dict] = {}
 
-    with tempfile.TemporaryDirectory(prefix="siaga-bench-") as tmp:
-        workdir = Path(tmp)
+    with scratch_folder() as workdir:
         broker = Mosquitto(workdir / "mosquitto").start()
         dashboard = None
         gateway = None
