@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,10 @@ from .waiting import poll_until
 
 KEYS = {1001: bytes(range(16)), 1002: bytes(range(16, 32)), 1003: bytes(range(32, 48)), 1004: bytes(range(48, 64))}
 KINDS = {1001: "fire", 1002: "sapa", 1003: "fire", 1004: "fire"}
+NodeMaker = Callable[..., VirtualNode]
+GatewayStarter = Callable[..., Gateway]
+#: The ``lora_gateway`` fixture: a started gateway and the virtual module on its tty.
+LoraGateway = tuple[Gateway, PtyHost]
 #: Fast retries for tests; the air runs at a tenth of real airtime.
 FAST = {"RETRY_BASE_MS": 300, "RETRY_MAX_MS": 1500, "ALARM_POLL_S": 2, "HEARTBEAT_S": 3600}
 
@@ -75,8 +80,8 @@ def air() -> Iterator[Air]:
 
 @pytest.fixture
 def lora_gateway(
-    tmp_path: Path, air: Air, mosquitto: Mosquitto, start_gateway: Callable[..., Gateway]
-) -> Iterator[tuple[Gateway, PtyHost]]:
+    tmp_path: Path, air: Air, mosquitto: Mosquitto, start_gateway: GatewayStarter
+) -> Iterator[LoraGateway]:
     host = plugged_rylr(air, tmp_path / "ttyLORA0")
     gateway = start_gateway(make_config(tmp_path, mosquitto, lora_parts(tmp_path, host.path)))
     assert gateway.radio is not None and gateway.radio.link.connected.wait(10)
@@ -105,8 +110,41 @@ def make_config(
     return parse_config(read_toml(path))
 
 
+@dataclass
+class LoraRig:
+    """The radio side of a test: the air, the broker, and how to start gateways and nodes on them."""
+
+    tmp_path: Path
+    air: Air
+    mosquitto: Mosquitto
+    start_gateway: GatewayStarter
+    make_node: NodeMaker
+
+    def rylr(self, tty: str, address: int = 1) -> PtyHost:
+        return plugged_rylr(self.air, self.tmp_path / tty, address)
+
+    def parts(self, port: Path | str, **kwargs: Any) -> dict[str, Any]:
+        return lora_parts(self.tmp_path, port, **kwargs)
+
+    def config(self, parts: dict[str, Any], gw_id: str = "gw-test", data_dir: Path | None = None) -> GatewayConfig:
+        return make_config(self.tmp_path, self.mosquitto, parts, gw_id, data_dir)
+
+    def gateway(self, parts: dict[str, Any], *, factory: MockFactory | None = None, **where: Any) -> Gateway:
+        """A gateway with these LoRa parts, started, its module set up."""
+        gateway = self.start_gateway(self.config(parts, **where), factory=factory)
+        assert gateway.radio is not None and gateway.radio.link.connected.wait(10)
+        return gateway
+
+
 @pytest.fixture
-def make_node(tmp_path: Path, air: Air) -> Iterator[Callable[..., VirtualNode]]:
+def lora(
+    tmp_path: Path, air: Air, mosquitto: Mosquitto, start_gateway: GatewayStarter, make_node: NodeMaker
+) -> LoraRig:
+    return LoraRig(tmp_path, air, mosquitto, start_gateway, make_node)
+
+
+@pytest.fixture
+def make_node(tmp_path: Path, air: Air) -> Iterator[NodeMaker]:
     nodes: list[VirtualNode] = []
 
     def make(node_id: int = 1001, **spec: object) -> VirtualNode:
@@ -142,6 +180,30 @@ def rylr_network() -> tuple:
     return ("rylr", 18, 923_000_000)
 
 
+def captured_press(make_node: NodeMaker, air: Air) -> bytes:
+    """Node 1001 pressed until its gateway answered; the one uplink frame the air carried."""
+    node = make_node(1001)
+    node.press()
+    assert node.wait_for_pattern("received", 10)
+    (capture,) = uplinks(air)
+    return capture
+
+
+def replay(air: Air, capture: bytes) -> None:
+    """Send a captured frame again, from a stranger's address."""
+    air.inject(radio.to_text(capture).encode(), rylr_network(), source=666, destination=1)
+
+
+def wait_counted(gateway: Gateway, counter: str, what: str) -> None:
+    """Until the gateway counts ``counter``: it counts as frames arrive, nothing else to wait on."""
+    poll_until(
+        lambda: gateway.counters.get(counter),
+        interval=0.02,
+        what=what,
+        pause=gateway.radio.link.connected.wait,
+    )
+
+
 # -- the path -----------------------------------------------------------------------------------------
 
 
@@ -157,10 +219,7 @@ def wait_acknowledged(node: VirtualNode, timeout: float = 30) -> None:
 
 
 def test_a_lora_press_becomes_one_alarm_and_the_operator_lights_the_node(
-    dashboard: DashboardServer,
-    operator: DashboardClient,
-    lora_gateway: tuple[Gateway, PtyHost],
-    make_node: Callable[..., VirtualNode],
+    dashboard: DashboardServer, operator: DashboardClient, lora_gateway: LoraGateway, make_node: NodeMaker
 ) -> None:
     node = make_node(1001)
     node.press()
@@ -180,10 +239,7 @@ def test_a_lora_press_becomes_one_alarm_and_the_operator_lights_the_node(
 
 
 def test_a_sapa_node_reaches_only_the_sapa_desk(
-    dashboard: DashboardServer,
-    operator: DashboardClient,
-    lora_gateway: tuple[Gateway, PtyHost],
-    make_node: Callable[..., VirtualNode],
+    dashboard: DashboardServer, operator: DashboardClient, lora_gateway: LoraGateway, make_node: NodeMaker
 ) -> None:
     node = make_node(1002)
     node.press()
@@ -194,17 +250,10 @@ def test_a_sapa_node_reaches_only_the_sapa_desk(
 
 
 def test_a_replayed_capture_and_forged_frames_are_refused_and_counted(
-    dashboard: DashboardServer,
-    operator: DashboardClient,
-    lora_gateway: tuple[Gateway, PtyHost],
-    make_node: Callable[..., VirtualNode],
-    air: Air,
+    dashboard: DashboardServer, operator: DashboardClient, lora_gateway: LoraGateway, make_node: NodeMaker, air: Air
 ) -> None:
     gateway, _ = lora_gateway
-    node = make_node(1001)
-    node.press()
-    assert node.wait_for_pattern("received", 10)
-    (capture,) = uplinks(air)
+    capture = captured_press(make_node, air)
     forged = capture[:-1] + bytes([capture[-1] ^ 0x40])
     stranger = radio.encode_uplink(radio.Uplink(4242, 1, 1, radio.FrameType.PRESS, radio.Kind.FIRE), bytes(16))
     attacks = {
@@ -232,11 +281,7 @@ def test_a_replayed_capture_and_forged_frames_are_refused_and_counted(
 
 
 def test_every_press_gets_through_twenty_percent_loss(
-    dashboard: DashboardServer,
-    operator: DashboardClient,
-    lora_gateway: tuple[Gateway, PtyHost],
-    make_node: Callable[..., VirtualNode],
-    air: Air,
+    dashboard: DashboardServer, operator: DashboardClient, lora_gateway: LoraGateway, make_node: NodeMaker, air: Air
 ) -> None:
     air.impairments.loss = 0.2
     air.impairments.duplicate = 0.05
@@ -261,23 +306,16 @@ def test_every_press_gets_through_twenty_percent_loss(
 
 
 def test_two_gateways_hearing_one_press_make_one_alarm(
-    tmp_path: Path,
-    air: Air,
-    mosquitto: Mosquitto,
-    dashboard: DashboardServer,
-    operator: DashboardClient,
-    start_gateway: Callable[..., Gateway],
-    make_node: Callable[..., VirtualNode],
+    lora: LoraRig, dashboard: DashboardServer, operator: DashboardClient
 ) -> None:
     gateways = []
     for number, gw_id in ((1, "gw-north"), (2, "gw-south")):
-        host = plugged_rylr(air, tmp_path / f"tty-{gw_id}", address=number)
+        host = lora.rylr(f"tty-{gw_id}", address=number)
         buttons = [{**FIRE_1, "id": f"{gw_id}-fire"}, {**SAPA_1, "id": f"{gw_id}-sapa"}]
-        body = lora_parts(tmp_path, host.path, buttons=buttons, nodes=(1001,))
-        gateway = start_gateway(make_config(tmp_path, mosquitto, body, gw_id=gw_id), factory=MockFactory())
-        assert gateway.radio.link.connected.wait(10)
+        body = lora.parts(host.path, buttons=buttons, nodes=(1001,))
+        gateway = lora.gateway(body, gw_id=gw_id, factory=MockFactory())
         gateways.append(gateway)
-    node = make_node(1001, gateway_address=0)  # broadcast: every gateway in range hears it
+    node = lora.make_node(1001, gateway_address=0)  # broadcast: every gateway in range hears it
     node.press()
     assert node.wait_for_pattern("received", 10)
     drained(dashboard, 2)  # both gateways delivered it...
@@ -290,8 +328,8 @@ def test_two_gateways_hearing_one_press_make_one_alarm(
 def test_the_gateway_survives_its_module_being_unplugged(
     dashboard: DashboardServer,
     operator: DashboardClient,
-    lora_gateway: tuple[Gateway, PtyHost],
-    make_node: Callable[..., VirtualNode],
+    lora_gateway: LoraGateway,
+    make_node: NodeMaker,
     pin_factory: MockFactory,
 ) -> None:
     gateway, host = lora_gateway
@@ -319,38 +357,22 @@ def test_the_gateway_survives_its_module_being_unplugged(
 
 
 def test_counters_are_remembered_across_a_gateway_restart(
-    tmp_path: Path,
-    air: Air,
-    mosquitto: Mosquitto,
-    dashboard: DashboardServer,
-    operator: DashboardClient,
-    start_gateway: Callable[..., Gateway],
-    make_node: Callable[..., VirtualNode],
+    lora: LoraRig, dashboard: DashboardServer, operator: DashboardClient
 ) -> None:
-    host = plugged_rylr(air, tmp_path / "ttyLORA0")
-    config = make_config(tmp_path, mosquitto, lora_parts(tmp_path, host.path))
-    first = start_gateway(config)
-    node = make_node(1001)
-    node.press()
-    assert node.wait_for_pattern("received", 10)
-    (capture,) = uplinks(air)
+    host = lora.rylr("ttyLORA0")
+    config = lora.config(lora.parts(host.path))
+    first = lora.start_gateway(config)
+    capture = captured_press(lora.make_node, lora.air)
     first.close()
-    second = start_gateway(config, factory=MockFactory())
+    second = lora.start_gateway(config, factory=MockFactory())
     assert second.radio.link.connected.wait(10)
-    air.inject(radio.to_text(capture).encode(), rylr_network(), source=666, destination=1)
-    poll_until(
-        lambda: second.counters.get("radio_rejected.replayed"),
-        interval=0.02,
-        what="the replay after a restart was not refused",
-        pause=second.radio.link.connected.wait,
-    )
+    replay(lora.air, capture)
+    wait_counted(second, "radio_rejected.replayed", "the replay after a restart was not refused")
     host.close()
 
 
 def test_heartbeats_are_kept_by_the_gateway_not_sent_as_events(
-    dashboard: DashboardServer,
-    lora_gateway: tuple[Gateway, PtyHost],
-    make_node: Callable[..., VirtualNode],
+    dashboard: DashboardServer, lora_gateway: LoraGateway, make_node: NodeMaker
 ) -> None:
     gateway, _ = lora_gateway
     make_node(1003, settings={"HEARTBEAT_S": 0.2})
@@ -366,30 +388,22 @@ def test_heartbeats_are_kept_by_the_gateway_not_sent_as_events(
 
 @pytest.mark.parametrize("mode", ["transparent", "fixed"])
 def test_e32_modules_carry_the_same_frames(
-    tmp_path: Path,
-    air: Air,
-    mosquitto: Mosquitto,
-    dashboard: DashboardServer,
-    operator: DashboardClient,
-    start_gateway: Callable[..., Gateway],
-    make_node: Callable[..., VirtualNode],
-    mode: str,
+    lora: LoraRig, dashboard: DashboardServer, operator: DashboardClient, mode: str
 ) -> None:
-    host = PtyHost(tmp_path / "ttyE32")
-    VirtualE32(air, host, address=0x0001, channel=23, mode=mode)
+    host = PtyHost(lora.tmp_path / "ttyE32")
+    VirtualE32(lora.air, host, address=0x0001, channel=23, mode=mode)
     host.plug()
-    body = lora_parts(tmp_path, host.path, module="e32", extra={"mode": mode, "channel": 23})
-    gateway = start_gateway(make_config(tmp_path, mosquitto, body))
-    assert gateway.radio.link.connected.wait(10)
+    body = lora.parts(host.path, module="e32", extra={"mode": mode, "channel": 23})
+    lora.gateway(body)
     target = (0x00, 0x01, 23) if mode == "fixed" else None
-    node = make_node(1003, module="e32", address=0x0203, e32_mode=mode, gateway_e32_target=target)
+    node = lora.make_node(1003, module="e32", address=0x0203, e32_mode=mode, gateway_e32_target=target)
     node.press()
     assert node.wait_for_pattern("received", 10)
     alarm = wait_alarm(operator, lambda a: a["button"] == "lora-1003")
     operator.post_json(f"/api/alarms/{alarm['id']}/acknowledge", {})
     assert node.wait_for_pattern("help_coming", 10)
     # Garbage on the line between frames costs nothing but itself.
-    air.inject(b"\x00\xa5\xffnoise", ("e32", 23))
+    lora.air.inject(b"\x00\xa5\xffnoise", ("e32", 23))
     node.press()
     wait_alarm(operator, lambda a: a["button"] == "lora-1003" and a["press_count"] == 2)
     host.close()
@@ -429,11 +443,7 @@ def test_provisioning_writes_a_private_key_and_the_node_config(tmp_path: Path) -
 
 
 def test_corrupted_frames_are_refused_and_every_press_still_arrives(
-    dashboard: DashboardServer,
-    operator: DashboardClient,
-    lora_gateway: tuple[Gateway, PtyHost],
-    make_node: Callable[..., VirtualNode],
-    air: Air,
+    dashboard: DashboardServer, operator: DashboardClient, lora_gateway: LoraGateway, make_node: NodeMaker, air: Air
 ) -> None:
     gateway, _ = lora_gateway
     air.impairments.corrupt = 0.3
@@ -446,24 +456,15 @@ def test_corrupted_frames_are_refused_and_every_press_still_arrives(
     assert sum(gateway.radio.rejected.values()) + node.node.stats["rejected"] > 0
 
 
-def test_ports_are_opened_by_url(
-    tmp_path: Path,
-    air: Air,
-    mosquitto: Mosquitto,
-    dashboard: DashboardServer,
-    operator: DashboardClient,
-    start_gateway: Callable[..., Gateway],
-    make_node: Callable[..., VirtualNode],
-) -> None:
+def test_ports_are_opened_by_url(lora: LoraRig, dashboard: DashboardServer, operator: DashboardClient) -> None:
     # spy:// wraps the real tty and logs every byte, as a technician would use it to look at the line.
-    host = PtyHost(tmp_path / "ttyE32")
-    VirtualE32(air, host, address=1, channel=23)
+    host = PtyHost(lora.tmp_path / "ttyE32")
+    VirtualE32(lora.air, host, address=1, channel=23)
     host.plug()
-    log = tmp_path / "line.log"
-    body = lora_parts(tmp_path, f"spy://{host.path}?file={log}", module="e32")
-    gateway = start_gateway(make_config(tmp_path, mosquitto, body))
-    assert gateway.radio.link.connected.wait(10)
-    node = make_node(1003, module="e32", address=0x0203)
+    log = lora.tmp_path / "line.log"
+    body = lora.parts(f"spy://{host.path}?file={log}", module="e32")
+    lora.gateway(body)
+    node = lora.make_node(1003, module="e32", address=0x0203)
     node.press()
     wait_alarm(operator, lambda a: a["button"] == "lora-1003")
     assert "a5 5a" in log.read_text().lower().replace("  ", " ")  # the stream frame went through the spy
@@ -471,52 +472,33 @@ def test_ports_are_opened_by_url(
 
 
 def test_a_loop_port_hears_what_the_gateway_sends(
-    tmp_path: Path, mosquitto: Mosquitto, start_gateway: Callable[..., Gateway], pin_factory: MockFactory
+    tmp_path: Path, mosquitto: Mosquitto, start_gateway: GatewayStarter, pin_factory: MockFactory
 ) -> None:
     # loop:// echoes every byte: the gateway's own downlinks come back, and are refused as not uplinks.
     gateway = start_gateway(make_config(tmp_path, mosquitto, lora_parts(tmp_path, "loop://", module="e32")))
     assert gateway.radio.link.connected.wait(10)
     frame = radio.encode_uplink(radio.Uplink(1001, 1, 1, radio.FrameType.PRESS, radio.Kind.FIRE), KEYS[1001])
     gateway.radio.link.write(radio.to_stream(frame))  # what a module would hand over
-    poll_until(
-        lambda: gateway.counters.get("radio_rejected.bad_class"),
-        interval=0.02,
-        what="the looped-back ack was not seen",
-        pause=gateway.radio.link.connected.wait,
-    )
+    wait_counted(gateway, "radio_rejected.bad_class", "the looped-back ack was not seen")
     assert gateway.counters.get("radio_events") == 1  # the uplink became an event...
     assert gateway.counters.get("radio_acks_sent") == 1  # ...and its ack, looped back, was refused
 
 
 def test_a_replay_from_elsewhere_does_not_refresh_the_node_or_steer_replies(
-    dashboard: DashboardServer,
-    lora_gateway: tuple[Gateway, PtyHost],
-    make_node: Callable[..., VirtualNode],
-    air: Air,
+    dashboard: DashboardServer, lora_gateway: LoraGateway, make_node: NodeMaker, air: Air
 ) -> None:
     gateway, _ = lora_gateway
-    node = make_node(1001)
-    node.press()
-    assert node.wait_for_pattern("received", 10)
-    (capture,) = uplinks(air)
+    capture = captured_press(make_node, air)
     before = gateway.radio.stats[1001].view()
-    air.inject(radio.to_text(capture).encode(), rylr_network(), source=666, destination=1)
-    poll_until(
-        lambda: gateway.counters.get("radio_rejected.replayed"),
-        interval=0.02,
-        what="radio_rejected.replayed counted",
-        pause=gateway.radio.link.connected.wait,
-    )
+    replay(air, capture)
+    wait_counted(gateway, "radio_rejected.replayed", "radio_rejected.replayed counted")
     after = gateway.radio.stats[1001]
     assert after.source != 666  # replies still go to the real node
     assert after.view()["last_heard"] == before["last_heard"]
 
 
 def test_a_new_alarm_is_never_shown_the_last_ones_news(
-    dashboard: DashboardServer,
-    operator: DashboardClient,
-    lora_gateway: tuple[Gateway, PtyHost],
-    make_node: Callable[..., VirtualNode],
+    dashboard: DashboardServer, operator: DashboardClient, lora_gateway: LoraGateway, make_node: NodeMaker
 ) -> None:
     node = make_node(1001)
     node.press()
@@ -531,22 +513,15 @@ def test_a_new_alarm_is_never_shown_the_last_ones_news(
 
 
 def test_a_kind_disagreement_is_resolved_in_favour_of_privacy(
-    tmp_path: Path,
-    air: Air,
-    mosquitto: Mosquitto,
-    dashboard: DashboardServer,
-    operator: DashboardClient,
-    start_gateway: Callable[..., Gateway],
-    make_node: Callable[..., VirtualNode],
+    lora: LoraRig, dashboard: DashboardServer, operator: DashboardClient
 ) -> None:
-    host = plugged_rylr(air, tmp_path / "ttyLORA0")
+    host = lora.rylr("ttyLORA0")
     KINDS[1003], original = "sapa", KINDS[1003]  # the gateway's config says SAPA...
     try:
-        gateway = start_gateway(make_config(tmp_path, mosquitto, lora_parts(tmp_path, host.path, nodes=(1003,))))
+        gateway = lora.gateway(lora.parts(host.path, nodes=(1003,)))
     finally:
         KINDS[1003] = original
-    assert gateway.radio.link.connected.wait(10)
-    node = make_node(1003)  # ...the node was provisioned as fire
+    node = lora.make_node(1003)  # ...the node was provisioned as fire
     node.press()
     desk = signed_in(dashboard, SAPA_DESK)
     assert wait_alarm(desk, lambda a: a["button"] == "lora-1003")["kind"] == "sapa"
@@ -556,21 +531,14 @@ def test_a_kind_disagreement_is_resolved_in_favour_of_privacy(
 
 
 def test_without_a_disk_a_lora_press_still_goes_out_from_memory(
-    tmp_path: Path,
-    air: Air,
-    mosquitto: Mosquitto,
-    dashboard: DashboardServer,
-    operator: DashboardClient,
-    start_gateway: Callable[..., Gateway],
-    make_node: Callable[..., VirtualNode],
+    lora: LoraRig, dashboard: DashboardServer, operator: DashboardClient
 ) -> None:
-    host = plugged_rylr(air, tmp_path / "ttyLORA0")
-    body = lora_parts(tmp_path, host.path, nodes=(1001,))
-    blocked = tmp_path / "blocked"
+    host = lora.rylr("ttyLORA0")
+    body = lora.parts(host.path, nodes=(1001,))
+    blocked = lora.tmp_path / "blocked"
     blocked.write_text("not a folder")
-    gateway = start_gateway(make_config(tmp_path, mosquitto, body, data_dir=blocked))
-    assert gateway.radio.link.connected.wait(10)
-    node = make_node(1001)
+    gateway = lora.gateway(body, data_dir=blocked)
+    node = lora.make_node(1001)
     node.press()
     alarm = wait_alarm(operator, lambda a: a["button"] == "lora-1001")
     assert alarm["press_count"] == 1  # retries carry the same event id: one press
