@@ -92,7 +92,7 @@ class DashboardServer:
         return self
 
     def create_user(self, username: str, password: str, role: str) -> None:
-        from dashboard.auth import create_user
+        from dashboard.accounts.auth import create_user
         from dashboard.db import connect
 
         conn = connect(self.config["DATABASE"])

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from dashboard.notify import signature
+from dashboard.alarms.notify import signature
 
 #: A signature older than this is refused (a replayed POST).
 MAX_AGE_S = 300
