@@ -48,14 +48,15 @@ from gateway.indicator import REORDER_WINDOW_S, IndicatorState, Pattern
 from gateway.outbox import Outbox
 from gateway.pump import Pump
 from sim.firmware import load_firmware
+from sim.gatewayconf import write_gateway_config
 from sim.mosquitto import Mosquitto
 from sim.radio import Air, Impairments, NodeSpec, VirtualNode, VirtualPin
 from sim.servers import DashboardServer
 
-from .conftest import DEFAULT_BUTTONS, press
+from .conftest import FIRE_1, SAPA_1, press
 from .mqttprobe import Probe
 from .test_ingest import drained
-from .test_lora import FAST, KEYS, lora_toml, make_config, plugged_rylr
+from .test_lora import FAST, KEYS, lora_parts, make_config, plugged_rylr
 from .waiting import poll_until
 
 TOPICS = Topics()
@@ -106,11 +107,14 @@ def indicate(probe: Probe, button: str, state: IndicationState, alarm: int, rev:
 
 
 def trust_config(tmp_path: Path, mosquitto: Mosquitto, *, receipt_timeout_s: float = 15.0) -> GatewayConfig:
-    path = tmp_path / f"{GW}.toml"
-    path.write_text(
-        f'[gateway]\nid = "{GW}"\ndata_dir = "{tmp_path / GW}"\nhealth_interval_s = 60\n'
-        f"receipt_timeout_s = {receipt_timeout_s}\n"
-        f'[mqtt]\nhost = "127.0.0.1"\nport = {mosquitto.port}\n' + DEFAULT_BUTTONS
+    path = write_gateway_config(
+        tmp_path / f"{GW}.toml",
+        GW,
+        data_dir=tmp_path / GW,
+        health_interval_s=60,
+        receipt_timeout_s=receipt_timeout_s,
+        mqtt={"host": "127.0.0.1", "port": mosquitto.port},
+        buttons=[FIRE_1, SAPA_1],
     )
     return parse_config(read_toml(path))
 
@@ -373,7 +377,7 @@ def lora_rig(tmp_path: Path, mosquitto: Mosquitto, open_gateway: Callable[..., G
     host = plugged_rylr(air, tmp_path / "ttyLORA0")
     clock = ManualClock()
     gateway = open_gateway(
-        make_config(tmp_path, mosquitto, lora_toml(tmp_path, host.path, nodes=(1001,))), monotonic=clock
+        make_config(tmp_path, mosquitto, lora_parts(tmp_path, host.path, nodes=(1001,))), monotonic=clock
     )
     assert gateway.radio is not None and gateway.radio.link.connected.wait(10)
     # The node's own window is tested above; here it must not hold up what the gateway sends.
@@ -403,7 +407,7 @@ def test_a_forged_indication_does_not_pin_a_lora_nodes_led(lora_rig: LoraRig, pr
     indicate(probe, "lora-1001", IndicationState.RESOLVED, alarm=5_000_000_000, rev=70_000)
     wait_for(lambda: gateway.counters.get("indications_unsendable") == 1, "the unsendable one refused")
     assert gateway.radio is not None
-    kept = gateway.radio._kept_indication(1001)
+    kept = gateway.radio.kept_indication(1001)
     assert kept is not None and (kept.alarm, kept.rev) == (7, 0)
     assert gateway.counters.get("radio_frame_errors") == 0
 
@@ -470,17 +474,17 @@ def test_paho_s_thread_only_posts_facts_the_pump_applies(pump_rig: PumpRig) -> N
 def test_lora_indications_are_kept_under_the_services_lock(lora_rig: LoraRig) -> None:
     service = lora_rig.gateway.radio
     assert service is not None
-    with service._lock:  # the serial reader is, say, popping the node's indication after a press
+    with service.held() as kept_indications:  # the serial reader is, say, popping the node's indication after a press
         paho = threading.Thread(
             target=service.indicate, args=(indication("lora-1001", IndicationState.RECEIVED, 7, 0),)
         )
         paho.start()
         paho.join(0.2)  # bounded: long enough for an unguarded write to have happened
-        assert paho.is_alive() and 1001 not in service._indications
+        assert paho.is_alive() and 1001 not in kept_indications()
     paho.join(5)
     assert not paho.is_alive()
-    kept = service._indications[1001][0]
-    assert (kept.alarm, kept.rev) == (7, 0)
+    kept = service.kept_indication(1001)
+    assert kept is not None and (kept.alarm, kept.rev) == (7, 0)
 
 
 def test_presence_flips_and_receipts_while_pressing_lose_and_double_nothing(

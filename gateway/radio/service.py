@@ -17,7 +17,8 @@ import os
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -99,7 +100,8 @@ class RadioService:
     - The health thread reads ``health()``.
     - ``_lock`` guards what more than one of them touches: ``stats``,
       ``rejected`` and ``_indications`` (the latest indication per node and
-      when it was kept). It is never held during disk or radio I/O.
+      when it was kept). It is never held during disk or radio I/O;
+      ``held()`` holds it for a test or a diagnostic.
     - ``buttons``, ``node_of`` and the keys are set here and never change.
     """
 
@@ -254,7 +256,7 @@ class RadioService:
                 self._pump.wake()
         self._send(node, radio.encode_ack(radio.Ack(node, uplink.counter, uplink.event_counter), self._keys[node]))
         self._counters.add("radio_acks_sent")
-        indication = self._kept_indication(node)
+        indication = self.kept_indication(node)
         if indication is not None and acceptance.last_press_event:
             self._send_indication(node, indication, acceptance.last_press_event)
 
@@ -334,10 +336,23 @@ class RadioService:
             self._indications[node] = (indication, now)
             return True
 
-    def _kept_indication(self, node: int) -> Indication | None:
+    def kept_indication(self, node: int) -> Indication | None:
+        """The latest indication kept for ``node`` (what its next poll is answered with), or None."""
         with self._lock:
-            kept = self._indications.get(node)
-        return None if kept is None else kept[0]
+            return self._kept_indications().get(node)
+
+    def _kept_indications(self) -> dict[int, Indication]:
+        return {node: indication for node, (indication, _) in self._indications.items()}
+
+    @contextmanager
+    def held(self) -> Iterator[Callable[[], dict[int, Indication]]]:
+        """Hold the service's lock, as the serial reader does while it updates a node (tests, diagnostics).
+
+        Yields ``kept_indications`` (node -> latest indication) for use inside
+        the block: the thread holding the lock is the one that may read what it guards.
+        """
+        with self._lock:
+            yield self._kept_indications
 
     def _fits_a_frame(self, node: int, indication: Indication) -> bool:
         """The frame's fields are narrower than JSON's integers (alarm 32 bits, rev 16)."""
