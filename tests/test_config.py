@@ -14,37 +14,25 @@ from firmware_bridge import ConfigError
 from firmware_bridge.payloads import Kind
 from firmware_bridge.settings import parse_toml
 from gateway.config import load_config, parse_config
+from sim import gatewayconf
+from sim.gatewayconf import site, toml_text
 
-from .conftest import DEFAULT_BUTTONS, gateway_toml
+from .conftest import DEFAULT_BUTTONS, FIRE_1, SAPA_1, gateway_toml
 
 
 def parse(text: str):
     return parse_config(parse_toml(text, "gateway.toml"))
 
 
-GOOD = (
-    """
-[gateway]
-id = "gw-a"
-data_dir = "/tmp/siaga-test"
-[mqtt]
-host = "127.0.0.1"
-"""
-    + DEFAULT_BUTTONS
+GOOD = gatewayconf.gateway_toml(
+    "gw-a", data_dir="/tmp/siaga-test", mqtt={"host": "127.0.0.1"}, buttons=[FIRE_1, SAPA_1]
 )
 
 
 def with_button(**fields: object) -> str:
-    def toml(value: object) -> str:
-        if isinstance(value, bool):
-            return "true" if value else "false"
-        return repr(value).replace("'", '"')
-
-    lines = [f"{key} = {toml(value)}" for key, value in fields.items()]
-    return (
-        '[gateway]\nid = "gw-a"\n[mqtt]\nhost = "h"\n[[button]]\n'
-        + "\n".join(lines)
-        + '\n[button.site]\nname = "Pasar"\nlat = -4.3\nlon = 122.3\n'
+    """A gateway with one wired button of these fields (and a site)."""
+    return gatewayconf.gateway_toml(
+        "gw-a", mqtt={"host": "h"}, buttons=[{**fields, "site": site("Pasar", -4.3, 122.3)}]
     )
 
 
@@ -72,7 +60,7 @@ def test_the_shipped_samples_are_valid(name: str, tmp_path: Path) -> None:
         .replace("@KEYS_FILE@", str(keys))
     )
     nodes = [button["node"] for button in tomllib.loads(text)["lora_button"]]
-    keys.write_text("[keys]\n" + "".join(f'"{node}" = "{"ab" * 16}"\n' for node in nodes))
+    keys.write_text(toml_text({"keys": {str(node): "ab" * 16 for node in nodes}}))
     config = parse(text)
     assert {button.kind for button in config.buttons} == {Kind.FIRE, Kind.SAPA}
     assert config.lora is not None and len(config.lora_buttons) == len(nodes)
@@ -156,7 +144,7 @@ def run_cli(module: str, *args: str, env: dict[str, str] | None = None) -> subpr
 
 
 def test_the_gateway_stops_at_start_with_exit_78_on_a_bad_file(tmp_path: Path) -> None:
-    path = gateway_toml(tmp_path / "gateway.toml", port=1883, buttons=DEFAULT_BUTTONS.replace('"sapa"', '"smoke"'))
+    path = gateway_toml(tmp_path / "gateway.toml", port=1883, buttons=[FIRE_1, {**SAPA_1, "kind": "smoke"}])
     result = run_cli("gateway", "--config", str(path))
     assert result.returncode == 78
     assert f"{path}: key 'button[2].kind'" in result.stderr
@@ -165,7 +153,7 @@ def test_the_gateway_stops_at_start_with_exit_78_on_a_bad_file(tmp_path: Path) -
 
 def test_a_pin_the_factory_cannot_use_is_a_config_error(tmp_path: Path) -> None:
     # GPIO2 (I2C SDA) has a fixed pull-up: a button wired to 3V3 (pull_up = false) cannot use it.
-    buttons = DEFAULT_BUTTONS.replace("pin = 23", "pin = 2\npull_up = false")
+    buttons = [FIRE_1, {**SAPA_1, "pin": 2, "pull_up": False}]
     path = gateway_toml(tmp_path / "gateway.toml", port=1, buttons=buttons)
     result = run_cli("gateway", "--config", str(path), env={"GPIOZERO_PIN_FACTORY": "mock"})
     assert result.returncode == 78, result.stderr
@@ -181,7 +169,7 @@ def test_check_validates_without_starting(tmp_path: Path) -> None:
 
 def test_the_dashboard_names_key_and_file_too(tmp_path: Path) -> None:
     path = tmp_path / "dashboard.toml"
-    path.write_text(f'[dashboard]\ndata_dir = "{tmp_path}"\nlanguage = "fr"\n[mqtt]\n')
+    path.write_text(toml_text({"dashboard": {"data_dir": tmp_path, "language": "fr"}, "mqtt": {}}))
     result = run_cli("dashboard", "--config", str(path), "check")
     assert result.returncode == 78
     assert f"{path}: key 'dashboard.language': must be one of id, en" in result.stderr
@@ -191,7 +179,7 @@ def test_the_dashboard_creates_its_secret_key_privately_on_first_start(tmp_path:
     from dashboard.config import load_config as load_dashboard_config
 
     path = tmp_path / "dashboard.toml"
-    path.write_text(f'[dashboard]\ndata_dir = "{tmp_path / "data"}"\n[mqtt]\n')
+    path.write_text(toml_text({"dashboard": {"data_dir": tmp_path / "data"}, "mqtt": {}}))
     key_file = tmp_path / "data" / "secret_key"
     assert run_cli("dashboard", "--config", str(path), "check").returncode == 0
     assert not key_file.exists()  # a check creates nothing
@@ -228,10 +216,12 @@ def test_the_dashboard_refuses_to_start_without_a_writable_photos_folder(tmp_pat
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("")
     path = tmp_path / "dashboard.toml"
-    path.write_text(f'[dashboard]\ndata_dir = "{tmp_path}"\n[reports]\nphotos_dir = "{blocker}/photos"\n[mqtt]\n')
+    path.write_text(
+        toml_text({"dashboard": {"data_dir": tmp_path}, "reports": {"photos_dir": blocker / "photos"}, "mqtt": {}})
+    )
     with pytest.raises(ConfigError, match=r"key 'reports.photos_dir': cannot write to .*not-a-folder/photos"):
         load_dashboard_config(path)
     assert run_cli("dashboard", "--config", str(path), "check").returncode == 0  # a check writes nothing
-    path.write_text(f'[dashboard]\ndata_dir = "{tmp_path}"\n[mqtt]\n')
+    path.write_text(toml_text({"dashboard": {"data_dir": tmp_path}, "mqtt": {}}))
     load_dashboard_config(path)
     assert (tmp_path / "photos").is_dir() and list((tmp_path / "photos").iterdir()) == []
