@@ -1,3 +1,5 @@
+"""``python -m dashboard``: the same as ``siaga-dashboard``."""
+
 import sys
 
 from .cli import main

@@ -1,3 +1,5 @@
+"""``python -m gateway``: the same as ``siaga-gateway``."""
+
 import sys
 
 from .cli import main

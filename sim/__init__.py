@@ -1,0 +1,1 @@
+"""The simulator: Siaga run and tested without hardware (``siaga-sim``)."""

@@ -1,3 +1,5 @@
+"""``python -m sim``: the same as ``siaga-sim``."""
+
 import sys
 
 from .cli import main

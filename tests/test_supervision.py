@@ -199,7 +199,7 @@ BUTTONS_AB = {**BUTTONS, "fire-b": ("gw-b", "fire", "gpio")}
 
 
 def test_no_odd_health_field_stops_supervision_or_yields_an_unbounded_trouble() -> None:
-    from dashboard.devices.supervision import MAX_SPAN_S
+    from dashboard.devices.health import MAX_SPAN_S
 
     for name, fragment in ODD_HEALTH.items():
         unreadable: list[tuple[str, Exception]] = []
@@ -215,7 +215,7 @@ def test_no_odd_health_field_stops_supervision_or_yields_an_unbounded_trouble() 
 
 
 def test_absurd_spans_in_health_are_believed_as_ten_years_at_most() -> None:
-    from dashboard.devices.supervision import MAX_SPAN_S
+    from dashboard.devices.health import MAX_SPAN_S
 
     def found(fragment: str) -> dict[str, object]:
         bad = GatewayFacts("gw-a", "online", NOW - 1000, raw_health(fragment=fragment), NOW)
@@ -241,7 +241,7 @@ def test_absurd_spans_in_health_are_believed_as_ten_years_at_most() -> None:
 
 
 def test_health_is_read_in_one_place_from_stored_text_a_decoded_object_or_a_payload() -> None:
-    from dashboard.devices.supervision import MAX_SPAN_S, read_health
+    from dashboard.devices.health import MAX_SPAN_S, read_health
     from firmware_bridge.payloads import ButtonHealth, ModuleState, NodeHealth, OutboxHealth, decode_health
 
     # An older gateway's: no memory_only, no pressed, no module, a node with only its button.
@@ -305,7 +305,8 @@ EVERYONE = frozenset({"fire", "sapa"})
 
 
 def test_stored_troubles_with_absurd_times_are_shown_bounded_and_never_break_a_view(tmp_path: Path) -> None:
-    from dashboard.devices.supervision import MAX_SPAN_S, Audience, Trouble, open_troubles, record
+    from dashboard.devices.health import MAX_SPAN_S
+    from dashboard.devices.supervision import Audience, Trouble, open_troubles, record
 
     conn = _store(tmp_path)
     # Rows a dashboard before the bound stored (or anything else wrote): they must not break the board.

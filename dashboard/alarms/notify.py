@@ -97,8 +97,8 @@ def signature(secret: bytes, timestamp: str, body: bytes) -> str:
 
 def _alarm_brief(conn: sqlite3.Connection, alarm_id: int) -> dict[str, Any] | None:
     """The alarm as a notification tells it, from its owner, the alarm store."""
-    # Imported here: the store imports this module (it settles the notices of an alarm
-    # being answered), and the device modules that import this one are imported by the store.
+    # Imported here: the store imports this module (an answered alarm's notices are
+    # settled in the answer's own transaction), so neither may need the other while loading.
     from . import store
 
     return store.alarm_brief(conn, alarm_id)

@@ -12,7 +12,7 @@ from typing import Any
 from firmware_bridge.payloads import Health, Inventory, Status
 from firmware_bridge.timeutil import format_epoch
 
-from .supervision import read_health
+from .health import read_health
 
 
 def _iso(value: float | None) -> str | None:

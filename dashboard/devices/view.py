@@ -3,7 +3,7 @@
 Everything here comes from what the gateways report (status, inventory,
 health) and the open troubles; nothing from alarms, so a technician who
 maintains SAPA buttons learns nothing of SAPA cases. Health is read as
-supervision reads it (:func:`dashboard.devices.supervision.read_health`): a
+supervision reads it (:func:`dashboard.devices.health.read_health`): a
 field of an odd shape or value is shown as unknown, never breaks the page.
 """
 
@@ -21,7 +21,8 @@ from ..accounts.visibility import trouble_audience
 from ..db import get_db, transaction
 from ..i18n import translate
 from . import service
-from .supervision import Audience, format_time, open_troubles, read_health, seconds
+from .health import format_time, read_health, seconds
+from .supervision import Audience, open_troubles
 
 bp = Blueprint("devices", __name__)
 

@@ -1,0 +1,1 @@
+"""Example site configurations the demo and the simulator run."""
