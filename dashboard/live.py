@@ -49,7 +49,7 @@ def init_app(app: Flask) -> None:
             app.config["DATABASE"],
             hub,
             changes=changes,
-            client_id=app.config.get("SIAGA_MQTT_CLIENT_ID", "siaga-dashboard"),
+            client_id=app.config["SIAGA_MQTT_CLIENT_ID"],
             counters=counters,
             indication_resync_s=supervision.indication_resync_s,
         )

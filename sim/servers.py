@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from dashboard.defaults import MQTT_CLIENT_ID
 from firmware_bridge.broker import BrokerSettings
 
 from .mosquitto import free_port, wait_for_port
@@ -33,7 +34,7 @@ def dashboard_config(
     broker: BrokerSettings,
     *,
     port: int = 0,
-    client_id: str = "siaga-dashboard",
+    client_id: str = MQTT_CLIENT_ID,
     **extra: Any,
 ) -> dict[str, Any]:
     """A Flask config mapping for a dashboard whose files live in ``workdir``."""

@@ -5,7 +5,7 @@ Computed from the stored alarms (dashboard clock): press → acknowledgement is
 ``resolved_at - acknowledged_at``. The false-alarm rate is false alarms among
 alarms resolved as real or false; alarms resolved as tests count apart and
 stay out of the response times. Months and days are the regency's local time
-(WITA, UTC+8). :func:`summarise` does no I/O.
+(WITA, UTC+8: :data:`dashboard.defaults.LOCAL_TIME`). :func:`summarise` does no I/O.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import statistics
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Any
 
 from flask import Blueprint, Response, render_template, request
@@ -25,10 +25,9 @@ from firmware_bridge.payloads import Kind
 from ..accounts import audit
 from ..accounts.auth import Role, login_required, visible_kinds
 from ..db import get_db
+from ..defaults import LOCAL_TIME
 from . import store
 from .lifecycle import Resolution
-
-WITA = timezone(timedelta(hours=8), "WITA")
 
 bp = Blueprint("stats", __name__)
 
@@ -46,7 +45,7 @@ class AlarmTimes:
 
     @property
     def month(self) -> str:
-        return datetime.fromtimestamp(self.opened_at, WITA).strftime("%Y-%m")
+        return datetime.fromtimestamp(self.opened_at, LOCAL_TIME).strftime("%Y-%m")
 
 
 def load(conn: sqlite3.Connection, kinds: Iterable[str], since: float | None, until: float | None) -> list[AlarmTimes]:
@@ -122,7 +121,7 @@ def _period() -> tuple[float | None, float | None, dict[str, str]]:
 
     def month(name: str) -> datetime | None:
         try:
-            return datetime.strptime(request.args.get(name, ""), "%Y-%m").replace(tzinfo=WITA)
+            return datetime.strptime(request.args.get(name, ""), "%Y-%m").replace(tzinfo=LOCAL_TIME)
         except ValueError:
             return None
 

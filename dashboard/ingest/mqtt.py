@@ -63,6 +63,7 @@ from ..alarms import store
 from ..alarms.changes import AlarmChanges, Change
 from ..alarms.lifecycle import AlarmState, indication_for, opens_alarm
 from ..db import connect, init_schema, transaction
+from ..defaults import MQTT_CLIENT_ID
 from ..devices import registry
 from .hub import Hub, LiveMessage
 
@@ -119,7 +120,7 @@ class Ingest:
         hub: Hub,
         *,
         changes: AlarmChanges | None = None,
-        client_id: str = "siaga-dashboard",
+        client_id: str = MQTT_CLIENT_ID,
         counters: Counters | None = None,
         batch_max: int = 500,
         retry_s: float = 1.0,
