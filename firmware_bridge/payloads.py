@@ -694,11 +694,6 @@ class Health:
             **({"radio": self.radio.to_dict()} if self.radio is not None else {}),
         }
 
-    @property
-    def extra(self) -> dict[str, Any]:
-        """The fields beyond the core ones, as sent: the untyped view of before; prefer the attributes."""
-        return {key: value for key, value in self.to_dict().items() if key not in self.CORE}
-
     def encode(self) -> bytes:
         return _encode(validate("health", self.to_dict()))
 

@@ -330,10 +330,11 @@ def test_a_health_field_of_the_wrong_type_is_named(member: dict, field: str, rea
     assert (caught.value.field, caught.value.reason) == (field, reason)
 
 
-def test_the_untyped_view_of_health_extras_is_what_was_sent() -> None:
+def test_the_fields_beyond_the_core_ones_are_written_back_as_sent() -> None:
     health = decode_health(json.dumps(TODAYS_HEALTH))
     core = {"v", "gw", "ts", "uptime_s", "outbox", "counters"}
-    assert health.extra == {key: value for key, value in TODAYS_HEALTH.items() if key not in core}
+    beyond_core = {key: value for key, value in health.to_dict().items() if key not in core}
+    assert beyond_core == {key: value for key, value in TODAYS_HEALTH.items() if key not in core}
 
 
 def test_inventory_refuses_duplicate_buttons_and_bad_coordinates() -> None:

@@ -307,7 +307,7 @@ def test_the_gateway_connects_over_tls(tmp_path: Path, start_gateway: Callable[.
 
 def test_the_gateway_proves_the_broker_accepts_what_it_publishes(gateway: Gateway) -> None:
     assert gateway.link.echo.wait(5)
-    assert gateway.health().extra["delivery_verified"] is True
+    assert gateway.health().delivery_verified is True
 
 
 def test_a_gateway_whose_username_is_not_its_id_is_refused_at_start(tmp_path: Path) -> None:
@@ -331,7 +331,7 @@ def test_a_gateway_without_any_outbox_still_delivers_from_memory(
     event = decode_event(probe.wait_for(lambda m: m.topic.endswith("/event")).payload)
     assert event.button == "fire-1"
     assert gateway.counters.get("outbox_errors") == 1
-    assert gateway.health().extra["outbox_ok"] is False
+    assert gateway.health().outbox_ok is False
 
 
 def test_a_failed_delete_is_retried_not_forgotten(dashboard, gateway: Gateway, pin_factory: MockFactory) -> None:
@@ -375,7 +375,7 @@ def test_a_broker_that_drops_our_messages_is_noticed(
             pause=gateway.link.echo.wait,
         )
         assert gateway.counters.get("status_echo_missing") == 1
-        assert gateway.health().extra["delivery_verified"] is False
+        assert gateway.health().delivery_verified is False
 
 
 # -- systemd: readiness and the watchdog ------------------------------------------------------

@@ -17,6 +17,7 @@ import pytest
 from gpiozero.pins.mock import MockFactory
 
 from firmware_bridge import radio
+from firmware_bridge.payloads import ModuleState, RadioHealth, RadioModule
 from firmware_bridge.settings import read_toml
 from gateway.app import Gateway
 from gateway.config import GatewayConfig, parse_config
@@ -180,6 +181,19 @@ def rylr_network() -> tuple:
     return ("rylr", 18, 923_000_000)
 
 
+def radio_health(gateway: Gateway) -> RadioHealth:
+    """The LoRa side of the gateway's health report."""
+    radio_side = gateway.health().radio
+    assert radio_side is not None, "a LoRa gateway reports its radio"
+    return radio_side
+
+
+def module_health(gateway: Gateway) -> RadioModule:
+    module = radio_health(gateway).module
+    assert module is not None, "a LoRa gateway reports its module"
+    return module
+
+
 def captured_press(make_node: NodeMaker, air: Air) -> bytes:
     """Node 1001 pressed until its gateway answered; the one uplink frame the air carried."""
     node = make_node(1001)
@@ -234,8 +248,8 @@ def test_a_lora_press_becomes_one_alarm_and_the_operator_lights_the_node(
     operator.post_json(f"/api/alarms/{alarm['id']}/resolve", {"resolution": "real", "rev": acked["rev"]})
     assert node.wait_for_pattern("off", 10)
     gateway, _ = lora_gateway
-    stats = gateway.health().extra["radio"]["nodes"]["1001"]
-    assert stats["events"] == 1 and stats["rssi"] is not None and stats["battery_mv"] == 3900
+    stats = radio_health(gateway).nodes["1001"]
+    assert stats.events == 1 and stats.rssi is not None and stats.battery_mv == 3900
 
 
 def test_a_sapa_node_reaches_only_the_sapa_desk(
@@ -335,8 +349,8 @@ def test_the_gateway_survives_its_module_being_unplugged(
     gateway, host = lora_gateway
     host.unplug()
     poll_until(
-        lambda: gateway.health().extra["radio"]["module"]["state"],
-        lambda state: state == "missing",
+        lambda: module_health(gateway).state,
+        lambda state: state is ModuleState.MISSING,
         what="the loss of the module was not noticed",
         pause=gateway.radio.link.connected.wait,
     )
@@ -382,7 +396,7 @@ def test_heartbeats_are_kept_by_the_gateway_not_sent_as_events(
         what="no heartbeats",
         pause=gateway.radio.link.connected.wait,
     )
-    assert gateway.health().extra["radio"]["nodes"]["1003"]["last_heard"] is not None
+    assert radio_health(gateway).nodes["1003"].last_heard is not None
     assert dashboard.ingest.counters.get("events_stored") == 0
 
 

@@ -37,6 +37,30 @@ class Received:
     source: int | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class RylrStatus:
+    """An RYLR driver's view of its module, for health."""
+
+    #: the module accepted its settings (AT+PARAMETER answered +OK) since the port opened
+    configured: bool
+    #: the module's last +ERR answer: an RYLR's errors are its own, not the port's
+    last_error: str | None
+    #: commands waiting for the module
+    queued: int
+
+
+@dataclass(frozen=True, slots=True)
+class E32Status:
+    """An E32/E22 driver's view of its module, for health."""
+
+    #: "transparent" or "fixed"
+    mode: str
+    #: bytes skipped to find the next frame in the stream (garbage, damaged frames)
+    skipped_bytes: int
+    #: frames whose CRC did not match
+    bad_crc: int
+
+
 OnFrame = Callable[[Received], None]
 OnBad = Callable[[radio.RadioError], None]
 
@@ -317,8 +341,8 @@ class RylrDriver:
         if command.text.startswith("AT+PARAMETER"):
             self.configured = answer is Said.OK
 
-    def status(self) -> dict:
-        return {"configured": self.configured, "last_error": self.last_error, "queued": self._commands.qsize()}
+    def status(self) -> RylrStatus:
+        return RylrStatus(configured=self.configured, last_error=self.last_error, queued=self._commands.qsize())
 
 
 # -- Ebyte E32 / E22 ---------------------------------------------------------------------------
@@ -368,5 +392,5 @@ class E32Driver:
         else:
             self._counters.add("lora_frames_sent")
 
-    def status(self) -> dict:
-        return {"mode": self.mode, "skipped_bytes": self._deframer.skipped_bytes, "bad_crc": self._deframer.bad_crc}
+    def status(self) -> E32Status:
+        return E32Status(mode=self.mode, skipped_bytes=self._deframer.skipped_bytes, bad_crc=self._deframer.bad_crc)

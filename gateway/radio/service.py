@@ -19,7 +19,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from firmware_bridge import radio
@@ -43,7 +43,7 @@ from ..config import GatewayConfig, LoraButtonConfig
 from ..indicator import REORDER_WINDOW_S, supersedes
 from ..outbox import Outbox, UnavailableOutbox, Verdict
 from ..pump import Pump
-from .modules import E32Driver, Received, RylrDriver
+from .modules import E32Driver, Received, RylrDriver, RylrStatus
 from .serialport import SerialLink
 
 log = logging.getLogger(__name__)
@@ -385,22 +385,18 @@ class RadioService:
         return RadioHealth(module=self._module_health(), nodes=nodes, rejected=rejected)
 
     def _module_health(self) -> RadioModule:
-        # The driver's details are its own untyped status; a driver that tracks
-        # its own last error (RYLR: the module's answers) reports that one, not the port's.
-        details = self.driver.status()
-        mode = details.get("mode")
-        return RadioModule(
+        port = RadioModule(
             type=LoraModel(self.lora.module),
             port=self.lora.port,
             state=ModuleState(self.link.state),
             since=format_epoch(self.link.since),
-            last_error=details.get("last_error", self.link.last_error),
-            configured=details.get("configured"),
-            queued=details.get("queued"),
-            mode=None if mode is None else LoraMode(mode),
-            skipped_bytes=details.get("skipped_bytes"),
-            bad_crc=details.get("bad_crc"),
+            last_error=self.link.last_error,
         )
+        status = self.driver.status()
+        if isinstance(status, RylrStatus):
+            # The RYLR tracks its own last error (the module's answers): that one, not the port's.
+            return replace(port, last_error=status.last_error, configured=status.configured, queued=status.queued)
+        return replace(port, mode=LoraMode(status.mode), skipped_bytes=status.skipped_bytes, bad_crc=status.bad_crc)
 
 
 def new_key() -> bytes:
