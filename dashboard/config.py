@@ -9,6 +9,7 @@ from typing import Any
 
 from firmware_bridge.broker import read_broker_settings, read_secret_file
 from firmware_bridge.errors import ConfigError
+from firmware_bridge.payloads import Kind
 from firmware_bridge.settings import Section, read_toml
 
 from . import defaults
@@ -110,12 +111,12 @@ def _supervision(section: Section) -> SupervisionSettings:
     return settings
 
 
-_KINDS = ("fire", "sapa")
+_KINDS = tuple(kind.value for kind in Kind)
 
 #: Who the board suggests sending, per alarm kind (operators may type any other).
 DEFAULT_UNITS = {
-    "fire": ("Damkar Pos Andoolo", "Damkar Pos Konda", "Damkar Pos Tinanggea"),
-    "sapa": ("UPTD PPA Konawe Selatan", "Unit PPA Polres Konawe Selatan", "Puskesmas terdekat"),
+    Kind.FIRE: ("Damkar Pos Andoolo", "Damkar Pos Konda", "Damkar Pos Tinanggea"),
+    Kind.SAPA: ("UPTD PPA Konawe Selatan", "Unit PPA Polres Konawe Selatan", "Puskesmas terdekat"),
 }
 
 

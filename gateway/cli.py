@@ -14,6 +14,7 @@ from gpiozero.pins import Factory
 
 from firmware_bridge import __version__
 from firmware_bridge.errors import ConfigError, OutboxError
+from firmware_bridge.payloads import Kind
 
 from .app import Gateway
 from .config import load_config
@@ -46,7 +47,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     commands.add_parser("run", help="run the gateway (default)")
     provision = commands.add_parser("provision-node", help="create the key and node_config.py of a LoRa button")
     provision.add_argument("node", type=int, help="the node id (1..4294967295), unique in the regency")
-    provision.add_argument("--kind", required=True, choices=["fire", "sapa"])
+    provision.add_argument("--kind", required=True, choices=[kind.value for kind in Kind])
     provision.add_argument("--output", "-o", help="write node_config.py here (mode 0600) instead of printing it")
     provision.add_argument("--force", action="store_true", help="replace the key of a node that has one")
     return parser.parse_args(argv)

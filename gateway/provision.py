@@ -12,6 +12,7 @@ from pathlib import Path
 
 from firmware_bridge import radio
 from firmware_bridge.errors import ConfigError
+from firmware_bridge.payloads import Kind
 from firmware_bridge.settings import read_toml
 
 from .config import RYLR_MODULES, read_keys
@@ -45,7 +46,7 @@ def node_config(node: int, key: bytes, kind: str, lora: dict, gateway_address: i
         "BUTTON_PIN = 4",
         "LED_PIN = 2",
         "BATTERY_PIN = None",
-        f"HOLD_MS = {1000 if kind == 'sapa' else 0}",
+        f"HOLD_MS = {1000 if kind == Kind.SAPA else 0}",
     ]
     if module in RYLR_MODULES:
         lines += [

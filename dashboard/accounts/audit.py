@@ -19,6 +19,7 @@ from typing import Any
 
 from flask import Response, g, has_request_context, request
 
+from firmware_bridge.payloads import Kind
 from firmware_bridge.timeutil import format_epoch
 
 from ..db import transaction
@@ -149,4 +150,4 @@ def _csv_safe(value: Any) -> Any:
 def sapa_read(conn: sqlite3.Connection, subject: str, at: float) -> None:
     """Log a read of SAPA data by the signed-in user (its own short transaction)."""
     with transaction(conn):
-        record(conn, who(), "sapa.read", subject=subject, kind="sapa", at=at)
+        record(conn, who(), "sapa.read", subject=subject, kind=Kind.SAPA, at=at)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..i18n import LANGUAGES, translate_to
+from .lifecycle import AlarmState
 
 
 def _alarm_named(alarm: dict[str, Any]) -> dict[str, str]:
@@ -20,7 +21,7 @@ def _alarm_named(alarm: dict[str, Any]) -> dict[str, str]:
 def settled_texts(alarm: dict[str, Any]) -> dict[str, str]:
     """Short human texts (Bahasa Indonesia and English) for a message gateway to forward."""
     named = _alarm_named(alarm)
-    if alarm["state"] == "acknowledged":
+    if alarm["state"] == AlarmState.ACKNOWLEDGED:
         who = alarm.get("acknowledged_by") or "-"
         return {lang: translate_to(lang, "notice_acknowledged", alarm=named[lang], who=who) for lang in LANGUAGES}
     code = alarm.get("resolution")

@@ -35,6 +35,7 @@ from firmware_bridge.counters import Counters
 from firmware_bridge.payloads import (
     GatewayState,
     Health,
+    Kind,
     ModuleState,
     NodeHealth,
     Source,
@@ -225,7 +226,7 @@ def evaluate(
 
 def _gateway_troubles(now: float, facts: GatewayFacts, settings: SupervisionSettings) -> list[Trouble]:
     if facts.state != GatewayState.ONLINE:
-        return [Trouble(TroubleType.GATEWAY_OFFLINE, facts.gw, None, None, "offline", facts.updated_at)]
+        return [Trouble(TroubleType.GATEWAY_OFFLINE, facts.gw, None, None, GatewayState.OFFLINE, facts.updated_at)]
     last = facts.health_at if facts.health_at is not None else facts.updated_at
     if now - last > settings.gateway_silent_s:
         return [Trouble(TroubleType.GATEWAY_SILENT, facts.gw, None, None, f"no health for {now - last:.0f} s", last)]
@@ -415,7 +416,7 @@ def anomaly_troubles(conn: sqlite3.Connection, now: float, memory_s: float) -> l
         # Whoever sees this learns that the button sent something: SAPA's desk
         # alone may, whichever of the two kinds is SAPA.
         kinds = {row["registered"], row["claimed"]}
-        audience = "sapa" if "sapa" in kinds else row["registered"]
+        audience = Kind.SAPA if Kind.SAPA in kinds else row["registered"]
         detail = f"{row['n']} event(s) claimed kind {row['claimed']}; registered as {row['registered']}"
         troubles.append(Trouble(TroubleType.KIND_MISMATCH, row["gw"], row["button"], audience, detail, row["began"]))
     return troubles
@@ -436,7 +437,7 @@ def conflict_troubles(conn: sqlite3.Connection, now: float) -> list[Trouble]:
         "HAVING COUNT(DISTINCT kind) > 1"
     ).fetchall()
     for row in rows:
-        audience = "sapa" if row["sapa"] else row["kind"]
+        audience = Kind.SAPA if row["sapa"] else row["kind"]
         detail = f"registered under different kinds: {row['claims']}"
         troubles.append(
             Trouble(TroubleType.BUTTON_CONFLICT, row["shown_by"], row["button"], audience, detail, row["began"])
