@@ -258,7 +258,12 @@ _E = TypeVar("_E", bound=StrEnum)
 
 
 def _optional_enum(kind: type[_E], value: Any) -> _E | None:
-    return None if value is None else kind(value)
+    """A code of ``kind``; None if absent or one this version does not know (a newer gateway's, say):
+    an unknown module model must not cost a gateway its whole health report."""
+    try:
+        return None if value is None else kind(value)
+    except ValueError:
+        return None
 
 
 def _text_or_none(value: StrEnum | None) -> str | None:

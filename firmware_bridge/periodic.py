@@ -54,12 +54,15 @@ class Guard:
             raise
 
     @contextmanager
-    def round(self, what: str = "a round failed") -> Iterator[Round]:
-        """Wraps one round: an ``Exception`` is counted, logged and absorbed; ``Round.failed`` tells the caller."""
+    def round(
+        self, what: str = "a round failed", *, absorb: tuple[type[Exception], ...] = (Exception,)
+    ) -> Iterator[Round]:
+        """Wraps one round: an error of the ``absorb`` types is counted, logged and absorbed
+        (``Round.failed`` tells the caller); anything else ends the thread through :meth:`lifetime`."""
         outcome = Round()
         try:
             yield outcome
-        except Exception as exc:  # the next round may well succeed: count, say, go on
+        except absorb as exc:  # the next round may well succeed: count, say, go on
             outcome.failed = exc
             self.errors += 1
             self.last_error = repr(exc)

@@ -6,6 +6,7 @@ with a :class:`ConfigError` naming the file and the key.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -307,6 +308,10 @@ def _parse_button(section: Section) -> ButtonConfig:
     return button
 
 
+#: "GPIO04", "BOARD07", "J8:07": leading zeros that gpiozero's names do not take, but configurations have used.
+_PADDED = re.compile(r"^(GPIO|BCM|BOARD|WPI|J8:)0+(\d)")
+
+
 def parse_pin(section: Section, key: str, *, required: bool = False) -> int | None:
     """A GPIO pin in any of gpiozero's pin names, as its BCM number; ``None`` if absent and optional."""
     if not section.has(key):
@@ -317,7 +322,7 @@ def parse_pin(section: Section, key: str, *, required: bool = False) -> int | No
     value = section.raw(key)
     if isinstance(value, bool) or not isinstance(value, int | str):
         raise section.error(key, f"not a pin: {value!r}")
-    name = value.strip().upper() if isinstance(value, str) else value
+    name = _PADDED.sub(r"\1\2", value.strip().upper()) if isinstance(value, str) else value
     try:
         return int(_HEADER.to_gpio(name).removeprefix("GPIO"))
     except PinInvalidPin:

@@ -57,7 +57,7 @@ from firmware_bridge.topics import DEFAULT_ROOT, ID_PATTERN, Channel, Topics
 ROOT = DEFAULT_ROOT
 TOPICS = Topics(ROOT)
 
-#: The channels the dashboard subscribes to (dashboard/ingest/mqtt.py, ``_SUBSCRIBED``).
+#: The channels the dashboard subscribes to (dashboard/ingest/mqtt.py, ``SUBSCRIBED``).
 INGEST_CHANNELS = (Channel.STATUS, Channel.INVENTORY, Channel.EVENT, Channel.HEALTH)
 
 #: Ids the tests use for their own traffic; the fuzzer never generates them.

@@ -61,7 +61,11 @@ def imported_packages(path: Path) -> set[str]:
 
 @pytest.mark.parametrize(
     ("package", "forbidden"),
-    [("firmware_bridge", {"gateway", "dashboard", "sim"}), ("gateway", {"dashboard", "sim"}), ("dashboard", {"gateway", "sim"})],
+    [
+        ("firmware_bridge", {"gateway", "dashboard", "sim"}),
+        ("gateway", {"dashboard", "sim"}),
+        ("dashboard", {"gateway", "sim"}),
+    ],
 )
 def test_gateway_and_dashboard_meet_only_on_the_broker(package: str, forbidden: set[str]) -> None:
     crossing = {

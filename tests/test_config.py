@@ -121,7 +121,9 @@ def test_a_wrong_file_names_the_file_and_the_key(text: str, key: str, words: str
     assert words in message
 
 
-@pytest.mark.parametrize("name", [17, "17", "GPIO17", "BCM17", "BOARD11", "J8:11", " gpio17 "])
+@pytest.mark.parametrize(
+    "name", [17, "17", "GPIO17", "BCM17", "BOARD11", "J8:11", " gpio17 ", "GPIO017", "BOARD011", "J8:011"]
+)
 def test_every_gpiozero_name_of_a_pin_is_its_bcm_number(name: object) -> None:
     (button,) = parse(with_button(id="b", kind="fire", pin=name)).buttons
     assert button.pin == 17

@@ -8,6 +8,8 @@ is down are the genuine article.
 
 from __future__ import annotations
 
+import socketserver
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,7 +18,7 @@ import pytest
 from gpiozero.pins.mock import MockFactory
 
 from dashboard.alarms.escalation import EscalationSettings, due_steps
-from dashboard.alarms.notify import NotificationEvent, Notifier, RetryPolicy, Webhook, enqueue
+from dashboard.alarms.notify import NotificationEvent, Notifier, RetryPolicy, Webhook, enqueue, post
 from dashboard.config import parse_config
 from dashboard.db import SCHEMA_VERSION, connect, init_schema, transaction
 from dashboard.devices.supervision import SupervisionSettings, webhook_troubles
@@ -365,3 +367,64 @@ def test_notices_for_a_receiver_removed_from_the_configuration_fail_visibly(tmp_
     [trouble] = webhook_troubles(conn, now=time.time())
     assert trouble.subject == "old-receiver" and "no longer configured" in trouble.detail
     conn.close()
+
+
+@pytest.fixture
+def not_http_receiver() -> Iterator[str]:
+    """A receiver that answers every POST with bytes that are not HTTP (a misconfigured port, a captive portal)."""
+
+    class Garbage(socketserver.BaseRequestHandler):
+        def handle(self) -> None:
+            self.request.recv(65536)
+            self.request.sendall(b"THIS IS NOT HTTP\r\n\r\n")
+
+    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Garbage)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/hook"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_receiver_that_does_not_speak_http_is_a_failed_attempt_counted_and_retried_later(
+    tmp_path: Path, not_http_receiver: str
+) -> None:
+    """Not an endless repost of one notice: each answer is a counted attempt, the next waits its turn."""
+    outcome = post(hook("broken", not_http_receiver), 1, b"{}")
+    assert outcome.delivered is False and outcome.permanent is False
+    assert "BadStatusLine" in outcome.detail
+
+    database = str(tmp_path / "store.sqlite")
+    conn = connect(database)
+    init_schema(conn)
+    with transaction(conn):
+        conn.execute(
+            "INSERT INTO alarms (id, number, button, gw, kind, state, first_event_id, last_event_id, "
+            "first_press_ts, opened_at, last_press_at) VALUES (17, 1, 'b', 'g', 'fire', 'unacknowledged', 'e', 'e', "
+            "'t', 1, 1)"
+        )
+        enqueue(
+            conn,
+            alarm_id=17,
+            kind="fire",
+            event=NotificationEvent.ESCALATED,
+            step=1,
+            body={"event": "alarm.escalated"},
+            webhooks=["broken"],
+            now=time.time(),
+        )
+    notifier = Notifier(database, [hook("broken", not_http_receiver)], RetryPolicy(base_s=0.2, max_s=0.2)).start()
+    try:
+        row = poll_until(
+            lambda: conn.execute("SELECT attempts, status, last_error FROM notifications").fetchone(),
+            lambda row: row["attempts"] >= 2,
+            what="two counted attempts",
+        )
+        assert row["status"] == "pending" and "BadStatusLine" in row["last_error"]
+        assert notifier.is_alive() and notifier.failure is None
+    finally:
+        notifier.stop()
+        conn.close()

@@ -52,7 +52,7 @@ from hypothesis import HealthCheck, Phase, given, note, seed, settings
 from hypothesis import strategies as st
 
 from dashboard.db import connect
-from dashboard.ingest.mqtt import _SUBSCRIBED
+from dashboard.ingest.mqtt import SUBSCRIBED
 from firmware_bridge.broker import BrokerSettings
 from firmware_bridge.errors import BadTopic
 from firmware_bridge.payloads import Event, GatewayState, Status, decode_presence, decode_receipt
@@ -329,7 +329,7 @@ class Rig:
 
 @pytest.fixture
 def rig(dashboard: DashboardServer, probe: Probe) -> Iterator[Rig]:
-    assert set(_SUBSCRIBED) == set(INGEST_CHANNELS), "the fuzzer must cover every channel the dashboard subscribes to"
+    assert set(SUBSCRIBED) == set(INGEST_CHANNELS), "the fuzzer must cover every channel the dashboard subscribes to"
     assert dashboard.ingest.topics.root == ROOT
     rig = Rig(dashboard, probe)
     probe.publish(TOPICS.inventory(SENTINEL_GW), inventory(SENTINEL_GW, SENTINEL_BUTTON).encode(), retain=True)

@@ -74,6 +74,18 @@ def test_a_guarded_round_lets_what_is_not_an_exception_through() -> None:
     assert guard.errors == 0
 
 
+def test_a_guarded_round_absorbs_only_what_it_is_told_to() -> None:
+    """A webhook sender retries a busy store, but a bug after a post must not repost it forever."""
+    counted: list[str] = []
+    guard = Guard("sender", on_error=lambda: counted.append("error"))
+    with guard.round(absorb=(OSError,)) as busy:
+        raise TimeoutError("store busy")  # an OSError: absorbed
+    assert isinstance(busy.failed, TimeoutError) and guard.errors == 1 and counted == ["error"]
+    with pytest.raises(KeyError), guard.lifetime(), guard.round(absorb=(OSError,)):
+        raise KeyError("a bug")
+    assert isinstance(guard.failure, KeyError) and guard.errors == 1 and counted == ["error"]
+
+
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")  # re-raised on purpose
 def test_what_ends_a_guarded_thread_is_kept_in_failure() -> None:
     guard = Guard("reader")

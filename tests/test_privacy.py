@@ -107,7 +107,6 @@ import socket
 import sqlite3
 import tempfile
 import threading
-import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, closing
@@ -137,6 +136,7 @@ from sim.webhook import WebhookReceiver
 from .conftest import ADMIN, FIRE_1, OPERATOR, SAPA_DESK, SATPOL, press, signed_in
 from .reports_helpers import jpeg, report_fields
 from .test_lora import FAST, plugged_rylr
+from .waiting import poll_until
 
 TECHNICIAN = ("teknisi", "teknisi-password-1")
 ACCOUNTS = {
@@ -441,12 +441,7 @@ def start_run(tmp_path: Path) -> Iterator[Callable[[bool], Run]]:
 
 def eventually(check: Callable[[], Any], what: str, timeout: float = WAIT_S) -> Any:
     """For state with no event to wait on from outside (the store, the gateway's radio counters): poll it."""
-    deadline = time.monotonic() + timeout
-    while not (value := check()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"scenario: timed out waiting for {what}")
-        time.sleep(0.02)  # polling: these parts expose state, not an event
-    return value
+    return poll_until(check, timeout=timeout, interval=0.02, what=f"scenario: {what}")
 
 
 def submit_report(run: Run) -> None:

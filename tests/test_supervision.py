@@ -1,6 +1,6 @@
 """Nothing silent: silent buttons, hung and dead gateways, wrong clocks and the rest become troubles.
 
-The rules (``dashboard.supervision.evaluate``) are tested on their own first;
+The rules (``dashboard.devices.supervision.evaluate``) are tested on their own first;
 then the real parts: LoRa nodes running the firmware over the virtual air, a
 gateway process stopped (SIGSTOP: hung) and killed (SIGKILL: dead), wired
 buttons on mock pins, and the troubles arriving on a signed-in board's stream.
@@ -236,7 +236,7 @@ def test_absurd_spans_in_health_are_believed_as_ten_years_at_most() -> None:
         f"{10**12} event(s) only in memory"
     )
     radio = found(ODD_HEALTH["radio.module.type a lone surrogate, outbox_error 100 kB"])
-    assert radio["radio_missing:gw-a"].detail == "LoRa module None missing on None"  # no module type: unknown
+    assert radio["radio_missing:gw-a"].detail == "LoRa module ? missing on None"  # no module type: unknown
     assert len(radio["gateway_disk:gw-a"].detail) < 300
 
 
@@ -255,6 +255,9 @@ def test_health_is_read_in_one_place_from_stored_text_a_decoded_object_or_a_payl
         assert health.buttons == (ButtonHealth("wired-1", pressed=None, pressed_for_s=2.0),)
         assert health.radio is not None and health.radio.module is None
         assert health.radio.nodes == {"1": NodeHealth("lora-1")}
+    # A row an older dashboard stored with a fractional battery reading keeps its (rounded) value.
+    fractional = raw_health(fragment='"radio":{"nodes":{"1":{"button":"lora-1","battery_mv":3712.6}}}')
+    assert read_health(json.dumps(fractional)).radio.nodes["1"].battery_mv == 3713
     # Nothing to read: a health that knows nothing, not an error.
     for nothing in (None, "", "{not json", "[1]", 5):
         empty = read_health(nothing)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import http.client
 import json
 import logging
 import sqlite3
@@ -296,7 +297,8 @@ def post(webhook: Webhook, delivery_id: int, body: bytes, now: float | None = No
         # 408 and 429 say "later"; other 4xx say this request will never be taken.
         permanent = 400 <= exc.code < 500 and exc.code not in (408, 425, 429)
         return Outcome(False, permanent, f"HTTP {exc.code} {exc.reason}")
-    except (urllib.error.URLError, OSError, ValueError) as exc:
+    except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as exc:
+        # HTTPException: a receiver that answers what is not HTTP (a bad status line, a cut body).
         reason = getattr(exc, "reason", exc)
         return Outcome(False, False, f"{type(exc).__name__}: {reason}")
 
@@ -435,7 +437,10 @@ class Notifier:
                 while not self._stop.is_set():
                     wake.clear()
                     next_at = None
-                    with guard.round("delivery round failed"):  # e.g. the store is busy: try again shortly
+                    # Only the store being busy or failing is retried. A bug may strike after a
+                    # notice was posted: going on would post it again and again, unseen; ending
+                    # this receiver's thread makes /healthz say 503 instead.
+                    with guard.round("delivery round failed", absorb=(sqlite3.Error,)):
                         self.deliver_due(conn, webhook)
                         next_at = next_due_at(conn, webhook.name)
                     wait = 5.0 if next_at is None else min(max(next_at - time.time(), 0.0), 5.0)

@@ -149,7 +149,7 @@ def store_events(conn: sqlite3.Connection, events: Sequence[tuple[Event, float]]
     """Store events (inside the caller's transaction). A known event id changes nothing.
 
     Each event goes to the desk of its button's registered kind (see
-    :func:`alarms.route`); an event whose own kind disagrees, or whose button
+    :func:`.lifecycle.route`); an event whose own kind disagrees, or whose button
     is in no inventory, is stored with its anomaly and still raises its alarm.
     """
     outcome = IngestOutcome()
@@ -184,7 +184,8 @@ def store_events(conn: sqlite3.Connection, events: Sequence[tuple[Event, float]]
             set_aside = service.current(conn, event.button, received_at)
             if set_aside is not None and set_aside.mode is service.ServiceMode.OUT_OF_SERVICE:
                 # Stored and counted (the device view and the trouble show it), but no alarm.
-                conn.execute("UPDATE events SET suppressed = 'out_of_service' WHERE id = ?", (event.id,))
+                suppressed = (service.ServiceMode.OUT_OF_SERVICE, event.id)
+                conn.execute("UPDATE events SET suppressed = ? WHERE id = ?", suppressed)
                 outcome.suppressed += 1
                 continue
             testing = set_aside is not None and set_aside.mode is service.ServiceMode.TEST

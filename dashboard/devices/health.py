@@ -208,7 +208,8 @@ def _read_radio(radio: dict[str, Any]) -> RadioHealth:
 
 
 def _whole(number: int | float | None) -> int | None:
-    return number if isinstance(number, int) else None
+    """A count or millivolts as an int: a stored float (an older dashboard kept what it was sent) is rounded."""
+    return number if number is None or isinstance(number, int) else round(number)
 
 
 def _read_module(module: dict[str, Any]) -> RadioModule:

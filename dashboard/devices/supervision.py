@@ -62,7 +62,6 @@ from .service import ServiceMode
 log = logging.getLogger(__name__)
 
 
-
 class TroubleType(StrEnum):
     GATEWAY_OFFLINE = "gateway_offline"  # its last will, or a clean stop
     GATEWAY_SILENT = "gateway_silent"  # online, but its health stopped: hung
@@ -252,7 +251,7 @@ def _health_troubles(
     radio = health.radio
     module = radio.module if radio is not None else None
     if module is not None and module.state is ModuleState.MISSING:
-        detail = f"LoRa module {module.type} missing on {module.port}"
+        detail = f"LoRa module {module.type or '?'} missing on {module.port}"
         troubles.append(Trouble(TroubleType.RADIO_MISSING, gw, None, None, detail, health_at))
     for node in radio.nodes.values() if radio is not None else ():
         troubles += _node_troubles(gw, node, health_at, buttons, heard)
@@ -309,11 +308,7 @@ def _node_troubles(
     return troubles
 
 
-# -- reading a gateway's health: every field tolerated ------------------------------------------
-
 # -- the store and the thread ------------------------------------------------------------------
-
-
 
 
 def load_facts(conn: sqlite3.Connection) -> tuple[list[GatewayFacts], Buttons]:

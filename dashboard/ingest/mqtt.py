@@ -69,7 +69,8 @@ from .hub import Hub, LiveMessage
 
 log = logging.getLogger(__name__)
 
-_SUBSCRIBED = (Channel.STATUS, Channel.INVENTORY, Channel.EVENT, Channel.HEALTH)
+#: The channels the dashboard subscribes to (the fuzzer checks it covers each).
+SUBSCRIBED = (Channel.STATUS, Channel.INVENTORY, Channel.EVENT, Channel.HEALTH)
 
 #: Store errors that retrying will not cure: the message, not the store, is at fault.
 _MESSAGE_STORE_ERRORS: tuple[type[sqlite3.Error], ...] = (
@@ -217,7 +218,7 @@ class Ingest:
         # our subscription gets back is this one, not the last run's offline.
         client.publish(self.topics.dashboard_status(), self._presence(GatewayState.ONLINE), qos=1, retain=True)
         client.subscribe(
-            [(self.topics.subscription(channel), channel.qos) for channel in _SUBSCRIBED]
+            [(self.topics.subscription(channel), channel.qos) for channel in SUBSCRIBED]
             + [(self.topics.dashboard_status(), 1)]
         )
         self.connected.set()
@@ -460,7 +461,7 @@ class Ingest:
         return decoded if isinstance(decoded, Event) else None
 
     def _kind_of(self, event: Event) -> str:
-        """The desk an event belongs to: its button's registered kind (see :func:`alarms.route`)."""
+        """The desk an event belongs to: its button's registered kind (see :func:`dashboard.alarms.lifecycle.route`)."""
         assert self._conn is not None
         try:
             return str(store.route_event(self._conn, event).kind)
