@@ -31,6 +31,7 @@ from gateway.app import Gateway
 from gateway.config import GatewayConfig, LoraButtonConfig, parse_config, read_keys
 from gateway.provision import write_keys
 
+from .gatewayconf import fill_template, toml_text
 from .mosquitto import Mosquitto, free_port, wait_for_port
 from .panel import PanelButton, PanelServer, VirtualButton, VirtualLoraButton
 from .processes import stop_on_signals, stop_process
@@ -164,44 +165,46 @@ class Demo:
     def _mqtt_login(self, user: str) -> str:
         """The ``[mqtt]`` lines that log ``user`` in (none for an existing broker)."""
         path = self.mqtt_password_files.get(user)
-        return f'username = "{user}"\npassword_file = "{path}"\n' if path else ""
+        return toml_text({"username": user, "password_file": path}) if path else ""
 
     def write_dashboard_config(self) -> Path:
         workdir = self.options.workdir
         path = workdir / "dashboard.toml"
-        path.write_text(
-            "# Written by siaga-sim demo.\n"
-            "[dashboard]\n"
-            f'data_dir = "{workdir / "dashboard"}"\n'
-            f'host = "{self.options.host}"\n'
-            f"port = {self.options.port}\n"
-            "cookie_secure = false  # plain http on this machine only\n"
-            f'demo_panel_url = "http://{self.options.host}:{self.options.panel_port}/"\n\n'
-            "[mqtt]\n"
-            f'host = "{self.mqtt_host}"\n'
-            f"port = {self.mqtt_port}\n"
-            + self._mqtt_login(DASHBOARD_MQTT_USER)
-            + 'client_id = "siaga-dashboard-demo"\n'
-            + self._escalation_config()
-        )
+        login = self.mqtt_password_files.get(DASHBOARD_MQTT_USER)
+        document = {
+            "dashboard": {
+                "data_dir": workdir / "dashboard",
+                "host": self.options.host,
+                "port": self.options.port,
+                "cookie_secure": False,  # plain http on this machine only
+                "demo_panel_url": f"http://{self.options.host}:{self.options.panel_port}/",
+            },
+            "mqtt": {
+                "host": self.mqtt_host,
+                "port": self.mqtt_port,
+                "username": DASHBOARD_MQTT_USER if login else None,
+                "password_file": login,
+                "client_id": "siaga-dashboard-demo",
+            },
+            "escalation": self._escalation_config(),
+        }
+        path.write_text("# Written by siaga-sim demo.\n" + toml_text(document))
         return path
 
-    def _escalation_config(self) -> str:
+    def _escalation_config(self) -> dict[str, Any] | None:
         """Escalation to the demo's own webhook receiver, which prints what it is sent."""
         if self.webhook is None:
-            return ""
+            return None
         secret = self.options.workdir / "webhook-secret"
-        return (
-            "\n[escalation]\n"
-            "fire_after_s = [60, 180]\n"
-            "sapa_after_s = [120]\n"
-            f'board_url = "http://{self.options.host}:{self.options.port}/"\n'
-            + "".join(
-                f'\n[[escalation.webhook]]\nname = "{name}"\nurl = "{self.webhook.url}/{name}"\n'
-                f'kinds = ["{kind}"]\nsecret_file = "{secret}"\n'
+        return {
+            "fire_after_s": [60, 180],
+            "sapa_after_s": [120],
+            "board_url": f"http://{self.options.host}:{self.options.port}/",
+            "webhook": [
+                {"name": name, "url": f"{self.webhook.url}/{name}", "kinds": [kind], "secret_file": secret}
                 for name, kind in (("pusdalops", "fire"), ("meja-sapa", "sapa"))
-            )
-        )
+            ],
+        }
 
     def start_webhook_receiver(self) -> None:
         from .webhook import WebhookReceiver
@@ -281,14 +284,14 @@ class Demo:
             gw_id = name.removesuffix(".toml")
             tty = self.options.workdir / f"tty-{gw_id}"
             keys_file = self.options.workdir / f"{gw_id}-lora-keys.toml"
-            text = (
-                template.replace("@DATA_DIR@", str(self.options.workdir / gw_id))
-                .replace("@MQTT_HOST@", self.mqtt_host)
-                .replace("@MQTT_PORT@", str(self.mqtt_port))
-                .replace("@LORA_PORT@", str(tty))
-                .replace("@KEYS_FILE@", str(keys_file))
-                .replace("\n[mqtt]\n", "\n[mqtt]\n" + self._mqtt_login(gw_id), 1)
-            )
+            values = {
+                "DATA_DIR": self.options.workdir / gw_id,
+                "MQTT_HOST": self.mqtt_host,
+                "MQTT_PORT": self.mqtt_port,
+                "LORA_PORT": tty,
+                "KEYS_FILE": keys_file,
+            }
+            text = fill_template(template, values).replace("\n[mqtt]\n", "\n[mqtt]\n" + self._mqtt_login(gw_id), 1)
             path = self.options.workdir / f"{gw_id}.toml"
             path.write_text(text)
             _provision_demo_keys(text, keys_file)

@@ -31,7 +31,7 @@ def _table(table: Mapping[str, Any], path: tuple[str, ...], header: str = "") ->
     scalars = {key: value for key, value in table.items() if value is not None and not _is_nested(value)}
     if header or scalars:
         yield header
-        yield from (f"{_key(key)} = {_value(value)}\n" for key, value in scalars.items())
+        yield from (f"{_key(key)} = {toml_value(value)}\n" for key, value in scalars.items())
     for key, value in table.items():
         inner = (*path, key)
         name = ".".join(_key(part) for part in inner)
@@ -54,7 +54,8 @@ def _key(key: str) -> str:
     return key if _BARE_KEY.match(key) else _string(key)
 
 
-def _value(value: Any) -> str:
+def toml_value(value: Any) -> str:
+    """One value as TOML (a string quoted and escaped, a path as its string, an array of them)."""
     if isinstance(value, bool):  # before int: a bool is an int
         return "true" if value else "false"
     if isinstance(value, int):
@@ -66,13 +67,26 @@ def _value(value: Any) -> str:
     if isinstance(value, str | Path):
         return _string(str(value))
     if isinstance(value, list | tuple):
-        return "[" + ", ".join(_value(item) for item in value) + "]"
+        return "[" + ", ".join(toml_value(item) for item in value) + "]"
     raise TypeError(f"no TOML form for {type(value).__name__}: {value!r}")
 
 
 def _string(text: str) -> str:
     escaped = _MUST_ESCAPE.sub(lambda m: _SHORT_ESCAPES.get(m.group(), f"\\u{ord(m.group()):04x}"), text)
     return f'"{escaped}"'
+
+
+_PLACEHOLDER = re.compile(r"@([A-Z_]+)@")
+
+
+def fill_template(template: str, values: Mapping[str, Any]) -> str:
+    """A commented sample configuration (``sim/data/*.toml``) with each ``@NAME@`` replaced by
+    ``values["NAME"]`` written as TOML: a path with a quote in it cannot break the file."""
+
+    def value(match: re.Match[str]) -> str:
+        return toml_value(values[match.group(1)])
+
+    return _PLACEHOLDER.sub(value, template)
 
 
 def site(name: str, lat: float, lon: float) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from firmware_bridge.payloads import Kind
 from firmware_bridge.settings import parse_toml
 from gateway.config import load_config, parse_config
 from sim import gatewayconf
-from sim.gatewayconf import site, toml_text
+from sim.gatewayconf import fill_template, site, toml_text
 
 from .conftest import DEFAULT_BUTTONS, FIRE_1, SAPA_1, gateway_toml
 
@@ -52,13 +52,8 @@ def test_the_shipped_samples_are_valid(name: str, tmp_path: Path) -> None:
 
     text = resources.files("sim.data").joinpath(name).read_text()
     keys = tmp_path / "keys.toml"
-    text = (
-        text.replace("@DATA_DIR@", "/tmp/x")
-        .replace("@MQTT_HOST@", "h")
-        .replace("@MQTT_PORT@", "1883")
-        .replace("@LORA_PORT@", "/dev/ttyUSB0")
-        .replace("@KEYS_FILE@", str(keys))
-    )
+    values = {"DATA_DIR": "/tmp/x", "MQTT_HOST": "h", "MQTT_PORT": 1883, "LORA_PORT": "/dev/ttyUSB0", "KEYS_FILE": keys}
+    text = fill_template(text, values)
     nodes = [button["node"] for button in tomllib.loads(text)["lora_button"]]
     keys.write_text(toml_text({"keys": {str(node): "ab" * 16 for node in nodes}}))
     config = parse(text)
