@@ -18,7 +18,7 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 
 from firmware_bridge.broker import BrokerSettings, make_client
-from sim.gatewayconf import site, write_gateway_config
+from sim.gatewayconf import site, toml_text, write_gateway_config
 from sim.mosquitto import free_port, wait_for_port
 from sim.processes import stop_process
 
@@ -100,10 +100,9 @@ class DashboardProcess:
         self.port = free_port()
         self.database = workdir / "dashboard" / "dashboard.sqlite"
         self.config = workdir / "dashboard.toml"
-        self.config.write_text(
-            f'[dashboard]\ndata_dir = "{workdir / "dashboard"}"\nport = {self.port}\ncookie_secure = false\n'
-            f'[mqtt]\nport = {mqtt_port}\nclient_id = "bench-dashboard"\n'
-        )
+        dashboard = {"data_dir": workdir / "dashboard", "port": self.port, "cookie_secure": False}
+        mqtt = {"port": mqtt_port, "client_id": "bench-dashboard"}
+        self.config.write_text(toml_text({"dashboard": dashboard, "mqtt": mqtt}))
         self.command = [sys.executable, "-m", "dashboard", "--config", str(self.config), "--log-level", "WARNING"]
         if user is not None:
             name, password, role = user

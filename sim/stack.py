@@ -31,7 +31,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .gatewayconf import site, write_gateway_config
+from dashboard.defaults import MQTT_CLIENT_ID
+
+from .gatewayconf import site, toml_text, write_gateway_config
 from .mosquitto import Mosquitto, free_port, wait_for_port
 from .processes import kill_process, stop_process
 from .relay import TcpRelay
@@ -205,22 +207,15 @@ class Stack:
         folder.mkdir(exist_ok=True)
         secret = folder / "mqtt-password"
         secret.write_text(password + "\n")
-        (folder / "dashboard.toml").write_text(
-            f"""
-[dashboard]
-data_dir = "{folder}"
-host = "127.0.0.1"
-port = {self.dashboard_port}
-cookie_secure = false
-
-[mqtt]
-host = "{self.broker.host}"
-port = {self.broker.port}
-username = "dashboard"
-password_file = "{secret}"
-client_id = "siaga-dashboard"
-"""
-        )
+        dashboard = {"data_dir": folder, "host": "127.0.0.1", "port": self.dashboard_port, "cookie_secure": False}
+        mqtt = {
+            "host": self.broker.host,
+            "port": self.broker.port,
+            "username": "dashboard",
+            "password_file": secret,
+            "client_id": MQTT_CLIENT_ID,
+        }
+        (folder / "dashboard.toml").write_text(toml_text({"dashboard": dashboard, "mqtt": mqtt}))
 
     def start_dashboard(self, timeout: float = 20.0) -> None:
         folder = self.workdir / "dashboard"
