@@ -9,6 +9,7 @@ is down are the genuine article.
 from __future__ import annotations
 
 import socketserver
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -339,27 +340,25 @@ def test_a_schema_2_database_is_upgraded_in_place(tmp_path: Path) -> None:
     conn.close()
 
 
-def test_notices_for_a_receiver_removed_from_the_configuration_fail_visibly(tmp_path: Path) -> None:
-    database = str(tmp_path / "store.sqlite")
+def queued_notice(database: str, state: str, webhooks: list[str], *, now: float) -> sqlite3.Connection:
+    """A fresh store holding fire alarm 17 (in ``state``) and its step-1 notice queued for ``webhooks``."""
     conn = connect(database)
     init_schema(conn)
-    body = {"event": "alarm.escalated"}
     with transaction(conn):
         conn.execute(
             "INSERT INTO alarms (id, number, button, gw, kind, state, first_event_id, last_event_id, "
-            "first_press_ts, opened_at, last_press_at) VALUES (17, 1, 'b', 'g', 'fire', 'acknowledged', 'e', 'e', "
-            "'t', 1, 1)"
+            "first_press_ts, opened_at, last_press_at) VALUES (17, 1, 'b', 'g', 'fire', ?, 'e', 'e', 't', 1, 1)",
+            (state,),
         )
-        enqueue(
-            conn,
-            alarm_id=17,
-            kind="fire",
-            event=NotificationEvent.ESCALATED,
-            step=1,
-            body=body,
-            webhooks=["old-receiver", "kept"],
-            now=1.0,
-        )
+        body = {"event": "alarm.escalated"}
+        enqueue(conn, alarm_id=17, kind="fire", event=NotificationEvent.ESCALATED, step=1, body=body,
+                webhooks=webhooks, now=now)  # fmt: skip
+    return conn
+
+
+def test_notices_for_a_receiver_removed_from_the_configuration_fail_visibly(tmp_path: Path) -> None:
+    database = str(tmp_path / "store.sqlite")
+    conn = queued_notice(database, "acknowledged", ["old-receiver", "kept"], now=1.0)
     notifier = Notifier(database, [hook("kept", "http://127.0.0.1:9/")], RetryPolicy()).start()
     notifier.stop()
     rows = dict(conn.execute("SELECT webhook, status FROM notifications").fetchall())
@@ -398,24 +397,7 @@ def test_a_receiver_that_does_not_speak_http_is_a_failed_attempt_counted_and_ret
     assert "BadStatusLine" in outcome.detail
 
     database = str(tmp_path / "store.sqlite")
-    conn = connect(database)
-    init_schema(conn)
-    with transaction(conn):
-        conn.execute(
-            "INSERT INTO alarms (id, number, button, gw, kind, state, first_event_id, last_event_id, "
-            "first_press_ts, opened_at, last_press_at) VALUES (17, 1, 'b', 'g', 'fire', 'unacknowledged', 'e', 'e', "
-            "'t', 1, 1)"
-        )
-        enqueue(
-            conn,
-            alarm_id=17,
-            kind="fire",
-            event=NotificationEvent.ESCALATED,
-            step=1,
-            body={"event": "alarm.escalated"},
-            webhooks=["broken"],
-            now=time.time(),
-        )
+    conn = queued_notice(database, "unacknowledged", ["broken"], now=time.time())
     notifier = Notifier(database, [hook("broken", not_http_receiver)], RetryPolicy(base_s=0.2, max_s=0.2)).start()
     try:
         row = poll_until(
