@@ -12,6 +12,7 @@ import urllib.request
 from pathlib import Path
 
 from firmware_bridge import __version__
+from firmware_bridge.topics import DEFAULT_ROOT
 
 DEFAULT_PANEL = "http://127.0.0.1:8001"
 
@@ -69,6 +70,50 @@ def _gateway(args: argparse.Namespace) -> int:
     return run(args.config, args.control_host, args.control_port)
 
 
+def _load(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from .load import LoadError, LoadSettings, run_load_until_interrupted
+
+    try:
+        settings = LoadSettings(
+            gateways=args.gateways,
+            buttons=args.buttons,
+            rate=args.rate,
+            duration_s=args.duration,
+            broker=args.broker,
+            root=args.root,
+            prefix=args.prefix,
+            health_s=args.health_s,
+            grace_s=args.grace_s,
+            username=args.username,
+            password=_read_password(args.password_file),
+            password_dir=Path(args.password_dir) if args.password_dir else None,
+            ca_file=args.ca_file,
+            clean_session=args.clean_session,
+            seed=args.seed,
+        )
+        report = asyncio.run(run_load_until_interrupted(settings))
+    except LoadError as exc:
+        print(f"siaga-sim load: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(report.to_dict()), flush=True)
+    if not args.json:
+        print(report.summary(), file=sys.stderr)
+    return 0 if report.ok else 1
+
+
+def _read_password(path: str | None) -> str | None:
+    if path is None:
+        return None
+    from .load import LoadError
+
+    try:
+        return Path(path).read_text("utf-8").strip()
+    except OSError as exc:
+        raise LoadError(f"cannot read the password file {path}: {exc.strerror or exc}") from None
+
+
 def _webhook(args: argparse.Namespace) -> int:
     from .webhook import run
 
@@ -114,6 +159,8 @@ def main(argv: list[str] | None = None) -> int:
     gateway.add_argument("--control-port", type=int, default=0, help="port of the control API (default: any free)")
     gateway.set_defaults(run=_gateway)
 
+    _add_load(commands)
+
     webhook = commands.add_parser(
         "webhook", help="receive escalation notifications, check their signatures and print them"
     )
@@ -125,6 +172,44 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     return args.run(args)
+
+
+def _add_load(commands: argparse._SubParsersAction) -> None:
+    load = commands.add_parser(
+        "load",
+        help="run N virtual gateways against a broker, press their buttons and time the dashboard's answers",
+        description="Virtual gateways speaking the real MQTT contract. Every press raises a REAL alarm on the "
+        "dashboard behind the broker: point it at a test dashboard. Prints one JSON line; exit status 1 if a "
+        "press got no receipt within the grace period. See docs/load.md.",
+    )
+    load.add_argument("--gateways", type=_positive_int, default=10, help="virtual gateways (default 10)")
+    load.add_argument("--buttons", type=_positive_int, default=20, help="buttons per gateway (default 20)")
+    load.add_argument("--rate", type=float, default=10.0, help="presses per second over all gateways (default 10)")
+    load.add_argument("--duration", type=float, default=None, help="seconds of pressing (default: until Ctrl-C)")
+    load.add_argument("--broker", default="mqtt://127.0.0.1:1883", help="mqtt://host:port or mqtts://host:port")
+    load.add_argument("--ca-file", help="CA certificate to verify an mqtts:// broker (default: the system's)")
+    load.add_argument("--root", default=DEFAULT_ROOT, help=f"topic root (default {DEFAULT_ROOT})")
+    load.add_argument("--prefix", default="load-gw", help="gateway ids are PREFIX-0001... (default load-gw)")
+    load.add_argument("--health-s", type=float, default=30.0, help="seconds between health reports (default 30)")
+    load.add_argument("--grace-s", type=float, default=10.0, help="wait this long for late receipts (default 10)")
+    load.add_argument("--username", help="one account shared by every virtual gateway (a test broker)")
+    load.add_argument("--password-file", help="the shared account's password, in a file")
+    load.add_argument(
+        "--password-dir", help="a file per gateway id holding its password; each logs in as its id (the ACL's way)"
+    )
+    load.add_argument(
+        "--clean-session", action="store_true", help="let the broker forget the virtual gateways when they leave"
+    )
+    load.add_argument("--seed", type=int, help="seed of the press schedule and the sites (repeatable runs)")
+    load.add_argument("--json", action="store_true", help="only the JSON line, no summary on stderr")
+    load.set_defaults(run=_load)
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} is not a positive number")
+    return value
 
 
 if __name__ == "__main__":  # pragma: no cover
