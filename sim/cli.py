@@ -195,7 +195,8 @@ def _add_load(commands: argparse._SubParsersAction) -> None:
     load.add_argument("--username", help="one account shared by every virtual gateway (a test broker)")
     load.add_argument("--password-file", help="the shared account's password, in a file")
     load.add_argument(
-        "--password-dir", help="a file per gateway id holding its password; each logs in as its id (the ACL's way)"
+        "--password-dir",
+        help="a folder of GATEWAY-ID.password files; each gateway logs in as its id (the project's ACL)",
     )
     load.add_argument(
         "--clean-session", action="store_true", help="let the broker forget the virtual gateways when they leave"

@@ -120,7 +120,7 @@ class LoadSettings:
     #: one account shared by every virtual gateway (a test broker)
     username: str | None = None
     password: str | None = None
-    #: one file per gateway id holding its password; the username is the gateway id (the project's ACL)
+    #: a file ``<gateway id>.password`` per gateway (as the demo keeps them); the username is the gateway id
     password_dir: Path | None = None
     ca_file: str | None = None
     #: a clean session: the broker forgets each virtual gateway when it leaves (the contract keeps it)
@@ -348,7 +348,7 @@ def new_event_id() -> str:
 def credentials(settings: LoadSettings, gw_id: str) -> tuple[str | None, str | None]:
     """A gateway's own account (``password_dir``: the project's ACL), one shared account, or none."""
     if settings.password_dir is not None:
-        path = settings.password_dir / gw_id
+        path = settings.password_dir / f"{gw_id}.password"
         try:
             return gw_id, path.read_text("utf-8").strip()
         except OSError as exc:

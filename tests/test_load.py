@@ -118,7 +118,7 @@ def test_gateways_log_in_as_themselves_and_their_last_will_says_offline(
     passwords = tmp_path / "passwords"
     passwords.mkdir()
     for gw in GATEWAYS:
-        (passwords / gw).write_text(ACCOUNTS[gw] + "\n")
+        (passwords / f"{gw}.password").write_text(ACCOUNTS[gw] + "\n")
     command = [sys.executable, "-m", "sim", "load", "--broker", broker_url(broker), "--password-dir", str(passwords)]
     command += ["--prefix", "acl-gw", "--gateways", "2", "--buttons", "3", "--rate", "4", "--json"]
     generator = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
