@@ -95,14 +95,28 @@ def percentiles(samples: list[float]) -> dict[str, float]:
 class DashboardProcess:
     """``siaga-dashboard serve`` as its own process, as in production."""
 
-    def __init__(self, workdir: Path, mqtt_port: int, *, user: tuple[str, str, str] | None = None) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        mqtt_port: int,
+        *,
+        user: tuple[str, str, str] | None = None,
+        sections: dict[str, dict[str, object]] | None = None,
+    ) -> None:
+        """``sections``: more settings, by section (``{"board": {"streams_per_account": 1000}}``)."""
         self.workdir = workdir
         self.port = free_port()
         self.database = workdir / "dashboard" / "dashboard.sqlite"
         self.config = workdir / "dashboard.toml"
+        extra = sections or {}
         dashboard = {"data_dir": workdir / "dashboard", "port": self.port, "cookie_secure": False}
         mqtt = {"port": mqtt_port, "client_id": "bench-dashboard"}
-        self.config.write_text(toml_text({"dashboard": dashboard, "mqtt": mqtt}))
+        document = {
+            **extra,
+            "dashboard": {**dashboard, **extra.get("dashboard", {})},
+            "mqtt": {**mqtt, **extra.get("mqtt", {})},
+        }
+        self.config.write_text(toml_text(document))
         self.command = [sys.executable, "-m", "dashboard", "--config", str(self.config), "--log-level", "WARNING"]
         if user is not None:
             name, password, role = user

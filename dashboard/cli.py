@@ -23,10 +23,6 @@ log = logging.getLogger("siaga.dashboard")
 EXIT_CONFIG = 78
 
 
-class _Stop(Exception):
-    pass
-
-
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="siaga-dashboard", description="Siaga dashboard (live board, ingest)")
     parser.add_argument("--config", "-c", default=os.environ.get("SIAGA_DASHBOARD_CONFIG"), help="dashboard.toml")
@@ -93,38 +89,26 @@ def _create_user(config: dict[str, Any], args: argparse.Namespace) -> int:
 
 
 def serve(config: dict[str, Any]) -> int:
-    from waitress import create_server
+    from .asgi import Server
 
     app = create_app(config)
     live.start(app)
-    server = create_server(
-        app,
-        host=config["SIAGA_HOST"],
-        port=config["SIAGA_PORT"],
-        threads=config["SIAGA_THREADS"],
-        ident="siaga",
-        asyncore_use_poll=True,
-    )
-
-    def _raise_stop(*_: object) -> None:
-        raise _Stop
-
-    signal.signal(signal.SIGTERM, _raise_stop)
-    signal.signal(signal.SIGINT, _raise_stop)
+    server = Server(app, host=config["SIAGA_HOST"], port=config["SIAGA_PORT"], threads=config["SIAGA_THREADS"])
     print(
         f"siaga-dashboard listening on http://{config['SIAGA_HOST']}:{config['SIAGA_PORT']}/",
         file=sys.stderr,
         flush=True,
     )
+    # uvicorn handles SIGTERM and SIGINT while it runs, then raises the signal again under the
+    # handlers it found: let that be a no-op, so that the ingest and the threads stop cleanly below.
+    for stopping in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(stopping, lambda *_: None)
     try:
         server.run()
-    except _Stop:
-        pass
     finally:
-        live.stop(app)  # ends the live streams first, freeing their threads
-        server.close()
-        server.task_dispatcher.shutdown(timeout=5)
-    return 0
+        live.stop(app)
+        server.asgi.close()
+    return 0 if server.started else 1
 
 
 if __name__ == "__main__":  # pragma: no cover

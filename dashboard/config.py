@@ -41,6 +41,7 @@ def parse_config(root: Section, *, create_secret: bool = True) -> dict[str, Any]
         "SIAGA_HOST": section.str("host", "127.0.0.1"),
         "SIAGA_PORT": section.int("port", 8000, min=1, max=65535),
         "SIAGA_THREADS": section.int("threads", 32, min=4, max=512),
+        "SIAGA_MAX_STREAMS": section.int("max_streams", defaults.MAX_STREAMS, min=1, max=100_000),
         "SESSION_COOKIE_SECURE": section.bool("cookie_secure", True),
         "SIAGA_DEMO_PANEL_URL": section.str("demo_panel_url", None),
         "SIAGA_TRUSTED_PROXIES": section.int("trusted_proxies", 0, min=0, max=5),
@@ -50,7 +51,7 @@ def parse_config(root: Section, *, create_secret: bool = True) -> dict[str, Any]
     config.update(_reports(root.section("reports"), data_dir, prepare=create_secret))
     config["SIAGA_SUPERVISION"] = _supervision(root.section("supervision"))
     config["SIAGA_ESCALATION"] = _escalation(root.section("escalation"))
-    config["SIAGA_UNITS"] = _units(root.section("board"))
+    config.update(_board(root.section("board")))
     broker = read_broker_settings(root.section("mqtt", required=True))
     config["SIAGA_BROKER"] = broker
     config["SIAGA_MQTT_CLIENT_ID"] = broker.client_id or defaults.MQTT_CLIENT_ID
@@ -120,8 +121,8 @@ DEFAULT_UNITS = {
 }
 
 
-def _units(section: Section) -> dict[str, tuple[str, ...]]:
-    """``[board]``: the units an operator can dispatch, suggested on the board."""
+def _board(section: Section) -> dict[str, Any]:
+    """``[board]``: the units an operator can dispatch, and how many screens one account may keep open."""
     units = {}
     for kind in _KINDS:
         value = section.raw(f"{kind}_units", list(DEFAULT_UNITS[kind]))
@@ -130,8 +131,9 @@ def _units(section: Section) -> dict[str, tuple[str, ...]]:
         ):
             raise section.error(f"{kind}_units", f"must be a list of unit names of 1-100 characters (got {value!r})")
         units[kind] = tuple(item.strip() for item in value)
+    streams = section.int("streams_per_account", defaults.STREAMS_PER_ACCOUNT, min=1, max=10_000)
     section.done()
-    return units
+    return {"SIAGA_UNITS": units, "SIAGA_STREAMS_PER_ACCOUNT": streams}
 
 
 _DEFAULT_STEPS = EscalationSettings().after_s

@@ -17,6 +17,13 @@ FORM_POSTS_PER_10_MIN = 10
 #: Open311 posts per API key per minute (``[reports] api_posts_per_min``).
 API_POSTS_PER_MIN = 120
 
+#: Live boards one account may keep open (``[board] streams_per_account``): a fire post's wall
+#: displays and desks. One more replaces the account's oldest, which says so and stays closed.
+STREAMS_PER_ACCOUNT = 20
+
+#: Live boards one dashboard process serves at most (``[dashboard] max_streams``); beyond, a 503.
+MAX_STREAMS = 2000
+
 #: The regency's local time: months of statistics, report years and Open311 datetimes (WITA, UTC+8, no DST).
 LOCAL_TIME = ZoneInfo("Asia/Makassar")
 

@@ -27,6 +27,7 @@ import resource
 import signal
 import socket
 import ssl
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -659,6 +660,7 @@ async def run_load_until_interrupted(settings: LoadSettings) -> LoadReport:
         stop.set()
         loop.remove_signal_handler(signum)  # the next one is Python's: KeyboardInterrupt
 
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, first_interrupt, signum)
+    if threading.current_thread() is threading.main_thread():  # signals reach the main thread only
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, first_interrupt, signum)
     return await run_load(settings, stop)

@@ -165,18 +165,21 @@ def create_panel_app(buttons: dict[str, PanelButton], board_url: str) -> Flask:
 
 class PanelServer:
     def __init__(self, buttons: dict[str, PanelButton], *, host: str, port: int, board_url: str) -> None:
-        from waitress import create_server
+        import uvicorn
+        from a2wsgi import WSGIMiddleware
 
         self.url = f"http://{host}:{port}/"
-        self.server = create_server(create_panel_app(buttons, board_url), host=host, port=port, threads=4)
+        self.host, self.port = host, port
+        app = WSGIMiddleware(create_panel_app(buttons, board_url), workers=4)  # type: ignore[arg-type]
+        config = uvicorn.Config(app, host=host, port=port, lifespan="off", log_config=None, access_log=False, ws="none")
+        self.server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self.server.run, name="panel", daemon=True)
 
     def start(self) -> PanelServer:
         self._thread.start()
-        wait_for_port(self.server.effective_host, self.server.effective_port, 10)
+        wait_for_port(self.host, self.port, 10)
         return self
 
     def stop(self) -> None:
-        from .servers import stop_waitress
-
-        stop_waitress(self.server, self._thread)
+        self.server.should_exit = True
+        self._thread.join(10)

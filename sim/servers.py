@@ -1,4 +1,4 @@
-"""Run a real dashboard (Flask app, MQTT ingest, waitress) inside this process.
+"""Run a real dashboard (Flask app, MQTT ingest, uvicorn) inside this process.
 
 Tests and benchmarks use it to get a dashboard on a free port without a
 subprocess; it is the same code ``siaga-dashboard serve`` runs.
@@ -15,18 +15,6 @@ from dashboard.defaults import MQTT_CLIENT_ID
 from firmware_bridge.broker import BrokerSettings
 
 from .mosquitto import free_port, wait_for_port
-
-
-def stop_waitress(server: Any, thread: threading.Thread) -> None:
-    """Stop a waitress server running in ``thread`` at once (not at its next 1 s poll)."""
-
-    def close_everything() -> None:
-        for channel in list(server._map.values()):
-            channel.close()
-
-    server.trigger.pull_trigger(close_everything)  # runs in the loop thread and wakes it
-    thread.join(10)
-    server.task_dispatcher.shutdown(timeout=5)
 
 
 def dashboard_config(
@@ -70,20 +58,14 @@ class DashboardServer:
         return self.app.extensions[EXTENSION].ingest
 
     def start(self, *, wait_mqtt: float = 10.0) -> DashboardServer:
-        from waitress import create_server
-
         from dashboard import create_app, live
+        from dashboard.asgi import Server
 
         self.app = create_app(self.config)
         live.start(self.app)
-        self.server = create_server(
-            self.app,
-            host=self.config["SIAGA_HOST"],
-            port=self.config["SIAGA_PORT"],
-            threads=self.config["SIAGA_THREADS"],
-            ident="siaga",
-        )
-        self._thread = threading.Thread(target=self.server.run, name="waitress", daemon=True)
+        host, port, threads = self.config["SIAGA_HOST"], self.config["SIAGA_PORT"], self.config["SIAGA_THREADS"]
+        self.server = Server(self.app, host=host, port=port, threads=threads)
+        self._thread = threading.Thread(target=self.server.run, name="uvicorn", daemon=True)
         self._thread.start()
         if not wait_for_port(self.config["SIAGA_HOST"], self.config["SIAGA_PORT"], 10):
             raise RuntimeError("dashboard did not start listening")
@@ -108,7 +90,9 @@ class DashboardServer:
         if self.app is not None:
             live.stop(self.app)
         if self.server is not None and self._thread is not None:
-            stop_waitress(self.server, self._thread)
+            self.server.should_exit = True
+            self._thread.join(10)
+            self.server.asgi.close()
         self.app = self.server = self._thread = None
 
     def __enter__(self) -> DashboardServer:

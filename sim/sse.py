@@ -99,8 +99,8 @@ class SSEClient:
             self._sock.shutdown(2)  # unblocks the reader
         except OSError:
             pass
+        self._thread.join(5)  # before closing: the reader must not find its response closed under it
         self._conn.close()
-        self._thread.join(5)
 
     def __enter__(self) -> SSEClient:
         return self

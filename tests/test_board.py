@@ -9,6 +9,7 @@ import urllib.request
 
 import pytest
 
+from dashboard.defaults import STREAMS_PER_ACCOUNT
 from sim.servers import DashboardServer
 from sim.webclient import DashboardClient, HTTPStatusError
 
@@ -316,26 +317,29 @@ def test_a_live_stream_ends_when_its_session_does(tmp_path, broker_settings) -> 
                 stream.wait_for(lambda e: False, 5)
 
 
-def test_one_account_cannot_hold_every_server_thread_nor_lock_itself_out(
+def test_one_account_cannot_hold_unbounded_streams_nor_lock_itself_out(
     dashboard: DashboardServer, operator: DashboardClient
 ) -> None:
-    """A ninth stream ends the account's oldest: threads stay bounded, and a PC that reconnects
-    quickly (its old streams not yet noticed as gone) is never refused its board."""
-    streams = [operator.stream() for _ in range(8)]
+    """One stream over the account's limit replaces the oldest (which is told why): the streams stay
+    bounded, and a PC that reconnects quickly (its old streams not yet noticed as gone) is never refused."""
+    limit = STREAMS_PER_ACCOUNT
+    streams = [operator.stream() for _ in range(limit)]
     try:
         for stream in streams:
             stream.wait_for(lambda e: e.event == "snapshot", 5)
-        ninth = operator.stream()
-        streams.append(ninth)
-        assert ninth.wait_for(lambda e: e.event == "snapshot", 5)
+        one_more = operator.stream()
+        streams.append(one_more)
+        assert one_more.wait_for(lambda e: e.event == "snapshot", 5)
+        replaced = streams[0].wait_for(lambda e: e.event == "replaced", 5)  # the oldest is told, then ended
+        assert replaced.json() == {"streams_per_account": limit}
         with pytest.raises(EOFError):
-            streams[0].wait_for(lambda e: False, 5)  # the oldest was ended
-        assert dashboard.app.extensions["siaga"].hub.subscribers == 8
+            streams[0].wait_for(lambda e: False, 5)
+        assert dashboard.app.extensions["siaga"].hub.subscribers == limit
         for _ in range(20):  # a flaky PC: quick reconnects, none of them refused
             again = operator.stream()
             streams.append(again)
             assert again.wait_for(lambda e: e.event == "snapshot", 5)
-        assert dashboard.app.extensions["siaga"].hub.subscribers == 8
+        assert dashboard.app.extensions["siaga"].hub.subscribers == limit
     finally:
         for stream in streams:
             stream.close()

@@ -620,6 +620,25 @@ def test_the_wall_display_is_large_and_keeps_the_live_state(
     screenshot(page, "board-wall.png")
 
 
+def test_what_an_operator_is_typing_on_a_card_survives_a_live_update(
+    dashboard: DashboardServer, gateway: Gateway, pin_factory: MockFactory, page: Page
+) -> None:
+    """Another press redraws the board; the chosen resolution, the note and the cursor stay."""
+    sign_in(page, dashboard, OPERATOR)
+    press(pin_factory, 17)
+    card = cards(page)
+    card.locator("button.ack").click()
+    expect(card).to_have_attribute("data-state", "acknowledged")
+    resolve = card.locator("form.resolve")
+    resolve.locator("select[name=resolution]").select_option("false_alarm")
+    resolve.locator("input[name=note]").fill("anak-anak bermain")
+    press(pin_factory, 17)  # a second press: the alarm's revision moves and the list is redrawn
+    expect(card.locator(".presses")).to_contain_text("2")
+    expect(resolve.locator("select[name=resolution]")).to_have_value("false_alarm")
+    expect(resolve.locator("input[name=note]")).to_have_value("anak-anak bermain")
+    expect(resolve.locator("input[name=note]")).to_be_focused()
+
+
 def test_the_statistics_page_shows_response_times_from_stored_alarms(
     dashboard: DashboardServer, gateway: Gateway, pin_factory: MockFactory, page: Page
 ) -> None:

@@ -8,8 +8,10 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any, TypeVar
 
 import pytest
 
@@ -21,6 +23,8 @@ from sim.mosquitto import Mosquitto
 from sim.servers import DashboardServer, dashboard_config
 
 from .waiting import poll_until
+
+T = TypeVar("T")
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -37,6 +41,13 @@ def stored(dashboard: DashboardServer, sql: str, *params: object) -> list[tuple]
         conn.close()
 
 
+def in_own_thread(function: Callable[..., T], *args: Any) -> T:
+    """``function(*args)`` in a thread of its own: ``asyncio.run`` refuses a thread whose loop runs
+    (the browser tests' Playwright keeps one running in the main thread for the whole session)."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(function, *args).result(timeout=120)
+
+
 def gateway_states(dashboard: DashboardServer, prefix: str) -> dict[str, tuple[str, str]]:
     rows = stored(dashboard, "SELECT gw, state, reason FROM gateways WHERE gw LIKE ?", f"{prefix}-%")
     return {gw: (state, reason) for gw, state, reason in rows}
@@ -46,7 +57,7 @@ def test_the_generators_counts_are_the_dashboards(mosquitto: Mosquitto, dashboar
     settings = LoadSettings(
         gateways=5, buttons=4, rate=10, duration_s=2.5, broker=broker_url(mosquitto), grace_s=10, seed=11
     )
-    report = asyncio.run(run_load(settings))
+    report = in_own_thread(asyncio.run, run_load(settings))
 
     assert report.connected == 5 and report.buttons == 20
     assert report.presses_sent > 5
@@ -76,7 +87,7 @@ def test_the_generators_counts_are_the_dashboards(mosquitto: Mosquitto, dashboar
 def test_a_press_without_a_receipt_fails_the_run(mosquitto: Mosquitto, capsys: pytest.CaptureFixture[str]) -> None:
     """No dashboard behind the broker: nothing is receipted, the run says which presses and exits 1."""
     argv = ["load", "--broker", broker_url(mosquitto), "--gateways", "2", "--buttons", "2", "--rate", "20"]
-    status = main([*argv, "--duration", "0.5", "--grace-s", "0.3", "--seed", "3", "--json"])
+    status = in_own_thread(main, [*argv, "--duration", "0.5", "--grace-s", "0.3", "--seed", "3", "--json"])
 
     out, err = capsys.readouterr()
     result = json.loads(out)
@@ -93,7 +104,7 @@ def test_a_broker_url_must_be_mqtt_or_mqtts() -> None:
     assert parse_broker_url("mqtt://broker.example").port == 1883
     with pytest.raises(LoadError):
         parse_broker_url("http://broker.example")
-    assert main(["load", "--broker", "tcp://127.0.0.1:1", "--duration", "1"]) == 2
+    assert in_own_thread(main, ["load", "--broker", "tcp://127.0.0.1:1", "--duration", "1"]) == 2
 
 
 # -- accounts of the project's ACL, and the last will ------------------------------------------------------

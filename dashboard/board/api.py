@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, cast
 
 from flask import Blueprint, Response, abort, current_app, g, jsonify, request, session
 
 from firmware_bridge.payloads import Kind
 from firmware_bridge.timeutil import format_epoch
 
+from .. import defaults
 from ..accounts import audit
 from ..accounts.auth import Role, login_required, session_user, visible_kinds
 from ..accounts.visibility import trouble_audience
@@ -20,7 +22,7 @@ from ..alarms.lifecycle import Action, AlarmChanged, AlarmNotFound, InvalidActio
 from ..db import connect, get_db
 from ..devices import registry, sites
 from ..devices.supervision import open_troubles
-from ..ingest.hub import LiveMessage
+from ..ingest.hub import AsyncSubscription, LiveMessage, LoopBridge
 from ..live import live
 
 bp = Blueprint("api", __name__, url_prefix="/api")
@@ -146,13 +148,48 @@ def _snapshot(kinds: frozenset[str]) -> LiveMessage:
     )
 
 
+#: The live stream's path; ``dashboard/asgi.py`` serves its body from the event loop.
+STREAM_PATH = "/api/stream"
+
+#: The WSGI environ key under which the ASGI server offers to write a stream's body itself.
+ASYNC_STREAM = "siaga.async_stream"
+
+
+@dataclass
+class LiveStream:
+    """An opened stream whose body the event loop writes: what to send first and what to follow."""
+
+    subscription: AsyncSubscription
+    snapshot: LiveMessage
+    still_signed_in: Callable[[], bool]
+    keepalive_s: float
+
+
+@dataclass
+class StreamOffer:
+    """The ASGI server's offer (in the environ) to serve a stream without holding a request thread."""
+
+    bridge: LoopBridge
+    stream: LiveStream | None = None
+
+
+_HEADERS = {"Cache-Control": "no-cache, no-store", "X-Accel-Buffering": "no"}
+
+
 @bp.get("/stream")
 @login_required(*_BOARD_ROLES)
 def stream() -> Response:
     kinds = visible_kinds()
+    if live().hub.subscribers >= current_app.config.get("SIAGA_MAX_STREAMS", defaults.MAX_STREAMS):
+        # A clear answer, not a hang: the board's browser tries again on its own.
+        message = "this dashboard serves as many live boards as it may; try again shortly"
+        return jsonify(error="too_many_streams", message=message), 503, {"Retry-After": "30"}
+    offer = request.environ.get(ASYNC_STREAM)
     # Subscribe before reading the snapshot: an update in between is sent
     # twice rather than lost, and the board keeps the higher revision.
-    subscription = live().hub.subscribe(kinds, owner=g.user["id"])  # may end the account's oldest stream
+    subscription = live().hub.subscribe(  # may end the account's oldest stream
+        kinds, owner=g.user["id"], bridge=offer.bridge if offer is not None else None
+    )
     snapshot = _snapshot(kinds)
     if Kind.SAPA in kinds:
         audit.sapa_read(get_db(), "stream", time.time())
@@ -165,6 +202,10 @@ def stream() -> Response:
             return session_user(conn, session_id) is not None
         finally:
             conn.close()
+
+    if offer is not None:
+        offer.stream = LiveStream(cast(AsyncSubscription, subscription), snapshot, still_signed_in, keepalive_s)
+        return Response(b"", mimetype="text/event-stream", headers=_HEADERS)
 
     def generate() -> Iterator[bytes]:
         try:
@@ -184,11 +225,8 @@ def stream() -> Response:
         finally:
             subscription.close()
 
-    return Response(
-        generate(),
-        mimetype="text/event-stream",
-        headers={"Cache-Control": "no-cache, no-store", "X-Accel-Buffering": "no"},
-    )
+    # Served by a plain WSGI server (Flask's test client): the stream holds this thread.
+    return Response(generate(), mimetype="text/event-stream", headers=_HEADERS)
 
 
 #: Counters that tell nothing of any alarm kind's activity: the MQTT link,

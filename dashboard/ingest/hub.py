@@ -8,11 +8,13 @@ partial picture without knowing it.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import queue
 import threading
+from collections import deque
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 
@@ -22,10 +24,14 @@ class LiveMessage:
     data: dict[str, Any]
     #: The alarm kind this message reveals; None for messages every board may see.
     kind: str | None = None
+    #: The Server-Sent Event, encoded once however many boards it goes to.
+    _encoded: list[bytes] = field(default_factory=list, compare=False, repr=False)
 
     def sse(self) -> bytes:
-        body = json.dumps(self.data, separators=(",", ":"), ensure_ascii=False)
-        return f"event: {self.event}\ndata: {body}\n\n".encode()
+        if not self._encoded:
+            body = json.dumps(self.data, separators=(",", ":"), ensure_ascii=False)
+            self._encoded.append(f"event: {self.event}\ndata: {body}\n\n".encode())
+        return self._encoded[0]
 
 
 _CLOSED = LiveMessage("closed", {})
@@ -67,11 +73,92 @@ class Subscription:
         self._hub.unsubscribe(self)
         self.closed = True
 
-    def _shutdown(self) -> None:
+    def _shutdown(self, last_word: LiveMessage | None = None) -> None:
         try:
+            if last_word is not None:
+                self._queue.put_nowait(last_word)
             self._queue.put_nowait(_CLOSED)
         except queue.Full:
             self.overflowed = True
+
+
+class LoopBridge:
+    """Carries messages from the publishing threads into one asyncio loop, one wake-up per burst.
+
+    The board streams served by the event loop (``dashboard/asgi.py``) are
+    offered messages in whatever thread publishes; waking the loop once per
+    message and stream would cost a system call each, so offers queue here
+    and the loop drains them all at its next turn.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self._lock = threading.Lock()
+        self._pending: deque[tuple[AsyncSubscription, LiveMessage]] = deque()
+        self._scheduled = False
+
+    def push(self, subscription: AsyncSubscription, message: LiveMessage) -> None:
+        with self._lock:
+            self._pending.append((subscription, message))
+            if self._scheduled:
+                return
+            self._scheduled = True
+        try:
+            self.loop.call_soon_threadsafe(self._drain)
+        except RuntimeError:  # the loop is closed: the server is stopping, its streams with it
+            pass
+
+    def _drain(self) -> None:
+        with self._lock:
+            pending, self._pending = self._pending, deque()
+            self._scheduled = False
+        for subscription, message in pending:
+            subscription.deliver(message)
+
+
+class AsyncSubscription(Subscription):
+    """A stream served by an asyncio loop: the same filtering and limits, read with ``await``."""
+
+    def __init__(self, hub: Hub, kinds: Iterable[str], maxsize: int, owner: object, bridge: LoopBridge) -> None:
+        super().__init__(hub, kinds, maxsize, owner)
+        self._bridge = bridge
+        self._messages: asyncio.Queue[LiveMessage] = asyncio.Queue(maxsize)
+
+    def offer(self, message: LiveMessage) -> None:
+        if message.kind is not None and message.kind not in self.kinds:
+            return
+        self._bridge.push(self, message)
+
+    def deliver(self, message: LiveMessage) -> None:
+        """In the loop's thread: queue it, or mark the stream overflowed (its board will resync)."""
+        try:
+            self._messages.put_nowait(message)
+        except asyncio.QueueFull:
+            # The reader is behind (it is not waiting: its queue is full); at its next read
+            # it sees the overflow and ends, and its board reconnects to a fresh snapshot.
+            self.overflowed = True
+
+    async def next(self, timeout: float) -> LiveMessage | None:
+        """The next message, ``None`` on timeout; raises EOFError when closed or overflowed."""
+        if self.overflowed or self.closed:
+            raise EOFError
+        try:
+            message = self._messages.get_nowait()  # most messages are waiting already: no timer
+        except asyncio.QueueEmpty:
+            try:
+                async with asyncio.timeout(timeout):
+                    message = await self._messages.get()
+            except TimeoutError:
+                return None
+        if message is _CLOSED or self.overflowed:
+            self.closed = True
+            raise EOFError
+        return message
+
+    def _shutdown(self, last_word: LiveMessage | None = None) -> None:
+        if last_word is not None:
+            self._bridge.push(self, last_word)
+        self._bridge.push(self, _CLOSED)
 
 
 class Hub:
@@ -82,17 +169,21 @@ class Hub:
         self._queue_size = queue_size
         self._streams_per_owner = streams_per_owner
 
-    def subscribe(self, kinds: Iterable[str], owner: object = None) -> Subscription:
+    def subscribe(self, kinds: Iterable[str], owner: object = None, bridge: LoopBridge | None = None) -> Subscription:
         """A new stream for ``owner`` (an account); at most ``streams_per_owner`` each.
 
-        Each stream holds a server thread, so one account may not hold them
-        all. But a new stream is never refused: the account's oldest one is
-        ended instead. A stream whose browser went away is noticed only at its
-        next write, so refusing would lock a flaky fire post PC out of its own
-        board after a few quick reconnects; an ended stream that was still
-        alive reconnects and gets a fresh snapshot.
+        A new stream is never refused for this: the account's oldest one is
+        ended instead, with a last ``replaced`` message. A stream whose browser
+        went away is noticed only at its next write, so refusing would lock a
+        flaky fire post PC out of its own board after a few quick reconnects;
+        a replaced board that was still open says so and stays closed until
+        someone clicks (so two screens over the limit do not take turns).
         """
-        subscription = Subscription(self, kinds, self._queue_size, owner)
+        subscription = (
+            Subscription(self, kinds, self._queue_size, owner)
+            if bridge is None
+            else AsyncSubscription(self, kinds, self._queue_size, owner, bridge)
+        )
         ended: list[Subscription] = []
         with self._lock:
             if owner is not None:
@@ -101,8 +192,9 @@ class Hub:
                 for old in ended:
                     del self._subscriptions[old]
             self._subscriptions[subscription] = None
+        replaced = LiveMessage("replaced", {"streams_per_account": self._streams_per_owner})
         for old in ended:
-            old._shutdown()
+            old._shutdown(replaced)
         return subscription
 
     def unsubscribe(self, subscription: Subscription) -> None:

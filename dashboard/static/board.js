@@ -170,12 +170,45 @@
       actionsFor(alarm));
   }
 
+  // An update of any alarm redraws the list: what an operator was typing or choosing on a card
+  // (a unit, a note, a resolution) and where the cursor was must survive it, or a live update
+  // would silently swap "false alarm" back to the default just before they click "resolve".
+  function fieldsOf(list) {
+    const fields = [];
+    list.querySelectorAll("li[data-alarm-id]").forEach((card) => {
+      card.querySelectorAll("input[name], select[name]").forEach((field, i) => {
+        fields.push([`${card.dataset.alarmId}|${card.dataset.state}|${i}|${field.name}`, field]);
+      });
+    });
+    return fields;
+  }
+
+  function draftsOf(list) {
+    const values = new Map();
+    let focused = null;
+    for (const [key, field] of fieldsOf(list)) {
+      values.set(key, field.value);
+      if (field === document.activeElement) focused = key;
+    }
+    return { values, focused };
+  }
+
+  function restoreDrafts(list, drafts) {
+    for (const [key, field] of fieldsOf(list)) {
+      if (drafts.values.has(key)) field.value = drafts.values.get(key);
+      if (key === drafts.focused) field.focus();
+    }
+  }
+
   function renderAlarms() {
     // Escalated unacknowledged alarms first: they are the ones being missed.
     const urgency = (a) => (a.test ? -1 : a.state === "unacknowledged" ? 1 + (a.escalation || 0) : 0);
     const sorted = [...alarms.values()].sort((a, b) => (urgency(b) - urgency(a))
       || (b.opened_at.localeCompare(a.opened_at)) || (b.id - a.id));
-    document.getElementById("alarm-list").replaceChildren(...sorted.map(alarmCard));
+    const list = document.getElementById("alarm-list");
+    const drafts = draftsOf(list);
+    list.replaceChildren(...sorted.map(alarmCard));
+    restoreDrafts(list, drafts);
     document.getElementById("alarm-count").textContent = String(sorted.length);
     document.getElementById("no-alarms").hidden = sorted.length > 0;
     updateSound();
@@ -407,7 +440,16 @@
     source.addEventListener("alarm", (e) => { applyAlarm(JSON.parse(e.data)); renderAlarms(); refreshSites(); });
     source.addEventListener("gateway", (e) => { const gw = JSON.parse(e.data); gateways.set(gw.gw, gw); renderGateways(); });
     source.addEventListener("trouble", (e) => { applyTrouble(JSON.parse(e.data)); renderTroubles(); refreshSites(); });
+    source.addEventListener("replaced", (e) => {
+      // Over the account's screen limit: this (oldest) screen gave way. It stays closed until someone
+      // clicks, so two screens over the limit do not take turns replacing each other.
+      source.close();
+      streamState.dataset.state = "replaced";
+      streamState.textContent = `○ ${t("stream_replaced", { n: JSON.parse(e.data).streams_per_account })}`;
+      streamState.addEventListener("click", () => { setStream("connecting"); connect(); }, { once: true });
+    });
     source.addEventListener("error", () => {
+      if (source.readyState === EventSource.CLOSED && streamState.dataset.state === "replaced") return;
       setStream("connecting");
       if (source.readyState === EventSource.CLOSED) {
         // The server refused (e.g. signed out) or went away for good: retry, then reload to sign in.
