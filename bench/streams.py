@@ -92,27 +92,30 @@ async def open_board(host: str, port: int, cookie: str, board: Board, ready: All
         writer.close()
 
 
-def inventory(presses: int) -> tuple[str, bytes]:
+def inventory(presses: int, gw: str = GW) -> tuple[str, bytes]:
+    """The retained inventory of gateway ``gw``: fire buttons ``bench-0`` … ``bench-{presses - 1}``."""
     site = Site("Bench", -4.35, 122.37)
     buttons = tuple(ButtonInfo(f"bench-{n}", Kind.FIRE, Source.GPIO, site, None) for n in range(presses))
-    return Topics().inventory(GW), Inventory(GW, format_epoch(time.time()), buttons).encode()
+    return Topics().inventory(gw), Inventory(gw, format_epoch(time.time()), buttons).encode()
 
 
-def press_event(n: int) -> tuple[str, bytes]:
+def press_event(n: int, gw: str = GW) -> tuple[str, bytes]:
+    """A press of button ``bench-{n}`` of gateway ``gw``, as its event topic and payload."""
     now = time.time()
     event = Event(
         id=make_ulid(int(now * 1000), os.urandom(10)),
-        gw=GW,
+        gw=gw,
         button=f"bench-{n}",
         kind=Kind.FIRE,
         type=EventType.PRESS,
         ts=format_epoch(now),
         src=Source.GPIO,
     )
-    return Topics().event(GW), event.encode()
+    return Topics().event(gw), event.encode()
 
 
 def poll_health(url: str, stop: threading.Event, samples: list[float]) -> None:
+    """``GET /healthz`` every 50 ms until ``stop``, appending each round trip in ms to ``samples``."""
     while not stop.is_set():
         start = time.perf_counter()
         with urllib.request.urlopen(url + "/healthz", timeout=10) as response:
@@ -144,52 +147,105 @@ def run(args: argparse.Namespace) -> dict[str, object]:
             broker.stop()
 
 
+@dataclass
+class OpenBoards:
+    """Open streams, their reading tasks and how long opening them all took."""
+
+    boards: list[Board]
+    tasks: list[asyncio.Task[None]]
+    open_s: float
+
+    def close(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+
+
+async def open_boards(port: int, cookie: str, count: int, timeout: float = 120) -> OpenBoards:
+    """``count`` board streams signed in with ``cookie``, each past its snapshot (TimeoutError after ``timeout``)."""
+    boards = [Board() for _ in range(count)]
+    ready = AllReady(count)
+    opened = time.perf_counter()
+    tasks = [asyncio.create_task(open_board("127.0.0.1", port, cookie, board, ready)) for board in boards]
+    try:
+        await asyncio.wait_for(ready.event.wait(), timeout)
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        raise
+    return OpenBoards(boards, tasks, time.perf_counter() - opened)
+
+
+@dataclass
+class PressTimes:
+    """What a series of presses measured: press -> every stream (and -> the first), acknowledge round trips."""
+
+    delivery: list[float] = field(default_factory=list)
+    first: list[float] = field(default_factory=list)
+    acknowledge: list[float] = field(default_factory=list)
+    missing: int = 0
+
+
+async def press_and_acknowledge(
+    pub: object, boards: list[Board], operator: DashboardClient, n: int, times: PressTimes, gw: str = GW
+) -> None:
+    """Press ``bench-{n}``; wait (up to WAIT_S) until every board has its alarm; acknowledge it; add the times."""
+    loop = asyncio.get_running_loop()
+    button = f"bench-{n}"
+    topic, payload = press_event(n, gw)
+    sent = time.perf_counter()
+    pub.publish(topic, payload, qos=1)  # type: ignore[attr-defined]
+    deadline = sent + WAIT_S
+    while not all(button in board.arrivals for board in boards) and time.perf_counter() < deadline:
+        await asyncio.sleep(0.005)
+    got = [board.arrivals[button] - sent for board in boards if button in board.arrivals]
+    times.missing += len(boards) - len(got)
+    times.delivery += [seconds * 1000 for seconds in got]
+    if got:
+        times.first.append(min(got) * 1000)
+    alarm_id = await loop.run_in_executor(None, open_alarm_of, operator, button)
+    started = time.perf_counter()
+    await loop.run_in_executor(None, operator.post_json, f"/api/alarms/{alarm_id}/acknowledge", {"note": "bench"})
+    times.acknowledge.append((time.perf_counter() - started) * 1000)
+
+
+class HealthPoller:
+    """Polls ``/healthz`` every 50 ms in a thread while in its ``with`` block; ``samples`` in ms."""
+
+    def __init__(self, url: str) -> None:
+        self.samples: list[float] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=poll_health, args=(url, self._stop, self.samples), daemon=True)
+
+    def __enter__(self) -> HealthPoller:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+
 async def measure(
     args: argparse.Namespace, dashboard: DashboardProcess, operator: DashboardClient, pub: object, hop: list[float]
 ) -> dict[str, object]:
-    boards = [Board() for _ in range(args.streams)]
-    ready = AllReady(args.streams)
-    cookie = operator.cookie_header()
-    opened = time.perf_counter()
-    tasks = [asyncio.create_task(open_board("127.0.0.1", dashboard.port, cookie, board, ready)) for board in boards]
-    await asyncio.wait_for(ready.event.wait(), 120)
-    open_s = time.perf_counter() - opened
+    opened = await open_boards(dashboard.port, operator.cookie_header(), args.streams)
+    boards = opened.boards
     rss_open = memory_kib(dashboard.process.pid)  # type: ignore[union-attr]
-    stop = threading.Event()
-    health: list[float] = []
-    poller = threading.Thread(target=poll_health, args=(dashboard.url, stop, health), daemon=True)
-    poller.start()
-    delivery: list[float] = []
-    acknowledge: list[float] = []
-    missing = 0
-    loop = asyncio.get_running_loop()
-    for n in range(args.presses):
-        button = f"bench-{n}"
-        topic, payload = press_event(n)
-        sent = time.perf_counter()
-        pub.publish(topic, payload, qos=1)  # type: ignore[attr-defined]
-        deadline = sent + WAIT_S
-        while not all(button in board.arrivals for board in boards) and time.perf_counter() < deadline:
-            await asyncio.sleep(0.005)
-        got = [board.arrivals[button] - sent for board in boards if button in board.arrivals]
-        missing += len(boards) - len(got)
-        delivery += [seconds * 1000 for seconds in got]
-        alarm_id = await loop.run_in_executor(None, open_alarm_of, operator, button)
-        started = time.perf_counter()
-        await loop.run_in_executor(None, operator.post_json, f"/api/alarms/{alarm_id}/acknowledge", {"note": "bench"})
-        acknowledge.append((time.perf_counter() - started) * 1000)
-        await asyncio.sleep(args.gap_s)
-    stop.set()
-    poller.join(10)
+    times = PressTimes()
+    with HealthPoller(dashboard.url) as poller:
+        for n in range(args.presses):
+            await press_and_acknowledge(pub, boards, operator, n, times)
+            await asyncio.sleep(args.gap_s)
+    health = poller.samples
+    delivery, acknowledge, missing = times.delivery, times.acknowledge, times.missing
     rss_end = memory_kib(dashboard.process.pid)  # type: ignore[union-attr]
-    for task in tasks:
-        task.cancel()
+    opened.close()
     disconnect(pub)  # type: ignore[arg-type]
     return {
         "bench": "streams",
         "streams": args.streams,
         "presses": args.presses,
-        "open_all_s": round(open_s, 3),
+        "open_all_s": round(opened.open_s, 3),
         "press_to_every_stream_ms": percentiles(delivery) if delivery else None,
         "streams_missing_a_press": missing,
         "acknowledge_ms": percentiles(acknowledge),
