@@ -91,7 +91,7 @@ def measure(database: Path, gateways: int, events: int, repeat: int) -> dict[str
     point["sites_ms"], _ = timed(lambda: sites(conn, TECHNICIAN, FIRE, now), repeat)
     point["device_view_ms"], _ = timed(lambda: device_overview(conn, TECHNICIAN, now), repeat)
 
-    def year_of_stats() -> object:
+    def year_of_stats() -> object:  # as the statistics page: loaded once, summarised by each group
         alarms = stats.load(conn, ALL_KINDS, now - YEAR_S, None)
         return [stats.summarise(alarms, group) for group in stats.GROUPS]
 

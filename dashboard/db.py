@@ -22,6 +22,18 @@ _LATE_INDEXES = (
 )
 
 
+#: Indexes that change no data (issue 11: costs that grow with the work, not the store). Created
+#: on every start, so that a store of this schema version made before them gains them in place;
+#: an older dashboard of the same version reads such a store unchanged, so the version stays.
+_COST_INDEXES = (
+    "CREATE INDEX IF NOT EXISTS alarms_state_kind ON alarms(state, kind)",
+    "CREATE INDEX IF NOT EXISTS alarms_kind_resolved ON alarms(kind, state, resolved_at)",
+    "CREATE INDEX IF NOT EXISTS alarms_kind_opened ON alarms(kind, opened_at)",
+    "CREATE INDEX IF NOT EXISTS registrations_button_kind ON registrations(button, kind)",
+    "CREATE INDEX IF NOT EXISTS audit_log_actor ON audit_log(actor, at)",
+)
+
+
 def connect(path: str | Path) -> sqlite3.Connection:
     """Open the store. WAL lets the board read while ingest writes; FULL sync
     makes a commit durable before the broker is told the event was taken."""
@@ -77,6 +89,8 @@ def init_schema(conn: sqlite3.Connection) -> None:
         for statement in _LATE_INDEXES:
             conn.execute(statement)
         conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+    for statement in _COST_INDEXES:
+        conn.execute(statement)
 
 
 def _add_columns(conn: sqlite3.Connection, table: str, columns: dict[str, str]) -> None:

@@ -59,6 +59,8 @@ CREATE TABLE IF NOT EXISTS registrations (
     PRIMARY KEY (gw, button)
 );
 CREATE INDEX IF NOT EXISTS registrations_button ON registrations(button);
+-- Buttons registered under two kinds, found from the index alone (issue 11).
+CREATE INDEX IF NOT EXISTS registrations_button_kind ON registrations(button, kind);
 
 -- id = 16 * number + kind code (fire 1, sapa 2): each kind's ids run without
 -- gaps, so nobody can infer one kind's alarms from gaps in another's numbers.
@@ -100,6 +102,11 @@ CREATE TABLE IF NOT EXISTS alarms (
 CREATE UNIQUE INDEX IF NOT EXISTS alarms_open_button_kind ON alarms(button, kind) WHERE state != 'resolved';
 CREATE INDEX IF NOT EXISTS alarms_kind_state ON alarms(kind, state, opened_at);
 CREATE UNIQUE INDEX IF NOT EXISTS alarms_kind_number ON alarms(kind, number);
+-- Costs that grow with the work, not the store (issue 11): the board's open and
+-- recently closed alarms, the escalator's unacknowledged ones, a period's statistics.
+CREATE INDEX IF NOT EXISTS alarms_state_kind ON alarms(state, kind);
+CREATE INDEX IF NOT EXISTS alarms_kind_resolved ON alarms(kind, state, resolved_at);
+CREATE INDEX IF NOT EXISTS alarms_kind_opened ON alarms(kind, opened_at);
 
 CREATE TABLE IF NOT EXISTS alarm_actions (
     id          INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -268,6 +275,8 @@ CREATE TABLE IF NOT EXISTS audit_log (
     ip        TEXT
 );
 CREATE INDEX IF NOT EXISTS audit_log_at ON audit_log(at);
+-- One actor's rows, newest first, read from the index (issue 11).
+CREATE INDEX IF NOT EXISTS audit_log_actor ON audit_log(actor, at);
 
 -- Buttons taken out of service (faulty, under maintenance) or put in test mode,
 -- each until an expiry: presses are still stored, but raise no alarm (out of

@@ -151,8 +151,9 @@ def _audit_filters() -> dict[str, Any]:
 @bp.get("/audit")
 @login_required(Role.ADMIN)
 def audit_log() -> Any:
-    rows = audit.entries(get_db(), kinds=visible_kinds(), limit=500, **_audit_filters())
-    return render_template("admin_audit.html", rows=rows, args=request.args)
+    shown = audit.page(get_db(), kinds=visible_kinds(), before=request.args.get("before"), **_audit_filters())
+    filters = {key: value for key, value in request.args.items() if key != "before"}
+    return render_template("admin_audit.html", rows=shown.rows, args=filters, next_page=shown.next)
 
 
 @bp.get("/audit.csv")

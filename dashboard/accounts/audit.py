@@ -94,20 +94,83 @@ def entries(
     out: that row would tell of the alarm, and of nobody's conduct. Row ids are
     not shown either, since their gaps would count the rows left out.
     """
+    query, params = _select(kinds, since, until, actor, action, None)
+    rows = conn.execute(query + " LIMIT ?", [*params, limit])
+    return [_view(row, set(kinds)) for row in rows]
+
+
+#: Rows on one page of the audit log.
+PAGE_SIZE = 100
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of the audit log, newest first; ``next`` is the cursor of the page after it (None: the last)."""
+
+    rows: list[dict[str, Any]]
+    next: str | None
+
+
+def page(
+    conn: sqlite3.Connection,
+    *,
+    kinds: Iterable[str],
+    before: str | None = None,
+    since: float | None = None,
+    until: float | None = None,
+    actor: str | None = None,
+    action: str | None = None,
+    size: int = PAGE_SIZE,
+) -> Page:
+    """A page of :func:`entries` (same rows, same order), read from the index however long the log is.
+
+    The cursor (``before``) names the last row shown by its time and how many
+    rows of that very time were shown, never by its id: an id would let a
+    reader count the rows left out between two pages.
+    """
+    at, shown = _cursor(before)
+    query, params = _select(kinds, since, until, actor, action, at)
+    rows = conn.execute(query + " LIMIT ? OFFSET ?", [*params, size + 1, shown]).fetchall()
+    more = len(rows) > size
+    rows = rows[:size]
+    following = None
+    if more and rows:
+        last = rows[-1]["at"]
+        same = sum(1 for row in rows if row["at"] == last)
+        following = f"{last!r}~{same + (shown if at == last else 0)}"
+    return Page([_view(row, set(kinds)) for row in rows], following)
+
+
+def _cursor(before: str | None) -> tuple[float | None, int]:
+    """``<time>~<rows of that time already shown>``; anything else is the first page."""
+    try:
+        at, shown = (before or "").split("~")
+        return float(at), max(0, int(shown))
+    except ValueError:
+        return None, 0
+
+
+def _select(
+    kinds: Iterable[str],
+    since: float | None,
+    until: float | None,
+    actor: str | None,
+    action: str | None,
+    at_most: float | None,
+) -> tuple[str, list[Any]]:
+    """The audit log's rows for a reader of ``kinds``, newest first (the order the index on ``at`` keeps)."""
     visible = sorted(set(kinds))
     marks = ",".join("?" * len(visible)) or "NULL"
     query = f"SELECT * FROM audit_log WHERE NOT (kind IS NOT NULL AND kind NOT IN ({marks}) AND role IS NULL)"  # noqa: S608
     params: list[Any] = list(visible)
-    for column, op, value in (("at", ">=", since), ("at", "<", until), ("actor", "=", actor)):
+    for column, op, value in (("at", ">=", since), ("at", "<", until), ("actor", "=", actor), ("at", "<=", at_most)):
         if value is not None:
             query += f" AND {column} {op} ?"
             params.append(value)
     if action:
         query += " AND action LIKE ?"
         params.append(action.replace("%", "") + "%")
-    query += " ORDER BY id DESC LIMIT ?"
-    params.append(limit)
-    return [_view(row, set(visible)) for row in conn.execute(query, params)]
+    return query + " ORDER BY at DESC, id DESC", params
 
 
 def _view(row: sqlite3.Row, visible: set[str]) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from typing import Any
 from firmware_bridge.payloads import Health, Inventory, Status
 from firmware_bridge.timeutil import format_epoch
 
-from .health import read_health
+from .health import field_count
 
 
 def _iso(value: float | None) -> str | None:
@@ -94,8 +94,18 @@ def store_health(conn: sqlite3.Connection, health: Health, now: float) -> None:
     )
 
 
+#: The columns of a gateway's view. Of its health message only the outbox depth, taken out by SQLite
+#: (a number, or nothing): the board's snapshot lists every gateway, and reading each whole message
+#: would cost far more than the list itself. :func:`.health.field_count` then bounds it as any reader would.
+_GATEWAY_COLUMNS = (
+    "SELECT gw, state, status_ts, reason, version, started, updated_at, health_at, "
+    "CASE WHEN json_valid(health) AND json_type(health, '$.outbox.depth') IN ('integer', 'real') "
+    "THEN json_extract(health, '$.outbox.depth') END AS outbox_depth FROM gateways"
+)
+
+
 def gateway_view(row: sqlite3.Row) -> dict[str, Any]:
-    health = read_health(row["health"])
+    """A gateway as the board lists it; ``row`` has the columns of :data:`_GATEWAY_COLUMNS`."""
     return {
         "gw": row["gw"],
         "state": row["state"],
@@ -105,14 +115,14 @@ def gateway_view(row: sqlite3.Row) -> dict[str, Any]:
         "started": row["started"],
         "updated_at": _iso(row["updated_at"]),
         "health_at": _iso(row["health_at"]),
-        "outbox_depth": health.outbox.depth,
+        "outbox_depth": field_count(row["outbox_depth"]),
     }
 
 
 def list_gateways(conn: sqlite3.Connection) -> list[dict[str, Any]]:
-    return [gateway_view(row) for row in conn.execute("SELECT * FROM gateways ORDER BY gw").fetchall()]
+    return [gateway_view(row) for row in conn.execute(_GATEWAY_COLUMNS + " ORDER BY gw").fetchall()]
 
 
 def get_gateway(conn: sqlite3.Connection, gw: str) -> dict[str, Any] | None:
-    row = conn.execute("SELECT * FROM gateways WHERE gw = ?", (gw,)).fetchone()
+    row = conn.execute(_GATEWAY_COLUMNS + " WHERE gw = ?", (gw,)).fetchone()
     return None if row is None else gateway_view(row)

@@ -157,7 +157,8 @@ class GatewayFacts:
     gw: str
     state: str
     updated_at: float
-    health: dict[str, Any] | None
+    #: its last health message as stored (decoded), or already read (:func:`.health.read_health`)
+    health: dict[str, Any] | Health | None
     health_at: float | None
 
 
@@ -241,7 +242,7 @@ def _health_troubles(
     heard: dict[str, tuple[float, str]],
 ) -> list[Trouble]:
     troubles: list[Trouble] = []
-    health = read_health(stored)
+    health = stored if isinstance(stored, Health) else read_health(stored)
     sent_at = field_epoch(health.ts)
     if sent_at is not None and abs(sent_at - health_at) > settings.clock_skew_s:
         skew = sent_at - health_at
@@ -311,16 +312,72 @@ def _node_troubles(
 # -- the store and the thread ------------------------------------------------------------------
 
 
-def load_facts(conn: sqlite3.Connection) -> tuple[list[GatewayFacts], Buttons]:
+def load_facts(conn: sqlite3.Connection, memo: HealthMemo | None = None) -> tuple[list[GatewayFacts], Buttons]:
+    """Every gateway's facts and every registered button. With ``memo``, a health message read in an
+    earlier round is not fetched or read again (a round's cost grows with what changed, not with every
+    gateway's whole message)."""
+    if memo is None:
+        memo = HealthMemo()
+    rows = conn.execute("SELECT gw, state, updated_at, health_at FROM gateways").fetchall()
+    texts = _health_texts(conn, [row["gw"] for row in rows if not memo.knows(row["gw"], row["health_at"])])
     gateways = []
-    for row in conn.execute("SELECT gw, state, updated_at, health, health_at FROM gateways"):
-        health = stored_health(row["health"])
-        gateways.append(GatewayFacts(row["gw"], row["state"], row["updated_at"], health, row["health_at"]))
+    for row in rows:
+        gw, health_at = row["gw"], row["health_at"]
+        health = memo.get(gw, health_at) if gw not in texts else memo.read(gw, health_at, texts[gw])
+        gateways.append(GatewayFacts(gw, row["state"], row["updated_at"], health, health_at))
+    memo.keep({row["gw"] for row in rows})
     buttons = {
         row["id"]: (row["gw"], row["kind"], row["transport"])
         for row in conn.execute("SELECT id, gw, kind, transport FROM buttons")
     }
     return gateways, buttons
+
+
+def _health_texts(conn: sqlite3.Connection, gateways: list[str]) -> dict[str, str | None]:
+    """The stored health text of ``gateways``, a few hundred per query (SQLite's limit on parameters)."""
+    texts: dict[str, str | None] = {}
+    for start in range(0, len(gateways), 500):
+        chunk = gateways[start : start + 500]
+        marks = ",".join("?" * len(chunk))
+        query = f"SELECT gw, health FROM gateways WHERE gw IN ({marks})"  # noqa: S608 - marks only
+        texts.update((row["gw"], row["health"]) for row in conn.execute(query, chunk))
+    return texts
+
+
+class HealthMemo:
+    """Each gateway's last health message as read, keyed by when it arrived (``health_at``).
+
+    A message is stored with its own ``health_at``, so an unchanged
+    ``health_at`` means an unchanged message. One that cannot be read is kept
+    decoded but unread, so that :func:`evaluate` meets the error itself
+    (the gateway's ``gateway_health_unreadable`` trouble), every round.
+    """
+
+    def __init__(self) -> None:
+        self._read: dict[str, tuple[float | None, dict[str, Any] | Health | None]] = {}
+
+    def knows(self, gw: str, health_at: float | None) -> bool:
+        entry = self._read.get(gw)
+        return entry is not None and entry[0] == health_at and health_at is not None
+
+    def get(self, gw: str, health_at: float | None) -> dict[str, Any] | Health | None:
+        return self._read[gw][1]
+
+    def read(self, gw: str, health_at: float | None, text: str | None) -> dict[str, Any] | Health | None:
+        decoded = stored_health(text)
+        health: dict[str, Any] | Health | None = decoded
+        if decoded is not None:
+            try:
+                health = read_health(decoded)
+            except Exception:  # noqa: BLE001 - evaluate() reads it again and reports it as that gateway's trouble
+                health = decoded
+        self._read[gw] = (health_at, health)
+        return health
+
+    def keep(self, gateways: set[str]) -> None:
+        """Forget gateways no longer in the store."""
+        for gw in set(self._read) - gateways:
+            del self._read[gw]
 
 
 #: How long a notice that was given up stays a trouble (the operator must see it).
@@ -428,8 +485,10 @@ def conflict_troubles(conn: sqlite3.Connection, now: float) -> list[Trouble]:
         "SELECT button, GROUP_CONCAT(gw || '=' || kind, ', ') AS claims, MIN(updated_at) AS began, "
         "MAX(kind = 'sapa') AS sapa, MIN(kind) AS kind, "
         "(SELECT b.gw FROM buttons b WHERE b.id = registrations.button) AS shown_by "
-        "FROM registrations GROUP BY button "
-        "HAVING COUNT(DISTINCT kind) > 1"
+        "FROM registrations WHERE button IN ("
+        # Found from the index on (button, kind) alone; only those buttons are read further.
+        " SELECT button FROM registrations GROUP BY button HAVING MIN(kind) != MAX(kind)) "
+        "GROUP BY button"
     ).fetchall()
     for row in rows:
         audience = Kind.SAPA if row["sapa"] else row["kind"]
@@ -571,6 +630,7 @@ class Supervisor(PeriodicCheck):
         self.last_check = 0.0
         self._unreadable: dict[str, str] = {}  # gateway -> the error last logged for it
         self._unreadable_now: dict[str, str] = {}
+        self._healths = HealthMemo()
 
     def _health_unreadable(self, gw: str, exc: Exception) -> None:
         """Counted every round it fails; logged with its traceback once per gateway and error."""
@@ -582,7 +642,7 @@ class Supervisor(PeriodicCheck):
 
     def check(self, conn: sqlite3.Connection, now: float | None = None) -> list[dict[str, Any]]:
         now = time.time() if now is None else now
-        gateways, buttons = load_facts(conn)
+        gateways, buttons = load_facts(conn, self._healths)
         self._unreadable_now = {}
         troubles = evaluate(now, gateways, buttons, self.settings, self._health_unreadable)
         self._unreadable = self._unreadable_now
