@@ -21,7 +21,7 @@ from dashboard.alarms import escalation, stats
 from dashboard.alarms import store as alarm_store
 from dashboard.db import connect, init_schema
 from dashboard.devices import registry
-from dashboard.devices.supervision import SupervisionSettings, Supervisor, conflict_troubles
+from dashboard.devices.supervision import SupervisionSettings, Supervisor, anomaly_troubles, conflict_troubles
 from dashboard.ingest.hub import Hub
 from sim.servers import DashboardServer
 
@@ -188,3 +188,10 @@ def test_the_audit_page_shows_a_page_of_rows_and_a_next_page_link_that_works(das
     rest = re.findall(r"user:p(\d{3})", second)
     assert rest == [f"{n:03d}" for n in reversed(range(150 - audit.PAGE_SIZE))]
     assert 'id="audit-next"' not in second
+
+
+def test_anomalous_events_are_found_from_their_partial_index_not_among_every_event(
+    seeded: sqlite3.Connection,
+) -> None:
+    found = plans(seeded, lambda: anomaly_troubles(seeded, NOW, 86400.0))
+    assert found and "events_anomaly" in found[0] and not full_scans(found[0], "events"), found
