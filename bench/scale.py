@@ -41,6 +41,7 @@ import asyncio
 import json
 import logging
 import multiprocessing
+import os
 import random
 import sqlite3
 import statistics
@@ -342,6 +343,7 @@ def measure_point(point: Point) -> dict[str, Any]:
                 rig.dashboard.stop()
                 rig.broker.stop()
     result["point_s"] = round(time.perf_counter() - started, 1)
+    result["load_average_1m"] = round(os.getloadavg()[0], 2)  # others' work on the machine shows here
     return result
 
 
