@@ -42,7 +42,6 @@ import json
 import logging
 import multiprocessing
 import os
-import random
 import sqlite3
 import statistics
 import subprocess
@@ -60,21 +59,16 @@ from common import DashboardProcess, connected_client, disconnect, machine, perc
 from footprint import memory_kib
 from ingest import raw_rate, wait_connected
 from latency import mqtt_hop
+from seed import seed
 from streams import OPERATOR, HealthPoller, PressTimes, inventory, open_boards, press_and_acknowledge
 
 from dashboard.db import connect, init_schema
 from dashboard.defaults import LOCAL_TIME
 from dashboard.devices.supervision import SupervisionSettings, Supervisor
 from dashboard.ingest.hub import Hub
-from firmware_bridge.timeutil import format_epoch
 from sim.load import LoadSettings, raise_fd_limit, run_load
 from sim.mosquitto import Mosquitto
 from sim.webclient import DashboardClient
-
-try:  # bench/seed.py: another engineer's; the fallback below keeps this benchmark running without it
-    from seed import seed as seed_store
-except ImportError:  # pragma: no cover - only while bench/seed.py does not exist
-    seed_store = None
 
 ADMIN = ("admin", "bench-admin-password", "admin")
 PROBE_GW = "gw-probe"
@@ -138,46 +132,13 @@ def all_points(quick: bool) -> list[Point]:
 # --- the stored history ---------------------------------------------------------------------------------------
 
 
-def seed_fallback(conn: sqlite3.Connection, *, gateways: int, buttons_per_gateway: int, events: int, seed: int) -> None:
-    """Only if bench/seed.py is missing: ``events`` resolved presses (three per alarm) over the last year."""
-    rng = random.Random(seed)
-    now = time.time()
-    gws = [f"old-gw-{g:04d}" for g in range(gateways)]
-    buttons = [(gw, f"{gw}-b{b:02d}") for gw in gws for b in range(buttons_per_gateway)]
-    alarms, rows = [], []
-    for number in range(1, events // 3 + 1):
-        gw, button = rng.choice(buttons)
-        opened = now - rng.random() * 365 * 86400
-        ids = [f"old-{number}-{n}" for n in range(3)]
-        alarm_id = 16 * number + 1
-        alarms.append((alarm_id, number, button, gw, ids[0], ids[-1], format_epoch(opened), opened))
-        rows += [(event_id, gw, button, opened + n, alarm_id) for n, event_id in enumerate(ids)]
-    conn.execute("BEGIN")
-    conn.executemany(
-        "INSERT INTO alarms (id, number, button, gw, kind, state, first_event_id, last_event_id, first_press_ts,"
-        " opened_at, last_press_at, acknowledged_at, resolved_at, resolution)"
-        " VALUES (?, ?, ?, ?, 'fire', 'resolved', ?, ?, ?, ?, ?8, ?8 + 60, ?8 + 600, 'real')",
-        alarms,
-    )
-    conn.executemany(
-        "INSERT INTO events (id, gw, button, kind, type, ts, src, received_at, alarm_id, payload)"
-        " VALUES (?, ?, ?, 'fire', 'press', '2026-01-01T00:00:00Z', 'gpio', ?, ?, '{}')",
-        rows,
-    )
-    conn.execute("COMMIT")
-
-
 def seed_history(database: Path, events: int) -> dict[str, Any]:
     """A year of history from ten other gateways in the dashboard's store, before it starts."""
     conn = connect(database)
     try:
         init_schema(conn)
-        started = time.perf_counter()
-        if seed_store is not None:
-            summary = seed_store(conn, gateways=10, buttons_per_gateway=20, events=events, seed=1)
-            return {"by": "bench/seed.py", **summary.as_dict()}
-        seed_fallback(conn, gateways=10, buttons_per_gateway=20, events=events, seed=1)
-        return {"by": "bench/scale.py seed_fallback", "events": events, "seconds": time.perf_counter() - started}
+        summary = seed(conn, gateways=10, buttons_per_gateway=20, events=events, seed=1)
+        return summary.as_dict()
     finally:
         conn.close()
 
