@@ -620,17 +620,23 @@ def test_the_wall_display_is_large_and_keeps_the_live_state(
     screenshot(page, "board-wall.png")
 
 
-def test_what_an_operator_is_typing_on_a_card_survives_a_live_update(
-    dashboard: DashboardServer, gateway: Gateway, pin_factory: MockFactory, page: Page
-) -> None:
-    """Another press redraws the board; the chosen resolution, the note and the cursor stay."""
+def acknowledged_and_called_false(page: Page, dashboard: DashboardServer, pin_factory: MockFactory) -> Locator:
+    """The fire operator's board with one pressed alarm, acknowledged, "false alarm" chosen (not yet resolved)."""
     sign_in(page, dashboard, OPERATOR)
     press(pin_factory, 17)
     card = cards(page)
     card.locator("button.ack").click()
     expect(card).to_have_attribute("data-state", "acknowledged")
+    card.locator("select[name=resolution]").select_option("false_alarm")
+    return card
+
+
+def test_what_an_operator_is_typing_on_a_card_survives_a_live_update(
+    dashboard: DashboardServer, gateway: Gateway, pin_factory: MockFactory, page: Page
+) -> None:
+    """Another press redraws the board; the chosen resolution, the note and the cursor stay."""
+    card = acknowledged_and_called_false(page, dashboard, pin_factory)
     resolve = card.locator("form.resolve")
-    resolve.locator("select[name=resolution]").select_option("false_alarm")
     resolve.locator("input[name=note]").fill("anak-anak bermain")
     press(pin_factory, 17)  # a second press: the alarm's revision moves and the list is redrawn
     expect(card.locator(".presses")).to_contain_text("2")
@@ -642,12 +648,7 @@ def test_what_an_operator_is_typing_on_a_card_survives_a_live_update(
 def test_the_statistics_page_shows_response_times_from_stored_alarms(
     dashboard: DashboardServer, gateway: Gateway, pin_factory: MockFactory, page: Page
 ) -> None:
-    sign_in(page, dashboard, OPERATOR)
-    press(pin_factory, 17)
-    card = cards(page)
-    card.locator("button.ack").click()
-    expect(card).to_have_attribute("data-state", "acknowledged")
-    card.locator("select[name=resolution]").select_option("false_alarm")
+    card = acknowledged_and_called_false(page, dashboard, pin_factory)
     card.locator("button.resolve").click()
     expect(cards(page)).to_have_count(0)
     page.get_by_role("link", name="Statistik respons").click()
