@@ -1,7 +1,7 @@
 """The live board in a real browser: Debian's Chromium driven by Playwright.
 
 Everything behind the page is real too: a Mosquitto broker, the dashboard
-(Flask behind waitress, MQTT ingest), and a gateway whose wall buttons are
+(Flask behind uvicorn, MQTT ingest), and a gateway whose wall buttons are
 gpiozero mock pins. A test presses a button and watches the open board.
 
 What Chromium's autoplay policy does to the board's sound (observed with

@@ -1,7 +1,7 @@
 """The alarm path end to end, and delivery across broker and gateway restarts.
 
 Real Mosquitto (project config), real gateway on gpiozero mock pins, real
-dashboard behind waitress, the board's live stream read over HTTP.
+dashboard behind uvicorn, the board's live stream read over HTTP.
 """
 
 from __future__ import annotations

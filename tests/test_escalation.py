@@ -1,7 +1,7 @@
 """Escalation: an alarm nobody acknowledges gets louder on the board and reaches its webhooks.
 
 Real parts throughout: Mosquitto, a gateway on mock pins, the dashboard under
-waitress, and a real HTTP receiver (``sim.webhook``) that checks signatures and
+uvicorn, and a real HTTP receiver (``sim.webhook``) that checks signatures and
 answers what each test tells it to, so retries, refusals and a receiver that
 is down are the genuine article.
 """

@@ -1,6 +1,6 @@
 """MQTT fuzzing of the dashboard's ingest (issue 9): bad input survived, and a real press still gets through.
 
-A real Mosquitto (the project's configuration) and a real dashboard (waitress,
+A real Mosquitto (the project's configuration) and a real dashboard (uvicorn,
 ingest, supervision) per test; Hypothesis publishes many examples against
 them, each a batch of up to 12 messages on every channel the dashboard
 subscribes to (``tests/fuzz_helpers.py`` says what is generated), with QoS
@@ -138,8 +138,8 @@ class Rig:
         self.ingest = dashboard.ingest
         self.supervisor = dashboard.app.extensions["siaga"].supervisor
         self.conn = connect(dashboard.config["DATABASE"])
-        # A stream the checks close holds its server thread until the next keepalive (15 s by default):
-        # opened per example, they would take every waitress thread.
+        # A stream the checks close stays subscribed until its next keepalive (15 s by default):
+        # opened per example, they would pile up against the account's stream limit.
         dashboard.app.config["SIAGA_STREAM_KEEPALIVE_S"] = 0.05
         self.use_probe(probe)
         dashboard.create_user(*TECHNICIAN, "technician")

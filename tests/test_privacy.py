@@ -5,7 +5,7 @@ SAPA alarms concern women and children at risk (UU PDP 27/2022): only the
 This test cannot go stale because nothing in it lists routes by hand.
 
 **The experiment.** The same scenario runs twice, each time on fresh real
-parts (Mosquitto, the dashboard under waitress with its ingest, supervisor
+parts (Mosquitto, the dashboard under uvicorn with its ingest, supervisor
 and escalator, a gateway on gpiozero mock pins with a virtual LoRa module on
 a pty, a virtual LoRa node running the reference firmware, two webhook
 receivers): once *with* SAPA activity and once *without*. Both runs have the
