@@ -18,6 +18,10 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 
 from firmware_bridge.broker import BrokerSettings, make_client
+from firmware_bridge.ids import make_ulid
+from firmware_bridge.payloads import Event, EventType, Kind, Source
+from firmware_bridge.timeutil import format_epoch
+from firmware_bridge.topics import Topics
 from sim.gatewayconf import site, toml_text, write_gateway_config
 from sim.mosquitto import free_port, wait_for_port
 from sim.processes import stop_process
@@ -45,6 +49,21 @@ def gateway_config_file(workdir: Path, gw_id: str, mqtt_port: int, buttons: list
     return write_gateway_config(
         workdir / f"{gw_id}.toml", gw_id, data_dir=workdir / "gw", mqtt={"port": mqtt_port}, buttons=buttons
     )
+
+
+def press_event(gw: str, button: str, *, millis: int | None = None) -> tuple[str, bytes]:
+    """A fire press of ``button`` on ``gw`` as its event topic and payload (``millis``: its id's time)."""
+    now = time.time()
+    event = Event(
+        id=make_ulid(int(now * 1000) if millis is None else millis, os.urandom(10)),
+        gw=gw,
+        button=button,
+        kind=Kind.FIRE,
+        type=EventType.PRESS,
+        ts=format_epoch(now),
+        src=Source.GPIO,
+    )
+    return Topics().event(gw), event.encode()
 
 
 def connected_client(port: int, name: str, *, max_inflight: int = 100) -> mqtt.Client:
@@ -119,14 +138,18 @@ class DashboardProcess:
         self.config.write_text(toml_text(document))
         self.command = [sys.executable, "-m", "dashboard", "--config", str(self.config), "--log-level", "WARNING"]
         if user is not None:
-            name, password, role = user
-            subprocess.run(
-                [*self.command, "create-user", name, "--role", role, "--password-stdin"],
-                input=(password + "\n").encode(),
-                check=True,
-                capture_output=True,
-            )
+            self.create_user(*user)
         self.process: subprocess.Popen[bytes] | None = None
+
+    def create_user(self, name: str, password: str, role: str) -> None:
+        """An account, made with ``siaga-dashboard create-user`` before the dashboard starts."""
+        subprocess.run(
+            [*self.command, "create-user", name, "--role", role, "--password-stdin"],
+            input=(password + "\n").encode(),
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
 
     @property
     def url(self) -> str:

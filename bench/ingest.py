@@ -14,16 +14,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import threading
 import time
 import urllib.request
 
-from common import DashboardProcess, connected_client, disconnect, machine, scratch_folder, subscriber
+from common import DashboardProcess, connected_client, disconnect, machine, press_event, scratch_folder, subscriber
 
-from firmware_bridge.ids import make_ulid
-from firmware_bridge.payloads import ButtonInfo, Event, EventType, Inventory, Kind, Site, Source
+from firmware_bridge.payloads import ButtonInfo, Inventory, Kind, Site, Source
 from firmware_bridge.timeutil import format_epoch
 from firmware_bridge.topics import Topics
 from sim.mosquitto import Mosquitto
@@ -55,22 +53,10 @@ def raw_rate(port: int, count: int) -> float:
 
 
 def events(count: int) -> list[tuple[str, bytes]]:
-    topics = Topics()
-    now = time.time()
-    out = []
-    for n in range(count):
-        gw = f"gw-bench-{n % GATEWAYS}"
-        event = Event(
-            id=make_ulid(int(now * 1000) + n, os.urandom(10)),
-            gw=gw,
-            button=f"bench-{n % BUTTONS}",
-            kind=Kind.FIRE,
-            type=EventType.PRESS,
-            ts=format_epoch(now),
-            src=Source.GPIO,
-        )
-        out.append((topics.event(gw), event.encode()))
-    return out
+    start = int(time.time() * 1000)
+    return [
+        press_event(f"gw-bench-{n % GATEWAYS}", f"bench-{n % BUTTONS}", millis=start + n) for n in range(count)
+    ]
 
 
 def inventories() -> list[tuple[str, bytes]]:

@@ -44,7 +44,6 @@ import multiprocessing
 import os
 import sqlite3
 import statistics
-import subprocess
 import sys
 import time
 import traceback
@@ -260,14 +259,7 @@ def start_rig(workdir: Path, point: Point) -> Rig:
         "dashboard": {"max_streams": point.streams + 100, "threads": 32},
     }
     dashboard = DashboardProcess(workdir, broker.port, user=OPERATOR, sections=sections)
-    name, password, role = ADMIN
-    subprocess.run(
-        [*dashboard.command, "create-user", name, "--role", role, "--password-stdin"],
-        input=(password + "\n").encode(),
-        check=True,
-        capture_output=True,
-        timeout=60,
-    )
+    dashboard.create_user(*ADMIN)
     seeded = seed_history(dashboard.database, point.events)
     return Rig(broker, dashboard, DashboardClient(dashboard.url, timeout=HTTP_TIMEOUT_S),
                DashboardClient(dashboard.url, timeout=HTTP_TIMEOUT_S), None, seeded)  # fmt: skip

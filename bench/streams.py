@@ -22,20 +22,19 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import sys
 import threading
 import time
 import urllib.request
 from dataclasses import dataclass, field
 
+import common
 from common import DashboardProcess, connected_client, disconnect, machine, percentiles, scratch_folder
 from footprint import memory_kib
 from ingest import wait_connected
 from latency import mqtt_hop
 
-from firmware_bridge.ids import make_ulid
-from firmware_bridge.payloads import ButtonInfo, Event, EventType, Inventory, Kind, Site, Source
+from firmware_bridge.payloads import ButtonInfo, Inventory, Kind, Site, Source
 from firmware_bridge.timeutil import format_epoch
 from firmware_bridge.topics import Topics
 from sim.mosquitto import Mosquitto
@@ -103,17 +102,7 @@ def inventory(presses: int, gw: str = GW) -> tuple[str, bytes]:
 
 def press_event(n: int, gw: str = GW) -> tuple[str, bytes]:
     """A press of button ``bench-{n}`` of gateway ``gw``, as its event topic and payload."""
-    now = time.time()
-    event = Event(
-        id=make_ulid(int(now * 1000), os.urandom(10)),
-        gw=gw,
-        button=f"bench-{n}",
-        kind=Kind.FIRE,
-        type=EventType.PRESS,
-        ts=format_epoch(now),
-        src=Source.GPIO,
-    )
-    return Topics().event(gw), event.encode()
+    return common.press_event(gw, f"bench-{n}")
 
 
 def poll_health(url: str, stop: threading.Event, samples: list[float]) -> None:
