@@ -170,17 +170,11 @@ def seed(
     finally:
         conn.execute("PRAGMA synchronous=FULL")
     conn.execute("ANALYZE")
+    seconds = round(time.perf_counter() - started, 2)
     return SeedSummary(
-        gateways=gateways,
-        buttons=len(buttons),
-        events=events,
-        alarms=alarms,
-        open_alarms=opened,
-        alarm_actions=actions,
-        audit_rows=audited,
-        troubles=troubles,
-        seconds=round(time.perf_counter() - started, 2),
-    )
+        gateways=gateways, buttons=len(buttons), events=events, alarms=alarms, open_alarms=opened,
+        alarm_actions=actions, audit_rows=audited, troubles=troubles, seconds=seconds,
+    )  # fmt: skip
 
 
 def _seed_devices(conn: sqlite3.Connection, buttons: list[_Button], gateways: int, now: float) -> None:

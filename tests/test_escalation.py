@@ -98,90 +98,91 @@ def test_steps_fall_due_in_order_and_once() -> None:
 # -- end to end ----------------------------------------------------------------------------------
 
 
+@pytest.fixture
+def both_desks(
+    tmp_path: Path, broker_settings: BrokerSettings, fire_post: WebhookReceiver, sapa_receiver: WebhookReceiver
+) -> Iterator[DashboardServer]:
+    """A dashboard escalating fire alarms to the fire post's receiver and SAPA alarms to the SAPA desk's."""
+    escalation = settings(hook("pos-damkar", fire_post.url), hook("meja-sapa", sapa_receiver.url, "sapa"))
+    dashboard = start_dashboard(tmp_path, broker_settings, escalation)
+    yield dashboard
+    dashboard.stop()
+
+
 def test_an_unacknowledged_fire_alarm_escalates_to_its_webhook_and_acknowledging_stops_it(
-    tmp_path: Path,
-    broker_settings: BrokerSettings,
+    both_desks: DashboardServer,
     gateway: Gateway,
     pin_factory: MockFactory,
     fire_post: WebhookReceiver,
     sapa_receiver: WebhookReceiver,
 ) -> None:
-    escalation = settings(hook("pos-damkar", fire_post.url), hook("meja-sapa", sapa_receiver.url, "sapa"))
-    dashboard = start_dashboard(tmp_path, broker_settings, escalation)
+    dashboard = both_desks
+    operator = signed_in(dashboard, OPERATOR)
+    with operator.stream() as board:
+        press(pin_factory, 17)
+
+        def escalated(event: SSEEvent) -> bool:
+            return event.event == "alarm" and event.json()["escalation"] == 1
+
+        alarm = board.wait_for(escalated, WAIT_S).json()  # the board hears of it without a reload
+    assert alarm["state"] == "unacknowledged" and alarm["kind"] == "fire"
+    assert alarm["notified"] == 1  # the fire post's receiver; the SAPA desk's is not told
+
+    first, second = fire_post.wait(2)  # refused once with a 500, then retried
+    assert first.status == 500 and second.status == 200
+    assert first.delivery == second.delivery  # the same delivery id: a receiver can drop a copy
+    assert first.signed is True and second.signed is True
+    body = second.body
+    assert body["event"] == "alarm.escalated" and body["step"] == 1
+    assert body["alarm"]["id"] == alarm["id"] and body["alarm"]["site"]["name"] == "Pasar Andoolo"
+    assert body["board_url"] == "https://siaga.example/board"
+    assert "belum ditanggapi" in body["text"]["id"] and "not acknowledged" in body["text"]["en"]
+
+    detail = operator.get_json(f"/api/alarms/{alarm['id']}")
+    steps = [action for action in detail["actions"] if action["action"] == "escalated"]
+    assert len(steps) == 1 and "step 1" in steps[0]["note"] and "pos-damkar" in steps[0]["note"]
+    assert "meja-sapa" not in steps[0]["note"]  # a fire alarm is not the SAPA desk's
+    assert [notice["webhook"] for notice in detail["notifications"]] == ["pos-damkar"]
+    notice = wait_notice(operator, alarm["id"], lambda n: n["status"] == "sent")  # once the 200 is read
+    assert notice["attempts"] == 2
+
+    operator.post_json(f"/api/alarms/{alarm['id']}/acknowledge", {"note": "unit berangkat"})
+    follow = fire_post.wait(2, delivered=True)[-1]
+    assert follow.body["event"] == "alarm.acknowledged" and follow.body["alarm"]["acknowledged_by"] == OPERATOR[0]
+
+    # Acknowledged: however long it now stays open, no further step is taken.
+    escalator = dashboard.app.extensions[EXTENSION].escalator
+    conn = connect(dashboard.config["DATABASE"])
     try:
-        operator = signed_in(dashboard, OPERATOR)
-        with operator.stream() as board:
-            press(pin_factory, 17)
-
-            def escalated(event: SSEEvent) -> bool:
-                return event.event == "alarm" and event.json()["escalation"] == 1
-
-            alarm = board.wait_for(escalated, WAIT_S).json()  # the board hears of it without a reload
-        assert alarm["state"] == "unacknowledged" and alarm["kind"] == "fire"
-        assert alarm["notified"] == 1  # the fire post's receiver; the SAPA desk's is not told
-
-        first, second = fire_post.wait(2)  # refused once with a 500, then retried
-        assert first.status == 500 and second.status == 200
-        assert first.delivery == second.delivery  # the same delivery id: a receiver can drop a copy
-        assert first.signed is True and second.signed is True
-        body = second.body
-        assert body["event"] == "alarm.escalated" and body["step"] == 1
-        assert body["alarm"]["id"] == alarm["id"] and body["alarm"]["site"]["name"] == "Pasar Andoolo"
-        assert body["board_url"] == "https://siaga.example/board"
-        assert "belum ditanggapi" in body["text"]["id"] and "not acknowledged" in body["text"]["en"]
-
-        detail = operator.get_json(f"/api/alarms/{alarm['id']}")
-        steps = [action for action in detail["actions"] if action["action"] == "escalated"]
-        assert len(steps) == 1 and "step 1" in steps[0]["note"] and "pos-damkar" in steps[0]["note"]
-        assert "meja-sapa" not in steps[0]["note"]  # a fire alarm is not the SAPA desk's
-        assert [notice["webhook"] for notice in detail["notifications"]] == ["pos-damkar"]
-        notice = wait_notice(operator, alarm["id"], lambda n: n["status"] == "sent")  # once the 200 is read
-        assert notice["attempts"] == 2
-
-        operator.post_json(f"/api/alarms/{alarm['id']}/acknowledge", {"note": "unit berangkat"})
-        follow = fire_post.wait(2, delivered=True)[-1]
-        assert follow.body["event"] == "alarm.acknowledged" and follow.body["alarm"]["acknowledged_by"] == OPERATOR[0]
-
-        # Acknowledged: however long it now stays open, no further step is taken.
-        escalator = dashboard.app.extensions[EXTENSION].escalator
-        conn = connect(dashboard.config["DATABASE"])
-        try:
-            assert escalator.check(conn, now=10**10) == []
-            row = conn.execute("SELECT escalation FROM alarms WHERE id = ?", (alarm["id"],)).fetchone()
-            assert row["escalation"] == 1
-            assert conn.execute("SELECT COUNT(*) FROM notifications").fetchone()[0] == 2
-        finally:
-            conn.close()
-        assert sapa_receiver.received == []
+        assert escalator.check(conn, now=10**10) == []
+        row = conn.execute("SELECT escalation FROM alarms WHERE id = ?", (alarm["id"],)).fetchone()
+        assert row["escalation"] == 1
+        assert conn.execute("SELECT COUNT(*) FROM notifications").fetchone()[0] == 2
     finally:
-        dashboard.stop()
+        conn.close()
+    assert sapa_receiver.received == []
 
 
 def test_a_sapa_alarm_escalates_only_to_the_sapa_desks_webhook(
-    tmp_path: Path,
-    broker_settings: BrokerSettings,
+    both_desks: DashboardServer,
     gateway: Gateway,
     pin_factory: MockFactory,
     fire_post: WebhookReceiver,
     sapa_receiver: WebhookReceiver,
 ) -> None:
-    escalation = settings(hook("pos-damkar", fire_post.url), hook("meja-sapa", sapa_receiver.url, "sapa"))
-    dashboard = start_dashboard(tmp_path, broker_settings, escalation)
-    try:
-        press(pin_factory, 23)
-        [notice] = sapa_receiver.wait(1, delivered=True)
-        assert notice.body["alarm"]["kind"] == "sapa" and notice.body["event"] == "alarm.escalated"
-        desk = signed_in(dashboard, SAPA_DESK)
-        alarm = wait_alarm(desk, lambda a: a["escalation"] == 1)
-        operator = signed_in(dashboard, OPERATOR)
-        assert operator.get_json("/api/troubles")["troubles"] == []
-        assert all(a["kind"] == "fire" for a in operator.get_json("/api/alarms?state=all")["alarms"])
-        desk.post_json(f"/api/alarms/{alarm['id']}/resolve", {"resolution": "real", "rev": alarm["rev"]})
-        follow = sapa_receiver.wait(2, delivered=True)[-1]
-        assert follow.body["event"] == "alarm.resolved" and follow.body["alarm"]["resolution"] == "real"
-        assert fire_post.received == []
-    finally:
-        dashboard.stop()
+    dashboard = both_desks
+    press(pin_factory, 23)
+    [notice] = sapa_receiver.wait(1, delivered=True)
+    assert notice.body["alarm"]["kind"] == "sapa" and notice.body["event"] == "alarm.escalated"
+    desk = signed_in(dashboard, SAPA_DESK)
+    alarm = wait_alarm(desk, lambda a: a["escalation"] == 1)
+    operator = signed_in(dashboard, OPERATOR)
+    assert operator.get_json("/api/troubles")["troubles"] == []
+    assert all(a["kind"] == "fire" for a in operator.get_json("/api/alarms?state=all")["alarms"])
+    desk.post_json(f"/api/alarms/{alarm['id']}/resolve", {"resolution": "real", "rev": alarm["rev"]})
+    follow = sapa_receiver.wait(2, delivered=True)[-1]
+    assert follow.body["event"] == "alarm.resolved" and follow.body["alarm"]["resolution"] == "real"
+    assert fire_post.received == []
 
 
 def test_queued_notifications_survive_a_dashboard_restart_while_the_receiver_is_down(

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import pytest
@@ -100,38 +100,40 @@ def test_a_stream_ends_when_its_dashboard_stops_and_the_board_can_reconnect(
         stream.close()
 
 
-def limited_dashboard(tmp_path: Path, broker: BrokerSettings, **limits: int) -> DashboardServer:
+@contextmanager
+def limited(
+    tmp_path: Path, broker: BrokerSettings, **limits: int
+) -> Iterator[tuple[DashboardServer, DashboardClient, ExitStack]]:
+    """A dashboard with ``limits``, its fire operator signed in, and a stack that closes the streams opened."""
     server = DashboardServer(dashboard_config(tmp_path / "dashboard", broker, **limits)).start()
-    server.create_user(*OPERATOR, "fire_operator")
-    return server
+    try:
+        server.create_user(*OPERATOR, "fire_operator")
+        with ExitStack() as streams:
+            yield server, signed_in(server, OPERATOR), streams
+    finally:
+        server.stop()
 
 
 def test_a_screen_over_its_accounts_limit_replaces_the_oldest_which_says_so_and_stays_closed(
     tmp_path: Path, broker_settings: BrokerSettings
 ) -> None:
-    server = limited_dashboard(tmp_path, broker_settings, SIAGA_STREAMS_PER_ACCOUNT=2)
-    operator = signed_in(server, OPERATOR)
-    with ExitStack() as stack:
-        oldest, second, newest = (stack.enter_context(operator.stream()) for _ in range(3))
+    with limited(tmp_path, broker_settings, SIAGA_STREAMS_PER_ACCOUNT=2) as (server, operator, streams):
+        oldest, second, newest = (streams.enter_context(operator.stream()) for _ in range(3))
         replaced = oldest.wait_for(lambda e: e.event == "replaced", ANSWER_S)
         assert replaced.json() == {"streams_per_account": 2}  # the board can say why, and how many
         assert oldest.next(ANSWER_S) is None  # then the stream ends
         for stream in (second, newest):
             assert stream.wait_for(lambda e: e.event == "snapshot", ANSWER_S).json()["alarms"] == []
         assert server.app.extensions["siaga"].hub.subscribers == 2
-    server.stop()
 
 
 def test_a_dashboard_serving_its_most_streams_answers_503_at_once(
     tmp_path: Path, broker_settings: BrokerSettings
 ) -> None:
-    server = limited_dashboard(tmp_path, broker_settings, SIAGA_MAX_STREAMS=2)
-    operator = signed_in(server, OPERATOR)
-    with ExitStack() as stack:
+    with limited(tmp_path, broker_settings, SIAGA_MAX_STREAMS=2) as (_, operator, streams):
         for _ in range(2):
-            stack.enter_context(operator.stream()).wait_for(lambda e: e.event == "snapshot", ANSWER_S)
+            streams.enter_context(operator.stream()).wait_for(lambda e: e.event == "snapshot", ANSWER_S)
         with pytest.raises(ConnectionError, match="503") as refused:
             operator.stream()
         assert "too_many_streams" in str(refused.value)
         assert operator.get_json("/healthz")["ok"] is True
-    server.stop()
