@@ -56,15 +56,7 @@ def init_app(app: Flask) -> None:
         )
     supervisor = Supervisor(app.config["DATABASE"], hub, supervision, counters=counters)
     escalator = Escalator(app.config["DATABASE"], changes, escalation)
-    app.extensions[EXTENSION] = Live(
-        hub=hub,
-        ingest=ingest,
-        changes=changes,
-        supervisor=supervisor,
-        escalator=escalator,
-        notifier=notifier,
-        counters=counters,
-    )
+    app.extensions[EXTENSION] = Live(hub, ingest, changes, supervisor, escalator, notifier, counters)
 
 
 def live() -> Live:

@@ -99,43 +99,25 @@ def _bump(conn: sqlite3.Connection, alarm_id: int, **columns: object) -> None:
     conn.execute(f"UPDATE alarms SET {', '.join(assignments)} WHERE id = ?", (*params, alarm_id))  # noqa: S608
 
 
+#: An alarm's columns the API and the live stream show as stored ...
+_ALARM_FIELDS = (
+    "id", "number", "button", "label", "gw", "kind", "state", "rev", "press_count", "first_press_ts",
+    "acknowledged_by", "dispatched_by", "dispatch_unit", "resolved_by", "resolution", "note", "last_event_id",
+    "escalation", "notified", "transport", "anomaly",
+)  # fmt: skip
+#: ... and those that are times (epoch seconds in the store, wire timestamps in the view).
+_ALARM_TIMES = ("opened_at", "last_press_at", "acknowledged_at", "dispatched_at", "resolved_at", "escalated_at")
+
+
 def alarm_view(row: sqlite3.Row) -> dict[str, Any]:
-    """An alarm as the API and the live stream show it."""
-    site = None
-    if row["site_name"] is not None:
-        site = {"name": row["site_name"], "lat": row["lat"], "lon": row["lon"]}
-    return {
-        "id": row["id"],
-        "number": row["number"],
-        "button": row["button"],
-        "label": row["label"],
-        "gw": row["gw"],
-        "kind": row["kind"],
-        "state": row["state"],
-        "open": row["state"] != AlarmState.RESOLVED,
-        "rev": row["rev"],
-        "press_count": row["press_count"],
-        "first_press_ts": row["first_press_ts"],
-        "opened_at": _iso(row["opened_at"]),
-        "last_press_at": _iso(row["last_press_at"]),
-        "acknowledged_at": _iso(row["acknowledged_at"]),
-        "acknowledged_by": row["acknowledged_by"],
-        "dispatched_at": _iso(row["dispatched_at"]),
-        "dispatched_by": row["dispatched_by"],
-        "dispatch_unit": row["dispatch_unit"],
-        "resolved_at": _iso(row["resolved_at"]),
-        "resolved_by": row["resolved_by"],
-        "resolution": row["resolution"],
-        "note": row["note"],
-        "last_event_id": row["last_event_id"],
-        "test": bool(row["test"]),
-        "escalation": row["escalation"],
-        "escalated_at": _iso(row["escalated_at"]),
-        "notified": row["notified"],  # webhook receivers told of its escalation
-        "site": site,
-        "transport": row["transport"],
-        "anomaly": row["anomaly"],
-    }
+    """An alarm as the API and the live stream show it (``notified``: webhook receivers told of its escalation)."""
+    view = {name: row[name] for name in _ALARM_FIELDS}
+    view.update((name, _iso(row[name])) for name in _ALARM_TIMES)
+    view["open"] = row["state"] != AlarmState.RESOLVED
+    view["test"] = bool(row["test"])
+    has_site = row["site_name"] is not None
+    view["site"] = {"name": row["site_name"], "lat": row["lat"], "lon": row["lon"]} if has_site else None
+    return view
 
 
 # -- ingest -------------------------------------------------------------------
@@ -196,6 +178,11 @@ def store_events(conn: sqlite3.Connection, events: Sequence[tuple[Event, float]]
     return outcome
 
 
+def _join_press(conn: sqlite3.Connection, alarm_id: int, event: Event, received_at: float, **columns: Any) -> None:
+    """One more press joins an open alarm: its count, its latest event and time, and ``columns``."""
+    _bump(conn, alarm_id, press_count=_ONE_MORE_PRESS, last_event_id=event.id, last_press_at=received_at, **columns)
+
+
 def _apply_press(
     conn: sqlite3.Connection, event: Event, received_at: float, routing: Routing, *, test: bool
 ) -> tuple[int, Action]:
@@ -204,15 +191,8 @@ def _apply_press(
     open_id = _open_alarm_of(conn, event.button, kind)
     if open_id is not None:
         # Each press is in the events table (alarm_id); only the alarm changes here.
-        _bump(
-            conn,
-            open_id,
-            press_count=_ONE_MORE_PRESS,
-            last_event_id=event.id,
-            last_press_at=received_at,
-            gw=event.gw,
-            anomaly=_Sql("COALESCE(anomaly, ?)", (anomaly,)),  # the first doubt stays
-        )
+        first_doubt_stays = _Sql("COALESCE(anomaly, ?)", (anomaly,))
+        _join_press(conn, open_id, event, received_at, gw=event.gw, anomaly=first_doubt_stays)
         return open_id, Action.PRESSED
     return _open_alarm(conn, event, received_at, kind, anomaly, test=test), Action.OPENED
 
@@ -279,14 +259,7 @@ def raise_degraded_alarm(conn: sqlite3.Connection, event: Event, received_at: fl
     )
     alarm_id = _open_alarm_of(conn, event.button, kind)
     if alarm_id is not None:
-        _bump(
-            conn,
-            alarm_id,
-            press_count=_ONE_MORE_PRESS,
-            last_event_id=event.id,
-            last_press_at=received_at,
-            anomaly=str(Anomaly.DEGRADED),
-        )
+        _join_press(conn, alarm_id, event, received_at, anomaly=str(Anomaly.DEGRADED))
     else:
         alarm_id = _open_alarm(conn, event, received_at, kind, str(Anomaly.DEGRADED), test=False)
     conn.execute("UPDATE events SET alarm_id = ? WHERE id = ? AND alarm_id IS NULL", (alarm_id, event.id))
@@ -537,40 +510,12 @@ def open_alarms_by_button(conn: sqlite3.Connection, kinds: Iterable[str]) -> dic
     return found
 
 
-_TIMES_SELECT = (
-    "SELECT a.kind, COALESCE(b.site_name, a.button) AS site, a.opened_at, a.acknowledged_at, a.resolved_at, "
-    "a.resolution FROM alarms a LEFT JOIN buttons b ON b.id = a.button"
-)
-
-
-def alarm_times(
-    conn: sqlite3.Connection, kinds: Iterable[str], since: float | None, until: float | None
-) -> list[sqlite3.Row]:
-    """The times of the alarms of ``kinds`` opened in [since, until), oldest first, for the statistics.
-
-    Columns: ``kind``, ``site`` (the button's site, else the button), ``opened_at``,
-    ``acknowledged_at``, ``resolved_at``, ``resolution``.
-    """
-    kinds = [str(kind) for kind in kinds]
-    if not kinds:
-        return []
-    marks = ",".join("?" * len(kinds))
-    query = _TIMES_SELECT + f" WHERE a.kind IN ({marks})"
-    params: list[Any] = list(kinds)
-    if since is not None:
-        query += " AND a.opened_at >= ?"
-        params.append(since)
-    if until is not None:
-        query += " AND a.opened_at < ?"
-        params.append(until)
-    return conn.execute(query + " ORDER BY a.opened_at", params).fetchall()
-
-
 def alarm_time_tuples(
     conn: sqlite3.Connection, kinds: Iterable[str], since: float | None, until: float | None
 ) -> list[tuple[Any, ...]]:
-    """As :func:`alarm_times`, with the button instead of its site, as plain tuples: ``(kind, button,
-    opened_at, acknowledged_at, resolved_at, resolution)``. Read through the index on (kind, opened_at)."""
+    """The response times of alarms of ``kinds`` opened in [``since``, ``until``), oldest first, as plain
+    tuples: ``(kind, button, opened_at, acknowledged_at, resolved_at, resolution)`` (the statistics'
+    input). Read through the index on (kind, opened_at)."""
     kinds = [str(kind) for kind in kinds]
     if not kinds:
         return []

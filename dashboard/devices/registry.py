@@ -106,17 +106,11 @@ _GATEWAY_COLUMNS = (
 
 def gateway_view(row: sqlite3.Row) -> dict[str, Any]:
     """A gateway as the board lists it; ``row`` has the columns of :data:`_GATEWAY_COLUMNS`."""
-    return {
-        "gw": row["gw"],
-        "state": row["state"],
-        "status_ts": row["status_ts"],
-        "reason": row["reason"],
-        "version": row["version"],
-        "started": row["started"],
-        "updated_at": _iso(row["updated_at"]),
-        "health_at": _iso(row["health_at"]),
-        "outbox_depth": field_count(row["outbox_depth"]),
-    }
+    view = {name: row[name] for name in ("gw", "state", "status_ts", "reason", "version", "started")}
+    view["updated_at"] = _iso(row["updated_at"])
+    view["health_at"] = _iso(row["health_at"])
+    view["outbox_depth"] = field_count(row["outbox_depth"])
+    return view
 
 
 def list_gateways(conn: sqlite3.Connection) -> list[dict[str, Any]]:
