@@ -43,7 +43,6 @@ class SiagaASGI:
         #: Re-checks that a stream's account is still signed in, apart from the request workers.
         self.checks = ThreadPoolExecutor(max_workers=4, thread_name_prefix="siaga-stream-check")
         self._bridge: LoopBridge | None = None
-        self.open_streams = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"] == STREAM_PATH and scope["method"] == "GET":
@@ -72,11 +71,7 @@ class SiagaASGI:
             return
         headers = [(name, value) for name, value in headers if name != b"content-length"]
         await send({"type": "http.response.start", "status": status, "headers": headers})
-        self.open_streams += 1
-        try:
-            await self._write_stream(offer.stream, receive, send)
-        finally:
-            self.open_streams -= 1
+        await self._write_stream(offer.stream, receive, send)
 
     def _run_view(self, environ: dict[str, Any]) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
         """The whole WSGI application, in a worker thread: status, headers and the (short) body."""

@@ -9,7 +9,6 @@ from flask import Flask, current_app
 
 from firmware_bridge.counters import Counters
 
-from . import defaults
 from .alarms.changes import AlarmChanges
 from .alarms.escalation import EscalationSettings, Escalator
 from .alarms.notify import Notifier
@@ -36,7 +35,7 @@ class Live:
 
 
 def init_app(app: Flask) -> None:
-    hub = Hub(streams_per_owner=app.config.get("SIAGA_STREAMS_PER_ACCOUNT", defaults.STREAMS_PER_ACCOUNT))
+    hub = Hub(streams_per_owner=app.config["SIAGA_STREAMS_PER_ACCOUNT"])
     counters = Counters()
     broker = app.config.get("SIAGA_BROKER")
     supervision = app.config.get("SIAGA_SUPERVISION") or SupervisionSettings()

@@ -12,7 +12,6 @@ from flask import Blueprint, Response, abort, current_app, g, jsonify, request, 
 from firmware_bridge.payloads import Kind
 from firmware_bridge.timeutil import format_epoch
 
-from .. import defaults
 from ..accounts import audit
 from ..accounts.auth import Role, login_required, session_user, visible_kinds
 from ..accounts.visibility import trouble_audience
@@ -180,7 +179,7 @@ _HEADERS = {"Cache-Control": "no-cache, no-store", "X-Accel-Buffering": "no"}
 @login_required(*_BOARD_ROLES)
 def stream() -> Response:
     kinds = visible_kinds()
-    if live().hub.subscribers >= current_app.config.get("SIAGA_MAX_STREAMS", defaults.MAX_STREAMS):
+    if live().hub.subscribers >= current_app.config["SIAGA_MAX_STREAMS"]:
         # A clear answer, not a hang: the board's browser tries again on its own.
         message = "this dashboard serves as many live boards as it may; try again shortly"
         return jsonify(error="too_many_streams", message=message), 503, {"Retry-After": "30"}

@@ -323,7 +323,7 @@ def load_facts(conn: sqlite3.Connection, memo: HealthMemo | None = None) -> tupl
     gateways = []
     for row in rows:
         gw, health_at = row["gw"], row["health_at"]
-        health = memo.get(gw, health_at) if gw not in texts else memo.read(gw, health_at, texts[gw])
+        health = memo.get(gw) if gw not in texts else memo.read(gw, health_at, texts[gw])
         gateways.append(GatewayFacts(gw, row["state"], row["updated_at"], health, health_at))
     memo.keep({row["gw"] for row in rows})
     buttons = {
@@ -360,7 +360,8 @@ class HealthMemo:
         entry = self._read.get(gw)
         return entry is not None and entry[0] == health_at and health_at is not None
 
-    def get(self, gw: str, health_at: float | None) -> dict[str, Any] | Health | None:
+    def get(self, gw: str) -> dict[str, Any] | Health | None:
+        """What was read when :meth:`knows` said it knows this gateway's message."""
         return self._read[gw][1]
 
     def read(self, gw: str, health_at: float | None, text: str | None) -> dict[str, Any] | Health | None:

@@ -17,6 +17,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..defaults import STREAMS_PER_ACCOUNT
+
 
 @dataclass(frozen=True, slots=True)
 class LiveMessage:
@@ -37,20 +39,26 @@ class LiveMessage:
 _CLOSED = LiveMessage("closed", {})
 
 
-
-
 class Subscription:
+    """A stream read by its own thread (a plain WSGI server): ``get`` blocks."""
+
     def __init__(self, hub: Hub, kinds: Iterable[str], maxsize: int, owner: object = None) -> None:
         self._hub = hub
         self.owner = owner
         self.kinds = frozenset(kinds)
-        self._queue: queue.Queue[LiveMessage] = queue.Queue(maxsize)
         self.overflowed = False
         self.closed = False
+        self._make_queue(maxsize)
+
+    def _make_queue(self, maxsize: int) -> None:
+        self._queue: queue.Queue[LiveMessage] = queue.Queue(maxsize)
 
     def offer(self, message: LiveMessage) -> None:
-        if message.kind is not None and message.kind not in self.kinds:
-            return
+        """In the publisher's thread: a message this stream's kinds may see is queued."""
+        if message.kind is None or message.kind in self.kinds:
+            self._enqueue(message)
+
+    def _enqueue(self, message: LiveMessage) -> None:
         try:
             self._queue.put_nowait(message)
         except queue.Full:
@@ -74,12 +82,9 @@ class Subscription:
         self.closed = True
 
     def _shutdown(self, last_word: LiveMessage | None = None) -> None:
-        try:
-            if last_word is not None:
-                self._queue.put_nowait(last_word)
-            self._queue.put_nowait(_CLOSED)
-        except queue.Full:
-            self.overflowed = True
+        if last_word is not None:
+            self._enqueue(last_word)
+        self._enqueue(_CLOSED)
 
 
 class LoopBridge:
@@ -120,13 +125,13 @@ class AsyncSubscription(Subscription):
     """A stream served by an asyncio loop: the same filtering and limits, read with ``await``."""
 
     def __init__(self, hub: Hub, kinds: Iterable[str], maxsize: int, owner: object, bridge: LoopBridge) -> None:
-        super().__init__(hub, kinds, maxsize, owner)
         self._bridge = bridge
+        super().__init__(hub, kinds, maxsize, owner)
+
+    def _make_queue(self, maxsize: int) -> None:
         self._messages: asyncio.Queue[LiveMessage] = asyncio.Queue(maxsize)
 
-    def offer(self, message: LiveMessage) -> None:
-        if message.kind is not None and message.kind not in self.kinds:
-            return
+    def _enqueue(self, message: LiveMessage) -> None:
         self._bridge.push(self, message)
 
     def deliver(self, message: LiveMessage) -> None:
@@ -155,14 +160,9 @@ class AsyncSubscription(Subscription):
             raise EOFError
         return message
 
-    def _shutdown(self, last_word: LiveMessage | None = None) -> None:
-        if last_word is not None:
-            self._bridge.push(self, last_word)
-        self._bridge.push(self, _CLOSED)
-
 
 class Hub:
-    def __init__(self, *, queue_size: int = 2000, streams_per_owner: int = 8) -> None:
+    def __init__(self, *, queue_size: int = 2000, streams_per_owner: int = STREAMS_PER_ACCOUNT) -> None:
         self._lock = threading.Lock()
         #: insertion-ordered, oldest first (a dict used as an ordered set)
         self._subscriptions: dict[Subscription, None] = {}
