@@ -43,6 +43,10 @@ CREATE TABLE IF NOT EXISTS radio_nodes (
 """
 
 
+#: The synchronous setting a receipt's delete commits with, by the outbox's own (see ``remove_events``).
+_LAZY = {"FULL": "NORMAL", "EXTRA": "NORMAL"}
+
+
 class Verdict(StrEnum):
     """What became of a radio uplink."""
 
@@ -88,6 +92,7 @@ class Outbox:
             self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=10)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute(f"PRAGMA synchronous={synchronous}")
+            self._synchronous = synchronous.upper()
             self._db.executescript(_SCHEMA)
             check = self._db.execute("PRAGMA quick_check").fetchone()[0]
             if check != "ok":
@@ -227,15 +232,27 @@ class Outbox:
         ]
 
     def remove_events(self, event_ids: Iterable[str]) -> None:
-        """Forget events the dashboard has receipted."""
+        """Forget events the dashboard has receipted.
+
+        The delete is committed without waiting for the disk: a power cut
+        that loses it only brings the event back, to be sent again and
+        ignored by the dashboard as the duplicate it is. So a press never
+        waits behind a receipt's fsync for the outbox lock, and an SD card
+        takes one sync per event, not two. The next event's commit (FULL)
+        syncs the WAL with this delete in it, in order.
+        """
         batch = [(event_id,) for event_id in event_ids]
         if not batch:
             return
         with self._lock:
             try:
-                self._db.execute("BEGIN")
-                self._db.executemany("DELETE FROM outbox WHERE event_id = ?", batch)
-                self._db.execute("COMMIT")
+                self._db.execute(f"PRAGMA synchronous={_LAZY.get(self._synchronous, self._synchronous)}")
+                try:
+                    self._db.execute("BEGIN")
+                    self._db.executemany("DELETE FROM outbox WHERE event_id = ?", batch)
+                    self._db.execute("COMMIT")
+                finally:
+                    self._db.execute(f"PRAGMA synchronous={self._synchronous}")
             except sqlite3.Error as exc:
                 if self._db.in_transaction:
                     self._db.execute("ROLLBACK")

@@ -68,6 +68,18 @@ def test_removing_receipted_rows_keeps_the_rest(tmp_path: Path) -> None:
         assert outbox.depth() == 1
 
 
+def test_a_receipt_s_delete_leaves_events_committed_with_synchronous_full(tmp_path: Path) -> None:
+    # The delete alone may skip the fsync (a lost delete is only a resend); the next event may not.
+    path = tmp_path / "outbox.sqlite"
+    with Outbox(path) as outbox:
+        outbox.put("E0", "t", b"p")
+        outbox.remove_events(["E0"])
+        assert outbox.durability == ("wal", 2)
+        outbox.put("E1", "t", b"p")
+    with Outbox(path) as outbox:
+        assert [row.event_id for row in outbox.pending(0, 10)] == ["E1"]
+
+
 def test_storing_the_same_event_twice_keeps_one_row(tmp_path: Path) -> None:
     with Outbox(tmp_path / "outbox.sqlite") as outbox:
         first = outbox.put("E1", "t", b"first")
