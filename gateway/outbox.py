@@ -93,6 +93,7 @@ class Outbox:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute(f"PRAGMA synchronous={synchronous}")
             self._synchronous = synchronous.upper()
+            self._lazy = False
             self._db.executescript(_SCHEMA)
             check = self._db.execute("PRAGMA quick_check").fetchone()[0]
             if check != "ok":
@@ -123,6 +124,8 @@ class Outbox:
         created = time.time() if now is None else now
         with self._lock:
             try:
+                if self._lazy:  # a receipt's delete could not set it back: never store an event lazily
+                    self._restore_synchronous()
                 stored = self._insert(event_id, topic, payload, created)  # autocommit: durable on return
             except sqlite3.Error as exc:
                 self._wrote(str(exc))
@@ -153,6 +156,8 @@ class Outbox:
         created = time.time() if now is None else now
         with self._lock:
             try:
+                if self._lazy:
+                    self._restore_synchronous()
                 self._db.execute("BEGIN IMMEDIATE")
                 row = self._db.execute(
                     "SELECT key_id, last_counter, last_event, last_press_event FROM radio_nodes WHERE node = ?",
@@ -217,6 +222,11 @@ class Outbox:
         row = self._db.execute("SELECT seq FROM outbox WHERE event_id = ?", (event_id,)).fetchone()
         return Stored(int(row[0]), None)
 
+    def _restore_synchronous(self) -> None:
+        """Caller holds _lock: events are committed durably again (retried by the next put if this fails)."""
+        self._db.execute(f"PRAGMA synchronous={self._synchronous}")
+        self._lazy = False
+
     def pending(self, after_seq: int, limit: int) -> list[OutboxRow]:
         """Rows with ``seq > after_seq``, oldest first."""
         with self._lock:
@@ -246,13 +256,14 @@ class Outbox:
             return
         with self._lock:
             try:
+                self._lazy = True
                 self._db.execute(f"PRAGMA synchronous={_LAZY.get(self._synchronous, self._synchronous)}")
                 try:
                     self._db.execute("BEGIN")
                     self._db.executemany("DELETE FROM outbox WHERE event_id = ?", batch)
                     self._db.execute("COMMIT")
                 finally:
-                    self._db.execute(f"PRAGMA synchronous={self._synchronous}")
+                    self._restore_synchronous()
             except sqlite3.Error as exc:
                 if self._db.in_transaction:
                     self._db.execute("ROLLBACK")
