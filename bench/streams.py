@@ -22,11 +22,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 import threading
 import time
 import urllib.request
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import common
 from common import DashboardProcess, connected_client, disconnect, machine, percentiles, scratch_folder
@@ -225,10 +227,13 @@ async def measure(
     boards = opened.boards
     rss_open = memory_kib(dashboard.process.pid)  # type: ignore[union-attr]
     times = PressTimes()
+    pid = dashboard.process.pid  # type: ignore[union-attr]
+    cpu_before, own_before = cpu_seconds(pid), time.process_time()
     with HealthPoller(dashboard.url) as poller:
         for n in range(args.presses):
             await press_and_acknowledge(pub, boards, operator, n, times)
             await asyncio.sleep(args.gap_s)
+    dashboard_cpu, own_cpu = cpu_seconds(pid) - cpu_before, time.process_time() - own_before
     health = poller.samples
     delivery, acknowledge, missing = times.delivery, times.acknowledge, times.missing
     rss_end = memory_kib(dashboard.process.pid)  # type: ignore[union-attr]
@@ -244,6 +249,11 @@ async def measure(
         "acknowledge_ms": percentiles(acknowledge),
         "healthz_ms": percentiles(health),
         "mqtt_hop_ms": percentiles(hop),
+        # CPU per press and its acknowledge (two broadcasts, ~20 polls): what the figures above
+        # cost, less sensitive than latencies to what else the machine runs.
+        "dashboard_cpu_ms_per_press": round(dashboard_cpu * 1000 / args.presses, 2),
+        "boards_client_cpu_ms_per_press": round(own_cpu * 1000 / args.presses, 2),
+        "load_average_1m": os.getloadavg()[0],
         "dashboard_rss_mib": {
             "streams_open": round(rss_open["VmRSS"] / 1024, 1),
             "end": round(rss_end["VmRSS"] / 1024, 1),
@@ -258,6 +268,12 @@ async def measure(
         ),
         "machine": machine(),
     }
+
+
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time a process has used so far (Linux ``/proc``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def open_alarm_of(operator: DashboardClient, button: str) -> int:

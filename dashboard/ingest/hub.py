@@ -15,7 +15,7 @@ import threading
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from ..defaults import STREAMS_PER_ACCOUNT
 
@@ -36,7 +36,8 @@ class LiveMessage:
         return self._encoded[0]
 
 
-_CLOSED = LiveMessage("closed", {})
+#: The last message of a stream that the server ends (shutdown, replaced, overflowed).
+CLOSED = LiveMessage("closed", {})
 
 
 class Subscription:
@@ -72,7 +73,7 @@ class Subscription:
             message = self._queue.get(timeout=timeout)
         except queue.Empty:
             return None
-        if message is _CLOSED:
+        if message is CLOSED:
             self.closed = True
             raise EOFError
         return message
@@ -84,7 +85,13 @@ class Subscription:
     def _shutdown(self, last_word: LiveMessage | None = None) -> None:
         if last_word is not None:
             self._enqueue(last_word)
-        self._enqueue(_CLOSED)
+        self._enqueue(CLOSED)
+
+
+#: At most this many deliveries per turn of the event loop: a broadcast to a
+#: thousand boards is cut into slices, and the requests that arrive meanwhile
+#: (an operator's acknowledge, a monitor's poll) are served between them.
+DELIVERIES_PER_TURN = 128
 
 
 class LoopBridge:
@@ -93,7 +100,7 @@ class LoopBridge:
     The board streams served by the event loop (``dashboard/asgi.py``) are
     offered messages in whatever thread publishes; waking the loop once per
     message and stream would cost a system call each, so offers queue here
-    and the loop drains them all at its next turn.
+    and the loop drains them at its next turns, a slice per turn.
     """
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -115,50 +122,59 @@ class LoopBridge:
 
     def _drain(self) -> None:
         with self._lock:
-            pending, self._pending = self._pending, deque()
-            self._scheduled = False
-        for subscription, message in pending:
+            pending = self._pending
+            batch = [pending.popleft() for _ in range(min(len(pending), DELIVERIES_PER_TURN))]
+            more = bool(pending)
+            self._scheduled = more
+        for subscription, message in batch:
             subscription.deliver(message)
+        if more:
+            self.loop.call_soon(self._drain)  # after the I/O and callbacks that are ready now
+
+
+class StreamWriter(Protocol):
+    """What serves an :class:`AsyncSubscription` in the loop: it is handed each message in order."""
+
+    def offer(self, message: LiveMessage) -> None: ...
 
 
 class AsyncSubscription(Subscription):
-    """A stream served by an asyncio loop: the same filtering and limits, read with ``await``."""
+    """A stream served by an asyncio loop: the same filtering and limits, each message handed to its writer.
+
+    Until the writer is attached (the snapshot is still being written) the
+    messages wait here, at most ``maxsize`` of them; more, and the stream is
+    marked overflowed and its board will resync.
+    """
 
     def __init__(self, hub: Hub, kinds: Iterable[str], maxsize: int, owner: object, bridge: LoopBridge) -> None:
         self._bridge = bridge
         super().__init__(hub, kinds, maxsize, owner)
 
     def _make_queue(self, maxsize: int) -> None:
-        self._messages: asyncio.Queue[LiveMessage] = asyncio.Queue(maxsize)
+        self.maxsize = maxsize
+        self._early: deque[LiveMessage] = deque()
+        self._writer: StreamWriter | None = None
 
     def _enqueue(self, message: LiveMessage) -> None:
         self._bridge.push(self, message)
 
     def deliver(self, message: LiveMessage) -> None:
-        """In the loop's thread: queue it, or mark the stream overflowed (its board will resync)."""
-        try:
-            self._messages.put_nowait(message)
-        except asyncio.QueueFull:
-            # The reader is behind (it is not waiting: its queue is full); at its next read
-            # it sees the overflow and ends, and its board reconnects to a fresh snapshot.
+        """In the loop's thread: to the writer, or kept until it comes."""
+        if self._writer is not None:
+            self._writer.offer(message)
+        elif len(self._early) < self.maxsize:
+            self._early.append(message)
+        else:
             self.overflowed = True
 
-    async def next(self, timeout: float) -> LiveMessage | None:
-        """The next message, ``None`` on timeout; raises EOFError when closed or overflowed."""
-        if self.overflowed or self.closed:
-            raise EOFError
-        try:
-            message = self._messages.get_nowait()  # most messages are waiting already: no timer
-        except asyncio.QueueEmpty:
-            try:
-                async with asyncio.timeout(timeout):
-                    message = await self._messages.get()
-            except TimeoutError:
-                return None
-        if message is _CLOSED or self.overflowed:
-            self.closed = True
-            raise EOFError
-        return message
+    def attach(self, writer: StreamWriter) -> None:
+        """In the loop's thread: ``writer`` serves this stream from now on, starting with what waited."""
+        self._writer = writer
+        if self.overflowed:  # the board fell behind before it was served: it resyncs at once
+            self._early.clear()
+            writer.offer(CLOSED)
+        while self._early:
+            writer.offer(self._early.popleft())
 
 
 class Hub:
