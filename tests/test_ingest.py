@@ -265,3 +265,15 @@ def test_a_message_that_cannot_be_processed_is_set_aside_not_lost(
     # Fail open: set aside, and its alarm raised all the same (tests/test_fail_open.py has the rest).
     degraded = wait_alarm(operator, lambda a: a["last_event_id"] == poison.id)
     assert (degraded["id"], degraded["anomaly"]) == (kept[3], "degraded")
+
+
+def test_a_burst_is_stored_in_batches_not_a_commit_per_event(dashboard: DashboardServer, probe: Probe) -> None:
+    """A storm must reach the writer's batches: one fsync per message in paho's thread caps the ingest rate."""
+    count = 300
+    sent = [probe.client.publish(TOPICS.event("gw-a"), make_event().encode(), qos=1) for _ in range(count)]
+    for info in sent:
+        info.wait_for_publish(10)
+    drained(dashboard, count)
+    counters = dashboard.ingest.counters
+    assert counters.get("events_stored") == count
+    assert counters.get("ingest_commits") <= count // 3
