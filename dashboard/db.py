@@ -34,6 +34,19 @@ _COST_INDEXES = (
 )
 
 
+#: Where schema.sql's derived data begins (tables and triggers kept for the statistics): run on every start.
+_DERIVED_MARK = "-- Derived data (issue 11)."
+
+
+def _schema_parts() -> tuple[str, str]:
+    """schema.sql split in two: the stored data's schema, and the derived data's (run on every start)."""
+    text = resources.files("dashboard").joinpath("schema.sql").read_text("utf-8")
+    base, mark, derived = text.partition(_DERIVED_MARK)
+    if not mark:
+        raise RuntimeError(f"schema.sql lost its mark {_DERIVED_MARK!r}")
+    return base, mark + derived
+
+
 def connect(path: str | Path) -> sqlite3.Connection:
     """Open the store. WAL lets the board read while ingest writes; FULL sync
     makes a commit durable before the broker is told the event was taken."""
@@ -52,8 +65,9 @@ def init_schema(conn: sqlite3.Connection) -> None:
     version = conn.execute("PRAGMA user_version").fetchone()[0]
     if version > SCHEMA_VERSION:
         raise RuntimeError(f"database schema {version} is newer than this dashboard ({SCHEMA_VERSION})")
+    base, derived = _schema_parts()
     if version < SCHEMA_VERSION:
-        conn.executescript(resources.files("dashboard").joinpath("schema.sql").read_text("utf-8"))
+        conn.executescript(base)
         _add_columns(
             conn,
             "alarms",
@@ -91,6 +105,8 @@ def init_schema(conn: sqlite3.Connection) -> None:
         conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
     for statement in _COST_INDEXES:
         conn.execute(statement)
+    # After the columns a later version added: the triggers name columns of `alarms`.
+    conn.executescript(derived)
 
 
 def _add_columns(conn: sqlite3.Connection, table: str, columns: dict[str, str]) -> None:
@@ -99,6 +115,20 @@ def _add_columns(conn: sqlite3.Connection, table: str, columns: dict[str, str]) 
     for name, declaration in columns.items():
         if name not in present:
             conn.execute(f"ALTER TABLE {table} ADD COLUMN {name} {declaration}")
+
+
+@contextmanager
+def read_snapshot(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """Reads that must see one state of the store (WAL: a deferred transaction's snapshot), unless the
+    caller's transaction already gives them one."""
+    if conn.in_transaction:
+        yield conn
+        return
+    conn.execute("BEGIN")
+    try:
+        yield conn
+    finally:
+        conn.execute("COMMIT")
 
 
 @contextmanager

@@ -100,3 +100,17 @@ def test_statistics_are_refused_to_roles_without_alarms(dashboard: DashboardServ
     technician = signed_in(dashboard, ("teknisi", "teknisi-password-1"))
     assert technician.get_text("/stats")[0] == 403
     assert technician.get_text("/stats.csv")[0] == 403
+
+
+def test_the_statistics_follow_an_alarm_of_a_month_already_summarised(operator: DashboardClient, probe: Probe) -> None:
+    event = send(probe, make_event(button="fire-7"))
+    alarm = wait_alarm(operator, lambda a: a["last_event_id"] == event.id)
+    [opened] = rows_of(operator, "/stats.csv?group=kind")  # this month summarised, and the summary stored
+    assert (opened["alarms"], opened["open"], opened["ack_count"]) == ("1", "1", "0")
+    rev = operator.post_json(f"/api/alarms/{alarm['id']}/acknowledge", {})["alarm"]["rev"]
+    [acknowledged] = rows_of(operator, "/stats.csv?group=kind")
+    assert (acknowledged["open"], acknowledged["ack_count"]) == ("1", "1")
+    operator.post_json(f"/api/alarms/{alarm['id']}/resolve", {"resolution": "false_alarm", "rev": rev})
+    [resolved] = rows_of(operator, "/stats.csv?group=kind")
+    assert (resolved["open"], resolved["false_alarm"], resolved["resolve_count"]) == ("0", "1", "1")
+    assert rows_of(operator, "/stats.csv?group=month")[0]["false_alarm_rate"] == "1.0"

@@ -565,3 +565,88 @@ def expired_test_alarms(conn: sqlite3.Connection, opened_before: float) -> list[
         "SELECT id, kind, rev FROM alarms WHERE test = 1 AND state != ? AND opened_at <= ?",
         (str(AlarmState.RESOLVED), opened_before),
     ).fetchall()
+
+
+# -- the statistics' monthly summaries (derived data: see the end of schema.sql) ----------------------
+
+
+def opened_span(conn: sqlite3.Connection, kinds: Iterable[str]) -> tuple[float, float] | None:
+    """When the first and the last alarm of ``kinds`` were opened (None: there is none).
+
+    One kind at a time, so that each is two steps down the index on (kind, opened_at).
+    """
+    firsts, lasts = [], []
+    for kind in kinds:
+        first, last = conn.execute(
+            "SELECT MIN(opened_at), MAX(opened_at) FROM alarms WHERE kind = ?", (str(kind),)
+        ).fetchone()
+        if first is not None:
+            firsts.append(first)
+            lasts.append(last)
+    return (min(firsts), max(lasts)) if firsts else None
+
+
+def stats_alarm_changes(conn: sqlite3.Connection, first_day: int, last_day: int) -> dict[int, int]:
+    """UTC day -> how many times the triggers saw an alarm opened that day inserted, changed or deleted."""
+    cursor = conn.cursor()
+    cursor.row_factory = None
+    rows = cursor.execute(
+        "SELECT day, changes FROM stats_alarm_changes WHERE day BETWEEN ? AND ?", (first_day, last_day)
+    ).fetchall()
+    return dict(rows)
+
+
+def stats_site_changes(conn: sqlite3.Connection) -> int:
+    """How many times the triggers saw a button added, removed, or moved to another site."""
+    row = conn.execute("SELECT changes FROM stats_site_changes WHERE id = 1").fetchone()
+    return 0 if row is None else int(row[0])
+
+
+def stats_months(conn: sqlite3.Connection, months: Sequence[str]) -> dict[str, tuple[int, int]]:
+    """Stored month -> the (alarm, site) change counts its summary was computed at."""
+    if not months:
+        return {}
+    marks = ",".join("?" * len(months))
+    rows = conn.execute(
+        f"SELECT month, alarm_changes, site_changes FROM stats_months WHERE month IN ({marks})",  # noqa: S608
+        list(months),
+    ).fetchall()
+    return {row["month"]: (row["alarm_changes"], row["site_changes"]) for row in rows}
+
+
+#: A stored summary's group: month, site (NULL: every site of the kind), kind, five counts, two times as bytes.
+_GROUP_COLUMNS = "month, site, kind, alarms, open, real, false_alarm, test, to_ack, to_resolve"
+
+
+def stats_groups(
+    conn: sqlite3.Connection, months: Sequence[str], kinds: Iterable[str], *, by_site: bool = True
+) -> list[tuple[Any, ...]]:
+    """The stored groups of ``months`` and ``kinds``, as plain tuples of :data:`_GROUP_COLUMNS`
+    (only each month's whole kinds unless ``by_site``)."""
+    kinds = [str(kind) for kind in kinds]
+    if not months or not kinds:
+        return []
+    sites = "" if by_site else " AND site IS NULL"
+    query = (
+        f"SELECT {_GROUP_COLUMNS} FROM stats_groups "  # noqa: S608
+        f"WHERE month IN ({','.join('?' * len(months))}) AND kind IN ({','.join('?' * len(kinds))}){sites}"
+    )
+    cursor = conn.cursor()
+    cursor.row_factory = None
+    return cursor.execute(query, [*months, *kinds]).fetchall()
+
+
+def save_stats_months(
+    conn: sqlite3.Connection, summaries: Iterable[tuple[str, int, int, Iterable[tuple[Any, ...]]]]
+) -> None:
+    """Store months' summaries: (month, alarm changes, site changes, groups as :data:`_GROUP_COLUMNS` tuples),
+    each replacing the month's earlier one (inside the caller's transaction)."""
+    for month, alarm_changes, site_changes, groups in summaries:
+        conn.execute("DELETE FROM stats_groups WHERE month = ?", (month,))
+        conn.executemany(f"INSERT INTO stats_groups ({_GROUP_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", groups)  # noqa: S608
+        conn.execute(
+            "INSERT INTO stats_months (month, alarm_changes, site_changes) VALUES (?, ?, ?) "
+            "ON CONFLICT(month) DO UPDATE SET alarm_changes = excluded.alarm_changes, "
+            "site_changes = excluded.site_changes",
+            (month, alarm_changes, site_changes),
+        )
