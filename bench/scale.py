@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Scale curves: the dashboard at 10 to 1,000 gateways, 1 to 1,000 open boards and 10k to 1M stored events.
 
-    .venv/bin/python bench/scale.py [--quick]
+    .venv/bin/python bench/scale.py [--quick | --point G,S,E]
 
 Three curves share one smallest point (10 gateways of 20 buttons, 1 open
 board, 10k stored events); each curve grows one dimension from there:
@@ -118,8 +118,11 @@ CURVES = {
 }
 
 
-def all_points(quick: bool) -> list[Point]:
-    """Every distinct point of the curves, smallest first (only the smallest with ``quick``)."""
+def all_points(quick: bool, only: str | None = None) -> list[Point]:
+    """Every distinct point of the curves, smallest first (only the smallest with ``quick``, or ``only``)."""
+    if only is not None:
+        gateways, streams, events = (int(part) for part in only.split(","))
+        return [Point(gateways, streams, events)]
     if quick:
         return [SMALLEST]
     points: list[Point] = []
@@ -458,10 +461,11 @@ def meets(points: list[dict[str, Any]]) -> dict[str, Any]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="the smallest point only (a smoke test)")
+    parser.add_argument("--point", metavar="G,S,E", help="one point only: gateways, open streams, stored events")
     args = parser.parse_args()
     raise_fd_limit(8192)  # before the broker and the dashboard start: they inherit it (1,000 sockets each)
     points = []
-    for point in all_points(args.quick):
+    for point in all_points(args.quick, args.point):
         print(f"scale: {point.name} ...", file=sys.stderr, flush=True)
         points.append(measure_point(point))
         print(f"scale: {point.name}: {points[-1]['point_s']} s {points[-1].get('error', '')}", file=sys.stderr)
