@@ -270,11 +270,43 @@ SCHEMAS: dict[str, Any] = {
             "buttons": {"type": "array", "items": _ref("SiteButton")},
         },
     },
+    "SiteSummary": {
+        "type": "object",
+        "description": "A site as the board's map and list show it at once; its every button: ?site=<name>.",
+        "required": ["name", "state", "count", "states", "buttons", "complete"],
+        "properties": {
+            "name": {"type": "string"},
+            "lat": {"type": "number"},
+            "lon": {"type": "number"},
+            "state": {"type": "string", "description": "the most urgent state of its buttons"},
+            "count": {"type": "integer", "description": "its buttons of the kinds your role sees"},
+            "states": {
+                "type": "object",
+                "additionalProperties": {"type": "integer"},
+                "description": "how many of them are in each state but ok",
+            },
+            "buttons": {
+                "type": "array",
+                "items": _ref("SiteButton"),
+                "description": "only its buttons that are not ok, or carry a (test) alarm your role sees",
+            },
+            "complete": {"type": "boolean", "description": "buttons lists every one of its buttons"},
+        },
+    },
     "DeviceOverview": {
         "type": "object",
-        "required": ["gateways", "buttons", "troubles", "at"],
+        "description": "One page: gateways with a problem (an open trouble of theirs or of a button, offline, "
+        "no recent health) first, then the others by name; with the buttons of the page's gateways (those in "
+        "trouble or set aside first) and the troubles of both.",
+        "required": ["gateways", "buttons", "troubles", "at", "page", "pages", "per_page", "gateways_total"],
         "properties": {
             "at": {"type": "string"},
+            "page": {"type": "integer", "description": "this page (1 is the first; a page past the last is the last)"},
+            "pages": {"type": "integer"},
+            "per_page": {"type": "integer", "description": "gateways per page (50)"},
+            "gateways_total": {"type": "integer", "description": "gateways on every page together (after q)"},
+            "problem_gateways": {"type": "integer", "description": "how many of them have a problem (listed first)"},
+            "query": {"type": "string", "description": "the search applied (q), cut to 100 characters"},
             "gateways": {
                 "type": "array",
                 "items": {
@@ -342,6 +374,17 @@ SCHEMAS: dict[str, Any] = {
             },
             "live_subscribers": {"type": "integer"},
             "reports": {"type": "object", "additionalProperties": {"type": "integer"}},
+            "supervisor_round": {
+                "type": ["object", "null"],
+                "description": "how long the supervisor's rounds take (null without a supervisor); each is null "
+                "before its first round. A round longer than interval_s delays the next",
+                "properties": {
+                    "last_s": {"type": ["number", "null"], "description": "the last round, seconds"},
+                    "max_s": {"type": ["number", "null"], "description": "the longest since the dashboard started"},
+                    "p50_s": {"type": ["number", "null"], "description": "the median of the last 100 rounds"},
+                    "interval_s": {"type": "number", "description": "a round starts this often"},
+                },
+            },
         },
     },
     "LiveEvent": {
@@ -672,9 +715,35 @@ def _api_paths() -> dict[str, Any]:
         },
         "/api/sites": {
             "get": _get(
-                "Sites with their buttons and each button's state (map and site list)",
+                "Sites, most urgent first, with their buttons and each button's state (map and site list)",
                 f"{board}, technician (never an alarm id or state for technicians)",
-                _api_ok("", _listing("sites", "SiteWithButtons")),
+                _api_ok(
+                    "every site with every button; with view=summary every site with only its buttons that are "
+                    "not ok; with site=<name> that one site with every button",
+                    {
+                        "anyOf": [
+                            _listing("sites", "SiteWithButtons"),
+                            _listing("sites", "SiteSummary"),
+                            {"type": "object", "required": ["site"], "properties": {"site": _ref("SiteWithButtons")}},
+                        ]
+                    },
+                ),
+                parameters=[
+                    {
+                        "name": "view",
+                        "in": "query",
+                        "description": "summary: per site its state, counts and only the buttons that are not ok "
+                        "(what a board fetches after each change); anything else: every button of every site",
+                        "schema": {"type": "string", "examples": ["summary"]},
+                    },
+                    {
+                        "name": "site",
+                        "in": "query",
+                        "description": "one site by name, with every button (the others are not read)",
+                        "schema": {"type": "string"},
+                    },
+                ],
+                **{"404": _api_error("site= names no site with buttons your role sees (error = not_found)")},
             )
             | {"operationId": "listSites"},
         },
@@ -688,7 +757,25 @@ def _api_paths() -> dict[str, Any]:
         },
         "/api/devices": {
             "get": _get(
-                "Gateways and buttons with health, radio and troubles", devices, _api_ok("", _ref("DeviceOverview"))
+                "Gateways and buttons with health, radio and troubles, a page at a time, problems first",
+                devices,
+                _api_ok("", _ref("DeviceOverview")),
+                parameters=[
+                    {
+                        "name": "page",
+                        "in": "query",
+                        "description": "which page of 50 gateways (default 1; past the last: the last; not a "
+                        "number: the first)",
+                        "schema": {"type": "integer", "minimum": 1},
+                    },
+                    {
+                        "name": "q",
+                        "in": "query",
+                        "description": "only gateways whose name holds this (with all their buttons), or with a "
+                        "button whose id, label or site holds it (with those buttons); any case, up to 100 characters",
+                        "schema": {"type": "string", "maxLength": 100},
+                    },
+                ],
             )
             | {"operationId": "deviceOverview"},
         },

@@ -9,12 +9,15 @@ import urllib.request
 
 import pytest
 
+from dashboard.db import connect
 from dashboard.defaults import STREAMS_PER_ACCOUNT
+from dashboard.live import EXTENSION
 from sim.servers import DashboardServer
 from sim.webclient import DashboardClient, HTTPStatusError
 
 from .conftest import ADMIN, OPERATOR, SAPA_DESK, signed_in
 from .mqttprobe import Probe
+from .test_fail_open import TECHNICIAN, register, registered
 from .test_ingest import make_event, send, wait_alarm
 
 
@@ -353,3 +356,53 @@ def test_diagnostics_do_not_reveal_sapa_activity(
     counters = signed_in(dashboard, ADMIN).get_json("/api/diagnostics")["counters"]
     assert dashboard.ingest.counters.get("events_stored.sapa") == 1
     assert not any(name.endswith(".sapa") or name == "events_stored" for name in counters)
+
+
+@pytest.fixture
+def technician(dashboard: DashboardServer) -> DashboardClient:
+    dashboard.create_user(*TECHNICIAN, "technician")
+    return signed_in(dashboard, TECHNICIAN)
+
+
+def test_diagnostics_show_how_long_the_supervisors_rounds_take(
+    dashboard: DashboardServer, technician: DashboardClient
+) -> None:
+    conn = connect(dashboard.config["DATABASE"])
+    try:
+        dashboard.app.extensions[EXTENSION].supervisor.check(conn)  # one round now, whatever its thread did
+    finally:
+        conn.close()
+    for client in (signed_in(dashboard, ADMIN), technician):
+        rounds = client.get_json("/api/diagnostics")["supervisor_round"]
+        assert 0 < rounds["last_s"] <= rounds["max_s"] and 0 < rounds["p50_s"] <= rounds["max_s"]
+        assert rounds["interval_s"] > 0
+
+
+def test_the_boards_sites_summary_and_one_site_keep_sapa_alarms_to_the_sapa_desk(
+    dashboard: DashboardServer,
+    operator: DashboardClient,
+    sapa_desk: DashboardClient,
+    technician: DashboardClient,
+    probe: Probe,
+) -> None:
+    register(probe, **{"fire-1": "fire", "fire-2": "fire", "sapa-1": "sapa"})
+    registered(dashboard, "sapa-1")
+    press = send(probe, make_event(button="sapa-1", kind="sapa"))
+    alarm = wait_alarm(sapa_desk, lambda a: a["last_event_id"] == press.id)
+
+    def summary(client: DashboardClient) -> dict[str, dict]:
+        return {s["name"]: s for s in client.get_json("/api/sites?view=summary")["sites"]}
+
+    (desk,) = summary(sapa_desk).values()
+    assert desk["state"] == "unacknowledged" and [b["alarm"] for b in desk["buttons"]] == [alarm["id"]]
+    (fire,) = summary(operator).values()
+    assert fire["state"] == "ok" and fire["buttons"] == [] and fire["count"] == 2  # no SAPA button, no alarm
+    (seen,) = summary(technician).values()
+    assert seen["state"] == "ok" and seen["count"] == 3 and str(alarm["id"]) not in json.dumps(seen)
+    whole = technician.get_json(f"/api/sites?site={urllib.parse.quote(seen['name'])}")["site"]
+    assert {b["id"]: b["alarm"] for b in whole["buttons"]} == {"fire-1": None, "fire-2": None, "sapa-1": None}
+    fire_site = operator.get_json(f"/api/sites?site={urllib.parse.quote(seen['name'])}")["site"]
+    assert {b["id"] for b in fire_site["buttons"]} == {"fire-1", "fire-2"}
+    with pytest.raises(HTTPStatusError) as caught:
+        operator.get_json("/api/sites?site=nowhere")
+    assert caught.value.status == 404

@@ -815,3 +815,27 @@ def test_with_a_tile_server_configured_the_board_puts_its_sites_on_tiles(
         expect(page.locator("#tile-map")).to_contain_text("Peta uji")
         page.locator("#tile-map .leaflet-marker-icon").first.click()
         expect(cards(page)).to_be_focused()
+
+
+def test_a_replaced_board_offers_a_real_button_that_reconnects_it(
+    tmp_path: Path, broker_settings: Any, open_page: Callable[..., Page]
+) -> None:
+    """Over the account's screen limit the oldest board gives way, and says so on a button: reachable by
+    keyboard, named by its text for a screen reader, and it takes the screen back."""
+    with own_dashboard(tmp_path, broker_settings, SIAGA_STREAMS_PER_ACCOUNT=1) as dashboard:
+        first = open_page()
+        sign_in(first, dashboard, OPERATOR)
+        second = open_page()
+        sign_in(second, dashboard, OPERATOR)
+        state = first.locator("#stream-state")
+        expect(state).to_have_attribute("data-state", "replaced")
+        reconnect = first.get_by_role("button", name=re.compile("Layar ini digantikan layar lain"))
+        expect(reconnect).to_contain_text("paling banyak 1 layar per akun")
+        for _ in range(20):  # Tab to it, as someone without a mouse would
+            first.keyboard.press("Tab")
+            if reconnect.evaluate("node => node === document.activeElement"):
+                break
+        expect(reconnect).to_be_focused()
+        first.keyboard.press("Enter")
+        expect(state).to_have_attribute("data-state", "live")
+        expect(second.locator("#stream-state")).to_have_attribute("data-state", "replaced")

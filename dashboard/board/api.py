@@ -121,10 +121,29 @@ def gateways() -> Any:
     return jsonify(gateways=registry.list_gateways(get_db()))
 
 
+#: The last summary's encoded body per audience: every open board fetches it after a change, all at once.
+_summary_bodies: dict[tuple[Any, ...], tuple[list[dict[str, Any]], bytes]] = {}
+
+
 @bp.get("/sites")
 @login_required(*_BOARD_ROLES, Role.TECHNICIAN)
 def site_list() -> Any:
-    return jsonify(sites=sites.sites(get_db(), trouble_audience(), visible_kinds(), time.time()))
+    conn, audience, kinds, now = get_db(), trouble_audience(), visible_kinds(), time.time()
+    name = request.args.get("site")
+    if name is not None:
+        found = sites.site(conn, audience, kinds, now, name)
+        if found is None:
+            abort(404)
+        return jsonify(site=found)
+    if request.args.get("view") != "summary":
+        return jsonify(sites=sites.sites(conn, audience, kinds, now))
+    summary = sites.summary(conn, audience, kinds, now)
+    key = (current_app.config["DATABASE"], audience, kinds)
+    known = _summary_bodies.get(key)
+    if known is None or known[0] is not summary:  # sites.summary returns the same list while nothing changed
+        known = (summary, current_app.json.dumps({"sites": summary}).encode())
+        _summary_bodies[key] = known
+    return Response(known[1], mimetype="application/json")
 
 
 @bp.get("/troubles")
@@ -278,6 +297,7 @@ def diagnostics() -> Any:
         ],
         live_subscribers=state.hub.subscribers,
         reports=_report_counters(),
+        supervisor_round=state.supervisor.round_times() if state.supervisor else None,
     )
 
 

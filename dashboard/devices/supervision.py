@@ -25,11 +25,14 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+import statistics
+import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from enum import StrEnum
-from typing import Any
+from typing import Any, cast
 
 from firmware_bridge.counters import Counters
 from firmware_bridge.payloads import (
@@ -60,6 +63,9 @@ from .health import (
 from .service import ServiceMode
 
 log = logging.getLogger(__name__)
+
+#: How many recent rounds :meth:`Supervisor.round_times` takes its median over (about 8 minutes at 5 s).
+ROUNDS_KEPT = 100
 
 
 class TroubleType(StrEnum):
@@ -170,12 +176,18 @@ Buttons = dict[str, tuple[str, str, str]]
 OnUnreadable = Callable[[str, Exception], None]
 
 
+#: gateway -> ((health_at, the health read, the buttons judged against), its health's troubles, the buttons it heard)
+HealthVerdicts = dict[str, tuple[tuple[float, object, Buttons], list[Trouble], dict[str, tuple[float, str]]]]
+
+
 def evaluate(
     now: float,
     gateways: Iterable[GatewayFacts],
     buttons: Buttons,
     settings: SupervisionSettings,
     on_unreadable: OnUnreadable | None = None,
+    verdicts: HealthVerdicts | None = None,
+    heard: dict[str, tuple[float, str]] | None = None,
 ) -> list[Trouble]:
     """Every trouble that holds at ``now``. ``buttons``: id -> (gateway, kind, transport), from the inventories.
 
@@ -184,9 +196,14 @@ def evaluate(
     ``gateway_health_unreadable`` trouble, ``on_unreadable`` is told, and the
     round goes on for the others. Every trouble's ``began_at`` is bounded
     (:func:`bounded_time`).
+
+    With ``verdicts`` (kept by the caller across rounds, for the same
+    ``buttons`` object and ``settings``), what a gateway's health message says
+    is worked out once per message: it does not depend on ``now``. ``heard``, if
+    given, is filled with each radio button's latest hearing by a live gateway.
     """
     troubles: list[Trouble] = []
-    heard: dict[str, tuple[float, str]] = {}  # radio button -> (last heard, dashboard clock; by which gateway)
+    heard = {} if heard is None else heard  # radio button -> (last heard, dashboard clock; by which gateway)
     live_gateways: set[str] = set()
     for facts in gateways:
         ears: dict[str, tuple[float, str]] = {}
@@ -194,7 +211,8 @@ def evaluate(
             found = _gateway_troubles(now, facts, settings)
             if facts.state == GatewayState.ONLINE and facts.health is not None and facts.health_at is not None:
                 live = now - facts.health_at <= settings.gateway_silent_s
-                found += _health_troubles(facts.gw, facts.health, facts.health_at, buttons, settings, ears)
+                said, ears = _health_verdict(facts, buttons, settings, verdicts)
+                found += said
                 if live:
                     live_gateways.add(facts.gw)
                 else:
@@ -221,7 +239,35 @@ def evaluate(
         began = last[0] if last else now
         detail = "not heard since it was installed" if last is None else f"not heard for {now - last[0]:.0f} s"
         troubles.append(Trouble(TroubleType.BUTTON_MISSING, gw, button, kind, detail, began))
-    return [replace(trouble, began_at=bounded_time(trouble.began_at, now)) for trouble in troubles]
+    return [_bounded(trouble, now) for trouble in troubles]
+
+
+def _bounded(trouble: Trouble, now: float) -> Trouble:
+    began = bounded_time(trouble.began_at, now)
+    return trouble if began == trouble.began_at else replace(trouble, began_at=began)
+
+
+def _health_verdict(
+    facts: GatewayFacts, buttons: Buttons, settings: SupervisionSettings, verdicts: HealthVerdicts | None
+) -> tuple[list[Trouble], dict[str, tuple[float, str]]]:
+    """The troubles ``facts.health`` shows and the buttons it heard, from ``verdicts`` if that message was seen.
+
+    Kept with the very message object and buttons mapping it was judged from
+    (compared by identity: a new message or inventory is a new object); a
+    message that cannot be read is never kept, so it fails, and is reported,
+    every round.
+    """
+    health_at = cast(float, facts.health_at)
+    known = verdicts.get(facts.gw) if verdicts is not None else None
+    if known is not None:
+        (seen_at, seen_health, seen_buttons), found, ears = known
+        if seen_at == health_at and seen_health is facts.health and seen_buttons is buttons:
+            return found, ears
+    ears = {}
+    found = _health_troubles(facts.gw, facts.health, health_at, buttons, settings, ears)
+    if verdicts is not None:
+        verdicts[facts.gw] = ((health_at, facts.health, buttons), found, ears)
+    return found, ears
 
 
 def _gateway_troubles(now: float, facts: GatewayFacts, settings: SupervisionSettings) -> list[Trouble]:
@@ -312,10 +358,12 @@ def _node_troubles(
 # -- the store and the thread ------------------------------------------------------------------
 
 
-def load_facts(conn: sqlite3.Connection, memo: HealthMemo | None = None) -> tuple[list[GatewayFacts], Buttons]:
+def load_facts(
+    conn: sqlite3.Connection, memo: HealthMemo | None = None, inventory: InventoryMemo | None = None
+) -> tuple[list[GatewayFacts], Buttons]:
     """Every gateway's facts and every registered button. With ``memo``, a health message read in an
     earlier round is not fetched or read again (a round's cost grows with what changed, not with every
-    gateway's whole message)."""
+    gateway's whole message); with ``inventory``, neither are the buttons while no inventory changed."""
     if memo is None:
         memo = HealthMemo()
     rows = conn.execute("SELECT gw, state, updated_at, health_at FROM gateways").fetchall()
@@ -326,11 +374,60 @@ def load_facts(conn: sqlite3.Connection, memo: HealthMemo | None = None) -> tupl
         health = memo.get(gw) if gw not in texts else memo.read(gw, health_at, texts[gw])
         gateways.append(GatewayFacts(gw, row["state"], row["updated_at"], health, health_at))
     memo.keep({row["gw"] for row in rows})
-    buttons = {
-        row["id"]: (row["gw"], row["kind"], row["transport"])
-        for row in conn.execute("SELECT id, gw, kind, transport FROM buttons")
-    }
-    return gateways, buttons
+    return gateways, inventory.buttons(conn) if inventory is not None else read_buttons(conn)
+
+
+def read_buttons(conn: sqlite3.Connection) -> Buttons:
+    cursor = conn.cursor()
+    cursor.row_factory = None  # plain tuples: a Row per button was most of reading 20,000 of them
+    return {button: (gw, kind, transport) for button, gw, kind, transport in cursor.execute(_BUTTONS)}
+
+
+_BUTTONS = "SELECT id, gw, kind, transport FROM buttons ORDER BY id"
+
+#: What changes whenever a button or a registration is written: each write stamps ``updated_at``
+#: with the time of the inventory (no code deletes a button), so a count and a sum of the stamps
+#: move with any change. Summed by SQLite without building a row per button.
+_INVENTORY_MARK = (
+    "SELECT (SELECT COUNT(*) FROM buttons), (SELECT TOTAL(updated_at) FROM buttons), "
+    "(SELECT COUNT(*) FROM registrations), (SELECT TOTAL(updated_at) FROM registrations)"
+)
+
+
+class InventoryMemo:
+    """The registered buttons and the conflicting registrations, read again only when an inventory changed.
+
+    Inventories change when a gateway is installed or reconfigured; every round
+    reads only their mark (:data:`_INVENTORY_MARK`), and everything again at
+    least every ``refresh_s`` whatever the mark says (a write this code does not
+    know of cannot hide for long).
+    """
+
+    def __init__(self, refresh_s: float = 60.0) -> None:
+        self.refresh_s = refresh_s
+        self._mark: tuple[Any, ...] | None = None
+        self._read_at = 0.0
+        self._buttons: Buttons = {}
+        self._conflicts: list[Trouble] | None = None
+
+    def _fresh(self, conn: sqlite3.Connection) -> bool:
+        mark = tuple(conn.execute(_INVENTORY_MARK).fetchone())
+        if mark == self._mark and time.monotonic() - self._read_at < self.refresh_s:
+            return True
+        self._mark, self._read_at = mark, time.monotonic()
+        self._buttons, self._conflicts = read_buttons(conn), None
+        return False
+
+    def buttons(self, conn: sqlite3.Connection) -> Buttons:
+        """The buttons, as :func:`read_buttons`; the same object until something changed."""
+        self._fresh(conn)
+        return self._buttons
+
+    def conflicts(self, conn: sqlite3.Connection, now: float) -> list[Trouble]:
+        """:func:`conflict_troubles`, read once per inventory mark (after :meth:`buttons` in a round)."""
+        if self._conflicts is None:
+            self._conflicts = conflict_troubles(conn, now)
+        return self._conflicts
 
 
 def _health_texts(conn: sqlite3.Connection, gateways: list[str]) -> dict[str, str | None]:
@@ -620,6 +717,12 @@ def open_troubles(conn: sqlite3.Connection, audience: Audience) -> list[dict[str
     return [trouble_view(row) for row in rows if audience.sees(row["type"], row["kind"])]
 
 
+def troubled_buttons(conn: sqlite3.Connection, audience: Audience) -> set[str]:
+    """The buttons with an open trouble a role may see: :func:`open_troubles`' buttons, without their views."""
+    rows = conn.execute("SELECT button, type, kind FROM troubles WHERE cleared_at IS NULL AND button IS NOT NULL")
+    return {button for button, kind_of_trouble, kind in rows if audience.sees(kind_of_trouble, kind)}
+
+
 class Supervisor(PeriodicCheck):
     """Evaluates the rules every ``check_interval_s`` and tells the boards what changed."""
 
@@ -634,6 +737,33 @@ class Supervisor(PeriodicCheck):
         self._unreadable: dict[str, str] = {}  # gateway -> the error last logged for it
         self._unreadable_now: dict[str, str] = {}
         self._healths = HealthMemo()
+        self._inventory = InventoryMemo()
+        self._verdicts: HealthVerdicts = {}
+        #: radio button -> (when last heard, by which live gateway), as of the last round
+        self.heard: dict[str, tuple[float, str]] = {}
+        self._rounds: deque[float] = deque(maxlen=ROUNDS_KEPT)
+        self._longest_ms = 0.0
+        self._rounds_lock = threading.Lock()
+        self._check_lock = threading.Lock()
+
+    def round_times(self) -> dict[str, Any]:
+        """How long its rounds took, in seconds: the last, the longest since it started, and the median of
+        the last ``ROUNDS_KEPT``; None before the first round. Beside the interval they must stay under."""
+        with self._rounds_lock:
+            recent, longest = list(self._rounds), self._longest_ms
+        done = bool(recent)
+        return {
+            "last_s": round(recent[-1] / 1000, 4) if done else None,
+            "max_s": round(longest / 1000, 4) if done else None,
+            "p50_s": round(statistics.median(recent) / 1000, 4) if done else None,
+            "interval_s": self.settings.check_interval_s,
+        }
+
+    def _timed(self, started: float) -> None:
+        took = (time.perf_counter() - started) * 1000
+        with self._rounds_lock:
+            self._rounds.append(took)
+            self._longest_ms = max(self._longest_ms, took)
 
     def _health_unreadable(self, gw: str, exc: Exception) -> None:
         """Counted every round it fails; logged with its traceback once per gateway and error."""
@@ -644,15 +774,27 @@ class Supervisor(PeriodicCheck):
             log.error("the health report of gateway %s cannot be read: %s", gw, error, exc_info=exc)
 
     def check(self, conn: sqlite3.Connection, now: float | None = None) -> list[dict[str, Any]]:
-        now = time.time() if now is None else now
-        gateways, buttons = load_facts(conn, self._healths)
+        # One round at a time (a test or a tool may run one beside the thread): rounds share what they keep.
+        with self._check_lock:
+            started = time.perf_counter()
+            try:
+                return self._check(conn, time.time() if now is None else now)
+            finally:
+                self._timed(started)  # a round that failed took its time too
+
+    def _check(self, conn: sqlite3.Connection, now: float) -> list[dict[str, Any]]:
+        gateways, buttons = load_facts(conn, self._healths, self._inventory)
         self._unreadable_now = {}
-        troubles = evaluate(now, gateways, buttons, self.settings, self._health_unreadable)
+        for gone in self._verdicts.keys() - {facts.gw for facts in gateways}:
+            del self._verdicts[gone]
+        heard: dict[str, tuple[float, str]] = {}
+        troubles = evaluate(now, gateways, buttons, self.settings, self._health_unreadable, self._verdicts, heard)
+        self.heard = heard  # replaced whole: the device view reads it from request threads
         self._unreadable = self._unreadable_now
         troubles += webhook_troubles(conn, now)
         troubles += service_troubles(conn, now)
         troubles += anomaly_troubles(conn, now, self.settings.anomaly_memory_s)
-        troubles += conflict_troubles(conn, now)
+        troubles += self._inventory.conflicts(conn, now)
         troubles += set_aside_troubles(conn, now, self.settings.anomaly_memory_s)
         changed = record(conn, troubles, now)
         opened_now = format_epoch(now)

@@ -305,7 +305,12 @@
 
   const SVG = "http://www.w3.org/2000/svg";
   const SHAPES = { unacknowledged: "▲", acknowledged: "■", dispatched: "■", trouble: "◆", out_of_service: "◆", test: "◆", ok: "●" };
+  const URGENCY = ["unacknowledged", "acknowledged", "dispatched", "trouble", "out_of_service", "test", "ok"];
+  const rank = (state) => { const i = URGENCY.indexOf(state); return i < 0 ? URGENCY.length : i; };
+  // The summary: each site's state and counts, with only its buttons that are not ok. A site opened
+  // in the list has all its buttons fetched (and fetched again with every refresh while it is open).
   let sites = [];
+  const opened = new Map(); // site name -> its every button, as last fetched
   let sitesTimer = null;
 
   function svg(tag, attrs, ...children) {
@@ -323,10 +328,37 @@
     sitesTimer = setTimeout(async () => {
       sitesTimer = null;
       try {
-        const response = await fetch("/api/sites", { credentials: "same-origin" });
-        if (response.ok) { sites = (await response.json()).sites; renderSites(); }
+        const response = await fetch("/api/sites?view=summary", { credentials: "same-origin" });
+        if (!response.ok) return;
+        sites = (await response.json()).sites;
+        await Promise.all([...opened.keys()].map(fetchSite));
+        renderSites();
       } catch (error) { /* the stream's own reconnect brings a fresh snapshot, and with it this again */ }
     }, 250);
+  }
+
+  async function fetchSite(name) {
+    const response = await fetch(`/api/sites?site=${encodeURIComponent(name)}`, { credentials: "same-origin" });
+    if (response.ok) opened.set(name, (await response.json()).site.buttons);
+    else if (response.status === 404) opened.delete(name); // its buttons are gone
+  }
+
+  async function openSite(name) {
+    try { await fetchSite(name); } catch (error) { return; }
+    renderSiteList();
+    const more = document.querySelector(`#site-table tr[data-site="${CSS.escape(name)}"] td:last-child`);
+    if (more) { more.setAttribute("tabindex", "-1"); more.focus(); }
+  }
+
+  // An alarm shows on its site at once; the summary fetched just after confirms it (or corrects it).
+  function alarmOnSite(alarm) {
+    const site = alarm.site && sites.find((s) => s.name === alarm.site.name);
+    if (!site || !alarm.open || alarm.test) return;
+    const chip = { id: alarm.button, kind: alarm.kind, label: alarm.label, state: alarm.state, alarm: alarm.id };
+    site.buttons = [chip, ...site.buttons.filter((b) => b.id !== alarm.button)];
+    if (rank(alarm.state) < rank(site.state)) site.state = alarm.state;
+    sites.sort((a, b) => (rank(a.state) - rank(b.state)) || a.name.localeCompare(b.name));
+    renderSites();
   }
 
   function showAlarmOf(site) {
@@ -403,12 +435,24 @@
     });
   }
 
+  const chip = (b) => el("span", { class: `chip s-${b.state}`, dataset: { button: b.id } },
+    `${SHAPES[b.state] || "●"} ${b.label || b.id} (${stateText(b.state)})`);
+
+  function siteButtons(site) {
+    const all = opened.get(site.name);
+    if (all) return all.map(chip);
+    const shown = site.buttons.map(chip);
+    const rest = (site.count ?? site.buttons.length) - site.buttons.length;
+    if (rest <= 0) return shown;
+    return [...shown, el("span", { class: "more muted" }, ` ${t("site_more_ok", { n: rest })} `),
+      el("button", { type: "button", class: "show-all", onclick: () => openSite(site.name) }, t("site_show_all"))];
+  }
+
   function renderSiteList() {
     const rows = sites.map((site) => el("tr", { dataset: { site: site.name, state: site.state } },
       el("td", {}, site.name),
       el("td", { class: `s-${site.state}` }, `${SHAPES[site.state] || "●"} ${stateText(site.state)}`),
-      el("td", {}, site.buttons.map((b) => el("span", { class: `chip s-${b.state}`, dataset: { button: b.id } },
-        `${SHAPES[b.state] || "●"} ${b.label || b.id} (${stateText(b.state)})`)))));
+      el("td", {}, siteButtons(site))));
     document.querySelector("#site-table tbody").replaceChildren(...rows);
   }
 
@@ -437,16 +481,23 @@
   function connect() {
     const source = new EventSource("/api/stream");
     source.addEventListener("snapshot", (e) => { applySnapshot(JSON.parse(e.data)); setStream("live"); render(); refreshSites(); });
-    source.addEventListener("alarm", (e) => { applyAlarm(JSON.parse(e.data)); renderAlarms(); refreshSites(); });
+    source.addEventListener("alarm", (e) => {
+      const alarm = JSON.parse(e.data);
+      applyAlarm(alarm); renderAlarms(); alarmOnSite(alarm); refreshSites();
+    });
     source.addEventListener("gateway", (e) => { const gw = JSON.parse(e.data); gateways.set(gw.gw, gw); renderGateways(); });
     source.addEventListener("trouble", (e) => { applyTrouble(JSON.parse(e.data)); renderTroubles(); refreshSites(); });
     source.addEventListener("replaced", (e) => {
       // Over the account's screen limit: this (oldest) screen gave way. It stays closed until someone
       // clicks, so two screens over the limit do not take turns replacing each other.
+      // A real button inside the status: reachable by keyboard, announced, and it says what it does.
       source.close();
       streamState.dataset.state = "replaced";
-      streamState.textContent = `○ ${t("stream_replaced", { n: JSON.parse(e.data).streams_per_account })}`;
-      streamState.addEventListener("click", () => { setStream("connecting"); connect(); }, { once: true });
+      const reconnect = el("button", {
+        type: "button", id: "stream-reconnect", class: "reconnect",
+        onclick: () => { setStream("connecting"); connect(); },
+      }, `○ ${t("stream_replaced", { n: JSON.parse(e.data).streams_per_account })}`);
+      streamState.replaceChildren(reconnect);
     });
     source.addEventListener("error", () => {
       if (source.readyState === EventSource.CLOSED && streamState.dataset.state === "replaced") return;
