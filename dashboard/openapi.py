@@ -793,8 +793,10 @@ def _api_paths() -> dict[str, Any]:
                     "description": "An endless text/event-stream: first `snapshot` (alarms, recently closed, gateways, "
                     "troubles, server_time), then `alarm` and `trouble` events as they happen, and a keepalive "
                     "comment every 15 s. Reconnect on any error: the next snapshot has everything. An account "
-                    "holds at most 8 streams: a ninth ends the account's oldest one (which, if still open, "
-                    "reconnects).",
+                    "holds at most `streams_per_account` streams (20 by default): one more ends the account's "
+                    "oldest one with a last `replaced` event (its board then waits for a click). A board more "
+                    "than 2,000 messages behind is ended and resyncs when it reconnects. A dashboard holding "
+                    "`max_streams` (2,000) answers 503 `too_many_streams` with Retry-After.",
                     "content": {"text/event-stream": {"schema": _ref("LiveEvent")}},
                 },
             )
