@@ -24,9 +24,10 @@ rate, the floors the dashboard's figures stand beside. Then:
 - after the storm: the board snapshot (a board opening its stream: time
   until its snapshot message is whole, and its bytes), ``GET /api/alarms``
   (the first 200 alarms), the statistics page for the last twelve months (``/stats``), the
-  audit log's first page (``/audit``, as an admin), the supervisor's round
-  (timed in this process on the dashboard's store: the dashboard does not
-  expose it), and the dashboard's peak RSS.
+  audit log's first page (``/audit``, as an admin), the supervisor's rounds
+  as the dashboard times them (``/api/diagnostics``: the median and slowest
+  of the point's rounds, every 5 s, the storm's among them; and again
+  after the quiet measures), and the dashboard's peak RSS.
 
 Everything has a timeout; a point that cannot finish is recorded with its
 error instead of hanging the run. The load generator, the boards' client and
@@ -39,7 +40,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import logging
 import multiprocessing
 import os
 import sqlite3
@@ -63,8 +63,6 @@ from streams import OPERATOR, HealthPoller, PressTimes, inventory, open_boards, 
 
 from dashboard.db import connect, init_schema
 from dashboard.defaults import LOCAL_TIME
-from dashboard.devices.supervision import SupervisionSettings, Supervisor
-from dashboard.ingest.hub import Hub
 from sim.load import LoadSettings, raise_fd_limit, run_load
 from sim.mosquitto import Mosquitto
 from sim.webclient import DashboardClient
@@ -79,7 +77,6 @@ PROBE_BUTTONS = 400
 POINT_TIMEOUT_S = 300.0
 HTTP_TIMEOUT_S = 30.0
 REPEATS = 7
-SUPERVISOR_ROUNDS = 5
 #: The stream reader's line limit: a snapshot is one line of JSON, several MB at 1,000 gateways
 SNAPSHOT_LIMIT = 64 * 1024 * 1024
 
@@ -244,15 +241,10 @@ def last_year() -> str:
     return f"/stats?from={start:%Y-%m}&to={now:%Y-%m}"
 
 
-def supervisor_rounds(database: Path) -> dict[str, float]:
-    """The supervisor's round on the dashboard's store, timed in this process (its first and usual rounds)."""
-    logging.getLogger(Supervisor.__module__).setLevel(logging.ERROR)  # its troubles are the dashboard's to log
-    conn = connect(database)
-    try:
-        supervisor = Supervisor(str(database), Hub(), SupervisionSettings())
-        return timed_ms(lambda: supervisor.check(conn), SUPERVISOR_ROUNDS)
-    finally:
-        conn.close()
+def supervisor_rounds(admin: DashboardClient) -> dict[str, float]:
+    """The dashboard's own timing of its supervisor's rounds (``/api/diagnostics``), in ms."""
+    rounds = admin.get_json("/api/diagnostics")["supervisor_round"]
+    return {name[:-2]: round(rounds[name] * 1000, 2) for name in ("p50_s", "max_s", "last_s")}
 
 
 def start_rig(workdir: Path, point: Point) -> Rig:
@@ -333,6 +325,7 @@ async def under_load(rig: Rig, point: Point) -> dict[str, Any]:
             await asyncio.sleep(PROBE_GAP_S)
         await asyncio.get_running_loop().run_in_executor(None, load.join, STORM_S + settings.grace_s + 60)
     boards.close()
+    storm_rounds = supervisor_rounds(rig.admin)  # the rounds of this point so far: the storm's among them
     report = load.report
     stored = stored_events(dashboard.database) - before
     rss_mib = round(memory_kib(pid)["VmHWM"] / 1024, 1)  # the peak: the kernel's high-water mark
@@ -345,6 +338,7 @@ async def under_load(rig: Rig, point: Point) -> dict[str, Any]:
         "acknowledge_ms": percentiles(times.acknowledge) if times.acknowledge else None,
         "healthz_ms": percentiles(health.samples) if health.samples else None,
         "dashboard_rss_mib": rss_mib,
+        "supervisor_round_ms": storm_rounds,
         "load_error": load.error,
     }
     if report is not None:
@@ -382,7 +376,7 @@ def quiet_costs(rig: Rig) -> dict[str, Any]:
         "alarms_api_ms": lambda: timed_ms(lambda: rig.operator.get_json("/api/alarms")),
         "stats_year_ms": lambda: timed_ms(lambda: fetch_ok(rig.operator, last_year()), 3),
         "audit_page_ms": lambda: timed_ms(lambda: fetch_ok(rig.admin, "/admin/audit"), 3),
-        "supervisor_round_ms": lambda: supervisor_rounds(rig.dashboard.database),
+        "supervisor_round_quiet_ms": lambda: supervisor_rounds(rig.admin),
         "dashboard_rss_end_mib": lambda: round(memory_kib(pid)["VmRSS"] / 1024, 1),
     }
     out: dict[str, Any] = {}
@@ -447,7 +441,8 @@ def meets(points: list[dict[str, Any]]) -> dict[str, Any]:
     return {
         "1000_gateways_nothing_lost": None if fleet is None or "error" in fleet else fleet.get("nothing_lost"),
         "1000_gateways_press_to_board_p99": check(fleet, lambda p: p99(p, "press_to_board_ms"), 250),
-        "1000_gateways_supervisor_round": check(fleet, lambda p: p99(p, "supervisor_round_ms"), 100),
+        # the median of the point's rounds (every 5 s, the storm's among them); the slowest is reported beside it
+        "1000_gateways_supervisor_round": check(fleet, lambda p: (p.get("supervisor_round_ms") or {}).get("p50"), 100),
         "1000_gateways_snapshot": check(fleet, lambda p: p99(p, "snapshot_ms"), 50),
         "1000_gateways_rss": check(fleet, lambda p: p.get("dashboard_rss_mib"), 400),
         "1000_streams_acknowledge_p99": check(streams, lambda p: p99(p, "acknowledge_ms"), 50),
