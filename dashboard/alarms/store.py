@@ -452,14 +452,27 @@ def alarms_to_indicate(conn: sqlite3.Connection, *, closed_since: float, gw: str
     forged indication does not stay on a LED: an open alarm's state, and
     "resolved" (LED off) for a button whose last alarm was closed lately.
     """
-    where = "(a.state != ? OR (a.resolved_at >= ? AND a.id = (SELECT MAX(a2.id) FROM alarms a2 "
-    where += "WHERE a2.button = a.button AND a2.kind = a.kind) AND NOT EXISTS (SELECT 1 FROM alarms a3 "
-    where += "WHERE a3.button = a.button AND a3.state != ?)))"
-    params: list[Any] = [AlarmState.RESOLVED, closed_since, AlarmState.RESOLVED]
+    # Two index reads, not a scan of every alarm ever stored (66 ms per gateway
+    # coming online at a million events): the open alarms from the partial
+    # index (its condition written literally, so the planner can match it),
+    # and the alarms resolved since ``closed_since`` that are their button's
+    # latest of their kind while the button has none open.
+    kinds = ", ".join(f"'{kind.value}'" for kind in Kind)
+    still_open = "a.state != 'resolved'"
+    closed_lately = (
+        f"a.kind IN ({kinds}) AND a.state = 'resolved' AND a.resolved_at >= ? "  # noqa: S608 - kinds: the Kind enum
+        "AND NOT EXISTS (SELECT 1 FROM alarms a2 WHERE a2.button = a.button AND a2.kind = a.kind AND a2.id > a.id) "
+        "AND NOT EXISTS (SELECT 1 FROM alarms a3 WHERE a3.button = a.button AND a3.state != 'resolved')"
+    )
+    open_params: list[Any] = []
+    closed_params: list[Any] = [closed_since]
     if gw is not None:
-        where += " AND a.gw = ?"
-        params.append(gw)
-    return [alarm_view(row) for row in conn.execute(_ALARM_SELECT + " WHERE " + where, params).fetchall()]
+        still_open += " AND a.gw = ?"
+        closed_lately += " AND a.gw = ?"
+        open_params.append(gw)
+        closed_params.append(gw)
+    sql = f"{_ALARM_SELECT} WHERE {still_open} UNION ALL {_ALARM_SELECT} WHERE {closed_lately}"
+    return [alarm_view(row) for row in conn.execute(sql, open_params + closed_params).fetchall()]
 
 
 def alarm_brief(conn: sqlite3.Connection, alarm_id: int) -> dict[str, Any] | None:
