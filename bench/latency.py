@@ -29,6 +29,7 @@ import json
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from common import (
@@ -81,18 +82,26 @@ def mqtt_hop(port: int, count: int, gap_s: float = 0.0) -> list[float]:
 
     sub = subscriber(port, "bench-hop-sub", "bench/hop", on_message)
     pub = connected_client(port, "bench-hop-pub")
-    samples = []
     payload = b'{"v":1,"id":"01J0000000000000000000000","gw":"gw-bench","button":"b","kind":"fire"}' * 2
-    for _ in range(count):
-        received.clear()
+    samples = round_trips(count, gap_s, lambda _n: pub.publish("bench/hop", payload, qos=1), received, arrival)
+    disconnect(pub, sub)
+    return samples
+
+
+def round_trips(
+    count: int, gap_s: float, send: Callable[[int], object], arrived: threading.Event, arrival: list[float]
+) -> list[float]:
+    """``send(n)`` one at a time, each until ``arrived`` (``arrival[0]`` its perf_counter), in milliseconds."""
+    samples = []
+    for n in range(count):
+        arrived.clear()
         start = time.perf_counter()
-        pub.publish("bench/hop", payload, qos=1)
-        if not received.wait(5):
-            raise RuntimeError("raw MQTT hop lost a message")
+        send(n)
+        if not arrived.wait(5):
+            raise RuntimeError("a benchmark message was lost")
         samples.append((arrival[0] - start) * 1000)
         if gap_s:
             time.sleep(gap_s)
-    disconnect(pub, sub)
     return samples
 
 
@@ -113,19 +122,14 @@ def durable_floor(workdir: Path, port: int, count: int, gap_s: float = 0.0) -> l
 
     sub = subscriber(port, "bench-floor-sub", "bench/floor", on_message)
     pub = connected_client(port, "bench-floor-pub")
-    samples = []
     with Outbox(workdir / f"floor-outbox-{gap_s}.sqlite") as outbox:
-        for n in range(count):
-            stored.clear()
+
+        def send(n: int) -> None:
             payload = f"{n:026d}".encode() + b"x" * 200
-            start = time.perf_counter()
             outbox.put(f"F{n}", "bench/floor", payload)
             pub.publish("bench/floor", payload, qos=1)
-            if not stored.wait(5):
-                raise RuntimeError("durable floor lost a message")
-            samples.append((finished[0] - start) * 1000)
-            if gap_s:
-                time.sleep(gap_s)
+
+        samples = round_trips(count, gap_s, send, stored, finished)
     disconnect(pub, sub)
     store.close()
     return samples

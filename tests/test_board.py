@@ -380,10 +380,10 @@ def test_diagnostics_show_how_long_the_supervisors_rounds_take(
 
 def test_the_boards_sites_summary_and_one_site_keep_sapa_alarms_to_the_sapa_desk(
     dashboard: DashboardServer,
+    probe: Probe,
     operator: DashboardClient,
     sapa_desk: DashboardClient,
     technician: DashboardClient,
-    probe: Probe,
 ) -> None:
     register(probe, **{"fire-1": "fire", "fire-2": "fire", "sapa-1": "sapa"})
     registered(dashboard, "sapa-1")
