@@ -20,6 +20,9 @@ from .notify import Notifier
 
 log = logging.getLogger(__name__)
 
+#: The longest a committer waits for the boards to be written before it goes on (seconds).
+BOARDS_WAIT_S = 0.002
+
 #: Sends a button what its alarm now is (the MQTT ingest's ``indicate``).
 Indicate = Callable[[dict[str, Any]], None]
 
@@ -64,6 +67,12 @@ class AlarmChanges:
         alarms = list(alarms)
         for alarm in alarms:
             self.hub.publish(LiveMessage("alarm", alarm, kind=alarm["kind"]))
+        if alarms:
+            # Let the event loop write the boards' bytes before this thread
+            # goes on (PUBACKs, receipts, indications) and holds the GIL it
+            # needs: ~0.7 ms off press -> board, bounded so a storm's
+            # thousand boards never hold up the broker's acknowledgements.
+            self.hub.wait_delivered(BOARDS_WAIT_S)
         if self._notices_queued(alarms, change) and self.notifier is not None:
             self.notifier.wake()
         if before_buttons is not None:

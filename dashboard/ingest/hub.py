@@ -12,6 +12,7 @@ import asyncio
 import json
 import queue
 import threading
+import time
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -108,17 +109,24 @@ class LoopBridge:
         self._lock = threading.Lock()
         self._pending: deque[tuple[AsyncSubscription, LiveMessage]] = deque()
         self._scheduled = False
+        #: Set while nothing pushed waits for the loop (see :meth:`Hub.wait_delivered`).
+        self.drained = threading.Event()
+        self.drained.set()
 
     def push(self, subscription: AsyncSubscription, message: LiveMessage) -> None:
         with self._lock:
             self._pending.append((subscription, message))
+            self.drained.clear()
             if self._scheduled:
                 return
             self._scheduled = True
         try:
             self.loop.call_soon_threadsafe(self._drain)
         except RuntimeError:  # the loop is closed: the server is stopping, its streams with it
-            pass
+            with self._lock:
+                self._pending.clear()
+                self._scheduled = False
+                self.drained.set()  # no one will drain it: a publisher must not wait for it
 
     def _drain(self) -> None:
         with self._lock:
@@ -130,6 +138,19 @@ class LoopBridge:
             subscription.deliver(message)
         if more:
             self.loop.call_soon(self._drain)  # after the I/O and callbacks that are ready now
+            return
+        with self._lock:
+            if not self._pending:  # a push since the slice was taken has scheduled its own drain
+                self.drained.set()
+
+
+def _in_event_loop() -> bool:
+    """True in a thread running an asyncio loop, which must never block."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
 
 
 class StreamWriter(Protocol):
@@ -184,6 +205,8 @@ class Hub:
         self._subscriptions: dict[Subscription, None] = {}
         self._queue_size = queue_size
         self._streams_per_owner = streams_per_owner
+        #: The loops' bridges that streams were opened on (one per serving loop, in practice one).
+        self._bridges: dict[LoopBridge, None] = {}
 
     def subscribe(self, kinds: Iterable[str], owner: object = None, bridge: LoopBridge | None = None) -> Subscription:
         """A new stream for ``owner`` (an account); at most ``streams_per_owner`` each.
@@ -208,6 +231,8 @@ class Hub:
                 for old in ended:
                     del self._subscriptions[old]
             self._subscriptions[subscription] = None
+            if bridge is not None:
+                self._bridges[bridge] = None
         replaced = LiveMessage("replaced", {"streams_per_account": self._streams_per_owner})
         for old in ended:
             old._shutdown(replaced)
@@ -222,6 +247,28 @@ class Hub:
             subscriptions = list(self._subscriptions)
         for subscription in subscriptions:
             subscription.offer(message)
+
+    def wait_delivered(self, timeout: float) -> bool:
+        """Wait, at most ``timeout`` seconds in all, until the loops have handed on what was published.
+
+        A publisher that has more to do after publishing (the ingest's
+        PUBACKs, receipts and indications) calls this so that the event loop
+        gets the interpreter to write the boards' bytes first, instead of
+        waiting behind that work for the GIL. It never waits in a loop's own
+        thread (that loop could not drain meanwhile) and never longer than
+        ``timeout``: a thousand boards' broadcast is cut short, not waited
+        out. True if everything was handed on in time.
+        """
+        if _in_event_loop():
+            return False
+        with self._lock:
+            bridges = list(self._bridges)
+        deadline = time.monotonic() + timeout
+        delivered = True
+        for bridge in bridges:
+            if not bridge.drained.is_set():
+                delivered = bridge.drained.wait(max(0.0, deadline - time.monotonic())) and delivered
+        return delivered
 
     @property
     def subscribers(self) -> int:
