@@ -19,8 +19,8 @@ def format_ts(moment: datetime) -> str:
 
 
 def format_epoch(seconds: float) -> str:
-    """Format a Unix time as a wire timestamp."""
-    return format_ts(datetime.fromtimestamp(seconds, tz=UTC))
+    """Format a Unix time as a wire timestamp (what :func:`format_ts` gives, by a shorter way: it is on every press)."""
+    return datetime.fromtimestamp(seconds, tz=UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
 
 
 def parse_ts(text: str, *, field: str = "ts") -> datetime:

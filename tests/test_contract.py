@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import uuid
+from datetime import UTC, datetime
 
 import pytest
 
@@ -38,7 +39,7 @@ from firmware_bridge.payloads import (
     decode_inventory,
     decode_status,
 )
-from firmware_bridge.timeutil import format_epoch, parse_ts
+from firmware_bridge.timeutil import format_epoch, format_ts, parse_ts
 from firmware_bridge.topics import Channel, Topics
 
 ULID = make_ulid(1_795_000_000_000, bytes(range(10)))
@@ -419,6 +420,11 @@ def test_event_ids_are_what_the_dashboard_receipted_before() -> None:
 
 def test_timestamps_are_utc_with_milliseconds_and_need_a_timezone() -> None:
     assert format_epoch(0.25) == "1970-01-01T00:00:00.250Z"
+    # Milliseconds are cut, never rounded up into the next second (either way of formatting).
+    assert format_epoch(1700000000.9999) == "2023-11-14T22:13:20.999Z"
+    assert format_epoch(253402300799.5) == "9999-12-31T23:59:59.500Z"
+    for moment in (0.0005, 86399.9994, 1764547200.123456):
+        assert format_epoch(moment) == format_ts(datetime.fromtimestamp(moment, tz=UTC))
     assert parse_ts("2026-11-28T12:00:00.000+08:00").utcoffset().total_seconds() == 8 * 3600
     with pytest.raises(BadPayload):
         parse_ts("2026-11-28T12:00:00")
