@@ -3,7 +3,8 @@
 For each size (gateways by stored events) a fresh store is seeded
 (:mod:`bench.seed`) and, in process (no HTTP), each of these is timed (median
 of a few runs after one warm-up): the supervisor's round, the board's
-snapshot, the sites map, the technicians' device view, a year of statistics,
+snapshot, the sites map, the board's sites summary (made anew, as after a change)
+and one site, the technicians' device view (page 1 and a search), a year of statistics,
 the audit log's first page (and a filtered one), and the escalator's check. The statistics are
 timed three ways: the first view (every month summarised from its alarms), a view with every month
 stored, and a view after a new alarm in the current month (the usual case: that month anew).
@@ -36,6 +37,7 @@ from dashboard.board.api import CLOSED_MEMORY_S
 from dashboard.db import connect, init_schema, transaction
 from dashboard.defaults import LOCAL_TIME
 from dashboard.devices import registry
+from dashboard.devices import sites as site_list
 from dashboard.devices.sites import sites
 from dashboard.devices.supervision import Audience, SupervisionSettings, Supervisor, open_troubles
 from dashboard.devices.view import device_overview
@@ -99,7 +101,15 @@ def measure(database: Path, gateways: int, events: int, repeat: int) -> dict[str
     point["snapshot_ms"], snap = timed(lambda: json.dumps(snapshot(conn, ALL_KINDS, OPERATOR, now)), repeat)
     point["snapshot_bytes"] = len(str(snap))
     point["sites_ms"], _ = timed(lambda: sites(conn, TECHNICIAN, FIRE, now), repeat)
-    point["device_view_ms"], _ = timed(lambda: device_overview(conn, TECHNICIAN, now), repeat)
+    # What a board reads after every change (the summary made anew: its memo would answer the same change
+    # for every other board), and one site opened from its list.
+    point["sites_summary_ms"], _ = timed(
+        lambda: site_list.summary(conn, OPERATOR, FIRE, now), repeat, before=site_list._summaries.clear
+    )
+    point["site_ms"], _ = timed(lambda: site_list.site(conn, OPERATOR, FIRE, now, "site-0000-0"), repeat)
+    point["device_view_ms"], _ = timed(lambda: device_overview(conn, TECHNICIAN, now), repeat)  # page 1
+    middle = f"gw-{gateways // 2:04d}"  # a technician's search: one gateway's name
+    point["device_search_ms"], _ = timed(lambda: device_overview(conn, TECHNICIAN, now, query=middle), repeat)
 
     # As the statistics page asks (whole months): from the month of the seed's first alarm on, every one of them.
     year_from = datetime.fromtimestamp(now - YEAR_S, LOCAL_TIME).replace(day=1, hour=0, minute=0, second=0)

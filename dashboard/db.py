@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -31,6 +32,10 @@ _COST_INDEXES = (
     "CREATE INDEX IF NOT EXISTS alarms_kind_opened ON alarms(kind, opened_at)",
     "CREATE INDEX IF NOT EXISTS registrations_button_kind ON registrations(button, kind)",
     "CREATE INDEX IF NOT EXISTS audit_log_actor ON audit_log(actor, at)",
+    # The device view: a page's buttons by gateway, and the gateways offline or without recent health.
+    "CREATE INDEX IF NOT EXISTS buttons_gw ON buttons(gw)",
+    # (gw last: the problems query, state != online OR stale health, is an OR, so it scans; the index alone)
+    "CREATE INDEX IF NOT EXISTS gateways_state_health ON gateways(state, health_at, gw)",
 )
 
 
@@ -105,8 +110,36 @@ def init_schema(conn: sqlite3.Connection) -> None:
         conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
     for statement in _COST_INDEXES:
         conn.execute(statement)
-    # After the columns a later version added: the triggers name columns of `alarms`.
-    conn.executescript(derived)
+    _derive(conn, derived)
+
+
+def _derived_objects(conn: sqlite3.Connection) -> set[tuple[str, str, str]]:
+    """The statistics' tables, indexes and triggers as the store holds them: (type, name, sql)."""
+    rows = conn.execute(
+        "SELECT type, name, coalesce(sql, '') FROM sqlite_master WHERE name LIKE 'stats\\_%' ESCAPE '\\' "
+        "OR name LIKE 'sqlite\\_autoindex\\_stats\\_%' ESCAPE '\\'"
+    )
+    return {(kind, name, sql) for kind, name, sql in rows}
+
+
+def _derive(conn: sqlite3.Connection, derived: str) -> None:
+    """schema.sql's derived part, made anew unless the store holds exactly it (then it is kept, summaries
+    and all): a bookkeeping table dropped or altered while a dashboard ran, or an earlier design's
+    tables and triggers, would otherwise be trusted, or fail every write of an alarm."""
+    expected = sqlite3.connect(":memory:")
+    try:
+        expected.executescript(derived)
+        wanted = _derived_objects(expected)
+    finally:
+        expected.close()
+    found = _derived_objects(conn)
+    if found != wanted:
+        for kind, name, _sql in sorted(found, key=lambda o: o[0] != "trigger"):  # triggers first
+            if kind in ("table", "trigger", "view", "index") and not name.startswith("sqlite_"):
+                conn.execute(f'DROP {kind.upper()} IF EXISTS "{name}"')
+        conn.executescript(derived)
+    # A generation for the summaries to be computed at (a store made anew, or one whose bookkeeping failed).
+    conn.execute("INSERT OR IGNORE INTO stats_alarm_changes (day, changes) VALUES (-1, ?)", (secrets.randbits(62),))
 
 
 def _add_columns(conn: sqlite3.Connection, table: str, columns: dict[str, str]) -> None:

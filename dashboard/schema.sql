@@ -291,64 +291,45 @@ CREATE TABLE IF NOT EXISTS button_service (
 );
 
 -- Derived data (issue 11). Everything from this line on changes no data and is run again on
--- every start (dashboard/db.py), so that a store of this schema version gains it in place; an
--- older dashboard of the same version reads and writes such a store unchanged (its writes fire
--- the triggers too), so the version stays.
+-- every start (dashboard/db.py), so that a store of this schema version gains it in place; db.py
+-- drops and makes it anew whenever what it finds of it is not exactly this (a table dropped or
+-- altered while a dashboard ran, or an earlier design's tables and triggers), so the version stays.
 --
--- The statistics page's monthly summaries: each local month's (WITA) alarms tallied by site and
--- kind, computed from the alarms when first asked for, and valid only while the change counts
--- below are those it was computed at. Triggers count every change that can alter a figure: an
--- alarm inserted, deleted, or changed in a column the statistics read (by the UTC day it was
--- opened, which maps to the months that day touches), and a button added, removed or moved to
--- another site (an alarm's site is its button's: any month may change). A count only ever grows.
+-- The statistics page's monthly summaries: each local month's (WITA) alarms tallied by kind and
+-- site, computed from the alarms when first asked for, and valid only while the bookkeeping below
+-- is what it was computed at. There are no triggers: a trigger that failed (its table dropped or
+-- altered) would fail the alarm's own write, and the ingest would retry it for ever. Instead the
+-- one writer of alarms (dashboard/alarms/store.py) counts each change of a column the statistics
+-- read, in the alarm's transaction but in a savepoint of its own: if counting fails, the alarm is
+-- written all the same and the summaries are distrusted (the generation row deleted). Anything else
+-- that changes alarms must delete the generation row too. Sites need no bookkeeping: a summary
+-- names the buttons' sites it was computed with (a hash of the buttons table's id and site_name).
 CREATE TABLE IF NOT EXISTS stats_alarm_changes (
-    day      INTEGER PRIMARY KEY,        -- CAST(opened_at / 86400 AS INTEGER)
-    changes  INTEGER NOT NULL
+    day      INTEGER PRIMARY KEY,        -- CAST(opened_at / 86400 AS INTEGER); -1: the generation
+    changes  INTEGER NOT NULL            -- only ever grows; for day -1 a random number, never reused
 );
-CREATE TABLE IF NOT EXISTS stats_site_changes (
-    id       INTEGER PRIMARY KEY CHECK (id = 1),
-    changes  INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS stats_months (
+CREATE TABLE IF NOT EXISTS stats_summaries (
     month          TEXT    PRIMARY KEY,  -- YYYY-MM, local time (WITA)
+    generation     INTEGER NOT NULL,     -- stats_alarm_changes' generation when computed
     alarm_changes  INTEGER NOT NULL,     -- the sum of stats_alarm_changes over the month's days, when computed
-    site_changes   INTEGER NOT NULL      -- stats_site_changes, when computed
+    sites          TEXT    NOT NULL      -- the hash of every button's site, when computed
 );
-CREATE TABLE IF NOT EXISTS stats_groups (
-    month        TEXT    NOT NULL,
-    site         TEXT,                   -- the button's site then (its id if in no inventory); NULL: every site
-    kind         TEXT    NOT NULL,       -- who may read the row: SAPA groups only for the SAPA desk
-    alarms       INTEGER NOT NULL,
-    open         INTEGER NOT NULL,
-    real         INTEGER NOT NULL,
-    false_alarm  INTEGER NOT NULL,
-    test         INTEGER NOT NULL,
-    to_ack       BLOB    NOT NULL,       -- seconds from opening to acknowledgement, sorted (array('d') bytes)
-    to_resolve   BLOB    NOT NULL        -- seconds from acknowledgement to resolution, sorted
+-- One row per month and kind (a year: two dozen rows), each holding all its sites.
+CREATE TABLE IF NOT EXISTS stats_kinds (
+    month              TEXT    NOT NULL,
+    kind               TEXT    NOT NULL, -- who may read the row: SAPA rows only for the SAPA desk
+    alarms             INTEGER NOT NULL,
+    open               INTEGER NOT NULL,
+    real               INTEGER NOT NULL,
+    false_alarm        INTEGER NOT NULL,
+    test               INTEGER NOT NULL,
+    to_ack             BLOB    NOT NULL, -- seconds from opening to acknowledgement, sorted (array('d') bytes)
+    to_resolve         BLOB    NOT NULL, -- seconds from acknowledgement to resolution, sorted
+    sites              TEXT    NOT NULL, -- JSON list of its sites, sorted (a button in no inventory: its id)
+    site_counts        BLOB    NOT NULL, -- array('q'): alarms, open, real, false_alarm, test of each site
+    site_to_ack        BLOB    NOT NULL, -- each site's times, sorted, one run after another
+    site_to_ack_ends   BLOB    NOT NULL, -- array('q'): where each site's run ends (bytes)
+    site_to_resolve    BLOB    NOT NULL,
+    site_to_resolve_ends BLOB  NOT NULL,
+    PRIMARY KEY (month, kind)
 );
-CREATE INDEX IF NOT EXISTS stats_groups_month ON stats_groups(month, kind);
-CREATE TRIGGER IF NOT EXISTS stats_alarm_inserted AFTER INSERT ON alarms BEGIN
-    INSERT INTO stats_alarm_changes (day, changes) VALUES (CAST(NEW.opened_at / 86400 AS INTEGER), 1)
-        ON CONFLICT(day) DO UPDATE SET changes = changes + 1;
-END;
-CREATE TRIGGER IF NOT EXISTS stats_alarm_changed
-AFTER UPDATE OF kind, button, opened_at, acknowledged_at, resolved_at, resolution ON alarms BEGIN
-    INSERT INTO stats_alarm_changes (day, changes) VALUES (CAST(OLD.opened_at / 86400 AS INTEGER), 1)
-        ON CONFLICT(day) DO UPDATE SET changes = changes + 1;
-    INSERT INTO stats_alarm_changes (day, changes) VALUES (CAST(NEW.opened_at / 86400 AS INTEGER), 1)
-        ON CONFLICT(day) DO UPDATE SET changes = changes + 1;
-END;
-CREATE TRIGGER IF NOT EXISTS stats_alarm_deleted AFTER DELETE ON alarms BEGIN
-    INSERT INTO stats_alarm_changes (day, changes) VALUES (CAST(OLD.opened_at / 86400 AS INTEGER), 1)
-        ON CONFLICT(day) DO UPDATE SET changes = changes + 1;
-END;
-CREATE TRIGGER IF NOT EXISTS stats_button_added AFTER INSERT ON buttons BEGIN
-    INSERT INTO stats_site_changes (id, changes) VALUES (1, 1) ON CONFLICT(id) DO UPDATE SET changes = changes + 1;
-END;
-CREATE TRIGGER IF NOT EXISTS stats_button_moved AFTER UPDATE OF id, site_name ON buttons
-WHEN OLD.id IS NOT NEW.id OR OLD.site_name IS NOT NEW.site_name BEGIN
-    INSERT INTO stats_site_changes (id, changes) VALUES (1, 1) ON CONFLICT(id) DO UPDATE SET changes = changes + 1;
-END;
-CREATE TRIGGER IF NOT EXISTS stats_button_removed AFTER DELETE ON buttons BEGIN
-    INSERT INTO stats_site_changes (id, changes) VALUES (1, 1) ON CONFLICT(id) DO UPDATE SET changes = changes + 1;
-END;

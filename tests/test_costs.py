@@ -21,7 +21,14 @@ from dashboard.alarms import escalation, stats
 from dashboard.alarms import store as alarm_store
 from dashboard.db import connect, init_schema
 from dashboard.devices import registry
-from dashboard.devices.supervision import SupervisionSettings, Supervisor, anomaly_troubles, conflict_troubles
+from dashboard.devices.supervision import (
+    Audience,
+    SupervisionSettings,
+    Supervisor,
+    anomaly_troubles,
+    conflict_troubles,
+)
+from dashboard.devices.view import device_overview
 from dashboard.ingest.hub import Hub
 from sim.servers import DashboardServer
 
@@ -117,11 +124,24 @@ def test_the_gateway_list_reads_only_the_outbox_depth_of_each_health_and_bounds_
 def test_a_store_made_before_the_indexes_gains_them_in_place(tmp_path: Path) -> None:
     conn = connect(tmp_path / "old.db")
     init_schema(conn)
-    for name in ("alarms_state_kind", "alarms_kind_resolved", "alarms_kind_opened", "audit_log_actor"):
+    added = ("alarms_state_kind", "alarms_kind_resolved", "alarms_kind_opened", "audit_log_actor", "buttons_gw",
+             "gateways_state_health")  # fmt: skip
+    for name in added:
         conn.execute(f"DROP INDEX {name}")
     init_schema(conn)
     names = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
-    assert {"alarms_state_kind", "alarms_kind_resolved", "alarms_kind_opened", "audit_log_actor"} <= names
+    assert set(added) <= names
+
+
+def test_a_device_page_reads_its_gateways_buttons_and_the_problem_gateways_from_indexes(
+    seeded: sqlite3.Connection,
+) -> None:
+    technician = Audience(frozenset({"fire", "sapa"}), frozenset({"fire"}))
+    for query in ("", "gw-0002"):
+        found = plans(seeded, lambda q=query: device_overview(seeded, technician, NOW, query=q, per_page=2))
+        assert not any(full_scans(plan, "buttons") or full_scans(plan, "gateways") for plan in found), found
+        assert any("SEARCH buttons USING INDEX buttons_gw (gw=?)" in plan for plan in found), found
+        assert any("COVERING INDEX gateways_state_health" in plan for plan in found), found
 
 
 # -- the audit log, a page at a time --------------------------------------------------------------

@@ -10,14 +10,19 @@ stay out of the response times. Months and days are the regency's local time
 
 from __future__ import annotations
 
+import bisect
 import functools
+import gc
+import itertools
+import json
 import logging
 import math
+import operator
 import sqlite3
-import statistics
 import time
 from array import array
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -155,45 +160,125 @@ def tally_month(month: str, alarms: Iterable[tuple[Any, ...]], sites: dict[str, 
     return tallies
 
 
-#: Part of a period's alarms: ``(month, site, kind, alarms, open, real, false_alarm, test, to_ack, to_resolve)``,
-#: the times as sorted ``array('d')`` bytes. A site of None: every site of the kind that month (what the month
-#: and kind tables merge, so that a year is two dozen parts for them, not one per site).
-Part = tuple[Any, ...]
+@dataclass(slots=True)
+class MonthKind:
+    """The alarms of one month and kind: the whole kind's tally, then each site's, packed so that a year
+    is two dozen of them however many sites there are (the stored row of schema.sql's ``stats_kinds``).
+
+    Times are ``array('d')`` bytes, sorted; each site's run follows the previous one in ``site_to_ack``
+    and ends at its ``site_to_ack_ends`` (bytes). Without ``sites`` (None) it holds the whole kind only.
+    """
+
+    month: str
+    kind: str
+    counts: tuple[int, int, int, int, int]  # alarms, open, real, false_alarm, test
+    to_ack: bytes
+    to_resolve: bytes
+    sites: list[str] | None = None
+    site_counts: array[int] = field(default_factory=lambda: array("q"))
+    site_to_ack: bytes = b""
+    site_to_ack_ends: array[int] = field(default_factory=lambda: array("q"))
+    site_to_resolve: bytes = b""
+    site_to_resolve_ends: array[int] = field(default_factory=lambda: array("q"))
+
+    def row(self) -> tuple[Any, ...]:
+        """As stored (:data:`store.STATS_KIND_COLUMNS`)."""
+        return (
+            self.month, self.kind, *self.counts, self.to_ack, self.to_resolve, json.dumps(self.sites),
+            self.site_counts.tobytes(), self.site_to_ack, self.site_to_ack_ends.tobytes(),
+            self.site_to_resolve, self.site_to_resolve_ends.tobytes(),
+        )  # fmt: skip
+
+    @classmethod
+    def from_row(cls, row: Sequence[Any]) -> MonthKind:
+        month, kind, alarms, still_open, real, false, test, to_ack, to_resolve, sites = row[:10]
+        whole = cls(month, kind, (alarms, still_open, real, false, test), to_ack, to_resolve)
+        if sites is not None:
+            whole.sites = json.loads(sites)
+            whole.site_counts = _ints(row[10])
+            whole.site_to_ack, whole.site_to_ack_ends = row[11], _ints(row[12])
+            whole.site_to_resolve, whole.site_to_resolve_ends = row[13], _ints(row[14])
+        return whole
+
+    def without_sites(self) -> MonthKind:
+        return MonthKind(self.month, self.kind, self.counts, self.to_ack, self.to_resolve)
 
 
-def parts(tallies: Mapping[Key, Tally]) -> list[Part]:
-    """The parts of ``tallies``: one per month, site and kind, and one per month and kind."""
-    found: list[Part] = []
-    wholes: dict[tuple[str, str], Tally] = {}
+def parts(tallies: Mapping[Key, Tally]) -> list[MonthKind]:
+    """The tallies of each month and kind packed, sites in order."""
+    grouped: dict[tuple[str, str], list[tuple[str, Tally]]] = {}
     for (month, site, kind), part in tallies.items():
-        found.append(_part(month, site, kind, part))
-        whole = wholes.get((month, kind))
-        if whole is None:
-            whole = wholes[(month, kind)] = Tally()
-        whole.merge(part)
-    found.extend(_part(month, None, kind, whole) for (month, kind), whole in wholes.items())
-    return found
+        grouped.setdefault((month, kind), []).append((site, part))
+    return [_month_kind(month, kind, sites) for (month, kind), sites in grouped.items()]
 
 
-def _part(month: str, site: str | None, kind: str, part: Tally) -> Part:
-    """Sorted, so that merging months is merging sorted runs."""
-    to_ack, to_resolve = array("d", sorted(part.to_ack)), array("d", sorted(part.to_resolve))
-    return (month, site, kind, *part.counts(), to_ack.tobytes(), to_resolve.tobytes())
+def _month_kind(month: str, kind: str, sites: list[tuple[str, Tally]]) -> MonthKind:
+    sites.sort(key=lambda site: site[0])
+    counts, to_ack, to_resolve = array("q"), array("d"), array("d")
+    ack_ends, resolve_ends = array("q"), array("q")
+    whole = [0, 0, 0, 0, 0]
+    for _site, part in sites:
+        site_counts = part.counts()
+        counts.extend(site_counts)
+        whole = [a + b for a, b in zip(whole, site_counts, strict=True)]
+        to_ack.extend(sorted(part.to_ack))
+        ack_ends.append(len(to_ack) * to_ack.itemsize)
+        to_resolve.extend(sorted(part.to_resolve))
+        resolve_ends.append(len(to_resolve) * to_resolve.itemsize)
+    return MonthKind(
+        month, kind, tuple(whole), array("d", sorted(to_ack)).tobytes(), array("d", sorted(to_resolve)).tobytes(),  # type: ignore[arg-type]
+        [site for site, _part in sites], counts, to_ack.tobytes(), ack_ends, to_resolve.tobytes(), resolve_ends,
+    )  # fmt: skip
 
 
-def _figures(values: Sequence[float]) -> dict[str, float | None]:
-    if not values:
+def _ints(data: bytes) -> array[int]:
+    values = array("q")
+    values.frombytes(data)
+    return values
+
+
+#: Up to this many times, a row's figures come from sorting them; beyond, from its sorted runs as they are.
+_SORT_UP_TO = 4096
+
+
+def _figures_of_runs(runs: list[array[float]]) -> dict[str, float | None]:
+    """Median, 90th percentile and mean of the values of ``runs`` (each sorted, unless they are few):
+    the same figures whichever way they are found."""
+    count = sum(map(len, runs))
+    if not count:
         return {"median_s": None, "p90_s": None, "mean_s": None}
-    ordered = sorted(values)
-    count = len(ordered)
-    p90 = ordered[min(count - 1, max(0, round(0.9 * count + 0.5) - 1))]
-    # statistics.median's own arithmetic, without its sorting the sorted list again
-    median = ordered[count // 2] if count % 2 else (ordered[count // 2 - 1] + ordered[count // 2]) / 2
+    if count <= _SORT_UP_TO:
+        at: Callable[[int], float] = sorted(itertools.chain.from_iterable(runs)).__getitem__
+    else:
+        at = functools.partial(_nth, runs)
+    p90 = at(min(count - 1, max(0, round(0.9 * count + 0.5) - 1)))
+    # statistics.median's arithmetic
+    median = at(count // 2) if count % 2 else (at(count // 2 - 1) + at(count // 2)) / 2
     return {
         "median_s": round(median, 1),
         "p90_s": round(p90, 1),
-        "mean_s": round(statistics.fmean(ordered), 1),
+        "mean_s": round(math.fsum(itertools.chain.from_iterable(runs)) / count, 1),  # statistics.fmean's own
     }
+
+
+def _nth(runs: list[array[float]], index: int) -> float:
+    """The ``index``-th smallest (from 0) of the values of sorted ``runs``, without merging them: each turn
+    halves the largest run still in play around its middle value, found in the others by bisection."""
+    low = [0] * len(runs)
+    high = [len(run) for run in runs]
+    while True:
+        widest = max(range(len(runs)), key=lambda i: high[i] - low[i])
+        pivot = runs[widest][(low[widest] + high[widest]) // 2]
+        below = [bisect.bisect_left(run, pivot, low[i], high[i]) for i, run in enumerate(runs)]
+        upto = [bisect.bisect_right(run, pivot, low[i], high[i]) for i, run in enumerate(runs)]
+        smaller = sum(below) - sum(low)
+        if index < smaller:
+            high = below
+        elif index < sum(upto) - sum(low):
+            return pivot
+        else:
+            index -= sum(upto) - sum(low)
+            low = upto
 
 
 def summarise(alarms: Iterable[AlarmTimes], group: str) -> list[dict[str, Any]]:
@@ -201,39 +286,90 @@ def summarise(alarms: Iterable[AlarmTimes], group: str) -> list[dict[str, Any]]:
     return rows(parts(tally(alarms)), group)
 
 
-def rows(period: Iterable[Part], group: str) -> list[dict[str, Any]]:
-    """One row per month, site or kind, in order: the parts of each merged (counts added, times joined)."""
-    position = GROUPS.index(group)
-    by_site = group == "site"
+def rows(period: Iterable[MonthKind], group: str) -> list[dict[str, Any]]:
+    """One row per month, site or kind, in order: the counts added and the times joined (each row's
+    sorted once: the sorted runs it joins make that a merge)."""
+    with _collector_paused():
+        merged = _by_site(period) if group == "site" else _by_whole(period, group)
+        return [_row(group, key, merged[key]) for key in sorted(merged)]
+
+
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Without the cyclic garbage collector, which the merge's many small tuples (none in a cycle) would
+    set off again and again, each pass walking every object of the process: half the merge's time."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def _by_whole(period: Iterable[MonthKind], group: str) -> dict[str, list[Any]]:
     merged: dict[str, list[Any]] = {}
     for part in period:
-        if (part[1] is not None) is not by_site:
-            continue  # the site table merges per-site parts; the month and kind tables, each month's whole kind
-        key = part[position]
+        key = part.month if group == "month" else part.kind
         entry = merged.get(key)
         if entry is None:
-            merged[key] = [*part[3:8], [part[8]], [part[9]]]
+            merged[key] = [*part.counts, [part.to_ack], [part.to_resolve]]
         else:
-            entry[0] += part[3]
-            entry[1] += part[4]
-            entry[2] += part[5]
-            entry[3] += part[6]
-            entry[4] += part[7]
-            entry[5].append(part[8])
-            entry[6].append(part[9])
-    return [_row(group, key, merged[key]) for key in sorted(merged)]
+            for index, count in enumerate(part.counts):
+                entry[index] += count
+            entry[5].append(part.to_ack)
+            entry[6].append(part.to_resolve)
+    return merged
 
 
-def tables(period: list[Part]) -> dict[str, list[dict[str, Any]]]:
-    """The page's three tables (the per-site parts walked once, by the site table only)."""
-    by_site = [part for part in period if part[1] is not None]
-    wholes = [part for part in period if part[1] is None]
-    return {group: rows(by_site if group == "site" else wholes, group) for group in GROUPS}
+def _by_site(period: Iterable[MonthKind]) -> dict[str, list[Any]]:
+    """Each site's counts and runs of times from every month and kind.
+
+    A year at a thousand gateways is some 50,000 (month, kind, site) runs: they are cut, sorted by site
+    and grouped by C code (``map``, ``zip``, ``sort``, ``groupby``), not by a Python loop over each.
+    """
+    runs: list[tuple[str, tuple[int, ...], bytes, bytes]] = []
+    for part in period:
+        if part.sites is None:
+            continue
+        counts = iter(part.site_counts.tolist())
+        runs.extend(
+            zip(
+                part.sites,
+                zip(counts, counts, counts, counts, counts, strict=True),  # five at a time
+                _runs(part.site_to_ack, part.site_to_ack_ends),
+                _runs(part.site_to_resolve, part.site_to_resolve_ends),
+                strict=True,
+            )
+        )
+    runs.sort(key=_SITE)  # each part's sites are in order: a merge of sorted runs
+    merged: dict[str, list[Any]] = {}
+    for site, group in itertools.groupby(runs, key=_SITE):
+        found = list(group)
+        merged[site] = [
+            *map(sum, zip(*map(_COUNTS, found), strict=True)),
+            list(map(_ACKS, found)),
+            list(map(_RESOLVES, found)),
+        ]
+    return merged
+
+
+_SITE, _COUNTS, _ACKS, _RESOLVES = (operator.itemgetter(index) for index in range(4))
+
+
+def _runs(data: bytes, ends: array[int]) -> Iterator[bytes]:
+    """Each site's run of ``data``, which ends at its ``ends`` (bytes)."""
+    return map(data.__getitem__, map(slice, itertools.chain((0,), ends), ends))
+
+
+def tables(period: list[MonthKind]) -> dict[str, list[dict[str, Any]]]:
+    """The page's three tables."""
+    return {group: rows(period, group) for group in GROUPS}
 
 
 def _row(group: str, key: str, entry: list[Any]) -> dict[str, Any]:
     alarms, still_open, real, false, test, to_ack, to_resolve = entry
-    to_ack, to_resolve = _floats(b"".join(to_ack)), _floats(b"".join(to_resolve))
+    to_ack, to_resolve = _sorted_runs(to_ack), _sorted_runs(to_resolve)
     return {
         group: key,
         "alarms": alarms,
@@ -242,9 +378,17 @@ def _row(group: str, key: str, entry: list[Any]) -> dict[str, Any]:
         "false_alarm": false,
         "test": test,
         "false_alarm_rate": round(false / (real + false), 3) if real + false else None,
-        "ack": {**_figures(to_ack), "count": len(to_ack)},
-        "resolve": {**_figures(to_resolve), "count": len(to_resolve)},
+        "ack": {**_figures_of_runs(to_ack), "count": sum(map(len, to_ack))},
+        "resolve": {**_figures_of_runs(to_resolve), "count": sum(map(len, to_resolve))},
     }
+
+
+def _sorted_runs(pieces: list[bytes]) -> list[array[float]]:
+    """Sorted runs of times as bytes: one array if they are few (sorted by :func:`_figures_of_runs`), else one
+    array each."""
+    if sum(map(len, pieces)) <= _SORT_UP_TO * 8:
+        return [_floats(b"".join(pieces))]  # sorted by _figures_of_runs
+    return [_floats(piece) for piece in pieces if piece]
 
 
 def _floats(data: bytes) -> array[float]:
@@ -253,9 +397,9 @@ def _floats(data: bytes) -> array[float]:
     return values
 
 
-def total(period: Iterable[Part]) -> int:
+def total(period: Iterable[MonthKind]) -> int:
     """How many alarms the parts hold."""
-    return sum(part[3] for part in period if part[1] is None)
+    return sum(part.counts[0] for part in period)
 
 
 # -- a period's tallies: whole months from their stored summaries ---------------------------------
@@ -307,31 +451,41 @@ def _span(
 
 
 def _day(at: float) -> int:
-    """The UTC day the store's triggers count an alarm's changes under (``CAST(opened_at / 86400 AS INTEGER)``)."""
+    """The UTC day the store counts an alarm's changes under (``CAST(opened_at / 86400 AS INTEGER)``)."""
     return int(at / _DAY_S)
 
 
 @dataclass(frozen=True, slots=True)
 class _Computed:
-    """A month summarised from its alarms, with the change counts it was read at (to be stored)."""
+    """A month summarised from its alarms, with the bookkeeping it was read at (to be stored)."""
 
     month: str
     alarm_changes: int
-    site_changes: int
-    parts: list[Part]
+    parts: list[MonthKind]
+
+
+@dataclass(slots=True)
+class _Read:
+    """What one snapshot gave: the period's parts, the months summarised anew and what they were read at."""
+
+    parts: list[MonthKind]
+    computed: list[_Computed] = field(default_factory=list)
+    generation: int | None = None
+    sites: str = ""
 
 
 def period_parts(
     conn: sqlite3.Connection, kinds: Iterable[str], since: float | None, until: float | None, *, by_site: bool = True
-) -> list[Part]:
+) -> list[MonthKind]:
     """The parts of the alarms of ``kinds`` opened in [``since``, ``until``) (None: open-ended); without
-    the per-site ones unless ``by_site`` (the month and kind tables need only each month's whole kinds).
+    the sites unless ``by_site`` (the month and kind tables need only each month's whole kinds).
 
-    A whole month comes from its stored summary while the store's change counts for it (kept by
-    triggers on every change of an alarm's figures and of a button's site, see schema.sql) are
-    those the summary was computed at; otherwise, and for a month the period cuts, from its
-    alarms. Months summarised anew are stored afterwards; all is read in one snapshot, so a
-    summary is never stored with counts newer than the alarms it was computed from.
+    A whole month comes from its stored summary while the bookkeeping for it (the change counts the
+    store keeps for the days it touches, the generation, and the hash of every button's site, see
+    schema.sql) is what the summary was computed at; otherwise, and for a month the period cuts, from
+    its alarms. Months summarised anew are stored afterwards; all is read in one snapshot, so a
+    summary is never stored with bookkeeping newer than the alarms it was computed from. If the
+    bookkeeping is missing or broken, every month is computed from its alarms (and none stored).
     """
     kinds = sorted(str(kind) for kind in kinds)
     if not kinds:
@@ -340,10 +494,22 @@ def period_parts(
         span = _span(conn, kinds, since, until)
         if span is None:
             return []
-        found, computed = _read_months(conn, kinds, since, until, _months(*span), by_site)
-    if computed:
-        _store_months(conn, computed)
-    return found
+        months = _months(*span)
+        try:
+            read = _read_months(conn, kinds, since, until, months, by_site)
+        except sqlite3.Error:
+            log.exception("statistics: the summaries' bookkeeping is missing or broken; computed from the alarms")
+            read = _Read(_from_alarms(conn, kinds, since, until, months, by_site))
+            return read.parts
+    if read.generation is None:
+        _start_generation(conn)
+    elif read.computed:
+        _store_months(conn, read)
+    return read.parts
+
+
+def _whole(month: tuple[str, float, float], since: float | None, until: float | None) -> bool:
+    return (since is None or since <= month[1]) and (until is None or until >= month[2])
 
 
 def _read_months(
@@ -353,45 +519,138 @@ def _read_months(
     until: float | None,
     months: list[tuple[str, float, float]],
     by_site: bool,
-) -> tuple[list[Part], list[_Computed]]:
+) -> _Read:
     """Inside one read snapshot: the months' parts of ``kinds``, and the months summarised anew."""
-    whole = [m for m in months if (since is None or since <= m[1]) and (until is None or until >= m[2])]
-    cut = [m for m in months if m not in whole]
-    site_changes = store.stats_site_changes(conn)
-    alarm_changes = _alarm_changes(conn, whole)
-    stored = store.stats_months(conn, [month for month, _start, _end in whole])
-    fresh = {month for month, _s, _e in whole if stored.get(month) == (alarm_changes[month], site_changes)}
-    found = store.stats_groups(conn, sorted(fresh), kinds, by_site=by_site)
-    sites: dict[str, str] | None = None
-    computed = []
-    for month, start, end in (m for m in whole if m[0] not in fresh):
-        sites = store.button_sites(conn) if sites is None else sites
-        every_kind = parts(tally_month(month, store.alarm_time_tuples(conn, ALL_KINDS, start, end), sites))
-        computed.append(_Computed(month, alarm_changes[month], site_changes, every_kind))
-        found.extend(part for part in every_kind if part[2] in kinds and (by_site or part[1] is None))
-    for month, start, end in cut:
-        sites = store.button_sites(conn) if sites is None else sites
-        low = start if since is None else max(start, since)
-        high = end if until is None else min(end, until)
-        found.extend(parts(tally_month(month, store.alarm_time_tuples(conn, kinds, low, high), sites)))
-    return found, computed
+    whole = [m for m in months if _whole(m, since, until)]
+    cut = [m for m in months if not _whole(m, since, until)]
+    generation, alarm_changes = _alarm_changes(conn, whole)
+    sites_mark = store.stats_sites_mark(conn)
+    stored = store.stats_summaries(conn, [month for month, _start, _end in whole])
+    trusted = generation is not None and store.stats_trusted(conn)
+    fresh = {
+        month
+        for month, _s, _e in whole
+        if trusted and stored.get(month) == (generation, alarm_changes[month], sites_mark)
+    }
+    read = _Read(
+        [MonthKind.from_row(row) for row in store.stats_kinds(conn, sorted(fresh), kinds, by_site=by_site)],
+        generation=generation if trusted else None,
+        sites=sites_mark,
+    )
+    stale = [m for m in whole if m[0] not in fresh]
+    sites = _button_sites(conn, sites_mark) if stale or cut else {}
+    for month, start, end in stale:
+        every_kind = _from_month(conn, ALL_KINDS, month, start, end, sites)
+        read.computed.append(_Computed(month, alarm_changes[month], every_kind))
+        read.parts.extend(_wanted(every_kind, kinds, by_site))
+    for month in cut:
+        read.parts.extend(_wanted(_cut_month(conn, kinds, since, until, month, sites), kinds, by_site))
+    return read
 
 
-def _alarm_changes(conn: sqlite3.Connection, months: list[tuple[str, float, float]]) -> dict[str, int]:
-    """Each month's count of alarm changes: the sum over the UTC days it touches, which only ever grows."""
-    if not months:
-        return {}
-    counts = store.stats_alarm_changes(conn, _day(months[0][1]), _day(months[-1][2]))
-    return {month: sum(counts.get(day, 0) for day in range(_day(start), _day(end) + 1)) for month, start, end in months}
+def _wanted(found: list[MonthKind], kinds: list[str], by_site: bool) -> list[MonthKind]:
+    return [part if by_site else part.without_sites() for part in found if part.kind in kinds]
 
 
-def _store_months(conn: sqlite3.Connection, computed: list[_Computed]) -> None:
-    """Keep the months summarised anew; a failure (the store busy for long) costs only a recomputation."""
+def _cut_month(
+    conn: sqlite3.Connection,
+    kinds: list[str],
+    since: float | None,
+    until: float | None,
+    month: tuple[str, float, float],
+    sites: dict[str, str],
+) -> list[MonthKind]:
+    name, start, end = month
+    low = start if since is None else max(start, since)
+    high = end if until is None else min(end, until)
+    return _from_month(conn, kinds, name, low, high, sites)
+
+
+def _from_month(
+    conn: sqlite3.Connection, kinds: Sequence[str], month: str, low: float, high: float, sites: dict[str, str]
+) -> list[MonthKind]:
+    """The parts of the alarms of ``kinds`` opened in [``low``, ``high``), all of ``month``."""
+    return parts(tally_month(month, store.alarm_time_tuples(conn, kinds, low, high), sites))
+
+
+#: Per store, the buttons' sites last read, with their hash (:func:`store.stats_sites_mark`).
+_sites_read: dict[str, tuple[str, dict[str, str]]] = {}
+
+
+def _button_sites(conn: sqlite3.Connection, mark: str) -> dict[str, str]:
+    """Every button's site, read again only when the hash of them all (read in the caller's snapshot) moved."""
+    database = str(conn.execute("PRAGMA database_list").fetchone()[2])
+    known = _sites_read.get(database)
+    if known is not None and known[0] == mark:
+        return known[1]
+    sites = store.button_sites(conn)
+    _sites_read[database] = (mark, sites)
+    return sites
+
+
+def _from_alarms(
+    conn: sqlite3.Connection,
+    kinds: list[str],
+    since: float | None,
+    until: float | None,
+    months: list[tuple[str, float, float]],
+    by_site: bool,
+) -> list[MonthKind]:
+    """Every month of the period from its alarms (the summaries out of use)."""
+    sites = store.button_sites(conn)
+    return [
+        part
+        for month in months
+        for part in _wanted(_cut_month(conn, kinds, since, until, month, sites), kinds, by_site)
+    ]
+
+
+def _alarm_changes(
+    conn: sqlite3.Connection, months: list[tuple[str, float, float]]
+) -> tuple[int | None, dict[str, int]]:
+    """The generation, and each month's count of alarm changes: the sum over the UTC days it touches."""
+    first, last = (_day(months[0][1]), _day(months[-1][2])) if months else (0, 0)
+    generation, counts = store.stats_bookkeeping(conn, first, last)
+    return generation, {
+        month: sum(counts.get(day, 0) for day in range(_day(start), _day(end) + 1)) for month, start, end in months
+    }
+
+
+@contextmanager
+def _derived_write(conn: sqlite3.Connection) -> Iterator[None]:
+    """A write of derived data: without waiting for the disk (losing it costs only a recomputation, and the
+    next commit that does wait writes it too), so that it holds the store's write lock, which a press may
+    be waiting for, for as short as it can."""
+    conn.execute("PRAGMA synchronous=NORMAL")
     try:
         with transaction(conn):
-            store.save_stats_months(conn, [(c.month, c.alarm_changes, c.site_changes, c.parts) for c in computed])
+            yield
+    finally:
+        conn.execute("PRAGMA synchronous=FULL")
+
+
+def _store_months(conn: sqlite3.Connection, read: _Read) -> None:
+    """Keep the months summarised anew; a failure (the store busy for long, the tables broken) costs
+    only a recomputation."""
+    assert read.generation is not None
+    summaries = [
+        (c.month, read.generation, c.alarm_changes, read.sites, [p.row() for p in c.parts]) for c in read.computed
+    ]
+    try:
+        with _derived_write(conn):
+            store.save_stats_months(conn, summaries)
     except sqlite3.Error:
         log.warning("statistics: monthly summaries not stored", exc_info=True)
+
+
+def _start_generation(conn: sqlite3.Connection) -> None:
+    """A generation for summaries to be stored at from the next view on (none is stored with this one: its
+    counts were read while there was none, when a change may have gone uncounted)."""
+    try:
+        with _derived_write(conn):
+            store.start_stats_generation(conn)
+    except sqlite3.Error:
+        log.warning("statistics: no generation for the monthly summaries", exc_info=True)
 
 
 CSV_COLUMNS = (

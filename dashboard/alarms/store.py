@@ -10,7 +10,10 @@ Reads that the board shows come back as plain dicts, ready for JSON.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
+import secrets
 import sqlite3
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -41,6 +44,8 @@ from .lifecycle import (
     opens_alarm,
     route,
 )
+
+log = logging.getLogger(__name__)
 
 _ALARM_SELECT = """
 SELECT a.*, b.site_name, b.lat, b.lon, b.label, b.transport,
@@ -95,8 +100,13 @@ def _bump(conn: sqlite3.Connection, alarm_id: int, **columns: object) -> None:
         else:
             assignments.append(f"{column} = ?")
             params.append(value)
+    counted = not STATS_COLUMNS.isdisjoint(columns)
+    if "opened_at" in columns:
+        count_stats_change(conn, alarm_id)  # its month before, as well as after
     # Column names come from this module's keyword arguments, never from input.
     conn.execute(f"UPDATE alarms SET {', '.join(assignments)} WHERE id = ?", (*params, alarm_id))  # noqa: S608
+    if counted:
+        count_stats_change(conn, alarm_id)
 
 
 #: An alarm's columns the API and the live stream show as stored ...
@@ -230,6 +240,7 @@ def _open_alarm(
             anomaly,
         ),
     )
+    count_stats_change(conn, new_id)
     actor = f"gw:{event.gw}"
     log_action(conn, new_id, Action.OPENED, actor, received_at, None, AlarmState.UNACKNOWLEDGED, None, event.id)
     return new_id
@@ -586,12 +597,15 @@ def expired_test_alarms(conn: sqlite3.Connection, opened_before: float) -> list[
 def opened_span(conn: sqlite3.Connection, kinds: Iterable[str]) -> tuple[float, float] | None:
     """When the first and the last alarm of ``kinds`` were opened (None: there is none).
 
-    One kind at a time, so that each is two steps down the index on (kind, opened_at).
+    One kind at a time, so that each is two steps down the index on (kind, opened_at): a MIN and a MAX
+    in one SELECT would read every alarm of the kind, each in its own subquery is one step down.
     """
     firsts, lasts = [], []
     for kind in kinds:
         first, last = conn.execute(
-            "SELECT MIN(opened_at), MAX(opened_at) FROM alarms WHERE kind = ?", (str(kind),)
+            "SELECT (SELECT MIN(opened_at) FROM alarms WHERE kind = ?), "
+            "(SELECT MAX(opened_at) FROM alarms WHERE kind = ?)",
+            (str(kind), str(kind)),
         ).fetchone()
         if first is not None:
             firsts.append(first)
@@ -599,67 +613,160 @@ def opened_span(conn: sqlite3.Connection, kinds: Iterable[str]) -> tuple[float, 
     return (min(firsts), max(lasts)) if firsts else None
 
 
-def stats_alarm_changes(conn: sqlite3.Connection, first_day: int, last_day: int) -> dict[int, int]:
-    """UTC day -> how many times the triggers saw an alarm opened that day inserted, changed or deleted."""
+#: The alarms' columns the statistics read: a change of any of them changes its month's figures.
+STATS_COLUMNS = frozenset({"kind", "button", "opened_at", "acknowledged_at", "resolved_at", "resolution"})
+#: stats_alarm_changes' row holding the generation the summaries are computed at (see schema.sql).
+_GENERATION_DAY = -1
+_COUNT_CHANGE = (
+    "INSERT INTO stats_alarm_changes (day, changes) SELECT CAST(opened_at / 86400 AS INTEGER), 1 FROM alarms "
+    "WHERE id = ? ON CONFLICT(day) DO UPDATE SET changes = changes + 1"
+)
+#: Stores (by file) whose summaries this process no longer trusts: counting failed and so did distrusting them.
+_distrusted: set[str] = set()
+#: How many times counting a change failed (each logged; the alarm was written all the same).
+bookkeeping_failures = 0
+
+
+def count_stats_change(conn: sqlite3.Connection, alarm_id: int) -> None:
+    """Count a change of the statistics' figures of alarm ``alarm_id`` under the day it was opened
+    (inside the alarm's transaction, after its write).
+
+    Never raises: the alarm's write must not fail with the bookkeeping (a table dropped or altered).
+    On a failure the change is logged and the summaries are distrusted instead, so the statistics
+    are computed from the alarms until a page stores them at a new generation.
+    """
+    global bookkeeping_failures
+    try:
+        _in_savepoint(conn, lambda: conn.execute(_COUNT_CHANGE, (alarm_id,)))
+    except Exception:  # whatever failed, the alarm is written
+        bookkeeping_failures += 1
+        log.exception("statistics: a change of alarm %s was not counted; the summaries are distrusted", alarm_id)
+        _distrust_summaries(conn)
+
+
+def _in_savepoint(conn: sqlite3.Connection, work: Any) -> None:
+    """``work()`` undone alone if it fails, leaving the caller's transaction as it was."""
+    conn.execute("SAVEPOINT stats_bookkeeping")
+    try:
+        work()
+    except BaseException:
+        conn.execute("ROLLBACK TO stats_bookkeeping")
+        conn.execute("RELEASE stats_bookkeeping")
+        raise
+    conn.execute("RELEASE stats_bookkeeping")
+
+
+def _distrust_summaries(conn: sqlite3.Connection) -> None:
+    """No stored summary is taken for current again: the generation goes (or failing that, the summaries;
+    failing that too, this process stops trusting the store's summaries)."""
+    for statement in (
+        f"DELETE FROM stats_alarm_changes WHERE day = {_GENERATION_DAY}",  # noqa: S608 - a constant
+        "DELETE FROM stats_summaries",
+    ):
+        try:
+            _in_savepoint(conn, lambda s=statement: conn.execute(s))  # type: ignore[misc]
+            return
+        except Exception:  # noqa: BLE001, S112 - the next way, then the last resort below
+            continue
+    try:
+        _distrusted.add(_database(conn))
+    except Exception:  # nothing left to try; logged by the caller
+        log.critical("statistics: summaries could not be distrusted", exc_info=True)
+
+
+def _database(conn: sqlite3.Connection) -> str:
+    return str(conn.execute("PRAGMA database_list").fetchone()[2])
+
+
+def stats_trusted(conn: sqlite3.Connection) -> bool:
+    """Whether this process may take the store's summaries for what they say (see :func:`count_stats_change`)."""
+    return not _distrusted or _database(conn) not in _distrusted
+
+
+def stats_bookkeeping(conn: sqlite3.Connection, first_day: int, last_day: int) -> tuple[int | None, dict[int, int]]:
+    """(the summaries' generation, None if there is none; UTC day -> how many changes of alarms opened
+    that day were counted). Raises if the bookkeeping is missing."""
     cursor = conn.cursor()
     cursor.row_factory = None
     rows = cursor.execute(
-        "SELECT day, changes FROM stats_alarm_changes WHERE day BETWEEN ? AND ?", (first_day, last_day)
+        "SELECT day, changes FROM stats_alarm_changes WHERE day BETWEEN ? AND ? OR day = ?",
+        (first_day, last_day, _GENERATION_DAY),
     ).fetchall()
-    return dict(rows)
+    counts = dict(rows)
+    return counts.pop(_GENERATION_DAY, None), counts
 
 
-def stats_site_changes(conn: sqlite3.Connection) -> int:
-    """How many times the triggers saw a button added, removed, or moved to another site."""
-    row = conn.execute("SELECT changes FROM stats_site_changes WHERE id = 1").fetchone()
-    return 0 if row is None else int(row[0])
+def stats_sites_mark(conn: sqlite3.Connection) -> str:
+    """A hash of every button's site: any button added, removed or moved to another site changes it.
+
+    In the table's order (a scan, without sorting): the same sites in another order only cost a recomputation.
+    """
+    cursor = conn.cursor()
+    cursor.row_factory = None
+    (text,) = cursor.execute("SELECT group_concat(id || char(31) || site_name, char(30)) FROM buttons").fetchone()
+    return hashlib.blake2b((text or "").encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
 
 
-def stats_months(conn: sqlite3.Connection, months: Sequence[str]) -> dict[str, tuple[int, int]]:
-    """Stored month -> the (alarm, site) change counts its summary was computed at."""
+def stats_summaries(conn: sqlite3.Connection, months: Sequence[str]) -> dict[str, tuple[int, int, str]]:
+    """Stored month -> the (generation, alarm changes, sites hash) its summary was computed at."""
     if not months:
         return {}
-    marks = ",".join("?" * len(months))
-    rows = conn.execute(
-        f"SELECT month, alarm_changes, site_changes FROM stats_months WHERE month IN ({marks})",  # noqa: S608
+    cursor = conn.cursor()
+    cursor.row_factory = None
+    rows = cursor.execute(
+        "SELECT month, generation, alarm_changes, sites FROM stats_summaries "  # noqa: S608
+        f"WHERE month IN ({','.join('?' * len(months))})",
         list(months),
     ).fetchall()
-    return {row["month"]: (row["alarm_changes"], row["site_changes"]) for row in rows}
+    return {month: (generation, changes, sites) for month, generation, changes, sites in rows}
 
 
-#: A stored summary's group: month, site (NULL: every site of the kind), kind, five counts, two times as bytes.
-_GROUP_COLUMNS = "month, site, kind, alarms, open, real, false_alarm, test, to_ack, to_resolve"
+#: A stored month and kind: two keys, five counts, the whole kind's sorted times, then each site's.
+STATS_KIND_COLUMNS = (
+    "month", "kind", "alarms", "open", "real", "false_alarm", "test", "to_ack", "to_resolve",
+    "sites", "site_counts", "site_to_ack", "site_to_ack_ends", "site_to_resolve", "site_to_resolve_ends",
+)  # fmt: skip
+_WHOLE_COLUMNS = 9  # without the sites' columns: what the month and kind tables read
 
 
-def stats_groups(
+def stats_kinds(
     conn: sqlite3.Connection, months: Sequence[str], kinds: Iterable[str], *, by_site: bool = True
 ) -> list[tuple[Any, ...]]:
-    """The stored groups of ``months`` and ``kinds``, as plain tuples of :data:`_GROUP_COLUMNS`
-    (only each month's whole kinds unless ``by_site``)."""
+    """The stored rows of ``months`` and ``kinds`` as plain tuples of :data:`STATS_KIND_COLUMNS`
+    (the sites' columns None unless ``by_site``)."""
     kinds = [str(kind) for kind in kinds]
     if not months or not kinds:
         return []
-    sites = "" if by_site else " AND site IS NULL"
+    columns = STATS_KIND_COLUMNS if by_site else (*STATS_KIND_COLUMNS[:_WHOLE_COLUMNS], *(("NULL",) * 6))
     query = (
-        f"SELECT {_GROUP_COLUMNS} FROM stats_groups "  # noqa: S608
-        f"WHERE month IN ({','.join('?' * len(months))}) AND kind IN ({','.join('?' * len(kinds))}){sites}"
+        f"SELECT {', '.join(columns)} FROM stats_kinds "  # noqa: S608
+        f"WHERE month IN ({','.join('?' * len(months))}) AND kind IN ({','.join('?' * len(kinds))})"
     )
     cursor = conn.cursor()
     cursor.row_factory = None
     return cursor.execute(query, [*months, *kinds]).fetchall()
 
 
+def start_stats_generation(conn: sqlite3.Connection) -> None:
+    """A new generation for summaries to be computed at, unless there is one (inside the caller's transaction)."""
+    conn.execute(
+        "INSERT OR IGNORE INTO stats_alarm_changes (day, changes) VALUES (?, ?)",
+        (_GENERATION_DAY, secrets.randbits(62)),
+    )
+
+
 def save_stats_months(
-    conn: sqlite3.Connection, summaries: Iterable[tuple[str, int, int, Iterable[tuple[Any, ...]]]]
+    conn: sqlite3.Connection, summaries: Iterable[tuple[str, int, int, str, Iterable[tuple[Any, ...]]]]
 ) -> None:
-    """Store months' summaries: (month, alarm changes, site changes, groups as :data:`_GROUP_COLUMNS` tuples),
-    each replacing the month's earlier one (inside the caller's transaction)."""
-    for month, alarm_changes, site_changes, groups in summaries:
-        conn.execute("DELETE FROM stats_groups WHERE month = ?", (month,))
-        conn.executemany(f"INSERT INTO stats_groups ({_GROUP_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", groups)  # noqa: S608
+    """Store months' summaries: (month, generation, alarm changes, sites hash, rows as :data:`STATS_KIND_COLUMNS`
+    tuples), each replacing the month's earlier one (inside the caller's transaction)."""
+    marks = ", ".join("?" * len(STATS_KIND_COLUMNS))
+    for month, generation, alarm_changes, sites, rows in summaries:
+        conn.execute("DELETE FROM stats_kinds WHERE month = ?", (month,))
+        conn.executemany(f"INSERT INTO stats_kinds ({', '.join(STATS_KIND_COLUMNS)}) VALUES ({marks})", rows)  # noqa: S608
         conn.execute(
-            "INSERT INTO stats_months (month, alarm_changes, site_changes) VALUES (?, ?, ?) "
-            "ON CONFLICT(month) DO UPDATE SET alarm_changes = excluded.alarm_changes, "
-            "site_changes = excluded.site_changes",
-            (month, alarm_changes, site_changes),
+            "INSERT INTO stats_summaries (month, generation, alarm_changes, sites) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT(month) DO UPDATE SET generation = excluded.generation, "
+            "alarm_changes = excluded.alarm_changes, sites = excluded.sites",
+            (month, generation, alarm_changes, sites),
         )
