@@ -59,7 +59,7 @@ from footprint import memory_kib
 from ingest import raw_rate, wait_connected
 from latency import mqtt_hop
 from seed import seed
-from streams import OPERATOR, HealthPoller, PressTimes, inventory, open_boards, press_and_acknowledge
+from streams import OPERATOR, PressTimes, Prober, inventory, open_boards, press_and_acknowledge
 
 from dashboard.db import connect, init_schema
 from dashboard.defaults import LOCAL_TIME
@@ -315,12 +315,12 @@ async def under_load(rig: Rig, point: Point) -> dict[str, Any]:
     times = PressTimes()
     probes = 0
     newest = newest_event_rowid(dashboard.database)
-    with HealthPoller(dashboard.url) as health:
+    with Prober(dashboard.url, OPERATOR[:2]) as prober:
         load = LoadProcess(settings).start()
         storm_began = await storm_start(dashboard.database, newest, load)
         storm_ends = storm_began + STORM_S
         while load.alive() and (time.perf_counter() < storm_ends or probes < 5) and probes < PROBE_BUTTONS:
-            await press_and_acknowledge(rig.probe, boards.boards, rig.operator, probes, times, PROBE_GW)
+            await press_and_acknowledge(rig.probe, boards.boards, rig.operator, prober, probes, times, PROBE_GW)
             probes += 1
             await asyncio.sleep(PROBE_GAP_S)
         await asyncio.get_running_loop().run_in_executor(None, load.join, STORM_S + settings.grace_s + 60)
@@ -336,7 +336,7 @@ async def under_load(rig: Rig, point: Point) -> dict[str, Any]:
         "press_to_every_stream_ms": percentiles(times.delivery) if times.delivery else None,
         "streams_missing_a_press": times.missing,
         "acknowledge_ms": percentiles(times.acknowledge) if times.acknowledge else None,
-        "healthz_ms": percentiles(health.samples) if health.samples else None,
+        "healthz_ms": percentiles(prober.samples) if prober.samples else None,
         "dashboard_rss_mib": rss_mib,
         "supervisor_round_ms": storm_rounds,
         "load_error": load.error,

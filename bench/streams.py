@@ -22,12 +22,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import multiprocessing
 import os
 import sys
 import threading
 import time
 import urllib.request
 from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
 from pathlib import Path
 
 import common
@@ -221,7 +223,13 @@ class PressTimes:
 
 
 async def press_and_acknowledge(
-    pub: object, boards: list[Board], operator: DashboardClient, n: int, times: PressTimes, gw: str = GW
+    pub: object,
+    boards: list[Board],
+    operator: DashboardClient,
+    prober: Prober,
+    n: int,
+    times: PressTimes,
+    gw: str = GW,
 ) -> None:
     """Press ``bench-{n}``; wait (up to WAIT_S) until every board has its alarm; acknowledge it; add the times."""
     loop = asyncio.get_running_loop()
@@ -240,26 +248,59 @@ async def press_and_acknowledge(
     # the id the boards show, as an operator clicks it; asked for only if no board has it (a press lost)
     shown = next((board.alarm_ids[button] for board in boards if button in board.alarm_ids), None)
     alarm_id = shown if shown is not None else await loop.run_in_executor(None, open_alarm_of, operator, button)
-    started = time.perf_counter()
-    await loop.run_in_executor(None, operator.post_json, f"/api/alarms/{alarm_id}/acknowledge", {"note": "bench"})
-    times.acknowledge.append((time.perf_counter() - started) * 1000)
+    times.acknowledge.append(await loop.run_in_executor(None, prober.acknowledge, alarm_id))
 
 
-class HealthPoller:
-    """Polls ``/healthz`` every 50 ms in a thread while in its ``with`` block; ``samples`` in ms."""
+def probe_in_child(url: str, account: tuple[str, str], requests: Connection) -> None:
+    """The prober's body: ``/healthz`` every 50 ms in a thread; an acknowledge whenever asked, each timed (ms)."""
+    operator = DashboardClient(url, timeout=30)
+    operator.login(*account)
+    stop, samples = threading.Event(), []
+    poller = threading.Thread(target=poll_health, args=(url, stop, samples), daemon=True)
+    poller.start()
+    requests.send("ready")
+    while (request := requests.recv()) != "stop":
+        started = time.perf_counter()
+        operator.post_json(f"/api/alarms/{request}/acknowledge", {"note": "bench"})
+        requests.send((time.perf_counter() - started) * 1000)
+    stop.set()
+    poller.join(10)
+    requests.send(samples)
 
-    def __init__(self, url: str) -> None:
+
+class Prober:
+    """An operator's acknowledges and a monitor's ``/healthz`` polls, from a process of their own.
+
+    In the boards' reading process they would wait for its GIL behind the
+    reading of a thousand streams, and measure the client instead of the
+    dashboard. ``samples``: the health polls' round trips (ms), once closed.
+    """
+
+    def __init__(self, url: str, account: tuple[str, str]) -> None:
         self.samples: list[float] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=poll_health, args=(url, self._stop, self.samples), daemon=True)
+        self._requests, child_end = multiprocessing.Pipe()
+        self._process = multiprocessing.get_context("spawn").Process(
+            target=probe_in_child, args=(url, account, child_end), name="bench-prober", daemon=True
+        )
 
-    def __enter__(self) -> HealthPoller:
-        self._thread.start()
+    def __enter__(self) -> Prober:
+        self._process.start()
+        if not self._requests.poll(60) or self._requests.recv() != "ready":
+            raise RuntimeError("the prober did not start")
         return self
 
+    def acknowledge(self, alarm_id: int) -> float:
+        """Acknowledge alarm ``alarm_id`` as the operator; the round trip in ms."""
+        self._requests.send(alarm_id)
+        if not self._requests.poll(60):
+            raise TimeoutError("no answer to an acknowledge within 60 s")
+        return float(self._requests.recv())
+
     def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        self._thread.join(10)
+        self._requests.send("stop")
+        if self._requests.poll(30):
+            self.samples = self._requests.recv()
+        self._process.join(10)
 
 
 async def measure(
@@ -271,12 +312,12 @@ async def measure(
     times = PressTimes()
     pid = dashboard.process.pid  # type: ignore[union-attr]
     cpu_before, own_before = cpu_seconds(pid), time.process_time()
-    with HealthPoller(dashboard.url) as poller:
+    with Prober(dashboard.url, OPERATOR[:2]) as prober:
         for n in range(args.presses):
-            await press_and_acknowledge(pub, boards, operator, n, times)
+            await press_and_acknowledge(pub, boards, operator, prober, n, times)
             await asyncio.sleep(args.gap_s)
     dashboard_cpu, own_cpu = cpu_seconds(pid) - cpu_before, time.process_time() - own_before
-    health = poller.samples
+    health = prober.samples
     delivery, acknowledge, missing = times.delivery, times.acknowledge, times.missing
     rss_end = memory_kib(dashboard.process.pid)  # type: ignore[union-attr]
     opened.close()

@@ -209,8 +209,10 @@ def _apply_press(
 
 def _open_alarm_of(conn: sqlite3.Connection, button: str, kind: Kind) -> int | None:
     """The id of ``button``'s open alarm of ``kind`` (at most one: a unique index), if any."""
+    # The partial index's condition written as it is (a literal, not a parameter): SQLite then plans
+    # the lookup once instead of again for each press (13 µs instead of 53 µs at a million alarms).
     row = conn.execute(
-        "SELECT id FROM alarms WHERE button = ? AND kind = ? AND state != ?", (button, str(kind), AlarmState.RESOLVED)
+        "SELECT id FROM alarms WHERE button = ? AND kind = ? AND state != 'resolved'", (button, str(kind))
     ).fetchone()
     return None if row is None else int(row["id"])
 

@@ -92,7 +92,10 @@ class Subscription:
 #: At most this many deliveries per turn of the event loop: a broadcast to a
 #: thousand boards is cut into slices, and the requests that arrive meanwhile
 #: (an operator's acknowledge, a monitor's poll) are served between them.
-DELIVERIES_PER_TURN = 128
+#: Measured at 1,000 open boards (bench/streams.py, docs/benchmarks.md): 128
+#: a turn gave acknowledge p99 52-66 ms and /healthz p99 40-42 ms, 32 gave
+#: 36-45 and 21-25, 16 gives 32-34 and 15-17, for the same total work.
+DELIVERIES_PER_TURN = 16
 
 
 class LoopBridge:
