@@ -448,7 +448,9 @@ def meets(points: list[dict[str, Any]]) -> dict[str, Any]:
         "1000_streams_acknowledge_p99": check(streams, lambda p: p99(p, "acknowledge_ms"), 50),
         "1000_streams_healthz_p99": check(streams, lambda p: p99(p, "healthz_ms"), 20),
         "1000_streams_press_to_every_stream_p99": check(streams, lambda p: p99(p, "press_to_every_stream_ms"), 100),
-        "1m_events_stats_year": check(history, lambda p: p99(p, "stats_year_ms"), 500),
+        # the usual view (the year's months stored) and the first after a start (every month computed)
+        "1m_events_stats_year": check(history, lambda p: (p.get("stats_year_ms") or {}).get("p50"), 500),
+        "1m_events_stats_year_first_view": check(history, lambda p: (p.get("stats_year_ms") or {}).get("max"), 500),
         "1m_events_audit_page": check(history, lambda p: p99(p, "audit_page_ms"), 100),
     }
 

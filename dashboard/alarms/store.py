@@ -121,12 +121,15 @@ _ALARM_TIMES = ("opened_at", "last_press_at", "acknowledged_at", "dispatched_at"
 
 def alarm_view(row: sqlite3.Row) -> dict[str, Any]:
     """An alarm as the API and the live stream show it (``notified``: webhook receivers told of its escalation)."""
-    view = {name: row[name] for name in _ALARM_FIELDS}
-    view.update((name, _iso(row[name])) for name in _ALARM_TIMES)
-    view["open"] = row["state"] != AlarmState.RESOLVED
-    view["test"] = bool(row["test"])
-    has_site = row["site_name"] is not None
-    view["site"] = {"name": row["site_name"], "lat": row["lat"], "lon": row["lon"]} if has_site else None
+    # sqlite3.Row finds a column by name with a scan of its names: one dict instead of ~33 scans
+    # (a board's snapshot after a storm holds thousands of alarms).
+    data = dict(zip(row.keys(), row, strict=True))
+    view = {name: data[name] for name in _ALARM_FIELDS}
+    view.update((name, _iso(data[name])) for name in _ALARM_TIMES)
+    view["open"] = data["state"] != AlarmState.RESOLVED
+    view["test"] = bool(data["test"])
+    has_site = data["site_name"] is not None
+    view["site"] = {"name": data["site_name"], "lat": data["lat"], "lon": data["lon"]} if has_site else None
     return view
 
 
