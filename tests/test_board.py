@@ -406,3 +406,25 @@ def test_the_boards_sites_summary_and_one_site_keep_sapa_alarms_to_the_sapa_desk
     with pytest.raises(HTTPStatusError) as caught:
         operator.get_json("/api/sites?site=nowhere")
     assert caught.value.status == 404
+
+
+def test_a_board_opened_during_a_mass_event_shows_every_open_alarm(
+    dashboard: DashboardServer, operator: DashboardClient, probe: Probe
+) -> None:
+    """More open alarms than any page of the API: a new or reconnecting board must still see the oldest."""
+    from dashboard.alarms.store import OPEN_STATES
+
+    from .test_ingest import TOPICS, drained
+
+    count = 230  # past the 200 that /api/alarms (and once the snapshot) returns
+    sent = [
+        probe.client.publish(TOPICS.event("gw-a"), make_event(button=f"fire-{n}").encode(), qos=1) for n in range(count)
+    ]
+    for info in sent:
+        info.wait_for_publish(10)
+    drained(dashboard, count)
+    with operator.stream() as board:
+        snapshot = board.wait_for(lambda e: e.event == "snapshot", 10).json()
+    buttons = {alarm["button"] for alarm in snapshot["alarms"]}
+    assert buttons == {f"fire-{n}" for n in range(count)}  # the first press's alarm among them
+    assert all(alarm["state"] in OPEN_STATES for alarm in snapshot["alarms"])

@@ -427,8 +427,9 @@ def get_alarms(conn: sqlite3.Connection, alarm_ids: Iterable[int]) -> list[dict[
 
 
 def list_alarms(
-    conn: sqlite3.Connection, *, kinds: Iterable[str], open_only: bool = True, limit: int = 200
+    conn: sqlite3.Connection, *, kinds: Iterable[str], open_only: bool = True, limit: int | None = 200
 ) -> list[dict[str, Any]]:
+    """Alarms of ``kinds``, newest first, at most ``limit`` (None: every one, as a board's snapshot needs)."""
     kinds = [str(kind) for kind in kinds]
     if not kinds:
         return []
@@ -438,8 +439,10 @@ def list_alarms(
     if open_only:
         query += f" AND a.state IN ({','.join('?' * len(OPEN_STATES))})"
         params += [str(state) for state in OPEN_STATES]
-    query += " ORDER BY a.opened_at DESC, a.id DESC LIMIT ?"
-    params.append(limit)
+    query += " ORDER BY a.opened_at DESC, a.id DESC"
+    if limit is not None:
+        query += " LIMIT ?"
+        params.append(limit)
     return [alarm_view(row) for row in conn.execute(query, params).fetchall()]
 
 

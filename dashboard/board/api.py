@@ -157,7 +157,9 @@ def _snapshot(kinds: frozenset[str]) -> LiveMessage:
     return LiveMessage(
         "snapshot",
         {
-            "alarms": store.list_alarms(conn, kinds=kinds, open_only=True),
+            # Every open alarm, however many: a board that reconnects during a mass event must not
+            # lose sight of the older ones (it showed the newest 200 only).
+            "alarms": store.list_alarms(conn, kinds=kinds, open_only=True, limit=None),
             "closed": store.recently_closed(conn, kinds=kinds, since=time.time() - CLOSED_MEMORY_S),
             "gateways": registry.list_gateways(conn),
             "troubles": open_troubles(conn, trouble_audience()),
