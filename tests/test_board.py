@@ -428,3 +428,23 @@ def test_a_board_opened_during_a_mass_event_shows_every_open_alarm(
     buttons = {alarm["button"] for alarm in snapshot["alarms"]}
     assert buttons == {f"fire-{n}" for n in range(count)}  # the first press's alarm among them
     assert all(alarm["state"] in OPEN_STATES for alarm in snapshot["alarms"])
+
+
+def test_boards_share_a_snapshot_until_something_is_published(
+    dashboard: DashboardServer, operator: DashboardClient, probe: Probe
+) -> None:
+    """A thousand boards reconnecting read the store once; a change in between is never missed."""
+    state = dashboard.app.extensions[EXTENSION]
+    with operator.stream() as first:
+        first.wait_for(lambda e: e.event == "snapshot", 5)
+    generation, reads = state.hub.generation, state.counters.get("snapshots_read")
+    with operator.stream() as second:
+        shared = second.wait_for(lambda e: e.event == "snapshot", 5).json()
+    assert shared["alarms"] == [] and shared["server_time"]  # each board gets its own server time
+    if state.hub.generation == generation:  # nothing was published between the two boards
+        assert state.counters.get("snapshots_read") == reads
+    press = send(probe, make_event())
+    wait_alarm(operator, lambda a: a["last_event_id"] == press.id)
+    with operator.stream() as third:
+        after = third.wait_for(lambda e: e.event == "snapshot", 5).json()
+    assert [alarm["last_event_id"] for alarm in after["alarms"]] == [press.id]

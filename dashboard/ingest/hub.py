@@ -204,6 +204,7 @@ class AsyncSubscription(Subscription):
 class Hub:
     def __init__(self, *, queue_size: int = 2000, streams_per_owner: int = STREAMS_PER_ACCOUNT) -> None:
         self._lock = threading.Lock()
+        self._generation = 0
         #: insertion-ordered, oldest first (a dict used as an ordered set)
         self._subscriptions: dict[Subscription, None] = {}
         self._queue_size = queue_size
@@ -247,6 +248,7 @@ class Hub:
 
     def publish(self, message: LiveMessage) -> None:
         with self._lock:
+            self._generation += 1
             subscriptions = list(self._subscriptions)
         for subscription in subscriptions:
             subscription.offer(message)
@@ -272,6 +274,12 @@ class Hub:
             if not bridge.drained.is_set():
                 delivered = bridge.drained.wait(max(0.0, deadline - time.monotonic())) and delivered
         return delivered
+
+    @property
+    def generation(self) -> int:
+        """How many messages were published so far: a snapshot read while it stayed the same misses none."""
+        with self._lock:
+            return self._generation
 
     @property
     def subscribers(self) -> int:
