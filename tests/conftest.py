@@ -6,6 +6,7 @@ test; nothing is faked.
 
 from __future__ import annotations
 
+import sqlite3
 import textwrap
 import tomllib
 from collections.abc import Callable, Iterator
@@ -15,6 +16,7 @@ from typing import Any
 import pytest
 from gpiozero.pins.mock import MockFactory
 
+from dashboard.db import connect, init_schema
 from firmware_bridge.broker import BrokerSettings
 from firmware_bridge.settings import read_toml
 from gateway.app import Gateway
@@ -170,3 +172,12 @@ def press(factory: MockFactory, pin: int = 17) -> None:
     """A short press of a wired button (pin pulled to ground, then released)."""
     factory.pin(pin).drive_low()
     factory.pin(pin).drive_high()
+
+
+@pytest.fixture
+def conn(tmp_path: Path) -> Iterator[sqlite3.Connection]:
+    """A fresh dashboard store with its schema, for tests of the store's functions."""
+    connection = connect(tmp_path / "dashboard.db")
+    init_schema(connection)
+    yield connection
+    connection.close()

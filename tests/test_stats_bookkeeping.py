@@ -4,10 +4,7 @@ runs, a press still raises its alarm, and the statistics are still right (comput
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from dashboard.alarms import stats, store
 from dashboard.alarms.lifecycle import Action
@@ -38,14 +35,6 @@ def test_a_press_raises_its_alarm_with_the_bookkeeping_dropped_while_the_dashboa
     [after] = rows_of(operator, "/stats.csv?group=kind")
     assert (after["alarms"], after["open"], after["ack_count"]) == ("2", "2", "1")
     assert operator.get_text("/stats")[0] == 200
-
-
-@pytest.fixture
-def conn(tmp_path: Path) -> Iterator[sqlite3.Connection]:
-    connection = connect(tmp_path / "dashboard.db")
-    init_schema(connection)
-    yield connection
-    connection.close()
 
 
 def _keyless_copy(conn: sqlite3.Connection) -> None:

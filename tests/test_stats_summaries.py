@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from dashboard.alarms import stats, store
 from dashboard.alarms.lifecycle import Action
@@ -33,14 +30,6 @@ def at(month: int, day: int = 10, hour: int = 9, minute: int = 0) -> float:
 
 def month_start(month: int) -> float:
     return at(month, 1, 0)
-
-
-@pytest.fixture
-def conn(tmp_path: Path) -> Iterator[sqlite3.Connection]:
-    connection = connect(tmp_path / "dashboard.db")
-    init_schema(connection)
-    yield connection
-    connection.close()
 
 
 def register(conn: sqlite3.Connection, sites: dict[str, str], kind: Kind = Kind.FIRE, gw: str = "gw-a") -> None:

@@ -495,11 +495,12 @@ def period_parts(
         if span is None:
             return []
         months = _months(*span)
+        period = _Period(kinds, since, until, months, by_site)
         try:
-            read = _read_months(conn, kinds, since, until, months, by_site)
+            read = _read_months(conn, period)
         except sqlite3.Error:
             log.exception("statistics: the summaries' bookkeeping is missing or broken; computed from the alarms")
-            read = _Read(_from_alarms(conn, kinds, since, until, months, by_site))
+            read = _Read(_from_alarms(conn, period))
             return read.parts
     if read.generation is None:
         _start_generation(conn)
@@ -512,15 +513,21 @@ def _whole(month: tuple[str, float, float], since: float | None, until: float | 
     return (since is None or since <= month[1]) and (until is None or until >= month[2])
 
 
-def _read_months(
-    conn: sqlite3.Connection,
-    kinds: list[str],
-    since: float | None,
-    until: float | None,
-    months: list[tuple[str, float, float]],
-    by_site: bool,
-) -> _Read:
+@dataclass(frozen=True)
+class _Period:
+    """What a statistics view asks for: alarms of ``kinds`` opened in [``since``, ``until``) (None:
+    open-ended), the local months that touches, and whether by site."""
+
+    kinds: list[str]
+    since: float | None
+    until: float | None
+    months: list[tuple[str, float, float]]
+    by_site: bool
+
+
+def _read_months(conn: sqlite3.Connection, period: _Period) -> _Read:
     """Inside one read snapshot: the months' parts of ``kinds``, and the months summarised anew."""
+    kinds, since, until, months, by_site = period.kinds, period.since, period.until, period.months, period.by_site
     whole = [m for m in months if _whole(m, since, until)]
     cut = [m for m in months if not _whole(m, since, until)]
     generation, alarm_changes = _alarm_changes(conn, whole)
@@ -588,15 +595,9 @@ def _button_sites(conn: sqlite3.Connection, mark: str) -> dict[str, str]:
     return sites
 
 
-def _from_alarms(
-    conn: sqlite3.Connection,
-    kinds: list[str],
-    since: float | None,
-    until: float | None,
-    months: list[tuple[str, float, float]],
-    by_site: bool,
-) -> list[MonthKind]:
+def _from_alarms(conn: sqlite3.Connection, period: _Period) -> list[MonthKind]:
     """Every month of the period from its alarms (the summaries out of use)."""
+    kinds, since, until, months, by_site = period.kinds, period.since, period.until, period.months, period.by_site
     sites = store.button_sites(conn)
     return [
         part
