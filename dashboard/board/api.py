@@ -167,17 +167,20 @@ class _SharedSnapshot:
     body: bytes  # the snapshot's JSON object without server_time
 
 
-_snapshots: dict[tuple[Any, ...], _SharedSnapshot] = {}
+#: Where an app keeps its shared snapshots: with the app, like its hub, whose generations they are of
+#: (a dashboard started again in the same process has a new hub counting from 0).
+_SNAPSHOTS = "siaga.snapshots"
 _snapshots_lock = threading.Lock()
 
 
 def _snapshot(kinds: frozenset[str]) -> LiveMessage:
     """What a board starts from; read after its subscription, so that nothing falls between them."""
     hub, audience, now = live().hub, trouble_audience(), time.monotonic()
-    key = (current_app.config["DATABASE"], kinds, audience)
+    key = (kinds, audience)
     generation = hub.generation
     with _snapshots_lock:
-        shared = _snapshots.get(key)
+        snapshots: dict[tuple[Any, ...], _SharedSnapshot] = current_app.extensions.setdefault(_SNAPSHOTS, {})
+        shared = snapshots.get(key)
     if shared is None or shared.generation != generation or now - shared.read_at > SNAPSHOT_SHARE_S:
         # Every change is committed before it is published: with the generation unchanged since
         # before these reads, they hold every change any board was sent before subscribing.
@@ -185,7 +188,7 @@ def _snapshot(kinds: frozenset[str]) -> LiveMessage:
         live().counters.add("snapshots_read")
         if hub.generation == generation:
             with _snapshots_lock:
-                _snapshots[key] = shared
+                snapshots[key] = shared
     server_time = json.dumps(format_epoch(time.time())).encode()
     body = b'{"server_time":' + server_time + b"," + shared.body[1:]
     return LiveMessage("snapshot", {}, _encoded=[b"event: snapshot\ndata: " + body + b"\n\n"])
