@@ -272,6 +272,7 @@ def format_time(at: object, fallback: float | None = None) -> str | None:
         at = fallback
     return format_epoch(float(min(max(at, FIRST_TIME), LAST_TIME)))  # clamped first: an int of any size
 
+
 def stored_health(text: str | bytes | None) -> dict[str, Any] | None:
     """A gateway's stored health message (the JSON text of ``gateways.health``); None if absent or unreadable."""
     try:

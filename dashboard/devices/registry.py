@@ -14,6 +14,21 @@ from firmware_bridge.timeutil import format_epoch
 
 from .health import field_count
 
+#: Each write of a button or a registration stamps ``updated_at`` with its inventory's time (no code
+#: deletes a button), so a count and a sum of the stamps move with any change; SQLite sums them
+#: without building a row per button.
+_BUTTONS_MARK = "(SELECT COUNT(*) FROM buttons), (SELECT TOTAL(updated_at) FROM buttons)"
+_REGISTRATIONS_MARK = "(SELECT COUNT(*) FROM registrations), (SELECT TOTAL(updated_at) FROM registrations)"
+#: What is read once per inventory mark is read again at least this often, whatever the mark says
+#: (a write this module does not make cannot hide for long).
+INVENTORY_REFRESH_S = 60.0
+
+
+def inventory_mark(conn: sqlite3.Connection, *, registrations: bool = True) -> tuple[Any, ...]:
+    """What moves whenever a button (and, unless told otherwise, a registration) is written."""
+    marks = f"{_BUTTONS_MARK}, {_REGISTRATIONS_MARK}" if registrations else _BUTTONS_MARK
+    return tuple(conn.execute(f"SELECT {marks}").fetchone())
+
 
 def _iso(value: float | None) -> str | None:
     return None if value is None else format_epoch(value)

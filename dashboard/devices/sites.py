@@ -24,7 +24,7 @@ from typing import Any
 
 from ..alarms import store
 from ..alarms.lifecycle import AlarmState
-from . import service
+from . import registry, service
 from .service import ServiceMode
 from .supervision import Audience, troubled_buttons
 
@@ -42,13 +42,6 @@ URGENCY: tuple[str, ...] = (
     OK,
 )
 _RANK = {str(state): rank for rank, state in enumerate(URGENCY)}
-
-#: Read the places again at least this often, whatever the inventory mark says.
-PLACES_REFRESH_S = 60.0
-
-#: A count and a sum of the stamps of every button: each write of a button stamps ``updated_at``
-#: (no code deletes one), so the mark moves with any change of a place, label or kind.
-_MARK = "SELECT COUNT(*), TOTAL(updated_at) FROM buttons"
 
 
 @dataclass(frozen=True)
@@ -100,10 +93,10 @@ def _read_places(conn: sqlite3.Connection, kinds: tuple[str, ...], mark: tuple[A
 
 def _places_of(conn: sqlite3.Connection, kinds: frozenset[str]) -> _Places:
     key = (_database(conn), tuple(sorted(kinds)))
-    mark = tuple(conn.execute(_MARK).fetchone())
+    mark = registry.inventory_mark(conn, registrations=False)  # a place, label or kind moves it
     with _places_lock:
         known = _places.get(key)
-    if known is not None and known.mark == mark and time.monotonic() - known.read_at < PLACES_REFRESH_S:
+    if known is not None and known.mark == mark and time.monotonic() - known.read_at < registry.INVENTORY_REFRESH_S:
         return known
     places = _read_places(conn, key[1], mark)
     with _places_lock:

@@ -48,6 +48,7 @@ from firmware_bridge.timeutil import format_epoch
 from ..alarms import notify
 from ..db import PeriodicCheck, transaction
 from ..ingest.hub import Hub, LiveMessage
+from . import registry
 from .health import (
     FIRST_TIME,
     LAST_TIME,
@@ -385,25 +386,16 @@ def read_buttons(conn: sqlite3.Connection) -> Buttons:
 
 _BUTTONS = "SELECT id, gw, kind, transport FROM buttons ORDER BY id"
 
-#: What changes whenever a button or a registration is written: each write stamps ``updated_at``
-#: with the time of the inventory (no code deletes a button), so a count and a sum of the stamps
-#: move with any change. Summed by SQLite without building a row per button.
-_INVENTORY_MARK = (
-    "SELECT (SELECT COUNT(*) FROM buttons), (SELECT TOTAL(updated_at) FROM buttons), "
-    "(SELECT COUNT(*) FROM registrations), (SELECT TOTAL(updated_at) FROM registrations)"
-)
-
 
 class InventoryMemo:
     """The registered buttons and the conflicting registrations, read again only when an inventory changed.
 
     Inventories change when a gateway is installed or reconfigured; every round
-    reads only their mark (:data:`_INVENTORY_MARK`), and everything again at
-    least every ``refresh_s`` whatever the mark says (a write this code does not
-    know of cannot hide for long).
+    reads only their mark (:func:`registry.inventory_mark`), and everything again
+    at least every ``refresh_s`` whatever the mark says.
     """
 
-    def __init__(self, refresh_s: float = 60.0) -> None:
+    def __init__(self, refresh_s: float = registry.INVENTORY_REFRESH_S) -> None:
         self.refresh_s = refresh_s
         self._mark: tuple[Any, ...] | None = None
         self._read_at = 0.0
@@ -411,7 +403,7 @@ class InventoryMemo:
         self._conflicts: list[Trouble] | None = None
 
     def _fresh(self, conn: sqlite3.Connection) -> bool:
-        mark = tuple(conn.execute(_INVENTORY_MARK).fetchone())
+        mark = registry.inventory_mark(conn)
         if mark == self._mark and time.monotonic() - self._read_at < self.refresh_s:
             return True
         self._mark, self._read_at = mark, time.monotonic()
