@@ -52,6 +52,11 @@ def _schema_parts() -> tuple[str, str]:
     return base, mark + derived
 
 
+def database_file(conn: sqlite3.Connection) -> str:
+    """The file ``conn`` opened: what per-store memos are keyed by."""
+    return str(conn.execute("PRAGMA database_list").fetchone()[2])
+
+
 def connect(path: str | Path) -> sqlite3.Connection:
     """Open the store. WAL lets the board read while ingest writes; FULL sync
     makes a commit durable before the broker is told the event was taken."""

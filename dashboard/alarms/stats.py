@@ -33,7 +33,7 @@ from firmware_bridge.payloads import Kind
 
 from ..accounts import audit
 from ..accounts.auth import Role, login_required, visible_kinds
-from ..db import get_db, read_snapshot, transaction
+from ..db import database_file, get_db, read_snapshot, transaction
 from ..defaults import LOCAL_TIME
 from . import store
 from .lifecycle import Resolution
@@ -586,7 +586,7 @@ _sites_read: dict[str, tuple[str, dict[str, str]]] = {}
 
 def _button_sites(conn: sqlite3.Connection, mark: str) -> dict[str, str]:
     """Every button's site, read again only when the hash of them all (read in the caller's snapshot) moved."""
-    database = str(conn.execute("PRAGMA database_list").fetchone()[2])
+    database = database_file(conn)
     known = _sites_read.get(database)
     if known is not None and known[0] == mark:
         return known[1]

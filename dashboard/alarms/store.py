@@ -24,7 +24,7 @@ from firmware_bridge.payloads import Event, Kind
 from firmware_bridge.timeutil import format_epoch
 
 from ..accounts import audit
-from ..db import transaction
+from ..db import database_file, transaction
 from ..devices import registry, service
 from . import notify
 from .lifecycle import (
@@ -677,18 +677,14 @@ def _distrust_summaries(conn: sqlite3.Connection) -> None:
         except Exception:  # noqa: BLE001, S112 - the next way, then the last resort below
             continue
     try:
-        _distrusted.add(_database(conn))
+        _distrusted.add(database_file(conn))
     except Exception:  # nothing left to try; logged by the caller
         log.critical("statistics: summaries could not be distrusted", exc_info=True)
 
 
-def _database(conn: sqlite3.Connection) -> str:
-    return str(conn.execute("PRAGMA database_list").fetchone()[2])
-
-
 def stats_trusted(conn: sqlite3.Connection) -> bool:
     """Whether this process may take the store's summaries for what they say (see :func:`count_stats_change`)."""
-    return not _distrusted or _database(conn) not in _distrusted
+    return not _distrusted or database_file(conn) not in _distrusted
 
 
 def stats_bookkeeping(conn: sqlite3.Connection, first_day: int, last_day: int) -> tuple[int | None, dict[int, int]]:

@@ -24,6 +24,7 @@ from typing import Any
 
 from ..alarms import store
 from ..alarms.lifecycle import AlarmState
+from ..db import database_file
 from . import registry, service
 from .service import ServiceMode
 from .supervision import Audience, troubled_buttons
@@ -61,10 +62,6 @@ _summaries: dict[tuple[Any, ...], tuple[_Places, dict[str, tuple[str, int | None
 _places_lock = threading.Lock()
 
 
-def _database(conn: sqlite3.Connection) -> str:
-    return str(conn.execute("PRAGMA database_list").fetchone()[2])
-
-
 def _read_places(conn: sqlite3.Connection, kinds: tuple[str, ...], mark: tuple[Any, ...]) -> _Places:
     marks = ",".join("?" * len(kinds))
     cursor = conn.cursor()
@@ -92,7 +89,7 @@ def _read_places(conn: sqlite3.Connection, kinds: tuple[str, ...], mark: tuple[A
 
 
 def _places_of(conn: sqlite3.Connection, kinds: frozenset[str]) -> _Places:
-    key = (_database(conn), tuple(sorted(kinds)))
+    key = (database_file(conn), tuple(sorted(kinds)))
     mark = registry.inventory_mark(conn, registrations=False)  # a place, label or kind moves it
     with _places_lock:
         known = _places.get(key)
@@ -180,7 +177,12 @@ def summary(
     if found is None:
         return []
     places, states = found
-    key = (_database(conn), tuple(sorted(audience.kinds)), tuple(sorted(audience.press_kinds)), *sorted(alarm_kinds))
+    key = (
+        database_file(conn),
+        tuple(sorted(audience.kinds)),
+        tuple(sorted(audience.press_kinds)),
+        *sorted(alarm_kinds),
+    )
     with _places_lock:
         known = _summaries.get(key)
     if known is not None and known[0] is places and known[1] == states:

@@ -31,7 +31,7 @@ from firmware_bridge.payloads import Health
 from ..accounts import audit
 from ..accounts.auth import Role, current_role, login_required
 from ..accounts.visibility import trouble_audience
-from ..db import get_db, transaction
+from ..db import database_file, get_db, transaction
 from ..i18n import translate
 from ..live import live
 from . import service
@@ -113,7 +113,7 @@ def _button_matches(row: sqlite3.Row, needle: str) -> bool:
 def _healths(conn: sqlite3.Connection, gateways: Iterable[str]) -> dict[str, tuple[sqlite3.Row, Health]]:
     """Each gateway's row and its health, read (tolerantly) once per message whoever asks."""
     rows = _rows(conn, "SELECT gw, state, version, updated_at, health_at FROM gateways WHERE gw IN ({})", gateways)
-    database = str(conn.execute("PRAGMA database_list").fetchone()[2])
+    database = database_file(conn)
     with _memo_lock:
         memo = _memos.setdefault(database, HealthMemo())
         unknown = [row["gw"] for row in rows if not memo.knows(row["gw"], row["health_at"])]
