@@ -1,4 +1,4 @@
-"""SQLite connections for the dashboard: one per request, one for the ingest writer."""
+"""The store's connections (SQLite file or PostgreSQL server): one per request, one per writer; the schema at start."""
 
 from __future__ import annotations
 
@@ -13,7 +13,19 @@ from flask import Flask, current_app, g
 
 from firmware_bridge.periodic import Periodic
 
+from . import migrations, pg
+
+#: The last schema version counted by ``PRAGMA user_version``, before the store's changes became
+#: Alembic revisions (``dashboard/migrations``): a store made earlier is brought to it by the frozen
+#: upgrade code below, then stamped with the first revision.
 SCHEMA_VERSION = 4
+
+#: What the drivers raise, for code that must tell a store's refusal from a bug of its own.
+Error = (sqlite3.Error, pg.psycopg.Error)
+IntegrityError = (sqlite3.IntegrityError, pg.psycopg.IntegrityError)
+
+#: A connection to either store: the store's code uses the part of sqlite3's interface both offer.
+Connection = sqlite3.Connection | pg.Connection
 
 #: Indexes on columns that later schema versions added: created after the
 #: columns exist, since an older database runs schema.sql before it gains them.
@@ -52,14 +64,24 @@ def _schema_parts() -> tuple[str, str]:
     return base, mark + derived
 
 
-def database_file(conn: sqlite3.Connection) -> str:
-    """The file ``conn`` opened: what per-store memos are keyed by."""
+def database_file(conn: Connection) -> str:
+    """The file (or PostgreSQL database and schema) ``conn`` opened: what per-store memos are keyed by."""
+    if isinstance(conn, pg.Connection):
+        return conn.url
     return str(conn.execute("PRAGMA database_list").fetchone()[2])
 
 
-def connect(path: str | Path) -> sqlite3.Connection:
-    """Open the store. WAL lets the board read while ingest writes; FULL sync
-    makes a commit durable before the broker is told the event was taken."""
+def dialect(conn: Connection) -> str:
+    """``sqlite`` or ``postgresql``: for the few statements the two engines spell differently."""
+    return "postgresql" if isinstance(conn, pg.Connection) else "sqlite"
+
+
+def connect(path: str | Path) -> Connection:
+    """Open the store: a PostgreSQL URL, else an SQLite file. For SQLite, WAL lets the board read while
+    ingest writes; FULL sync makes a commit durable before the broker is told the event was taken (a
+    PostgreSQL server's commits are durable by its own configuration: keep ``synchronous_commit`` on)."""
+    if pg.is_url(path):
+        return pg.Connection(str(path))
     if str(path) != ":memory:":
         Path(path).parent.mkdir(parents=True, exist_ok=True)
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=15)
@@ -70,12 +92,38 @@ def connect(path: str | Path) -> sqlite3.Connection:
     return conn
 
 
-def init_schema(conn: sqlite3.Connection) -> None:
-    """Create or upgrade the schema (idempotent)."""
+def _revision(conn: Connection) -> str | None:
+    """The Alembic revision the store is at, or None (a new store, or one older than the revisions)."""
+    try:
+        with savepoint(conn, "siaga_revision"):
+            row = conn.execute("SELECT version_num FROM alembic_version").fetchone()
+    except Error:
+        return None
+    return str(row[0]) if row else None
+
+
+def init_schema(conn: Connection) -> None:
+    """Bring the store to this dashboard's schema (idempotent; cheap when it is there already)."""
+    revision = _revision(conn)
+    if revision != migrations.HEAD:
+        if revision is None and dialect(conn) == "sqlite" and conn.execute("PRAGMA user_version").fetchone()[0]:
+            _upgrade_to_schema_4(conn)
+            migrations.stamp(database_file(conn), migrations.BASELINE)
+        migrations.upgrade(database_file(conn))
+    if dialect(conn) == "sqlite":
+        for statement in _COST_INDEXES:
+            conn.execute(statement)
+        _derive(conn, _schema_parts()[1])
+    else:
+        _derive_postgresql(conn, _schema_parts()[1])
+
+
+def _upgrade_to_schema_4(conn: sqlite3.Connection) -> None:
+    """The frozen upgrade of a store made before the revisions (schema 1 to 3, or 4 itself) to schema 4."""
     version = conn.execute("PRAGMA user_version").fetchone()[0]
     if version > SCHEMA_VERSION:
         raise RuntimeError(f"database schema {version} is newer than this dashboard ({SCHEMA_VERSION})")
-    base, derived = _schema_parts()
+    base, _derived = _schema_parts()
     if version < SCHEMA_VERSION:
         conn.executescript(base)
         _add_columns(
@@ -113,9 +161,6 @@ def init_schema(conn: sqlite3.Connection) -> None:
         for statement in _LATE_INDEXES:
             conn.execute(statement)
         conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-    for statement in _COST_INDEXES:
-        conn.execute(statement)
-    _derive(conn, derived)
 
 
 def _derived_objects(conn: sqlite3.Connection) -> set[tuple[str, str, str]]:
@@ -143,8 +188,23 @@ def _derive(conn: sqlite3.Connection, derived: str) -> None:
             if kind in ("table", "trigger", "view", "index") and not name.startswith("sqlite_"):
                 conn.execute(f'DROP {kind.upper()} IF EXISTS "{name}"')
         conn.executescript(derived)
-    # A generation for the summaries to be computed at (a store made anew, or one whose bookkeeping failed).
-    conn.execute("INSERT OR IGNORE INTO stats_alarm_changes (day, changes) VALUES (-1, ?)", (secrets.randbits(62),))
+    _new_generation(conn)
+
+
+def _derive_postgresql(conn: pg.Connection, derived: str) -> None:
+    """schema.sql's derived part on PostgreSQL: made where missing (its tables are the server's to
+    guard: nobody drops them under a running dashboard as a file's can be edited)."""
+    for statement in migrations.statements(migrations.for_dialect(derived, "postgresql")):
+        conn.execute(statement)
+    _new_generation(conn)
+
+
+def _new_generation(conn: Connection) -> None:
+    """A generation for the summaries to be computed at (a store made anew, or one whose bookkeeping failed)."""
+    conn.execute(
+        "INSERT INTO stats_alarm_changes (day, changes) VALUES (-1, ?) ON CONFLICT DO NOTHING",
+        (secrets.randbits(62),),
+    )
 
 
 def _add_columns(conn: sqlite3.Connection, table: str, columns: dict[str, str]) -> None:
@@ -156,13 +216,30 @@ def _add_columns(conn: sqlite3.Connection, table: str, columns: dict[str, str]) 
 
 
 @contextmanager
-def read_snapshot(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
-    """Reads that must see one state of the store (WAL: a deferred transaction's snapshot), unless the
-    caller's transaction already gives them one."""
+def savepoint(conn: Connection, name: str) -> Iterator[Connection]:
+    """Statements that may fail without failing the transaction around them (PostgreSQL aborts a whole
+    transaction at its first error; SQLite only the statement): released, or rolled back to on error."""
+    if not conn.in_transaction:
+        yield conn
+        return
+    conn.execute(f"SAVEPOINT {name}")
+    try:
+        yield conn
+    except BaseException:
+        conn.execute(f"ROLLBACK TO {name}")
+        conn.execute(f"RELEASE {name}")
+        raise
+    conn.execute(f"RELEASE {name}")
+
+
+@contextmanager
+def read_snapshot(conn: Connection) -> Iterator[Connection]:
+    """Reads that must see one state of the store (WAL: a deferred transaction's snapshot; PostgreSQL:
+    a repeatable-read one), unless the caller's transaction already gives them one."""
     if conn.in_transaction:
         yield conn
         return
-    conn.execute("BEGIN")
+    conn.execute("BEGIN" if dialect(conn) == "sqlite" else "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
     try:
         yield conn
     finally:
@@ -170,8 +247,9 @@ def read_snapshot(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
 
 
 @contextmanager
-def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
-    """``BEGIN IMMEDIATE`` ... ``COMMIT``, rolled back on any exception."""
+def transaction(conn: Connection) -> Iterator[Connection]:
+    """``BEGIN IMMEDIATE`` ... ``COMMIT``, rolled back on any exception: one writer at a time, on
+    PostgreSQL too (``dashboard/pg.py``)."""
     conn.execute("BEGIN IMMEDIATE")
     try:
         yield conn
@@ -181,7 +259,7 @@ def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
     conn.execute("COMMIT")
 
 
-def get_db() -> sqlite3.Connection:
+def get_db() -> Connection:
     """The request's connection, opened on first use."""
     if "db" not in g:
         g.db = connect(current_app.config["DATABASE"])
@@ -209,9 +287,9 @@ class PeriodicCheck(Periodic):
     def __init__(self, name: str, interval: float, database: str) -> None:
         super().__init__(name, interval)
         self._database = database
-        self._conn: sqlite3.Connection | None = None
+        self._conn: Connection | None = None
 
-    def check(self, conn: sqlite3.Connection) -> object:
+    def check(self, conn: Connection) -> object:
         raise NotImplementedError
 
     def setup(self) -> None:

@@ -15,6 +15,7 @@ from dashboard.defaults import MQTT_CLIENT_ID
 from firmware_bridge.broker import BrokerSettings
 
 from .mosquitto import free_port, wait_for_port
+from .stores import store_at
 
 
 def dashboard_config(
@@ -28,7 +29,7 @@ def dashboard_config(
     """A Flask config mapping for a dashboard whose files live in ``workdir``."""
     workdir.mkdir(parents=True, exist_ok=True)
     return {
-        "DATABASE": str(workdir / "dashboard.sqlite"),
+        "DATABASE": store_at(workdir / "dashboard.sqlite"),
         "SECRET_KEY": "test-secret-key-" + "x" * 32,
         "SIAGA_BROKER": broker,
         "SIAGA_MQTT_CLIENT_ID": client_id,

@@ -24,6 +24,7 @@ from gateway.config import GatewayConfig, parse_config
 from sim.gatewayconf import site, toml_text, write_gateway_config
 from sim.mosquitto import Mosquitto
 from sim.servers import DashboardServer, dashboard_config
+from sim.stores import drop_made, store_at
 from sim.webclient import DashboardClient
 
 from .mqttprobe import Probe
@@ -177,7 +178,11 @@ def press(factory: MockFactory, pin: int = 17) -> None:
 @pytest.fixture
 def conn(tmp_path: Path) -> Iterator[sqlite3.Connection]:
     """A fresh dashboard store with its schema, for tests of the store's functions."""
-    connection = connect(tmp_path / "dashboard.db")
+    connection = connect(store_at(tmp_path / "dashboard.db"))
     init_schema(connection)
     yield connection
     connection.close()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    drop_made()  # the PostgreSQL schemas of a run on PostgreSQL (SIAGA_TEST_DATABASE)

@@ -15,6 +15,7 @@ from dashboard import create_app
 from dashboard.accounts.auth import create_user
 from dashboard.db import connect, init_schema
 from dashboard.reports import store
+from sim.stores import store_at
 
 ACCOUNTS = {
     "satpol": ("petugas", "satpol-password-1"),
@@ -28,7 +29,7 @@ TOKEN = re.compile(rb'name="csrf[-_]token"\s+(?:value|content)="([^"]+)"')
 def make_app(tmp_path: Path, **config: Any) -> Flask:
     app = create_app(
         {
-            "DATABASE": str(tmp_path / "dashboard.sqlite"),
+            "DATABASE": store_at(tmp_path / "dashboard.sqlite"),
             "SECRET_KEY": "test-secret-" + "x" * 40,
             "SIAGA_PHOTOS_DIR": tmp_path / "photos",
             "TESTING": True,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 import urllib.parse
 import urllib.request
 
@@ -312,9 +311,8 @@ def test_a_live_stream_ends_when_its_session_does(tmp_path, broker_settings) -> 
         client = signed_in(server, OPERATOR)
         with client.stream() as stream:
             stream.wait_for(lambda e: e.event == "snapshot", 5)
-            conn = sqlite3.connect(config["DATABASE"])
+            conn = connect(config["DATABASE"])
             conn.execute("UPDATE users SET active = 0 WHERE username = ?", (OPERATOR[0],))
-            conn.commit()
             conn.close()
             with pytest.raises(EOFError):
                 stream.wait_for(lambda e: False, 5)

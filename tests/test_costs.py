@@ -31,6 +31,7 @@ from dashboard.devices.supervision import (
 from dashboard.devices.view import device_overview
 from dashboard.ingest.hub import Hub
 from sim.servers import DashboardServer
+from sim.stores import store_at
 
 from .conftest import ADMIN, signed_in
 
@@ -39,7 +40,7 @@ NOW = 1_790_000_000.0
 
 @pytest.fixture
 def seeded(tmp_path: Path) -> sqlite3.Connection:
-    conn = connect(tmp_path / "dashboard.db")
+    conn = connect(store_at(tmp_path / "dashboard.db"))
     init_schema(conn)
     seed(conn, gateways=5, buttons_per_gateway=20, events=3_000, now=NOW)
     return conn
@@ -95,7 +96,7 @@ def test_conflicting_registrations_are_found_from_the_index_alone(seeded: sqlite
 def test_the_supervisor_reads_a_gateways_health_again_only_when_a_new_one_arrived(
     seeded: sqlite3.Connection, tmp_path: Path
 ) -> None:
-    supervisor = Supervisor(str(tmp_path / "dashboard.db"), Hub(), SupervisionSettings())
+    supervisor = Supervisor(store_at(tmp_path / "dashboard.db"), Hub(), SupervisionSettings())
     supervisor.check(seeded, NOW + 10)
     statements: list[str] = []
     seeded.set_trace_callback(statements.append)

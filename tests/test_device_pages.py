@@ -21,6 +21,7 @@ from dashboard.devices.view import device_overview
 from dashboard.ingest.hub import Hub
 from firmware_bridge.payloads import ButtonInfo, Inventory, Kind, Site, Source
 from firmware_bridge.timeutil import format_epoch
+from sim.stores import store_at
 
 NOW = 1_800_000_000.0
 EVERYONE = frozenset({"fire", "sapa"})
@@ -70,7 +71,7 @@ def health(conn: sqlite3.Connection, n: int, *, at: float = NOW - 5, nodes: dict
 
 @pytest.fixture
 def store(tmp_path: Path) -> sqlite3.Connection:
-    conn = connect(tmp_path / "store.db")
+    conn = connect(store_at(tmp_path / "store.db"))
     init_schema(conn)
     for n in range(GATEWAYS):
         inventory(conn, n)

@@ -30,6 +30,7 @@ from firmware_bridge.settings import parse_toml
 from gateway.app import Gateway
 from sim.servers import DashboardServer, dashboard_config, free_port
 from sim.sse import SSEEvent
+from sim.stores import store_at
 from sim.webclient import DashboardClient
 from sim.webhook import WebhookReceiver
 
@@ -358,7 +359,7 @@ def queued_notice(database: str, state: str, webhooks: list[str], *, now: float)
 
 
 def test_notices_for_a_receiver_removed_from_the_configuration_fail_visibly(tmp_path: Path) -> None:
-    database = str(tmp_path / "store.sqlite")
+    database = store_at(tmp_path / "store.sqlite")
     conn = queued_notice(database, "acknowledged", ["old-receiver", "kept"], now=1.0)
     notifier = Notifier(database, [hook("kept", "http://127.0.0.1:9/")], RetryPolicy()).start()
     notifier.stop()
@@ -397,7 +398,7 @@ def test_a_receiver_that_does_not_speak_http_is_a_failed_attempt_counted_and_ret
     assert outcome.delivered is False and outcome.permanent is False
     assert "BadStatusLine" in outcome.detail
 
-    database = str(tmp_path / "store.sqlite")
+    database = store_at(tmp_path / "store.sqlite")
     conn = queued_notice(database, "unacknowledged", ["broken"], now=time.time())
     notifier = Notifier(database, [hook("broken", not_http_receiver)], RetryPolicy(base_s=0.2, max_s=0.2)).start()
     try:

@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+from dashboard.db import connect
 from firmware_bridge.ids import make_ulid
 from firmware_bridge.payloads import (
     ButtonInfo,
@@ -234,7 +235,6 @@ def test_a_poison_message_never_blocks_the_alarms_behind_it(
 def test_a_message_that_cannot_be_processed_is_set_aside_not_lost(
     dashboard: DashboardServer, operator: DashboardClient, probe: Probe, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import sqlite3
 
     from dashboard.alarms import store
 
@@ -258,7 +258,7 @@ def test_a_message_that_cannot_be_processed_is_set_aside_not_lost(
     )
     assert dashboard.ingest.counters.get("events_stored") == len(good)
     assert dashboard.ingest.counters.get("set_aside.fire") == 1
-    conn = sqlite3.connect(dashboard.config["DATABASE"])
+    conn = connect(dashboard.config["DATABASE"])
     (kept,) = conn.execute("SELECT topic, reason, payload, alarm_id FROM rejected_messages").fetchall()
     conn.close()
     assert kept[1] == "internal_error" and json.loads(kept[2])["id"] == poison.id

@@ -104,7 +104,6 @@ import json
 import os
 import re
 import socket
-import sqlite3
 import tempfile
 import threading
 from collections.abc import Callable, Iterator
@@ -121,6 +120,7 @@ from werkzeug.routing import AnyConverter, Rule
 
 from dashboard.alarms.escalation import EscalationSettings
 from dashboard.alarms.notify import RetryPolicy, Webhook
+from dashboard.db import Connection, connect
 from dashboard.devices.supervision import SupervisionSettings
 from firmware_bridge.broker import BrokerSettings
 from firmware_bridge.settings import read_toml
@@ -305,12 +305,10 @@ class Run:
     def app(self) -> Flask:
         return self.server.app
 
-    def db(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(self.server.config["DATABASE"], timeout=10)
-        conn.row_factory = sqlite3.Row
-        return conn
+    def db(self) -> Connection:
+        return connect(self.server.config["DATABASE"])
 
-    def query(self, sql: str, *params: Any) -> list[sqlite3.Row]:
+    def query(self, sql: str, *params: Any) -> list[Any]:
         with closing(self.db()) as conn:
             return conn.execute(sql, params).fetchall()
 

@@ -10,6 +10,7 @@ from dashboard.alarms import stats, store
 from dashboard.alarms.lifecycle import Action
 from dashboard.db import connect, init_schema, transaction
 from sim.servers import DashboardServer
+from sim.stores import store_at
 from sim.webclient import DashboardClient
 
 from .mqttprobe import Probe
@@ -70,7 +71,7 @@ def test_a_restart_makes_the_bookkeeping_anew_and_the_summaries_are_stored_again
     alarm(conn, "fire-4", at(1, 28), 5, 5)
     assert tables(conn, BOTH, None, None) == from_alarms(conn, BOTH, None, None)
     assert store.stats_summaries(conn, ["2026-01"]) == {}  # with no generation to delete, the summaries went
-    again = connect(tmp_path / "dashboard.db")
+    again = connect(store_at(tmp_path / "dashboard.db"))
     init_schema(again)  # the dashboard started again: its bookkeeping whole, with a new generation
     assert store.stats_summaries(again, ["2026-01"]) == {}
     alarm(again, "fire-5", at(2, 3), 5, 5)

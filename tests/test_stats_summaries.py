@@ -15,6 +15,7 @@ from dashboard.defaults import LOCAL_TIME
 from dashboard.devices import registry
 from firmware_bridge.payloads import ButtonInfo, Inventory, Kind, Site, Source
 from firmware_bridge.timeutil import format_epoch
+from sim.stores import store_at
 
 from .test_costs import full_scans, plans
 from .test_ingest import make_event
@@ -187,7 +188,7 @@ def test_a_summary_read_before_a_change_is_not_taken_for_current(conn: sqlite3.C
     """A page computes February from its snapshot while an alarm of February is being stored: the summary
     it stores afterwards must not be taken for the one after the change."""
     a_quarter(conn)
-    page = connect(tmp_path / "dashboard.db")
+    page = connect(store_at(tmp_path / "dashboard.db"))
     writing = threading.Event()
     page.set_trace_callback(lambda sql: writing.set() if sql.startswith("BEGIN IMMEDIATE") else None)
     with transaction(conn):  # the ingest's transaction, holding the write lock until the page has read
@@ -208,7 +209,7 @@ def test_a_store_made_before_the_summaries_gains_them_in_place(conn: sqlite3.Con
     a_quarter(conn)
     for table in ("stats_kinds", "stats_summaries", "stats_alarm_changes"):
         conn.execute(f"DROP TABLE {table}")
-    again = connect(tmp_path / "dashboard.db")
+    again = connect(store_at(tmp_path / "dashboard.db"))
     init_schema(again)
     assert again.execute("PRAGMA user_version").fetchone()[0] == 4
     before = same_as_from_alarms(again)

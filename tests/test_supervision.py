@@ -32,6 +32,7 @@ from sim.radio import Air, VirtualNode
 from sim.servers import DashboardServer, dashboard_config
 from sim.sse import SSEClient, SSEEvent
 from sim.stack import SmallDisk
+from sim.stores import store_at
 from sim.webclient import DashboardClient, HTTPStatusError
 
 from .conftest import OPERATOR, SAPA_DESK, gateway_toml, press, signed_in
@@ -299,7 +300,7 @@ def test_a_gateway_whose_health_cannot_be_read_is_a_trouble_and_the_others_are_s
 def _store(tmp_path: Path):
     from dashboard.db import connect, init_schema
 
-    conn = connect(tmp_path / "store.db")
+    conn = connect(store_at(tmp_path / "store.db"))
     init_schema(conn)
     return conn
 
@@ -354,7 +355,7 @@ def test_the_supervisor_counts_and_logs_a_gateway_it_cannot_read(
             "INSERT INTO gateways (gw, state, updated_at, health, health_at) VALUES (?, 'online', ?, ?, ?)",
             (gw, NOW, json.dumps(payload), at),
         )
-    supervisor = Supervisor(str(tmp_path / "store.db"), Hub(), FAST)
+    supervisor = Supervisor(store_at(tmp_path / "store.db"), Hub(), FAST)
     with caplog.at_level("ERROR", logger="dashboard.devices.supervision"):
         first = supervisor.check(conn, now=NOW)
         supervisor.check(conn, now=NOW + 1)

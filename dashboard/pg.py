@@ -1,0 +1,192 @@
+"""PostgreSQL connections that the store's code uses as it uses sqlite3's: ``?`` parameters, rows by name and position.
+
+The store's SQL is written once, in the subset both engines run the same way (``ON CONFLICT``,
+``RETURNING``, ``coalesce``, explicit casts); this module bridges what remains between the two
+drivers rather than the two dialects:
+
+- ``?`` placeholders become psycopg's ``%s`` (and a literal ``%`` is doubled), once per statement text;
+- ``BEGIN IMMEDIATE``, SQLite's "one writer at a time", becomes ``BEGIN`` plus a transaction-scoped
+  advisory lock of this store's own, so that every read-modify-write the code does under it stays
+  as correct with two dashboard processes as with one (the constraints, such as one open alarm per
+  button and kind, hold in the database either way);
+- rows answer to ``row["name"]`` and ``row[0]`` like ``sqlite3.Row``;
+- ``numeric`` (what ``sum`` of a bigint gives) comes back as ``int`` or ``float``, never ``Decimal``.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import re
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import psycopg
+from psycopg import pq
+from psycopg.adapt import Loader
+
+#: How long a statement may wait for a lock (the writers' advisory lock among them) before it fails, as
+#: SQLite's busy timeout does: a writer stuck behind a dead transaction must fail, not hang its thread.
+LOCK_TIMEOUT_MS = 15_000
+
+_TOKENS = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|--[^\n]*|\?|%")
+
+
+@functools.lru_cache(maxsize=8192)
+def translate(sql: str) -> str:
+    """``sql`` with sqlite3's ``?`` placeholders as psycopg's ``%s`` (a ``?`` in quoted text or a comment
+    left alone) and every literal ``%`` doubled."""
+
+    def replace(match: re.Match[str]) -> str:
+        text = match.group(0)
+        if text == "?":
+            return "%s"
+        # psycopg reads % everywhere, quoted text included
+        return text.replace("%", "%%")
+
+    return _TOKENS.sub(replace, sql)
+
+
+class Row(tuple):
+    """A result row: by position like a tuple, by column name like ``sqlite3.Row``."""
+
+    __slots__ = ()
+    _index: dict[str, int] = {}
+    _names: tuple[str, ...] = ()
+
+    def __getitem__(self, key: Any) -> Any:  # type: ignore[override]
+        if isinstance(key, str):
+            try:
+                return tuple.__getitem__(self, self._index[key])
+            except KeyError:
+                raise IndexError(f"no such column: {key}") from None
+        return tuple.__getitem__(self, key)
+
+    def keys(self) -> list[str]:
+        return list(self._names)
+
+
+@functools.lru_cache(maxsize=1024)
+def _row_class(names: tuple[str, ...]) -> type[Row]:
+    return type("Row", (Row,), {"__slots__": (), "_index": {n: i for i, n in enumerate(names)}, "_names": names})
+
+
+def _row_factory(cursor: psycopg.Cursor[Any]) -> Any:
+    description = cursor.description
+    if description is None:
+        return tuple
+    cls = _row_class(tuple(column.name for column in description))
+    return lambda values: tuple.__new__(cls, values)
+
+
+class _NumberLoader(Loader):
+    """``numeric`` as ``int`` when whole, else ``float``: what SQLite's ``sum`` gives."""
+
+    def load(self, data: Any) -> int | float:
+        text = bytes(data).decode("ascii")
+        if "." in text or "e" in text or "N" in text:
+            return float(text)
+        return int(text)
+
+
+class Cursor:
+    """The part of ``sqlite3.Cursor`` the store uses."""
+
+    __slots__ = ("_cursor",)
+
+    def __init__(self, cursor: psycopg.Cursor[Any]) -> None:
+        self._cursor = cursor
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Cursor:
+        self._cursor.execute(translate(sql), tuple(params))
+        return self
+
+    def fetchone(self) -> Any:
+        return self._cursor.fetchone() if self._cursor.description is not None else None
+
+    def fetchall(self) -> list[Any]:
+        return self._cursor.fetchall() if self._cursor.description is not None else []
+
+    def fetchmany(self, size: int = 1) -> list[Any]:
+        return self._cursor.fetchmany(size) if self._cursor.description is not None else []
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self.fetchall())
+
+    @property
+    def rowcount(self) -> int:
+        return self._cursor.rowcount
+
+    @property
+    def description(self) -> Any:
+        return self._cursor.description
+
+    def close(self) -> None:
+        self._cursor.close()
+
+
+class Connection:
+    """A psycopg connection in autocommit mode, used through the part of ``sqlite3.Connection`` the store uses."""
+
+    dialect = "postgresql"
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._conn = psycopg.connect(url, autocommit=True)
+        self._conn.row_factory = _row_factory
+        self._conn.adapters.register_loader("numeric", _NumberLoader)
+        self._conn.execute(f"SET lock_timeout = {LOCK_TIMEOUT_MS}")
+        database, schema = self._conn.execute("SELECT current_database(), current_schema()").fetchone()
+        #: Names this store among others in the same server (a schema per store is allowed).
+        self.name = f"{database}.{schema}"
+        digest = hashlib.blake2b(self.name.encode(), digest_size=8).digest()
+        self.write_lock = int.from_bytes(digest, "big", signed=True)
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Cursor:
+        if sql.lstrip().upper().startswith("BEGIN IMMEDIATE"):
+            self._conn.execute("BEGIN")
+            self._conn.execute("SELECT pg_advisory_xact_lock(%s)", (self.write_lock,))
+            return Cursor(self._conn.cursor())
+        return Cursor(self._conn.cursor()).execute(sql, params)
+
+    def executemany(self, sql: str, rows: Any) -> Cursor:
+        cursor = self._conn.cursor()
+        cursor.executemany(translate(sql), [tuple(row) for row in rows])
+        return Cursor(cursor)
+
+    def executescript(self, script: str) -> None:
+        """Statements without parameters, sent as one (PostgreSQL's simple query protocol)."""
+        self._conn.execute(script.encode(), prepare=False)
+
+    def cursor(self) -> Cursor:
+        return Cursor(self._conn.cursor())
+
+    @property
+    def in_transaction(self) -> bool:
+        return self._conn.info.transaction_status != pq.TransactionStatus.IDLE
+
+    def commit(self) -> None:
+        if self.in_transaction:
+            self._conn.execute("COMMIT")
+
+    def rollback(self) -> None:
+        if self.in_transaction:
+            self._conn.execute("ROLLBACK")
+
+    def close(self) -> None:
+        self._conn.close()
+
+    @property
+    def closed(self) -> bool:
+        return self._conn.closed
+
+    def __enter__(self) -> Connection:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def is_url(target: object) -> bool:
+    """Whether a configured store names a PostgreSQL server rather than an SQLite file."""
+    return isinstance(target, str) and target.startswith(("postgresql://", "postgres://"))
