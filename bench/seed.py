@@ -23,6 +23,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 
+import dashboard.db
 from firmware_bridge.timeutil import format_epoch
 
 YEAR_S = 365 * 86400.0
@@ -154,7 +155,9 @@ def seed(
     buttons = _buttons(gateways, buttons_per_gateway)
     open_alarms = max(3, gateways // 10) if open_alarms is None else open_alarms
     audit_rows = events // 2 if audit_rows is None else audit_rows
-    conn.execute("PRAGMA synchronous=OFF")  # a benchmark's store: speed over durability while seeding
+    sqlite = dashboard.db.dialect(conn) == "sqlite"
+    if sqlite:
+        conn.execute("PRAGMA synchronous=OFF")  # a benchmark's store: speed over durability while seeding
     conn.execute("BEGIN")
     try:
         _seed_devices(conn, buttons, gateways, now)
@@ -168,7 +171,8 @@ def seed(
         conn.execute("ROLLBACK")
         raise
     finally:
-        conn.execute("PRAGMA synchronous=FULL")
+        if sqlite:
+            conn.execute("PRAGMA synchronous=FULL")
     conn.execute("ANALYZE")
     seconds = round(time.perf_counter() - started, 2)
     return SeedSummary(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import secrets
 import sqlite3
 from collections.abc import Iterator
@@ -23,6 +24,24 @@ SCHEMA_VERSION = 4
 #: What the drivers raise, for code that must tell a store's refusal from a bug of its own.
 Error = (sqlite3.Error, pg.psycopg.Error)
 IntegrityError = (sqlite3.IntegrityError, pg.psycopg.IntegrityError)
+
+#: Store errors that retrying will not cure: the message written, not the store, is at fault. (A
+#: connection lost, a server restarting, a lock timeout: the store's, retried.)
+MESSAGE_ERRORS: tuple[type[Exception], ...] = (
+    sqlite3.IntegrityError,
+    sqlite3.DataError,
+    sqlite3.InterfaceError,
+    sqlite3.ProgrammingError,
+    pg.psycopg.IntegrityError,
+    pg.psycopg.DataError,
+)
+
+
+def store_failure(exc: BaseException) -> bool:
+    """The store itself failed (locked, disk full, I/O, server gone): retry. Anything else is the message's
+    fault or a bug."""
+    return isinstance(exc, Error) and not isinstance(exc, MESSAGE_ERRORS)
+
 
 #: A connection to either store: the store's code uses the part of sqlite3's interface both offer.
 Connection = sqlite3.Connection | pg.Connection
@@ -76,6 +95,11 @@ def dialect(conn: Connection) -> str:
     return "postgresql" if isinstance(conn, pg.Connection) else "sqlite"
 
 
+def spelled(conn: Connection, *, sqlite: str, postgresql: str) -> str:
+    """The statement as ``conn``'s engine spells it, for the few the two spell differently."""
+    return postgresql if isinstance(conn, pg.Connection) else sqlite
+
+
 def connect(path: str | Path) -> Connection:
     """Open the store: a PostgreSQL URL, else an SQLite file. For SQLite, WAL lets the board read while
     ingest writes; FULL sync makes a commit durable before the broker is told the event was taken (a
@@ -86,10 +110,19 @@ def connect(path: str | Path) -> Connection:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=15)
     conn.row_factory = sqlite3.Row
+    _add_missing_functions(conn)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=FULL")
     conn.execute("PRAGMA foreign_keys=ON")
     return conn
+
+
+def _add_missing_functions(conn: sqlite3.Connection) -> None:
+    """PostgreSQL's ``floor``, which the store's SQL uses, where SQLite was built without its math functions."""
+    try:
+        conn.execute("SELECT floor(1.5)")
+    except sqlite3.OperationalError:
+        conn.create_function("floor", 1, lambda x: None if x is None else float(math.floor(x)), deterministic=True)
 
 
 def _revision(conn: Connection) -> str | None:

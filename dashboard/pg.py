@@ -24,6 +24,8 @@ from typing import Any
 import psycopg
 from psycopg import pq
 from psycopg.adapt import Loader
+from psycopg.rows import tuple_row
+from psycopg.types.numeric import IntDumper
 
 #: How long a statement may wait for a lock (the writers' advisory lock among them) before it fails, as
 #: SQLite's busy timeout does: a writer stuck behind a dead transaction must fail, not hang its thread.
@@ -89,6 +91,13 @@ class _NumberLoader(Loader):
         return int(text)
 
 
+class _BoolDumper(IntDumper):
+    """Python's booleans as the 0 and 1 that the store's flag columns hold (as SQLite stores them)."""
+
+    def dump(self, obj: Any) -> bytes:
+        return b"1" if obj else b"0"
+
+
 class Cursor:
     """The part of ``sqlite3.Cursor`` the store uses."""
 
@@ -96,6 +105,15 @@ class Cursor:
 
     def __init__(self, cursor: psycopg.Cursor[Any]) -> None:
         self._cursor = cursor
+
+    @property
+    def row_factory(self) -> Any:
+        return self._cursor.row_factory
+
+    @row_factory.setter
+    def row_factory(self, factory: Any) -> None:
+        """``None`` as with sqlite3: plain tuples (the cheapest rows)."""
+        self._cursor.row_factory = tuple_row if factory is None else factory
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Cursor:
         self._cursor.execute(translate(sql), tuple(params))
@@ -132,34 +150,54 @@ class Connection:
 
     def __init__(self, url: str) -> None:
         self.url = url
-        self._conn = psycopg.connect(url, autocommit=True)
-        self._conn.row_factory = _row_factory
-        self._conn.adapters.register_loader("numeric", _NumberLoader)
-        self._conn.execute(f"SET lock_timeout = {LOCK_TIMEOUT_MS}")
+        self._closed = False
+        self._conn = self._open()
         database, schema = self._conn.execute("SELECT current_database(), current_schema()").fetchone()
         #: Names this store among others in the same server (a schema per store is allowed).
         self.name = f"{database}.{schema}"
         digest = hashlib.blake2b(self.name.encode(), digest_size=8).digest()
         self.write_lock = int.from_bytes(digest, "big", signed=True)
 
+    def _open(self) -> psycopg.Connection[Any]:
+        conn = psycopg.connect(self.url, autocommit=True)
+        conn.row_factory = _row_factory
+        conn.adapters.register_loader("numeric", _NumberLoader)
+        conn.adapters.register_dumper(bool, _BoolDumper)
+        conn.execute(f"SET lock_timeout = {LOCK_TIMEOUT_MS}")
+        return conn
+
+    def _live(self) -> psycopg.Connection[Any]:
+        """The server connection, opened again if the last one was lost (a server restart, a network cut):
+        what was in flight failed with it and its caller retries, as after SQLite's "database is locked"."""
+        if self._conn.broken or (self._conn.closed and not self._closed):
+            try:
+                self._conn.close()
+            finally:
+                self._conn = self._open()
+        return self._conn
+
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Cursor:
-        if sql.lstrip().upper().startswith("BEGIN IMMEDIATE"):
-            self._conn.execute("BEGIN")
-            self._conn.execute("SELECT pg_advisory_xact_lock(%s)", (self.write_lock,))
-            return Cursor(self._conn.cursor())
-        return Cursor(self._conn.cursor()).execute(sql, params)
+        head = sql.lstrip()[:16].upper()
+        if head.startswith("ROLLBACK") and not head.startswith("ROLLBACK TO") and self._conn.broken:
+            return Cursor(self._conn.cursor())  # the transaction ended with its connection
+        conn = self._live()
+        if head.startswith("BEGIN IMMEDIATE"):
+            conn.execute("BEGIN")
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (self.write_lock,))
+            return Cursor(conn.cursor())
+        return Cursor(conn.cursor()).execute(sql, params)
 
     def executemany(self, sql: str, rows: Any) -> Cursor:
-        cursor = self._conn.cursor()
+        cursor = self._live().cursor()
         cursor.executemany(translate(sql), [tuple(row) for row in rows])
         return Cursor(cursor)
 
     def executescript(self, script: str) -> None:
         """Statements without parameters, sent as one (PostgreSQL's simple query protocol)."""
-        self._conn.execute(script.encode(), prepare=False)
+        self._live().execute(script.encode(), prepare=False)
 
     def cursor(self) -> Cursor:
-        return Cursor(self._conn.cursor())
+        return Cursor(self._live().cursor())
 
     @property
     def in_transaction(self) -> bool:
@@ -174,6 +212,7 @@ class Connection:
             self._conn.execute("ROLLBACK")
 
     def close(self) -> None:
+        self._closed = True
         self._conn.close()
 
     @property

@@ -150,7 +150,7 @@ class Rig:
         self.examples = 0
         #: Per topic, the messages the broker may now retain there (an empty payload: cleared).
         self.retained: dict[str, list[Msg]] = {}
-        self.set_aside_seen = self.conn.execute("SELECT COALESCE(MAX(rowid), 0) FROM rejected_messages").fetchone()[0]
+        self.set_aside_seen = self.conn.execute("SELECT COALESCE(MAX(id), 0) FROM rejected_messages").fetchone()[0]
         self.outcomes: Counter[str] = Counter()
 
     def use_probe(self, probe: Probe) -> None:
@@ -269,8 +269,8 @@ class Rig:
 
         failed = failures({name: delta(name) for name in after})
         set_aside = self.conn.execute(
-            "SELECT rowid AS n, topic, error, payload FROM rejected_messages "
-            "WHERE reason = 'internal_error' AND rowid > ?",
+            "SELECT id AS n, topic, error, payload FROM rejected_messages "
+            "WHERE reason = 'internal_error' AND id > ?",
             (self.set_aside_seen,),
         ).fetchall()
         self.set_aside_seen = max([self.set_aside_seen, *(row["n"] for row in set_aside)])

@@ -37,7 +37,7 @@ from werkzeug.security import check_password_hash, generate_password_hash
 from firmware_bridge.errors import SiagaError
 from firmware_bridge.payloads import Kind
 
-from ..db import get_db, transaction
+from ..db import IntegrityError, get_db, transaction
 from ..i18n import translate
 from . import audit
 from .ratelimit import RateLimiter
@@ -102,12 +102,14 @@ def create_user(
         raise AccountError(f"password: at least {MIN_PASSWORD} characters")
     try:
         cursor = conn.execute(
-            "INSERT INTO users (username, password_hash, role, display_name, created_at) VALUES (?, ?, ?, ?, ?)",
+            "INSERT INTO users (username, password_hash, role, display_name, created_at) VALUES (?, ?, ?, ?, ?) "
+            "RETURNING id",
             (username, generate_password_hash(password), str(role), display_name, time.time()),
         )
-    except sqlite3.IntegrityError:
+        (user_id,) = cursor.fetchone()
+    except IntegrityError:
         raise AccountError(f"username {username!r} is taken") from None
-    return int(cursor.lastrowid or 0)
+    return int(user_id)
 
 
 _DUMMY_HASH = generate_password_hash("not a real password")

@@ -36,6 +36,7 @@ from firmware_bridge.counters import Counters
 from firmware_bridge.periodic import Guard
 from firmware_bridge.timeutil import format_epoch
 
+from ..db import Error as StoreError
 from ..db import connect, transaction
 from . import notices
 from .lifecycle import AlarmState
@@ -440,7 +441,7 @@ class Notifier:
                     # Only the store being busy or failing is retried. A bug may strike after a
                     # notice was posted: going on would post it again and again, unseen; ending
                     # this receiver's thread makes /healthz say 503 instead.
-                    with guard.round("delivery round failed", absorb=(sqlite3.Error,)):
+                    with guard.round("delivery round failed", absorb=StoreError):
                         self.deliver_due(conn, webhook)
                         next_at = next_due_at(conn, webhook.name)
                     wait = 5.0 if next_at is None else min(max(next_at - time.time(), 0.0), 5.0)

@@ -33,7 +33,8 @@ from firmware_bridge.payloads import Kind
 
 from ..accounts import audit
 from ..accounts.auth import Role, login_required, visible_kinds
-from ..db import database_file, get_db, read_snapshot, transaction
+from ..db import Error as StoreError
+from ..db import database_file, dialect, get_db, read_snapshot, transaction
 from ..defaults import LOCAL_TIME
 from . import store
 from .lifecycle import Resolution
@@ -451,7 +452,7 @@ def _span(
 
 
 def _day(at: float) -> int:
-    """The UTC day the store counts an alarm's changes under (``CAST(opened_at / 86400 AS INTEGER)``)."""
+    """The UTC day the store counts an alarm's changes under (``CAST(floor(opened_at / 86400) AS BIGINT)``)."""
     return int(at / _DAY_S)
 
 
@@ -498,7 +499,7 @@ def period_parts(
         period = _Period(kinds, since, until, months, by_site)
         try:
             read = _read_months(conn, period)
-        except sqlite3.Error:
+        except StoreError:
             log.exception("statistics: the summaries' bookkeeping is missing or broken; computed from the alarms")
             read = _Read(_from_alarms(conn, period))
             return read.parts
@@ -622,6 +623,10 @@ def _derived_write(conn: sqlite3.Connection) -> Iterator[None]:
     """A write of derived data: without waiting for the disk (losing it costs only a recomputation, and the
     next commit that does wait writes it too), so that it holds the store's write lock, which a press may
     be waiting for, for as short as it can."""
+    if dialect(conn) != "sqlite":
+        with transaction(conn):
+            yield
+        return
     conn.execute("PRAGMA synchronous=NORMAL")
     try:
         with transaction(conn):
@@ -640,7 +645,7 @@ def _store_months(conn: sqlite3.Connection, read: _Read) -> None:
     try:
         with _derived_write(conn):
             store.save_stats_months(conn, summaries)
-    except sqlite3.Error:
+    except StoreError:
         log.warning("statistics: monthly summaries not stored", exc_info=True)
 
 
@@ -650,7 +655,7 @@ def _start_generation(conn: sqlite3.Connection) -> None:
     try:
         with _derived_write(conn):
             store.start_stats_generation(conn)
-    except sqlite3.Error:
+    except StoreError:
         log.warning("statistics: no generation for the monthly summaries", exc_info=True)
 
 

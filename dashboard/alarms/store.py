@@ -24,7 +24,8 @@ from firmware_bridge.payloads import Event, Kind
 from firmware_bridge.timeutil import format_epoch
 
 from ..accounts import audit
-from ..db import database_file, transaction
+from ..db import Error as StoreError
+from ..db import database_file, spelled, transaction
 from ..devices import registry, service
 from . import notify
 from .lifecycle import (
@@ -266,7 +267,7 @@ def raise_degraded_alarm(conn: sqlite3.Connection, event: Event, received_at: fl
         return done["alarm_id"]
     try:
         kind = route_event(conn, event).kind
-    except (sqlite3.Error, ValueError):
+    except (*StoreError, ValueError):
         kind = event.kind
     conn.execute(
         "INSERT INTO events (id, gw, button, kind, type, ts, src, received_at, payload, anomaly) "
@@ -458,7 +459,7 @@ def alarm_actions(conn: sqlite3.Connection, alarm_id: int) -> list[dict[str, Any
 def alarm_events(conn: sqlite3.Connection, alarm_id: int) -> list[dict[str, Any]]:
     """The presses of an alarm, in the order the dashboard received them."""
     rows = conn.execute(
-        "SELECT id, gw, type, ts, received_at, src FROM events WHERE alarm_id = ? ORDER BY received_at, rowid",
+        "SELECT id, gw, type, ts, received_at, src FROM events WHERE alarm_id = ? ORDER BY received_at, id",
         (alarm_id,),
     ).fetchall()
     return [{**dict(row), "received_at": _iso(row["received_at"])} for row in rows]
@@ -626,8 +627,8 @@ STATS_COLUMNS = frozenset({"kind", "button", "opened_at", "acknowledged_at", "re
 #: stats_alarm_changes' row holding the generation the summaries are computed at (see schema.sql).
 _GENERATION_DAY = -1
 _COUNT_CHANGE = (
-    "INSERT INTO stats_alarm_changes (day, changes) SELECT CAST(opened_at / 86400 AS INTEGER), 1 FROM alarms "
-    "WHERE id = ? ON CONFLICT(day) DO UPDATE SET changes = changes + 1"
+    "INSERT INTO stats_alarm_changes (day, changes) SELECT CAST(floor(opened_at / 86400) AS BIGINT), 1 FROM alarms "
+    "WHERE id = ? ON CONFLICT(day) DO UPDATE SET changes = stats_alarm_changes.changes + 1"
 )
 #: Stores (by file) whose summaries this process no longer trusts: counting failed and so did distrusting them.
 _distrusted: set[str] = set()
@@ -707,7 +708,8 @@ def stats_sites_mark(conn: sqlite3.Connection) -> str:
     """
     cursor = conn.cursor()
     cursor.row_factory = None
-    (text,) = cursor.execute("SELECT group_concat(id || char(31) || site_name, char(30)) FROM buttons").fetchone()
+    joined = spelled(conn, sqlite="group_concat", postgresql="string_agg")
+    (text,) = cursor.execute(f"SELECT {joined}(id || ? || site_name, ?) FROM buttons", ("\x1f", "\x1e")).fetchone()  # noqa: S608
     return hashlib.blake2b((text or "").encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
 
 
@@ -754,7 +756,7 @@ def stats_kinds(
 def start_stats_generation(conn: sqlite3.Connection) -> None:
     """A new generation for summaries to be computed at, unless there is one (inside the caller's transaction)."""
     conn.execute(
-        "INSERT OR IGNORE INTO stats_alarm_changes (day, changes) VALUES (?, ?)",
+        "INSERT INTO stats_alarm_changes (day, changes) VALUES (?, ?) ON CONFLICT DO NOTHING",
         (_GENERATION_DAY, secrets.randbits(62)),
     )
 

@@ -12,13 +12,16 @@ from typing import Any
 from firmware_bridge.payloads import Health, Inventory, Status
 from firmware_bridge.timeutil import format_epoch
 
+from ..db import spelled
 from .health import field_count
 
 #: Each write of a button or a registration stamps ``updated_at`` with its inventory's time (no code
 #: deletes a button), so a count and a sum of the stamps move with any change; SQLite sums them
 #: without building a row per button.
-_BUTTONS_MARK = "(SELECT COUNT(*) FROM buttons), (SELECT TOTAL(updated_at) FROM buttons)"
-_REGISTRATIONS_MARK = "(SELECT COUNT(*) FROM registrations), (SELECT TOTAL(updated_at) FROM registrations)"
+_BUTTONS_MARK = "(SELECT COUNT(*) FROM buttons), (SELECT coalesce(SUM(updated_at), 0.0) FROM buttons)"
+_REGISTRATIONS_MARK = (
+    "(SELECT COUNT(*) FROM registrations), (SELECT coalesce(SUM(updated_at), 0.0) FROM registrations)"
+)
 #: What is read once per inventory mark is read again at least this often, whatever the mark says
 #: (a write this module does not make cannot hide for long).
 INVENTORY_REFRESH_S = 60.0
@@ -117,6 +120,15 @@ _GATEWAY_COLUMNS = (
     "CASE WHEN json_valid(health) AND json_type(health, '$.outbox.depth') IN ('integer', 'real') "
     "THEN json_extract(health, '$.outbox.depth') END AS outbox_depth FROM gateways"
 )
+_GATEWAY_COLUMNS_POSTGRESQL = (
+    "SELECT gw, state, status_ts, reason, version, started, updated_at, health_at, "
+    "CASE WHEN jsonb_typeof(siaga_json(health) #> '{outbox,depth}') = 'number' "
+    "THEN (siaga_json(health) #>> '{outbox,depth}')::numeric END AS outbox_depth FROM gateways"
+)
+
+
+def _gateway_columns(conn: sqlite3.Connection) -> str:
+    return spelled(conn, sqlite=_GATEWAY_COLUMNS, postgresql=_GATEWAY_COLUMNS_POSTGRESQL)
 
 
 def gateway_view(row: sqlite3.Row) -> dict[str, Any]:
@@ -129,9 +141,9 @@ def gateway_view(row: sqlite3.Row) -> dict[str, Any]:
 
 
 def list_gateways(conn: sqlite3.Connection) -> list[dict[str, Any]]:
-    return [gateway_view(row) for row in conn.execute(_GATEWAY_COLUMNS + " ORDER BY gw").fetchall()]
+    return [gateway_view(row) for row in conn.execute(_gateway_columns(conn) + " ORDER BY gw").fetchall()]
 
 
 def get_gateway(conn: sqlite3.Connection, gw: str) -> dict[str, Any] | None:
-    row = conn.execute(_GATEWAY_COLUMNS + " WHERE gw = ?", (gw,)).fetchone()
+    row = conn.execute(_gateway_columns(conn) + " WHERE gw = ?", (gw,)).fetchone()
     return None if row is None else gateway_view(row)

@@ -46,7 +46,7 @@ from firmware_bridge.payloads import (
 from firmware_bridge.timeutil import format_epoch
 
 from ..alarms import notify
-from ..db import PeriodicCheck, transaction
+from ..db import PeriodicCheck, spelled, transaction
 from ..ingest.hub import Hub, LiveMessage
 from . import registry
 from .health import (
@@ -528,11 +528,20 @@ def anomaly_troubles(conn: sqlite3.Connection, now: float, memory_s: float) -> l
     rows = conn.execute(
         # The partial index of anomalous events (few): the planner, left alone, may skip-scan the index
         # of every event by button instead, one seek per button ever heard.
-        "WITH recent AS (SELECT * FROM events INDEXED BY events_anomaly WHERE anomaly IS NOT NULL "
-        " AND anomaly IN ('unregistered', 'kind_mismatch') AND received_at >= ?), "
-        # SQLite takes the bare columns of a lone MAX() from the row that holds it: the latest event.
-        "latest AS (SELECT button, anomaly, MAX(received_at) AS last, gw, kind, "
-        " json_extract(payload, '$.kind') AS claimed FROM recent GROUP BY button, anomaly), "
+        spelled(  # noqa: S608
+            conn,
+            sqlite="WITH recent AS (SELECT * FROM events INDEXED BY events_anomaly WHERE anomaly IS NOT NULL "
+            " AND anomaly IN ('unregistered', 'kind_mismatch') AND received_at >= ?), "
+            # SQLite takes the bare columns of a lone MAX() from the row that holds it: the latest event.
+            "latest AS (SELECT button, anomaly, MAX(received_at) AS last, gw, kind, "
+            " json_extract(payload, '$.kind') AS claimed FROM recent GROUP BY button, anomaly), ",
+            # PostgreSQL: the latest event of each (button, anomaly) by DISTINCT ON.
+            postgresql="WITH recent AS (SELECT * FROM events WHERE anomaly IS NOT NULL "
+            " AND anomaly IN ('unregistered', 'kind_mismatch') AND received_at >= ?), "
+            "latest AS (SELECT DISTINCT ON (button, anomaly) button, anomaly, received_at AS last, gw, kind, "
+            " siaga_json(payload) ->> 'kind' AS claimed FROM recent ORDER BY button, anomaly, received_at DESC), ",
+        )
+        +
         "span AS (SELECT button, anomaly, MIN(received_at) AS began, COUNT(*) AS n FROM recent "
         " GROUP BY button, anomaly) "
         "SELECT l.*, s.began, s.n, "
@@ -573,9 +582,10 @@ def conflict_troubles(conn: sqlite3.Connection, now: float) -> list[Trouble]:
     device trouble (nobody pressed), of SAPA's audience if SAPA is involved.
     """
     troubles = []
+    joined = spelled(conn, sqlite="GROUP_CONCAT", postgresql="string_agg")
     rows = conn.execute(
-        "SELECT button, GROUP_CONCAT(gw || '=' || kind, ', ') AS claims, MIN(updated_at) AS began, "
-        "MAX(kind = 'sapa') AS sapa, MIN(kind) AS kind, "
+        f"SELECT button, {joined}(gw || '=' || kind, ', ') AS claims, MIN(updated_at) AS began, "  # noqa: S608
+        "MAX(CASE WHEN kind = 'sapa' THEN 1 ELSE 0 END) AS sapa, MIN(kind) AS kind, "
         "(SELECT b.gw FROM buttons b WHERE b.id = registrations.button) AS shown_by "
         "FROM registrations WHERE button IN ("
         # Found from the index on (button, kind) alone; only those buttons are read further.
@@ -596,7 +606,7 @@ def set_aside_troubles(conn: sqlite3.Connection, now: float, memory_s: float) ->
     troubles = []
     rows = conn.execute(
         "SELECT gw, button, kind, press, COUNT(*) AS n, MIN(at) AS began, "
-        "SUM(alarm_id IS NOT NULL) AS raised FROM rejected_messages "
+        "SUM(CASE WHEN alarm_id IS NOT NULL THEN 1 ELSE 0 END) AS raised FROM rejected_messages "
         "WHERE reason = 'internal_error' AND at >= ? GROUP BY gw, button, kind, press",
         (now - memory_s,),
     ).fetchall()
@@ -653,7 +663,7 @@ def record(conn: sqlite3.Connection, troubles: list[Trouble], now: float) -> lis
                 continue
             cursor = conn.execute(
                 "INSERT INTO troubles (key, type, gw, button, subject, kind, detail, began_at, detected_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
                 (
                     key,
                     str(trouble.type),
@@ -666,7 +676,7 @@ def record(conn: sqlite3.Connection, troubles: list[Trouble], now: float) -> lis
                     now,
                 ),
             )
-            changed.append(int(cursor.lastrowid or 0))
+            changed.append(int(cursor.fetchone()[0]))
     return [trouble_view(row) for row in _rows(conn, changed)]
 
 

@@ -96,11 +96,13 @@ def _problem_gateways(conn: sqlite3.Connection, troubles: list[_Seen], now: floa
 def _matching(conn: sqlite3.Connection, kinds: frozenset[str], query: str) -> tuple[set[str], set[str]]:
     """(gateways whose name holds ``query``, gateways with a button of ``kinds`` whose id, label or site does)."""
     needle = query.lower()
-    named = {gw for (gw,) in conn.execute("SELECT gw FROM gateways WHERE instr(lower(gw), ?) > 0", (needle,))}
+    # LIKE with the wildcards of the query escaped: both engines' way of finding a part of a text
+    needle = "%" + needle.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    named = {gw for (gw,) in conn.execute("SELECT gw FROM gateways WHERE lower(gw) LIKE ? ESCAPE '\\'", (needle,))}
     marks = ",".join("?" * len(kinds))
     holding = conn.execute(
-        f"SELECT DISTINCT gw FROM buttons WHERE kind IN ({marks}) AND (instr(lower(id), ?) > 0 "  # noqa: S608
-        "OR instr(lower(site_name), ?) > 0 OR instr(lower(coalesce(label, '')), ?) > 0)",
+        f"SELECT DISTINCT gw FROM buttons WHERE kind IN ({marks}) AND (lower(id) LIKE ? ESCAPE '\\' "  # noqa: S608
+        "OR lower(site_name) LIKE ? ESCAPE '\\' OR lower(coalesce(label, '')) LIKE ? ESCAPE '\\')",
         [*sorted(kinds), needle, needle, needle],
     )
     return named, {gw for (gw,) in holding}

@@ -62,7 +62,8 @@ from firmware_bridge.topics import Channel, Topics
 from ..alarms import store
 from ..alarms.changes import AlarmChanges, Change
 from ..alarms.lifecycle import AlarmState, indication_for, opens_alarm
-from ..db import connect, init_schema, transaction
+from ..db import Error as StoreError
+from ..db import connect, init_schema, store_failure, transaction
 from ..defaults import MQTT_CLIENT_ID
 from ..devices import registry
 from .hub import Hub, LiveMessage
@@ -72,18 +73,6 @@ log = logging.getLogger(__name__)
 #: The channels the dashboard subscribes to (the fuzzer checks it covers each).
 SUBSCRIBED = (Channel.STATUS, Channel.INVENTORY, Channel.EVENT, Channel.HEALTH)
 
-#: Store errors that retrying will not cure: the message, not the store, is at fault.
-_MESSAGE_STORE_ERRORS: tuple[type[sqlite3.Error], ...] = (
-    sqlite3.IntegrityError,
-    sqlite3.DataError,
-    sqlite3.InterfaceError,
-    sqlite3.ProgrammingError,
-)
-
-
-def store_failure(exc: BaseException) -> bool:
-    """The store itself failed (locked, disk full, I/O): retry. Anything else is the message's fault or a bug."""
-    return isinstance(exc, sqlite3.Error) and not isinstance(exc, _MESSAGE_STORE_ERRORS)
 
 
 #: Alarms resolved this recently are indicated again too (LED off), not only open ones.
@@ -364,7 +353,7 @@ class Ingest:
             try:
                 self._set_aside(batch[0], failure)
                 return
-            except sqlite3.Error as exc:  # the store itself: keep the message unacknowledged and retry it all
+            except StoreError as exc:  # the store itself: keep the message unacknowledged and retry it all
                 self._wait_for_store(1, exc)
                 if self._stopping.is_set():
                     return

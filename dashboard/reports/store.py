@@ -14,7 +14,7 @@ from typing import Any
 
 from firmware_bridge.errors import SiagaError
 
-from ..db import transaction
+from ..db import IntegrityError, transaction
 from ..defaults import LOCAL_TIME, TICKET_PREFIX
 from .categories import Catalogue
 from .photos import CleanPhoto, write_photos
@@ -98,7 +98,7 @@ def create_report(
                 "INSERT INTO reports (ticket, token, service_code, description, lat, lon, address, address_id, area, "
                 "attributes, media_url, status, requested_at, updated_at, source, reporter_name, reporter_email, "
                 "reporter_phone, device_id, account_id) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
                 (
                     ticket,
                     token,
@@ -122,7 +122,7 @@ def create_report(
                     report.account_id,
                 ),
             )
-            report_id = int(cursor.lastrowid or 0)
+            report_id = int(cursor.fetchone()[0])
             for position, (photo, path) in enumerate(zip(report.photos, written, strict=True), start=1):
                 relative = path.relative_to(photos_dir)
                 conn.execute(
@@ -315,7 +315,7 @@ def create_api_key(conn: sqlite3.Connection, name: str, created_by: str) -> str:
             "INSERT INTO api_keys (name, prefix, key_hash, created_at, created_by) VALUES (?, ?, ?, ?, ?)",
             (name, key[:12], _hash(key), time.time(), created_by),
         )
-    except sqlite3.IntegrityError:
+    except IntegrityError:
         raise ApiKeyError(f"there is already a key named {name!r}", "error_key_taken") from None
     return key
 

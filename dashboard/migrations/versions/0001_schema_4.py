@@ -25,11 +25,26 @@ LATE_INDEXES = (
 )
 
 
+#: A stored JSON text as jsonb, or NULL where it is not JSON (SQLite's json_valid guards the same reads):
+#: a message stored raw must not fail every query that looks into it.
+SIAGA_JSON = """
+CREATE OR REPLACE FUNCTION siaga_json(doc text) RETURNS jsonb LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $$
+BEGIN
+    RETURN doc::jsonb;
+EXCEPTION WHEN others THEN
+    RETURN NULL;
+END;
+$$
+"""
+
+
 def upgrade() -> None:
     dialect = op.get_bind().dialect.name
     base = schema_text().partition(DERIVED_MARK)[0]
     for statement in statements(for_dialect(base, dialect)) + list(LATE_INDEXES):
         op.execute(statement)
+    if dialect == "postgresql":
+        op.execute(SIAGA_JSON)
     if dialect == "sqlite":
         # An older dashboard (schema 4, before the revisions) reads this store as its own.
         op.execute("PRAGMA user_version = 4")
