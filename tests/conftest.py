@@ -25,6 +25,7 @@ from sim.gatewayconf import site, toml_text, write_gateway_config
 from sim.mosquitto import Mosquitto
 from sim.servers import DashboardServer, dashboard_config
 from sim.stores import drop_made, store_at
+from sim.stores import server as stores_server
 from sim.webclient import DashboardClient
 
 from .mqttprobe import Probe
@@ -182,6 +183,15 @@ def conn(tmp_path: Path) -> Iterator[sqlite3.Connection]:
     init_schema(connection)
     yield connection
     connection.close()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if stores_server() is None:
+        return
+    skip = pytest.mark.skip(reason="about SQLite itself; this run's stores are on PostgreSQL")
+    for item in items:
+        if item.get_closest_marker("sqlite_only"):
+            item.add_marker(skip)
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

@@ -67,6 +67,7 @@ def full_scans(plan: str, table: str) -> bool:
     return re.search(rf"\bSCAN {table}\b(?! USING)", plan) is not None
 
 
+@pytest.mark.sqlite_only
 def test_the_escalators_check_reads_only_unacknowledged_alarms_through_an_index(seeded: sqlite3.Connection) -> None:
     def check() -> object:
         alarm_store.expired_test_alarms(seeded, opened_before=NOW)
@@ -76,11 +77,13 @@ def test_the_escalators_check_reads_only_unacknowledged_alarms_through_an_index(
     assert found and not any(full_scans(plan, "alarms") for plan in found), found
 
 
+@pytest.mark.sqlite_only
 def test_the_boards_recently_closed_alarms_are_found_by_when_they_were_resolved(seeded: sqlite3.Connection) -> None:
     found = plans(seeded, lambda: alarm_store.recently_closed(seeded, kinds={"fire", "sapa"}, since=NOW - 3600))
     assert len(found) == 1 and "alarms_kind_resolved" in found[0] and "resolved_at>?" in found[0], found
 
 
+@pytest.mark.sqlite_only
 def test_a_periods_statistics_read_the_alarms_opened_in_it_through_an_index(seeded: sqlite3.Connection) -> None:
     found = plans(seeded, lambda: stats.load(seeded, {"fire", "sapa"}, NOW - 30 * 86400, NOW))
     statistics_query = [plan for plan in found if "alarms" in plan]
@@ -88,11 +91,13 @@ def test_a_periods_statistics_read_the_alarms_opened_in_it_through_an_index(seed
     assert "opened_at>? AND opened_at<?" in statistics_query[0], "only the period's alarms are read"
 
 
+@pytest.mark.sqlite_only
 def test_conflicting_registrations_are_found_from_the_index_alone(seeded: sqlite3.Connection) -> None:
     found = plans(seeded, lambda: conflict_troubles(seeded, NOW))
     assert any("COVERING INDEX registrations_button_kind" in plan for plan in found), found
 
 
+@pytest.mark.sqlite_only
 def test_the_supervisor_reads_a_gateways_health_again_only_when_a_new_one_arrived(
     seeded: sqlite3.Connection, tmp_path: Path
 ) -> None:
@@ -134,6 +139,7 @@ def test_a_store_made_before_the_indexes_gains_them_in_place(tmp_path: Path) -> 
     assert set(added) <= names
 
 
+@pytest.mark.sqlite_only
 def test_a_device_page_reads_its_gateways_buttons_and_the_problem_gateways_from_indexes(
     seeded: sqlite3.Connection,
 ) -> None:
@@ -148,6 +154,7 @@ def test_a_device_page_reads_its_gateways_buttons_and_the_problem_gateways_from_
 # -- the audit log, a page at a time --------------------------------------------------------------
 
 
+@pytest.mark.sqlite_only
 def test_the_audit_log_is_read_newest_first_from_the_index_without_sorting(seeded: sqlite3.Connection) -> None:
     for filters in ({}, {"actor": "admin"}, {"since": NOW - 86400, "until": NOW}):
         found = plans(seeded, lambda f=filters: audit.page(seeded, kinds={"fire"}, **f))
@@ -211,6 +218,7 @@ def test_the_audit_page_shows_a_page_of_rows_and_a_next_page_link_that_works(das
     assert 'id="audit-next"' not in second
 
 
+@pytest.mark.sqlite_only
 def test_anomalous_events_are_found_from_their_partial_index_not_among_every_event(
     seeded: sqlite3.Connection,
 ) -> None:

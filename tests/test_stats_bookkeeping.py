@@ -6,6 +6,8 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+import pytest
+
 from dashboard.alarms import stats, store
 from dashboard.alarms.lifecycle import Action
 from dashboard.db import connect, init_schema, transaction
@@ -95,6 +97,7 @@ def test_summaries_stored_before_the_generation_went_are_never_current_again(con
     assert store.stats_summaries(conn, ["2026-02"])["2026-02"][0] == generation
 
 
+@pytest.mark.sqlite_only
 def test_a_start_removes_an_earlier_designs_triggers_so_no_alarm_write_depends_on_them(
     conn: sqlite3.Connection,
 ) -> None:

@@ -32,6 +32,7 @@ from sim.radio import Air, VirtualNode
 from sim.servers import DashboardServer, dashboard_config
 from sim.sse import SSEClient, SSEEvent
 from sim.stack import SmallDisk
+from sim.stores import server as stores_server
 from sim.stores import store_at
 from sim.webclient import DashboardClient, HTTPStatusError
 
@@ -319,8 +320,9 @@ def test_stored_troubles_with_absurd_times_are_shown_bounded_and_never_break_a_v
         "gw-1": (1e308, NOW),
         "gw-2": (-4 * 62e9, NOW),
         "gw-3": (NOW, 1e308),
-        "gw-4": ("x", NOW),
     }
+    if stores_server() is None:
+        rows["gw-4"] = ("x", NOW)  # SQLite keeps text in a REAL column; PostgreSQL refuses it
     for gw, (began, detected) in rows.items():
         conn.execute(
             "INSERT INTO troubles (key, type, gw, detail, began_at, detected_at) VALUES (?, ?, ?, ?, ?, ?)",
@@ -331,7 +333,7 @@ def test_stored_troubles_with_absurd_times_are_shown_bounded_and_never_break_a_v
     for view in views.values():
         assert view["began"] <= view["detected"] and view["cleared"] is None
     assert views["gw-0"]["began"] == views["gw-2"]["began"] == format_epoch(NOW - MAX_SPAN_S)  # ten years before
-    assert views["gw-1"]["began"] == views["gw-4"]["began"] == format_epoch(NOW)  # never after it was found
+    assert {views[gw]["began"] for gw in rows if gw in ("gw-1", "gw-4")} == {format_epoch(NOW)}  # never after found
     assert views["gw-3"]["detected"] == "9999-12-30T23:59:59.000Z"  # the last a timestamp writes, a day spare
     # What is recorded now is bounded before it is stored.
     changed = record(conn, [Trouble(TroubleType.BUTTON_STUCK, "gw-x", "b", None, "held", -1e308)], NOW)

@@ -34,7 +34,7 @@ from firmware_bridge.payloads import Kind
 from ..accounts import audit
 from ..accounts.auth import Role, login_required, visible_kinds
 from ..db import Error as StoreError
-from ..db import database_file, dialect, get_db, read_snapshot, transaction
+from ..db import database_file, dialect, get_db, read_snapshot, savepoint, transaction
 from ..defaults import LOCAL_TIME
 from . import store
 from .lifecycle import Resolution
@@ -498,7 +498,8 @@ def period_parts(
         months = _months(*span)
         period = _Period(kinds, since, until, months, by_site)
         try:
-            read = _read_months(conn, period)
+            with savepoint(conn, "stats_read"):  # PostgreSQL: the snapshot's other reads go on after a failure
+                read = _read_months(conn, period)
         except StoreError:
             log.exception("statistics: the summaries' bookkeeping is missing or broken; computed from the alarms")
             read = _Read(_from_alarms(conn, period))

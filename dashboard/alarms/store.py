@@ -25,7 +25,7 @@ from firmware_bridge.timeutil import format_epoch
 
 from ..accounts import audit
 from ..db import Error as StoreError
-from ..db import database_file, spelled, transaction
+from ..db import database_file, savepoint, spelled, transaction
 from ..devices import registry, service
 from . import notify
 from .lifecycle import (
@@ -646,23 +646,12 @@ def count_stats_change(conn: sqlite3.Connection, alarm_id: int) -> None:
     """
     global bookkeeping_failures
     try:
-        _in_savepoint(conn, lambda: conn.execute(_COUNT_CHANGE, (alarm_id,)))
+        with savepoint(conn, "stats_bookkeeping"):
+            conn.execute(_COUNT_CHANGE, (alarm_id,))
     except Exception:  # whatever failed, the alarm is written
         bookkeeping_failures += 1
         log.exception("statistics: a change of alarm %s was not counted; the summaries are distrusted", alarm_id)
         _distrust_summaries(conn)
-
-
-def _in_savepoint(conn: sqlite3.Connection, work: Any) -> None:
-    """``work()`` undone alone if it fails, leaving the caller's transaction as it was."""
-    conn.execute("SAVEPOINT stats_bookkeeping")
-    try:
-        work()
-    except BaseException:
-        conn.execute("ROLLBACK TO stats_bookkeeping")
-        conn.execute("RELEASE stats_bookkeeping")
-        raise
-    conn.execute("RELEASE stats_bookkeeping")
 
 
 def _distrust_summaries(conn: sqlite3.Connection) -> None:
@@ -673,7 +662,8 @@ def _distrust_summaries(conn: sqlite3.Connection) -> None:
         "DELETE FROM stats_summaries",
     ):
         try:
-            _in_savepoint(conn, lambda s=statement: conn.execute(s))  # type: ignore[misc]
+            with savepoint(conn, "stats_bookkeeping"):
+                conn.execute(statement)
             return
         except Exception:  # noqa: BLE001, S112 - the next way, then the last resort below
             continue
@@ -708,8 +698,12 @@ def stats_sites_mark(conn: sqlite3.Connection) -> str:
     """
     cursor = conn.cursor()
     cursor.row_factory = None
-    joined = spelled(conn, sqlite="group_concat", postgresql="string_agg")
-    (text,) = cursor.execute(f"SELECT {joined}(id || ? || site_name, ?) FROM buttons", ("\x1f", "\x1e")).fetchone()  # noqa: S608
+    joined = spelled(  # PostgreSQL: in the key's order, as an updated row moves in its table
+        conn,
+        sqlite="group_concat(id || ? || site_name, ?)",
+        postgresql="string_agg(id || ? || site_name, ? ORDER BY id)",
+    )
+    (text,) = cursor.execute(f"SELECT {joined} FROM buttons", ("\x1f", "\x1e")).fetchone()  # noqa: S608
     return hashlib.blake2b((text or "").encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
 
 
