@@ -343,6 +343,7 @@ def test_stored_troubles_with_absurd_times_are_shown_bounded_and_never_break_a_v
     )
 
 
+@pytest.mark.sqlite_only  # a time stored as text: SQLite's typeless columns
 def test_the_supervisor_counts_and_logs_a_gateway_it_cannot_read(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
