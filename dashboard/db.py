@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import secrets
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
@@ -321,6 +321,8 @@ class PeriodicCheck(Periodic):
         super().__init__(name, interval)
         self._database = database
         self._conn: Connection | None = None
+        #: Whether this process may run the check now (:class:`dashboard.peers.Leadership`); None: always.
+        self.gate: Callable[[], bool] | None = None
 
     def check(self, conn: Connection) -> object:
         raise NotImplementedError
@@ -330,6 +332,8 @@ class PeriodicCheck(Periodic):
 
     def turn(self) -> None:
         assert self._conn is not None
+        if self.gate is not None and not self.gate():
+            return
         self.check(self._conn)
 
     def teardown(self) -> None:

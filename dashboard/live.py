@@ -1,9 +1,10 @@
-"""The dashboard's background parts (live hub, MQTT ingest, supervisor, escalator, notifier), attached to the app."""
+"""The dashboard's background parts (hub, MQTT ingest, supervisor, escalator, notifier, peers), attached to the app."""
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from typing import Any
 
 from flask import Flask, current_app
 
@@ -15,6 +16,8 @@ from .alarms.notify import Notifier
 from .devices.supervision import SupervisionSettings, Supervisor
 from .ingest.hub import Hub
 from .ingest.mqtt import Ingest
+from .peers import Leadership, Relay
+from .pg import is_url
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +34,16 @@ class Live:
     escalator: Escalator | None = None
     notifier: Notifier | None = None
     counters: Counters = field(default_factory=Counters)
+    #: Whether this process runs the supervisor, escalator and webhook senders now (one process at a time).
+    leadership: Leadership | None = None
+    #: The other dashboard processes on a PostgreSQL store (None on SQLite).
+    relay: Relay | None = None
     started: bool = False
+
+    def background(self) -> list[Any]:
+        """Every thread-owning part this process started, for /healthz."""
+        parts = (self.supervisor, self.escalator, self.notifier, self.leadership, self.relay)
+        return [part for part in parts if part is not None]
 
 
 def init_app(app: Flask) -> None:
@@ -55,7 +67,13 @@ def init_app(app: Flask) -> None:
         )
     supervisor = Supervisor(app.config["DATABASE"], hub, supervision, counters=counters)
     escalator = Escalator(app.config["DATABASE"], changes, escalation)
-    app.extensions[EXTENSION] = Live(hub, ingest, changes, supervisor, escalator, notifier, counters)
+    leadership = Leadership(app.config["DATABASE"], counters)
+    for job in (supervisor, escalator, notifier):
+        job.gate = leadership.holds
+    relay = Relay(app.config["DATABASE"], hub, counters) if is_url(app.config["DATABASE"]) else None
+    app.extensions[EXTENSION] = Live(
+        hub, ingest, changes, supervisor, escalator, notifier, counters, leadership=leadership, relay=relay
+    )
 
 
 def live() -> Live:
@@ -66,7 +84,11 @@ def start(app: Flask) -> None:
     """Start MQTT ingest (the CLI and the test fixtures call this; create_app does not)."""
     state: Live = app.extensions[EXTENSION]
     if state.ingest is not None and not state.started:
+        if state.relay is not None:
+            state.relay.start()  # before the ingest: nothing this process publishes misses the others' boards
         state.ingest.start()
+        if state.leadership is not None:
+            state.leadership.start()
         # The notifier before the escalator, whose first round may queue notices.
         for worker in (state.supervisor, state.notifier, state.escalator):
             if worker is not None:
@@ -82,4 +104,7 @@ def stop(app: Flask) -> None:
             if worker is not None:
                 worker.stop()
         state.ingest.stop()
+        for peer in (state.leadership, state.relay):
+            if peer is not None:
+                peer.stop()
         state.started = False

@@ -13,6 +13,9 @@ from pathlib import Path
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 ENV = "SIAGA_TEST_DATABASE"
+#: The server every development and CI machine runs (trust authentication): what tests of several
+#: dashboard processes use whichever store the rest of the run is on.
+LOCAL_SERVER = "postgresql://postgres@127.0.0.1:5432/siaga_test"
 
 _made: dict[str, str] = {}
 
@@ -35,6 +38,33 @@ def store_at(path: str | Path) -> str:
     return _made[key]
 
 
+def postgresql_store_at(path: str | Path) -> str:
+    """A fresh PostgreSQL schema for ``path`` on this run's server, or on the local one when the run is on SQLite."""
+    url = server() or LOCAL_SERVER
+    key = "pg:" + str(Path(path).resolve())
+    if key not in _made:
+        _ensure_database(url)
+        schema = "t_" + hashlib.blake2b(key.encode(), digest_size=10).hexdigest()
+        _make_schema(url, schema)
+        _made[key] = with_schema(url, schema)
+    return _made[key]
+
+
+def _ensure_database(url: str) -> None:
+    import psycopg
+
+    parts = urlsplit(url)
+    name = parts.path.lstrip("/")
+    try:
+        psycopg.connect(url, autocommit=True).close()
+        return
+    except psycopg.OperationalError:
+        pass
+    with psycopg.connect(urlunsplit(parts._replace(path="/postgres")), autocommit=True) as conn:
+        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
+            conn.execute(f'CREATE DATABASE "{name}"')
+
+
 def with_schema(url: str, schema: str) -> str:
     """``url`` with ``schema`` first on its search path (where tables are made and looked for)."""
     parts = urlsplit(url)
@@ -53,13 +83,11 @@ def _make_schema(url: str, schema: str) -> None:
 
 def drop_made() -> None:
     """Drop every schema this process made (the end of a test session)."""
-    url = server()
-    if url is None or not _made:
-        return
     import psycopg
 
-    with psycopg.connect(url, autocommit=True) as conn:
-        for made in _made.values():
-            schema = dict(parse_qsl(urlsplit(made).query))["options"].split("=", 1)[1]
+    for made in _made.values():
+        query = dict(parse_qsl(urlsplit(made).query))
+        schema = query["options"].split("=", 1)[1]
+        with psycopg.connect(made.split("?", 1)[0], autocommit=True) as conn:
             conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
     _made.clear()

@@ -27,7 +27,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -208,6 +208,21 @@ def retire_unknown(conn: sqlite3.Connection, names: set[str], now: float) -> int
     return cursor.rowcount
 
 
+#: A notice being posted is not due again for its receiver's timeout and this much more: no other
+#: dashboard process posts it meanwhile. If its poster died, it is posted again after that, with the
+#: same ``X-Siaga-Delivery`` id, by which its receiver can tell it already has it.
+CLAIM_MARGIN_S = 5.0
+
+
+def claim(conn: sqlite3.Connection, row: sqlite3.Row, webhook: Webhook) -> bool:
+    """Take a due row for posting, unless another process took it since it was read."""
+    cursor = conn.execute(
+        "UPDATE notifications SET next_at = ? WHERE id = ? AND status = ? AND next_at = ?",
+        (time.time() + webhook.timeout_s + CLAIM_MARGIN_S, row["id"], Delivery.PENDING, row["next_at"]),
+    )
+    return cursor.rowcount == 1
+
+
 def due(conn: sqlite3.Connection, webhook: str, now: float, limit: int = 50) -> list[sqlite3.Row]:
     return conn.execute(
         "SELECT * FROM notifications WHERE status = ? AND webhook = ? AND next_at <= ? ORDER BY id LIMIT ?",
@@ -326,6 +341,8 @@ class Notifier:
         ]
         #: One error policy per delivery thread: a failing round is logged and the next comes as usual.
         self._guards = {name: Guard(f"webhook {name}") for name in self.webhooks}
+        #: Whether this process may send now (:class:`dashboard.peers.Leadership`); None: always.
+        self.gate: Callable[[], bool] | None = None
 
     @property
     def failure(self) -> BaseException | None:
@@ -366,6 +383,8 @@ class Notifier:
         for row in due(conn, webhook.name, time.time() if now is None else now):
             if self._stop.is_set():
                 break
+            if not claim(conn, row, webhook):
+                continue  # another dashboard process took it (a leader's last round)
             outcome = post(webhook, row["id"], row["payload"].encode("utf-8"))
             self._record(conn, row, webhook, outcome)
             delivered += outcome.delivered
@@ -437,6 +456,9 @@ class Notifier:
             with guard.lifetime():
                 while not self._stop.is_set():
                     wake.clear()
+                    if self.gate is not None and not self.gate():
+                        wake.wait(1.0)  # another process sends; this one takes over if it becomes the leader
+                        continue
                     next_at = None
                     # Only the store being busy or failing is retried. A bug may strike after a
                     # notice was posted: going on would post it again and again, unseen; ending

@@ -339,6 +339,8 @@ def diagnostics() -> Any:
         live_subscribers=state.hub.subscribers,
         reports=_report_counters(),
         supervisor_round=state.supervisor.round_times() if state.supervisor else None,
+        # Whether this process runs the supervisor, escalator and webhook senders (one process at a time).
+        leader=bool(state.leadership and state.leadership.holds()),
     )
 
 

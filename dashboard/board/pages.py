@@ -57,7 +57,6 @@ def healthz() -> Any:
     ingest = state.ingest
     ok = ingest is None or (ingest.is_alive() and ingest.failure is None)
     if state.started:
-        workers = (state.supervisor, state.escalator, state.notifier)
-        ok = ok and all(worker.is_alive() for worker in workers if worker is not None)
+        ok = ok and all(part.is_alive() for part in state.background())
     body = {"ok": ok, "mqtt_connected": bool(ingest and ingest.connected.is_set())}
     return jsonify(body), (200 if ok else 503)

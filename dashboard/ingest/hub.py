@@ -14,7 +14,7 @@ import queue
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -211,6 +211,8 @@ class Hub:
         self._streams_per_owner = streams_per_owner
         #: The loops' bridges that streams were opened on (one per serving loop, in practice one).
         self._bridges: dict[LoopBridge, None] = {}
+        #: Hands what is published here to the other dashboard processes on the store (:mod:`dashboard.peers`).
+        self.relay: Callable[[LiveMessage], None] | None = None
 
     def subscribe(self, kinds: Iterable[str], owner: object = None, bridge: LoopBridge | None = None) -> Subscription:
         """A new stream for ``owner`` (an account); at most ``streams_per_owner`` each.
@@ -246,12 +248,26 @@ class Hub:
         with self._lock:
             self._subscriptions.pop(subscription, None)
 
-    def publish(self, message: LiveMessage) -> None:
+    def publish(self, message: LiveMessage, *, relay: bool = True) -> None:
+        """Offer ``message`` to every stream here, then (unless it came from them) to the other processes."""
         with self._lock:
             self._generation += 1
             subscriptions = list(self._subscriptions)
         for subscription in subscriptions:
             subscription.offer(message)
+        forward = self.relay
+        if relay and forward is not None:
+            forward(message)
+
+    def resync(self) -> None:
+        """End every stream, so that each board reconnects to a fresh snapshot: something may have been
+        missed (a peer's message lost with the connection that carried it)."""
+        with self._lock:
+            self._generation += 1
+            subscriptions = list(self._subscriptions)
+            self._subscriptions.clear()
+        for subscription in subscriptions:
+            subscription._shutdown()
 
     def wait_delivered(self, timeout: float) -> bool:
         """Wait, at most ``timeout`` seconds in all, until the loops have handed on what was published.

@@ -1,0 +1,373 @@
+"""Dashboard processes sharing one store: every board hears every process's changes, and one process runs the jobs.
+
+Two or more dashboards may serve one store (PostgreSQL; or an SQLite file on one machine), each
+ingesting and each serving boards, behind any load balancer:
+
+- :class:`Relay` hands what this process's hub publishes (alarms, troubles, gateways) to the other
+  processes through PostgreSQL's LISTEN/NOTIFY, and theirs to this hub, so that a board connected to
+  one process shows a change made through another at once. A board that may have missed something
+  (the listening connection was lost, a message too long for a notification) is ended and reconnects
+  to a fresh snapshot, rather than showing a stale board as live.
+- :class:`Leadership` lets one process at a time run the jobs that must not run twice (the supervisor,
+  the escalator, the webhook senders): the holder of the store's leader lock, a session advisory lock
+  on PostgreSQL (released by the server the moment the holder's connection dies) or an exclusive lock
+  on a file beside an SQLite store (released by the kernel when the holder dies). The others try again
+  every second, so a new leader takes over within seconds of the last one's death.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import queue
+import secrets
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from firmware_bridge.counters import Counters
+
+from . import pg
+from .ingest.hub import Hub, LiveMessage
+
+log = logging.getLogger(__name__)
+
+#: PostgreSQL refuses a notification's payload from 8,000 bytes on; what is longer becomes a resync.
+MAX_PAYLOAD = 7_900
+#: How often a follower asks for the leader lock, and the leader checks that it still holds it (seconds).
+LEADER_CHECK_S = 1.0
+#: A lost server connection is tried again after this long, doubling up to the maximum (seconds).
+RECONNECT_MIN_S, RECONNECT_MAX_S = 0.2, 5.0
+#: How quickly a server notices that a leader's connection died without a word (a cut cable, a
+#: frozen machine): TCP keepalives, so that its lock is released within about ten seconds.
+_KEEPALIVE = "keepalives=1 keepalives_idle=3 keepalives_interval=1 keepalives_count=3"
+_SERVER_KEEPALIVE = (
+    "SET tcp_keepalives_idle = 3",
+    "SET tcp_keepalives_interval = 1",
+    "SET tcp_keepalives_count = 3",
+    "SET tcp_user_timeout = 6000",
+)
+
+
+def store_key(name: str, purpose: str) -> int:
+    """A 64-bit key for ``purpose`` in the store named ``name`` (an advisory lock, a channel)."""
+    digest = hashlib.blake2b(f"{name}:{purpose}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+def _store_name(url: str) -> str:
+    probe = pg.Connection(url)
+    try:
+        return probe.name
+    finally:
+        probe.close()
+
+
+class Relay:
+    """This hub's messages to the other processes on the store, and theirs to this hub (LISTEN/NOTIFY)."""
+
+    def __init__(self, url: str, hub: Hub, counters: Counters | None = None) -> None:
+        self._url = url
+        self._hub = hub
+        self.counters = counters if counters is not None else Counters()
+        #: Names this process's notifications, so that it does not publish its own twice.
+        self.origin = secrets.token_hex(8)
+        self.channel = ""
+        self._outgoing: queue.SimpleQueue[LiveMessage | None] = queue.SimpleQueue()
+        self._stop = threading.Event()
+        self._listening = threading.Event()
+        self._threads = [
+            threading.Thread(target=self._listen, name="siaga-relay-listen", daemon=True),
+            threading.Thread(target=self._send, name="siaga-relay-send", daemon=True),
+        ]
+        self.failure: BaseException | None = None
+
+    def start(self, wait_s: float = 10.0) -> Relay:
+        """Start listening, and return once this process hears the others (or ``wait_s`` passed)."""
+        self.channel = f"siaga_live_{store_key(_store_name(self._url), 'live') & 0xFFFF_FFFF_FFFF:012x}"
+        for thread in self._threads:
+            thread.start()
+        if not self._listening.wait(wait_s):
+            log.error("relay: not listening on %s after %.0f s; boards hear only this process", self.channel, wait_s)
+        self._hub.relay = self.send
+        return self
+
+    def stop(self) -> None:
+        self._hub.relay = None
+        self._stop.set()
+        self._outgoing.put(None)
+        for thread in self._threads:
+            if thread.is_alive():
+                thread.join(5)
+
+    def is_alive(self) -> bool:
+        return all(thread.is_alive() for thread in self._threads)
+
+    def send(self, message: LiveMessage) -> None:
+        """Queue ``message`` for the other processes (never blocks a publisher)."""
+        self._outgoing.put(message)
+
+    def encode(self, message: LiveMessage) -> str:
+        body = json.dumps(
+            {"o": self.origin, "e": message.event, "k": message.kind, "d": message.data},
+            separators=(",", ":"),
+            ensure_ascii=False,
+        )
+        if len(body.encode()) <= MAX_PAYLOAD:
+            return body
+        self.counters.add("relay_resyncs_sent")
+        log.warning("relay: a %s message too long to notify; the other processes' boards resync", message.event)
+        return json.dumps({"o": self.origin, "resync": True})
+
+    def _connect(self) -> Any:
+        import psycopg
+
+        return psycopg.connect(self._url, autocommit=True)
+
+    def _send(self) -> None:
+        conn = None
+        delay = RECONNECT_MIN_S
+        pending: LiveMessage | None = None
+        try:
+            while True:
+                if pending is None:
+                    pending = self._outgoing.get()
+                    if pending is None:
+                        return
+                try:
+                    if conn is None or conn.closed or conn.broken:
+                        conn = self._connect()
+                    conn.execute("SELECT pg_notify(%s, %s)", (self.channel, self.encode(pending)))
+                    self.counters.add("relay_sent")
+                    pending, delay = None, RECONNECT_MIN_S
+                except Exception as exc:  # noqa: BLE001 - the server away: keep the message, try again
+                    self.counters.add("relay_send_errors")
+                    log.warning("relay: cannot notify the other processes (%s); retrying in %.1f s", exc, delay)
+                    if self._stop.wait(delay):
+                        return
+                    delay = min(delay * 2, RECONNECT_MAX_S)
+        except BaseException as exc:
+            self.failure = exc
+            log.critical("relay: the sending thread ended", exc_info=True)
+            raise
+        finally:
+            if conn is not None:
+                conn.close()
+
+    def _listen(self) -> None:
+        delay = RECONNECT_MIN_S
+        first = True
+        try:
+            while not self._stop.is_set():
+                try:
+                    with self._connect() as conn:
+                        conn.execute(f"LISTEN {self.channel}")
+                        if not first:
+                            # Whatever the others sent while this process was not listening is lost: its
+                            # boards start again from the store.
+                            self.counters.add("relay_resyncs")
+                            self._hub.resync()
+                        first, delay = False, RECONNECT_MIN_S
+                        self._listening.set()
+                        while not self._stop.is_set():
+                            for notice in conn.notifies(timeout=0.5):
+                                self._receive(notice.payload)
+                except Exception as exc:  # noqa: BLE001 - the server away: listen again
+                    if self._stop.is_set():
+                        return
+                    self.counters.add("relay_listen_errors")
+                    log.warning("relay: stopped hearing the other processes (%s); again in %.1f s", exc, delay)
+                    self._stop.wait(delay)
+                    delay = min(delay * 2, RECONNECT_MAX_S)
+        except BaseException as exc:
+            self.failure = exc
+            log.critical("relay: the listening thread ended", exc_info=True)
+            raise
+
+    def _receive(self, payload: str) -> None:
+        try:
+            message = json.loads(payload)
+            if message.get("o") == self.origin:
+                return
+            if message.get("resync"):
+                self.counters.add("relay_resyncs")
+                self._hub.resync()
+                return
+            live = LiveMessage(str(message["e"]), dict(message["d"]), kind=message.get("k"))
+        except (ValueError, KeyError, TypeError) as exc:
+            self.counters.add("relay_bad_messages")
+            log.error("relay: a notification that is not a live message (%s): %r", exc, payload[:200])
+            return
+        self.counters.add("relay_received")
+        self._hub.publish(live, relay=False)
+
+
+class Leadership:
+    """Whether this process runs the jobs that must run once at a time; :meth:`holds` is their gate."""
+
+    def __init__(self, database: str, counters: Counters | None = None, check_s: float = LEADER_CHECK_S) -> None:
+        self._database = database
+        self.counters = counters if counters is not None else Counters()
+        self._check_s = check_s
+        self._leader = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="siaga-leadership", daemon=True)
+        self._lock: _LeaderLock = (
+            _ServerLock(database) if pg.is_url(database) else _FileLock(database)
+        )
+        #: When this process last became the leader (wall clock), or None.
+        self.since: float | None = None
+        self.failure: BaseException | None = None
+
+    def start(self) -> Leadership:
+        self._try()  # a lone dashboard leads from its first round, not a second later
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(5)
+        self._step_down("stopped")
+        self._lock.close()
+
+    def holds(self) -> bool:
+        """Whether this process is the leader now."""
+        return self._leader.is_set()
+
+    def wait_elected(self, timeout: float) -> bool:
+        return self._leader.wait(timeout)
+
+    def is_alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.wait(self._check_s):
+                self._try()
+        except BaseException as exc:
+            self.failure = exc
+            self._step_down("the leadership thread ended")
+            log.critical("leadership: the thread ended; this process runs no jobs", exc_info=True)
+            raise
+
+    def _try(self) -> None:
+        try:
+            held = self._lock.confirm() if self.holds() else self._lock.acquire()
+        except Exception as exc:  # noqa: BLE001 - the store away: nobody may count on holding it
+            self.counters.add("leader_check_errors")
+            self._lock.reset()
+            if self.holds():
+                self._step_down(f"cannot confirm the lock: {exc}")
+            return
+        if held and not self.holds():
+            self.since = time.time()
+            self._leader.set()
+            self.counters.add("leader_elected")
+            log.warning("leadership: this process now runs the supervisor, escalator and webhook senders")
+        elif not held and self.holds():
+            self._step_down("the lock was lost")
+
+    def _step_down(self, why: str) -> None:
+        if self.holds():
+            self._leader.clear()
+            self.since = None
+            self.counters.add("leader_lost")
+            log.error("leadership: this process stops running the jobs (%s)", why)
+
+
+class _LeaderLock:
+    def acquire(self) -> bool:
+        raise NotImplementedError
+
+    def confirm(self) -> bool:
+        raise NotImplementedError
+
+    def reset(self) -> None:
+        """Forget a connection that failed (the next acquire opens another)."""
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+
+class _ServerLock(_LeaderLock):
+    """A PostgreSQL session advisory lock, held on a connection of its own."""
+
+    def __init__(self, url: str) -> None:
+        self._url = url
+        self._conn: Any = None
+        self._key: int | None = None
+
+    def _connection(self) -> Any:
+        import psycopg
+
+        if self._conn is None or self._conn.closed or self._conn.broken:
+            self._conn = psycopg.connect(f"{self._url}", autocommit=True, **_keepalive_args())
+            for statement in _SERVER_KEEPALIVE:
+                self._conn.execute(statement)
+            if self._key is None:
+                (name,) = self._conn.execute("SELECT current_database() || '.' || current_schema()").fetchone()
+                self._key = store_key(name, "leader")
+        return self._conn
+
+    def acquire(self) -> bool:
+        conn = self._connection()
+        return bool(conn.execute("SELECT pg_try_advisory_lock(%s)", (self._key,)).fetchone()[0])
+
+    def confirm(self) -> bool:
+        if self._conn is None or self._conn.closed or self._conn.broken:
+            return False
+        # A session's advisory lock lasts as long as the session: the connection still answering is the lock held.
+        self._conn.execute("SELECT 1")
+        return True
+
+    def reset(self) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(Exception):
+                self._conn.close()
+            self._conn = None
+
+
+def _keepalive_args() -> dict[str, str]:
+    return dict(part.split("=", 1) for part in _KEEPALIVE.split())
+
+
+class _FileLock(_LeaderLock):
+    """An exclusive lock on ``<store>.leader``: the processes on one machine sharing an SQLite file."""
+
+    def __init__(self, database: str) -> None:
+        self._path = None if database == ":memory:" else Path(f"{database}.leader")
+        self._fd: int | None = None
+
+    def acquire(self) -> bool:
+        if self._path is None:
+            return True
+        fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return False
+        self._fd = fd
+        return True
+
+    def confirm(self) -> bool:
+        return self._path is None or self._fd is not None
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # releases the lock
+            self._fd = None
+
+
+#: A job's gate: whether it may act now.
+Gate = Callable[[], bool]
