@@ -16,7 +16,7 @@ from firmware_bridge.errors import ConfigError
 from . import create_app, live
 from .accounts.auth import AccountError, Role, create_user
 from .config import load_config
-from .db import connect, init_schema
+from .db import Error, connect, init_schema
 
 log = logging.getLogger("siaga.dashboard")
 
@@ -31,6 +31,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     commands = parser.add_subparsers(dest="command")
     commands.add_parser("serve", help="run the web server and MQTT ingest (default)")
     commands.add_parser("check", help="validate the configuration and exit")
+    commands.add_parser("migrate", help="bring the store's schema to this version's and print its revision")
     user = commands.add_parser("create-user", help="create an account (e.g. the first administrator)")
     user.add_argument("username")
     user.add_argument("--role", required=True, choices=[role.value for role in Role])
@@ -71,7 +72,24 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "create-user":
         return _create_user(config, args)
+    if args.command == "migrate":
+        return _migrate(config)
     return serve(config)
+
+
+def _migrate(config: dict[str, Any]) -> int:
+    """What every start does first, on its own: for an upgrade run before the new version's processes."""
+    conn = connect(config["DATABASE"])
+    try:
+        init_schema(conn)
+        (revision,) = conn.execute("SELECT version_num FROM alembic_version").fetchone()
+    except Error as exc:
+        print(f"siaga-dashboard: cannot migrate the store: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        conn.close()
+    print(f"store at revision {revision}")
+    return 0
 
 
 def _create_user(config: dict[str, Any], args: argparse.Namespace) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import secrets
 import sqlite3
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from importlib import resources
@@ -292,17 +293,47 @@ def transaction(conn: Connection) -> Iterator[Connection]:
     conn.execute("COMMIT")
 
 
+_held = threading.local()
+
+
+def kept(target: str) -> Connection:
+    """A connection to ``target`` for this thread's next piece of work: on PostgreSQL the one this thread
+    kept from its last (a server connection costs milliseconds to open, an SQLite file's microseconds, so
+    SQLite's is opened anew). Give it back with :func:`give_back`."""
+    if not pg.is_url(target):
+        return connect(target)
+    held = getattr(_held, "conn", None)
+    if held is not None and held.url == target and not held.closed:
+        return held
+    if held is not None:
+        held.close()  # a thread serves one store; a test's next store replaces its last
+    _held.conn = connect(target)
+    return _held.conn
+
+
+def give_back(conn: Connection) -> None:
+    """The end of a piece of work on a :func:`kept` connection: closed, or on PostgreSQL kept for the
+    thread's next, with any transaction left open rolled back."""
+    if isinstance(conn, pg.Connection) and conn is getattr(_held, "conn", None):
+        try:
+            conn.rollback()
+        except Error:
+            conn.close()
+        return
+    conn.close()
+
+
 def get_db() -> Connection:
-    """The request's connection, opened on first use."""
+    """The request's connection, taken on first use."""
     if "db" not in g:
-        g.db = connect(current_app.config["DATABASE"])
+        g.db = kept(current_app.config["DATABASE"])
     return g.db
 
 
 def close_db(_exc: BaseException | None = None) -> None:
     db = g.pop("db", None)
     if db is not None:
-        db.close()
+        give_back(db)
 
 
 def init_app(app: Flask) -> None:

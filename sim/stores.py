@@ -91,3 +91,23 @@ def drop_made() -> None:
         with psycopg.connect(made.split("?", 1)[0], autocommit=True) as conn:
             conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
     _made.clear()
+
+
+def recreate(url: str) -> None:
+    """Drop the database ``url`` names (every test schema in it) and make it anew: a run's clean start."""
+    import psycopg
+
+    parts = urlsplit(url)
+    name = parts.path.lstrip("/")
+    with psycopg.connect(urlunsplit(parts._replace(path="/postgres", query="")), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+
+
+if __name__ == "__main__":
+    import sys
+
+    if len(sys.argv) != 3 or sys.argv[1] != "recreate":
+        sys.exit("usage: python -m sim.stores recreate postgresql://...")
+    recreate(sys.argv[2])
+    print(f"{sys.argv[2]}: made anew")

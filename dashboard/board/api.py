@@ -20,7 +20,7 @@ from ..accounts.visibility import trouble_audience
 from ..alarms import notify, store
 from ..alarms.changes import Change
 from ..alarms.lifecycle import Action, AlarmChanged, AlarmNotFound, InvalidAction, InvalidTransition
-from ..db import connect, get_db
+from ..db import get_db, give_back, kept
 from ..devices import registry, sites
 from ..devices.supervision import Audience, open_troubles
 from ..ingest.hub import AsyncSubscription, LiveMessage, LoopBridge
@@ -256,11 +256,11 @@ def stream() -> Response:
     keepalive_s = current_app.config.get("SIAGA_STREAM_KEEPALIVE_S", KEEPALIVE_S)
 
     def still_signed_in() -> bool:
-        conn = connect(database)
+        conn = kept(database)
         try:
             return session_user(conn, session_id) is not None
         finally:
-            conn.close()
+            give_back(conn)
 
     if offer is not None:
         offer.stream = LiveStream(cast(AsyncSubscription, subscription), snapshot, still_signed_in, keepalive_s)
