@@ -2,22 +2,43 @@
 
 This is the one place that knows how Siaga configures paho-mqtt (callback
 API version 2, MQTT 3.1.1 persistent sessions, credentials, TLS, capped
-exponential reconnect). It reads the ``[mqtt]`` table of either side's TOML
-and builds an unconnected client; connecting and looping stay with the caller.
+exponential reconnect, failover between the members of a clustered broker).
+It reads the ``[mqtt]`` table of either side's TOML and builds an
+unconnected client; :func:`connect_with_failover` points it at the brokers,
+and looping stays with the caller.
 """
 
 from __future__ import annotations
 
+import logging
 import socket
 import ssl
+import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import paho.mqtt.client as mqtt
 
 from .errors import BadTopic, ConfigError
 from .settings import Section
 from .topics import DEFAULT_ROOT, check_root
+
+log = logging.getLogger(__name__)
+
+#: Brokers one ``[mqtt] brokers`` list may name (a cluster has 3 or 5 members).
+MAX_BROKERS = 16
+_SCHEME_PORTS = {"mqtt": 1883, "mqtts": 8883}
+
+
+@dataclass(frozen=True)
+class BrokerAddress:
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
 
 
 @dataclass(frozen=True)
@@ -44,11 +65,26 @@ class BrokerSettings:
     reconnect_max_s: float = 2.0
     #: Messages paho may have in flight (sent, PUBACK pending) at once.
     max_inflight: int = 100
+    #: The members of a clustered broker, tried in this order (``[mqtt] brokers``);
+    #: empty: the one broker at ``host``:``port``. When set, ``host`` and
+    #: ``port`` are its first member's.
+    brokers: tuple[BrokerAddress, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.brokers:
+            # host/port stay meaningful for code that names one broker (logs, probes).
+            object.__setattr__(self, "host", self.brokers[0].host)
+            object.__setattr__(self, "port", self.brokers[0].port)
+
+    def addresses(self) -> tuple[BrokerAddress, ...]:
+        """Every broker to try, in order: the cluster's members, or the one ``host``:``port``."""
+        return self.brokers or (BrokerAddress(self.host, self.port),)
 
     def describe(self) -> str:
         scheme = "mqtts" if self.tls else "mqtt"
         user = f"{self.username}@" if self.username else ""
-        return f"{scheme}://{user}{self.host}:{self.port} (root {self.root})"
+        where = ", ".join(f"{scheme}://{user}{address}" for address in self.addresses())
+        return f"{where} (root {self.root})"
 
 
 def read_broker_settings(section: Section) -> BrokerSettings:
@@ -58,9 +94,17 @@ def read_broker_settings(section: Section) -> BrokerSettings:
         check_root(root)
     except BadTopic as exc:
         raise section.error("root", str(exc)) from None
+    brokers, scheme = _read_brokers(section)
     tls_section = section.section("tls")
     tls = None
-    if tls_section.bool("enabled", bool(tls_section.data)):
+    tls_on = tls_section.bool("enabled", bool(tls_section.data) or scheme == "mqtts")
+    if scheme == "mqtts" and not tls_on:
+        raise tls_section.error("enabled", "the brokers are mqtts:// (TLS) but [mqtt.tls] enabled = false")
+    if scheme == "mqtt" and tls_on:
+        raise section.error(
+            "brokers", "[mqtt.tls] is on but the brokers are mqtt:// (plain); write them as mqtts://host:port"
+        )
+    if tls_on:
         tls = TlsSettings(
             ca_file=_existing_file(tls_section, "ca_file"),
             cert_file=_existing_file(tls_section, "cert_file"),
@@ -76,9 +120,12 @@ def read_broker_settings(section: Section) -> BrokerSettings:
         raise section.error("password", "give either password or password_file, not both")
     if password_file is not None:
         password = read_secret_file(section, "password_file", password_file)
+    if brokers and (section.has("host") or section.has("port")):
+        raise section.error("brokers", "give either brokers or host/port, not both")
     settings = BrokerSettings(
         host=section.str("host", "127.0.0.1"),
         port=section.int("port", 8883 if tls else 1883, min=1, max=65535),
+        brokers=brokers,
         root=root,
         username=section.str("username", None),
         password=password,
@@ -95,6 +142,46 @@ def read_broker_settings(section: Section) -> BrokerSettings:
         raise section.error("reconnect_max_s", "must not be below reconnect_min_s")
     section.done()
     return settings
+
+
+def _read_brokers(section: Section) -> tuple[tuple[BrokerAddress, ...], str | None]:
+    """``brokers = ["mqtt://10.0.0.1:1883", ...]``: the addresses, and their one scheme (None without the key)."""
+    value = section.raw("brokers", None)
+    if value is None:
+        return (), None
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise section.error("brokers", f'must be a list of URLs such as ["mqtt://10.0.0.1:1883"] (got {value!r})')
+    if not 1 <= len(value) <= MAX_BROKERS:
+        raise section.error("brokers", f"must name 1 to {MAX_BROKERS} brokers (got {len(value)})")
+    parsed = [_parse_broker_url(section, url) for url in value]
+    schemes = {scheme for scheme, _ in parsed}
+    if len(schemes) > 1:
+        # Falling back from TLS to plain text is what an attacker who can block
+        # the TLS member would want: every member speaks the same.
+        raise section.error("brokers", "mixes mqtt:// and mqtts://; every member must use the same (mqtts:// for TLS)")
+    addresses = tuple(address for _, address in parsed)
+    if len(set(addresses)) != len(addresses):
+        raise section.error("brokers", "names a broker twice")
+    return addresses, schemes.pop()
+
+
+def _parse_broker_url(section: Section, url: str) -> tuple[str, BrokerAddress]:
+    try:
+        parts = urllib.parse.urlsplit(url.strip())
+        port = parts.port
+    except ValueError as exc:
+        raise section.error("brokers", f"{url!r} is not a broker URL: {exc}") from None
+    if parts.scheme not in _SCHEME_PORTS:
+        raise section.error("brokers", f"{url!r}: the scheme must be mqtt:// or mqtts://")
+    if not parts.hostname:
+        raise section.error("brokers", f"{url!r} names no host")
+    if parts.username is not None or parts.password is not None:
+        raise section.error("brokers", f"{url!r}: credentials go in username and password_file, not in the URL")
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise section.error("brokers", f"{url!r}: only scheme://host:port (no path, query or fragment)")
+    if port == 0:
+        raise section.error("brokers", f"{url!r}: the port must be 1 to 65535")
+    return parts.scheme, BrokerAddress(parts.hostname, port or _SCHEME_PORTS[parts.scheme])
 
 
 def _existing_file(section: Section, key: str) -> str | None:
@@ -160,3 +247,53 @@ def make_client(
     client.reconnect_delay_set(settings.reconnect_min_s, settings.reconnect_max_s)  # type: ignore[arg-type]
     client.max_inflight_messages_set(settings.max_inflight)
     return client
+
+
+class Failover:
+    """Which broker a client dials: the same one while it serves, the next in the list once it refused or dropped.
+
+    paho calls :meth:`before_connect` (its ``on_pre_connect``) before every
+    connection attempt, its first included; its capped exponential backoff
+    paces the attempts, and is reset by every accepted connection. So after a
+    member dies, the client is on the next one after ``reconnect_min_s``.
+    """
+
+    def __init__(self, addresses: tuple[BrokerAddress, ...]) -> None:
+        if not addresses:
+            raise ValueError("no broker to connect to")
+        self.addresses = addresses
+        self._index = 0
+        self._attempts = 0
+
+    @property
+    def current(self) -> BrokerAddress:
+        """The broker of the latest attempt (the one the client is connected to, if it is)."""
+        return self.addresses[self._index]
+
+    def before_connect(self, client: mqtt.Client, userdata: Any) -> None:
+        # paho reconnects only after a refusal, a failed dial or a lost
+        # connection: each one is a reason to try the next member.
+        if self._attempts:
+            self._index = (self._index + 1) % len(self.addresses)
+        self._attempts += 1
+        address = self.addresses[self._index]
+        if len(self.addresses) > 1 and self._attempts > 1:
+            log.info("connecting to broker %s", address)
+        # paho's host/port setters refuse while a connection is being opened,
+        # which is the state it calls us in; its reconnect() reads these two
+        # attributes right after this callback, with no socket open yet.
+        client._host = address.host
+        client._port = address.port
+
+
+def connect_with_failover(client: mqtt.Client, settings: BrokerSettings) -> Failover:
+    """Point ``client`` at the settings' broker(s) without connecting yet (paho's ``connect_async``).
+
+    ``loop_start()`` then connects, and reconnects to the next broker of the
+    list whenever the current one refuses or drops the connection.
+    """
+    failover = Failover(settings.addresses())
+    client.on_pre_connect = failover.before_connect
+    first = failover.addresses[0]
+    client.connect_async(first.host, first.port, settings.keepalive)
+    return failover

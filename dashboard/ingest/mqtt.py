@@ -37,7 +37,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.reasoncodes import ReasonCode
 
-from firmware_bridge.broker import BrokerSettings, make_client
+from firmware_bridge.broker import BrokerSettings, connect_with_failover, make_client
 from firmware_bridge.counters import Counters
 from firmware_bridge.errors import BadPayload, BadTopic
 from firmware_bridge.ids import is_event_id
@@ -167,7 +167,7 @@ class Ingest:
         self._conn = connect(self._database)
         init_schema(self._conn)
         self._writer.start()
-        self.client.connect_async(self.settings.host, self.settings.port, self.settings.keepalive)
+        connect_with_failover(self.client, self.settings)  # several brokers: the next one on each reconnect
         self.client.loop_start()
 
     def stop(self, timeout: float = 5.0) -> None:
@@ -222,7 +222,7 @@ class Ingest:
             + [(self.topics.dashboard_status(), 1)]
         )
         self.connected.set()
-        log.info("connected to %s (session present: %s)", self.settings.describe(), flags.session_present)
+        log.info("connected to %s:%s (session present: %s)", client.host, client.port, flags.session_present)
         self._enqueue(Inbound("", b"resync", 0, 0, time.time(), self._generation))
 
     def _on_disconnect(
