@@ -29,6 +29,8 @@ log = logging.getLogger(__name__)
 #: Brokers one ``[mqtt] brokers`` list may name (a cluster has 3 or 5 members).
 MAX_BROKERS = 16
 _SCHEME_PORTS = {"mqtt": 1883, "mqtts": 8883}
+#: How long a reconnecting client waits for a member to accept a TCP connection before it tries the next.
+PROBE_TIMEOUT_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -250,18 +252,22 @@ def make_client(
 
 
 class Failover:
-    """Which broker a client dials: the same one while it serves, the next in the list once it refused or dropped.
+    """Which broker a client dials: the same one while it serves, another member once it refused or dropped.
 
     paho calls :meth:`before_connect` (its ``on_pre_connect``) before every
     connection attempt, its first included; its capped exponential backoff
-    paces the attempts, and is reset by every accepted connection. So after a
-    member dies, the client is on the next one after ``reconnect_min_s``.
+    paces the attempts, and is reset by every accepted connection. Before a
+    reconnect, the members after the current one are dialled in turn (a bare
+    TCP connection, closed at once) and the first that answers is chosen: a
+    dead member costs a refused dial, not a failed attempt and a doubled
+    backoff. The member that was just lost is tried last.
     """
 
-    def __init__(self, addresses: tuple[BrokerAddress, ...]) -> None:
+    def __init__(self, addresses: tuple[BrokerAddress, ...], *, probe_timeout_s: float = PROBE_TIMEOUT_S) -> None:
         if not addresses:
             raise ValueError("no broker to connect to")
         self.addresses = addresses
+        self.probe_timeout_s = probe_timeout_s
         self._index = 0
         self._attempts = 0
 
@@ -272,18 +278,32 @@ class Failover:
 
     def before_connect(self, client: mqtt.Client, userdata: Any) -> None:
         # paho reconnects only after a refusal, a failed dial or a lost
-        # connection: each one is a reason to try the next member.
-        if self._attempts:
-            self._index = (self._index + 1) % len(self.addresses)
+        # connection: each one is a reason to try another member.
+        if self._attempts and len(self.addresses) > 1:
+            self._index = self._next_answering()
+            log.info("connecting to broker %s", self.current)
         self._attempts += 1
-        address = self.addresses[self._index]
-        if len(self.addresses) > 1 and self._attempts > 1:
-            log.info("connecting to broker %s", address)
         # paho's host/port setters refuse while a connection is being opened,
         # which is the state it calls us in; its reconnect() reads these two
         # attributes right after this callback, with no socket open yet.
-        client._host = address.host
-        client._port = address.port
+        client._host = self.current.host
+        client._port = self.current.port
+
+    def _next_answering(self) -> int:
+        """The first member after the current one that accepts a TCP connection (the current one last)."""
+        count = len(self.addresses)
+        for step in range(1, count + 1):
+            index = (self._index + step) % count
+            if self._answers(self.addresses[index]):
+                return index
+        return (self._index + 1) % count  # none answers: paho's attempt fails and its backoff paces the next
+
+    def _answers(self, address: BrokerAddress) -> bool:
+        try:
+            with socket.create_connection((address.host, address.port), timeout=self.probe_timeout_s):
+                return True
+        except OSError:
+            return False
 
 
 def connect_with_failover(client: mqtt.Client, settings: BrokerSettings) -> Failover:

@@ -140,21 +140,17 @@ def test_a_wrong_brokers_list_is_named(text: str, words: str) -> None:
 
 
 def test_a_client_moves_to_the_next_broker_when_one_refuses_and_when_one_drops(tmp_path: Path) -> None:
-    """First a port where nothing listens (refused), then a broker that dies (dropped): each time the next one."""
+    """First a port where nothing listens (refused), then a broker that dies (dropped): each time one that answers."""
     first = Mosquitto(tmp_path / "first").start()
     second = Mosquitto(tmp_path / "second").start()
-    nobody = free_port()
     settings = BrokerSettings(
-        brokers=(
-            BrokerAddress("127.0.0.1", nobody),
-            BrokerAddress("127.0.0.1", first.port),
-            BrokerAddress("127.0.0.1", second.port),
-        ),
+        brokers=tuple(BrokerAddress("127.0.0.1", port) for port in (free_port(), first.port, free_port(), second.port)),
         reconnect_min_s=0.05,
         reconnect_max_s=0.2,
     )
     client = make_client(settings, "failover-probe", persistent=False)
     ports: list[int] = []
+    failed: list[int] = []
     changed = threading.Condition()
 
     def on_connect(*args: object) -> None:
@@ -163,16 +159,19 @@ def test_a_client_moves_to_the_next_broker_when_one_refuses_and_when_one_drops(t
             changed.notify_all()
 
     client.on_connect = on_connect
+    client.on_connect_fail = lambda *args: failed.append(client.port)
     failover = connect_with_failover(client, settings)
     client.loop_start()
     try:
         with changed:
             assert changed.wait_for(lambda: len(ports) == 1, 10), "never connected"
         assert ports == [first.port] and failover.current.port == first.port
+        assert failed == [settings.brokers[0].port]  # the first in the list, refused
         first.kill()
         with changed:
             assert changed.wait_for(lambda: len(ports) == 2, 10), "did not move on after its broker died"
         assert ports == [first.port, second.port]
+        assert len(failed) == 1  # the silent member between them was skipped, not tried
     finally:
         client.disconnect()
         client.loop_stop()
