@@ -13,13 +13,16 @@ from __future__ import annotations
 import logging
 import socket
 import ssl
+import threading
 import urllib.parse
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
 
+from .counters import Counters
 from .errors import BadTopic, ConfigError
 from .settings import Section
 from .topics import DEFAULT_ROOT, check_root
@@ -29,6 +32,8 @@ log = logging.getLogger(__name__)
 #: Brokers one ``[mqtt] brokers`` list may name (a cluster has 3 or 5 members).
 MAX_BROKERS = 16
 _SCHEME_PORTS = {"mqtt": 1883, "mqtts": 8883}
+#: The longest wait before a refused subscription is asked for again.
+MAX_SUBSCRIBE_RETRY_S = 60.0
 #: How long a reconnecting client waits for a member to accept a TCP connection before it tries the next.
 PROBE_TIMEOUT_S = 2.0
 
@@ -317,3 +322,101 @@ def connect_with_failover(client: mqtt.Client, settings: BrokerSettings) -> Fail
     first = failover.addresses[0]
     client.connect_async(first.host, first.port, settings.keepalive)
     return failover
+
+
+class Subscriptions:
+    """A client's subscriptions: asked for on connect unless the broker kept them, and again when it refuses one.
+
+    A topic counts as held once a SUBACK granted it in the current session.
+    On a connect whose session the broker kept (session present), only the
+    topics not held are asked for: the others are still in place, and asking
+    again is not free on every broker (a nats-server cluster recreates the
+    JetStream consumer behind each subscription, which blocks the connection
+    for seconds while a leader is elected). A session the broker did not keep
+    makes every topic asked for again.
+
+    Mosquitto never refuses a well-formed subscription. A nats-server cluster
+    refuses one (SUBACK failure 0x80) when the consumer cannot be set up in
+    time, as happens for seconds after a member died (docs/mqtt.md, "Clustered
+    broker"); the refused topics are asked for again after 1 s, doubling up to
+    a minute, rather than leaving the session deaf to them.
+    """
+
+    def __init__(
+        self,
+        client: mqtt.Client,
+        topics: Sequence[tuple[str, int]],
+        *,
+        counters: Counters | None = None,
+        retry_s: float = 1.0,
+    ) -> None:
+        self._client = client
+        self.topics = list(topics)
+        self._counters = counters or Counters()
+        self._retry_s = retry_s
+        self._asked: dict[int, list[tuple[str, int]]] = {}
+        self._held: set[str] = set()
+        self._delays: dict[str, float] = {}
+        self._lock = threading.Lock()
+        client.on_subscribe = self._on_subscribe
+
+    def connected(self, session_present: bool) -> None:
+        """From ``on_connect``: ask for what the session does not hold."""
+        with self._lock:
+            if not session_present:
+                self._held.clear()
+            missing = [topic for topic in self.topics if topic[0] not in self._held]
+        if missing:
+            self.subscribe(missing)
+
+    @property
+    def held(self) -> frozenset[str]:
+        """The topics the broker granted in this session."""
+        with self._lock:
+            return frozenset(self._held)
+
+    def subscribe(self, topics: Sequence[tuple[str, int]] | None = None) -> None:
+        """Ask for ``topics`` (all of them by default)."""
+        wanted = list(topics if topics is not None else self.topics)
+        with self._lock:  # the SUBACK may come back before subscribe() returns its mid
+            result, mid = self._client.subscribe(wanted)
+            if result == mqtt.MQTT_ERR_SUCCESS and mid is not None:
+                self._asked[mid] = wanted
+
+    def _on_subscribe(
+        self, client: mqtt.Client, userdata: Any, mid: int, reason_codes: list[Any], properties: Any
+    ) -> None:
+        with self._lock:
+            asked = self._asked.pop(mid, [])
+            refused = [topic for topic, code in zip(asked, reason_codes, strict=False) if code.is_failure]
+            for topic, _ in asked:
+                if (topic, _) in refused:
+                    self._held.discard(topic)
+                else:
+                    self._held.add(topic)
+                    self._delays.pop(topic, None)
+            # Each refused topic waits twice as long as last time (at most a
+            # minute): a cluster recovers in seconds, an ACL that denies it never.
+            delay = 0.0
+            for topic, _ in refused:
+                self._delays[topic] = min(self._delays.get(topic, self._retry_s / 2) * 2, MAX_SUBSCRIBE_RETRY_S)
+                delay = max(delay, self._delays[topic])
+        if not refused:
+            return
+        self._counters.add("mqtt_subscribe_refused", len(refused))
+        log.warning(
+            "the broker refused subscription(s) to %s; asking again in %.0f s",
+            ", ".join(topic for topic, _ in refused),
+            delay,
+        )
+        retry = threading.Timer(delay, self._retry, args=(refused,))
+        retry.daemon = True
+        retry.start()
+
+    def _retry(self, topics: list[tuple[str, int]]) -> None:
+        # Not connected: the next connect asks for every topic not held.
+        if self._client.is_connected():
+            with self._lock:
+                still = [topic for topic in topics if topic[0] not in self._held]
+            if still:
+                self.subscribe(still)

@@ -20,7 +20,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.client import MQTTMessageInfo
 from paho.mqtt.reasoncodes import ReasonCode
 
-from firmware_bridge.broker import BrokerSettings, connect_with_failover, make_client
+from firmware_bridge.broker import BrokerSettings, Subscriptions, connect_with_failover, make_client
 from firmware_bridge.counters import Counters
 from firmware_bridge.errors import BadPayload
 from firmware_bridge.payloads import (
@@ -102,6 +102,16 @@ class GatewayLink:
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message
         self.client.on_publish = self._on_publish
+        self._subscriptions = Subscriptions(
+            self.client,
+            [
+                (self._indicate_topic, Channel.INDICATE.qos),
+                (self._status_topic, 1),
+                (self._receipt_topic, Channel.RECEIPT.qos),
+                (self._dashboard_topic, 1),
+            ],
+            counters=counters,
+        )
 
     def start(self) -> None:
         connect_with_failover(self.client, self.settings)
@@ -170,14 +180,7 @@ class GatewayLink:
             flags.session_present,
         )
         self.echo.clear()
-        client.subscribe(
-            [
-                (self._indicate_topic, Channel.INDICATE.qos),
-                (self._status_topic, 1),
-                (self._receipt_topic, Channel.RECEIPT.qos),
-                (self._dashboard_topic, 1),
-            ]
-        )
+        self._subscriptions.connected(flags.session_present)  # and again after a refusal
         check = threading.Timer(ECHO_TIMEOUT_S, self._check_echo, args=(self._connection_count(),))
         check.daemon = True
         check.start()
