@@ -5,7 +5,8 @@
 - Retained ``online`` status, with a retained last will ``offline``.
 - Status and inventory are (re)published on every connect, so a broker that
   lost its retained messages, or a stale last will, is corrected at once.
-- Capped exponential reconnect is paho's, configured from the settings.
+- Capped exponential reconnect is paho's, configured from the settings; with
+  several brokers (a cluster's members) each reconnect tries the next one.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.client import MQTTMessageInfo
 from paho.mqtt.reasoncodes import ReasonCode
 
-from firmware_bridge.broker import BrokerSettings, make_client
+from firmware_bridge.broker import BrokerSettings, Subscriptions, connect_with_failover, make_client
 from firmware_bridge.counters import Counters
 from firmware_bridge.errors import BadPayload
 from firmware_bridge.payloads import (
@@ -101,9 +102,19 @@ class GatewayLink:
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message
         self.client.on_publish = self._on_publish
+        self._subscriptions = Subscriptions(
+            self.client,
+            [
+                (self._indicate_topic, Channel.INDICATE.qos),
+                (self._status_topic, 1),
+                (self._receipt_topic, Channel.RECEIPT.qos),
+                (self._dashboard_topic, 1),
+            ],
+            counters=counters,
+        )
 
     def start(self) -> None:
-        self.client.connect_async(self.settings.host, self.settings.port, self.settings.keepalive)
+        connect_with_failover(self.client, self.settings)
         self.client.loop_start()
 
     def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> MQTTMessageInfo:
@@ -161,16 +172,15 @@ class GatewayLink:
             log.error("broker %s refused the connection: %s", self.settings.describe(), reason_code)
             return
         self._counters.add("mqtt_connects")
-        log.info("connected to %s (session present: %s)", self.settings.describe(), flags.session_present)
-        self.echo.clear()
-        client.subscribe(
-            [
-                (self._indicate_topic, Channel.INDICATE.qos),
-                (self._status_topic, 1),
-                (self._receipt_topic, Channel.RECEIPT.qos),
-                (self._dashboard_topic, 1),
-            ]
+        log.info(
+            "connected to %s:%s (root %s, session present: %s)",
+            client.host,
+            client.port,
+            self.settings.root,
+            flags.session_present,
         )
+        self.echo.clear()
+        self._subscriptions.connected(flags.session_present)  # and again after a refusal
         check = threading.Timer(ECHO_TIMEOUT_S, self._check_echo, args=(self._connection_count(),))
         check.daemon = True
         check.start()

@@ -1,19 +1,33 @@
-"""The broker configuration shipped in ``deploy/mosquitto/conf.d/siaga.conf``, tested on Mosquitto itself.
+"""The broker configuration: Mosquitto's shipped ``deploy/mosquitto/conf.d/siaga.conf`` and the ``[mqtt]`` table.
 
 Events for a dashboard that is away (redeployed, crashed, its network down)
 wait in its persistent session on the broker. Mosquitto's defaults would keep
 only 1,000 of them and forget them all on a restart; the shipped settings
 keep a day's worth across a clean broker restart (docs/reliability.md).
+
+``[mqtt] brokers`` names the members of a clustered broker; a client moves
+to the next one when the current one refuses or drops it (tested here on
+Mosquitto, and on a nats-server cluster in test_broker_cluster.py).
 """
 
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 
 import paho.mqtt.client as mqtt
+import pytest
 
-from firmware_bridge.broker import BrokerSettings, make_client
-from sim.mosquitto import Mosquitto
+from firmware_bridge.broker import (
+    BrokerAddress,
+    BrokerSettings,
+    connect_with_failover,
+    make_client,
+    read_broker_settings,
+)
+from firmware_bridge.errors import ConfigError
+from firmware_bridge.settings import parse_toml
+from sim.mosquitto import Mosquitto, free_port
 
 #: Three times Mosquitto's default max_queued_messages.
 QUEUED = 3000
@@ -67,3 +81,99 @@ def test_events_queued_for_an_away_dashboard_survive_a_broker_restart(mosquitto:
     finally:
         back.disconnect()
         back.loop_stop()
+
+
+def mqtt_table(text: str) -> BrokerSettings:
+    return read_broker_settings(parse_toml("[mqtt]\n" + text, "test.toml").section("mqtt"))
+
+
+def test_a_single_host_config_reads_as_before() -> None:
+    settings = mqtt_table('host = "10.0.0.5"\nport = 1884\n')
+    assert (settings.host, settings.port, settings.brokers) == ("10.0.0.5", 1884, ())
+    assert settings.addresses() == (BrokerAddress("10.0.0.5", 1884),)
+
+
+def test_brokers_name_every_member_in_order() -> None:
+    settings = mqtt_table('brokers = ["mqtt://10.0.0.1:1883", "mqtt://broker-2", "mqtt://[fd00::3]:1884"]\n')
+    assert settings.addresses() == (
+        BrokerAddress("10.0.0.1", 1883),
+        BrokerAddress("broker-2", 1883),
+        BrokerAddress("fd00::3", 1884),
+    )
+    assert (settings.host, settings.port) == ("10.0.0.1", 1883)
+    assert settings.tls is None
+    assert "mqtt://[fd00::3]:1884" in settings.describe()
+
+
+def test_mqtts_brokers_turn_tls_on_with_the_system_cas() -> None:
+    settings = mqtt_table('brokers = ["mqtts://a.example", "mqtts://b.example:9883"]\n')
+    assert settings.tls is not None and settings.tls.ca_file is None
+    assert settings.addresses() == (BrokerAddress("a.example", 8883), BrokerAddress("b.example", 9883))
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ('brokers = "mqtt://a:1883"\n', "must be a list of URLs"),
+        ("brokers = []\n", "1 to 16 brokers"),
+        ('brokers = ["mqtt://a", "mqtts://b"]\n', "mixes mqtt:// and mqtts://"),
+        ('brokers = ["tcp://a:1883"]\n', "scheme must be mqtt:// or mqtts://"),
+        ('brokers = ["a:1883"]\n', "scheme must be mqtt:// or mqtts://"),
+        ('brokers = ["mqtt://:1883"]\n', "names no host"),
+        ('brokers = ["mqtt://a:99999"]\n', "not a broker URL"),
+        ('brokers = ["mqtt://a:0"]\n', "1 to 65535"),
+        ('brokers = ["mqtt://u:p@a"]\n', "credentials go in username"),
+        ('brokers = ["mqtt://a/siaga"]\n', "no path"),
+        ('brokers = ["mqtt://a", "mqtt://a:1883"]\n', "names a broker twice"),
+        ('brokers = ["mqtt://a"]\nhost = "b"\n', "either brokers or host/port"),
+        ('brokers = ["mqtt://a"]\nport = 1884\n', "either brokers or host/port"),
+        ('brokers = ["mqtt://a"]\n[mqtt.tls]\nenabled = true\n', "write them as mqtts://"),
+        ('brokers = ["mqtts://a"]\n[mqtt.tls]\nenabled = false\n', "enabled = false"),
+    ],
+)
+def test_a_wrong_brokers_list_is_named(text: str, words: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        mqtt_table(text)
+    assert "test.toml" in str(caught.value)
+    assert caught.value.key.startswith("mqtt.")
+    assert words in str(caught.value)
+
+
+def test_a_client_moves_to_the_next_broker_when_one_refuses_and_when_one_drops(tmp_path: Path) -> None:
+    """First a port where nothing listens (refused), then a broker that dies (dropped): each time one that answers."""
+    first = Mosquitto(tmp_path / "first").start()
+    second = Mosquitto(tmp_path / "second").start()
+    settings = BrokerSettings(
+        brokers=tuple(BrokerAddress("127.0.0.1", port) for port in (free_port(), first.port, free_port(), second.port)),
+        reconnect_min_s=0.05,
+        reconnect_max_s=0.2,
+    )
+    client = make_client(settings, "failover-probe", persistent=False)
+    ports: list[int] = []
+    failed: list[int] = []
+    changed = threading.Condition()
+
+    def on_connect(*args: object) -> None:
+        with changed:
+            ports.append(client.port)
+            changed.notify_all()
+
+    client.on_connect = on_connect
+    client.on_connect_fail = lambda *args: failed.append(client.port)
+    failover = connect_with_failover(client, settings)
+    client.loop_start()
+    try:
+        with changed:
+            assert changed.wait_for(lambda: len(ports) == 1, 10), "never connected"
+        assert ports == [first.port] and failover.current.port == first.port
+        assert failed == [settings.brokers[0].port]  # the first in the list, refused
+        first.kill()
+        with changed:
+            assert changed.wait_for(lambda: len(ports) == 2, 10), "did not move on after its broker died"
+        assert ports == [first.port, second.port]
+        assert len(failed) == 1  # the silent member between them was skipped, not tried
+    finally:
+        client.disconnect()
+        client.loop_stop()
+        first.stop()
+        second.stop()

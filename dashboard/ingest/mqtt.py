@@ -37,7 +37,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.reasoncodes import ReasonCode
 
-from firmware_bridge.broker import BrokerSettings, make_client
+from firmware_bridge.broker import BrokerSettings, Subscriptions, connect_with_failover, make_client
 from firmware_bridge.counters import Counters
 from firmware_bridge.errors import BadPayload, BadTopic
 from firmware_bridge.ids import is_event_id
@@ -147,6 +147,12 @@ class Ingest:
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message
+        self._subscriptions = Subscriptions(
+            self.client,
+            [(self.topics.subscription(channel), channel.qos) for channel in SUBSCRIBED]
+            + [(self.topics.dashboard_status(), 1)],
+            counters=self.counters,
+        )
         self._writer = threading.Thread(target=self._run, name="siaga-ingest", daemon=True)
         self._conn: sqlite3.Connection | None = None
 
@@ -156,7 +162,7 @@ class Ingest:
         self._conn = connect(self._database)
         init_schema(self._conn)
         self._writer.start()
-        self.client.connect_async(self.settings.host, self.settings.port, self.settings.keepalive)
+        connect_with_failover(self.client, self.settings)  # several brokers: the next one on each reconnect
         self.client.loop_start()
 
     def stop(self, timeout: float = 5.0) -> None:
@@ -206,12 +212,9 @@ class Ingest:
         # Online first: the broker takes them in order, so the retained presence
         # our subscription gets back is this one, not the last run's offline.
         client.publish(self.topics.dashboard_status(), self._presence(GatewayState.ONLINE), qos=1, retain=True)
-        client.subscribe(
-            [(self.topics.subscription(channel), channel.qos) for channel in SUBSCRIBED]
-            + [(self.topics.dashboard_status(), 1)]
-        )
+        self._subscriptions.connected(flags.session_present)  # the ones the session lacks; refused ones again
         self.connected.set()
-        log.info("connected to %s (session present: %s)", self.settings.describe(), flags.session_present)
+        log.info("connected to %s:%s (session present: %s)", client.host, client.port, flags.session_present)
         self._enqueue(Inbound("", b"resync", 0, 0, time.time(), self._generation))
 
     def _on_disconnect(
