@@ -10,7 +10,8 @@ drivers rather than the two dialects:
   as correct with two dashboard processes as with one (the constraints, such as one open alarm per
   button and kind, hold in the database either way);
 - rows answer to ``row["name"]`` and ``row[0]`` like ``sqlite3.Row``;
-- ``numeric`` (what ``sum`` of a bigint gives) comes back as ``int`` or ``float``, never ``Decimal``.
+- ``numeric`` (what ``sum`` of a bigint gives) comes back as ``int`` or ``float``, never ``Decimal``;
+- a NUL in a text parameter, which PostgreSQL cannot store, becomes U+FFFD.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from psycopg import pq
 from psycopg.adapt import Loader
 from psycopg.rows import tuple_row
 from psycopg.types.numeric import IntDumper
+from psycopg.types.string import StrDumperUnknown
 
 #: How long a statement may wait for a lock (the writers' advisory lock among them) before it fails, as
 #: SQLite's busy timeout does: a writer stuck behind a dead transaction must fail, not hang its thread.
@@ -98,6 +100,15 @@ class _BoolDumper(IntDumper):
         return b"1" if obj else b"0"
 
 
+class _TextDumper(StrDumperUnknown):
+    """Text as SQLite takes it, but for NUL, which no PostgreSQL text can hold: it becomes U+FFFD, as a
+    decoder marks what it could not read. Text with a NUL comes only from hostile or broken input (a
+    search box, a report's description); an identifier, which must match exactly, never holds one."""
+
+    def dump(self, obj: str) -> Any:
+        return super().dump(obj.replace("\x00", "\ufffd") if "\x00" in obj else obj)
+
+
 class Cursor:
     """The part of ``sqlite3.Cursor`` the store uses."""
 
@@ -163,6 +174,7 @@ class Connection:
         conn.row_factory = _row_factory
         conn.adapters.register_loader("numeric", _NumberLoader)
         conn.adapters.register_dumper(bool, _BoolDumper)
+        conn.adapters.register_dumper(str, _TextDumper)
         conn.execute(f"SET lock_timeout = {LOCK_TIMEOUT_MS}")
         return conn
 

@@ -34,6 +34,7 @@ from dashboard.db import connect
 from dashboard.reports import store
 from dashboard.reports.categories import default_file, load_catalogue
 from firmware_bridge.errors import ConfigError
+from sim.stores import server as stores_server
 
 from .reports_helpers import ACCOUNTS, api_key, csrf, make_app, report_fields, sign_in
 
@@ -149,7 +150,8 @@ def test_rows_stored_before_the_fix_do_not_break_the_feed(app: Flask) -> None:
     request = well_formed(client.get("/open311/v2/requests.xml").data).find("request")
     assert request.findtext("description") == "lama" and request.findtext("status_notes") == "catatan"
     assert request.findtext("service_name") == "kode-lama"
-    assert client.get("/open311/v2/requests.json").json[0]["status_notes"] == f"catatan{NOT_XML}"  # JSON can carry it
+    kept = NOT_XML if stores_server() is None else NOT_XML.replace("\x00", "\ufffd")  # no PostgreSQL text holds NUL
+    assert client.get("/open311/v2/requests.json").json[0]["status_notes"] == f"catatan{kept}"  # JSON can carry it
 
 
 def test_an_officers_public_note_cannot_break_the_feed(app: Flask) -> None:

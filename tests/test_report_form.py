@@ -13,7 +13,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from PIL import Image
 
-from dashboard.db import connect
+from dashboard.db import connect, dialect
 from dashboard.reports import store
 
 from .reports_helpers import csrf, jpeg, make_app, png, report_fields, sign_in
@@ -392,7 +392,11 @@ def test_a_report_that_cannot_be_stored_leaves_no_photo_behind(app: Flask) -> No
     report = validate_report(report_fields(), app.config["SIAGA_CATALOGUE"], source="web")
     report.photos.extend([clean_photo(jpeg()), clean_photo(png())])
     conn = connect(app.config["DATABASE"])
-    conn.execute("CREATE TEMP TRIGGER fail BEFORE INSERT ON report_history BEGIN SELECT RAISE(ABORT, 'disk'); END")
+    if dialect(conn) == "sqlite":
+        conn.execute("CREATE TEMP TRIGGER fail BEFORE INSERT ON report_history BEGIN SELECT RAISE(ABORT, 'disk'); END")
+    else:  # the test's own schema: dropped with it
+        conn.execute("CREATE FUNCTION fail() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE 'disk'; END $$")
+        conn.execute("CREATE TRIGGER fail BEFORE INSERT ON report_history FOR EACH ROW EXECUTE FUNCTION fail()")
     with pytest.raises(Exception, match="disk"):
         store.create_report(conn, report, photos_dir=app.config["SIAGA_PHOTOS_DIR"])
     conn.close()
