@@ -148,9 +148,10 @@ def test_rows_stored_before_the_fix_do_not_break_the_feed(app: Flask) -> None:
         root = well_formed(client.get(path).data)
         assert root.tag == "service_requests", path
     request = well_formed(client.get("/open311/v2/requests.xml").data).find("request")
-    assert request.findtext("description") == "lama" and request.findtext("status_notes") == "catatan"
-    assert request.findtext("service_name") == "kode-lama"
     kept = NOT_XML if stores_server() is None else NOT_XML.replace("\x00", "\ufffd")  # no PostgreSQL text holds NUL
+    shown = "" if stores_server() is None else "\ufffd"  # what of it XML can carry
+    assert request.findtext("description") == f"lama{shown}" and request.findtext("status_notes") == f"catatan{shown}"
+    assert request.findtext("service_name") == f"kode-lama{shown}"
     assert client.get("/open311/v2/requests.json").json[0]["status_notes"] == f"catatan{kept}"  # JSON can carry it
 
 
