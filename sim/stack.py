@@ -7,10 +7,17 @@ through a :class:`~sim.relay.TcpRelay` each, so the network between them can be
 cut. Any process can be killed with SIGKILL and started again on the same
 data; a gateway's data folder can sit on a small filesystem that a test fills.
 
+The same stack can instead run its store on a PostgreSQL URL (``database``,
+e.g. a :class:`~sim.pgserver.PgServer`), several dashboard processes on that
+store (``dashboards``: distinct MQTT client ids and HTTP ports; they share the
+jobs through dashboard.peers), and the broker as a :class:`~sim.natscluster.NatsCluster`
+(``cluster``: that many nodes; every gateway and dashboard is given every
+member's URL and fails over on its own, so there is no relay to cut).
+
 The harness keeps the ground truth: every press whose gateway answered with
 an event id (the event was committed there) must end up in the dashboard's
 store exactly once, with its alarm. :meth:`Stack.audit` checks that against
-the dashboard's database.
+the dashboard's database, whichever engine holds it.
 """
 
 from __future__ import annotations
@@ -35,6 +42,7 @@ from dashboard.defaults import MQTT_CLIENT_ID
 
 from .gatewayconf import site, toml_text, write_gateway_config
 from .mosquitto import Mosquitto, free_port, wait_for_port
+from .natscluster import NatsCluster
 from .processes import kill_process, stop_process
 from .relay import TcpRelay
 
@@ -53,11 +61,38 @@ class Press:
 
 
 @dataclass
+class DashboardProcess:
+    """One ``siaga-dashboard serve`` process of the stack: its folder, HTTP port and MQTT client id."""
+
+    index: int
+    folder: Path
+    port: int
+    client_id: str
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def config(self) -> Path:
+        return self.folder / "dashboard.toml"
+
+    @property
+    def log_path(self) -> Path:
+        return self.folder / "dashboard.log"
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+
+@dataclass
 class GatewayProcess:
     gw_id: str
     config: Path
     data_dir: Path
-    relay: TcpRelay
+    relay: TcpRelay | None  # None on a clustered broker: the gateway dials the members itself
     control_port: int
     buttons: list[str]
     log_path: Path
@@ -145,9 +180,17 @@ class Stack:
     buttons_per_gateway: int = 20
     receipt_timeout_s: float = 1.0
     small_disk: bool = False
+    #: The store: a PostgreSQL URL, or None for an SQLite file in the first dashboard's folder.
+    database_url: str | None = None
+    #: How many dashboard processes serve the store (more than one wants a PostgreSQL store).
+    dashboards: int = 1
+    #: Nodes of a nats-server cluster as the broker; 0: one Mosquitto.
+    cluster: int = 0
+    #: The dashboards' ``[escalation]`` table (with its ``webhook`` list), or None for the defaults.
+    escalation: dict[str, Any] | None = None
     broker: Mosquitto | None = None
-    dashboard_port: int = 0
-    dashboard: subprocess.Popen[bytes] | None = None
+    nats: NatsCluster | None = None
+    dashboard_procs: list[DashboardProcess] = field(default_factory=list)
     gws: list[GatewayProcess] = field(default_factory=list)
     disks: dict[str, SmallDisk] = field(default_factory=dict)
     presses: list[Press] = field(default_factory=list)
@@ -155,16 +198,24 @@ class Stack:
     # -- start and stop ---------------------------------------------------------------
 
     def start(self) -> Stack:
+        if self.dashboards < 1:
+            raise ValueError("a stack needs at least one dashboard")
+        if self.dashboards > 1 and self.database_url is None:
+            raise ValueError("several dashboard processes share a PostgreSQL store: give database_url")
         self.workdir.mkdir(parents=True, exist_ok=True)
         # Fresh passwords per run: the accounts exist only for this stack's broker.
         users = {"dashboard": secrets.token_hex(12)}
         ids = [f"gw-chaos-{n}" for n in range(1, self.gateways + 1)]
         for gw_id in ids:
             users[gw_id] = secrets.token_hex(12)
-        self.broker = Mosquitto(self.workdir / "broker", users=users, acl=True).start()
-        self.dashboard_port = free_port()
-        self._write_dashboard_config(users["dashboard"])
-        self.start_dashboard()
+        if self.cluster:
+            self.nats = NatsCluster(self.workdir / "nats", size=self.cluster).start()
+        else:
+            self.broker = Mosquitto(self.workdir / "broker", users=users, acl=True).start()
+        for index in range(self.dashboards):
+            self.dashboard_procs.append(self._make_dashboard(index, users["dashboard"]))
+        for dashboard in self.dashboard_procs:  # one after the other: the first makes the store's schema
+            self.start_dashboard(dashboard)
         for index, gw_id in enumerate(ids):
             self.gws.append(self._make_gateway(index, gw_id, users[gw_id]))
         for gw in self.gws:
@@ -174,15 +225,23 @@ class Stack:
     def close(self) -> None:
         for gw in self.gws:
             self._stop(gw.process)
-            gw.relay.close()
-        self._stop(self.dashboard)
+            if gw.relay is not None:
+                gw.relay.close()
+        for dashboard in self.dashboard_procs:
+            self._stop(dashboard.process)
         if self.broker is not None:
             self.broker.stop()
+        if self.nats is not None:
+            self.nats.stop()
         for disk in self.disks.values():
             disk.unmount()
 
     def __enter__(self) -> Stack:
-        return self.start()
+        try:
+            return self.start()
+        except BaseException:
+            self.close()
+            raise
 
     def __exit__(self, *exc: object) -> None:
         self.close()
@@ -198,46 +257,97 @@ class Stack:
     # -- the dashboard ------------------------------------------------------------------
 
     @property
-    def database(self) -> Path:
+    def database(self) -> Path | str:
+        """The store: the first dashboard's SQLite file, or the PostgreSQL URL all of them share."""
+        if self.database_url is not None:
+            return self.database_url
         return self.workdir / "dashboard" / "dashboard.sqlite"
 
-    def _write_dashboard_config(self, password: str) -> None:
-        assert self.broker is not None
-        folder = self.workdir / "dashboard"
+    @property
+    def dashboard(self) -> subprocess.Popen[bytes] | None:
+        """The first dashboard's process (the only one unless ``dashboards`` says more)."""
+        return self.dashboard_procs[0].process if self.dashboard_procs else None
+
+    @property
+    def dashboard_port(self) -> int:
+        return self.dashboard_procs[0].port if self.dashboard_procs else 0
+
+    def _make_dashboard(self, index: int, password: str) -> DashboardProcess:
+        # The first keeps the historical folder and client id (the single-dashboard tests read both).
+        folder = self.workdir / ("dashboard" if index == 0 else f"dashboard-{index + 1}")
         folder.mkdir(exist_ok=True)
+        client_id = MQTT_CLIENT_ID if index == 0 else f"{MQTT_CLIENT_ID}-{index + 1}"
+        dashboard = DashboardProcess(index, folder, free_port(), client_id)
+        settings: dict[str, Any] = {
+            "data_dir": folder,
+            "database": self.database_url,  # None: <data_dir>/dashboard.sqlite
+            "host": "127.0.0.1",
+            "port": dashboard.port,
+            "cookie_secure": False,
+        }
+        mqtt = self._dashboard_mqtt(index, folder, password, client_id)
+        document: dict[str, Any] = {"dashboard": settings, "mqtt": mqtt}
+        if self.escalation is not None:
+            document["escalation"] = self.escalation
+        dashboard.config.write_text(toml_text(document))
+        return dashboard
+
+    def member_urls(self, index: int) -> list[str]:
+        """Every cluster member's URL, starting at member ``index`` (modulo the size): the n-th dashboard and
+        the n-th gateway start on member n, so that killing one member strands only some of the processes."""
+        assert self.nats is not None
+        urls = self.nats.mqtt_urls
+        first = index % len(urls)
+        return urls[first:] + urls[:first]
+
+    def _dashboard_mqtt(self, index: int, folder: Path, password: str, client_id: str) -> dict[str, Any]:
+        if self.nats is not None:  # the cluster has no accounts (deploy/nats/siaga-nats.conf)
+            return {"brokers": self.member_urls(index), "client_id": client_id}
+        assert self.broker is not None
         secret = folder / "mqtt-password"
         secret.write_text(password + "\n")
-        dashboard = {"data_dir": folder, "host": "127.0.0.1", "port": self.dashboard_port, "cookie_secure": False}
-        mqtt = {
+        return {
             "host": self.broker.host,
             "port": self.broker.port,
             "username": "dashboard",
             "password_file": secret,
-            "client_id": MQTT_CLIENT_ID,
+            "client_id": client_id,
         }
-        (folder / "dashboard.toml").write_text(toml_text({"dashboard": dashboard, "mqtt": mqtt}))
 
-    def start_dashboard(self, timeout: float = 20.0) -> None:
-        folder = self.workdir / "dashboard"
-        log_file = open(folder / "dashboard.log", "ab")
-        self.dashboard = subprocess.Popen(
-            [sys.executable, "-m", "dashboard", "--config", str(folder / "dashboard.toml"), "serve"],
+    def start_dashboard(self, dashboard: DashboardProcess | None = None, timeout: float = 30.0) -> None:
+        """Start a dashboard process (the first by default) and wait until it is connected to the broker."""
+        dashboard = dashboard if dashboard is not None else self.dashboard_procs[0]
+        log_file = open(dashboard.log_path, "ab")
+        dashboard.process = subprocess.Popen(
+            [sys.executable, "-m", "dashboard", "--config", str(dashboard.config), "serve"],
             stdout=log_file,
             stderr=log_file,
         )
         log_file.close()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.dashboard.poll() is not None:
-                raise StackError(f"the dashboard exited; see {folder / 'dashboard.log'}")
-            health = self._get_json(f"http://127.0.0.1:{self.dashboard_port}/healthz")
+            if dashboard.process.poll() is not None:
+                raise StackError(f"the dashboard exited; see {dashboard.log_path}")
+            health = self._get_json(f"{dashboard.url}/healthz")
             if health and health.get("mqtt_connected"):
                 return
             time.sleep(0.05)  # a child process: polling is the only way to see it ready
-        raise StackError(f"the dashboard was not ready within {timeout} s; see {folder / 'dashboard.log'}")
+        raise StackError(f"the dashboard was not ready within {timeout} s; see {dashboard.log_path}")
 
-    def kill_dashboard(self) -> None:
-        self._kill(self.dashboard)
+    def kill_dashboard(self, dashboard: DashboardProcess | None = None) -> None:
+        """SIGKILL a dashboard process (the first by default)."""
+        self._kill((dashboard if dashboard is not None else self.dashboard_procs[0]).process)
+
+    def create_user(self, username: str, password: str, role: str) -> None:
+        """An account in the store (which the first dashboard made), to sign in to any of the processes."""
+        from dashboard.accounts.auth import create_user
+        from dashboard.db import connect
+
+        conn = connect(str(self.database))
+        try:
+            create_user(conn, username, password, role)
+        finally:
+            conn.close()
 
     # -- the broker ----------------------------------------------------------------------
 
@@ -252,15 +362,27 @@ class Stack:
     # -- gateways ------------------------------------------------------------------------
 
     def _make_gateway(self, index: int, gw_id: str, password: str) -> GatewayProcess:
-        assert self.broker is not None
         folder = self.workdir / gw_id
         folder.mkdir(exist_ok=True)
         data_dir = folder / "data"
         if self.small_disk:
             self.disks[gw_id] = SmallDisk(data_dir).mount()
-        secret = folder / "mqtt-password"
-        secret.write_text(password + "\n")
-        relay = TcpRelay(self.broker.host, self.broker.port).start()
+        relay: TcpRelay | None = None
+        mqtt: dict[str, Any]
+        if self.nats is not None:
+            mqtt = {"brokers": self.member_urls(index), "keepalive": 5}
+        else:
+            assert self.broker is not None
+            secret = folder / "mqtt-password"
+            secret.write_text(password + "\n")
+            relay = TcpRelay(self.broker.host, self.broker.port).start()
+            mqtt = {
+                "host": "127.0.0.1",
+                "port": relay.port,
+                "username": gw_id,
+                "password_file": secret,
+                "keepalive": 5,
+            }
         buttons = [f"{gw_id}-b{n:02d}" for n in range(1, self.buttons_per_gateway + 1)]
         config = write_gateway_config(
             folder / "gateway.toml",
@@ -268,13 +390,7 @@ class Stack:
             data_dir=data_dir,
             health_interval_s=5,
             receipt_timeout_s=self.receipt_timeout_s,
-            mqtt={
-                "host": "127.0.0.1",
-                "port": relay.port,
-                "username": gw_id,
-                "password_file": secret,
-                "keepalive": 5,
-            },
+            mqtt=mqtt,
             buttons=[_button(button, number, index) for number, button in enumerate(buttons)],
         )
         return GatewayProcess(gw_id, config, data_dir, relay, free_port(), buttons, folder / "gateway.log")
@@ -305,11 +421,13 @@ class Stack:
         self._kill(gw.process)
 
     def cut_network(self, gw: GatewayProcess) -> None:
+        assert gw.relay is not None, "no relay to cut on a clustered broker"
         gw.relay.refuse(True)
         gw.relay.cut()
 
     def restore_network(self, gw: GatewayProcess, *, after_attempts: int = 1, timeout: float = 15.0) -> None:
         """Bring the network back, once the gateway has tried (and failed) to reconnect ``after_attempts`` times."""
+        assert gw.relay is not None, "no relay to cut on a clustered broker"
         if not gw.relay.wait_refused(after_attempts, timeout):
             raise StackError(f"gateway {gw.gw_id} never tried to reconnect while the network was down")
         gw.relay.refuse(False)
@@ -356,16 +474,22 @@ class Stack:
         return {press.event_id: press for press in self.presses if press.event_id is not None}
 
     def stored_ids(self) -> set[str]:
-        with ReadOnlyDatabase(self.database) as db:
-            return {row[0] for row in db.execute("SELECT id FROM events")}
+        try:
+            with ReadOnlyDatabase(self.database) as db:
+                return {row[0] for row in db.execute("SELECT id FROM events")}
+        except _server_errors() as exc:
+            raise StoreUnreadable(f"the store stopped answering: {exc}") from exc
 
     def wait_stored(self, timeout: float) -> bool:
         """Wait until every accepted press is in the dashboard's store."""
         wanted = set(self.accepted())
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if wanted <= self.stored_ids():
-                return True
+            try:
+                if wanted <= self.stored_ids():
+                    return True
+            except StoreUnreadable:
+                pass  # a PostgreSQL store restarting: look again
             time.sleep(0.1)  # another process's database: polling is the way to watch it
         return False
 
@@ -418,13 +542,40 @@ class Stack:
         }
 
 
+def _server_errors() -> tuple[type[BaseException], ...]:
+    """What a PostgreSQL store that went away raises mid-read (nothing to catch without psycopg)."""
+    try:
+        import psycopg
+    except ImportError:  # pragma: no cover - SQLite-only installs
+        return ()
+    return (psycopg.OperationalError,)
+
+
+class StoreUnreadable(StackError):
+    """The dashboard's store did not answer (a PostgreSQL server that is down or starting)."""
+
+
 class ReadOnlyDatabase:
-    """A read-only connection to the dashboard's database (WAL: readers do not block its writer)."""
+    """A read-only connection to the dashboard's database: an SQLite file (WAL: readers do not block its
+    writer) or a PostgreSQL URL (a read-only session; the URL's search path finds the store's schema).
 
-    def __init__(self, path: Path) -> None:
-        self._db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
+    Only SQL without parameters is meant to go through it, which both engines read alike.
+    """
 
-    def __enter__(self) -> sqlite3.Connection:
+    def __init__(self, target: Path | str) -> None:
+        self._db: Any
+        if isinstance(target, str) and target.startswith(("postgresql://", "postgres://")):
+            import psycopg
+
+            try:
+                self._db = psycopg.connect(target, autocommit=True, connect_timeout=5)
+                self._db.execute("SET default_transaction_read_only = on")
+            except psycopg.OperationalError as exc:
+                raise StoreUnreadable(f"the store does not answer: {exc}") from exc
+        else:
+            self._db = sqlite3.connect(f"file:{target}?mode=ro", uri=True, timeout=10)
+
+    def __enter__(self) -> Any:
         return self._db
 
     def __exit__(self, *exc: object) -> None:
