@@ -263,6 +263,23 @@ def test_a_message_not_acknowledged_is_delivered_again_and_an_acknowledged_one_i
         assert second.take(1)[0].payload == b"after"  # nothing acknowledged came back before it
 
 
+def test_a_refused_subscription_is_asked_for_again_and_the_granted_ones_are_kept(
+    cluster: NatsCluster, clients: Callable[..., Client]
+) -> None:
+    """nats-server refuses (SUBACK 0x80) a filter with a '.', and, for seconds, any filter during an election."""
+    client = clients(settings_for(cluster, 0), "siaga-gw-gw-a").start()
+    good, dotted = TOPICS.indicate("gw-a"), "siaga/v1/gw/gw.b/cmd/indicate"
+    client.subscriptions.topics.extend([(good, 1), (dotted, 1)])
+    client.subscriptions.subscribe()
+    poll_until(  # the retries have no event of their own
+        client.counters.snapshot,
+        lambda seen: seen.get("mqtt_subscribe_refused", 0) >= 3,
+        what="the refused subscription asked for again",
+    )
+    assert client.subscriptions.held == {good}
+    assert client.connected  # a refused filter does not cost the connection (a refused PUBLISH topic does)
+
+
 # -- retained status and last will ------------------------------------------------
 
 

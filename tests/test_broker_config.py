@@ -21,13 +21,17 @@ import pytest
 from firmware_bridge.broker import (
     BrokerAddress,
     BrokerSettings,
+    Subscriptions,
     connect_with_failover,
     make_client,
     read_broker_settings,
 )
+from firmware_bridge.counters import Counters
 from firmware_bridge.errors import ConfigError
 from firmware_bridge.settings import parse_toml
 from sim.mosquitto import Mosquitto, free_port
+
+from .waiting import poll_until
 
 #: Three times Mosquitto's default max_queued_messages.
 QUEUED = 3000
@@ -177,3 +181,51 @@ def test_a_client_moves_to_the_next_broker_when_one_refuses_and_when_one_drops(t
         client.loop_stop()
         first.stop()
         second.stop()
+
+
+def subscribed_client(settings: BrokerSettings, client_id: str, topics: list[tuple[str, int]]) -> tuple:
+    """A persistent client whose Subscriptions follow its connects, as the gateway's and the dashboard's do."""
+    client = make_client(settings, client_id, persistent=True)
+    counters = Counters()
+    subscriptions = Subscriptions(client, topics, counters=counters, retry_s=0.2)
+    messages: list[mqtt.MQTTMessage] = []
+    arrived = threading.Condition()
+
+    def on_message(client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
+        with arrived:
+            messages.append(message)
+            arrived.notify_all()
+
+    client.on_connect = lambda c, u, flags, *rest: subscriptions.connected(flags.session_present)
+    client.on_message = on_message
+    connect_with_failover(client, settings)
+    client.loop_start()
+    return client, subscriptions, counters, messages, arrived
+
+
+def test_a_reconnect_whose_session_the_broker_kept_does_not_subscribe_again(mosquitto: Mosquitto) -> None:
+    """Re-subscribing would make the broker send the retained message again: it does not come."""
+    settings = BrokerSettings(port=mosquitto.port, reconnect_min_s=0.05, reconnect_max_s=0.2)
+    topic = "siaga/v1/gw/gw-a/status"
+    writer = make_client(settings, "writer", persistent=False)
+    connect(writer, settings)
+    writer.publish(topic, b"online", qos=1, retain=True).wait_for_publish(10)
+    client, subscriptions, _, messages, arrived = subscribed_client(settings, "siaga-dashboard", [(topic, 1)])
+    try:
+        with arrived:
+            assert arrived.wait_for(lambda: len(messages) == 1, 10), "the retained status did not come"
+        assert messages[0].retain
+        mosquitto.restart()  # a clean restart keeps the session (persistence file)
+        poll_until(lambda: client.is_connected(), what="reconnected")  # paho's own thread reconnects
+        writer.loop_stop()
+        connect(writer, settings)
+        writer.publish(topic, b"changed", qos=1).wait_for_publish(10)
+        with arrived:
+            assert arrived.wait_for(lambda: len(messages) >= 2, 10), "the live message did not come"
+        assert [m.payload for m in messages] == [b"online", b"changed"]  # no second retained copy before it
+        assert subscriptions.held == {topic}
+    finally:
+        client.disconnect()
+        client.loop_stop()
+        writer.disconnect()
+        writer.loop_stop()
