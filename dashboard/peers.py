@@ -40,6 +40,9 @@ log = logging.getLogger(__name__)
 
 #: PostgreSQL refuses a notification's payload from 8,000 bytes on; what is longer becomes a resync.
 MAX_PAYLOAD = 7_900
+#: Messages waiting for the server (it is away) beyond this many are dropped, and the other processes'
+#: boards told to resync once it is back: memory stays bounded however long the server is away.
+MAX_WAITING = 10_000
 #: How often a follower asks for the leader lock, and the leader checks that it still holds it (seconds).
 LEADER_CHECK_S = 1.0
 #: A lost server connection is tried again after this long, doubling up to the maximum (seconds).
@@ -79,7 +82,9 @@ class Relay:
         #: Names this process's notifications, so that it does not publish its own twice.
         self.origin = secrets.token_hex(8)
         self.channel = ""
-        self._outgoing: queue.SimpleQueue[LiveMessage | None] = queue.SimpleQueue()
+        self._outgoing: queue.Queue[LiveMessage | None] = queue.Queue(MAX_WAITING)
+        #: Messages were dropped while the server was away: the others must resync.
+        self._dropped = threading.Event()
         self._stop = threading.Event()
         self._listening = threading.Event()
         self._threads = [
@@ -101,7 +106,8 @@ class Relay:
     def stop(self) -> None:
         self._hub.relay = None
         self._stop.set()
-        self._outgoing.put(None)
+        with contextlib.suppress(queue.Full):
+            self._outgoing.put_nowait(None)
         for thread in self._threads:
             if thread.is_alive():
                 thread.join(5)
@@ -111,7 +117,13 @@ class Relay:
 
     def send(self, message: LiveMessage) -> None:
         """Queue ``message`` for the other processes (never blocks a publisher)."""
-        self._outgoing.put(message)
+        try:
+            self._outgoing.put_nowait(message)
+        except queue.Full:
+            if not self._dropped.is_set():
+                log.error("relay: %d messages wait for the server; dropping, the boards resync later", MAX_WAITING)
+            self._dropped.set()
+            self.counters.add("relay_dropped")
 
     def encode(self, message: LiveMessage) -> str:
         body = json.dumps(
@@ -121,14 +133,18 @@ class Relay:
         )
         if len(body.encode()) <= MAX_PAYLOAD:
             return body
-        self.counters.add("relay_resyncs_sent")
         log.warning("relay: a %s message too long to notify; the other processes' boards resync", message.event)
+        return self._resync()
+
+    def _resync(self) -> str:
+        self.counters.add("relay_resyncs_sent")
         return json.dumps({"o": self.origin, "resync": True})
 
     def _connect(self) -> Any:
         import psycopg
 
-        return psycopg.connect(self._url, autocommit=True)
+        # Named, so that an operator looking at pg_stat_activity sees whose connection it is.
+        return psycopg.connect(self._url, autocommit=True, application_name=f"siaga-relay-{self.origin}")
 
     def _send(self) -> None:
         conn = None
@@ -143,6 +159,9 @@ class Relay:
                 try:
                     if conn is None or conn.closed or conn.broken:
                         conn = self._connect()
+                    if self._dropped.is_set() and self._outgoing.empty():
+                        conn.execute("SELECT pg_notify(%s, %s)", (self.channel, self._resync()))
+                        self._dropped.clear()
                     conn.execute("SELECT pg_notify(%s, %s)", (self.channel, self.encode(pending)))
                     self.counters.add("relay_sent")
                     pending, delay = None, RECONNECT_MIN_S

@@ -182,3 +182,28 @@ def _queue_notices(conn, webhook: str, count: int) -> None:
                 "VALUES (?, 'fire', 'alarm.escalated', 1, ?, '{}', ?, ?)",
                 (alarm_id, webhook, now, now),
             )
+
+
+def test_a_process_that_lost_its_listening_connection_resyncs_its_boards_and_hears_again(tmp_path: Path) -> None:
+    database = postgresql_store_at(tmp_path / "relay.db")
+    connect(database).close()
+    sender_hub, receiver_hub = Hub(), Hub()
+    sender, receiver = Relay(database, sender_hub).start(), Relay(database, receiver_hub).start()
+    try:
+        board = receiver_hub.subscribe(["fire"])
+        with connect(database) as admin:  # what a server restart or a network cut does to it
+            (ended,) = admin.execute(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = ?",
+                (f"siaga-relay-{receiver.origin}",),
+            ).fetchone()
+        assert ended == 1
+        with pytest.raises(EOFError):  # its board may have missed something: it starts again from the store
+            board.get(10)
+        again = receiver_hub.subscribe(["fire"])
+        poll_until(receiver.counters.snapshot, lambda c: c.get("relay_resyncs", 0) == 1, timeout=10, what="resync")
+        sender_hub.publish(LiveMessage("trouble", {"detail": "after"}, kind="fire"))
+        heard = again.get(10)
+        assert heard is not None and heard.data == {"detail": "after"}
+    finally:
+        sender.stop()
+        receiver.stop()
