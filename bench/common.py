@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import paho.mqtt.client as mqtt
 
@@ -32,6 +33,16 @@ def scratch_folder() -> Iterator[Path]:
     """A temporary folder for one benchmark run's broker, dashboard and gateway, removed afterwards."""
     with tempfile.TemporaryDirectory(prefix="siaga-bench-") as tmp:
         yield Path(tmp)
+
+
+def is_postgresql(store: object) -> bool:
+    """Whether a store names a PostgreSQL server (a URL) rather than an SQLite file."""
+    return isinstance(store, str) and store.startswith(("postgresql://", "postgres://"))
+
+
+def load_average() -> list[float]:
+    """The 1, 5 and 15 minute load averages at the time of a run: the machine is shared."""
+    return [round(x, 2) for x in os.getloadavg()]
 
 
 def machine() -> str:
@@ -121,15 +132,29 @@ class DashboardProcess:
         *,
         user: tuple[str, str, str] | None = None,
         sections: dict[str, dict[str, object]] | None = None,
+        database: str | None = None,
+        client_id: str = "bench-dashboard",
+        name: str = "dashboard",
+        port: int | None = None,
     ) -> None:
-        """``sections``: more settings, by section (``{"board": {"streams_per_account": 1000}}``)."""
+        """``sections``: more settings, by section (``{"board": {"streams_per_account": 1000}}``).
+
+        ``database``: a PostgreSQL URL to store in (several processes may share one; give each its own
+        ``client_id``, as the broker keeps one session per id, and ``name``, its folder, config and log in
+        ``workdir``), else the SQLite file ``<workdir>/<name>/dashboard.sqlite``. ``port``: its HTTP port.
+        """
         self.workdir = workdir
-        self.port = free_port()
-        self.database = workdir / "dashboard" / "dashboard.sqlite"
-        self.config = workdir / "dashboard.toml"
+        self.name = name
+        self.port = port if port is not None else free_port()
+        self.client_id = client_id
+        self.database: Path | str = database if database is not None else workdir / name / "dashboard.sqlite"
+        self.config = workdir / f"{name}.toml"
+        self.log = workdir / f"{name}.log"
         extra = sections or {}
-        dashboard = {"data_dir": workdir / "dashboard", "port": self.port, "cookie_secure": False}
-        mqtt = {"port": mqtt_port, "client_id": "bench-dashboard"}
+        dashboard: dict[str, object] = {"data_dir": workdir / name, "port": self.port, "cookie_secure": False}
+        if database is not None:
+            dashboard["database"] = database
+        mqtt = {"port": mqtt_port, "client_id": client_id}
         document = {
             **extra,
             "dashboard": {**dashboard, **extra.get("dashboard", {})},
@@ -137,6 +162,7 @@ class DashboardProcess:
         }
         self.config.write_text(toml_text(document))
         self.command = [sys.executable, "-m", "dashboard", "--config", str(self.config), "--log-level", "WARNING"]
+        self._reader: Any = None  # a PostgreSQL store's reading connection, kept: opening one costs milliseconds
         if user is not None:
             self.create_user(*user)
         self.process: subprocess.Popen[bytes] | None = None
@@ -156,28 +182,53 @@ class DashboardProcess:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> DashboardProcess:
-        log = open(self.workdir / "dashboard.log", "ab")
+        log = open(self.log, "ab")
         self.process = subprocess.Popen([*self.command, "serve"], stdout=log, stderr=log)
         log.close()
         if not wait_for_port("127.0.0.1", self.port, 30):
-            raise RuntimeError("dashboard did not start: " + (self.workdir / "dashboard.log").read_text())
+            raise RuntimeError("dashboard did not start: " + self.log.read_text())
         return self
 
     def stop(self) -> None:
         stop_process(self.process, 30)
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
+
+    @property
+    def on_postgresql(self) -> bool:
+        return is_postgresql(self.database)
 
     def count_events(self, table: str = "events") -> int:
         """Rows of ``table`` (events by default) committed to the dashboard's store, read from another connection."""
+        query = f"SELECT COUNT(*) FROM {table}"  # noqa: S608 - our own names
+        if self.on_postgresql:
+            return self._count_postgresql(query)
         try:
             conn = sqlite3.connect(f"file:{self.database}?mode=ro", uri=True, timeout=5)
         except sqlite3.OperationalError:
             return 0
         try:
-            return int(conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])  # noqa: S608 - our own names
+            return int(conn.execute(query).fetchone()[0])
         except sqlite3.OperationalError:
             return 0
         finally:
             conn.close()
+
+    def _count_postgresql(self, query: str) -> int:
+        import psycopg
+
+        try:
+            if self._reader is None or self._reader.closed:
+                self._reader = psycopg.connect(str(self.database), autocommit=True, connect_timeout=5)
+            return int(self._reader.execute(query).fetchone()[0])
+        except psycopg.errors.UndefinedTable:
+            return 0  # the dashboard has not made its schema yet
+        except psycopg.OperationalError:
+            if self._reader is not None:
+                self._reader.close()
+                self._reader = None
+            return 0
 
     def stored_by(self, count: int, timeout: float) -> float:
         """perf_counter() when the store first holds ``count`` events; RuntimeError if it does not in time."""
