@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+import threading
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -18,7 +19,8 @@ from typing import Any
 import pytest
 
 from dashboard.accounts.auth import ATTACK_TRIES_PER_WINDOW, LOGIN_FAILURES_PER_PAIR, LoginLimits
-from dashboard.db import connect
+from dashboard.accounts.ratelimit import CLOCK_SKEW_S, SWEEP_S, RateLimiter
+from dashboard.db import Connection, connect, database_file
 from dashboard.reports import store
 from firmware_bridge.broker import BrokerSettings
 from sim.servers import DashboardServer, dashboard_config
@@ -272,3 +274,65 @@ def test_open311_posts_of_one_key_split_over_two_processes_meet_the_limit_of_one
         for n in range(API_POSTS + 2)
     ]
     assert statuses == [201] * API_POSTS + [429, 429]
+
+
+# -- the limiter on the store ------------------------------------------------------------------------
+
+
+def test_the_store_limiter_keeps_the_sliding_window_of_the_in_memory_one(conn: Connection) -> None:
+    limiter = RateLimiter("test.window", 2, 10.0, secret="s" * 32, connection=lambda: conn)
+    assert limiter.allow("k", now=100.0) == (True, 0.0)
+    assert limiter.allow("k", now=101.0) == (True, 0.0)
+    assert limiter.allow("k", now=102.0) == (False, 8.0)  # until the event of 100 leaves the window
+    assert (limiter.count("k", now=102.0), limiter.retry_after("k", now=102.0)) == (2, 8.0)
+    assert limiter.clear_after("k", now=102.0) == 9.0
+    assert limiter.allow("other", now=102.0) == (True, 0.0)  # each key its own
+    assert limiter.allow("k", now=110.0) == (True, 0.0)  # 110 - 100 >= 10: that one left
+    limiter.hit("k", now=110.5)  # counted even over the limit (a failed sign-in)
+    assert limiter.count("k", now=110.5) == 3
+    limiter.forget("k")
+    assert limiter.count("k", now=110.5) == 0
+    keys = {row[0] for row in conn.execute("SELECT key FROM rate_limit_events")}
+    assert keys and not keys & {"k", "other"}  # digests, never the keys themselves
+
+
+def test_old_events_are_deleted_so_the_table_stays_bounded(conn: Connection) -> None:
+    now = [1000.0]
+    limiter = RateLimiter("test.sweep", 5, 60.0, clock=lambda: now[0], connection=lambda: conn)
+    other = RateLimiter("test.other", 5, 3600.0, clock=lambda: now[0], connection=lambda: conn)
+    other.hit("kept")
+    for n in range(500):  # one event per address, addresses that never come back
+        limiter.hit(f"10.0.{n >> 8}.{n & 255}")
+    assert conn.execute("SELECT count(*) FROM rate_limit_events").fetchone()[0] == 501
+    now[0] += 60.0 + CLOCK_SKEW_S + SWEEP_S + 1
+    limiter.hit("a newcomer")
+    limiter.allow("another")
+    left = conn.execute("SELECT limiter, count(*) FROM rate_limit_events GROUP BY limiter ORDER BY limiter")
+    assert [tuple(row) for row in left] == [("test.other", 1), ("test.sweep", 2)]  # the other's window is longer
+
+
+def test_concurrent_checks_of_one_key_admit_exactly_the_limit(conn: Connection) -> None:
+    """Processes (here: threads, each with its own connection) checking one key at once never admit
+    more than the limit between them: a check-and-count is one locked step."""
+    target = database_file(conn)
+    limit, workers, tries = 20, 6, 10
+    admitted: list[bool] = []
+    start = threading.Barrier(workers)
+
+    def worker() -> None:
+        own = connect(target)
+        try:
+            limiter = RateLimiter("test.race", limit, 600.0, connection=lambda: own)
+            start.wait(10)
+            results = [limiter.allow("one key")[0] for _ in range(tries)]
+        finally:
+            own.close()
+        admitted.extend(results)
+
+    threads = [threading.Thread(target=worker) for _ in range(workers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert len(admitted) == workers * tries
+    assert admitted.count(True) == limit
