@@ -32,9 +32,10 @@ def init_app(app: Flask) -> None:
     config.setdefault("SIAGA_TICKET_PREFIX", defaults.TICKET_PREFIX)
     form_limit, form_window = config.get("SIAGA_FORM_RATE", defaults.form_rate())
     api_limit, api_window = config.get("SIAGA_API_RATE", defaults.api_rate())
+    secret = config.get("SECRET_KEY") or b""  # the limits are counted in the store, their keys as digests
     app.extensions[EXTENSION] = Reports(
-        form_limiter=RateLimiter(form_limit, form_window),
-        api_limiter=RateLimiter(api_limit, api_window),
+        form_limiter=RateLimiter("reports.form", form_limit, form_window, secret=secret),
+        api_limiter=RateLimiter("reports.open311", api_limit, api_window, secret=secret),
         counters=Counters(),
     )
     config.setdefault("SIAGA_CSRF_EXEMPT", set()).add("open311.")  # api_key, no cookies
