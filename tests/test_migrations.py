@@ -13,7 +13,7 @@ from alembic.script import ScriptDirectory
 from dashboard import db, migrations
 from dashboard.accounts.auth import authenticate, create_user
 from dashboard.accounts.ratelimit import RateLimiter
-from sim.stores import server, store_at
+from sim.stores import postgresql_store_at
 
 SCRIPTS = Path(migrations.__file__).resolve().parent
 
@@ -24,13 +24,11 @@ def revision_of(conn: db.Connection) -> str:
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def new_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A store nobody made yet, on each engine (PostgreSQL only where the run names a server)."""
+    """A store nobody made yet, on each engine (PostgreSQL: the run's server, else the local one)."""
     if request.param == "sqlite":
         yield str(tmp_path / "new.sqlite")
-    elif server() is None:
-        pytest.skip("no PostgreSQL server for this run (set SIAGA_TEST_DATABASE)")
     else:
-        yield store_at(tmp_path / "new.sqlite")
+        yield postgresql_store_at(tmp_path / "new.sqlite")
 
 
 def test_head_names_the_newest_revision() -> None:
