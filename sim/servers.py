@@ -30,6 +30,7 @@ def dashboard_config(
     workdir.mkdir(parents=True, exist_ok=True)
     return {
         "DATABASE": store_at(workdir / "dashboard.sqlite"),
+        "SIAGA_PHOTOS_DIR": workdir / "photos",
         "SECRET_KEY": "test-secret-key-" + "x" * 32,
         "SIAGA_BROKER": broker,
         "SIAGA_MQTT_CLIENT_ID": client_id,

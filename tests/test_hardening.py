@@ -25,11 +25,9 @@ from dashboard.accounts.auth import (
     ATTACK_WINDOW_S,
     LOGIN_FAILURES_PER_ADDRESS,
     LOGIN_FAILURES_PER_PAIR,
-    LOGIN_WINDOW_S,
     LoginLimits,
     address_key,
 )
-from dashboard.accounts.ratelimit import RateLimiter
 from dashboard.db import connect
 from dashboard.reports import store
 from dashboard.reports.categories import default_file, load_catalogue
@@ -311,7 +309,7 @@ def test_one_address_guessing_many_accounts_is_throttled(app: Flask) -> None:
 def test_an_account_under_attack_from_many_addresses_still_lets_a_clean_address_in(app: Flask) -> None:
     # The real limiter with a small account-wide limit, so that the test needs few scrypt checks.
     limits: LoginLimits = app.extensions["siaga.login_limits"]
-    limits.account = RateLimiter(6, limits.account.window_s, clock=limits.account.clock)
+    limits.account = dataclasses.replace(limits.account, limit=6)
     username, password = ACCOUNTS["fire_operator"]
     assert sign_in_at(app, username, "typo-password", ELSEWHERE).status_code == 401  # one slip, before the attack
     for n in range(6):
@@ -346,9 +344,9 @@ def clocked_limits(app: Flask, *, account_failures: int | None = None) -> Clock:
     """The app's real sign-in limits on a hand-moved clock; optionally a smaller account-wide
     threshold, so that a test reaches 'under attack' with few scrypt checks."""
     clock = Clock()
-    limits = LoginLimits.create(clock=clock)
+    limits = LoginLimits.create(clock=clock, secret=app.config["SECRET_KEY"])
     if account_failures is not None:
-        limits.account = RateLimiter(account_failures, LOGIN_WINDOW_S, clock=clock)
+        limits.account = dataclasses.replace(limits.account, limit=account_failures)
     app.extensions["siaga.login_limits"] = limits
     return clock
 

@@ -40,7 +40,7 @@ from firmware_bridge.payloads import Kind
 from ..db import IntegrityError, get_db, transaction
 from ..i18n import translate
 from . import audit
-from .ratelimit import RateLimiter
+from .ratelimit import RateLimiter, batch
 
 bp = Blueprint("auth", __name__)
 
@@ -208,7 +208,7 @@ LOGIN_FAILURES_PER_ADDRESS = 20
 #: Failures of one account from every address together after which it is under
 #: attack: an address that already failed for it then waits (a clean one does not).
 #: Failures are counted after the password check, so requests in flight together
-#: (at most the server's threads) can pass this threshold at once; the attack
+#: (at most the threads of every process) can pass this threshold at once; the attack
 #: budget below is counted on admission and has no such overshoot.
 LOGIN_FAILURES_PER_ACCOUNT = 50
 LOGIN_WINDOW_S = 900.0
@@ -230,8 +230,11 @@ LOGIN_WINDOW_S = 900.0
 #: password, so this adds no guesses.
 ATTACK_TRIES_PER_WINDOW = 10
 ATTACK_WINDOW_S = 60.0
-#: How long a successful sign-in keeps its address known for that account
-#: (in memory: a restart forgets, and the next sign-in there teaches it again).
+#: How long a successful sign-in keeps its address known for that account. Every
+#: limit here, the known addresses among them, is counted in the store
+#: (ratelimit.py), so every dashboard process on it decides alike and a restart
+#: forgets nothing: a guesser whose tries a load balancer spreads over processes
+#: meets the same limits as on one.
 KNOWN_ADDRESS_S = 30 * 86400.0
 #: Wrong current passwords on /account/password per account in LOGIN_WINDOW_S.
 PASSWORD_CHANGE_FAILURES = 5
@@ -271,14 +274,20 @@ class LoginLimits:
     known: RateLimiter
 
     @classmethod
-    def create(cls, clock: Callable[[], float] = time.monotonic) -> LoginLimits:
+    def create(cls, clock: Callable[[], float] = time.time, secret: str | bytes = b"") -> LoginLimits:
+        """The sign-in limits, kept in the store under names every process gives them alike
+        (``secret``: the app's SECRET_KEY, under which their keys are stored as digests)."""
+
+        def limiter(name: str, limit: int, window_s: float) -> RateLimiter:
+            return RateLimiter(f"login.{name}", limit, window_s, clock=clock, secret=secret)
+
         return cls(
-            pair=RateLimiter(LOGIN_FAILURES_PER_PAIR, LOGIN_WINDOW_S, clock=clock),
-            address=RateLimiter(LOGIN_FAILURES_PER_ADDRESS, LOGIN_WINDOW_S, clock=clock),
-            account=RateLimiter(LOGIN_FAILURES_PER_ACCOUNT, LOGIN_WINDOW_S, clock=clock),
-            password_change=RateLimiter(PASSWORD_CHANGE_FAILURES, LOGIN_WINDOW_S, clock=clock),
-            attack=RateLimiter(ATTACK_TRIES_PER_WINDOW, ATTACK_WINDOW_S, clock=clock),
-            known=RateLimiter(1, KNOWN_ADDRESS_S, clock=clock),
+            pair=limiter("pair", LOGIN_FAILURES_PER_PAIR, LOGIN_WINDOW_S),
+            address=limiter("address", LOGIN_FAILURES_PER_ADDRESS, LOGIN_WINDOW_S),
+            account=limiter("account", LOGIN_FAILURES_PER_ACCOUNT, LOGIN_WINDOW_S),
+            password_change=limiter("password_change", PASSWORD_CHANGE_FAILURES, LOGIN_WINDOW_S),
+            attack=limiter("attack", ATTACK_TRIES_PER_WINDOW, ATTACK_WINDOW_S),
+            known=limiter("known", 1, KNOWN_ADDRESS_S),
         )
 
     @staticmethod
@@ -314,15 +323,17 @@ class LoginLimits:
         return 0.0, ""
 
     def failed(self, account: str, address: str) -> None:
-        self.pair.hit(self.pair_key(account, address))
-        self.address.hit(address_key(address))
-        self.account.hit(account)
+        with batch(self.pair.connection()):
+            self.pair.hit(self.pair_key(account, address))
+            self.address.hit(address_key(address))
+            self.account.hit(account)
 
     def succeeded(self, account: str, address: str) -> None:
         pair = self.pair_key(account, address)
-        self.pair.forget(pair)
-        self.known.forget(pair)  # one entry per pair, however often it signs in
-        self.known.hit(pair)
+        with batch(self.pair.connection()):
+            self.pair.forget(pair)
+            self.known.forget(pair)  # one entry per pair, however often it signs in
+            self.known.hit(pair)
 
 
 def _login_limits() -> LoginLimits:
@@ -461,4 +472,4 @@ def logout() -> Any:
 
 def init_app(app: Flask) -> None:
     app.register_blueprint(bp)
-    app.extensions["siaga.login_limits"] = LoginLimits.create()
+    app.extensions["siaga.login_limits"] = LoginLimits.create(secret=app.config.get("SECRET_KEY") or b"")

@@ -3,6 +3,10 @@
 A random token lives in the (signed) session; forms send it as
 ``csrf_token`` and scripts as the ``X-CSRF-Token`` header. Any POST, PUT,
 PATCH or DELETE without the right token is refused with 400.
+
+The token is in the cookie, not in a process: every dashboard process with
+the same SECRET_KEY checks a token another issued (docs/security.md,
+"Several dashboard processes"; tests/test_shared_state.py).
 """
 
 from __future__ import annotations
