@@ -207,3 +207,42 @@ def test_a_process_that_lost_its_listening_connection_resyncs_its_boards_and_hea
     finally:
         sender.stop()
         receiver.stop()
+
+
+def test_one_open_alarm_per_button_is_the_databases_rule_not_only_the_codes(tmp_path: Path) -> None:
+    """Two writers storing presses of the same buttons at once (two dashboard processes): each event once,
+    one open alarm per button; and a second open alarm written past the code is refused by the store."""
+    from dashboard.alarms import store
+    from dashboard.db import IntegrityError, init_schema
+
+    database = postgresql_store_at(tmp_path / "concurrent.db")
+    with connect(database) as conn:
+        init_schema(conn)
+    events = [make_event(button=f"fire-{n % 5}") for n in range(200)]
+    start = threading.Barrier(2)
+
+    def ingest(batch) -> None:
+        own = connect(database)
+        start.wait(5)
+        for n in range(0, len(batch), 10):
+            with transaction(own):
+                store.store_events(own, [(event, time.time()) for event in batch[n : n + 10]])
+        own.close()
+
+    # Each writer gets every event (both processes receive each message), in its own order.
+    writers = [threading.Thread(target=ingest, args=(order,)) for order in (events, events[::-1])]
+    for writer in writers:
+        writer.start()
+    for writer in writers:
+        writer.join(60)
+    with connect(database) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM events").fetchone()[0] == 200
+        rows = conn.execute("SELECT button, COUNT(*), SUM(press_count) FROM alarms GROUP BY button").fetchall()
+        assert sorted((row[0], row[1], row[2]) for row in rows) == [(f"fire-{n}", 1, 40) for n in range(5)]
+        with pytest.raises(IntegrityError, match="alarms_open_button_kind"), transaction(conn):
+            conn.execute(
+                "INSERT INTO alarms (id, number, button, gw, kind, state, first_event_id, last_event_id, "
+                "first_press_ts, opened_at, last_press_at) SELECT id + 160, number + 10, button, gw, kind, "
+                "'unacknowledged', 'x', 'x', first_press_ts, opened_at, last_press_at FROM alarms "
+                "WHERE button = 'fire-0'"
+            )
