@@ -299,6 +299,26 @@ def board_gaps(stack: Stack, survivors: list[Board], fault: Fault) -> dict[int, 
     return gaps
 
 
+def unseen_after_fault(stack: Stack, fault: Fault) -> dict[str, float | int | None]:
+    """How long presses stayed out of the store (and so off every board) counted from the fault, or from
+    the press when it came later: the worst of those pressed before the fault (caught in flight) and after.
+    Read from the dashboards' received_at (the same machine's clock as the presses')."""
+    from sim.stack import ReadOnlyDatabase
+
+    with ReadOnlyDatabase(stack.database) as db:
+        received = dict(db.execute("SELECT id, received_at FROM events WHERE type = 'press'").fetchall())
+    before, after = [], []
+    for press in stack.presses:
+        if press.event_id in received:
+            unseen = float(received[press.event_id]) - max(press.at, fault.wall)
+            (before if press.at < fault.wall else after).append(unseen)
+    return {
+        "pressed_before_worst": round(max(before), 2) if before else None,
+        "pressed_after_worst": round(max(after), 2) if after else None,
+        "pressed_before_over_15_s": sum(1 for value in before if value > BOARD_BACK_S),
+    }
+
+
 def expected_notices(stack: Stack) -> set[tuple[int, int]]:
     """(alarm id, step) for every alarm in the store and every configured step: nobody acknowledged any."""
     from sim.stack import ReadOnlyDatabase
@@ -382,6 +402,7 @@ def measure(stack: Stack, receiver: WebhookReceiver, survivors: list[Board], fau
         },
         "audit": stack.audit(),
         "board_back_s": board_gaps(stack, survivors, fault),
+        "unseen_after_fault_s": unseen_after_fault(stack, fault),
         "board_streams": {board.dashboard.index: board.streams for board in survivors},
         "notices": notices_sent(stack, receiver),
     }
