@@ -363,6 +363,7 @@ class Subscriptions:
     def connected(self, session_present: bool) -> None:
         """From ``on_connect``: ask for what the session does not hold."""
         with self._lock:
+            self._asked.clear()  # the last connection's SUBACKs will never come; its mids may be reused
             if not session_present:
                 self._held.clear()
             missing = [topic for topic in self.topics if topic[0] not in self._held]
@@ -388,13 +389,13 @@ class Subscriptions:
     ) -> None:
         with self._lock:
             asked = self._asked.pop(mid, [])
-            refused = [topic for topic, code in zip(asked, reason_codes, strict=False) if code.is_failure]
-            for topic, _ in asked:
-                if (topic, _) in refused:
-                    self._held.discard(topic)
+            refused = [wanted for wanted, code in zip(asked, reason_codes, strict=False) if code.is_failure]
+            for wanted in asked:
+                if wanted in refused:
+                    self._held.discard(wanted[0])
                 else:
-                    self._held.add(topic)
-                    self._delays.pop(topic, None)
+                    self._held.add(wanted[0])
+                    self._delays.pop(wanted[0], None)
             # Each refused topic waits twice as long as last time (at most a
             # minute): a cluster recovers in seconds, an ACL that denies it never.
             delay = 0.0
