@@ -2,8 +2,10 @@
 
 Every node runs the operators' own ``deploy/nats/siaga-nats.conf``; what
 differs per node (name, ports, store directory, routes) goes in through the
-environment, as systemd's ``EnvironmentFile`` does in production. Nodes can
-be SIGKILLed and started again on the same ports and store.
+environment, as systemd's ``EnvironmentFile`` does in production. Its
+``siaga-nats-auth.conf`` is written here: empty (anyone, every right), or
+accounts with Siaga's ACL as ``deploy/nats/siaga-nats-auth.conf.example``
+sets it out. Nodes can be SIGKILLed and started again on the same ports and store.
 """
 
 from __future__ import annotations
@@ -111,18 +113,45 @@ def config_text(overrides: dict[str, str] | None = None) -> str:
     return text
 
 
+def _subjects(subjects: list[str]) -> str:
+    return "[" + ", ".join(json.dumps(subject) for subject in subjects) + "]"
+
+
+def auth_config(users: dict[str, str], root: str = "siaga/v1") -> str:
+    """``siaga-nats-auth.conf`` for these accounts: ``dashboard`` gets the dashboard's rights, any other the
+    rights of the gateway whose id is its name (deploy/nats/siaga-nats-auth.conf.example)."""
+    base = root.replace("/", ".")
+    blocks = []
+    for user, password in users.items():
+        if user == "dashboard":
+            publish = [f"{base}.gw.*.cmd.indicate", f"{base}.gw.*.cmd.receipt", f"{base}.dashboard.status"]
+            subscribe = [f"{base}.gw.*.{channel}" for channel in ("status", "inventory", "event", "health")]
+            subscribe.append(f"{base}.dashboard.status")
+        else:
+            own = f"{base}.gw.{user}"
+            publish = [f"{own}.{channel}" for channel in ("status", "inventory", "event", "health")]
+            subscribe = [f"{own}.status", f"{own}.cmd.indicate", f"{own}.cmd.receipt", f"{base}.dashboard.status"]
+        blocks.append(
+            f"    {{user: {json.dumps(user)}, password: {json.dumps(password)}, permissions: {{"
+            f"publish: {_subjects(publish)}, subscribe: {_subjects(['$MQTT.sub.>', *subscribe])}}}}}"
+        )
+    return "authorization {\n  users = [\n" + "\n".join(blocks) + "\n  ]\n}\n" if blocks else ""
+
+
 @dataclass
 class NatsCluster:
     """An N-node nats-server cluster on free loopback ports, each node with MQTT and its own JetStream store.
 
     ``overrides`` replaces values of the shipped configuration for this
     cluster only (tests that would otherwise wait out a production timeout).
+    ``users`` (name: password) turns on Siaga's ACL (:func:`auth_config`).
     """
 
     workdir: Path
     size: int = 3
     host: str = "127.0.0.1"
     overrides: dict[str, str] = field(default_factory=dict)
+    users: dict[str, str] = field(default_factory=dict)
     nodes: list[NatsNode] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -131,6 +160,9 @@ class NatsCluster:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.config_path = self.workdir / "siaga-nats.conf"
         self.config_path.write_text(config_text(self.overrides), "utf-8")
+        auth = self.workdir / "siaga-nats-auth.conf"  # included by the config, from its own folder
+        auth.write_text(auth_config(self.users), "utf-8")
+        auth.chmod(0o600)
         if not self.nodes:
             self.nodes = [
                 NatsNode(

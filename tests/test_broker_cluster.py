@@ -11,8 +11,11 @@ broker", says what differs and the times measured).
 from __future__ import annotations
 
 import json
+import os
 import queue
+import shutil
 import socket
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -288,12 +291,19 @@ def status(state: str) -> bytes:
 
 
 def retained_seen_from(cluster: NatsCluster, clients: Callable[..., Client], node: int, topic: str) -> bytes:
+    """The retained message a new subscriber on ``node`` gets.
+
+    Right after a member died or came back, nats-server may first deliver the
+    latest message on the topic once more as a live one (not retained; seen
+    from a survivor after a refused and retried subscription): allowed, if it
+    is that same message, never an older one (docs/mqtt.md).
+    """
     probe = clients(settings_for(cluster, node), f"probe-{node}-{time.monotonic_ns()}", persistent=False).start()
     probe.subscribe(topic)
-    (message,) = probe.take(1)
-    assert message.retain, "not delivered as retained"
+    *before, retained = probe.until(lambda message: message.retain)
     probe.stop()
-    return bytes(message.payload)
+    assert all(message.payload == retained.payload for message in before), (node, [m.payload for m in before])
+    return bytes(retained.payload)
 
 
 def test_a_retained_status_survives_the_sigkill_of_a_node_and_is_seen_from_every_node(
@@ -306,11 +316,30 @@ def test_a_retained_status_survives_the_sigkill_of_a_node_and_is_seen_from_every
 
     cluster.kill(0)
     assert [retained_seen_from(cluster, clients, node, topic) for node in (1, 2)] == [status("online")] * 2
-    # A change while the node is down reaches it once it is back.
+    # A change while the node is down reaches it once it is back. (A retained
+    # publish made while JetStream is still electing leaders can be
+    # acknowledged and yet not kept, "unable to store retained message" in
+    # nats-server's log: the writer publishes again until the survivors serve
+    # it. docs/mqtt.md.)
     writer = clients(settings_for(cluster, 1, 2), "siaga-gw-gw-b", persistent=False).start()
-    writer.publish(topic, status("offline"), retain=True)
+
+    def publish_and_read() -> bytes:
+        writer.publish(topic, status("offline"), retain=True)
+        return retained_seen_from(cluster, clients, 1, topic)
+
+    poll_until(publish_and_read, lambda payload: payload == status("offline"), timeout=CONNECT_S, interval=0.5)
+    assert retained_seen_from(cluster, clients, 2, topic) == status("offline")
+    restarted = time.monotonic()
     cluster.restart(0)
-    assert [retained_seen_from(cluster, clients, node, topic) for node in range(3)] == [status("offline")] * 3
+    # Until it has caught up, the node that came back may serve the retained message it had.
+    poll_until(  # each try is a new subscriber; nothing to wait on in between
+        lambda: retained_seen_from(cluster, clients, 0, topic),
+        lambda payload: payload == status("offline"),
+        timeout=CONNECT_S,
+        interval=0.2,
+        what="the restarted node serving the latest retained status",
+    )
+    print(json.dumps({"retained_current_after_restart_s": round(time.monotonic() - restarted, 2)}))
 
 
 def test_the_last_will_is_published_when_a_clients_connection_dies(
@@ -342,6 +371,78 @@ def test_the_last_will_is_published_when_a_clients_connection_dies(
     assert retained_seen_from(cluster, clients, 0, topic) == status("offline")  # and it is retained
 
 
+# -- access control ----------------------------------------------------------------
+
+
+def test_the_acl_keeps_each_gateway_to_its_own_topics_and_the_gateway_and_dashboard_work_under_it(
+    tmp_path: Path,
+    clients: Callable[..., Client],
+    start_gateway: Callable[..., Gateway],
+    pin_factory: MockFactory,
+) -> None:
+    """deploy/mosquitto/siaga.acl as nats-server permissions (deploy/nats/siaga-nats-auth.conf.example)."""
+    users = {"dashboard": "dashboard-password-1", "gw-test": "gw-test-password-1", "gw-b": "gw-b-password-1"}
+    with NatsCluster(tmp_path / "nats", users=users) as cluster:
+        stranger = make_client(settings_for(cluster, 0), "stranger", persistent=False)
+        answered: queue.Queue[object] = queue.Queue()
+        stranger.on_connect = lambda client, userdata, flags, reason, properties: answered.put(reason)
+        host, port = cluster.mqtt_addresses[0]
+        stranger.connect(host, port)
+        stranger.loop_start()
+        try:
+            assert answered.get(timeout=CONNECT_S).is_failure  # type: ignore[attr-defined]
+        finally:
+            stranger.disconnect()
+            stranger.loop_stop()
+
+        watcher = clients(settings_for(cluster, 2, username="dashboard", password=users["dashboard"]), "watcher")
+        watcher.start().subscribe(EVENTS)
+        gw_b = clients(settings_for(cluster, 0, username="gw-b", password=users["gw-b"]), "siaga-gw-gw-b").start()
+        gw_b.publish(event_topic("gw-test"), b"forged")  # acknowledged (MQTT 3.1.1), and dropped
+        gw_b.publish(event_topic("gw-b"), b"own")
+        assert watcher.take(1)[0].payload == b"own"
+        gw_b.subscriptions.topics.append((TOPICS.receipt("gw-test"), 1))
+        gw_b.subscriptions.subscribe()
+        poll_until(gw_b.counters.snapshot, lambda seen: seen.get("mqtt_subscribe_refused", 0) >= 1, what="refusal")
+        assert TOPICS.receipt("gw-test") not in gw_b.subscriptions.held
+
+        dashboard = DashboardServer(
+            dashboard_config(
+                tmp_path / "dashboard",
+                settings_for(cluster, 1, 2, 0, username="dashboard", password=users["dashboard"]),
+                client_id="siaga-dashboard",
+            )
+        ).start(wait_mqtt=CONNECT_S)
+        try:
+            path = cluster_gateway(tmp_path, cluster, (0, 1, 2), username="gw-test", password=users["gw-test"])
+            gateway = start_gateway(parse_config(read_toml(path)), wait_connected=False)
+            assert gateway.link.echo.wait(CONNECT_S), "the gateway's own status never came back under the ACL"
+            press(pin_factory, 17)
+            assert gateway.pump.wait_drained(CONNECT_S), "no receipt under the ACL"
+            drained(dashboard, 1)
+            assert gateway.counters.get("mqtt_subscribe_refused") == 0
+            assert dashboard.ingest.counters.get("mqtt_subscribe_refused") == 0
+        finally:
+            dashboard.stop()
+
+
+def test_the_shipped_configuration_with_the_example_accounts_is_valid(tmp_path: Path) -> None:
+    """What an operator installs: siaga-nats.conf, and the accounts example beside it, checked by nats-server -t."""
+    deploy = Path(__file__).resolve().parent.parent / "deploy" / "nats"
+    shutil.copy(deploy / "siaga-nats.conf", tmp_path / "siaga-nats.conf")
+    shutil.copy(deploy / "siaga-nats-auth.conf.example", tmp_path / "siaga-nats-auth.conf")
+    env = dict(line.split("=", 1) for line in (deploy / "nats.env.example").read_text().splitlines() if "=" in line)
+    env["SIAGA_NATS_STORE"] = str(tmp_path / "store")
+    checked = subprocess.run(
+        [nats_binary(), "-c", str(tmp_path / "siaga-nats.conf"), "-t"],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
 # -- ordering -----------------------------------------------------------------------
 
 
@@ -361,14 +462,17 @@ def test_one_publishers_messages_arrive_in_order_across_nodes(
 # -- the project's gateway and dashboard ---------------------------------------------
 
 
-def cluster_gateway(tmp_path: Path, cluster: NatsCluster, order: tuple[int, ...], **gateway: object) -> Path:
+def cluster_gateway(
+    tmp_path: Path, cluster: NatsCluster, order: tuple[int, ...], *, username: str | None = None, **gateway: object
+) -> Path:
     urls = [cluster.mqtt_urls[index] for index in order]
+    account = {} if username is None else {"username": username, "password": gateway.pop("password")}
     return write_gateway_config(
         tmp_path / "gw-test.toml",
         "gw-test",
         data_dir=tmp_path / "gw-test-data",
         health_interval_s=60,
-        mqtt={"brokers": urls},
+        mqtt={"brokers": urls, **account},
         buttons=[FIRE_1, SAPA_1],
         **gateway,
     )
