@@ -2,6 +2,7 @@
 """Press -> board latency, next to the raw MQTT hop on the same broker, in one JSON line.
 
     .venv/bin/python bench/latency.py [--presses 300] [--idle-gap-ms 100] [--store sqlite|postgresql] [--dashboards N]
+    .venv/bin/python bench/latency.py --all     # SQLite x1, PostgreSQL x1, PostgreSQL x2, one line
 
 Starts Mosquitto with the project's config, the dashboard as its own process
 (``siaga-dashboard serve``), and a gateway in this process on gpiozero's mock
@@ -434,6 +435,42 @@ PATHS = {
 RELAY_PATH = "... -> dashboard A store commit -> pg_notify (a commit) -> LISTEN on dashboard B -> B's SSE"
 
 
+#: What ``--all`` runs, one configuration after the other: (store, dashboards), the single-node figures first.
+ALL_RUNS = (("sqlite", 1), ("postgresql", 1), ("postgresql", 2))
+
+
+def run(workdir: Path, args: argparse.Namespace, store_kind: str, count: int) -> dict[str, object]:
+    """One configuration (its own broker, store and dashboards): both modes, each beside its floors."""
+    workdir.mkdir(parents=True)
+    modes = {"back_to_back": 0.0, "idle": args.idle_gap_ms / 1000}
+    results: dict[str, object] = {"store": store_kind, "dashboards": count, "load_average_before": load_average()}
+    store = postgresql_store_at(workdir / "store") if store_kind == "postgresql" else None
+    broker = Mosquitto(workdir / "mosquitto").start()
+    dashboards: list[DashboardProcess] = []
+    gateway = None
+    try:
+        dashboards = start_dashboards(workdir, broker.port, store, count)
+        clients = signed_in(dashboards)
+        factory = MockFactory()
+        gateway = Gateway(gateway_config(workdir, broker.port), pin_factory=factory).start()
+        if not gateway.link.connected.wait(10):
+            raise RuntimeError("gateway did not connect")
+        for mode, gap in modes.items():
+            boards = board_samples(gateway, factory, clients, args, gap)
+            results[mode] = measure_mode(workdir, broker.port, args, gap, store, boards)
+    finally:
+        if gateway is not None:
+            gateway.close()
+        for dashboard in dashboards:
+            dashboard.stop()
+        broker.stop()
+    results["path"] = PATHS[store_kind]
+    if count > 1:
+        results["relay_path"] = RELAY_PATH
+    results["load_average_after"] = load_average()
+    return results
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--presses", type=int, default=300, help="presses per mode")
@@ -441,51 +478,22 @@ def main() -> int:
     parser.add_argument("--idle-gap-ms", type=float, default=100.0, help="idle time before each press, idle mode")
     parser.add_argument("--store", choices=sorted(PATHS), default="sqlite")
     parser.add_argument("--dashboards", type=int, choices=(1, 2), default=1, help="processes on one store")
+    parser.add_argument("--all", action="store_true", help="SQLite x1, PostgreSQL x1 and x2 in one run")
     args = parser.parse_args()
     if args.dashboards > 1 and args.store != "postgresql":
         parser.error("two dashboards share a PostgreSQL store: give --store postgresql")
-    modes = {"back_to_back": 0.0, "idle": args.idle_gap_ms / 1000}
-    results: dict[str, dict] = {}
-    load_before = load_average()
-
-    with scratch_folder() as workdir:
-        store = postgresql_store_at(workdir / "store") if args.store == "postgresql" else None
-        broker = Mosquitto(workdir / "mosquitto").start()
-        dashboards: list[DashboardProcess] = []
-        gateway = None
-        try:
-            dashboards = start_dashboards(workdir, broker.port, store, args.dashboards)
-            clients = signed_in(dashboards)
-            factory = MockFactory()
-            gateway = Gateway(gateway_config(workdir, broker.port), pin_factory=factory).start()
-            if not gateway.link.connected.wait(10):
-                raise RuntimeError("gateway did not connect")
-            for mode, gap in modes.items():
-                boards = board_samples(gateway, factory, clients, args, gap)
-                results[mode] = measure_mode(workdir, broker.port, args, gap, store, boards)
-        finally:
-            if gateway is not None:
-                gateway.close()
-            for dashboard in dashboards:
-                dashboard.stop()
-            broker.stop()
-            drop_made()
-
-    result = {
-        "bench": "latency",
-        "store": args.store,
-        "dashboards": args.dashboards,
-        "presses_per_mode": args.presses,
-        **results,
-        "target_ms": {"p50": 2.0, "p99": 5.0},
-        "target_floor_ratio_p50": FLOOR_RATIO,
-        "path": PATHS[args.store],
-        **({"relay_path": RELAY_PATH} if args.dashboards > 1 else {}),
-        "load_average_before": load_before,
-        "load_average_after": load_average(),
-        "machine": machine(),
-    }
-    print(json.dumps(result))
+    plan = ALL_RUNS if args.all else ((args.store, args.dashboards),)
+    runs = []
+    try:
+        with scratch_folder() as workdir:
+            for store_kind, count in plan:
+                runs.append(run(workdir / f"{store_kind}-x{count}", args, store_kind, count))
+    finally:
+        drop_made()
+    header = {"bench": "latency", "presses_per_mode": args.presses}
+    footer = {"target_ms": {"p50": 2.0, "p99": 5.0}, "target_floor_ratio_p50": FLOOR_RATIO, "machine": machine()}
+    line = {**header, "runs": runs, **footer} if args.all else {**header, **runs[0], **footer}
+    print(json.dumps(line))
     return 0
 
 
