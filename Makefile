@@ -16,14 +16,16 @@ demo: $(VENV)/.demo-installed
 	$(VENV)/bin/siaga-sim demo
 
 test: $(VENV)/.test-installed
-	@deploy/dev/ensure-debian-packages.sh mosquitto:mosquitto chromium:chromium nats-server:nats-server
+	@deploy/dev/ensure-debian-packages.sh mosquitto:mosquitto chromium:chromium nats-server:nats-server \
+		/usr/lib/postgresql/15/bin/initdb:postgresql-15
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest
 
 # The same suite with every test's dashboard store on PostgreSQL instead of SQLite (a schema per test
 # in a database made anew); tests about SQLite itself are skipped (marker sqlite_only).
 test-postgresql: $(VENV)/.test-installed
-	@deploy/dev/ensure-debian-packages.sh mosquitto:mosquitto chromium:chromium nats-server:nats-server
+	@deploy/dev/ensure-debian-packages.sh mosquitto:mosquitto chromium:chromium nats-server:nats-server \
+		/usr/lib/postgresql/15/bin/initdb:postgresql-15
 	$(PY) -m sim.stores recreate $(SIAGA_TEST_DATABASE)
 	SIAGA_TEST_DATABASE=$(SIAGA_TEST_DATABASE) $(PY) -m pytest
 

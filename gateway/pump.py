@@ -204,6 +204,11 @@ class Pump:
         """The dashboard says it has committed these events: the pump checks they are out, then deletes them."""
         arrived_at = time.monotonic()
         self._receipts.extend((arrived_at, event_id) for event_id in event_ids)
+        if self._dashboard_online is False:
+            # A receipt is a dashboard at work: the retained "offline" it contradicts is stale (several
+            # dashboard processes share that topic, and one's last will may outlive the others' "online").
+            self._counters.add("presence_inferred")
+            self.dashboard_presence(True)
         self._wake.set()
 
     def dashboard_presence(self, online: bool) -> None:

@@ -266,6 +266,40 @@ def test_a_forged_dashboard_offline_slows_resends_but_never_stops_them(
     assert gateway.outbox.depth() == 0
 
 
+def test_a_receipt_overrules_a_stale_dashboard_offline(
+    tmp_path: Path,
+    mosquitto: Mosquitto,
+    probe: Probe,
+    pin_factory: MockFactory,
+    open_gateway: Callable[..., Gateway],
+) -> None:
+    """Two dashboard processes share the retained presence: one's last will may say offline while the
+    other works. Its receipts prove it: resends go back to the receipt timeout, not the absent pace."""
+    stale = Presence(GatewayState.OFFLINE, format_epoch(time.time())).encode()
+    probe.publish(TOPICS.dashboard_status(), stale, retain=True)
+    probe.subscribe(EVENT_TOPIC)
+    longest = 5.0  # the pace for an absent dashboard, shortened for the test
+    gateway = open_gateway(trust_config(tmp_path, mosquitto, receipt_timeout_s=0.2), max_resend_interval_s=longest)
+    wait_for(lambda: gateway.link.dashboard_online is False, "the stale presence heard")
+    press(pin_factory, 17)
+    first = decode_event(probe.wait_for(lambda m: m.topic == EVENT_TOPIC).payload)
+    probe.publish(TOPICS.receipt(GW), receipt(first.id))
+    assert gateway.pump.wait_drained(5)
+    assert gateway.counters.get("presence_inferred") == 1
+    press(pin_factory, 17)
+    second = decode_event(
+        probe.wait_for(lambda m: m.topic == EVENT_TOPIC and decode_event(m.payload).id != first.id).payload
+    )
+    sent_at = time.monotonic()
+    again = decode_event(
+        probe.wait_for(
+            lambda m: m.topic == EVENT_TOPIC and m.payload and decode_event(m.payload).id == second.id, timeout=10
+        ).payload
+    )
+    assert again.id == second.id
+    assert time.monotonic() - sent_at < longest * 0.5  # at the receipt timeout's pace, not the absent one
+
+
 # -- indications: the latest wins once the reorder window has passed ----------------------------------------
 
 

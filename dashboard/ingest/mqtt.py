@@ -283,6 +283,13 @@ class Ingest:
             log.warning("our presence on %s said %r while connected: publishing online", message.topic, state)
             self.client.publish(self.topics.dashboard_status(), self._presence(GatewayState.ONLINE), qos=1, retain=True)
 
+    def _say_online(self) -> None:
+        """Our presence again, retained, now and then: another dashboard process on the same topic may have
+        left its last will there, and a gateway that missed this process's correction must not pace its
+        resends for an absent dashboard for long."""
+        if self.connected.is_set() and not self._stopping.is_set():
+            self.client.publish(self.topics.dashboard_status(), self._presence(GatewayState.ONLINE), qos=1, retain=True)
+
     def _presence(self, state: GatewayState) -> bytes:
         return Presence(state=state, ts=format_epoch(time.time()), started=self._started).encode()
 
@@ -303,6 +310,7 @@ class Ingest:
                     # does not stay on a LED for longer than this.
                     self._next_resync = time.monotonic() + self._indication_resync_s
                     self._pending.append(Inbound("", b"resync", 0, 0, time.time(), self._generation))
+                    self._say_online()
                     break
                 self._changed.wait(max(wait, 0.05))
             if self._closing:
