@@ -17,6 +17,7 @@ from .alarms.escalation import EscalationSettings
 from .alarms.notify import RetryPolicy, Webhook
 from .devices.supervision import SupervisionSettings
 from .i18n import LANGUAGES
+from .pg import is_url
 from .reports.categories import load_catalogue
 from .reports.photos import writable_folder
 
@@ -34,6 +35,10 @@ def parse_config(root: Section, *, create_secret: bool = True) -> dict[str, Any]
     section = root.section("dashboard", required=True)
     data_dir = Path(section.str("data_dir", "/var/lib/siaga"))
     database = section.str("database", str(data_dir / "dashboard.sqlite"))
+    if is_url(database):
+        _check_database_url(section, database)
+    elif "://" in database:
+        raise section.error("database", "an SQLite file's path, or a postgresql:// URL")
     secret_key_file = Path(section.str("secret_key_file", str(data_dir / "secret_key")))
     config: dict[str, Any] = {
         "DATABASE": database,
@@ -57,6 +62,19 @@ def parse_config(root: Section, *, create_secret: bool = True) -> dict[str, Any]
     config["SIAGA_MQTT_CLIENT_ID"] = broker.client_id or defaults.MQTT_CLIENT_ID
     root.done()
     return config
+
+
+def _check_database_url(section: Section, url: str) -> None:
+    """A PostgreSQL URL libpq can read, without a password in it (that goes in a passfile)."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    try:
+        parts = conninfo_to_dict(url)
+    except Exception as exc:  # noqa: BLE001 - libpq's own message says what is wrong
+        reason = str(exc).strip().replace("\n", " ")
+        raise section.error("database", f"not a PostgreSQL URL libpq can read: {reason}") from None
+    if parts.get("password"):
+        raise section.error("database", "no password in the URL: give it in a passfile (?passfile=..., mode 0600)")
 
 
 def _reports(section: Section, data_dir: Path, *, prepare: bool) -> dict[str, Any]:

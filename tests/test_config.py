@@ -222,3 +222,23 @@ def test_the_dashboard_refuses_to_start_without_a_writable_photos_folder(tmp_pat
     path.write_text(toml_text({"dashboard": {"data_dir": tmp_path}, "mqtt": {}}))
     load_dashboard_config(path)
     assert (tmp_path / "photos").is_dir() and list((tmp_path / "photos").iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("database", "error"),
+    [
+        ("postgresql://siaga:hunter2@db.example/siaga", "no password in the URL: give it in a passfile"),
+        ("postgresql://siaga@db.example/siaga?nosuchparam=1", "not a PostgreSQL URL libpq can read"),
+        ("mysql://siaga@db.example/siaga", "an SQLite file's path, or a postgresql:// URL"),
+    ],
+)
+def test_the_dashboard_names_what_is_wrong_with_its_database(tmp_path: Path, database: str, error: str) -> None:
+    from dashboard.config import load_config as load_dashboard_config
+
+    path = tmp_path / "dashboard.toml"
+    path.write_text(toml_text({"dashboard": {"data_dir": tmp_path / "data", "database": database}, "mqtt": {}}))
+    with pytest.raises(ConfigError, match=f"key 'dashboard.database': {error}"):
+        load_dashboard_config(path, create_secret=False)
+    good = "postgresql://siaga@db.example/siaga?passfile=/etc/siaga/pgpass&sslmode=verify-full"
+    path.write_text(toml_text({"dashboard": {"data_dir": tmp_path / "data", "database": good}, "mqtt": {}}))
+    assert load_dashboard_config(path, create_secret=False)["DATABASE"] == good
