@@ -4,7 +4,9 @@
   broker queues indications while the gateway is away.
 - Retained ``online`` status, with a retained last will ``offline``.
 - Status and inventory are (re)published on every connect, so a broker that
-  lost its retained messages, or a stale last will, is corrected at once.
+  lost its retained messages, or a stale last will, is corrected at once; and
+  once more 30 s later, for a clustered broker that dropped them while it
+  elected leaders.
 - Capped exponential reconnect is paho's, configured from the settings; with
   several brokers (a cluster's members) each reconnect tries the next one.
 """
@@ -40,6 +42,10 @@ log = logging.getLogger(__name__)
 
 #: How long the broker may take to echo our own "online" before we say so.
 ECHO_TIMEOUT_S = 10.0
+#: Status and inventory are retained once more this long after each connect: a
+#: clustered broker may acknowledge a retained publish made while it elects
+#: leaders after losing a member and yet not keep it (docs/mqtt.md, "Clustered broker").
+RETAIN_AGAIN_S = 30.0
 
 
 class GatewayLink:
@@ -90,6 +96,8 @@ class GatewayLink:
         #: that it accepts what we publish (an ACL that refuses a topic still
         #: answers PUBACK under MQTT 3.1.1, and drops the message).
         self.echo = threading.Event()
+        self._presence_lock = threading.Lock()
+        self._stopping = False
         self._status_topic = self.topics.status(gw_id)
         self.client = make_client(settings, client_id=f"siaga-gw-{gw_id}", persistent=True)
         self.client.will_set(
@@ -134,6 +142,8 @@ class GatewayLink:
 
     def stop(self, timeout: float = 3.0) -> None:
         """Announce a deliberate shutdown (retained ``offline``) and disconnect."""
+        with self._presence_lock:  # no late "online" (_retain_again) after the "offline"
+            self._stopping = True
         if self.connected.is_set():
             info = self.client.publish(
                 self.topics.status(self.gw_id),
@@ -181,16 +191,11 @@ class GatewayLink:
         )
         self.echo.clear()
         self._subscriptions.connected(flags.session_present)  # and again after a refusal
-        check = threading.Timer(ECHO_TIMEOUT_S, self._check_echo, args=(self._connection_count(),))
-        check.daemon = True
-        check.start()
-        client.publish(
-            self.topics.status(self.gw_id),
-            self._status(GatewayState.ONLINE, StatusReason.CONNECTED),
-            qos=1,
-            retain=True,
-        )
-        self.republish_inventory()
+        for delay, then in ((ECHO_TIMEOUT_S, self._check_echo), (RETAIN_AGAIN_S, self._retain_again)):
+            timer = threading.Timer(delay, then, args=(self._connection_count(),))
+            timer.daemon = True
+            timer.start()
+        self._publish_presence()
         self.connected.set()
         self._on_link(True)
 
@@ -216,6 +221,21 @@ class GatewayLink:
 
     def _connection_count(self) -> int:
         return self._counters.get("mqtt_connects")
+
+    def _publish_presence(self) -> None:
+        """Our retained ``online`` status and inventory."""
+        self.client.publish(
+            self.topics.status(self.gw_id),
+            self._status(GatewayState.ONLINE, StatusReason.CONNECTED),
+            qos=1,
+            retain=True,
+        )
+        self.republish_inventory()
+
+    def _retain_again(self, connection: int) -> None:
+        with self._presence_lock:
+            if not self._stopping and connection == self._connection_count() and self.connected.is_set():
+                self._publish_presence()
 
     def _check_echo(self, connection: int) -> None:
         if connection == self._connection_count() and self.connected.is_set() and not self.echo.is_set():

@@ -342,6 +342,24 @@ def test_a_retained_status_survives_the_sigkill_of_a_node_and_is_seen_from_every
     print(json.dumps({"retained_current_after_restart_s": round(time.monotonic() - restarted, 2)}))
 
 
+def test_the_gateway_retains_its_status_and_inventory_again_after_connecting(
+    tmp_path: Path,
+    cluster: NatsCluster,
+    clients: Callable[..., Client],
+    start_gateway: Callable[..., Gateway],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Once more some time after each connect (30 s; 1 s here), for a retained publish the election dropped."""
+    monkeypatch.setattr("gateway.link.RETAIN_AGAIN_S", 1.0)
+    watcher = clients(settings_for(cluster, 1), "watcher", persistent=False).start()
+    watcher.subscribe(TOPICS.subscription(Channel.STATUS))
+    watcher.subscribe(TOPICS.subscription(Channel.INVENTORY))
+    gateway = start_gateway(parse_config(read_toml(cluster_gateway(tmp_path, cluster, (0,)))), wait_connected=False)
+    assert gateway.link.connected.wait(CONNECT_S)
+    topics = [message.topic for message in watcher.take(4)]
+    assert sorted(topics) == sorted([TOPICS.status("gw-test"), TOPICS.inventory("gw-test")] * 2)
+
+
 def test_the_last_will_is_published_when_a_clients_connection_dies(
     cluster: NatsCluster, clients: Callable[..., Client]
 ) -> None:
