@@ -8,6 +8,7 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from firmware_bridge import __version__
@@ -16,7 +17,7 @@ from firmware_bridge.errors import ConfigError
 from . import create_app, live
 from .accounts.auth import AccountError, Role, create_user
 from .config import load_config
-from .db import Error, connect, init_schema
+from .db import Connection, Error, connect, init_schema
 
 log = logging.getLogger("siaga.dashboard")
 
@@ -79,30 +80,34 @@ def main(argv: list[str] | None = None) -> int:
 
 def _migrate(config: dict[str, Any]) -> int:
     """What every start does first, on its own: for an upgrade run before the new version's processes."""
-    conn = connect(config["DATABASE"])
-    try:
-        init_schema(conn)
-        (revision,) = conn.execute("SELECT version_num FROM alembic_version").fetchone()
-    except Error as exc:
-        print(f"siaga-dashboard: cannot migrate the store: {exc}", file=sys.stderr)
-        return 1
-    finally:
-        conn.close()
-    print(f"store at revision {revision}")
-    return 0
+
+    def revision(conn: Connection) -> str:
+        (version,) = conn.execute("SELECT version_num FROM alembic_version").fetchone()
+        return f"store at revision {version}"
+
+    return _on_store(config, revision)
 
 
 def _create_user(config: dict[str, Any], args: argparse.Namespace) -> int:
+    def create(conn: Connection) -> str:
+        create_user(conn, args.username, _read_password(args), args.role, args.display_name)
+        return f"created {args.role} account {args.username!r}"
+
+    return _on_store(config, create)
+
+
+def _on_store(config: dict[str, Any], work: Callable[[Connection], str]) -> int:
+    """``work`` on the store brought to this version's schema: its report printed, or the error and 1."""
     conn = connect(config["DATABASE"])
     try:
         init_schema(conn)
-        create_user(conn, args.username, _read_password(args), args.role, args.display_name)
-    except (AccountError, OSError) as exc:
+        done = work(conn)
+    except (AccountError, OSError, *Error) as exc:
         print(f"siaga-dashboard: {exc}", file=sys.stderr)
         return 1
     finally:
         conn.close()
-    print(f"created {args.role} account {args.username!r}")
+    print(done)
     return 0
 
 

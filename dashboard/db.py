@@ -281,10 +281,12 @@ def read_snapshot(conn: Connection) -> Iterator[Connection]:
 
 
 @contextmanager
-def transaction(conn: Connection) -> Iterator[Connection]:
+def transaction(conn: Connection, *, writers_lock: bool = True) -> Iterator[Connection]:
     """``BEGIN IMMEDIATE`` ... ``COMMIT``, rolled back on any exception: one writer at a time, on
-    PostgreSQL too (``dashboard/pg.py``)."""
-    conn.execute("BEGIN IMMEDIATE")
+    PostgreSQL too (``dashboard/pg.py``). ``writers_lock=False``: writes that need not wait for the
+    store's other writers on PostgreSQL (rows of their own, such as rate-limit counts); SQLite's
+    writes take its one lock whatever is asked."""
+    conn.execute("BEGIN IMMEDIATE" if writers_lock or dialect(conn) == "sqlite" else "BEGIN")
     try:
         yield conn
     except BaseException:

@@ -242,3 +242,14 @@ def test_the_dashboard_names_what_is_wrong_with_its_database(tmp_path: Path, dat
     good = "postgresql://siaga@db.example/siaga?passfile=/etc/siaga/pgpass&sslmode=verify-full"
     path.write_text(toml_text({"dashboard": {"data_dir": tmp_path / "data", "database": good}, "mqtt": {}}))
     assert load_dashboard_config(path, create_secret=False)["DATABASE"] == good
+
+
+def test_the_dashboard_migrates_its_store_on_its_own_and_says_to_what(tmp_path: Path) -> None:
+    from dashboard import migrations
+
+    path = tmp_path / "dashboard.toml"
+    path.write_text(toml_text({"dashboard": {"data_dir": tmp_path / "data"}, "mqtt": {}}))
+    result = run_cli("dashboard", "--config", str(path), "migrate")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"store at revision {migrations.HEAD}"
+    assert (tmp_path / "data" / "dashboard.sqlite").exists()

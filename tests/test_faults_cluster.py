@@ -43,7 +43,7 @@ from sim.webclient import DashboardClient, HTTPStatusError
 from sim.webhook import Received, WebhookReceiver
 
 from .conftest import ADMIN
-from .test_faults import BURST, summary
+from .test_faults import BURST, burst, summary
 from .waiting import poll_until
 
 try:
@@ -226,14 +226,6 @@ def boards(stack: Stack) -> Iterator[list[Board]]:
     yield opened
     for board in opened:
         board.close()
-
-
-def burst(stack: Stack, faults: dict[int, Callable[[], None]]) -> None:
-    gw = stack.gws[0]
-    for n in range(BURST):
-        if n in faults:
-            faults[n]()
-        stack.press(gw, gw.buttons[n % len(gw.buttons)])
 
 
 def is_leader(dashboard: DashboardProcess, client: DashboardClient | None = None) -> bool | None:

@@ -240,6 +240,19 @@ def test_after_a_restart_the_dashboards_receipt_still_deletes_what_was_left(
 # -- the dashboard's presence: a pace, never a stop --------------------------------------------------------
 
 
+def _gateway_told_the_dashboard_is_offline(
+    tmp_path: Path, mosquitto: Mosquitto, probe: Probe, open_gateway: Callable[..., Gateway], longest: float
+) -> Gateway:
+    """A gateway (receipt timeout 0.2 s, absent pace ``longest``) that heard a retained ``offline``, which
+    anyone on the broker may have left there."""
+    offline = Presence(GatewayState.OFFLINE, format_epoch(time.time())).encode()
+    probe.publish(TOPICS.dashboard_status(), offline, retain=True)
+    probe.subscribe(EVENT_TOPIC)
+    gateway = open_gateway(trust_config(tmp_path, mosquitto, receipt_timeout_s=0.2), max_resend_interval_s=longest)
+    wait_for(lambda: gateway.link.dashboard_online is False, "the offline presence heard")
+    return gateway
+
+
 def test_a_forged_dashboard_offline_slows_resends_but_never_stops_them(
     tmp_path: Path,
     mosquitto: Mosquitto,
@@ -247,12 +260,8 @@ def test_a_forged_dashboard_offline_slows_resends_but_never_stops_them(
     pin_factory: MockFactory,
     open_gateway: Callable[..., Gateway],
 ) -> None:
-    forged = Presence(GatewayState.OFFLINE, format_epoch(time.time())).encode()
-    probe.publish(TOPICS.dashboard_status(), forged, retain=True)  # anyone on the broker, retained
-    probe.subscribe(EVENT_TOPIC)
     longest = 1.0  # MAX_RESEND_INTERVAL_S, shortened for the test
-    gateway = open_gateway(trust_config(tmp_path, mosquitto, receipt_timeout_s=0.2), max_resend_interval_s=longest)
-    wait_for(lambda: gateway.link.dashboard_online is False, "the forged presence heard")
+    gateway = _gateway_told_the_dashboard_is_offline(tmp_path, mosquitto, probe, open_gateway, longest)
     press(pin_factory, 17)
     first = decode_event(probe.wait_for(lambda m: m.topic == EVENT_TOPIC).payload)
     first_at = time.monotonic()
@@ -275,12 +284,8 @@ def test_a_receipt_overrules_a_stale_dashboard_offline(
 ) -> None:
     """Two dashboard processes share the retained presence: one's last will may say offline while the
     other works. Its receipts prove it: resends go back to the receipt timeout, not the absent pace."""
-    stale = Presence(GatewayState.OFFLINE, format_epoch(time.time())).encode()
-    probe.publish(TOPICS.dashboard_status(), stale, retain=True)
-    probe.subscribe(EVENT_TOPIC)
     longest = 5.0  # the pace for an absent dashboard, shortened for the test
-    gateway = open_gateway(trust_config(tmp_path, mosquitto, receipt_timeout_s=0.2), max_resend_interval_s=longest)
-    wait_for(lambda: gateway.link.dashboard_online is False, "the stale presence heard")
+    gateway = _gateway_told_the_dashboard_is_offline(tmp_path, mosquitto, probe, open_gateway, longest)
     press(pin_factory, 17)
     first = decode_event(probe.wait_for(lambda m: m.topic == EVENT_TOPIC).payload)
     probe.publish(TOPICS.receipt(GW), receipt(first.id))

@@ -115,23 +115,30 @@ def test_only_one_holder_of_the_leader_lock_at_a_time_and_it_passes_on(tmp_path:
         second.stop()
 
 
-def test_a_message_too_long_to_notify_makes_the_other_processes_boards_start_again(tmp_path: Path) -> None:
+@pytest.fixture
+def relays(tmp_path: Path) -> Iterator[tuple[str, Hub, Hub, Relay, Relay]]:
+    """Two processes' hubs on one store, each with its relay: (store, sender's hub, receiver's, their relays)."""
     database = postgresql_store_at(tmp_path / "relay.db")
     connect(database).close()
     sender_hub, receiver_hub = Hub(), Hub()
     sender, receiver = Relay(database, sender_hub).start(), Relay(database, receiver_hub).start()
     try:
-        board = receiver_hub.subscribe(["fire"])
-        sender_hub.publish(LiveMessage("trouble", {"detail": "x"}, kind="fire"))
-        small = board.get(10)
-        assert small is not None and small.event == "trouble" and small.data == {"detail": "x"}
-        sender_hub.publish(LiveMessage("trouble", {"detail": "y" * MAX_PAYLOAD}, kind="fire"))
-        with pytest.raises(EOFError):  # the stream ends: the board reconnects to a fresh snapshot
-            board.get(10)
-        assert sender.counters.get("relay_resyncs_sent") == 1 and receiver.counters.get("relay_resyncs") == 1
+        yield database, sender_hub, receiver_hub, sender, receiver
     finally:
         sender.stop()
         receiver.stop()
+
+
+def test_a_message_too_long_to_notify_makes_the_other_processes_boards_start_again(relays) -> None:
+    _database, sender_hub, receiver_hub, sender, receiver = relays
+    board = receiver_hub.subscribe(["fire"])
+    sender_hub.publish(LiveMessage("trouble", {"detail": "x"}, kind="fire"))
+    small = board.get(10)
+    assert small is not None and small.event == "trouble" and small.data == {"detail": "x"}
+    sender_hub.publish(LiveMessage("trouble", {"detail": "y" * MAX_PAYLOAD}, kind="fire"))
+    with pytest.raises(EOFError):  # the stream ends: the board reconnects to a fresh snapshot
+        board.get(10)
+    assert sender.counters.get("relay_resyncs_sent") == 1 and receiver.counters.get("relay_resyncs") == 1
 
 
 def test_two_senders_on_one_store_post_each_notice_once(tmp_path: Path) -> None:
@@ -184,29 +191,22 @@ def _queue_notices(conn, webhook: str, count: int) -> None:
             )
 
 
-def test_a_process_that_lost_its_listening_connection_resyncs_its_boards_and_hears_again(tmp_path: Path) -> None:
-    database = postgresql_store_at(tmp_path / "relay.db")
-    connect(database).close()
-    sender_hub, receiver_hub = Hub(), Hub()
-    sender, receiver = Relay(database, sender_hub).start(), Relay(database, receiver_hub).start()
-    try:
-        board = receiver_hub.subscribe(["fire"])
-        with connect(database) as admin:  # what a server restart or a network cut does to it
-            (ended,) = admin.execute(
-                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = ?",
-                (f"siaga-relay-{receiver.origin}",),
-            ).fetchone()
-        assert ended == 1
-        with pytest.raises(EOFError):  # its board may have missed something: it starts again from the store
-            board.get(10)
-        again = receiver_hub.subscribe(["fire"])
-        poll_until(receiver.counters.snapshot, lambda c: c.get("relay_resyncs", 0) == 1, timeout=10, what="resync")
-        sender_hub.publish(LiveMessage("trouble", {"detail": "after"}, kind="fire"))
-        heard = again.get(10)
-        assert heard is not None and heard.data == {"detail": "after"}
-    finally:
-        sender.stop()
-        receiver.stop()
+def test_a_process_that_lost_its_listening_connection_resyncs_its_boards_and_hears_again(relays) -> None:
+    database, sender_hub, receiver_hub, _sender, receiver = relays
+    board = receiver_hub.subscribe(["fire"])
+    with connect(database) as admin:  # what a server restart or a network cut does to it
+        (ended,) = admin.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = ?",
+            (f"siaga-relay-{receiver.origin}",),
+        ).fetchone()
+    assert ended == 1
+    with pytest.raises(EOFError):  # its board may have missed something: it starts again from the store
+        board.get(10)
+    again = receiver_hub.subscribe(["fire"])
+    poll_until(receiver.counters.snapshot, lambda c: c.get("relay_resyncs", 0) == 1, timeout=10, what="resync")
+    sender_hub.publish(LiveMessage("trouble", {"detail": "after"}, kind="fire"))
+    heard = again.get(10)
+    assert heard is not None and heard.data == {"detail": "after"}
 
 
 def test_one_open_alarm_per_button_is_the_databases_rule_not_only_the_codes(tmp_path: Path) -> None:

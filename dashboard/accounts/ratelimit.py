@@ -139,15 +139,10 @@ class RateLimiter:
 @contextmanager
 def batch(conn: db.Connection) -> Iterator[db.Connection]:
     """Several limiters' counts in one transaction (one commit, not one each), unless the caller's
-    transaction holds them already. Not ``db.transaction``: on PostgreSQL that takes the store's
-    writers' lock, which counting a sign-in has no need of."""
+    transaction holds them already; without the store's writers' lock on PostgreSQL, which counting
+    a sign-in has no need of."""
     if conn.in_transaction:
         yield conn
         return
-    conn.execute(db.spelled(conn, sqlite="BEGIN IMMEDIATE", postgresql="BEGIN"))
-    try:
+    with db.transaction(conn, writers_lock=False):
         yield conn
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
