@@ -154,6 +154,22 @@ class Cursor:
         self._cursor.close()
 
 
+class _NoRows:
+    """What a statement that needed no server returns (a rollback of a transaction its lost connection ended)."""
+
+    rowcount = 0
+    description = None
+
+    def fetchone(self) -> None:
+        return None
+
+    def fetchall(self) -> list[Any]:
+        return []
+
+
+_NO_ROWS: Any = _NoRows()
+
+
 class Connection:
     """A psycopg connection in autocommit mode, used through the part of ``sqlite3.Connection`` the store uses."""
 
@@ -191,7 +207,7 @@ class Connection:
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Cursor:
         head = sql.lstrip()[:16].upper()
         if head.startswith("ROLLBACK") and not head.startswith("ROLLBACK TO") and self._conn.broken:
-            return Cursor(self._conn.cursor())  # the transaction ended with its connection
+            return _NO_ROWS  # the transaction ended with its connection: the caller's error is the one to see
         conn = self._live()
         if head.startswith("BEGIN IMMEDIATE"):
             conn.execute("BEGIN")
