@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from firmware_bridge.payloads import Health, Inventory, Status
@@ -45,6 +46,23 @@ def registered_kind(conn: sqlite3.Connection, gw: str, button: str) -> str | Non
     """
     row = conn.execute("SELECT kind FROM registrations WHERE gw = ? AND button = ?", (gw, button)).fetchone()
     return None if row is None else row["kind"]
+
+
+def registered_kinds(conn: sqlite3.Connection, buttons: Iterable[str]) -> dict[tuple[str, str], str]:
+    """(gateway, button) -> the kind that gateway registered it as, for every registration of ``buttons``:
+    :func:`registered_kind` for a batch of events, one query per few hundred buttons."""
+    found: dict[tuple[str, str], str] = {}
+    for chunk in chunks(sorted(set(buttons))):
+        marks = ",".join("?" * len(chunk))
+        rows = conn.execute(f"SELECT gw, button, kind FROM registrations WHERE button IN ({marks})", chunk)  # noqa: S608
+        found.update(((gw, button), kind) for gw, button, kind in rows)
+    return found
+
+
+def chunks(values: Sequence[str], size: int = 500) -> Iterator[list[str]]:
+    """``values`` a few hundred at a time: the parameters of one ``IN (...)`` (SQLite allows 32,766)."""
+    for start in range(0, len(values), size):
+        yield list(values[start : start + size])
 
 
 def store_status(conn: sqlite3.Connection, status: Status, now: float) -> None:

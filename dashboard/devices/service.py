@@ -11,6 +11,7 @@ the press and then go out. Both end by themselves at their expiry.
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -19,6 +20,7 @@ from firmware_bridge.errors import SiagaError
 from firmware_bridge.timeutil import format_epoch
 
 from ..accounts import audit
+from .registry import chunks
 
 #: The longest a button may be set aside at once: it must come back to someone's attention.
 MAX_DAYS = 30
@@ -57,6 +59,16 @@ class Service:
 def current(conn: sqlite3.Connection, button: str, now: float) -> Service | None:
     row = conn.execute("SELECT * FROM button_service WHERE button = ? AND until > ?", (button, now)).fetchone()
     return None if row is None else _service(row)
+
+
+def settings_of(conn: sqlite3.Connection, buttons: Iterable[str]) -> dict[str, Service]:
+    """Every stored setting of ``buttons``, expired or not (:func:`current` for a batch: compare ``until``)."""
+    found: dict[str, Service] = {}
+    for chunk in chunks(sorted(set(buttons))):
+        marks = ",".join("?" * len(chunk))
+        rows = conn.execute(f"SELECT * FROM button_service WHERE button IN ({marks})", chunk)  # noqa: S608
+        found.update((row["button"], _service(row)) for row in rows)
+    return found
 
 
 def active(conn: sqlite3.Connection, now: float) -> dict[str, Service]:
