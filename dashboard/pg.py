@@ -170,20 +170,32 @@ class _NoRows:
 _NO_ROWS: Any = _NoRows()
 
 
+def store_name(conn: psycopg.Connection[Any]) -> str:
+    """Names the store ``conn`` reaches among others on the same server (a schema per store is allowed):
+    advisory locks and notification channels are the server's, so each store's are keyed by it."""
+    database, schema = conn.execute("SELECT current_database(), current_schema()").fetchone()
+    return f"{database}.{schema}"
+
+
+def store_key(name: str, purpose: str) -> int:
+    """A 64-bit key for ``purpose`` in the store named ``name`` (an advisory lock, a channel)."""
+    digest = hashlib.blake2b(f"{name}:{purpose}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
 class Connection:
     """A psycopg connection in autocommit mode, used through the part of ``sqlite3.Connection`` the store uses."""
-
-    dialect = "postgresql"
 
     def __init__(self, url: str) -> None:
         self.url = url
         self._closed = False
         self._conn = self._open()
-        database, schema = self._conn.execute("SELECT current_database(), current_schema()").fetchone()
-        #: Names this store among others in the same server (a schema per store is allowed).
-        self.name = f"{database}.{schema}"
-        digest = hashlib.blake2b(self.name.encode(), digest_size=8).digest()
-        self.write_lock = int.from_bytes(digest, "big", signed=True)
+        self.name = store_name(self._conn)
+        self.write_lock = self.key("writers")
+
+    def key(self, purpose: str) -> int:
+        """This store's key for ``purpose`` (:func:`store_key`)."""
+        return store_key(self.name, purpose)
 
     def _open(self) -> psycopg.Connection[Any]:
         conn = psycopg.connect(self.url, autocommit=True)

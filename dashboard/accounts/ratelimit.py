@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from .. import db
+from .. import db, pg
 
 #: At most this often one limiter in one process deletes the events that left its window (on a write).
 SWEEP_S = 60.0
@@ -125,15 +125,9 @@ class RateLimiter:
         PostgreSQL a transaction-scoped advisory lock of this key alone, not the store's writers' lock
         (a sign-in never waits for the ingest of alarms, nor the ingest for it)."""
         with batch(conn):
-            if db.dialect(conn) == "postgresql":
-                conn.execute("SELECT pg_advisory_xact_lock(?)", (self._lock_id(conn, digest),))
+            if isinstance(conn, pg.Connection):  # its lock key names this store, this limiter and this key
+                conn.execute("SELECT pg_advisory_xact_lock(?)", (conn.key(f"rate\x00{self.name}\x00{digest}"),))
             yield
-
-    def _lock_id(self, conn: db.Connection, digest: str) -> int:
-        """The advisory lock of one key of this limiter in this store (locks are per database, and a
-        database may hold several stores, one per schema)."""
-        text = f"{getattr(conn, 'name', '')}\x00rate\x00{self.name}\x00{digest}".encode()
-        return int.from_bytes(hashlib.blake2b(text, digest_size=8).digest(), "big", signed=True)
 
 
 @contextmanager
