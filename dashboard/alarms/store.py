@@ -25,7 +25,7 @@ from firmware_bridge.timeutil import format_epoch
 
 from ..accounts import audit
 from ..db import Error as StoreError
-from ..db import database_file, savepoint, spelled, transaction
+from ..db import database_file, rows_in, savepoint, spelled, transaction
 from ..devices import registry, service
 from . import notify
 from .lifecycle import (
@@ -232,24 +232,13 @@ class _Lookups:
 
 def _open_alarms_of(conn: sqlite3.Connection, buttons: Sequence[str]) -> dict[tuple[str, str], int]:
     """(button, kind) -> its open alarm's id, for every open alarm of ``buttons`` (:func:`_open_alarm_of`, batched)."""
-    found: dict[tuple[str, str], int] = {}
-    for chunk in registry.chunks(buttons):
-        marks = ",".join("?" * len(chunk))
-        rows = conn.execute(
-            f"SELECT id, button, kind FROM alarms WHERE button IN ({marks}) AND state != 'resolved'",  # noqa: S608
-            chunk,
-        )
-        found.update(((button, kind), int(alarm_id)) for alarm_id, button, kind in rows)
-    return found
+    rows = rows_in(conn, "SELECT id, button, kind FROM alarms WHERE button IN ({}) AND state != 'resolved'", buttons)
+    return {(button, kind): int(alarm_id) for alarm_id, button, kind in rows}
 
 
 def _stored_events(conn: sqlite3.Connection, ids: Sequence[str]) -> set[str]:
     """Which of ``ids`` the store holds already."""
-    known: set[str] = set()
-    for chunk in registry.chunks(sorted(set(ids))):
-        marks = ",".join("?" * len(chunk))
-        known.update(row[0] for row in conn.execute(f"SELECT id FROM events WHERE id IN ({marks})", chunk))  # noqa: S608
-    return known
+    return {row[0] for row in rows_in(conn, "SELECT id FROM events WHERE id IN ({})", set(ids))}
 
 
 def _join_press(conn: sqlite3.Connection, alarm_id: int, event: Event, received_at: float, **columns: Any) -> None:

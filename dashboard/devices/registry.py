@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable
 from typing import Any
 
 from firmware_bridge.payloads import Health, Inventory, Status
 from firmware_bridge.timeutil import format_epoch
 
-from ..db import spelled
+from ..db import rows_in, spelled
 from .health import field_count
 
 #: Each write of a button or a registration stamps ``updated_at`` with its inventory's time (no code
@@ -51,18 +51,8 @@ def registered_kind(conn: sqlite3.Connection, gw: str, button: str) -> str | Non
 def registered_kinds(conn: sqlite3.Connection, buttons: Iterable[str]) -> dict[tuple[str, str], str]:
     """(gateway, button) -> the kind that gateway registered it as, for every registration of ``buttons``:
     :func:`registered_kind` for a batch of events, one query per few hundred buttons."""
-    found: dict[tuple[str, str], str] = {}
-    for chunk in chunks(sorted(set(buttons))):
-        marks = ",".join("?" * len(chunk))
-        rows = conn.execute(f"SELECT gw, button, kind FROM registrations WHERE button IN ({marks})", chunk)  # noqa: S608
-        found.update(((gw, button), kind) for gw, button, kind in rows)
-    return found
-
-
-def chunks(values: Sequence[str], size: int = 500) -> Iterator[list[str]]:
-    """``values`` a few hundred at a time: the parameters of one ``IN (...)`` (SQLite allows 32,766)."""
-    for start in range(0, len(values), size):
-        yield list(values[start : start + size])
+    rows = rows_in(conn, "SELECT gw, button, kind FROM registrations WHERE button IN ({})", set(buttons))
+    return {(gw, button): kind for gw, button, kind in rows}
 
 
 def store_status(conn: sqlite3.Connection, status: Status, now: float) -> None:

@@ -20,7 +20,7 @@ from firmware_bridge.errors import SiagaError
 from firmware_bridge.timeutil import format_epoch
 
 from ..accounts import audit
-from .registry import chunks
+from ..db import rows_in
 
 #: The longest a button may be set aside at once: it must come back to someone's attention.
 MAX_DAYS = 30
@@ -63,12 +63,8 @@ def current(conn: sqlite3.Connection, button: str, now: float) -> Service | None
 
 def settings_of(conn: sqlite3.Connection, buttons: Iterable[str]) -> dict[str, Service]:
     """Every stored setting of ``buttons``, expired or not (:func:`current` for a batch: compare ``until``)."""
-    found: dict[str, Service] = {}
-    for chunk in chunks(sorted(set(buttons))):
-        marks = ",".join("?" * len(chunk))
-        rows = conn.execute(f"SELECT * FROM button_service WHERE button IN ({marks})", chunk)  # noqa: S608
-        found.update((row["button"], _service(row)) for row in rows)
-    return found
+    rows = rows_in(conn, "SELECT * FROM button_service WHERE button IN ({})", set(buttons))
+    return {row["button"]: _service(row) for row in rows}
 
 
 def active(conn: sqlite3.Connection, now: float) -> dict[str, Service]:

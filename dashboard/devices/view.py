@@ -31,7 +31,7 @@ from firmware_bridge.payloads import Health
 from ..accounts import audit
 from ..accounts.auth import Role, current_role, login_required
 from ..accounts.visibility import trouble_audience
-from ..db import database_file, get_db, transaction
+from ..db import database_file, get_db, rows_in, transaction
 from ..i18n import translate
 from ..live import live
 from . import service
@@ -55,21 +55,6 @@ _memos: dict[str, HealthMemo] = {}
 _memo_lock = threading.Lock()
 
 
-def _chunks(items: Iterable[str], size: int = 500) -> Iterable[list[str]]:
-    """A few hundred at a time: SQLite's limit on parameters."""
-    items = list(items)
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
-
-
-def _rows(conn: sqlite3.Connection, query: str, ids: Iterable[str], *before: Any) -> list[sqlite3.Row]:
-    """``query`` (with one ``{}`` for the marks of an IN list) for ``ids``, after parameters ``before``."""
-    rows: list[sqlite3.Row] = []
-    for chunk in _chunks(ids):
-        rows += conn.execute(query.format(",".join("?" * len(chunk))), [*before, *chunk]).fetchall()
-    return rows
-
-
 #: An open trouble as a page chooses it: (id, gateway, button).
 _Seen = tuple[int, str | None, str | None]
 
@@ -86,7 +71,7 @@ def _problem_gateways(conn: sqlite3.Connection, troubles: list[_Seen], now: floa
     """Gateways with an open trouble (theirs, or one of their buttons'), offline, or without recent health."""
     problems = {gw for _, gw, _ in troubles if gw}
     buttons = {button for _, _, button in troubles if button}
-    problems |= {row["gw"] for row in _rows(conn, "SELECT gw FROM buttons WHERE id IN ({})", buttons)}
+    problems |= {row["gw"] for row in rows_in(conn, "SELECT gw FROM buttons WHERE id IN ({})", buttons)}
     unwell = conn.execute(
         "SELECT gw FROM gateways WHERE state != 'online' OR health_at IS NULL OR health_at < ?", (now - stale_s,)
     )
@@ -114,12 +99,13 @@ def _button_matches(row: sqlite3.Row, needle: str) -> bool:
 
 def _healths(conn: sqlite3.Connection, gateways: Iterable[str]) -> dict[str, tuple[sqlite3.Row, Health]]:
     """Each gateway's row and its health, read (tolerantly) once per message whoever asks."""
-    rows = _rows(conn, "SELECT gw, state, version, updated_at, health_at FROM gateways WHERE gw IN ({})", gateways)
+    rows = rows_in(conn, "SELECT gw, state, version, updated_at, health_at FROM gateways WHERE gw IN ({})", gateways)
     database = database_file(conn)
     with _memo_lock:
         memo = _memos.setdefault(database, HealthMemo())
         unknown = [row["gw"] for row in rows if not memo.knows(row["gw"], row["health_at"])]
-        texts = {r["gw"]: r["health"] for r in _rows(conn, "SELECT gw, health FROM gateways WHERE gw IN ({})", unknown)}
+        unread = rows_in(conn, "SELECT gw, health FROM gateways WHERE gw IN ({})", unknown)
+        texts = {r["gw"]: r["health"] for r in unread}
         read = {}
         for row in rows:
             gw = row["gw"]
@@ -213,10 +199,10 @@ def device_overview(
     page = min(max(page, 1), pages)
     shown = ordered[(page - 1) * per_page : page * per_page]
 
-    marks = ",".join("?" * len(kinds))
+    of_kinds = f"SELECT * FROM buttons WHERE kind IN ({','.join('?' * len(kinds))}) AND gw IN ({{}})"  # noqa: S608
     buttons = [
         row
-        for row in _rows(conn, f"SELECT * FROM buttons WHERE kind IN ({marks}) AND gw IN ({{}})", shown, *sorted(kinds))  # noqa: S608
+        for row in rows_in(conn, of_kinds, shown, *sorted(kinds))
         if not query or row["gw"] in named or _button_matches(row, needle)
     ] if kinds else []  # fmt: skip
     listening = {heard[row["id"]][1] for row in buttons if heard is not None and row["id"] in heard}
@@ -233,7 +219,7 @@ def device_overview(
         if gw in shown_gateways or button in listed_buttons or (page == 1 and gw not in all_gateways)
     ]
     query_rows = "SELECT * FROM troubles WHERE id IN ({}) ORDER BY began_at, id"
-    shown_troubles = [trouble_view(row) for row in _rows(conn, query_rows, [str(i) for i in chosen])]
+    shown_troubles = [trouble_view(row) for row in rows_in(conn, query_rows, [str(i) for i in chosen])]
     by_subject: dict[str, list[dict[str, Any]]] = {}
     for trouble in shown_troubles:
         by_subject.setdefault(trouble["subject"], []).append(trouble)
