@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
 import json
 import logging
 import os
@@ -32,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from firmware_bridge.counters import Counters
+from firmware_bridge.periodic import Guard
 
 from . import pg
 from .ingest.hub import Hub, LiveMessage
@@ -58,18 +58,11 @@ _SERVER_KEEPALIVE = (
 )
 
 
-def store_key(name: str, purpose: str) -> int:
-    """A 64-bit key for ``purpose`` in the store named ``name`` (an advisory lock, a channel)."""
-    digest = hashlib.blake2b(f"{name}:{purpose}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big", signed=True)
-
-
 def _store_name(url: str) -> str:
-    probe = pg.Connection(url)
-    try:
-        return probe.name
-    finally:
-        probe.close()
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as probe:
+        return pg.store_name(probe)
 
 
 class Relay:
@@ -91,11 +84,16 @@ class Relay:
             threading.Thread(target=self._listen, name="siaga-relay-listen", daemon=True),
             threading.Thread(target=self._send, name="siaga-relay-send", daemon=True),
         ]
-        self.failure: BaseException | None = None
+        #: What ended either thread, if one ended (the sender's and the listener's).
+        self._guards = (Guard("relay: the listening thread"), Guard("relay: the sending thread"))
+
+    @property
+    def failure(self) -> BaseException | None:
+        return next((guard.failure for guard in self._guards if guard.failure is not None), None)
 
     def start(self, wait_s: float = 10.0) -> Relay:
         """Start listening, and return once this process hears the others (or ``wait_s`` passed)."""
-        self.channel = f"siaga_live_{store_key(_store_name(self._url), 'live') & 0xFFFF_FFFF_FFFF:012x}"
+        self.channel = f"siaga_live_{pg.store_key(_store_name(self._url), 'live') & 0xFFFF_FFFF_FFFF:012x}"
         for thread in self._threads:
             thread.start()
         if not self._listening.wait(wait_s):
@@ -150,39 +148,36 @@ class Relay:
         conn = None
         delay = RECONNECT_MIN_S
         pending: LiveMessage | None = None
-        try:
-            while True:
-                if pending is None:
-                    pending = self._outgoing.get()
+        with self._guards[1].lifetime():
+            try:
+                while True:
                     if pending is None:
-                        return
-                try:
-                    if conn is None or conn.closed or conn.broken:
-                        conn = self._connect()
-                    if self._dropped.is_set() and self._outgoing.empty():
-                        conn.execute("SELECT pg_notify(%s, %s)", (self.channel, self._resync()))
-                        self._dropped.clear()
-                    conn.execute("SELECT pg_notify(%s, %s)", (self.channel, self.encode(pending)))
-                    self.counters.add("relay_sent")
-                    pending, delay = None, RECONNECT_MIN_S
-                except Exception as exc:  # noqa: BLE001 - the server away: keep the message, try again
-                    self.counters.add("relay_send_errors")
-                    log.warning("relay: cannot notify the other processes (%s); retrying in %.1f s", exc, delay)
-                    if self._stop.wait(delay):
-                        return
-                    delay = min(delay * 2, RECONNECT_MAX_S)
-        except BaseException as exc:
-            self.failure = exc
-            log.critical("relay: the sending thread ended", exc_info=True)
-            raise
-        finally:
-            if conn is not None:
-                conn.close()
+                        pending = self._outgoing.get()
+                        if pending is None:
+                            return
+                    try:
+                        if conn is None or conn.closed or conn.broken:
+                            conn = self._connect()
+                        if self._dropped.is_set() and self._outgoing.empty():
+                            conn.execute("SELECT pg_notify(%s, %s)", (self.channel, self._resync()))
+                            self._dropped.clear()
+                        conn.execute("SELECT pg_notify(%s, %s)", (self.channel, self.encode(pending)))
+                        self.counters.add("relay_sent")
+                        pending, delay = None, RECONNECT_MIN_S
+                    except Exception as exc:  # noqa: BLE001 - the server away: keep the message, try again
+                        self.counters.add("relay_send_errors")
+                        log.warning("relay: cannot notify the other processes (%s); retrying in %.1f s", exc, delay)
+                        if self._stop.wait(delay):
+                            return
+                        delay = min(delay * 2, RECONNECT_MAX_S)
+            finally:
+                if conn is not None:
+                    conn.close()
 
     def _listen(self) -> None:
         delay = RECONNECT_MIN_S
         first = True
-        try:
+        with self._guards[0].lifetime():
             while not self._stop.is_set():
                 try:
                     with self._connect() as conn:
@@ -204,10 +199,6 @@ class Relay:
                     log.warning("relay: stopped hearing the other processes (%s); again in %.1f s", exc, delay)
                     self._stop.wait(delay)
                     delay = min(delay * 2, RECONNECT_MAX_S)
-        except BaseException as exc:
-            self.failure = exc
-            log.critical("relay: the listening thread ended", exc_info=True)
-            raise
 
     def _receive(self, payload: str) -> None:
         try:
@@ -242,7 +233,11 @@ class Leadership:
         )
         #: When this process last became the leader (wall clock), or None.
         self.since: float | None = None
-        self.failure: BaseException | None = None
+        self._guard = Guard("leadership: the thread; this process runs no jobs")
+
+    @property
+    def failure(self) -> BaseException | None:
+        return self._guard.failure
 
     def start(self) -> Leadership:
         self._try()  # a lone dashboard leads from its first round, not a second later
@@ -267,14 +262,13 @@ class Leadership:
         return self._thread.is_alive()
 
     def _run(self) -> None:
-        try:
-            while not self._stop.wait(self._check_s):
-                self._try()
-        except BaseException as exc:
-            self.failure = exc
-            self._step_down("the leadership thread ended")
-            log.critical("leadership: the thread ended; this process runs no jobs", exc_info=True)
-            raise
+        with self._guard.lifetime():
+            try:
+                while not self._stop.wait(self._check_s):
+                    self._try()
+            finally:
+                if not self._stop.is_set():  # ended by a bug: nobody may count on this process leading
+                    self._step_down("the leadership thread ended")
 
     def _try(self) -> None:
         try:
@@ -331,8 +325,7 @@ class _ServerLock(_LeaderLock):
             for statement in _SERVER_KEEPALIVE:
                 self._conn.execute(statement)
             if self._key is None:
-                (name,) = self._conn.execute("SELECT current_database() || '.' || current_schema()").fetchone()
-                self._key = store_key(name, "leader")
+                self._key = pg.store_key(pg.store_name(self._conn), "leader")
         return self._conn
 
     def acquire(self) -> bool:

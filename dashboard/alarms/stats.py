@@ -624,16 +624,15 @@ def _derived_write(conn: sqlite3.Connection) -> Iterator[None]:
     """A write of derived data: without waiting for the disk (losing it costs only a recomputation, and the
     next commit that does wait writes it too), so that it holds the store's write lock, which a press may
     be waiting for, for as short as it can."""
-    if dialect(conn) != "sqlite":
-        with transaction(conn):
-            yield
-        return
-    conn.execute("PRAGMA synchronous=NORMAL")
+    sqlite = dialect(conn) == "sqlite"  # a PostgreSQL server's durability is its own configuration's
+    if sqlite:
+        conn.execute("PRAGMA synchronous=NORMAL")
     try:
         with transaction(conn):
             yield
     finally:
-        conn.execute("PRAGMA synchronous=FULL")
+        if sqlite:
+            conn.execute("PRAGMA synchronous=FULL")
 
 
 def _store_months(conn: sqlite3.Connection, read: _Read) -> None:

@@ -304,8 +304,4 @@ class Hub:
 
     def close(self) -> None:
         """End every stream (shutdown)."""
-        with self._lock:
-            subscriptions = list(self._subscriptions)
-            self._subscriptions.clear()
-        for subscription in subscriptions:
-            subscription._shutdown()
+        self.resync()

@@ -211,7 +211,7 @@ class Ingest:
         self.counters.add("mqtt_connects")
         # Online first: the broker takes them in order, so the retained presence
         # our subscription gets back is this one, not the last run's offline.
-        client.publish(self.topics.dashboard_status(), self._presence(GatewayState.ONLINE), qos=1, retain=True)
+        self._publish_online()
         self._subscriptions.connected(flags.session_present)  # the ones the session lacks; refused ones again
         self.connected.set()
         log.info("connected to %s:%s (session present: %s)", client.host, client.port, flags.session_present)
@@ -281,14 +281,17 @@ class Ingest:
         if state != GatewayState.ONLINE:
             self.counters.add("presence_restored")
             log.warning("our presence on %s said %r while connected: publishing online", message.topic, state)
-            self.client.publish(self.topics.dashboard_status(), self._presence(GatewayState.ONLINE), qos=1, retain=True)
+            self._publish_online()
 
     def _say_online(self) -> None:
         """Our presence again, retained, now and then: another dashboard process on the same topic may have
         left its last will there, and a gateway that missed this process's correction must not pace its
         resends for an absent dashboard for long."""
         if self.connected.is_set() and not self._stopping.is_set():
-            self.client.publish(self.topics.dashboard_status(), self._presence(GatewayState.ONLINE), qos=1, retain=True)
+            self._publish_online()
+
+    def _publish_online(self) -> None:
+        self.client.publish(self.topics.dashboard_status(), self._presence(GatewayState.ONLINE), qos=1, retain=True)
 
     def _presence(self, state: GatewayState) -> bytes:
         return Presence(state=state, ts=format_epoch(time.time()), started=self._started).encode()
