@@ -7,6 +7,7 @@ made empty on first use, so that each test still gets a fresh store and the same
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 from pathlib import Path
@@ -18,6 +19,8 @@ ENV = "SIAGA_TEST_DATABASE"
 LOCAL_SERVER = "postgresql://postgres@127.0.0.1:5432/siaga_test"
 
 _made: dict[str, str] = {}
+#: Servers whose database this process made sure of.
+_ensured: set[str] = set()
 
 
 def server() -> str | None:
@@ -27,21 +30,15 @@ def server() -> str | None:
 
 def store_at(path: str | Path) -> str:
     """The store for what would be the SQLite file ``path``: that file, or its own PostgreSQL schema."""
-    url = server()
-    if url is None or str(path) == ":memory:":
+    if server() is None or str(path) == ":memory:":
         return str(path)
-    key = str(Path(path).resolve())
-    if key not in _made:
-        schema = "t_" + hashlib.blake2b(key.encode(), digest_size=10).hexdigest()
-        _make_schema(url, schema)
-        _made[key] = with_schema(url, schema)
-    return _made[key]
+    return postgresql_store_at(path)
 
 
 def postgresql_store_at(path: str | Path) -> str:
     """A fresh PostgreSQL schema for ``path`` on this run's server, or on the local one when the run is on SQLite."""
     url = server() or LOCAL_SERVER
-    key = "pg:" + str(Path(path).resolve())
+    key = str(Path(path).resolve())
     if key not in _made:
         _ensure_database(url)
         schema = "t_" + hashlib.blake2b(key.encode(), digest_size=10).hexdigest()
@@ -51,18 +48,18 @@ def postgresql_store_at(path: str | Path) -> str:
 
 
 def _ensure_database(url: str) -> None:
+    """Make the database ``url`` names if the server has none of that name (once per process)."""
+    if url in _ensured:
+        return
     import psycopg
 
     parts = urlsplit(url)
     name = parts.path.lstrip("/")
-    try:
-        psycopg.connect(url, autocommit=True).close()
-        return
-    except psycopg.OperationalError:
-        pass
-    with psycopg.connect(urlunsplit(parts._replace(path="/postgres")), autocommit=True) as conn:
+    with psycopg.connect(urlunsplit(parts._replace(path="/postgres", query="")), autocommit=True) as conn:
         if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
-            conn.execute(f'CREATE DATABASE "{name}"')
+            with contextlib.suppress(psycopg.errors.DuplicateDatabase):  # another test worker was first
+                conn.execute(f'CREATE DATABASE "{name}"')
+    _ensured.add(url)
 
 
 def with_schema(url: str, schema: str) -> str:

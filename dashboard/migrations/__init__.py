@@ -9,6 +9,8 @@ revision; every later change is a revision here, never hand-written upgrade code
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -57,32 +59,31 @@ def sqlalchemy_url(target: str) -> str:
     return "sqlite:///" + str(Path(target).resolve())
 
 
-def _config(connection: Any) -> Any:
+@contextmanager
+def _alembic(target: str) -> Iterator[Any]:
+    """Alembic's configuration, on a connection of its own to the store at ``target``."""
     from alembic.config import Config
-
-    config = Config()
-    config.set_main_option("script_location", str(_SCRIPTS))
-    config.attributes["connection"] = connection
-    return config
-
-
-def _engine(target: str) -> Any:
     from sqlalchemy import create_engine
     from sqlalchemy.pool import NullPool
 
-    return create_engine(sqlalchemy_url(target), poolclass=NullPool)
+    engine = create_engine(sqlalchemy_url(target), poolclass=NullPool)
+    try:
+        with engine.connect() as connection:
+            config = Config()
+            config.set_main_option("script_location", str(_SCRIPTS))
+            config.attributes["connection"] = connection
+            yield config
+            connection.commit()
+    finally:
+        engine.dispose()
 
 
 def upgrade(target: str, revision: str = "head") -> None:
     """Bring the store at ``target`` to ``revision`` (each revision in its own transaction)."""
     from alembic import command
 
-    engine = _engine(target)
-    try:
-        with engine.connect() as connection:
-            command.upgrade(_config(connection), revision)
-    finally:
-        engine.dispose()
+    with _alembic(target) as config:
+        command.upgrade(config, revision)
 
 
 def stamp(target: str, revision: str) -> None:
@@ -90,13 +91,8 @@ def stamp(target: str, revision: str) -> None:
     the frozen upgrade code before the revisions existed)."""
     from alembic import command
 
-    engine = _engine(target)
-    try:
-        with engine.connect() as connection:
-            command.stamp(_config(connection), revision)
-            connection.commit()
-    finally:
-        engine.dispose()
+    with _alembic(target) as config:
+        command.stamp(config, revision)
 
 
 def head() -> str:
