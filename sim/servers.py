@@ -6,6 +6,7 @@ subprocess; it is the same code ``siaga-dashboard serve`` runs.
 
 from __future__ import annotations
 
+import socket
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,7 +15,7 @@ from typing import Any
 from dashboard.defaults import MQTT_CLIENT_ID
 from firmware_bridge.broker import BrokerSettings
 
-from .mosquitto import free_port, wait_for_port
+from .mosquitto import wait_for_port
 from .stores import store_at
 
 
@@ -35,7 +36,9 @@ def dashboard_config(
         "SIAGA_BROKER": broker,
         "SIAGA_MQTT_CLIENT_ID": client_id,
         "SIAGA_HOST": "127.0.0.1",
-        "SIAGA_PORT": port or free_port(),
+        # 0: the port is chosen when the server binds (DashboardServer.start), so that no other process
+        # can take it in between, as one did with a port picked here and bound later.
+        "SIAGA_PORT": port,
         "SIAGA_THREADS": 16,
         "SESSION_COOKIE_SECURE": False,
         **extra,
@@ -51,6 +54,8 @@ class DashboardServer:
 
     @property
     def url(self) -> str:
+        if not self.config["SIAGA_PORT"]:
+            raise RuntimeError("the dashboard's port is chosen when it starts")
         return f"http://{self.config['SIAGA_HOST']}:{self.config['SIAGA_PORT']}"
 
     @property
@@ -63,11 +68,15 @@ class DashboardServer:
         from dashboard import create_app, live
         from dashboard.asgi import Server
 
+        host, threads = self.config["SIAGA_HOST"], self.config["SIAGA_THREADS"]
+        listening = socket.create_server((host, self.config["SIAGA_PORT"]))
+        self.config["SIAGA_PORT"] = listening.getsockname()[1]
         self.app = create_app(self.config)
         live.start(self.app)
-        host, port, threads = self.config["SIAGA_HOST"], self.config["SIAGA_PORT"], self.config["SIAGA_THREADS"]
-        self.server = Server(self.app, host=host, port=port, threads=threads)
-        self._thread = threading.Thread(target=self.server.run, name="uvicorn", daemon=True)
+        self.server = Server(self.app, host=host, port=self.config["SIAGA_PORT"], threads=threads)
+        self._thread = threading.Thread(
+            target=self.server.run, kwargs={"sockets": [listening]}, name="uvicorn", daemon=True
+        )
         self._thread.start()
         if not wait_for_port(self.config["SIAGA_HOST"], self.config["SIAGA_PORT"], 10):
             raise RuntimeError("dashboard did not start listening")

@@ -28,7 +28,8 @@ from firmware_bridge.broker import BrokerSettings
 from firmware_bridge.errors import ConfigError
 from firmware_bridge.settings import parse_toml
 from gateway.app import Gateway
-from sim.servers import DashboardServer, dashboard_config, free_port
+from sim.mosquitto import free_port
+from sim.servers import DashboardServer, dashboard_config
 from sim.sse import SSEEvent
 from sim.stores import store_at
 from sim.webclient import DashboardClient
