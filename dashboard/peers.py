@@ -43,6 +43,8 @@ MAX_PAYLOAD = 7_900
 #: Messages waiting for the server (it is away) beyond this many are dropped, and the other processes'
 #: boards told to resync once it is back: memory stays bounded however long the server is away.
 MAX_WAITING = 10_000
+#: The most messages taken from the queue at once, to be packed into notifications.
+_TAKE_AT_MOST = 1_000
 #: How often a follower asks for the leader lock, and the leader checks that it still holds it (seconds).
 LEADER_CHECK_S = 1.0
 #: A lost server connection is tried again after this long, doubling up to the maximum (seconds).
@@ -123,20 +125,50 @@ class Relay:
             self._dropped.set()
             self.counters.add("relay_dropped")
 
-    def encode(self, message: LiveMessage) -> str:
-        body = json.dumps(
-            {"o": self.origin, "e": message.event, "k": message.kind, "d": message.data},
-            separators=(",", ":"),
-            ensure_ascii=False,
-        )
-        if len(body.encode()) <= MAX_PAYLOAD:
-            return body
-        log.warning("relay: a %s message too long to notify; the other processes' boards resync", message.event)
-        return self._resync()
+    def pack(self, messages: list[LiveMessage]) -> list[str]:
+        """``messages`` as the few notifications that hold them, in order, each under :data:`MAX_PAYLOAD`: a
+        busy batch's hundred alarm changes cost the server a handful of notifications, not a hundred."""
+        head = f'{{"o":{json.dumps(self.origin)},"m":['
+        payloads: list[str] = []
+        items: list[str] = []
+        size = len(head) + 2
+        for message in messages:
+            item = json.dumps(
+                {"e": message.event, "k": message.kind, "d": message.data}, separators=(",", ":"), ensure_ascii=False
+            )
+            length = len(item.encode())
+            if len(head) + 2 + length > MAX_PAYLOAD:
+                log.warning("relay: a %s message too long to notify; the other processes' boards resync", message.event)
+                item, length = '{"resync":true}', 15
+                self.counters.add("relay_resyncs_sent")
+            if items and size + 1 + length > MAX_PAYLOAD:
+                payloads.append(head + ",".join(items) + "]}")
+                items, size = [], len(head) + 2
+            items.append(item)
+            size += length + (1 if len(items) > 1 else 0)
+        if items:
+            payloads.append(head + ",".join(items) + "]}")
+        return payloads
+
+    def _take(self) -> tuple[list[LiveMessage], bool]:
+        """What waits to be sent (waiting for the first), and whether :meth:`stop` was asked among them."""
+        first = self._outgoing.get()
+        if first is None:
+            return [], True
+        messages = [first]
+        while len(messages) < _TAKE_AT_MOST:
+            try:
+                message = self._outgoing.get_nowait()
+            except queue.Empty:
+                break
+            if message is None:
+                return messages, True
+            messages.append(message)
+        return messages, False
 
     def _resync(self) -> str:
         self.counters.add("relay_resyncs_sent")
-        return json.dumps({"o": self.origin, "resync": True})
+        return json.dumps({"o": self.origin, "m": [{"resync": True}]})
 
     def _connect(self) -> Any:
         import psycopg
@@ -147,24 +179,29 @@ class Relay:
     def _send(self) -> None:
         conn = None
         delay = RECONNECT_MIN_S
-        pending: LiveMessage | None = None
+        pending: list[str] = []
+        stopping = False
         with self._guards[1].lifetime():
             try:
                 while True:
-                    if pending is None:
-                        pending = self._outgoing.get()
-                        if pending is None:
+                    if not pending:
+                        if stopping:
                             return
+                        messages, stopping = self._take()
+                        pending = self.pack(messages)
+                        self.counters.add("relay_sent", len(messages))
+                        continue
                     try:
                         if conn is None or conn.closed or conn.broken:
                             conn = self._connect()
                         if self._dropped.is_set() and self._outgoing.empty():
                             conn.execute("SELECT pg_notify(%s, %s)", (self.channel, self._resync()))
                             self._dropped.clear()
-                        conn.execute("SELECT pg_notify(%s, %s)", (self.channel, self.encode(pending)))
-                        self.counters.add("relay_sent")
-                        pending, delay = None, RECONNECT_MIN_S
-                    except Exception as exc:  # noqa: BLE001 - the server away: keep the message, try again
+                        while pending:
+                            conn.execute("SELECT pg_notify(%s, %s)", (self.channel, pending[0]))
+                            pending.pop(0)
+                        delay = RECONNECT_MIN_S
+                    except Exception as exc:  # noqa: BLE001 - the server away: keep the messages, try again
                         self.counters.add("relay_send_errors")
                         log.warning("relay: cannot notify the other processes (%s); retrying in %.1f s", exc, delay)
                         if self._stop.wait(delay):
@@ -202,20 +239,25 @@ class Relay:
 
     def _receive(self, payload: str) -> None:
         try:
-            message = json.loads(payload)
-            if message.get("o") == self.origin:
+            notification = json.loads(payload)
+            if notification.get("o") == self.origin:
                 return
-            if message.get("resync"):
+            items = notification["m"]
+            messages = [
+                None if item.get("resync") else LiveMessage(str(item["e"]), dict(item["d"]), kind=item.get("k"))
+                for item in items
+            ]
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            self.counters.add("relay_bad_messages")
+            log.error("relay: a notification that is not a list of live messages (%s): %r", exc, payload[:200])
+            return
+        for message in messages:
+            if message is None:
                 self.counters.add("relay_resyncs")
                 self._hub.resync()
-                return
-            live = LiveMessage(str(message["e"]), dict(message["d"]), kind=message.get("k"))
-        except (ValueError, KeyError, TypeError) as exc:
-            self.counters.add("relay_bad_messages")
-            log.error("relay: a notification that is not a live message (%s): %r", exc, payload[:200])
-            return
-        self.counters.add("relay_received")
-        self._hub.publish(live, relay=False)
+                continue
+            self.counters.add("relay_received")
+            self._hub.publish(message, relay=False)
 
 
 class Leadership:

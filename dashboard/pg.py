@@ -16,6 +16,7 @@ drivers rather than the two dialects:
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import re
@@ -27,7 +28,6 @@ from psycopg import pq
 from psycopg.adapt import Loader
 from psycopg.rows import tuple_row
 from psycopg.types.numeric import IntDumper
-from psycopg.types.string import StrDumperUnknown
 
 #: How long a statement may wait for a lock (the writers' advisory lock among them) before it fails, as
 #: SQLite's busy timeout does: a writer stuck behind a dead transaction must fail, not hang its thread.
@@ -100,13 +100,14 @@ class _BoolDumper(IntDumper):
         return b"1" if obj else b"0"
 
 
-class _TextDumper(StrDumperUnknown):
-    """Text as SQLite takes it, but for NUL, which no PostgreSQL text can hold: it becomes U+FFFD, as a
-    decoder marks what it could not read. Text with a NUL comes only from hostile or broken input (a
-    search box, a report's description); an identifier, which must match exactly, never holds one."""
-
-    def dump(self, obj: str) -> Any:
-        return super().dump(obj.replace("\x00", "\ufffd") if "\x00" in obj else obj)
+def _params(params: Sequence[Any]) -> tuple[Any, ...]:
+    """Parameters as SQLite takes them, but for a NUL in text, which no PostgreSQL text can hold: it
+    becomes U+FFFD, as a decoder marks what it could not read. Text with a NUL comes only from hostile or
+    broken input (a search box, a report's description); an identifier, which must match exactly, never
+    holds one. (Here rather than in a dumper of our own, which would replace psycopg's compiled one.)"""
+    return tuple(
+        value.replace("\x00", "\ufffd") if type(value) is str and "\x00" in value else value for value in params
+    )
 
 
 class Cursor:
@@ -127,17 +128,29 @@ class Cursor:
         self._cursor.row_factory = tuple_row if factory is None else factory
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Cursor:
-        self._cursor.execute(translate(sql), tuple(params))
+        self._cursor.execute(translate(sql), _params(params))
         return self
 
     def fetchone(self) -> Any:
-        return self._cursor.fetchone() if self._cursor.description is not None else None
+        return self._rows(self._cursor.fetchone, None)
 
     def fetchall(self) -> list[Any]:
-        return self._cursor.fetchall() if self._cursor.description is not None else []
+        return self._rows(self._cursor.fetchall, [])
 
     def fetchmany(self, size: int = 1) -> list[Any]:
-        return self._cursor.fetchmany(size) if self._cursor.description is not None else []
+        return self._rows(lambda: self._cursor.fetchmany(size), [])
+
+    def _rows(self, fetch: Any, none: Any) -> Any:
+        """The statement's rows, or ``none`` when it returned no rows (an UPDATE without RETURNING), as
+        with sqlite3. In a pipeline its result is not here until fetched: the fetch waits for it."""
+        if self._cursor.description is not None:
+            return fetch()
+        if self._cursor.connection.pgconn.pipeline_status == pq.PipelineStatus.OFF:
+            return none
+        try:
+            return fetch()
+        except psycopg.ProgrammingError:  # "the last operation didn't produce a result"
+            return none
 
     def __iter__(self) -> Iterator[Any]:
         return iter(self.fetchall())
@@ -202,7 +215,6 @@ class Connection:
         conn.row_factory = _row_factory
         conn.adapters.register_loader("numeric", _NumberLoader)
         conn.adapters.register_dumper(bool, _BoolDumper)
-        conn.adapters.register_dumper(str, _TextDumper)
         conn.execute(f"SET lock_timeout = {LOCK_TIMEOUT_MS}")
         return conn
 
@@ -222,15 +234,30 @@ class Connection:
             return _NO_ROWS  # the transaction ended with its connection: the caller's error is the one to see
         conn = self._live()
         if head.startswith("BEGIN IMMEDIATE"):
-            conn.execute("BEGIN")
-            conn.execute("SELECT pg_advisory_xact_lock(%s)", (self.write_lock,))
+            # One round trip for both (the simple query protocol; the key is this module's integer).
+            conn.execute(f"BEGIN; SELECT pg_advisory_xact_lock({int(self.write_lock)})".encode(), prepare=False)
             return Cursor(conn.cursor())
         return Cursor(conn.cursor()).execute(sql, params)
 
     def executemany(self, sql: str, rows: Any) -> Cursor:
         cursor = self._live().cursor()
-        cursor.executemany(translate(sql), [tuple(row) for row in rows])
+        cursor.executemany(translate(sql), [_params(row) for row in rows])
         return Cursor(cursor)
+
+    def copy_rows(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+        """``rows`` into ``table`` by COPY: one statement, and the rows streamed in the driver's compiled
+        code (500 events: about a fifth of the time of as many INSERTs, even pipelined)."""
+        if not rows:
+            return
+        with self._live().cursor() as cursor, cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(_params(row))
+
+    def pipeline(self) -> contextlib.AbstractContextManager[Any]:
+        """Statements sent without waiting for each one's result until one is fetched (or the block ends):
+        a batch's writes cost one round trip to the server instead of one each. An error is raised at the
+        next fetch or at the block's end, and ends the caller's transaction as it would have anyway."""
+        return self._live().pipeline()
 
     def executescript(self, script: str) -> None:
         """Statements without parameters, sent as one (PostgreSQL's simple query protocol)."""

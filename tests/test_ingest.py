@@ -8,7 +8,9 @@ import time
 
 import pytest
 
-from dashboard.db import connect
+from dashboard.alarms import store
+from dashboard.alarms.lifecycle import Action
+from dashboard.db import connect, transaction
 from firmware_bridge.ids import make_ulid
 from firmware_bridge.payloads import (
     ButtonInfo,
@@ -277,3 +279,31 @@ def test_a_burst_is_stored_in_batches_not_a_commit_per_event(dashboard: Dashboar
     counters = dashboard.ingest.counters
     assert counters.get("events_stored") == count
     assert counters.get("ingest_commits") <= count // 3
+
+
+def test_a_batch_opens_and_joins_alarms_and_counts_each_press_once(conn) -> None:
+    """The batch's presses are written together at its end: each counted once, the last one's event,
+    gateway and time on its alarm, and each event row naming its alarm, as if stored one by one."""
+    first = [make_event(button="fire-1", gw="gw-a") for _ in range(3)]
+    second = [make_event(button="fire-2", gw="gw-b"), make_event(button="fire-2", gw="gw-c")]
+    batch = [first[0], second[0], first[1], first[0], second[1], first[2]]  # first[0] twice: redelivered
+    with transaction(conn):
+        outcome = store.store_events(conn, [(event, 1000.0 + n) for n, event in enumerate(batch)])
+    assert (outcome.stored, outcome.duplicates) == (5, 1)
+    assert set(outcome.alarms.values()) == {Action.OPENED}
+    alarms = {alarm["button"]: alarm for alarm in store.get_alarms(conn, outcome.alarms)}
+    assert alarms["fire-1"]["press_count"] == 3 and alarms["fire-1"]["last_event_id"] == first[2].id
+    assert alarms["fire-2"]["press_count"] == 2 and alarms["fire-2"]["gw"] == "gw-c"
+    assert alarms["fire-2"]["last_press_at"] == format_epoch(1004.0)
+    rows = conn.execute("SELECT id, alarm_id FROM events ORDER BY received_at").fetchall()
+    assert [row[0] for row in rows] == [event.id for event in (first[0], second[0], first[1], second[1], first[2])]
+    by_button = {"fire-1": alarms["fire-1"]["id"], "fire-2": alarms["fire-2"]["id"]}
+    assert [row[1] for row in rows] == [by_button[b] for b in ("fire-1", "fire-2", "fire-1", "fire-2", "fire-1")]
+
+    more = [make_event(button="fire-1") for _ in range(4)]
+    with transaction(conn):
+        outcome = store.store_events(conn, [(event, 2000.0) for event in more])
+    (alarm,) = store.get_alarms(conn, outcome.alarms)
+    assert outcome.alarms == {alarm["id"]: Action.PRESSED}
+    assert alarm["press_count"] == 7 and alarm["rev"] > alarms["fire-1"]["rev"]
+    assert alarm["last_event_id"] == more[-1].id

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Iterator
@@ -139,6 +140,20 @@ def test_a_message_too_long_to_notify_makes_the_other_processes_boards_start_aga
     with pytest.raises(EOFError):  # the stream ends: the board reconnects to a fresh snapshot
         board.get(10)
     assert sender.counters.get("relay_resyncs_sent") == 1 and receiver.counters.get("relay_resyncs") == 1
+
+
+def test_a_burst_reaches_the_other_process_in_order_in_a_few_notifications(relays) -> None:
+    _database, sender_hub, receiver_hub, sender, _receiver = relays
+    board = receiver_hub.subscribe(["fire"])
+    burst = [LiveMessage("alarm", {"id": number, "note": "x" * 100}, kind="fire") for number in range(300)]
+    for message in burst:
+        sender_hub.publish(message)
+    heard = [board.get(10) for _ in burst]
+    assert [message.data["id"] for message in heard if message is not None] == list(range(300))
+    payloads = sender.pack(burst)
+    assert all(len(payload.encode()) <= MAX_PAYLOAD for payload in payloads)
+    assert 300 * 130 / MAX_PAYLOAD <= len(payloads) <= 300 * 130 / MAX_PAYLOAD + 2
+    assert [item["d"]["id"] for payload in payloads for item in json.loads(payload)["m"]] == list(range(300))
 
 
 def test_two_senders_on_one_store_post_each_notice_once(tmp_path: Path) -> None:

@@ -1,7 +1,8 @@
 """The alarm store: events stored idempotently, alarms opened and joined, operator actions.
 
 This is the one module that reads and writes alarm rows (``alarms``); every
-change of a row goes through :func:`_bump`, which moves the revision on.
+change of a row goes through :func:`_bump`, which moves the revision on (or
+its batched form for the presses of an ingest batch, :func:`_join_presses`).
 Other modules ask it (escalation candidates, test alarms due to close, the
 statistics' times, the sites' open alarms) instead of querying the table.
 Functions take an open connection; writers run inside :func:`db.transaction`.
@@ -25,7 +26,7 @@ from firmware_bridge.timeutil import format_epoch
 
 from ..accounts import audit
 from ..db import Error as StoreError
-from ..db import database_file, rows_in, savepoint, spelled, transaction
+from ..db import database_file, dialect, insert_rows, pipelined, rows_in, savepoint, spelled, transaction
 from ..devices import registry, service
 from . import notify
 from .lifecycle import (
@@ -87,13 +88,23 @@ class _Sql:
 _ONE_MORE_PRESS = _Sql("press_count + 1")
 
 
+def _update_alarm(assignments: list[str], *, batch: str | None = None) -> str:
+    """The UPDATE of one alarm (``WHERE id = ?``) with ``assignments``, or of those whose ids ``batch`` lists
+    (a FROM item ``j`` with a column ``alarm``); it moves the revision on."""
+    # Column names come from this module's keyword arguments and code, never from input.
+    changes = ", ".join(["rev = rev + 1", *assignments])
+    if batch is None:
+        return f"UPDATE alarms SET {changes} WHERE id = ?"  # noqa: S608
+    return f"UPDATE alarms SET {changes} FROM {batch} WHERE alarms.id = j.alarm"  # noqa: S608
+
+
 def _bump(conn: sqlite3.Connection, alarm_id: int, **columns: object) -> None:
     """Change an alarm row and move its revision on: every change of an alarm goes through here.
 
     Boards keep the highest revision they saw and buttons ignore an older one,
     so no change may leave ``rev`` where it was.
     """
-    assignments, params = ["rev = rev + 1"], []
+    assignments, params = [], []
     for column, value in columns.items():
         if isinstance(value, _Sql):
             assignments.append(f"{column} = {value.expression}")
@@ -104,8 +115,7 @@ def _bump(conn: sqlite3.Connection, alarm_id: int, **columns: object) -> None:
     counted = not STATS_COLUMNS.isdisjoint(columns)
     if "opened_at" in columns:
         count_stats_change(conn, alarm_id)  # its month before, as well as after
-    # Column names come from this module's keyword arguments, never from input.
-    conn.execute(f"UPDATE alarms SET {', '.join(assignments)} WHERE id = ?", (*params, alarm_id))  # noqa: S608
+    conn.execute(_update_alarm(assignments), (*params, alarm_id))
     if counted:
         count_stats_change(conn, alarm_id)
 
@@ -150,52 +160,107 @@ def store_events(conn: sqlite3.Connection, events: Sequence[tuple[Event, float]]
     """
     outcome = IngestOutcome()
     lookups = _Lookups.read(conn, events)
-    for event, received_at in events:
-        routing = route(event.kind, lookups.registered.get((event.gw, event.button)))
-        kind = routing.kind
-        if event.id in lookups.known:
-            outcome.duplicates += 1
-            outcome.by_kind[f"duplicate.{kind}"] += 1
-            continue
-        lookups.known.add(event.id)
-        outcome.stored += 1
-        outcome.by_kind[f"stored.{kind}"] += 1
-        if routing.anomaly:
-            outcome.by_kind[f"anomaly.{routing.anomaly}.{kind}"] += 1
-        alarm_id, suppressed = None, None
-        if opens_alarm(event.type):
-            set_aside = lookups.service_of(event.button, received_at)
-            if set_aside is not None and set_aside.mode is service.ServiceMode.OUT_OF_SERVICE:
-                # Stored and counted (the device view and the trouble show it), but no alarm.
-                suppressed = str(service.ServiceMode.OUT_OF_SERVICE)
-                outcome.suppressed += 1
-            else:
-                testing = set_aside is not None and set_aside.mode is service.ServiceMode.TEST
-                open_id = lookups.open_alarms.get((event.button, kind))
-                alarm_id, action = _apply_press(conn, event, received_at, routing, test=testing, open_id=open_id)
-                lookups.open_alarms[(event.button, kind)] = alarm_id
-                if outcome.alarms.get(alarm_id) is not Action.OPENED:
-                    outcome.alarms[alarm_id] = action
-        # After its alarm (the row it names): one statement per event, its alarm and all.
-        conn.execute(
-            "INSERT INTO events (id, gw, button, kind, type, ts, src, received_at, payload, anomaly, alarm_id, "
-            "suppressed) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                event.id,
-                event.gw,
-                event.button,
-                str(kind),
-                str(event.type),
-                event.ts,
-                str(event.src),
-                received_at,
-                json.dumps(event.to_dict(), separators=(",", ":")),
-                str(routing.anomaly) if routing.anomaly else None,
-                alarm_id,
-                suppressed,
-            ),
-        )
+    writes = _Writes()
+    with pipelined(conn):  # on a server, the alarms a batch opens cost a round trip each, not three
+        for event, received_at in events:
+            _store_event(conn, event, received_at, lookups, writes, outcome)
+    writes.flush(conn)
     return outcome
+
+
+def _store_event(
+    conn: sqlite3.Connection,
+    event: Event,
+    received_at: float,
+    lookups: _Lookups,
+    writes: _Writes,
+    outcome: IngestOutcome,
+) -> None:
+    routing = route(event.kind, lookups.registered.get((event.gw, event.button)))
+    kind = routing.kind
+    if event.id in lookups.known:
+        outcome.duplicates += 1
+        outcome.by_kind[f"duplicate.{kind}"] += 1
+        return
+    lookups.known.add(event.id)
+    outcome.stored += 1
+    outcome.by_kind[f"stored.{kind}"] += 1
+    anomaly = str(routing.anomaly) if routing.anomaly else None
+    if anomaly:
+        outcome.by_kind[f"anomaly.{anomaly}.{kind}"] += 1
+    alarm_id, suppressed = None, None
+    if opens_alarm(event.type):
+        set_aside = lookups.service_of(event.button, received_at)
+        if set_aside is not None and set_aside.mode is service.ServiceMode.OUT_OF_SERVICE:
+            # Stored and counted (the device view and the trouble show it), but no alarm.
+            suppressed = str(service.ServiceMode.OUT_OF_SERVICE)
+            outcome.suppressed += 1
+        else:
+            alarm_id = lookups.open_alarms.get((event.button, kind))
+            if alarm_id is None:
+                testing = set_aside is not None and set_aside.mode is service.ServiceMode.TEST
+                alarm_id = _open_alarm(conn, event, received_at, kind, anomaly, test=testing)
+                lookups.open_alarms[(event.button, kind)] = alarm_id
+                outcome.alarms[alarm_id] = Action.OPENED
+            else:
+                writes.join(alarm_id, event, received_at, anomaly)
+                outcome.alarms.setdefault(alarm_id, Action.PRESSED)
+    writes.events.append(
+        (
+            event.id,
+            event.gw,
+            event.button,
+            str(kind),
+            str(event.type),
+            event.ts,
+            str(event.src),
+            received_at,
+            json.dumps(event.to_dict(), separators=(",", ":")),
+            anomaly,
+            alarm_id,
+            suppressed,
+        )
+    )
+
+
+@dataclass
+class _Join:
+    """The presses of a batch that joined one open alarm, as one change of its row."""
+
+    presses: int
+    last_event_id: str
+    last_press_at: float
+    gw: str
+    #: The first doubt (anomaly) among them: an alarm keeps the first it had.
+    anomaly: str | None
+
+
+@dataclass
+class _Writes:
+    """A batch's joined presses and event rows, written together once every alarm it opens exists (the
+    rows name them): two statements of many rows instead of two per press."""
+
+    joins: dict[int, _Join] = field(default_factory=dict)
+    events: list[tuple[Any, ...]] = field(default_factory=list)
+
+    def join(self, alarm_id: int, event: Event, received_at: float, anomaly: str | None) -> None:
+        join = self.joins.get(alarm_id)
+        if join is None:
+            self.joins[alarm_id] = _Join(1, event.id, received_at, event.gw, anomaly)
+            return
+        join.presses += 1
+        join.last_event_id, join.last_press_at, join.gw = event.id, received_at, event.gw
+        join.anomaly = join.anomaly or anomaly
+
+    def flush(self, conn: sqlite3.Connection) -> None:
+        _join_presses(conn, self.joins)
+        insert_rows(conn, "events", _EVENT_COLUMNS, self.events)
+
+
+#: An event row's columns, in the order :func:`_store_event` gives them.
+_EVENT_COLUMNS = (
+    "id", "gw", "button", "kind", "type", "ts", "src", "received_at", "payload", "anomaly", "alarm_id", "suppressed",
+)  # fmt: skip
 
 
 @dataclass
@@ -246,19 +311,31 @@ def _join_press(conn: sqlite3.Connection, alarm_id: int, event: Event, received_
     _bump(conn, alarm_id, press_count=_ONE_MORE_PRESS, last_event_id=event.id, last_press_at=received_at, **columns)
 
 
-def _apply_press(
-    conn: sqlite3.Connection, event: Event, received_at: float, routing: Routing, *, test: bool, open_id: int | None
-) -> tuple[int, Action]:
-    """Join the press to its button's open alarm of its kind (``open_id``, as the batch's lookups know it), or
-    open one."""
-    kind = routing.kind
-    anomaly = str(routing.anomaly) if routing.anomaly else None
-    if open_id is not None:
-        # Each press is in the events table (alarm_id); only the alarm changes here.
-        first_doubt_stays = _Sql("COALESCE(anomaly, ?)", (anomaly,))
-        _join_press(conn, open_id, event, received_at, gw=event.gw, anomaly=first_doubt_stays)
-        return open_id, Action.PRESSED
-    return _open_alarm(conn, event, received_at, kind, anomaly, test=test), Action.OPENED
+def _join_presses(conn: sqlite3.Connection, joins: dict[int, _Join]) -> None:
+    """:func:`_join_press` for a batch's presses, one row change per alarm (:func:`_bump`'s batched form: the
+    revision moves on; no column the statistics count changes). One statement on PostgreSQL, its rows
+    given as arrays; one prepared statement run per alarm on SQLite, which has no server to wait for."""
+    if not joins:
+        return
+    if dialect(conn) == "sqlite":
+        conn.executemany(
+            _update_alarm(
+                ["press_count = press_count + ?", "last_event_id = ?", "last_press_at = ?", "gw = ?",
+                 "anomaly = COALESCE(anomaly, ?)"]
+            ),
+            [(j.presses, j.last_event_id, j.last_press_at, j.gw, j.anomaly, alarm_id) for alarm_id, j in joins.items()],
+        )  # fmt: skip
+        return
+    rows = [(alarm_id, j.presses, j.last_event_id, j.last_press_at, j.gw, j.anomaly) for alarm_id, j in joins.items()]
+    conn.execute(
+        _update_alarm(
+            ["press_count = press_count + j.presses", "last_event_id = j.event_id", "last_press_at = j.press_at",
+             "gw = j.gateway", "anomaly = COALESCE(anomaly, j.doubt)"],
+            batch="unnest(?::bigint[], ?::bigint[], ?::text[], ?::float8[], ?::text[], ?::text[]) "
+            "AS j(alarm, presses, event_id, press_at, gateway, doubt)",
+        ),
+        [list(column) for column in zip(*rows, strict=True)],
+    )  # fmt: skip
 
 
 def _open_alarm_of(conn: sqlite3.Connection, button: str, kind: Kind) -> int | None:
@@ -472,9 +549,7 @@ def get_alarms(conn: sqlite3.Connection, alarm_ids: Iterable[int]) -> list[dict[
     ids = list(alarm_ids)
     if not ids:
         return []
-    marks = ",".join("?" * len(ids))
-    rows = conn.execute(_ALARM_SELECT + f" WHERE a.id IN ({marks})", ids).fetchall()
-    return [alarm_view(row) for row in rows]
+    return [alarm_view(row) for row in rows_in(conn, _ALARM_SELECT + " WHERE a.id IN ({})", ids)]
 
 
 def list_alarms(
