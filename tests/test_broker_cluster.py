@@ -15,6 +15,7 @@ import os
 import queue
 import shutil
 import socket
+import sqlite3
 import subprocess
 import threading
 import time
@@ -43,7 +44,7 @@ from sim.natscluster import NatsCluster, nats_binary
 from sim.servers import DashboardServer, dashboard_config
 
 from .conftest import FIRE_1, OPERATOR, SAPA_1, press, signed_in
-from .test_ingest import drained
+from .test_ingest import drained, make_event
 from .waiting import poll_until
 
 try:
@@ -616,3 +617,45 @@ def test_gateway_and_dashboard_fail_over_when_their_node_is_killed_during_a_burs
     assert stored(dashboard, "SELECT press_count FROM alarms WHERE button = 'fire-1'") == [(presses,)]
     assert dashboard.ingest.counters.get("events_stored") == presses
     assert board_back <= BOARD_BACK_S, f"the board showed new presses {board_back:.1f} s after the kill"
+
+
+def test_messages_sent_again_while_the_store_is_away_are_queued_once_and_stored_once(
+    tmp_path: Path, clients: Callable[..., Client], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """nats-server sends an unacknowledged message again every ``ack_wait`` (60 s shipped, 2 s here): during a
+    long store outage the dashboard's queue must not gain every message again each time."""
+    from dashboard.alarms import store
+
+    real_store_events = store.store_events
+    store_away = threading.Event()
+    store_away.set()
+
+    def store_events(conn, events):  # fault injection: the store refuses, as when it is locked or gone
+        if store_away.is_set():
+            raise sqlite3.OperationalError("database is locked")
+        return real_store_events(conn, events)
+
+    monkeypatch.setattr(store, "store_events", store_events)
+    with NatsCluster(tmp_path / "nats", overrides={"ack_wait": '"2s"'}) as cluster:
+        dashboard = DashboardServer(dashboard_config(tmp_path / "dashboard", settings_for(cluster, 0)))
+        dashboard.start(wait_mqtt=CONNECT_S)
+        try:
+            poll_until(lambda: dashboard.ingest.subscribed, bool, timeout=CONNECT_S, what="the dashboard subscribed")
+            publisher = clients(settings_for(cluster, 1), "siaga-gw-gw-a", persistent=False).start()
+            events = [make_event(button=f"fire-{n}") for n in range(20)]
+            for event in events:
+                publisher.publish(TOPICS.event("gw-a"), event.encode())
+            poll_until(  # the writer exposes counters, not an event
+                dashboard.ingest.counters.snapshot,
+                lambda seen: seen.get("redeliveries_queued_already", 0) >= 2 * len(events),
+                timeout=30,
+                what="nats-server sending the unacknowledged messages again, twice",
+            )
+            # The writer's retried batch and its copies queued once; every later copy dropped.
+            assert dashboard.ingest.backlog <= len(events)
+            store_away.clear()
+            drained(dashboard, len(events), timeout=30)
+            ids = stored(dashboard, "SELECT id FROM events ORDER BY id")
+            assert ids == sorted((event.id,) for event in events)
+        finally:
+            dashboard.stop()

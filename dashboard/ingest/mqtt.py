@@ -131,6 +131,8 @@ class Ingest:
         # Arrival order is kept by one rule: a message is stored by the network
         # thread only when nothing is queued and nobody is storing (_busy).
         self._pending: deque[Inbound] = deque()
+        #: (generation, packet id) of each QoS 1 message in ``_pending``: see :meth:`_queue`.
+        self._pending_ids: set[tuple[int, int]] = set()
         self._busy = False
         self._closing = False
         self._last_arrival = 0.0
@@ -195,6 +197,12 @@ class Ingest:
         return self._guard.failure
 
     @property
+    def subscribed(self) -> bool:
+        """Whether the broker granted every subscription in this session (messages published before are
+        not this session's to receive)."""
+        return self._subscriptions.held == {topic for topic, _qos in self._subscriptions.topics}
+
+    @property
     def backlog(self) -> int:
         return len(self._pending)
 
@@ -240,8 +248,7 @@ class Ingest:
             if fast:
                 self._busy = True
             else:
-                self._pending.append(item)
-                self._changed.notify_all()
+                self._queue(item)
         if not fast:
             return
         try:
@@ -253,7 +260,7 @@ class Ingest:
                 self.counters.add("store_errors")
             log.error("cannot store a message now (%r); handing it to the writer", exc)
             with self._changed:
-                self._pending.appendleft(item)
+                self._queue(item, first=True)
         finally:
             # Quiet is measured from here: what arrived while this message was
             # being stored is a burst, and goes to the writer's batches. (Measured
@@ -298,8 +305,27 @@ class Ingest:
 
     def _enqueue(self, item: Inbound) -> None:
         with self._changed:
+            self._queue(item)
+
+    def _queue(self, item: Inbound, *, first: bool = False) -> None:
+        """Queue ``item`` for the writer (holding ``_changed``), unless it is a copy of a message still queued.
+
+        A broker sends a message again, with the same packet id, when it was not acknowledged in time
+        (nats-server: ``ack_wait``, 60 s) while this process waits for its store: without this, a long
+        outage would queue every unacknowledged message again each minute. The packet id is the session's
+        until its PUBACK (MQTT 3.1.1, 2.3.1), and acknowledging the copy queued first acknowledges both.
+        """
+        key = (item.generation, item.mid)
+        if item.qos > 0:
+            if key in self._pending_ids:
+                self.counters.add("redeliveries_queued_already")
+                return
+            self._pending_ids.add(key)
+        if first:
+            self._pending.appendleft(item)
+        else:
             self._pending.append(item)
-            self._changed.notify_all()
+        self._changed.notify_all()
 
     # -- the writer ---------------------------------------------------------------
 
@@ -312,7 +338,7 @@ class Ingest:
                     # indication lost, or forged by a neighbour on the broker,
                     # does not stay on a LED for longer than this.
                     self._next_resync = time.monotonic() + self._indication_resync_s
-                    self._pending.append(Inbound("", b"resync", 0, 0, time.time(), self._generation))
+                    self._queue(Inbound("", b"resync", 0, 0, time.time(), self._generation))
                     self._say_online()
                     break
                 self._changed.wait(max(wait, 0.05))
@@ -320,7 +346,9 @@ class Ingest:
                 return None
             self._busy = True
             count = min(len(self._pending), self._batch_max)
-            return [self._pending.popleft() for _ in range(count)]
+            batch = [self._pending.popleft() for _ in range(count)]
+            self._pending_ids.difference_update((item.generation, item.mid) for item in batch if item.qos > 0)
+            return batch
 
     def _run(self) -> None:
         with self._guard.lifetime():
