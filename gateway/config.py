@@ -143,6 +143,14 @@ def parse_config(root: Section) -> GatewayConfig:
     mqtt_section = root.section("mqtt", required=True)
     broker = read_broker_settings(mqtt_section)
 
+    if len(broker.brokers) > 1 and "." in gw_id:
+        # nats-server 2.9 closes the connection on a PUBLISH whose topic holds a '.', and paho resends it on
+        # each reconnect: not one press would get through, so this is refused here rather than found on site.
+        raise gateway.error(
+            "id",
+            f"{gw_id!r} contains '.', which a clustered broker (nats-server 2.9) refuses in topics; give the "
+            "gateway an id without '.', or one broker (host and port) instead of [mqtt] brokers",
+        )
     if broker.username is not None and broker.username != gw_id:
         # Under MQTT 3.1.1 a broker that refuses a topic by ACL still answers
         # PUBACK and drops the message: the press would leave the outbox and vanish.

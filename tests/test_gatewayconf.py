@@ -88,3 +88,13 @@ def test_a_none_value_is_left_out_and_an_unwritable_value_is_refused() -> None:
     assert tomllib.loads(toml_text({"t": {"kept": 1, "dropped": None}})) == {"t": {"kept": 1}}
     with pytest.raises(TypeError, match="no TOML form"):
         toml_text({"when": object()})
+
+
+def test_a_gateway_id_with_a_dot_is_refused_with_a_clustered_broker_and_kept_with_one(tmp_path: Path) -> None:
+    """nats-server 2.9 closes the connection on a topic with a '.': no press of that gateway would get through."""
+    cluster = {"brokers": ["mqtt://10.0.0.1:1883", "mqtt://10.0.0.2:1883", "mqtt://10.0.0.3:1883"]}
+    text = gateway_toml("pasar.andoolo", data_dir=tmp_path, mqtt=cluster, buttons=[WIRED])
+    with pytest.raises(ValueError, match=r"key 'gateway.id'.*contains '\.'.*nats-server"):
+        parse_config(parse_toml(text, "cluster.toml"))
+    single = parse_config(parse_toml(gateway_toml("pasar.andoolo", data_dir=tmp_path, mqtt={}, buttons=[WIRED]), "x"))
+    assert single.id == "pasar.andoolo"
