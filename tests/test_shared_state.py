@@ -8,6 +8,7 @@ import dataclasses
 import json
 import re
 import threading
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -336,3 +337,20 @@ def test_concurrent_checks_of_one_key_admit_exactly_the_limit(conn: Connection) 
         thread.join(60)
     assert len(admitted) == workers * tries
     assert admitted.count(True) == limit
+
+
+def test_signed_out_sessions_are_deleted_a_month_on_and_live_ones_are_kept(conn) -> None:
+    from dashboard.accounts.auth import REVOKED_SESSIONS_KEPT_S, create_user, end_session, session_user, start_session
+
+    create_user(conn, "petugas", "a-long-password-1", "fire_operator")
+    user_id = conn.execute("SELECT id FROM users WHERE username = 'petugas'").fetchone()[0]
+    old_revoked, recent_revoked, old_live = (start_session(conn, user_id) for _ in range(3))
+    for session_id in (old_revoked, recent_revoked):
+        end_session(conn, session_id)
+    month_ago = time.time() - REVOKED_SESSIONS_KEPT_S - 60
+    conn.execute("UPDATE sessions SET revoked_at = ? WHERE id = ?", (month_ago, old_revoked))
+    conn.execute("UPDATE sessions SET created_at = ? WHERE id = ?", (month_ago - 86400, old_live))
+    new = start_session(conn, user_id)
+    left = {row[0] for row in conn.execute("SELECT id FROM sessions").fetchall()}
+    assert left == {recent_revoked, old_live, new}
+    assert session_user(conn, old_live) is not None and session_user(conn, recent_revoked) is None

@@ -177,9 +177,17 @@ def session_user(conn: sqlite3.Connection, session_id: object) -> sqlite3.Row | 
     return conn.execute(_SESSION_USER, (session_id,)).fetchone()
 
 
+#: A signed-out session's row is kept this long (seconds), then deleted at a later sign-in: long enough to
+#: answer "was this cookie signed out?" in an inquiry, short enough that the table holds weeks, not years.
+#: Sessions never signed out stay: a wall board's cookie is renewed by its requests and may be months old.
+REVOKED_SESSIONS_KEPT_S = 30 * 86400
+
+
 def start_session(conn: sqlite3.Connection, user_id: int) -> str:
     session_id = secrets.token_urlsafe(32)
-    conn.execute("INSERT INTO sessions (id, user_id, created_at) VALUES (?, ?, ?)", (session_id, user_id, time.time()))
+    now = time.time()
+    conn.execute("DELETE FROM sessions WHERE revoked_at < ?", (now - REVOKED_SESSIONS_KEPT_S,))
+    conn.execute("INSERT INTO sessions (id, user_id, created_at) VALUES (?, ?, ?)", (session_id, user_id, now))
     return session_id
 
 
