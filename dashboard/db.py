@@ -6,11 +6,12 @@ import math
 import secrets
 import sqlite3
 import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from flask import Flask, current_app, g
 
@@ -22,6 +23,8 @@ from . import migrations, pg
 #: Alembic revisions (``dashboard/migrations``): a store made earlier is brought to it by the frozen
 #: upgrade code below, then stamped with the first revision.
 SCHEMA_VERSION = 4
+
+T = TypeVar("T")
 
 #: What the drivers raise, for code that must tell a store's refusal from a bug of its own.
 Error = (sqlite3.Error, pg.psycopg.Error)
@@ -254,6 +257,11 @@ def _add_columns(conn: sqlite3.Connection, table: str, columns: dict[str, str]) 
 IN_LIST_MAX = 500
 
 
+def _with_array(query: str) -> str:
+    """``query``'s ``IN`` list as one array parameter (PostgreSQL)."""
+    return query.replace("IN ({})", "= ANY(?)")
+
+
 def rows_in(conn: Connection, query: str, values: Iterable[Any], *before: Any) -> list[Any]:
     """``query`` (with one ``{}`` for the marks of an ``IN`` list) for ``values``, a few hundred at a time,
     after the parameters ``before``: a batch's lookup in one query instead of one per value."""
@@ -261,12 +269,32 @@ def rows_in(conn: Connection, query: str, values: Iterable[Any], *before: Any) -
     if isinstance(conn, pg.Connection):
         # One array parameter: the query's text stays the same whatever the count, so the driver parses
         # it once (a list of 500 marks took it 5 ms to parse, each time) and the server plans it once.
-        return conn.execute(query.replace("IN ({})", "= ANY(?)"), [*before, values]).fetchall()
+        return conn.execute(_with_array(query), [*before, values]).fetchall()
     rows: list[Any] = []
     for start in range(0, len(values), IN_LIST_MAX):
         chunk = values[start : start + IN_LIST_MAX]
         rows += conn.execute(query.format(",".join("?" * len(chunk))), [*before, *chunk]).fetchall()
     return rows
+
+
+@dataclass(frozen=True)
+class InQuery(Generic[T]):
+    """A lookup over an ``IN`` list (``sql`` as for :func:`rows_in`) and how its rows are read: several
+    are sent together by :func:`read_all`."""
+
+    sql: str
+    values: Collection[Any]
+    read: Callable[[list[Any]], T]
+
+
+def read_all(conn: Connection, *queries: InQuery[Any]) -> list[Any]:
+    """What each of ``queries`` reads, in order. On PostgreSQL they go to the server together (a pipeline:
+    one round trip, not one each, for the lookups before a press is stored); on SQLite one by one."""
+    if not isinstance(conn, pg.Connection):
+        return [query.read(rows_in(conn, query.sql, query.values)) for query in queries]
+    with conn.pipeline():
+        cursors = [conn.execute(_with_array(query.sql), [list(query.values)]) for query in queries]
+    return [query.read(cursor.fetchall()) for query, cursor in zip(queries, cursors, strict=True)]
 
 
 @contextmanager

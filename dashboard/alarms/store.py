@@ -26,7 +26,18 @@ from firmware_bridge.timeutil import format_epoch
 
 from ..accounts import audit
 from ..db import Error as StoreError
-from ..db import database_file, dialect, insert_rows, pipelined, rows_in, savepoint, spelled, transaction
+from ..db import (
+    InQuery,
+    database_file,
+    dialect,
+    insert_rows,
+    pipelined,
+    read_all,
+    rows_in,
+    savepoint,
+    spelled,
+    transaction,
+)
 from ..devices import registry, service
 from . import notify
 from .lifecycle import (
@@ -283,10 +294,13 @@ class _Lookups:
         buttons = sorted({event.button for event, _at in events})
         pressed = sorted({event.button for event, _at in events if opens_alarm(event.type)})
         return cls(
-            registry.registered_kinds(conn, buttons),
-            service.settings_of(conn, pressed),
-            _open_alarms_of(conn, pressed),
-            _stored_events(conn, [event.id for event, _at in events]),
+            *read_all(
+                conn,
+                registry.registered_kinds(buttons),
+                service.settings_of(pressed),
+                _open_alarms_of(pressed),
+                _stored_events({event.id for event, _at in events}),
+            )
         )
 
     def service_of(self, button: str, now: float) -> service.Service | None:
@@ -295,15 +309,18 @@ class _Lookups:
         return setting if setting is not None and setting.until > now else None
 
 
-def _open_alarms_of(conn: sqlite3.Connection, buttons: Sequence[str]) -> dict[tuple[str, str], int]:
+def _open_alarms_of(buttons: Sequence[str]) -> InQuery[dict[tuple[str, str], int]]:
     """(button, kind) -> its open alarm's id, for every open alarm of ``buttons`` (:func:`_open_alarm_of`, batched)."""
-    rows = rows_in(conn, "SELECT id, button, kind FROM alarms WHERE button IN ({}) AND state != 'resolved'", buttons)
-    return {(button, kind): int(alarm_id) for alarm_id, button, kind in rows}
+    return InQuery(
+        "SELECT id, button, kind FROM alarms WHERE button IN ({}) AND state != 'resolved'",
+        buttons,
+        lambda rows: {(button, kind): int(alarm_id) for alarm_id, button, kind in rows},
+    )
 
 
-def _stored_events(conn: sqlite3.Connection, ids: Sequence[str]) -> set[str]:
+def _stored_events(ids: set[str]) -> InQuery[set[str]]:
     """Which of ``ids`` the store holds already."""
-    return {row[0] for row in rows_in(conn, "SELECT id FROM events WHERE id IN ({})", set(ids))}
+    return InQuery("SELECT id FROM events WHERE id IN ({})", ids, lambda rows: {row[0] for row in rows})
 
 
 def _join_press(conn: sqlite3.Connection, alarm_id: int, event: Event, received_at: float, **columns: Any) -> None:

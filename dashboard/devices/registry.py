@@ -13,7 +13,7 @@ from typing import Any
 from firmware_bridge.payloads import Health, Inventory, Status
 from firmware_bridge.timeutil import format_epoch
 
-from ..db import rows_in, spelled
+from ..db import InQuery, spelled
 from .health import field_count
 
 #: Each write of a button or a registration stamps ``updated_at`` with its inventory's time (no code
@@ -48,11 +48,14 @@ def registered_kind(conn: sqlite3.Connection, gw: str, button: str) -> str | Non
     return None if row is None else row["kind"]
 
 
-def registered_kinds(conn: sqlite3.Connection, buttons: Iterable[str]) -> dict[tuple[str, str], str]:
+def registered_kinds(buttons: Iterable[str]) -> InQuery[dict[tuple[str, str], str]]:
     """(gateway, button) -> the kind that gateway registered it as, for every registration of ``buttons``:
-    :func:`registered_kind` for a batch of events, one query per few hundred buttons."""
-    rows = rows_in(conn, "SELECT gw, button, kind FROM registrations WHERE button IN ({})", set(buttons))
-    return {(gw, button): kind for gw, button, kind in rows}
+    :func:`registered_kind` for a batch of events, read by :func:`db.read_all` with the batch's other lookups."""
+    return InQuery(
+        "SELECT gw, button, kind FROM registrations WHERE button IN ({})",
+        set(buttons),
+        lambda rows: {(gw, button): kind for gw, button, kind in rows},
+    )
 
 
 def store_status(conn: sqlite3.Connection, status: Status, now: float) -> None:

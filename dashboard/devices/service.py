@@ -20,7 +20,7 @@ from firmware_bridge.errors import SiagaError
 from firmware_bridge.timeutil import format_epoch
 
 from ..accounts import audit
-from ..db import rows_in
+from ..db import InQuery
 
 #: The longest a button may be set aside at once: it must come back to someone's attention.
 MAX_DAYS = 30
@@ -61,10 +61,14 @@ def current(conn: sqlite3.Connection, button: str, now: float) -> Service | None
     return None if row is None else _service(row)
 
 
-def settings_of(conn: sqlite3.Connection, buttons: Iterable[str]) -> dict[str, Service]:
-    """Every stored setting of ``buttons``, expired or not (:func:`current` for a batch: compare ``until``)."""
-    rows = rows_in(conn, "SELECT * FROM button_service WHERE button IN ({})", set(buttons))
-    return {row["button"]: _service(row) for row in rows}
+def settings_of(buttons: Iterable[str]) -> InQuery[dict[str, Service]]:
+    """Every stored setting of ``buttons``, expired or not (:func:`current` for a batch: compare ``until``),
+    read by :func:`db.read_all` with the batch's other lookups."""
+    return InQuery(
+        "SELECT * FROM button_service WHERE button IN ({})",
+        set(buttons),
+        lambda rows: {row["button"]: _service(row) for row in rows},
+    )
 
 
 def active(conn: sqlite3.Connection, now: float) -> dict[str, Service]:
