@@ -33,6 +33,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     commands.add_parser("serve", help="run the web server and MQTT ingest (default)")
     commands.add_parser("check", help="validate the configuration and exit")
     commands.add_parser("migrate", help="bring the store's schema to this version's and print its revision")
+    copy = commands.add_parser(
+        "copy-store", help="copy an SQLite store's rows into the (new, empty) PostgreSQL store configured"
+    )
+    copy.add_argument("sqlite_file", help="the SQLite store to copy from (at this version's schema)")
     user = commands.add_parser("create-user", help="create an account (e.g. the first administrator)")
     user.add_argument("username")
     user.add_argument("--role", required=True, choices=[role.value for role in Role])
@@ -75,6 +79,8 @@ def main(argv: list[str] | None = None) -> int:
         return _create_user(config, args)
     if args.command == "migrate":
         return _migrate(config)
+    if args.command == "copy-store":
+        return _copy_store(config, args.sqlite_file)
     return serve(config)
 
 
@@ -86,6 +92,21 @@ def _migrate(config: dict[str, Any]) -> int:
         return f"store at revision {version}"
 
     return _on_store(config, revision)
+
+
+def _copy_store(config: dict[str, Any], source: str) -> int:
+    """An SQLite store's history into the PostgreSQL store configured (with no dashboard running on it)."""
+    from .storecopy import CopyRefused, copy_store
+
+    try:
+        report = copy_store(source, str(config["DATABASE"]))
+    except (CopyRefused, OSError, *Error) as exc:
+        print(f"siaga-dashboard: copy-store: {exc}", file=sys.stderr)
+        return 1
+    for line in report.lines():
+        print(line)
+    print(f"copied {sum(report.rows.values())} row(s) from {source}")
+    return 0
 
 
 def _create_user(config: dict[str, Any], args: argparse.Namespace) -> int:
