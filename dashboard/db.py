@@ -7,7 +7,7 @@ import secrets
 import sqlite3
 import threading
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -305,8 +305,12 @@ def savepoint(conn: Connection, name: str) -> Iterator[Connection]:
         yield conn
         return
     conn.execute(f"SAVEPOINT {name}")
+    # In a pipeline an error is raised when results are next awaited, maybe after the block: a nested
+    # pipeline block awaits them at its end, so that the block's error is raised, and rolled back, here.
+    awaited = conn.pipeline() if isinstance(conn, pg.Connection) and conn.in_pipeline else nullcontext()
     try:
-        yield conn
+        with awaited:
+            yield conn
     except BaseException:
         conn.execute(f"ROLLBACK TO {name}")
         conn.execute(f"RELEASE {name}")

@@ -180,6 +180,7 @@ class Relay:
         conn = None
         delay = RECONNECT_MIN_S
         pending: list[str] = []
+        taken = 0  # messages in ``pending``
         stopping = False
         with self._guards[1].lifetime():
             try:
@@ -188,8 +189,7 @@ class Relay:
                         if stopping:
                             return
                         messages, stopping = self._take()
-                        pending = self.pack(messages)
-                        self.counters.add("relay_sent", len(messages))
+                        pending, taken = self.pack(messages), len(messages)
                         continue
                     try:
                         if conn is None or conn.closed or conn.broken:
@@ -200,6 +200,7 @@ class Relay:
                         while pending:
                             conn.execute("SELECT pg_notify(%s, %s)", (self.channel, pending[0]))
                             pending.pop(0)
+                        self.counters.add("relay_sent", taken)
                         delay = RECONNECT_MIN_S
                     except Exception as exc:  # noqa: BLE001 - the server away: keep the messages, try again
                         self.counters.add("relay_send_errors")

@@ -244,6 +244,11 @@ class Connection:
         cursor.executemany(translate(sql), [_params(row) for row in rows])
         return Cursor(cursor)
 
+    @property
+    def in_pipeline(self) -> bool:
+        """Whether statements are being sent without waiting for their results (:meth:`pipeline`)."""
+        return self._conn.pgconn.pipeline_status != pq.PipelineStatus.OFF
+
     def copy_rows(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
         """``rows`` into ``table`` by COPY: one statement, and the rows streamed in the driver's compiled
         code (500 events: about a fifth of the time of as many INSERTs, even pipelined)."""
