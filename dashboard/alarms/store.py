@@ -25,8 +25,8 @@ from firmware_bridge.payloads import Event, Kind
 from firmware_bridge.timeutil import format_epoch
 
 from ..accounts import audit
-from ..db import Error as StoreError
 from ..db import (
+    COPY_FROM_ROWS,
     InQuery,
     database_file,
     dialect,
@@ -38,6 +38,7 @@ from ..db import (
     spelled,
     transaction,
 )
+from ..db import Error as StoreError
 from ..devices import registry, service
 from . import notify
 from .lifecycle import (
@@ -264,8 +265,13 @@ class _Writes:
         join.anomaly = join.anomaly or anomaly
 
     def flush(self, conn: sqlite3.Connection) -> None:
-        _join_presses(conn, self.joins)
-        insert_rows(conn, "events", _EVENT_COLUMNS, self.events)
+        if len(self.events) >= COPY_FROM_ROWS:  # a COPY cannot be pipelined
+            _join_presses(conn, self.joins)
+            insert_rows(conn, "events", _EVENT_COLUMNS, self.events)
+            return
+        with pipelined(conn):  # a single press: its alarm's change and its event row in one round trip
+            _join_presses(conn, self.joins)
+            insert_rows(conn, "events", _EVENT_COLUMNS, self.events)
 
 
 #: An event row's columns, in the order :func:`_store_event` gives them.
@@ -330,11 +336,11 @@ def _join_press(conn: sqlite3.Connection, alarm_id: int, event: Event, received_
 
 def _join_presses(conn: sqlite3.Connection, joins: dict[int, _Join]) -> None:
     """:func:`_join_press` for a batch's presses, one row change per alarm (:func:`_bump`'s batched form: the
-    revision moves on; no column the statistics count changes). One statement on PostgreSQL, its rows
-    given as arrays; one prepared statement run per alarm on SQLite, which has no server to wait for."""
+    revision moves on; no column the statistics count changes). Many alarms: one statement on PostgreSQL,
+    its rows given as arrays; else one prepared statement run per alarm (sent together in a pipeline)."""
     if not joins:
         return
-    if dialect(conn) == "sqlite":
+    if dialect(conn) == "sqlite" or len(joins) < COPY_FROM_ROWS:  # a few: no arrays to plan
         conn.executemany(
             _update_alarm(
                 ["press_count = press_count + ?", "last_event_id = ?", "last_press_at = ?", "gw = ?",
