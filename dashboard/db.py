@@ -258,8 +258,8 @@ IN_LIST_MAX = 500
 
 
 def _with_array(query: str) -> str:
-    """``query``'s ``IN`` list as one array parameter (PostgreSQL)."""
-    return query.replace("IN ({})", "= ANY(?)")
+    """``query``'s ``IN`` list as one array parameter (PostgreSQL); the template read as on SQLite."""
+    return query.replace("IN ({})", "= ANY({})").format("?")
 
 
 def rows_in(conn: Connection, query: str, values: Iterable[Any], *before: Any) -> list[Any]:

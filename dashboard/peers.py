@@ -43,6 +43,8 @@ MAX_PAYLOAD = 7_900
 #: Messages waiting for the server (it is away) beyond this many are dropped, and the other processes'
 #: boards told to resync once it is back: memory stays bounded however long the server is away.
 MAX_WAITING = 10_000
+#: A notification's item that tells the other processes' boards to start again from a snapshot.
+_RESYNC_ITEM = '{"resync":true}'
 #: The most messages taken from the queue at once, to be packed into notifications.
 _TAKE_AT_MOST = 1_000
 #: How often a follower asks for the leader lock, and the leader checks that it still holds it (seconds).
@@ -128,27 +130,31 @@ class Relay:
     def pack(self, messages: list[LiveMessage]) -> list[str]:
         """``messages`` as the few notifications that hold them, in order, each under :data:`MAX_PAYLOAD`: a
         busy batch's hundred alarm changes cost the server a handful of notifications, not a hundred."""
-        head = f'{{"o":{json.dumps(self.origin)},"m":['
+        envelope = len(self._notification([]).encode())
         payloads: list[str] = []
         items: list[str] = []
-        size = len(head) + 2
+        size = envelope
         for message in messages:
             item = json.dumps(
                 {"e": message.event, "k": message.kind, "d": message.data}, separators=(",", ":"), ensure_ascii=False
             )
-            length = len(item.encode())
-            if len(head) + 2 + length > MAX_PAYLOAD:
+            if envelope + len(item.encode()) > MAX_PAYLOAD:
                 log.warning("relay: a %s message too long to notify; the other processes' boards resync", message.event)
-                item, length = '{"resync":true}', 15
                 self.counters.add("relay_resyncs_sent")
+                item = _RESYNC_ITEM
+            length = len(item.encode())
             if items and size + 1 + length > MAX_PAYLOAD:
-                payloads.append(head + ",".join(items) + "]}")
-                items, size = [], len(head) + 2
+                payloads.append(self._notification(items))
+                items, size = [], envelope
+            size += length + (1 if items else 0)  # and a comma after the one before
             items.append(item)
-            size += length + (1 if len(items) > 1 else 0)
         if items:
-            payloads.append(head + ",".join(items) + "]}")
+            payloads.append(self._notification(items))
         return payloads
+
+    def _notification(self, items: list[str]) -> str:
+        """One notification's payload: this process's origin and ``items``, each a JSON object."""
+        return f'{{"o":{json.dumps(self.origin)},"m":[{",".join(items)}]}}'
 
     def _take(self) -> tuple[list[LiveMessage], bool]:
         """What waits to be sent (waiting for the first), and whether :meth:`stop` was asked among them."""
@@ -168,7 +174,7 @@ class Relay:
 
     def _resync(self) -> str:
         self.counters.add("relay_resyncs_sent")
-        return json.dumps({"o": self.origin, "m": [{"resync": True}]})
+        return self._notification([_RESYNC_ITEM])
 
     def _connect(self) -> Any:
         import psycopg

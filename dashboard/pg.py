@@ -110,6 +110,10 @@ def _params(params: Sequence[Any]) -> tuple[Any, ...]:
     )
 
 
+def _in_pipeline(conn: psycopg.Connection[Any]) -> bool:
+    return conn.pgconn.pipeline_status != pq.PipelineStatus.OFF
+
+
 class Cursor:
     """The part of ``sqlite3.Cursor`` the store uses."""
 
@@ -145,7 +149,7 @@ class Cursor:
         with sqlite3. In a pipeline its result is not here until fetched: the fetch waits for it."""
         if self._cursor.description is not None:
             return fetch()
-        if self._cursor.connection.pgconn.pipeline_status == pq.PipelineStatus.OFF:
+        if not _in_pipeline(self._cursor.connection):
             return none
         try:
             return fetch()
@@ -247,7 +251,7 @@ class Connection:
     @property
     def in_pipeline(self) -> bool:
         """Whether statements are being sent without waiting for their results (:meth:`pipeline`)."""
-        return self._conn.pgconn.pipeline_status != pq.PipelineStatus.OFF
+        return _in_pipeline(self._conn)
 
     def copy_rows(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
         """``rows`` into ``table`` by COPY: one statement, and the rows streamed in the driver's compiled

@@ -18,6 +18,7 @@ import secrets
 import sqlite3
 from collections import Counter
 from collections.abc import Iterable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -265,11 +266,9 @@ class _Writes:
         join.anomaly = join.anomaly or anomaly
 
     def flush(self, conn: sqlite3.Connection) -> None:
-        if len(self.events) >= COPY_FROM_ROWS:  # a COPY cannot be pipelined
-            _join_presses(conn, self.joins)
-            insert_rows(conn, "events", _EVENT_COLUMNS, self.events)
-            return
-        with pipelined(conn):  # a single press: its alarm's change and its event row in one round trip
+        # A few rows (a single press: its alarm's change and its event row) go in one round trip; many
+        # rows go by COPY, which cannot be pipelined.
+        with nullcontext() if len(self.events) >= COPY_FROM_ROWS else pipelined(conn):
             _join_presses(conn, self.joins)
             insert_rows(conn, "events", _EVENT_COLUMNS, self.events)
 
