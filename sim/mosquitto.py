@@ -27,7 +27,47 @@ class BrokerStartError(RuntimeError):
     pass
 
 
+# Under pytest-xdist every worker takes ports from its own block below the
+# kernel's ephemeral range (32768-60999 on Linux). A port handed out by
+# bind(0) is free only until the caller's server binds it; in between, another
+# worker's bind(0) or any outgoing connection may take it, and a server then
+# fails with "address already in use". Blocks outside that range leave only
+# this worker's own processes to race for a port.
+PORT_BLOCK_BASE = 12000
+PORT_BLOCK_SIZE = 2000
+PORT_BLOCKS = 10
+_next_port: int | None = None
+
+
+def _worker_block() -> int | None:
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if not worker.startswith("gw") or not worker[2:].isdigit():
+        return None
+    return PORT_BLOCK_BASE + (int(worker[2:]) % PORT_BLOCKS) * PORT_BLOCK_SIZE
+
+
+def _bindable(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
 def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port on ``host`` that nothing listens on now (see the block note above for tests)."""
+    global _next_port
+    block = _worker_block()
+    if block is not None:
+        if _next_port is None:
+            # Processes a worker starts inherit its block: start each at its own place in it.
+            _next_port = os.getpid() % PORT_BLOCK_SIZE
+        for _ in range(PORT_BLOCK_SIZE):
+            port = block + _next_port
+            _next_port = (_next_port + 1) % PORT_BLOCK_SIZE
+            if _bindable(host, port):
+                return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
