@@ -3,6 +3,7 @@
 
     .venv/bin/python bench/ingest.py [--events 20000] [--store sqlite|postgresql] [--dashboards N]
     .venv/bin/python bench/ingest.py --all     # SQLite x1, PostgreSQL x1, PostgreSQL x2, one line
+    .venv/bin/python bench/ingest.py --timeseries [--store ...]   # the same run without, then with [influxdb]
 
 A publisher floods the broker with valid press events from 20 gateways and
 500 buttons (so alarms are opened and joined); each dashboard runs as its own
@@ -19,6 +20,11 @@ paho client to as many subscribers as there are dashboards on the same broker
 one connection (autocommit: one round trip and one WAL flush per row), and
 the same rows written as the ingest writes them (the store's connection, a
 transaction of 500 taken with its write lock, one INSERT statement per row).
+
+With ``--timeseries`` the configuration runs twice, without and then with
+time series written to a VictoriaMetrics (InfluxDB 2 write API) on the same
+machine: the issue's bar is that ingest keeps 90 % of its rate with them on.
+The second run also says when the last point had left the store's queue.
 """
 
 from __future__ import annotations
@@ -47,6 +53,7 @@ from firmware_bridge.timeutil import format_epoch
 from firmware_bridge.topics import Topics
 from sim.mosquitto import Mosquitto
 from sim.stores import drop_made, postgresql_store_at
+from sim.victoria import VictoriaMetrics
 from sim.webclient import DashboardClient
 
 GATEWAYS = 20
@@ -178,12 +185,25 @@ def all_taken(clients: list[DashboardClient], count: int, timeout: float) -> flo
     return None
 
 
-def start_dashboards(workdir: Path, broker_port: int, database: str | None, count: int) -> list[DashboardProcess]:
+def queue_emptied(dashboard: DashboardProcess, timeout: float) -> float:
+    """When the store's time-series queue was first seen empty after the ingest."""
+    deadline = time.monotonic() + timeout
+    while dashboard.count_events("timeseries_points") > 0:
+        if time.monotonic() > deadline:
+            raise RuntimeError("the time-series points did not leave the store")
+        time.sleep(0.02)  # polling another process's database
+    return time.perf_counter()
+
+
+def start_dashboards(
+    workdir: Path, broker_port: int, database: str | None, count: int, sections: dict | None = None
+) -> list[DashboardProcess]:
     """``count`` dashboard processes on one store (an admin account made in it before they start)."""
     dashboards = [
         DashboardProcess(
             workdir,
             broker_port,
+            sections=sections,
             database=database,
             client_id=f"bench-dashboard-{n + 1}",
             name=f"dashboard-{n + 1}",
@@ -198,7 +218,7 @@ def start_dashboards(workdir: Path, broker_port: int, database: str | None, coun
     return dashboards
 
 
-def run(workdir: Path, store: str, dashboards: int, count: int) -> dict[str, object]:
+def run(workdir: Path, store: str, dashboards: int, count: int, *, series: bool = False) -> dict[str, object]:
     """One configuration on a broker and store of its own: the ingest rate beside the floors measured with it."""
     workdir.mkdir(parents=True)
     batch = events(count)
@@ -206,6 +226,8 @@ def run(workdir: Path, store: str, dashboards: int, count: int) -> dict[str, obj
     result: dict[str, object] = {"store": store, "dashboards": dashboards, "load_average_before": load_average()}
     broker = Mosquitto(workdir / "mosquitto").start()
     procs: list[DashboardProcess] = []
+    victoria = VictoriaMetrics(workdir / "victoria").start() if series else None
+    result["timeseries"] = series
     try:
         floor = raw_rate(broker.port, count, dashboards)
         if database is not None:
@@ -214,7 +236,8 @@ def run(workdir: Path, store: str, dashboards: int, count: int) -> dict[str, obj
                 postgresql_single_row_rate(database, payloads[:SINGLE_ROW_COMMITS])
             )
             result["pg_batched_rows_per_s"] = round(postgresql_batched_rate(database, payloads))
-        procs = start_dashboards(workdir, broker.port, database, dashboards)
+        sections = None if victoria is None else {"influxdb": {"url": victoria.url, "org": "siaga", "bucket": "siaga"}}
+        procs = start_dashboards(workdir, broker.port, database, dashboards, sections)
         clients = []
         if dashboards > 1:
             for proc in procs:
@@ -232,6 +255,8 @@ def run(workdir: Path, store: str, dashboards: int, count: int) -> dict[str, obj
         for topic, payload in batch:
             pub.publish(topic, payload, qos=1)
         elapsed = procs[0].stored_by(count, 300) - start
+        if victoria is not None:
+            result["points_written_s"] = round(queue_emptied(procs[0], 300) - start, 3)
         if clients:
             done = all_taken(clients, count, 300)
             result["all_dashboards_took_all_s"] = None if done is None else round(done - start, 3)
@@ -241,6 +266,8 @@ def run(workdir: Path, store: str, dashboards: int, count: int) -> dict[str, obj
         for proc in procs:
             proc.stop()
         broker.stop()
+        if victoria is not None:
+            victoria.stop()
     rate = count / elapsed
     result.update(
         {
@@ -270,17 +297,23 @@ def main() -> int:
     parser.add_argument("--store", choices=sorted(STORES), default="sqlite")
     parser.add_argument("--dashboards", type=int, default=1, help="dashboard processes on one store")
     parser.add_argument("--all", action="store_true", help="SQLite x1, PostgreSQL x1 and x2 in one run")
+    parser.add_argument("--timeseries", action="store_true", help="run without, then with [influxdb] on")
     args = parser.parse_args()
     if args.dashboards < 1:
         parser.error("--dashboards must be at least 1")
     if args.dashboards > 1 and args.store != "postgresql":
         parser.error("several dashboards share a PostgreSQL store: give --store postgresql")
+    if args.timeseries and args.all:
+        parser.error("--timeseries runs one configuration: give --store and --dashboards, not --all")
     plan = ALL_RUNS if args.all else ((args.store, args.dashboards),)
     runs = []
     try:
         with scratch_folder() as workdir:
             for store, dashboards in plan:
                 runs.append(run(workdir / f"{store}-x{dashboards}", store, dashboards, args.events))
+                if args.timeseries:
+                    folder = workdir / f"{store}-x{dashboards}-timeseries"
+                    runs.append(run(folder, store, dashboards, args.events, series=True))
     finally:
         drop_made()
     header = {"bench": "ingest", "events": args.events, "gateways": GATEWAYS, "buttons": BUTTONS}
@@ -294,7 +327,12 @@ def main() -> int:
             f"single-row: autocommit INSERT, {SINGLE_ROW_COMMITS} rows, one connection; "
             f"batched: the store's connection, {BATCH} rows per write-locked transaction, one INSERT per row"
         )
-    if args.all:
+    if args.timeseries:
+        without, with_series = runs
+        kept = float(with_series["events_per_s"]) / float(without["events_per_s"])  # type: ignore[arg-type]
+        line = {**header, "runs": runs, "timeseries_rate_kept": round(kept, 3), "meets_timeseries_bar": kept >= 0.9}
+        line.update(footer)
+    elif args.all:
         last = runs[-1]
         line = {**header, "runs": runs, "meets_target_postgresql_x2": last["meets_target"], **footer}
     else:
