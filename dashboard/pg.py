@@ -206,6 +206,8 @@ class Connection:
     def __init__(self, url: str) -> None:
         self.url = url
         self._closed = False
+        #: How many :meth:`pipeline` blocks are open: outside them the connection is never in pipeline mode.
+        self._pipelines = 0
         self._conn = self._open()
         self.name = store_name(self._conn)
         self.write_lock = self.key("writers")
@@ -225,16 +227,26 @@ class Connection:
     def _live(self) -> psycopg.Connection[Any]:
         """The server connection, opened again if the last one was lost (a server restart, a network cut):
         what was in flight failed with it and its caller retries, as after SQLite's "database is locked"."""
-        if self._conn.broken or (self._conn.closed and not self._closed):
+        if self._conn.broken or (self._conn.closed and not self._closed) or self._stuck_in_pipeline():
             try:
                 self._conn.close()
             finally:
                 self._conn = self._open()
         return self._conn
 
+    def _lost(self) -> bool:
+        """The server connection is gone, and with it any transaction it had open."""
+        return self._conn.broken or self._stuck_in_pipeline()
+
+    def _stuck_in_pipeline(self) -> bool:
+        """Still in pipeline mode with no block open: a server lost while results were pending leaves libpq
+        there ("cannot exit pipeline mode while busy"), not broken, and every later query failed with it
+        (an ingest stored nothing until restarted). Such a connection is only good for closing."""
+        return self._pipelines == 0 and not self._conn.closed and _in_pipeline(self._conn)
+
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Cursor:
         head = sql.lstrip()[:16].upper()
-        if head.startswith("ROLLBACK") and not head.startswith("ROLLBACK TO") and self._conn.broken:
+        if head.startswith("ROLLBACK") and not head.startswith("ROLLBACK TO") and self._lost():
             return _NO_ROWS  # the transaction ended with its connection: the caller's error is the one to see
         conn = self._live()
         if head.startswith("BEGIN IMMEDIATE"):
@@ -262,11 +274,18 @@ class Connection:
             for row in rows:
                 copy.write_row(_params(row))
 
-    def pipeline(self) -> contextlib.AbstractContextManager[Any]:
+    @contextlib.contextmanager
+    def pipeline(self) -> Iterator[Any]:
         """Statements sent without waiting for each one's result until one is fetched (or the block ends):
         a batch's writes cost one round trip to the server instead of one each. An error is raised at the
         next fetch or at the block's end, and ends the caller's transaction as it would have anyway."""
-        return self._live().pipeline()
+        conn = self._live()
+        self._pipelines += 1
+        try:
+            with conn.pipeline() as pipeline:
+                yield pipeline
+        finally:
+            self._pipelines -= 1
 
     def executescript(self, script: str) -> None:
         """Statements without parameters, sent as one (PostgreSQL's simple query protocol)."""
@@ -284,7 +303,7 @@ class Connection:
             self._conn.execute("COMMIT")
 
     def rollback(self) -> None:
-        if self.in_transaction:
+        if self.in_transaction and not self._lost():
             self._conn.execute("ROLLBACK")
 
     def close(self) -> None:

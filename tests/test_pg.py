@@ -8,7 +8,12 @@ from pathlib import Path
 import pytest
 
 from dashboard import db, pg
+from sim.pgserver import PgServer
 from sim.stores import postgresql_store_at
+
+INSERT_SERVICE = (
+    "INSERT INTO button_service (button, mode, reason, until, set_by, set_at) VALUES (?, 'test', 'r', 1, 'x', 1)"
+)
 
 
 @pytest.fixture
@@ -73,3 +78,47 @@ def test_a_connection_lost_mid_transaction_fails_it_and_the_next_one_goes_throug
         )
     assert conn.execute("SELECT count(*) FROM button_service").fetchone()[0] == 1  # the first was rolled back
     admin.close()
+
+
+@pytest.mark.parametrize("inserts", [1, 30])
+def test_a_connection_lost_inside_a_pipeline_is_opened_again_for_the_next_transaction(
+    conn: db.Connection, inserts: int
+) -> None:
+    """A server lost while a pipeline waits for results must not leave the connection in pipeline mode: a
+    PostgreSQL restart mid-burst once left an ingest failing every batch with "cannot exit pipeline mode
+    while busy", its presses unstored (the broker kept them) until the process was restarted."""
+    admin = db.connect(conn.url)
+    (pid,) = conn.execute("SELECT pg_backend_pid()").fetchone()
+    insert = INSERT_SERVICE
+    with pytest.raises(db.Error) as lost, db.transaction(conn), db.pipelined(conn):
+        admin.execute("SELECT pg_terminate_backend(?)", (pid,))
+        for n in range(inserts):
+            conn.execute(insert, (f"b-{n}",))
+    assert db.store_failure(lost.value)
+    with db.transaction(conn), db.pipelined(conn):
+        conn.execute(insert, ("b-again",))
+    assert conn.execute("SELECT button FROM button_service").fetchall() == [("b-again",)]
+    admin.close()
+
+
+@pytest.mark.parametrize("inserts", [2, 300])
+def test_a_server_killed_while_a_pipeline_waits_leaves_a_connection_that_works_when_it_is_back(
+    tmp_path: Path, inserts: int
+) -> None:
+    """SIGKILL of the server (not of one backend) leaves libpq in pipeline mode, not broken: without care
+    every later query failed with "cannot exit pipeline mode while busy" (seen in the fault suite)."""
+    insert = INSERT_SERVICE
+    with PgServer() as server:
+        conn = db.connect(server.url)
+        db.init_schema(conn)
+        with pytest.raises(db.Error) as lost, db.transaction(conn), db.pipelined(conn):
+            for n in range(inserts):
+                conn.execute(insert, (f"b-{n}",))
+                if n == inserts // 2:
+                    server.kill()
+        assert db.store_failure(lost.value)  # the ingest keeps the batch unacknowledged and retries it
+        server.start()
+        with db.transaction(conn), db.pipelined(conn):
+            conn.execute(insert, ("b-again",))
+        assert conn.execute("SELECT button FROM button_service").fetchall() == [("b-again",)]
+        conn.close()
