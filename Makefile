@@ -20,7 +20,7 @@ demo: $(VENV)/.demo-installed
 
 test: $(VENV)/.test-installed
 	@deploy/dev/ensure-debian-packages.sh mosquitto:mosquitto chromium:chromium nats-server:nats-server \
-		/usr/lib/postgresql/15/bin/initdb:postgresql-15
+		victoria-metrics:victoria-metrics /usr/lib/postgresql/15/bin/initdb:postgresql-15
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -n $(TEST_WORKERS)
 
@@ -28,7 +28,7 @@ test: $(VENV)/.test-installed
 # in a database made anew); tests about SQLite itself are skipped (marker sqlite_only).
 test-postgresql: $(VENV)/.test-installed
 	@deploy/dev/ensure-debian-packages.sh mosquitto:mosquitto chromium:chromium nats-server:nats-server \
-		/usr/lib/postgresql/15/bin/initdb:postgresql-15
+		victoria-metrics:victoria-metrics /usr/lib/postgresql/15/bin/initdb:postgresql-15
 	$(PY) -m sim.stores recreate $(SIAGA_TEST_DATABASE)
 	SIAGA_TEST_DATABASE=$(SIAGA_TEST_DATABASE) $(PY) -m pytest -n $(TEST_WORKERS)
 

@@ -3,23 +3,28 @@
 from __future__ import annotations
 
 import os
+import re
 import secrets
 from pathlib import Path
 from typing import Any
 
 from firmware_bridge.broker import read_broker_settings, read_secret_file
 from firmware_bridge.errors import ConfigError
+from firmware_bridge.metrics import read_metrics
 from firmware_bridge.payloads import Kind
 from firmware_bridge.settings import Section, read_toml
 
 from . import defaults
 from .alarms.escalation import EscalationSettings
 from .alarms.notify import RetryPolicy, Webhook
+from .cap.messages import ACCESS, CapSettings
 from .devices.supervision import SupervisionSettings
+from .homeassistant.discovery import read_settings as read_homeassistant
 from .i18n import LANGUAGES
 from .pg import is_url
 from .reports.categories import load_catalogue
 from .reports.photos import writable_folder
+from .timeseries.writer import InfluxSettings
 
 
 def load_config(path: str | Path, *, create_secret: bool = True) -> dict[str, Any]:
@@ -60,6 +65,10 @@ def parse_config(root: Section, *, create_secret: bool = True) -> dict[str, Any]
     broker = read_broker_settings(root.section("mqtt", required=True))
     config["SIAGA_BROKER"] = broker
     config["SIAGA_MQTT_CLIENT_ID"] = broker.client_id or defaults.MQTT_CLIENT_ID
+    config["SIAGA_HOMEASSISTANT"] = read_homeassistant(root.section("homeassistant"), mqtt_root=broker.root)
+    config["SIAGA_CAP"] = _cap(root.section("cap"))
+    config["SIAGA_METRICS"] = read_metrics(root.section("metrics"), listener=False)  # /metrics, off by default
+    config["SIAGA_INFLUXDB"] = _influxdb(root.section("influxdb")) if root.has("influxdb") else None  # off
     root.done()
     return config
 
@@ -230,6 +239,69 @@ def _webhook(section: Section) -> Webhook:
     )
     section.done()
     return webhook
+
+
+def _influxdb(section: Section) -> InfluxSettings | None:
+    """``[influxdb]``: time series written to an InfluxDB 2 write API (``dashboard/timeseries/``); None with
+    ``enabled = false`` (every key checked all the same, so that turning it on again holds no surprise)."""
+    enabled = section.bool("enabled", True)
+    url = section.str("url", pattern=r"^https?://[^/\s]+")
+    token_file = section.str("token_file", None)
+    sapa_detail = section.bool("sapa_detail", False)
+    purpose = section.str("sapa_purpose", None)
+    if sapa_detail and (purpose is None or len(purpose.strip()) < 10):
+        # SAPA sites and buttons leave the SAPA desk only for a reason someone wrote down.
+        raise section.error("sapa_purpose", "sapa_detail = true needs the purpose stated (at least 10 characters)")
+    settings = InfluxSettings(
+        url=url,
+        org=section.str("org"),
+        bucket=section.str("bucket"),
+        token=read_secret_file(section, "token_file", token_file) if token_file else None,
+        batch_size=section.int("batch_size", 5000, min=1, max=100_000),
+        interval_s=section.float("interval_s", 1.0, min=0.05, max=600.0),
+        timeout_s=section.float("timeout_s", 10.0, min=0.1, max=300.0),
+        retry_max_s=section.float("retry_max_s", 60.0, min=1.0, max=3600.0),
+        trouble_after_s=section.float("trouble_after_s", 300.0, min=1.0, max=7 * 86400.0),
+        sapa_detail=sapa_detail,
+        sapa_purpose=purpose,
+    )
+    section.done()
+    return settings if enabled else None
+
+
+def _cap(section: Section) -> CapSettings:
+    """``[cap]``: the CAP 1.2 feed of fire alarms (``dashboard/cap/``), off unless ``enabled``."""
+    enabled = section.bool("enabled", False)
+    # CAP forbids spaces, commas, '<' and '&' in a sender: it is written into other messages' references.
+    sender = section.str("sender", *(() if enabled else (None,)), pattern=r"^[^\s,<&]{1,200}$")
+    access = section.str("access", "public", choices=ACCESS)
+    token_file = section.str("token_file", None)
+    if access == "token" and token_file is None:
+        raise section.error("token_file", 'access = "token" needs token_file (a file holding the bearer token)')
+    if access == "public" and token_file is not None:
+        # Never let a reader of the file believe the feed is protected when it is not.
+        raise section.error("token_file", 'is used only with access = "token"; the feed is public')
+    token = read_secret_file(section, "token_file", token_file) if token_file else None
+    if token is not None and (len(token) < 32 or not token.isprintable() or " " in token):
+        raise section.error("token_file", "the token must be at least 32 printable characters without spaces")
+    codes = section.raw("region_codes", {})
+    if not isinstance(codes, dict) or not all(
+        isinstance(code, str) and re.fullmatch(r"[0-9A-Za-z.\-]{1,40}", code) for code in codes.values()
+    ):
+        raise section.error("region_codes", f"must map kecamatan to codes of letters, digits, '.', '-' (got {codes!r})")
+    settings = CapSettings(
+        enabled=enabled,
+        access=access,
+        token=token,
+        sender=sender or CapSettings.sender,
+        sender_name=section.str("sender_name", None, pattern=r"^[^\x00-\x1f]{1,200}$"),
+        keep_resolved_s=section.float("keep_resolved_s", 86400.0, min=60.0, max=30 * 86400.0),
+        radius_km=section.float("radius_km", 0.5, min=0.01, max=100.0),
+        region_codes=dict(codes),
+        geocode_name=section.str("geocode_name", CapSettings.geocode_name, pattern=r"^[^\x00-\x1f<&]{1,60}$"),
+    )
+    section.done()
+    return settings
 
 
 def _secret_key(section: Section, path: Path, *, create: bool) -> str | None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from flask import Flask, current_app
@@ -14,10 +14,13 @@ from .alarms.changes import AlarmChanges
 from .alarms.escalation import EscalationSettings, Escalator
 from .alarms.notify import Notifier
 from .devices.supervision import SupervisionSettings, Supervisor
+from .homeassistant.publisher import HomeAssistantPublisher
+from .homeassistant.publisher import from_config as homeassistant_from_config
 from .ingest.hub import Hub
 from .ingest.mqtt import Ingest
 from .peers import Leadership, Relay
 from .pg import is_url
+from .timeseries.writer import InfluxSettings, SeriesWriter
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +41,12 @@ class Live:
     leadership: Leadership | None = None
     #: The other dashboard processes on a PostgreSQL store (None on SQLite).
     relay: Relay | None = None
+    #: Writes the time series to InfluxDB (``[influxdb]``); None when they are off. Not in /healthz either:
+    #: failing writes are a trouble on the board, and a load balancer must not drop the board for them.
+    series: SeriesWriter | None = None
+    #: Home Assistant MQTT discovery (``[homeassistant]``); None when it is off. Not in /healthz: an
+    #: integration's failure must not make a dashboard look dead (its counters show it).
+    homeassistant: HomeAssistantPublisher | None = None
     started: bool = False
 
     def background(self) -> list[Any]:
@@ -52,6 +61,9 @@ def init_app(app: Flask) -> None:
     broker = app.config.get("SIAGA_BROKER")
     supervision = app.config.get("SIAGA_SUPERVISION") or SupervisionSettings()
     escalation = app.config.get("SIAGA_ESCALATION") or EscalationSettings()
+    influx: InfluxSettings | None = app.config.get("SIAGA_INFLUXDB")
+    if influx is not None:  # the supervisor turns failing writes into a trouble
+        supervision = replace(supervision, timeseries_trouble_after_s=influx.trouble_after_s)
     notifier = Notifier(app.config["DATABASE"], escalation.webhooks, escalation.retry, counters)
     changes = AlarmChanges(hub, notifier)
     ingest = None
@@ -64,16 +76,21 @@ def init_app(app: Flask) -> None:
             client_id=app.config["SIAGA_MQTT_CLIENT_ID"],
             counters=counters,
             indication_resync_s=supervision.indication_resync_s,
+            series=None if influx is None else influx.policy,
         )
     supervisor = Supervisor(app.config["DATABASE"], hub, supervision, counters=counters)
     escalator = Escalator(app.config["DATABASE"], changes, escalation)
     leadership = Leadership(app.config["DATABASE"], counters)
-    for job in (supervisor, escalator, notifier):
-        job.gate = leadership.holds
+    series = SeriesWriter(app.config["DATABASE"], influx, counters) if influx is not None else None
+    for job in (supervisor, escalator, notifier, series):
+        if job is not None:
+            job.gate = leadership.holds
     relay = Relay(app.config["DATABASE"], hub, counters) if is_url(app.config["DATABASE"]) else None
+    homeassistant = homeassistant_from_config(app.config, changes=changes, counters=counters, gate=leadership.holds)
     app.extensions[EXTENSION] = Live(
-        hub, ingest, changes, supervisor, escalator, notifier, counters, leadership=leadership, relay=relay
-    )
+        hub, ingest, changes, supervisor, escalator, notifier, counters,
+        leadership=leadership, relay=relay, series=series, homeassistant=homeassistant,
+    )  # fmt: skip
 
 
 def live() -> Live:
@@ -90,7 +107,7 @@ def start(app: Flask) -> None:
         if state.leadership is not None:
             state.leadership.start()
         # The notifier before the escalator, whose first round may queue notices.
-        for worker in (state.supervisor, state.notifier, state.escalator):
+        for worker in (state.supervisor, state.notifier, state.escalator, state.series, state.homeassistant):
             if worker is not None:
                 worker.start()
         state.started = True
@@ -100,7 +117,7 @@ def stop(app: Flask) -> None:
     state: Live = app.extensions[EXTENSION]
     state.hub.close()
     if state.ingest is not None and state.started:
-        for worker in (state.escalator, state.notifier, state.supervisor):
+        for worker in (state.homeassistant, state.series, state.escalator, state.notifier, state.supervisor):
             if worker is not None:
                 worker.stop()
         state.ingest.stop()

@@ -278,9 +278,15 @@ class Site:
     name: str
     lat: float
     lon: float
+    #: the kecamatan (district) it is in: statistics and integrations group by it
+    kecamatan: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "lat": self.lat, "lon": self.lon}
+        return {"name": self.name, "lat": self.lat, "lon": self.lon, **_drop_none({"kecamatan": self.kecamatan})}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Site:
+        return cls(data["name"], float(data["lat"]), float(data["lon"]), data.get("kecamatan"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -423,7 +429,7 @@ class Inventory:
                 id=item["id"],
                 kind=Kind(item["kind"]),
                 transport=Source(item["transport"]),
-                site=Site(item["site"]["name"], float(item["site"]["lat"]), float(item["site"]["lon"])),
+                site=Site.from_dict(item["site"]),
                 label=item.get("label"),
             )
             for item in data["buttons"]
@@ -634,6 +640,28 @@ class RadioHealth:
 
 
 @dataclass(frozen=True, slots=True)
+class SystemHealth:
+    """The gateway's machine: its disk, CPU temperature and load, each None where it cannot be read."""
+
+    disk_free_mb: float | None = None
+    disk_used_pct: float | None = None
+    cpu_temp_c: float | None = None
+    load_1m: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "disk_free_mb": self.disk_free_mb,
+            "disk_used_pct": self.disk_used_pct,
+            "cpu_temp_c": self.cpu_temp_c,
+            "load_1m": self.load_1m,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SystemHealth:
+        return cls(data.get("disk_free_mb"), data.get("disk_used_pct"), data.get("cpu_temp_c"), data.get("load_1m"))
+
+
+@dataclass(frozen=True, slots=True)
 class Health:
     """A gateway's periodic report: its outbox, counters, links, wired buttons and LoRa side.
 
@@ -661,6 +689,7 @@ class Health:
     pump_alive: bool | None = None
     buttons: tuple[ButtonHealth, ...] = ()
     radio: RadioHealth | None = None
+    system: SystemHealth | None = None
     unknown: Mapping[str, Any] = field(default_factory=dict)
 
     #: The fields every version-1 health carries.
@@ -676,6 +705,7 @@ class Health:
         "pump_alive",
         "buttons",
         "radio",
+        "system",
     }
 
     def to_dict(self) -> dict[str, Any]:
@@ -700,6 +730,7 @@ class Health:
             "dashboard_online": self.dashboard_online,
             "buttons": [button.to_dict() for button in self.buttons],
             **({"radio": self.radio.to_dict()} if self.radio is not None else {}),
+            **({"system": self.system.to_dict()} if self.system is not None else {}),
         }
 
     def encode(self) -> bytes:
@@ -709,7 +740,7 @@ class Health:
     def from_dict(cls, data: dict[str, Any]) -> Health:
         validate("health", data)
         parse_ts(data["ts"])
-        radio = data.get("radio")
+        radio, system = data.get("radio"), data.get("system")
         return cls(
             gw=data["gw"],
             ts=data["ts"],
@@ -725,6 +756,7 @@ class Health:
             pump_alive=data.get("pump_alive"),
             buttons=tuple(ButtonHealth.from_dict(button) for button in data.get("buttons", [])),
             radio=None if radio is None else RadioHealth.from_dict(radio),
+            system=None if system is None else SystemHealth.from_dict(system),
             unknown={key: value for key, value in data.items() if key not in cls.KNOWN},
         )
 

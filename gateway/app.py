@@ -35,9 +35,11 @@ from .buttons import WiredButton
 from .config import ButtonConfig, GatewayConfig
 from .indicator import IndicatorState, Pattern
 from .link import GatewayLink
+from .metrics import MetricsListener, start_metrics
 from .outbox import UnavailableOutbox, open_outbox
 from .pump import MAX_RESEND_INTERVAL_S, Pump
 from .radio import RadioService
+from .system import read_system
 from .systemd import stale
 
 log = logging.getLogger(__name__)
@@ -126,6 +128,8 @@ class Gateway:
         self._health_thread = threading.Thread(target=self._health_loop, name="siaga-health", daemon=True)
         self._record_listeners: list[Callable[[Event], None]] = []
         self.ready = threading.Event()
+        #: The optional Prometheus listener (``[metrics]``), started last and stopped first.
+        self.metrics: MetricsListener | None = None
         #: A loop that has not turned for this long is hung: the watchdog stops pinging.
         self.stale_after_s = 15.0
 
@@ -147,6 +151,7 @@ class Gateway:
             self.close()
             raise
         self._health_thread.start()
+        self.metrics = start_metrics(self.config, self.health, self.counters)  # never fails the start
         self.ready.set()
         log.info(
             "gateway %s ready: %d button(s), broker %s",
@@ -174,6 +179,8 @@ class Gateway:
 
     def close(self) -> None:
         self._stopping.set()
+        if self.metrics is not None:
+            self.metrics.stop()
         self._health_now.set()
         for device in self._mode_pins:
             device.close()
@@ -374,6 +381,7 @@ class Gateway:
             pump_alive=self.pump.is_alive(),
             buttons=self._button_health(),
             radio=self.radio.health() if self.radio is not None else None,
+            system=read_system(self.config.outbox_path),
         )
 
     def _outbox_health(self) -> OutboxHealth:

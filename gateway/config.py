@@ -7,7 +7,7 @@ with a :class:`ConfigError` naming the file and the key.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from gpiozero.exc import PinInvalidPin
@@ -15,6 +15,7 @@ from gpiozero.pins.pi import PiBoardInfo
 
 from firmware_bridge.broker import BrokerSettings, read_broker_settings
 from firmware_bridge.errors import ConfigError
+from firmware_bridge.metrics import MetricsSettings, read_metrics
 from firmware_bridge.payloads import Kind, Site
 from firmware_bridge.settings import Section, read_toml
 from firmware_bridge.topics import ID_PATTERN
@@ -106,6 +107,8 @@ class GatewayConfig:
     file: str = ""
     lora: LoraConfig | None = None
     lora_buttons: tuple[LoraButtonConfig, ...] = ()
+    #: ``[metrics]``: the optional Prometheus listener (``gateway/metrics.py``)
+    metrics: MetricsSettings = field(default_factory=MetricsSettings)
 
     def button(self, button_id: str) -> ButtonConfig:
         for button in self.buttons:
@@ -169,6 +172,7 @@ def parse_config(root: Section) -> GatewayConfig:
     if not buttons and not lora_buttons:
         raise root.error("button", "missing: a gateway needs at least one [[button]] or [[lora_button]]")
     _check_unique_lora(root, buttons, lora_buttons)
+    metrics = read_metrics(root.section("metrics"), listener=True)
     root.done()
     return GatewayConfig(
         id=gw_id,
@@ -181,6 +185,7 @@ def parse_config(root: Section) -> GatewayConfig:
         file=root.file,
         lora=lora,
         lora_buttons=lora_buttons,
+        metrics=metrics,
     )
 
 
@@ -190,6 +195,7 @@ def _parse_site(section: Section) -> Site:
         name=site_section.str("name"),
         lat=site_section.float("lat", min=-90.0, max=90.0),
         lon=site_section.float("lon", min=-180.0, max=180.0),
+        kecamatan=site_section.str("kecamatan", None, pattern=r"^[^\x00-\x1f]{1,100}$"),
     )
     site_section.done()
     return site

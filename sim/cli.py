@@ -60,6 +60,8 @@ def _demo(args: argparse.Namespace) -> int:
             port=args.port,
             panel_port=args.panel_port,
             radio_loss=args.radio_loss,
+            influxdb=args.influxdb,
+            influxdb_token_file=Path(args.influxdb_token_file).resolve() if args.influxdb_token_file else None,
         )
     )
 
@@ -140,6 +142,12 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument(
         "--radio-loss", type=float, default=0.0, help="fraction of LoRa packets the virtual air loses (0..1)"
     )
+    demo.add_argument(
+        "--influxdb",
+        default=None,
+        help="write time series: 'local' (starts Debian's victoria-metrics) or an InfluxDB 2 URL",
+    )
+    demo.add_argument("--influxdb-token-file", default=None, help="the API token of the InfluxDB given by URL")
     demo.set_defaults(run=_demo)
 
     press = commands.add_parser("press", help="press a virtual button of the running demo")

@@ -104,6 +104,10 @@ class DemoOptions:
     panel_port: int = 8001
     host: str = "127.0.0.1"
     radio_loss: float = 0.0
+    #: Time series: None (off), "local" (Debian's victoria-metrics started here) or an InfluxDB 2 URL.
+    influxdb: str | None = None
+    #: The API token of an InfluxDB 2 given by URL.
+    influxdb_token_file: Path | None = None
 
 
 @dataclass
@@ -120,6 +124,8 @@ class Demo:
     panel: PanelServer | None = None
     air: Air | None = None
     webhook: Any = None
+    #: Where the time series go (``[influxdb] url``), once known.
+    influxdb_url: str | None = None
 
     def say(self, text: str) -> None:
         print(text, flush=True)
@@ -187,9 +193,31 @@ class Demo:
                 "client_id": "siaga-dashboard-demo",
             },
             "escalation": self._escalation_config(),
+            "influxdb": self._influxdb_config(),
         }
         path.write_text("# Written by siaga-sim demo.\n" + toml_text(document))
         return path
+
+    def _influxdb_config(self) -> dict[str, Any] | None:
+        if self.influxdb_url is None:
+            return None
+        token = self.options.influxdb_token_file
+        return {"url": self.influxdb_url, "org": "siaga", "bucket": "siaga", "token_file": token}
+
+    def start_timeseries(self) -> None:
+        """``--influxdb local``: a VictoriaMetrics (the InfluxDB 2 write API) in the workdir; else the URL given."""
+        if self.options.influxdb is None:
+            return
+        if self.options.influxdb != "local":
+            self.influxdb_url = self.options.influxdb
+            self.say(f"  time series {self.influxdb_url} (org siaga, bucket siaga)")
+            return
+        from .victoria import VictoriaMetrics
+
+        server = VictoriaMetrics(self.options.workdir / "victoria").start()
+        self._stoppers.append(server.stop)
+        self.influxdb_url = server.url
+        self.say(f"  time series {server.url}  (VictoriaMetrics; query it at {server.url}/vmui/)")
 
     def _escalation_config(self) -> dict[str, Any] | None:
         """Escalation to the demo's own webhook receiver, which prints what it is sent."""
@@ -350,6 +378,7 @@ class Demo:
         try:
             self.start_broker()
             self.start_webhook_receiver()
+            self.start_timeseries()
             self.start_dashboard()
             buttons = self.start_gateways()
             board = f"http://{self.options.host}:{self.options.port}/"

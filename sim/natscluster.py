@@ -117,16 +117,25 @@ def _subjects(subjects: list[str]) -> str:
     return "[" + ", ".join(json.dumps(subject) for subject in subjects) + "]"
 
 
+#: Home Assistant's account (docs/integrations.md): not a valid gateway id, so it can never act as one.
+HOME_ASSISTANT_USER = "ha@siaga"
+
+
 def auth_config(users: dict[str, str], root: str = "siaga/v1") -> str:
-    """``siaga-nats-auth.conf`` for these accounts: ``dashboard`` gets the dashboard's rights, any other the
-    rights of the gateway whose id is its name (deploy/nats/siaga-nats-auth.conf.example)."""
+    """``siaga-nats-auth.conf`` for these accounts: ``dashboard`` gets the dashboard's rights, ``ha@siaga``
+    Home Assistant's, any other the rights of the gateway whose id is its name
+    (deploy/nats/siaga-nats-auth.conf.example)."""
     base = root.replace("/", ".")
     blocks = []
     for user, password in users.items():
         if user == "dashboard":
-            publish = [f"{base}.gw.*.cmd.indicate", f"{base}.gw.*.cmd.receipt", f"{base}.dashboard.status"]
+            discovery = ["homeassistant.*.siaga.*.config", f"{base}.ha.>"]
+            publish = [f"{base}.gw.*.cmd.indicate", f"{base}.gw.*.cmd.receipt", f"{base}.dashboard.status", *discovery]
             subscribe = [f"{base}.gw.*.{channel}" for channel in ("status", "inventory", "event", "health")]
-            subscribe.append(f"{base}.dashboard.status")
+            subscribe += [f"{base}.dashboard.status", *discovery]
+        elif user == HOME_ASSISTANT_USER:
+            publish = ["homeassistant.status"]
+            subscribe = ["homeassistant.>", f"{base}.ha.>", f"{base}.gw.*.status", f"{base}.dashboard.status"]
         else:
             own = f"{base}.gw.{user}"
             publish = [f"{own}.{channel}" for channel in ("status", "inventory", "event", "health")]

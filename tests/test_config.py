@@ -58,6 +58,10 @@ def test_the_shipped_samples_are_valid(name: str, tmp_path: Path) -> None:
     keys.write_text(toml_text({"keys": {str(node): "ab" * 16 for node in nodes}}))
     config = parse(text)
     assert {button.kind for button in config.buttons} == {Kind.FIRE, Kind.SAPA}
+    # Every sample site names its kecamatan, which the inventory carries to the dashboard.
+    sites = [button.site for button in (*config.buttons, *config.lora_buttons)]
+    assert all(site.kecamatan in ("Andoolo", "Konda") for site in sites)
+    assert all(site.to_dict()["kecamatan"] == site.kecamatan for site in sites)
     assert config.lora is not None and len(config.lora_buttons) == len(nodes)
 
 

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import threading
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -32,8 +33,11 @@ def panel_pattern(panel: str, button: str) -> str:
 
 @pytest.fixture
 def demo(tmp_path: Path, request: pytest.FixtureRequest):
-    """The demo as ``siaga-sim demo`` starts it; parametrize indirectly with "mosquitto" for that broker."""
+    """The demo as ``siaga-sim demo`` starts it; parametrize indirectly with "mosquitto" for that broker, or with
+    a list of more arguments."""
     port, panel_port, mqtt_port = free_port(), free_port(), free_port()
+    param = getattr(request, "param", "embedded")
+    broker, more = (param, []) if isinstance(param, str) else ("embedded", list(param))
     process = subprocess.Popen(
         [
             sys.executable,
@@ -49,7 +53,8 @@ def demo(tmp_path: Path, request: pytest.FixtureRequest):
             "--mqtt-port",
             str(mqtt_port),
             "--broker",
-            getattr(request, "param", "embedded"),
+            broker,
+            *more,
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -224,3 +229,25 @@ def test_the_demo_stops_cleanly_on_ctrl_c(demo: dict) -> None:
     process.send_signal(signal.SIGINT)
     assert process.wait(30) == 0
     assert "Siaga demo stopping" in "".join(demo["output"])
+
+
+@pytest.mark.parametrize("demo", [["--influxdb", "local"]], indirect=True)
+def test_with_time_series_a_demo_press_becomes_a_point_in_a_real_server(demo: dict) -> None:
+    """The issue's bar: with [influxdb] set, a press made in the demo is a point within a few seconds."""
+    line = next(line for line in demo["output"] if "time series http://" in line)
+    server = line.split("time series ")[1].split()[0]
+    _board, alarm = press_and_sign_in(demo, "pasar-andoolo-fire-1")
+    assert alarm["state"] == "unacknowledged"
+    query = urllib.parse.urlencode({"match[]": '{__name__="siaga_press_presses"}', "start": "0"})
+
+    def presses() -> list[dict]:
+        urllib.request.urlopen(f"{server}/internal/force_flush", timeout=5).read()
+        with urllib.request.urlopen(f"{server}/api/v1/export?{query}", timeout=5) as answer:
+            return [json.loads(row) for row in answer.read().decode().splitlines() if row.strip()]
+
+    # The server offers nothing to wait on: its query API is polled.
+    series = poll_until(presses, lambda found: found, timeout=10, what="the press as a point")
+    labels = series[0]["metric"]
+    place = (labels["button"], labels["site"], labels["kecamatan"])
+    assert place == ("pasar-andoolo-fire-1", "Pasar Andoolo", "Andoolo")
+    assert labels["gateway"] == "gw-pasar-andoolo" and series[0]["values"] == [1]

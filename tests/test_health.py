@@ -6,12 +6,14 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
 from firmware_bridge.payloads import ButtonHealth, Health, decode_health
 from gateway.app import Gateway
 from gateway.config import GatewayConfig
+from gateway.system import cpu_temperature, read_system
 
 from .waiting import poll_until
 
@@ -25,6 +27,19 @@ def test_the_gateway_reports_typed_health_that_validates(gateway: Gateway) -> No
         ButtonHealth(b.id, pressed=False, pressed_for_s=None) for b in gateway.config.buttons
     )
     assert decode_health(health.encode()) == health
+    assert health.system is not None and health.system.disk_free_mb is not None and health.system.disk_free_mb > 0
+    assert health.system.disk_used_pct is not None and 0 <= health.system.disk_used_pct <= 100
+
+
+def test_the_machine_figures_are_read_where_the_machine_has_them(tmp_path: Path) -> None:
+    zone = tmp_path / "temp"
+    zone.write_text("48312\n")  # what a Pi's /sys/class/thermal/thermal_zone0/temp holds: millidegrees
+    system = read_system(tmp_path / "not-made-yet" / "outbox.sqlite", zone)
+    assert system.cpu_temp_c == 48.3
+    assert system.disk_free_mb is not None and system.disk_free_mb > 0  # the nearest existing folder's disk
+    assert read_system(tmp_path, tmp_path / "no-such-zone").cpu_temp_c is None
+    zone.write_text("garbage")
+    assert cpu_temperature(zone) is None
 
 
 def test_a_failed_health_report_is_counted_and_logged_and_the_next_one_goes_out(

@@ -62,6 +62,10 @@ differs between two identical runs and cannot depend on SAPA activity:
 - random tokens: CSRF tokens, the report's Open311 token (replaced by name),
   ULIDs/UUIDs (event ids: random, and fire event ids are the same kind of
   value in both runs); the dashboard's own URL (its port);
+- Prometheus samples of times (``/metrics``: ``_seconds``, their histograms'
+  buckets and sums, and ``_created``) become ``<seconds>``, and its lines are
+  compared sorted (series appear in the order of their first request); request
+  *counts* are compared (the SAPA desk's own requests are not counted at all);
 - headers ``Date``, ``Server``, ``Set-Cookie``, ``Content-Length`` and the
   file headers ``ETag``/``Expires``/``Last-Modified`` (the report's photo is
   written anew in each run); binary bodies are compared by SHA-256.
@@ -110,6 +114,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, closing
 from dataclasses import dataclass, field
+from ipaddress import ip_network
 from pathlib import Path
 from typing import Any
 
@@ -120,9 +125,11 @@ from werkzeug.routing import AnyConverter, Rule
 
 from dashboard.alarms.escalation import EscalationSettings
 from dashboard.alarms.notify import RetryPolicy, Webhook
+from dashboard.cap.messages import CapSettings, FireAlarm, Stage, incident
 from dashboard.db import Connection, connect
 from dashboard.devices.supervision import SupervisionSettings
 from firmware_bridge.broker import BrokerSettings
+from firmware_bridge.metrics import MetricsSettings, ScrapeAccess
 from firmware_bridge.settings import read_toml
 from gateway.app import Gateway
 from gateway.config import parse_config
@@ -410,6 +417,9 @@ def start_run(tmp_path: Path) -> Iterator[Callable[[bool], Run]]:
                 SIAGA_SUPERVISION=SupervisionSettings(check_interval_s=0.1),
                 SIAGA_THREADS=32,
                 SIAGA_API_RATE=(100_000, 60),
+                SIAGA_CAP=CapSettings(enabled=True, sender="siaga@damkar.example"),  # public: every role reads it
+                # /metrics for this machine, without a token: every role's requests come from it, so all read it
+                SIAGA_METRICS=MetricsSettings(enabled=True, access=ScrapeAccess(allow=(ip_network("127.0.0.1"),))),
             )
             server = DashboardServer(config).start()
             stack.callback(server.stop)
@@ -566,7 +576,26 @@ def fillers(run: Run, alarms: list[tuple[str, int, int]]) -> dict[str, list[tupl
         "user_id": [(f"user-{row['username']}", str(row["id"])) for row in users],
         "username": [(row["username"], row["username"]) for row in users],
         "key_id": [("key-1", "1")],
+        "identifier": cap_identifiers(run, alarms),
     }
+
+
+def cap_identifiers(run: Run, alarms: list[tuple[str, int, int]]) -> list[tuple[str, str]]:
+    """Every CAP message name each alarm would have (its kind, number and opening second; a SAPA alarm's also
+    with its id as a fire number): a fire alarm's are served, a SAPA alarm's must be the same 404 as in the run
+    where it never happened. (Not its number as a fire number: fire alarm 1 may open in the same second as
+    SAPA alarm 1, and its messages are rightly served.)"""
+    rows = run.query("SELECT kind, number, opened_at FROM alarms")
+    opened = {(row["kind"], row["number"]): row["opened_at"] for row in rows}
+    found = []
+    for kind, number, alarm_id in alarms:
+        name = incident(FireAlarm(number, opened.get((kind, number), 0.0)))
+        guesses = {"": name.replace("siaga-fire-", f"siaga-{kind}-", 1)}
+        if kind != "fire":
+            guesses["-as-fire"] = name.replace(f"siaga-fire-{number}-", f"siaga-fire-{alarm_id}-", 1)
+        for how, guess in guesses.items():
+            found += [(f"cap-{kind}-{number}{how}-{stage}", f"{guess}-{stage}") for stage in Stage]
+    return found
 
 
 def targets(run: Run, fill: dict[str, list[tuple[str, str]]], missing: list[str] | None = None) -> list[Target]:
@@ -706,7 +735,7 @@ def normalise_body(body: bytes, content_type: str, run: Run, role: str) -> str:
     if not body:
         return ""
     textual = content_type.startswith(("text/", "application/json", "application/xml", "application/javascript"))
-    if not textual and not content_type.endswith(("+json", "+xml")):
+    if not textual and not content_type.split(";")[0].strip().endswith(("+json", "+xml")):  # "; charset=utf-8" too
         return f"<{len(body)} bytes, sha256 {hashlib.sha256(body).hexdigest()}>"
     text = body.decode("utf-8", "replace")
     if role == "admin":
@@ -718,6 +747,9 @@ def normalise_body(body: bytes, content_type: str, run: Run, role: str) -> str:
             return "\n".join(flatten(normalise_json(json.loads(text), run)))
         except ValueError:
             pass
+    if content_type.startswith("text/plain") and "version=" in content_type:
+        # Sorted: a family's series come in the order they first appeared, which the parallel sweeps vary.
+        return "\n".join(sorted(normalise_metric(line, run) for line in text.splitlines()))
     if content_type.startswith("text/csv"):
         rows = list(csv.reader(io.StringIO(text)))
         header = rows[0] if rows else []
@@ -732,6 +764,16 @@ def normalise_body(body: bytes, content_type: str, run: Run, role: str) -> str:
     return "\n".join(
         part for line in lines for part in (line.replace(">", ">\n") if len(line) > 300 else line).split("\n")
     )
+
+
+#: A Prometheus sample whose value is a time: a duration (``_seconds``, its histogram's buckets and sum) or a
+#: series' creation (``_created``). Counts (``_count``, ``_total``) and gauges of anything else are compared.
+METRIC_TIME = re.compile(r"^(\w+(?:_seconds(?:_bucket|_sum)?|_created))((?:\{.*\})?) \S+$")
+
+
+def normalise_metric(line: str, run: Run) -> str:
+    """One line of /metrics: the value of a time becomes ``<seconds>``, as durations do elsewhere."""
+    return METRIC_TIME.sub(r"\1\2 <seconds>", normalise_text(line, run))
 
 
 def flatten(value: Any, path: str = "") -> Iterator[str]:

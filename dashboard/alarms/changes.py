@@ -5,18 +5,24 @@ actions, the escalator) hands the changed alarms here once its transaction
 has committed, never before: a board or a button must not show what the
 store could still roll back. The boards come first because they are the
 alarm's path to a person; the ingest acknowledges to the broker and receipts
-to the gateways between them and the button (``before_buttons``).
+to the gateways between them and the button (``before_buttons``). Watchers
+(integrations such as Home Assistant, :meth:`AlarmChanges.watch`) hear last,
+with the events the commit stored; they must not block, and whatever they
+raise is logged, never passed on to the committer.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..ingest.hub import Hub, LiveMessage
 from .notify import Notifier
+
+if TYPE_CHECKING:
+    from firmware_bridge.payloads import Event
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +31,10 @@ BOARDS_WAIT_S = 0.002
 
 #: Sends a button what its alarm now is (the MQTT ingest's ``indicate``).
 Indicate = Callable[[dict[str, Any]], None]
+
+#: Hears of every change after everyone else: the alarms, what happened, and the events the commit stored
+#: (each with the kind of desk it went to; none but for presses). Must return at once (hand over, not work).
+Watcher = Callable[[list[dict[str, Any]], "Change", Sequence[tuple["Event", str]]], None]
 
 
 class Change(StrEnum):
@@ -45,6 +55,11 @@ class AlarmChanges:
         self.hub = hub
         self.notifier = notifier
         self._indicate: Indicate | None = None
+        self._watchers: list[Watcher] = []
+
+    def watch(self, watcher: Watcher) -> None:
+        """Tell ``watcher`` of every change after the boards, the notifier and the buttons."""
+        self._watchers.append(watcher)
 
     def link_buttons(self, indicate: Indicate) -> None:
         """The MQTT link names how to reach the buttons (there is none without a broker)."""
@@ -56,13 +71,15 @@ class AlarmChanges:
         change: Change,
         *,
         before_buttons: Callable[[], None] | None = None,
+        events: Sequence[tuple[Event, str]] = (),
     ) -> None:
         """Tell everyone of ``alarms`` (as :func:`store.alarm_view` shows them), in order.
 
         The boards first; the notifier if notices may have been queued (an
         escalation step, or an answer to an alarm whose escalation some
         receiver heard of); then ``before_buttons`` if given; then each
-        button, unless only the escalation changed.
+        button, unless only the escalation changed; then the watchers, with
+        ``events`` (what the commit stored).
         """
         alarms = list(alarms)
         for alarm in alarms:
@@ -80,6 +97,11 @@ class AlarmChanges:
         if change is not Change.ESCALATED:
             for alarm in alarms:
                 self._tell_button(alarm, change)
+        for watcher in self._watchers:
+            try:
+                watcher(alarms, change, events)
+            except Exception:  # an integration's bug must not reach the alarm's path
+                log.exception("a watcher of alarm changes failed (the change itself is done)")
 
     @staticmethod
     def _notices_queued(alarms: list[dict[str, Any]], change: Change) -> bool:

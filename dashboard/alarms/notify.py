@@ -237,6 +237,12 @@ def next_due_at(conn: sqlite3.Connection, webhook: str) -> float | None:
     return row[0]
 
 
+def queued_by_kind(conn: sqlite3.Connection) -> dict[str, int]:
+    """Notices waiting to be delivered, per alarm kind (``/metrics``: each kind's count, never one over both)."""
+    rows = conn.execute("SELECT kind, COUNT(*) FROM notifications WHERE status = ? GROUP BY kind", (Delivery.PENDING,))
+    return {kind: int(count) for kind, count in rows}
+
+
 def failing_webhooks(conn: sqlite3.Connection, since: float, min_attempts: int = 3) -> list[dict[str, Any]]:
     """Per receiver and alarm kind: notices failed since ``since`` or pending after ``min_attempts`` tries.
 

@@ -80,6 +80,8 @@ class IngestOutcome:
     by_kind: Counter[str] = field(default_factory=Counter)
     #: alarm id -> the last action that changed it in this batch
     alarms: dict[int, Action] = field(default_factory=dict)
+    #: the events stored (not redeliveries), each with the kind of desk it went to
+    events: list[tuple[Event, str]] = field(default_factory=list)
 
 
 def _iso(value: float | None) -> str | None:
@@ -197,6 +199,7 @@ def _store_event(
         return
     lookups.known.add(event.id)
     outcome.stored += 1
+    outcome.events.append((event, kind))
     outcome.by_kind[f"stored.{kind}"] += 1
     anomaly = str(routing.anomaly) if routing.anomaly else None
     if anomaly:
@@ -554,6 +557,42 @@ def recently_closed(conn: sqlite3.Connection, *, kinds: Iterable[str], since: fl
         [str(AlarmState.RESOLVED), since, *kinds],
     ).fetchall()
     return [{"id": row["id"], "rev": row["rev"]} for row in rows]
+
+
+def count_open(conn: sqlite3.Connection, *, kinds: Iterable[str]) -> list[tuple[str, str, bool, int]]:
+    """(kind, state, test, count) of the alarms of ``kinds`` not yet resolved (``/metrics``)."""
+    kinds = [str(kind) for kind in kinds]
+    if not kinds:
+        return []
+    marks = ",".join("?" * len(kinds))
+    rows = conn.execute(
+        f"SELECT kind, state, test, COUNT(*) AS n FROM alarms WHERE state != ? AND kind IN ({marks}) "  # noqa: S608
+        "GROUP BY kind, state, test",
+        [str(AlarmState.RESOLVED), *kinds],
+    ).fetchall()
+    return [(row["kind"], row["state"], bool(row["test"]), int(row["n"])) for row in rows]
+
+
+def alarm_steps_since(conn: sqlite3.Connection, after: int, limit: int) -> list[sqlite3.Row]:
+    """Steps of alarms' lives (``alarm_actions``) after the action id ``after``, oldest first, each with its
+    alarm's number, kind, button, opening time, test mark and resolution and its button's site and kecamatan:
+    what the time series say of them (``dashboard/timeseries/``)."""
+    return conn.execute(
+        "SELECT x.id AS action_id, x.action, x.at, a.number, a.kind, a.button, a.opened_at, a.test, "
+        "a.resolution, b.site_name, b.kecamatan FROM alarm_actions x JOIN alarms a ON a.id = x.alarm_id "
+        "LEFT JOIN buttons b ON b.id = a.button WHERE x.id > ? ORDER BY x.id LIMIT ?",
+        (after, limit),
+    ).fetchall()
+
+
+def sapa_days(conn: sqlite3.Connection, start: float, end: float) -> list[sqlite3.Row]:
+    """SAPA alarms opened in ``[start, end)`` and their presses, per kecamatan of their buttons."""
+    return conn.execute(
+        "SELECT b.kecamatan, COUNT(*) AS alarms, SUM(a.press_count) AS presses FROM alarms a "
+        "LEFT JOIN buttons b ON b.id = a.button WHERE a.kind = ? AND a.opened_at >= ? AND a.opened_at < ? "
+        "GROUP BY b.kecamatan",
+        (str(Kind.SAPA), start, end),
+    ).fetchall()
 
 
 # -- reads ------------------------------------------------------------------------
@@ -917,3 +956,20 @@ def save_stats_months(
             "alarm_changes = excluded.alarm_changes, sites = excluded.sites",
             (month, generation, alarm_changes, sites),
         )
+
+
+def alarms_open_or_resolved_since(conn: sqlite3.Connection, kind: Kind, since: float) -> list[sqlite3.Row]:
+    """Alarms of ``kind`` open now or resolved since ``since``, in no set order, with their button's site,
+    label, kecamatan and point: what the CAP feed publishes (``dashboard/cap/``, fire only). Two index reads
+    (open: by kind and state; resolved: by kind, state and time), never a scan of every alarm of the kind;
+    the caller orders the few rows (an ORDER BY here made SQLite walk the kind's alarms in time order)."""
+    select = (
+        "SELECT a.id, a.number, a.kind, a.state, a.test, a.opened_at, a.acknowledged_at, a.dispatched_at, "
+        "a.dispatch_unit, a.resolved_at, a.resolution, b.site_name, b.label, b.kecamatan, b.lat, b.lon "
+        "FROM alarms a LEFT JOIN buttons b ON b.id = a.button WHERE a.kind = ? AND "
+    )
+    still_open = "a.state IN ({})".format(", ".join(f"'{state.value}'" for state in OPEN_STATES))  # the enum
+    return conn.execute(
+        f"{select}{still_open} UNION ALL {select}a.state = 'resolved' AND a.resolved_at >= ?",
+        (str(kind), str(kind), since),
+    ).fetchall()

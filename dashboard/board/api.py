@@ -305,6 +305,17 @@ _KIND_FREE = frozenset(
         "health_unreadable",  # per gateway round, whatever its buttons' kinds
         "http_500",  # a bug: its count says nothing of which desk's request met it
         "rejected",
+        # Home Assistant's session and retained configurations (inventory, not presses; events are per kind)
+        "ha_mqtt_connects",
+        "ha_mqtt_connect_refused",
+        "ha_retained_sent",
+        "ha_retained_failed",
+        "ha_round_errors",
+        "ha_handover_errors",
+        # Time series: failures only (points queued and written move with presses, SAPA's too with sapa_detail)
+        "timeseries_write_failures",
+        "timeseries_points_refused",
+        "timeseries_record_errors",
     }
 )
 _KIND_FREE_PREFIXES = ("rejected.",)

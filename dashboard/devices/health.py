@@ -26,6 +26,7 @@ from firmware_bridge.payloads import (
     OutboxHealth,
     RadioHealth,
     RadioModule,
+    SystemHealth,
 )
 from firmware_bridge.timeutil import format_epoch, parse_ts
 from firmware_bridge.topics import is_valid_id
@@ -153,7 +154,7 @@ def read_health(health: object) -> Health:
     elif isinstance(health, (str, bytes)):
         health = stored_health(health)
     data = field_dict(health)
-    radio = data.get("radio")
+    radio, system = data.get("radio"), data.get("system")
     return Health(
         gw=field_id(data.get("gw")) or "",  # unknown: the caller knows whose it is
         ts=field_wire_time(data.get("ts")),
@@ -169,6 +170,16 @@ def read_health(health: object) -> Health:
         pump_alive=field_bool(data.get("pump_alive")),
         buttons=tuple(_read_buttons(data.get("buttons"))),
         radio=_read_radio(radio) if isinstance(radio, dict) else None,
+        system=_read_system(system) if isinstance(system, dict) else None,
+    )
+
+
+def _read_system(system: dict[str, Any]) -> SystemHealth:
+    return SystemHealth(
+        disk_free_mb=field_number(system.get("disk_free_mb"), 0, MAX_COUNT),
+        disk_used_pct=field_number(system.get("disk_used_pct"), 0, 100),
+        cpu_temp_c=field_number(system.get("cpu_temp_c"), -100, 200),
+        load_1m=field_number(system.get("load_1m"), 0, MAX_COUNT),
     )
 
 

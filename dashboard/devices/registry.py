@@ -93,10 +93,11 @@ def store_inventory(conn: sqlite3.Connection, inventory: Inventory, now: float) 
             (gw, button.id, str(button.kind), now),
         )
         conn.execute(
-            "INSERT INTO buttons (id, gw, kind, transport, site_name, lat, lon, label, updated_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET gw = excluded.gw, "
+            "INSERT INTO buttons (id, gw, kind, transport, site_name, lat, lon, label, updated_at, kecamatan) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET gw = excluded.gw, "
             "kind = excluded.kind, transport = excluded.transport, site_name = excluded.site_name, "
-            "lat = excluded.lat, lon = excluded.lon, label = excluded.label, updated_at = excluded.updated_at "
+            "lat = excluded.lat, lon = excluded.lon, label = excluded.label, updated_at = excluded.updated_at, "
+            "kecamatan = excluded.kecamatan "
             "WHERE buttons.gw = excluded.gw OR buttons.kind = excluded.kind "
             "OR NOT EXISTS (SELECT 1 FROM registrations r WHERE r.gw = buttons.gw AND r.button = buttons.id)",
             (
@@ -109,6 +110,7 @@ def store_inventory(conn: sqlite3.Connection, inventory: Inventory, now: float) 
                 button.site.lon,
                 button.label,
                 now,
+                button.site.kecamatan,
             ),
         )
     if not conn.execute("SELECT 1 FROM gateways WHERE gw = ?", (gw,)).fetchone():

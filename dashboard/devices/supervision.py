@@ -48,6 +48,7 @@ from firmware_bridge.timeutil import format_epoch
 from ..alarms import notify
 from ..db import PeriodicCheck, spelled, transaction
 from ..ingest.hub import Hub, LiveMessage
+from ..timeseries import queue
 from . import registry
 from .health import (
     FIRST_TIME,
@@ -82,6 +83,7 @@ class TroubleType(StrEnum):
     LOW_BATTERY = "low_battery"
     TAMPER = "tamper"  # the button's case is open
     WEBHOOK_FAILING = "webhook_failing"  # escalation notices are not getting through
+    TIMESERIES_FAILING = "timeseries_failing"  # points wait in the store: the time-series server refuses them
     BUTTON_OUT_OF_SERVICE = "button_out_of_service"  # set aside by a technician: its presses raise no alarm
     BUTTON_IN_TEST = "button_in_test"  # a technician is testing it: its presses raise silent test alarms
     # Troubles that arise from presses (see PRESS_TROUBLES):
@@ -139,6 +141,8 @@ class SupervisionSettings:
     #: How often the dashboard tells every open alarm's button again what to
     #: show, so that a lost or forged indication does not stay on a LED.
     indication_resync_s: float = 60.0
+    #: With time series on (``[influxdb]``): how long writes may fail before it is a trouble.
+    timeseries_trouble_after_s: float | None = None
 
 
 @dataclass(frozen=True)
@@ -485,6 +489,18 @@ def webhook_troubles(conn: sqlite3.Connection, now: float) -> list[Trouble]:
     return troubles
 
 
+def timeseries_troubles(conn: sqlite3.Connection, now: float, after_s: float | None) -> list[Trouble]:
+    """Time-series writes failing for ``after_s`` or longer: Grafana's charts stop, though nothing is lost."""
+    if after_s is None:
+        return []
+    since = queue.bookmark(conn, "failing_since")
+    if since is None or now - since < after_s:
+        return []
+    waiting = queue.depth(conn)
+    detail = f"{waiting} point(s) waiting; last error: {queue.bookmark(conn, 'last_error') or '-'}"[:MAX_TEXT]
+    return [Trouble(TroubleType.TIMESERIES_FAILING, None, None, None, detail, since, "influxdb")]
+
+
 def service_troubles(conn: sqlite3.Connection, now: float) -> list[Trouble]:
     """A button set aside is a trouble until it is back: nobody must forget it is not protecting anyone.
 
@@ -794,6 +810,7 @@ class Supervisor(PeriodicCheck):
         self.heard = heard  # replaced whole: the device view reads it from request threads
         self._unreadable = self._unreadable_now
         troubles += webhook_troubles(conn, now)
+        troubles += timeseries_troubles(conn, now, self.settings.timeseries_trouble_after_s)
         troubles += service_troubles(conn, now)
         troubles += anomaly_troubles(conn, now, self.settings.anomaly_memory_s)
         troubles += self._inventory.conflicts(conn, now)

@@ -63,9 +63,11 @@ from ..alarms import store
 from ..alarms.changes import AlarmChanges, Change
 from ..alarms.lifecycle import AlarmState, indication_for, opens_alarm
 from ..db import Error as StoreError
-from ..db import connect, init_schema, store_failure, transaction
+from ..db import connect, init_schema, savepoint, store_failure, transaction
 from ..defaults import MQTT_CLIENT_ID
 from ..devices import registry
+from ..timeseries.collect import record_ingest
+from ..timeseries.points import SeriesPolicy
 from .hub import Hub, LiveMessage
 
 log = logging.getLogger(__name__)
@@ -115,8 +117,11 @@ class Ingest:
         batch_max: int = 500,
         retry_s: float = 1.0,
         indication_resync_s: float = 60.0,
+        series: SeriesPolicy | None = None,
     ) -> None:
         self.settings = settings
+        #: With time series on: what their points may say; their points go in each batch's transaction.
+        self.series = series
         self.topics = Topics(settings.root)
         self.hub = hub
         self.counters = counters or Counters()
@@ -461,7 +466,9 @@ class Ingest:
                 self._receipt_refused(item, receipts)
             self._send_receipts(receipts)
 
-        self.changes.committed(alarms, Change.PRESSED, before_buttons=acknowledge_and_receipt)
+        # A press kept by this path was stored here: its watchers hear of it as of any stored event.
+        kept = [(event, kind)] if event is not None and kind is not None and press and alarm_id is not None else []
+        self.changes.committed(alarms, Change.PRESSED, before_buttons=acknowledge_and_receipt, events=kept)
 
     def _raise_degraded(
         self, conn: sqlite3.Connection, event: Event, kind: str, received_at: float
@@ -544,6 +551,8 @@ class Ingest:
                 for health, at in healths:
                     registry.store_health(conn, health, at)
                 outcome = store.store_events(conn, events)
+                if self.series is not None:
+                    self._record_series(conn, outcome.events, healths)
 
         def acknowledge_and_count() -> None:
             self._acknowledge(batch)
@@ -553,10 +562,25 @@ class Ingest:
         # Committed: the boards first (the alarm's path), then the broker's
         # PUBACKs, then the buttons' indications.
         alarms = store.get_alarms(conn, outcome.alarms)
-        self.changes.committed(alarms, Change.PRESSED, before_buttons=acknowledge_and_count)
+        self.changes.committed(alarms, Change.PRESSED, before_buttons=acknowledge_and_count, events=outcome.events)
         self._announce_gateways(conn, statuses, inventories)
         if resync and self.connected.is_set():
             self._resync_indications(store.alarms_to_indicate(conn, closed_since=time.time() - RESYNC_CLOSED_S))
+
+    def _record_series(
+        self, conn: sqlite3.Connection, events: list[tuple[Event, str]], healths: list[tuple[Health, float]]
+    ) -> None:
+        """Queue the batch's time-series points with it; a failure here costs those points (counted and
+        logged), never the batch: time series are not on the alarm path."""
+        assert self.series is not None
+        try:
+            with savepoint(conn, "series"):
+                self.counters.add("timeseries_points_queued", record_ingest(conn, events, healths, self.series))
+        except Exception as exc:
+            if store_failure(exc):
+                raise  # the store itself failed: the whole batch is retried, points and all
+            self.counters.add("timeseries_record_errors")
+            log.exception("time series: could not queue the points of a batch (the batch is stored)")
 
     def _count(self, outcome: store.IngestOutcome) -> None:
         self.counters.add("events_stored", outcome.stored)
