@@ -15,11 +15,13 @@ import ipaddress
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-
-from prometheus_client.metrics_core import CounterMetricFamily, Metric
+from typing import TYPE_CHECKING
 
 from .broker import read_secret_file
 from .settings import Section
+
+if TYPE_CHECKING:
+    from prometheus_client.metrics_core import Metric
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -215,6 +217,9 @@ def counter_families(
             continue
         key = tuple(sorted(labels.items()))
         values[rule.family][key] = values[rule.family].get(key, 0) + value
+    # Imported here: a gateway without [metrics] never loads prometheus_client (its memory counts on a Pi).
+    from prometheus_client.metrics_core import CounterMetricFamily
+
     result: list[Metric] = []
     for family, samples in values.items():
         if not samples:

@@ -7,6 +7,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from gpiozero import DigitalOutputDevice
 from gpiozero.exc import GPIOZeroError
@@ -35,12 +36,14 @@ from .buttons import WiredButton
 from .config import ButtonConfig, GatewayConfig
 from .indicator import IndicatorState, Pattern
 from .link import GatewayLink
-from .metrics import MetricsListener, start_metrics
 from .outbox import UnavailableOutbox, open_outbox
 from .pump import MAX_RESEND_INTERVAL_S, Pump
 from .radio import RadioService
 from .system import read_system
 from .systemd import stale
+
+if TYPE_CHECKING:
+    from .metrics import MetricsListener
 
 log = logging.getLogger(__name__)
 
@@ -151,7 +154,11 @@ class Gateway:
             self.close()
             raise
         self._health_thread.start()
-        self.metrics = start_metrics(self.config, self.health, self.counters)  # never fails the start
+        if self.config.metrics.enabled:
+            # Imported only when asked for: prometheus_client would cost every other gateway memory.
+            from .metrics import start_metrics
+
+            self.metrics = start_metrics(self.config, self.health, self.counters)  # never fails the start
         self.ready.set()
         log.info(
             "gateway %s ready: %d button(s), broker %s",
