@@ -17,6 +17,7 @@ import pytest
 from dashboard.config import parse_config
 from dashboard.db import connect, transaction
 from dashboard.defaults import LOCAL_TIME
+from dashboard.devices import registry
 from dashboard.timeseries import points, queue
 from dashboard.timeseries.collect import collect
 from dashboard.timeseries.points import ButtonFacts, SeriesPolicy
@@ -414,3 +415,29 @@ def test_the_shipped_grafana_dashboard_asks_only_for_what_siaga_writes() -> None
         assert measurement is not None and measurement.group(1) in written, query
         for field in re.findall(r'r\._field == "([^"]+)"', query):
             assert field in written[measurement.group(1)], (field, query)
+
+
+def test_a_gateway_of_sapa_buttons_only_is_not_named_even_by_its_troubles(conn) -> None:
+    """Its health is not written (test above); its troubles (offline, silent) would tell where it is just as well."""
+    now = time.time()
+    with transaction(conn):
+        registry.store_inventory(conn, SHELTER_INVENTORY, now)
+        registry.store_inventory(conn, INVENTORY, now)
+        for gw in ("gw-shelter", "gw-a"):
+            conn.execute(
+                "INSERT INTO troubles (key, type, gw, button, subject, kind, detail, began_at, detected_at) "
+                "VALUES (?, 'gateway_offline', ?, NULL, NULL, NULL, 'offline', ?, ?)",
+                (f"gateway_offline:{gw}", gw, now - 60, now),
+            )
+        private = collect(conn, SeriesPolicy(), now, LOCAL_TIME)
+        rows = conn.execute("SELECT line FROM timeseries_points").fetchall()
+    lines = [line for (text,) in rows for line in text.split("\n")]
+    troubles = [line for line in lines if line.startswith("siaga_trouble")]
+    assert private == len(lines) and len(troubles) == 1 and "gateway=gw-a" in troubles[0]
+    assert not any("gw-shelter" in line for line in lines)
+    with transaction(conn):
+        conn.execute("DELETE FROM timeseries_points")
+        conn.execute("DELETE FROM timeseries_state")
+        collect(conn, SeriesPolicy(sapa_detail=True), now, LOCAL_TIME)
+        detailed = [text for (text,) in conn.execute("SELECT line FROM timeseries_points")]
+    assert any("gateway=gw-shelter" in text for text in detailed)  # an administrator's stated choice

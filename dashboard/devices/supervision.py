@@ -496,8 +496,9 @@ def timeseries_troubles(conn: sqlite3.Connection, now: float, after_s: float | N
     since = queue.bookmark(conn, "failing_since")
     if since is None or now - since < after_s:
         return []
-    waiting = queue.depth(conn)
-    detail = f"{waiting} point(s) waiting; last error: {queue.bookmark(conn, 'last_error') or '-'}"[:MAX_TEXT]
+    waiting = queue.batches_waiting(conn)
+    detail = f"{waiting} batch(es) of points waiting; last error: {queue.bookmark(conn, 'last_error') or '-'}"
+    detail = detail[:MAX_TEXT]
     return [Trouble(TroubleType.TIMESERIES_FAILING, None, None, None, detail, since, "influxdb")]
 
 

@@ -12,7 +12,7 @@ from firmware_bridge.payloads import Event, Health
 from ..alarms import store
 from ..db import Connection, rows_in
 from . import points, queue
-from .points import ButtonFacts, SeriesPolicy
+from .points import PRIVATE_KIND, ButtonFacts, SeriesPolicy
 
 #: Alarm steps turned into points per round at most (the next round goes on from the bookmark).
 STEPS_PER_ROUND = 5000
@@ -53,10 +53,11 @@ def _alarm_steps(conn: Connection, policy: SeriesPolicy) -> list[str]:
     after = queue.bookmark(conn, "alarm_action")
     if after is None:  # first round ever: from now on, not the store's whole history
         after = int(conn.execute("SELECT COALESCE(MAX(id), 0) FROM alarm_actions").fetchone()[0])
+        queue.set_bookmark(conn, "alarm_action", after)
     steps = store.alarm_steps_since(conn, after, STEPS_PER_ROUND)
     if steps:
-        after = int(steps[-1]["action_id"])
-    queue.set_bookmark(conn, "alarm_action", after)
+        # Only when it moves: a round with nothing new writes nothing (no commit to the disk each second).
+        queue.set_bookmark(conn, "alarm_action", int(steps[-1]["action_id"]))
     return [line for line in (points.alarm_step(step, policy) for step in steps) if line is not None]
 
 
@@ -67,10 +68,30 @@ def _troubles(conn: Connection, policy: SeriesPolicy) -> list[str]:
     open_now = conn.execute(f"SELECT {columns} FROM troubles WHERE cleared_at IS NULL").fetchall()  # noqa: S608
     gone = known - {row["id"] for row in open_now}
     ended = rows_in(conn, f"SELECT {columns} FROM troubles WHERE id IN ({{}})", sorted(gone)) if gone else []  # noqa: S608
-    lines = [points.trouble(row, cleared=False, policy=policy) for row in open_now if row["id"] not in known]
-    lines += [points.trouble(row, cleared=True, policy=policy) for row in ended if row["cleared_at"] is not None]
-    queue.set_bookmark(conn, "troubles_open", sorted(row["id"] for row in open_now))
+    private = set() if policy.sapa_detail else _sapa_only_gateways(conn)
+    lines = [
+        points.trouble(row, cleared=False, policy=policy)
+        for row in open_now
+        if row["id"] not in known and row["gw"] not in private
+    ]
+    lines += [
+        points.trouble(row, cleared=True, policy=policy)
+        for row in ended
+        if row["cleared_at"] is not None and row["gw"] not in private
+    ]
+    still_open = sorted(row["id"] for row in open_now)
+    if still_open != sorted(known):
+        queue.set_bookmark(conn, "troubles_open", still_open)
     return [line for line in lines if line is not None]
+
+
+def _sapa_only_gateways(conn: Connection) -> set[str]:
+    """Gateways whose every registered button is SAPA: even their device troubles (offline, silent) tell
+    where a SAPA button is, so, like their health, they are not written."""
+    rows = conn.execute(
+        "SELECT gw FROM registrations GROUP BY gw HAVING MIN(kind) = ? AND MAX(kind) = ?", (PRIVATE_KIND,) * 2
+    ).fetchall()
+    return {row[0] for row in rows}
 
 
 def _sapa_days(conn: Connection, now: float, zone: ZoneInfo) -> list[str]:
