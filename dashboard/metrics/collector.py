@@ -72,10 +72,13 @@ class DashboardCollector(Collector):
         reports = self._app.extensions.get(REPORTS)
         ingest = state.ingest
         rounds = state.supervisor.round_times() if state.supervisor is not None else {}
+        # The counters before the store: counters move after a commit, so a scrape that counts an event
+        # also finds its alarm (read the other way round, a commit in between showed the one, not the other).
+        counters = shown_counters(self._settings, state.counters.snapshot())
         alarms, troubles, queued = self._store_figures(kinds)
         return Snapshot(
             kinds=kinds,
-            counters=shown_counters(self._settings, state.counters.snapshot()),
+            counters=counters,
             reports=reports.counters.snapshot() if reports is not None else {},
             alarms_open=None if alarms is None else [OpenAlarms(*row) for row in alarms],
             troubles_open=troubles,
