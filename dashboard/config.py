@@ -8,6 +8,7 @@ import secrets
 from pathlib import Path
 from typing import Any
 
+from firmware_bridge.access import read_bearer_token, stated_purpose
 from firmware_bridge.broker import read_broker_settings, read_secret_file
 from firmware_bridge.errors import ConfigError
 from firmware_bridge.metrics import read_metrics
@@ -248,10 +249,7 @@ def _influxdb(section: Section) -> InfluxSettings | None:
     url = section.str("url", pattern=r"^https?://[^/\s]+")
     token_file = section.str("token_file", None)
     sapa_detail = section.bool("sapa_detail", False)
-    purpose = section.str("sapa_purpose", None)
-    if sapa_detail and (purpose is None or len(purpose.strip()) < 10):
-        # SAPA sites and buttons leave the SAPA desk only for a reason someone wrote down.
-        raise section.error("sapa_purpose", "sapa_detail = true needs the purpose stated (at least 10 characters)")
+    purpose = stated_purpose(section, "sapa_detail", sapa_detail)
     settings = InfluxSettings(
         url=url,
         org=section.str("org"),
@@ -281,9 +279,7 @@ def _cap(section: Section) -> CapSettings:
     if access == "public" and token_file is not None:
         # Never let a reader of the file believe the feed is protected when it is not.
         raise section.error("token_file", 'is used only with access = "token"; the feed is public')
-    token = read_secret_file(section, "token_file", token_file) if token_file else None
-    if token is not None and (len(token) < 32 or not token.isprintable() or " " in token):
-        raise section.error("token_file", "the token must be at least 32 printable characters without spaces")
+    token = read_bearer_token(section, "token_file", token_file)
     codes = section.raw("region_codes", {})
     if not isinstance(codes, dict) or not all(
         isinstance(code, str) and re.fullmatch(r"[0-9A-Za-z.\-]{1,40}", code) for code in codes.values()

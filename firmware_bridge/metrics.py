@@ -9,15 +9,13 @@ same way for both.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import ipaddress
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from .broker import read_secret_file
+from .access import read_bearer_token, stated_purpose, token_matches
 from .settings import Section
 
 if TYPE_CHECKING:
@@ -28,9 +26,6 @@ Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 #: The gateway's listener, unless configured otherwise: this machine only.
 DEFAULT_ADDRESS = "127.0.0.1"
 DEFAULT_PORT = 9310
-#: As for the CAP feed's token: long enough that guessing is hopeless, and safe in an HTTP header.
-MIN_TOKEN_LENGTH = 32
-MIN_PURPOSE_LENGTH = 10
 
 
 class Refusal:
@@ -58,14 +53,6 @@ class ScrapeAccess:
         if self.allow and not address_allowed(client, self.allow):
             return Refusal.FORBIDDEN
         return None
-
-
-def token_matches(header: str, token: str) -> bool:
-    """``Bearer <token>``, compared in constant time (as digests: the lengths tell nothing either)."""
-    scheme, _, given = header.partition(" ")
-    if scheme.lower() != "bearer" or not token:
-        return False
-    return hmac.compare_digest(hashlib.sha256(given.strip().encode()).digest(), hashlib.sha256(token.encode()).digest())
 
 
 def address_allowed(client: str | None, allow: tuple[Network, ...]) -> bool:
@@ -102,19 +89,10 @@ def read_metrics(section: Section, *, listener: bool) -> MetricsSettings:
     """
     enabled = section.bool("enabled", False)
     token_file = section.str("token_file", None)
-    token = read_secret_file(section, "token_file", token_file) if token_file else None
-    if token is not None and (len(token) < MIN_TOKEN_LENGTH or not token.isprintable() or " " in token):
-        raise section.error(
-            "token_file", f"the token must be at least {MIN_TOKEN_LENGTH} printable characters without spaces"
-        )
+    token = read_bearer_token(section, "token_file", token_file)
     allow = _networks(section, "allow")
     sapa = section.bool("sapa", False)
-    purpose = section.str("sapa_purpose", None)
-    if sapa and (purpose is None or len(purpose.strip()) < MIN_PURPOSE_LENGTH):
-        # SAPA's activity leaves the SAPA desk only for a reason someone wrote down.
-        raise section.error(
-            "sapa_purpose", f"sapa = true needs the purpose stated (at least {MIN_PURPOSE_LENGTH} characters)"
-        )
+    purpose = stated_purpose(section, "sapa", sapa)
     extra = {}
     if listener:
         extra["address"] = _address(section, "address", DEFAULT_ADDRESS)

@@ -9,12 +9,11 @@ is the same 404 as a made-up one.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import time
 
 from flask import Blueprint, Response, abort, current_app, request, url_for
 
+from firmware_bridge.access import token_matches
 from firmware_bridge.payloads import Kind
 
 from ..alarms import store
@@ -36,21 +35,13 @@ def _check_access() -> Response | None:
     config = settings()
     if not config.restricted:
         return None
-    if _token_matches(request.headers.get("Authorization", ""), config.token or ""):
+    if token_matches(request.headers.get("Authorization", ""), config.token or ""):
         return None
     # Plain text, not the HTML error page: a feed reader is a program.
     response = Response("401 Unauthorized: a bearer token is needed\n", 401, content_type="text/plain; charset=utf-8")
     response.headers["WWW-Authenticate"] = 'Bearer realm="siaga-cap"'
     response.headers["Cache-Control"] = "no-store"
     return response
-
-
-def _token_matches(header: str, token: str) -> bool:
-    """``Bearer <token>``, compared in constant time (as digests: the lengths tell nothing either)."""
-    scheme, _, given = header.partition(" ")
-    if scheme.lower() != "bearer" or not token:
-        return False
-    return hmac.compare_digest(hashlib.sha256(given.encode()).digest(), hashlib.sha256(token.encode()).digest())
 
 
 def _alarms(now: float) -> list[FireAlarm]:

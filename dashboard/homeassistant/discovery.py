@@ -48,6 +48,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+from firmware_bridge.access import stated_purpose
 from firmware_bridge.payloads import Event, EventType, GatewayState, Kind, Source
 from firmware_bridge.settings import Section
 from firmware_bridge.topics import Topics
@@ -62,8 +63,6 @@ DEFAULT_REFRESH_S = 10.0
 PREFIX_PATTERN = r"^[A-Za-z0-9_-]{1,64}(/[A-Za-z0-9_-]{1,64}){0,3}$"
 #: HA's discovery topic allows only these characters in a node id and an object id (its TOPIC_MATCHER).
 NODE_ID_PATTERN = r"^[A-Za-z0-9_-]{1,32}$"
-#: The shortest purpose an administrator may state for sending SAPA buttons to HA.
-MIN_PURPOSE = 10
 
 #: HA's value template for the contract's status and presence payloads: ``state`` is online or offline.
 STATE_TEMPLATE = "{{ value_json.state }}"
@@ -104,18 +103,13 @@ def read_settings(section: Section, *, mqtt_root: str) -> HomeAssistantSettings:
         raise section.error("discovery_prefix", f"must lie outside Siaga's MQTT root {mqtt_root!r}")
     node_id = section.str("node_id", DEFAULT_NODE_ID, pattern=NODE_ID_PATTERN)
     include_sapa = section.bool("include_sapa", False)
-    purpose = section.str("sapa_purpose", None)
-    if include_sapa and (purpose is None or len(purpose.strip()) < MIN_PURPOSE):
-        # SAPA buttons leave the SAPA desk only for a reason someone wrote down.
-        raise section.error(
-            "sapa_purpose", f"include_sapa = true needs the purpose stated (at least {MIN_PURPOSE} characters)"
-        )
+    purpose = stated_purpose(section, "include_sapa", include_sapa)
     settings = HomeAssistantSettings(
         enabled=enabled,
         discovery_prefix=prefix,
         node_id=node_id,
         include_sapa=include_sapa,
-        sapa_purpose=purpose.strip() if purpose else None,
+        sapa_purpose=purpose,
         refresh_s=section.float("refresh_s", DEFAULT_REFRESH_S, min=1.0, max=3600.0),
     )
     section.done()
