@@ -14,7 +14,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from ..db import IN_LIST_MAX, Connection, dialect
+from ..db import Connection, rows_in
 
 
 def enqueue(conn: Connection, lines: Sequence[str]) -> None:
@@ -38,12 +38,7 @@ def oldest(conn: Connection, points: int) -> tuple[list[int], list[str]]:
 def forget(conn: Connection, ids: Sequence[int]) -> None:
     """Drop the points ``ids`` (the server has them, or refused them for good): by id, not by range, so that
     a point queued meanwhile under a lower id is never dropped unwritten."""
-    if dialect(conn) == "postgresql":
-        conn.execute("DELETE FROM timeseries_points WHERE id = ANY(?)", (list(ids),))
-        return
-    for start in range(0, len(ids), IN_LIST_MAX):
-        chunk = ids[start : start + IN_LIST_MAX]
-        conn.execute(f"DELETE FROM timeseries_points WHERE id IN ({','.join('?' * len(chunk))})", chunk)  # noqa: S608
+    rows_in(conn, "DELETE FROM timeseries_points WHERE id IN ({}) RETURNING id", ids)
 
 
 def batches_waiting(conn: Connection) -> int:

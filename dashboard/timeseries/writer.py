@@ -8,7 +8,7 @@ import time
 from dataclasses import dataclass
 
 from influxdb_client import InfluxDBClient, WritePrecision
-from influxdb_client.client.write_api import SYNCHRONOUS
+from influxdb_client.client.write_api import SYNCHRONOUS, WriteApi
 from influxdb_client.rest import ApiException
 from urllib3.exceptions import HTTPError
 
@@ -57,6 +57,7 @@ class SeriesWriter(PeriodicCheck):
         self.settings = settings
         self.counters = counters
         self._client: InfluxDBClient | None = None
+        self._write_api: WriteApi | None = None
         self._retry_at = 0.0
         self._backoff = 0.0
 
@@ -70,6 +71,7 @@ class SeriesWriter(PeriodicCheck):
             timeout=int(self.settings.timeout_s * 1000),
             retries=False,
         )
+        self._write_api = self._client.write_api(write_options=SYNCHRONOUS)
 
     def teardown(self) -> None:
         if self._client is not None:
@@ -114,10 +116,9 @@ class SeriesWriter(PeriodicCheck):
         return True
 
     def _send(self, lines: list[str]) -> None:
-        assert self._client is not None
-        write_api = self._client.write_api(write_options=SYNCHRONOUS)
+        assert self._write_api is not None
         settings = self.settings
-        write_api.write(bucket=settings.bucket, org=settings.org, record=lines, write_precision=WritePrecision.MS)
+        self._write_api.write(bucket=settings.bucket, org=settings.org, record=lines, write_precision=WritePrecision.MS)
 
     def _refused(self, conn: Connection, lines: list[str], exc: ApiException) -> bool:
         """The server refused the batch's data: find the lines it refuses (halving the batch) and drop only
