@@ -37,9 +37,18 @@ def make_pin_factory(name: str | None) -> Factory | None:
     raise ConfigError(f"unknown gpiozero pin factory {name!r}", key="gateway.pin_factory")
 
 
+#: Where the package installs, enrolment writes and the service reads the configuration.
+DEFAULT_CONFIG = "/etc/siaga/gateway.toml"
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="siaga-gateway", description="Siaga panic-button gateway")
-    parser.add_argument("--config", "-c", required=True, help="path of gateway.toml")
+    parser.add_argument(
+        "--config",
+        "-c",
+        default=os.environ.get("SIAGA_GATEWAY_CONFIG", DEFAULT_CONFIG),
+        help=f"path of gateway.toml (default {DEFAULT_CONFIG}, or SIAGA_GATEWAY_CONFIG)",
+    )
     parser.add_argument("--check", action="store_true", help="validate the configuration and exit")
     parser.add_argument("--log-level", default=os.environ.get("SIAGA_LOG_LEVEL", "INFO"))
     parser.add_argument("--version", action="version", version=f"siaga-gateway {__version__}")
@@ -50,6 +59,26 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     provision.add_argument("--kind", required=True, choices=[kind.value for kind in Kind])
     provision.add_argument("--output", "-o", help="write node_config.py here (mode 0600) instead of printing it")
     provision.add_argument("--force", action="store_true", help="replace the key of a node that has one")
+    enrol = commands.add_parser(
+        "enrol", help="fetch this gateway's configuration, broker account and CA from the dashboard, once"
+    )
+    enrol.add_argument("url", help="the dashboard's address, https://...")
+    enrol.add_argument("code", help="the one-time enrolment code an administrator issued")
+    enrol.add_argument("--ca-file", help="trust this CA for the dashboard's certificate (else the system's)")
+    enrol.add_argument("--no-start", action="store_true", help="write the files but do not start the service")
+    enrol.add_argument("--force", action="store_true", help="replace a configuration that is already there")
+    commission = commands.add_parser(
+        "commission", help="test every button with the dashboard, as a test, and record the report"
+    )
+    commission.add_argument("--user", help="the technician's dashboard account (asked if not given)")
+    commission.add_argument(
+        "--password-file", help="read the technician's password from this file (else asked on the terminal)"
+    )
+    commission.add_argument("--button", action="append", help="commission only this button (repeatable)")
+    commission.add_argument(
+        "--yes", action="store_true", help="do not ask whether the LED and buzzer were seen; record them as not asked"
+    )
+    commission.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for each press (120)")
     return parser.parse_args(argv)
 
 
@@ -79,6 +108,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     if args.command == "provision-node":
         return _provision(args)
+    if args.command == "enrol":
+        from .enrol import run_enrol
+
+        return run_enrol(args)
+    if args.command == "commission":
+        from .commission import run_commission
+
+        return run_commission(args)
     try:
         config = load_config(args.config)
         if args.check:

@@ -29,6 +29,10 @@ _BCM_MAX = 27
 
 PIN_FACTORIES = ("lgpio", "rpigpio", "pigpio", "native", "mock")
 
+#: Where the daemon answers ``siaga-gateway commission`` (``gateway/status.py``); systemd's
+#: ``RuntimeDirectory=siaga`` makes the folder, owned by the service's user.
+DEFAULT_STATUS_SOCKET = "/run/siaga/gateway.sock"
+
 
 @dataclass(frozen=True)
 class ButtonConfig:
@@ -95,6 +99,15 @@ class LoraConfig:
 
 
 @dataclass(frozen=True)
+class DashboardLink:
+    """``[dashboard]``: where ``siaga-gateway commission`` reaches the dashboard (enrolment writes it)."""
+
+    url: str
+    #: The CA that signed the dashboard's HTTPS certificate, when it is not one the system trusts.
+    ca_file: Path | None = None
+
+
+@dataclass(frozen=True)
 class GatewayConfig:
     id: str
     outbox_path: Path
@@ -109,6 +122,10 @@ class GatewayConfig:
     lora_buttons: tuple[LoraButtonConfig, ...] = ()
     #: ``[metrics]``: the optional Prometheus listener (``gateway/metrics.py``)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
+    #: The local socket answering what the gateway shows (None: not served)
+    status_socket: Path | None = None
+    #: ``[dashboard]``, for commissioning; the daemon itself never talks HTTP
+    dashboard: DashboardLink | None = None
 
     def button(self, button_id: str) -> ButtonConfig:
         for button in self.buttons:
@@ -141,6 +158,7 @@ def parse_config(root: Section) -> GatewayConfig:
     pin_factory = gateway.str("pin_factory", None, choices=PIN_FACTORIES)
     health_interval = gateway.float("health_interval_s", 30.0, min=1.0, max=3600.0)
     receipt_timeout = gateway.float("receipt_timeout_s", 15.0, min=0.2, max=3600.0)
+    status_socket = gateway.str("status_socket", DEFAULT_STATUS_SOCKET, nonempty=False)  # "": none
     gateway.done()
 
     mqtt_section = root.section("mqtt", required=True)
@@ -173,6 +191,7 @@ def parse_config(root: Section) -> GatewayConfig:
         raise root.error("button", "missing: a gateway needs at least one [[button]] or [[lora_button]]")
     _check_unique_lora(root, buttons, lora_buttons)
     metrics = read_metrics(root.section("metrics"), listener=True)
+    dashboard = _parse_dashboard(root.section("dashboard"))
     root.done()
     return GatewayConfig(
         id=gw_id,
@@ -186,7 +205,26 @@ def parse_config(root: Section) -> GatewayConfig:
         lora=lora,
         lora_buttons=lora_buttons,
         metrics=metrics,
+        status_socket=Path(status_socket) if status_socket else None,
+        dashboard=dashboard,
     )
+
+
+def _parse_dashboard(section: Section) -> DashboardLink | None:
+    if not section.data:
+        return None
+    url = section.str("url", pattern=r"^https?://[^\s/]+(/\S*)?$")
+    if url.startswith("http://") and not _is_loopback_url(url):
+        # The technician's password and the commissioning record cross it: only HTTPS off this machine.
+        raise section.error("url", f"{url!r} must be https:// (plain http only to this machine)")
+    ca_file = section.str("ca_file", None)
+    section.done()
+    return DashboardLink(url=url.rstrip("/"), ca_file=Path(ca_file) if ca_file else None)
+
+
+def _is_loopback_url(url: str) -> bool:
+    host = url.split("://", 1)[1].split("/", 1)[0].rsplit(":", 1)[0].strip("[]")
+    return host in ("localhost", "127.0.0.1", "::1")
 
 
 def _parse_site(section: Section) -> Site:
