@@ -485,20 +485,45 @@ class OutboxHealth:
         )
 
 
+class Wiring(StrEnum):
+    """A supervised loop's cable (``gateway/loops.py``): a plain wired button reports none."""
+
+    OK = "ok"
+    OPEN = "open"  # cut, or a connector off: presses cannot arrive
+    SHORT = "short"  # shorted: taken as a press if the loop was healthy just before
+    UNREADABLE = "unreadable"  # the ADC does not answer: the loop is not supervised
+
+
 @dataclass(frozen=True, slots=True)
 class ButtonHealth:
-    """A wired button's input: one held down for long is stuck (jammed, or its wire shorted)."""
+    """A wired button's input: one held down for long is stuck (jammed, or its wire shorted);
+    a supervised loop also says whether its cable is sound."""
 
     id: str
     pressed: bool | None = None
     pressed_for_s: float | None = None
+    #: None for a plain (unsupervised) button, or an unknown word from a newer gateway
+    wiring: Wiring | None = None
+    #: how long the wiring has been faulty, on the gateway's clock
+    wiring_for_s: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"id": self.id, **_drop_none({"pressed": self.pressed}), "pressed_for_s": self.pressed_for_s}
+        return {
+            "id": self.id,
+            **_drop_none({"pressed": self.pressed}),
+            "pressed_for_s": self.pressed_for_s,
+            **_drop_none({"wiring": self.wiring and self.wiring.value, "wiring_for_s": self.wiring_for_s}),
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ButtonHealth:
-        return cls(id=data["id"], pressed=data.get("pressed"), pressed_for_s=data.get("pressed_for_s"))
+        return cls(
+            id=data["id"],
+            pressed=data.get("pressed"),
+            pressed_for_s=data.get("pressed_for_s"),
+            wiring=_optional_enum(Wiring, data.get("wiring")),
+            wiring_for_s=data.get("wiring_for_s"),
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -36,9 +36,11 @@ from .buttons import WiredButton
 from .config import ButtonConfig, GatewayConfig
 from .indicator import IndicatorState, Pattern
 from .link import GatewayLink
+from .loops import LoopPoller, SupervisedButton
 from .outbox import UnavailableOutbox, open_outbox
 from .pump import MAX_RESEND_INTERVAL_S, Pump
 from .radio import RadioService
+from .status import StatusServer
 from .system import read_system
 from .systemd import stale
 
@@ -129,6 +131,12 @@ class Gateway:
                 clock=monotonic,
             )
         self._health_thread = threading.Thread(target=self._health_loop, name="siaga-health", daemon=True)
+        #: Button id -> when (this clock) the dashboard's latest indication for it was applied (status socket).
+        self.indicated_at: dict[str, float] = {}
+        #: The local status socket (``gateway/status.py``), when ``[gateway] status_socket`` names one.
+        self.status: StatusServer | None = None
+        #: Reads the supervised loops, when any button has one (``gateway/loops.py``).
+        self.loops: LoopPoller | None = None
         self._record_listeners: list[Callable[[Event], None]] = []
         self.ready = threading.Event()
         #: The optional Prometheus listener (``[metrics]``), started last and stopped first.
@@ -149,11 +157,22 @@ class Gateway:
             self.radio.start()
         try:
             for button in self.config.buttons:
-                self.buttons[button.id] = WiredButton(button, self._pin_factory, self._on_press, file=self.config.file)
+                if button.loop is None:
+                    self.buttons[button.id] = WiredButton(
+                        button, self._pin_factory, self._on_press, file=self.config.file
+                    )
+                else:
+                    supervised = SupervisedButton(button, self._pin_factory, self._on_press, file=self.config.file)
+                    supervised.on_wiring_change = self._health_now.set
+                    self.buttons[button.id] = supervised
+            if any(isinstance(button, SupervisedButton) for button in self.buttons.values()):
+                self.loops = LoopPoller(self._supervised_buttons, self.counters).start()
         except BaseException:
             self.close()
             raise
         self._health_thread.start()
+        if self.config.status_socket is not None:
+            self.status = StatusServer(self, self.config.status_socket).start()  # never fails the start
         if self.config.metrics.enabled:
             # Imported only when asked for: prometheus_client would cost every other gateway memory.
             from .metrics import start_metrics
@@ -188,9 +207,13 @@ class Gateway:
         self._stopping.set()
         if self.metrics is not None:
             self.metrics.stop()
+        if self.status is not None:
+            self.status.stop()
         self._health_now.set()
         for device in self._mode_pins:
             device.close()
+        if self.loops is not None:
+            self.loops.stop()  # before the buttons close: no read of a closed ADC
         with self._lock:
             # Under the lock: an indication arriving now finds no button to drive.
             buttons = list(self.buttons.values())
@@ -251,8 +274,11 @@ class Gateway:
     def _button_health(self) -> tuple[ButtonHealth, ...]:
         with self._lock:
             buttons = list(self.buttons.values())
-        views = [button.view() for button in buttons]
-        return tuple(ButtonHealth(id=v["id"], pressed=v["pressed"], pressed_for_s=v["pressed_for_s"]) for v in views)
+        return tuple(ButtonHealth.from_dict(button.view()) for button in buttons)
+
+    def _supervised_buttons(self) -> list[SupervisedButton]:
+        with self._lock:
+            return [button for button in self.buttons.values() if isinstance(button, SupervisedButton)]
 
     def liveness(self) -> str | None:
         """None while every loop a press depends on is turning, else what is wrong (for the watchdog)."""
@@ -265,6 +291,11 @@ class Gateway:
             return "the MQTT network loop stopped"
         if not self._health_thread.is_alive():
             return "the health loop stopped"
+        if self.loops is not None:
+            if not self.loops.is_alive():
+                return f"the supervised loops' reader stopped ({self.loops.guard.failure!r})"
+            if stale(self.loops.last_loop, self.stale_after_s, now):
+                return f"the supervised loops have not been read for {now - self.loops.last_loop:.0f} s"
         if self.radio is not None:
             return self.radio.liveness(self.stale_after_s, now)
         return None
@@ -308,6 +339,8 @@ class Gateway:
     def _on_indication(self, indication: Indication) -> None:
         if self.radio is not None and self.radio.handles(indication.button):
             self.radio.indicate(indication)
+            if self.radio.kept_indication(self.radio.node_of[indication.button]) is indication:
+                self.indicated_at[indication.button] = self.clock()
             return
         state = self._indicators.get(indication.button)
         if state is None:
@@ -320,6 +353,7 @@ class Gateway:
                 self.counters.add("indications_stale")
                 return
             self.counters.add("indications_applied")
+            self.indicated_at[indication.button] = self.clock()
             self._show(indication.button, pattern)
 
     def _show(self, button_id: str, pattern: Pattern) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import Any
 
 from gpiozero import LED, Button, Buzzer
 from gpiozero.exc import GPIOZeroError
@@ -34,21 +35,7 @@ class WiredButton:
         #: (on, off) seconds the LED blinks with; None while it is steady (on or off) or there is none.
         self.led_blink: tuple[float, float] | None = None
         try:
-            self.button = self._make(
-                "pin",
-                lambda: Button(
-                    config.pin,
-                    pull_up=config.pull_up,
-                    bounce_time=config.bounce_s,
-                    hold_time=config.hold_s or 1.0,
-                    pin_factory=factory,
-                ),
-                file,
-            )
-            if config.hold_s > 0:
-                self.button.when_held = self._held
-            else:
-                self.button.when_pressed = self._pressed
+            self._make_input(config, factory, file)
             if config.led_pin is not None:
                 self.led = self._make("led_pin", lambda: LED(config.led_pin, pin_factory=factory), file)
             if config.buzzer_pin is not None and config.kind is Kind.FIRE:
@@ -57,7 +44,25 @@ class WiredButton:
             self.close()
             raise
 
-    def _make(self, key: str, build: Callable[[], object], file: str) -> object:
+    def _make_input(self, config: ButtonConfig, factory: Factory | None, file: str) -> None:
+        """The input: a pin to ground (``gateway/loops.py`` reads a supervised loop instead)."""
+        self.button = self._make(
+            "pin",
+            lambda: Button(
+                config.pin,
+                pull_up=config.pull_up,
+                bounce_time=config.bounce_s,
+                hold_time=config.hold_s or 1.0,
+                pin_factory=factory,
+            ),
+            file,
+        )
+        if config.hold_s > 0:
+            self.button.when_held = self._held
+        else:
+            self.button.when_pressed = self._pressed
+
+    def _make(self, key: str, build: Callable[[], Any], file: str) -> Any:
         try:
             device = build()
         except GPIOZeroError as exc:

@@ -35,10 +35,31 @@ DEFAULT_STATUS_SOCKET = "/run/siaga/gateway.sock"
 
 
 @dataclass(frozen=True)
+class LoopConfig:
+    """A supervised loop (``supervision = "eol"``): the button's cable read on an MCP3008 channel (gateway/loops.py)."""
+
+    channel: int
+    #: The SPI chip select the ADC is on: 0 (CE0, GPIO8) or 1 (CE1, GPIO7), 8 loops each.
+    device: int = 0
+    #: From 3.3 V to the ADC input, in the gateway's box.
+    pull_ohms: float = 4700.0
+    #: Across the far end of the cable, inside the button's box.
+    eol_ohms: float = 4700.0
+    #: In series with the button's contact: pressed, it is in parallel with the end-of-line resistor.
+    alarm_ohms: float = 1000.0
+
+
+#: The SPI bus's clock, MOSI and MISO, and each chip select: taken when any loop is supervised.
+SPI_PINS = {"SCLK": 11, "MOSI": 10, "MISO": 9}
+SPI_SELECT_PINS = {0: 8, 1: 7}
+
+
+@dataclass(frozen=True)
 class ButtonConfig:
     id: str
     kind: Kind
-    pin: int
+    #: The input pin; None for a supervised loop, read through the ADC instead (``loop``).
+    pin: int | None
     site: Site
     label: str | None = None
     #: Seconds the button must be held before it counts (0: a press counts at once).
@@ -51,6 +72,8 @@ class ButtonConfig:
     #: A local sounder; only fire buttons may have one (SAPA stays silent).
     buzzer_pin: int | None = None
     key_path: str = ""
+    #: ``supervision = "eol"``: the cable is supervised through the ADC (``pin`` is then None).
+    loop: LoopConfig | None = None
 
 
 MODULES = ("rylr896", "rylr998", "e32", "e22")
@@ -340,11 +363,16 @@ def _check_unique_lora(
 def _parse_button(section: Section) -> ButtonConfig:
     kind = Kind(section.str("kind", choices=[k.value for k in Kind]))
     site = _parse_site(section)
+    loop = _parse_loop(section)
+    if loop is not None:
+        for key in ("pin", "pull_up", "bounce_s"):
+            if section.has(key):
+                raise section.error(key, 'a supervised loop (supervision = "eol") is read through the ADC: remove it')
     bounce = section.float("bounce_s", 0.05, min=0.0, max=1.0)
     button = ButtonConfig(
         id=section.str("id", pattern=ID_PATTERN),
         kind=kind,
-        pin=parse_pin(section, "pin", required=True),
+        pin=None if loop is not None else parse_pin(section, "pin", required=True),
         site=site,
         label=section.str("label", None),
         hold_s=section.float("hold_s", 0.0, min=0.0, max=30.0),
@@ -353,11 +381,34 @@ def _parse_button(section: Section) -> ButtonConfig:
         led_pin=parse_pin(section, "led_pin"),
         buzzer_pin=parse_pin(section, "buzzer_pin"),
         key_path=section.path,
+        loop=loop,
     )
     if button.buzzer_pin is not None and kind is Kind.SAPA:
         raise section.error("buzzer_pin", "a SAPA button must stay silent: it cannot have a buzzer")
     section.done()
     return button
+
+
+def _parse_loop(section: Section) -> LoopConfig | None:
+    supervision = section.str("supervision", "none", choices=("none", "eol"))
+    if supervision == "none":
+        for key in ("adc_channel", "adc_device", "pull_ohms", "eol_ohms", "alarm_ohms"):
+            if section.has(key):
+                raise section.error(key, 'only for a supervised loop: add supervision = "eol"')
+        return None
+    loop = LoopConfig(
+        channel=section.int("adc_channel", min=0, max=7),
+        device=section.int("adc_device", 0, min=0, max=1),
+        pull_ohms=section.float("pull_ohms", 4700.0, min=100.0, max=1_000_000.0),
+        eol_ohms=section.float("eol_ohms", 4700.0, min=100.0, max=1_000_000.0),
+        alarm_ohms=section.float("alarm_ohms", 1000.0, min=10.0, max=1_000_000.0),
+    )
+    from .loops import check_levels  # here, not at the top: loops.py imports this module's types
+
+    problem = check_levels(loop)
+    if problem is not None:
+        raise section.error("alarm_ohms", problem)
+    return loop
 
 
 #: "GPIO04", "BOARD07", "J8:07": leading zeros that gpiozero's names do not take, but configurations have used.
@@ -413,3 +464,30 @@ def _check_unique(root: Section, buttons: tuple[ButtonConfig, ...]) -> None:
                     key=here,
                 )
             pins[pin] = here
+    _check_loops(root, buttons, pins)
+
+
+def _check_loops(root: Section, buttons: tuple[ButtonConfig, ...], pins: dict[int, str]) -> None:
+    """Each loop on its own ADC channel, and no pin on the SPI bus the ADC needs."""
+    channels: dict[tuple[int, int], str] = {}
+    for button in buttons:
+        if button.loop is None:
+            continue
+        here = f"{button.key_path}.adc_channel"
+        where = (button.loop.device, button.loop.channel)
+        if where in channels:
+            raise ConfigError(
+                f"{root.file}: key '{here}': ADC {where[0]} channel {where[1]} is already used by {channels[where]}",
+                file=root.file,
+                key=here,
+            )
+        channels[where] = here
+    spi = {**SPI_PINS, **{f"CE{device}": SPI_SELECT_PINS[device] for device, _ in channels}}
+    for name, pin in spi.items() if channels else ():
+        if pin in pins:
+            raise ConfigError(
+                f"{root.file}: key '{pins[pin]}': pin {pin} is the SPI bus's {name}, which the supervised loops' ADC "
+                "needs; move this to another pin",
+                file=root.file,
+                key=pins[pin],
+            )

@@ -5,8 +5,10 @@ readiness and watchdog, signals, the outbox, the MQTT link); only the pins are
 gpiozero's MockFactory, pressed through a small HTTP control API, so that
 fault tests and the chaos benchmark can kill it with SIGKILL like any process:
 
-    POST /press/<button>   drive the button's pin to ground and release it;
-                           200 {"id": event id} once the event is committed
+    POST /press/<button>   drive the button's pin to ground (or close its supervised loop's
+                           contact) and release it; 200 {"id": event id} once the event is committed
+    POST /cable/<button>/<idle|pressed|cut|shorted>
+                           set a supervised button's cable (``sim/loops.py``): cut or short it
     GET  /health           the gateway's health message (JSON)
 """
 
@@ -27,6 +29,7 @@ from gateway.app import Gateway
 from gateway.cli import EXIT_CONFIG, serve
 from gateway.config import ButtonConfig, load_config
 
+from .loops import Cable, VirtualLoops, drive, mock_pins
 from .processes import stop_on_signals
 
 log = logging.getLogger(__name__)
@@ -35,28 +38,50 @@ log = logging.getLogger(__name__)
 class ControlledGateway:
     """A gateway on mock pins whose presses report the event they committed."""
 
-    def __init__(self, gateway: Gateway, factory: MockFactory) -> None:
+    #: How long a supervised loop's press may take to be read (the reader's debounce, plus a busy machine).
+    LOOP_PRESS_TIMEOUT_S = 5.0
+
+    def __init__(self, gateway: Gateway, factory: MockFactory, loops: VirtualLoops) -> None:
         self.gateway = gateway
         self.factory = factory
+        self.loops = loops
         self._buttons: dict[str, ButtonConfig] = {button.id: button for button in gateway.config.buttons}
         self._lock = threading.Lock()
         self._recorded: list[Event] = []
-        gateway.add_record_listener(self._recorded.append)
+        self._arrived = threading.Condition()
+        gateway.add_record_listener(self._record)
+
+    def _record(self, event: Event) -> None:
+        with self._arrived:
+            self._recorded.append(event)
+            self._arrived.notify_all()
 
     def press(self, button_id: str) -> str | None:
         """Press and release; the id of the event it committed (None if it made none)."""
         button = self._buttons[button_id]
-        pin = self.factory.pin(button.pin)
         with self._lock:  # one press at a time, so the event recorded is this press's
-            self._recorded.clear()
-            if button.pull_up:
-                pin.drive_low()
-                pin.drive_high()
-            else:
-                pin.drive_high()
-                pin.drive_low()
-            events = [event for event in self._recorded if event.button == button_id]
+            with self._arrived:
+                self._recorded.clear()
+            drive(self.factory, self.loops, button, True)
+            # A wired pin's edge records the event before drive() returns; a loop is read by the
+            # gateway's reader thread, so its press is held until the event is there.
+            wait_s = 0.0 if button.loop is None else self.LOOP_PRESS_TIMEOUT_S + button.hold_s
+            with self._arrived:
+                self._arrived.wait_for(lambda: self._mine(button_id), timeout=wait_s)
+            drive(self.factory, self.loops, button, False)
+            with self._arrived:
+                events = self._mine(button_id)
         return events[0].id if events else None
+
+    def _mine(self, button_id: str) -> list[Event]:
+        return [event for event in self._recorded if event.button == button_id]
+
+    def set_cable(self, button_id: str, cable: str) -> bool:
+        """Cut, short or mend a supervised button's cable; False if it has no supervised loop."""
+        if not self.loops.supervises(button_id) or cable not in set(Cable):
+            return False
+        self.loops.set(button_id, cable)
+        return True
 
     def knows(self, button_id: str) -> bool:
         return button_id in self._buttons
@@ -66,6 +91,10 @@ def _handler(control: ControlledGateway) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
             parts = self.path.strip("/").split("/")
+            if len(parts) == 3 and parts[0] == "cable":
+                ok = control.set_cable(parts[1], parts[2])
+                self._reply(200 if ok else 404, {"cable": parts[2]} if ok else {"error": "no_supervised_loop"})
+                return
             if len(parts) != 2 or parts[0] != "press" or not control.knows(parts[1]):
                 self._reply(404, {"error": "unknown_button"})
                 return
@@ -98,11 +127,11 @@ def _handler(control: ControlledGateway) -> type[BaseHTTPRequestHandler]:
 def run(config_path: str, host: str, port: int) -> int:
     try:
         config = load_config(config_path)
-        factory = MockFactory()
+        factory, loops = mock_pins(config.buttons)
         gateway = Gateway(config, pin_factory=factory).start()
     except (ConfigError, OutboxError) as exc:
         return _refused(exc)
-    control = ControlledGateway(gateway, factory)
+    control = ControlledGateway(gateway, factory, loops)
     server = ThreadingHTTPServer((host, port), _handler(control))
     server.daemon_threads = True
     thread = threading.Thread(target=server.serve_forever, name="control", daemon=True)

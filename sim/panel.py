@@ -17,6 +17,7 @@ from gpiozero.pins.mock import MockFactory
 from gateway.app import Gateway
 from gateway.config import ButtonConfig, LoraButtonConfig
 
+from .loops import VirtualLoops, drive
 from .mosquitto import wait_for_port
 from .radio import VirtualNode
 
@@ -37,13 +38,15 @@ class VirtualButton:
     gateway: Gateway
     factory: MockFactory
     config: ButtonConfig
+    #: The virtual ADC of the gateway's supervised loops (``sim/loops.py``), if any button has one.
+    loops: VirtualLoops | None = None
 
     def press(self) -> float:
         """Press (and hold, for hold-to-confirm buttons); returns how long it is held."""
         hold = self.config.hold_s + 0.3 if self.config.hold_s else 0.15
-        pin = self.factory.pin(self.config.pin)
-        pin.drive_low() if self.config.pull_up else pin.drive_high()
-        timer = threading.Timer(hold, pin.drive_high if self.config.pull_up else pin.drive_low)
+        loops = self.loops or VirtualLoops(self.factory, ())
+        drive(self.factory, loops, self.config, True)
+        timer = threading.Timer(hold, drive, (self.factory, loops, self.config, False))
         timer.daemon = True
         timer.start()
         return hold

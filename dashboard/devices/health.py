@@ -27,6 +27,7 @@ from firmware_bridge.payloads import (
     RadioHealth,
     RadioModule,
     SystemHealth,
+    Wiring,
 )
 from firmware_bridge.timeutil import format_epoch, parse_ts
 from firmware_bridge.topics import is_valid_id
@@ -201,7 +202,16 @@ def _read_buttons(buttons: object) -> Iterator[ButtonHealth]:
                 id=button_id,
                 pressed=field_bool(button.get("pressed")),
                 pressed_for_s=seconds(button.get("pressed_for_s")),
+                wiring=_wiring(button.get("wiring")),
+                wiring_for_s=seconds(button.get("wiring_for_s")),
             )
+
+
+def _wiring(value: object) -> Wiring | None:
+    try:
+        return Wiring(value) if isinstance(value, str) else None
+    except ValueError:
+        return None  # a newer gateway's word: its other fields still count
 
 
 def _read_radio(radio: dict[str, Any]) -> RadioHealth:

@@ -42,6 +42,7 @@ from firmware_bridge.payloads import (
     ModuleState,
     NodeHealth,
     Source,
+    Wiring,
 )
 from firmware_bridge.timeutil import format_epoch
 
@@ -80,6 +81,7 @@ class TroubleType(StrEnum):
     RADIO_MISSING = "radio_missing"  # its LoRa module is unplugged or dead
     BUTTON_MISSING = "button_missing"  # a radio button not heard within its window
     BUTTON_STUCK = "button_stuck"  # a wired button held down for long
+    BUTTON_WIRING = "button_wiring"  # a supervised loop's cable is cut, shorted, or its ADC unreadable
     LOW_BATTERY = "low_battery"
     TAMPER = "tamper"  # the button's case is open
     WEBHOOK_FAILING = "webhook_failing"  # escalation notices are not getting through
@@ -313,6 +315,11 @@ def _health_troubles(
             kind = buttons.get(wired.id, (gw, None, None))[1]
             detail = f"held down for {held:.0f} s"
             troubles.append(Trouble(TroubleType.BUTTON_STUCK, gw, wired.id, kind, detail, health_at - held))
+        if wired.wiring is not None and wired.wiring is not Wiring.OK:
+            kind = buttons.get(wired.id, (gw, None, None))[1]
+            faulty_for = wired.wiring_for_s if wired.wiring_for_s is not None else 0.0
+            detail = f"loop {wired.wiring} for {faulty_for:.0f} s"
+            troubles.append(Trouble(TroubleType.BUTTON_WIRING, gw, wired.id, kind, detail, health_at - faulty_for))
     return troubles
 
 
