@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip --disable-pip-version-check
 DEPS   := setup.cfg pyproject.toml
 
-.PHONY: demo test test-postgresql lint bench clean venv
+.PHONY: demo test test-postgresql lint bench clean venv deb
 
 #: The PostgreSQL server every development and CI machine runs (15, trust authentication).
 SIAGA_TEST_DATABASE ?= postgresql://postgres@127.0.0.1:5432/siaga_test
@@ -20,7 +20,8 @@ demo: $(VENV)/.demo-installed
 
 test: $(VENV)/.test-installed
 	@deploy/dev/ensure-debian-packages.sh mosquitto:mosquitto chromium:chromium nats-server:nats-server \
-		victoria-metrics:victoria-metrics /usr/lib/postgresql/15/bin/initdb:postgresql-15
+		victoria-metrics:victoria-metrics /usr/lib/postgresql/15/bin/initdb:postgresql-15 \
+		debootstrap:debootstrap
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -n $(TEST_WORKERS)
 
@@ -28,7 +29,8 @@ test: $(VENV)/.test-installed
 # in a database made anew); tests about SQLite itself are skipped (marker sqlite_only).
 test-postgresql: $(VENV)/.test-installed
 	@deploy/dev/ensure-debian-packages.sh mosquitto:mosquitto chromium:chromium nats-server:nats-server \
-		victoria-metrics:victoria-metrics /usr/lib/postgresql/15/bin/initdb:postgresql-15
+		victoria-metrics:victoria-metrics /usr/lib/postgresql/15/bin/initdb:postgresql-15 \
+		debootstrap:debootstrap
 	$(PY) -m sim.stores recreate $(SIAGA_TEST_DATABASE)
 	SIAGA_TEST_DATABASE=$(SIAGA_TEST_DATABASE) $(PY) -m pytest -n $(TEST_WORKERS)
 
@@ -38,6 +40,11 @@ lint: $(VENV)/.test-installed
 bench: $(VENV)/.test-installed
 	@deploy/dev/ensure-debian-packages.sh mosquitto:mosquitto
 	$(PY) bench/latency.py
+
+# Debian packages in dist/deb: siaga-gateway (all: every Raspberry Pi) and siaga-server (amd64, arm64),
+# each with its Python dependencies as wheels (deploy/deb/build.py; docs/deployment.md, "Packages").
+deb: | $(PY)
+	$(PY) deploy/deb/build.py --out dist/deb
 
 venv: $(PY)
 
@@ -55,4 +62,4 @@ $(VENV)/.test-installed: $(DEPS) | $(PY)
 	@touch $@ $(VENV)/.demo-installed
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache artifacts
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache artifacts
