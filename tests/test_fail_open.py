@@ -13,9 +13,11 @@ import time
 
 import pytest
 
+from dashboard.accounts import audit
 from dashboard.alarms import store
-from dashboard.db import connect
-from dashboard.devices import registry
+from dashboard.alarms.lifecycle import Action
+from dashboard.db import connect, transaction
+from dashboard.devices import registry, service
 from dashboard.live import EXTENSION
 from firmware_bridge.payloads import ButtonInfo, GatewayState, Inventory, Kind, Presence, Site, Source
 from firmware_bridge.timeutil import format_epoch
@@ -473,3 +475,31 @@ def test_a_receiver_failing_for_both_desks_is_a_trouble_for_each_with_its_own_co
     assert [d.split(";")[0] for d in failing(operator)] == ["1 notification(s) not delivered"]
     assert [d.split(";")[0] for d in failing(sapa_desk)] == ["2 notification(s) not delivered"]
     assert [d.split(";")[0] for d in failing(technician)] == ["1 notification(s) not delivered"]
+
+
+@pytest.mark.parametrize("kind", ["fire", "sapa"])
+def test_a_real_press_never_joins_a_test_alarm_still_open(conn, kind: str) -> None:
+    """After a technician's test (test mode ended, the test alarm not yet closed), a real press is a real alarm:
+    joining the muted test alarm would have it closed with the test, a minute after, and never escalated."""
+    now = time.time()
+    button = f"{kind}-1"
+    inventory = Inventory(
+        gw="gw-1",
+        ts=format_epoch(now),
+        buttons=(ButtonInfo(button, Kind(kind), Source.GPIO, Site("Pasar", -4.3, 122.3)),),
+    )
+    with transaction(conn):
+        registry.store_inventory(conn, inventory, now)
+        service.set_mode(conn, button, "test", "uji bulanan", 1, audit.Who("teknisi"), now)
+    with transaction(conn):
+        [test_alarm] = store.store_events(conn, [(make_event(button=button, kind=kind), now + 1)]).alarms
+    assert store.get_alarm(conn, test_alarm, kinds=[kind])["test"]
+    with transaction(conn):
+        service.set_mode(conn, button, "in_service", "selesai", 0, audit.Who("teknisi"), now + 10)
+    with transaction(conn):
+        outcome = store.store_events(conn, [(make_event(button=button, kind=kind), now + 20)])
+    alarm = store.get_alarm(conn, test_alarm, kinds=[kind])
+    assert outcome.alarms == {test_alarm: Action.OPENED}  # told as an alarm opened: sounded, notified
+    assert not alarm["test"] and alarm["press_count"] == 2 and alarm["opened_at"] == format_epoch(now + 20)
+    assert test_alarm in {row["id"] for row in store.escalation_candidates(conn)}
+    assert not store.expired_test_alarms(conn, opened_before=now + 1000)  # the test alarms' closing leaves it

@@ -213,12 +213,20 @@ def _store_event(
             outcome.suppressed += 1
         else:
             alarm_id = lookups.open_alarms.get((event.button, kind))
+            testing = set_aside is not None and set_aside.mode is service.ServiceMode.TEST
             if alarm_id is None:
-                testing = set_aside is not None and set_aside.mode is service.ServiceMode.TEST
                 alarm_id = _open_alarm(conn, event, received_at, kind, anomaly, test=testing)
                 lookups.open_alarms[(event.button, kind)] = alarm_id
+                if testing:
+                    lookups.test_alarms.add(alarm_id)
                 outcome.alarms[alarm_id] = Action.OPENED
             else:
+                if not testing and alarm_id in lookups.test_alarms:
+                    # A real press must never join a muted test alarm: it would be closed with it a minute
+                    # after the test. The alarm becomes real, opened by this press (its escalation runs from now).
+                    _bump(conn, alarm_id, test=0, opened_at=received_at)
+                    lookups.test_alarms.discard(alarm_id)
+                    outcome.alarms[alarm_id] = Action.OPENED  # as a real alarm: sounded, notified
                 writes.join(alarm_id, event, received_at, anomaly)
                 outcome.alarms.setdefault(alarm_id, Action.PRESSED)
     writes.events.append(
@@ -294,6 +302,8 @@ class _Lookups:
     registered: dict[tuple[str, str], str]
     services: dict[str, service.Service]
     open_alarms: dict[tuple[str, str], int]
+    #: Which of ``open_alarms`` are test alarms (a technician's presses).
+    test_alarms: set[int]
     #: Event ids already stored: a redelivery (or the same event twice in a batch) changes nothing.
     known: set[str]
 
@@ -301,15 +311,14 @@ class _Lookups:
     def read(cls, conn: sqlite3.Connection, events: Sequence[tuple[Event, float]]) -> _Lookups:
         buttons = sorted({event.button for event, _at in events})
         pressed = sorted({event.button for event, _at in events if opens_alarm(event.type)})
-        return cls(
-            *read_all(
-                conn,
-                registry.registered_kinds(buttons),
-                service.settings_of(pressed),
-                _open_alarms_of(pressed),
-                _stored_events({event.id for event, _at in events}),
-            )
+        registered, services, (open_alarms, test_alarms), known = read_all(
+            conn,
+            registry.registered_kinds(buttons),
+            service.settings_of(pressed),
+            _open_alarms_of(pressed),
+            _stored_events({event.id for event, _at in events}),
         )
+        return cls(registered, services, open_alarms, test_alarms, known)
 
     def service_of(self, button: str, now: float) -> service.Service | None:
         """As :func:`service.current`: the button's setting unless it expired by ``now``."""
@@ -317,13 +326,18 @@ class _Lookups:
         return setting if setting is not None and setting.until > now else None
 
 
-def _open_alarms_of(buttons: Sequence[str]) -> InQuery[dict[tuple[str, str], int]]:
-    """(button, kind) -> its open alarm's id, for every open alarm of ``buttons`` (:func:`_open_alarm_of`, batched)."""
-    return InQuery(
-        "SELECT id, button, kind FROM alarms WHERE button IN ({}) AND state != 'resolved'",
-        buttons,
-        lambda rows: {(button, kind): int(alarm_id) for alarm_id, button, kind in rows},
-    )
+def _open_alarms_of(buttons: Sequence[str]) -> InQuery[tuple[dict[tuple[str, str], int], set[int]]]:
+    """(button, kind) -> its open alarm's id, for every open alarm of ``buttons`` (:func:`_open_alarm_of`, batched),
+    and which of them are test alarms."""
+
+    def read(rows: list[Any]) -> tuple[dict[tuple[str, str], int], set[int]]:
+        return (
+            {(button, kind): int(alarm_id) for alarm_id, button, kind, _test in rows},
+            {int(alarm_id) for alarm_id, _button, _kind, test in rows if test},
+        )
+
+    sql = "SELECT id, button, kind, test FROM alarms WHERE button IN ({}) AND state != 'resolved'"
+    return InQuery(sql, buttons, read)
 
 
 def _stored_events(ids: set[str]) -> InQuery[set[str]]:
@@ -428,7 +442,8 @@ def raise_degraded_alarm(conn: sqlite3.Connection, event: Event, received_at: fl
     )
     alarm_id = _open_alarm_of(conn, event.button, kind)
     if alarm_id is not None:
-        _join_press(conn, alarm_id, event, received_at, anomaly=str(Anomaly.DEGRADED))
+        # A test alarm becomes real: this minimal path cannot tell a test press from a call for help.
+        _join_press(conn, alarm_id, event, received_at, anomaly=str(Anomaly.DEGRADED), test=0)
     else:
         alarm_id = _open_alarm(conn, event, received_at, kind, str(Anomaly.DEGRADED), test=False)
     conn.execute("UPDATE events SET alarm_id = ? WHERE id = ? AND alarm_id IS NULL", (alarm_id, event.id))
