@@ -15,11 +15,12 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.routing import Map
 from werkzeug.routing.converters import IntegerConverter
 
-from . import bodylimit, cap, db, defaults, i18n, live, metrics, openapi, reports
+from . import bodylimit, cap, db, defaults, enrolment, i18n, live, metrics, openapi, reports
 from .accounts import admin, auth, csrf
 from .alarms import stats
 from .board import api
 from .board import pages as board
+from .commissioning import view as commissioning
 from .devices import view as devices
 from .reports import open311
 
@@ -106,6 +107,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     reports.init_app(app)
     csrf.init_app(app)
     auth.init_app(app)
+    commissioning.init_app(app)  # before live: supervision takes its rules
     live.init_app(app)
     app.register_blueprint(board.bp)
     app.register_blueprint(api.bp)
@@ -113,6 +115,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(devices.bp)
     app.register_blueprint(stats.bp)
     app.register_blueprint(openapi.bp)
+    enrolment.init_app(app)
     cap.init_app(app)
     metrics.init_app(app)  # after live: it reads the live parts' counters
     _register_errors(app)

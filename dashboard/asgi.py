@@ -264,6 +264,11 @@ class Server(uvicorn.Server):
 
     def __init__(self, app: Flask, *, host: str, port: int, threads: int) -> None:
         self.asgi = SiagaASGI(app, threads=threads)
+        # [dashboard] tls_cert_file/tls_key_file: uvicorn's own TLS, so a small site needs no reverse proxy.
+        tls = {
+            "ssl_certfile": app.config.get("SIAGA_TLS_CERT_FILE"),
+            "ssl_keyfile": app.config.get("SIAGA_TLS_KEY_FILE"),
+        }
         config = uvicorn.Config(
             self.asgi,
             host=host,
@@ -275,6 +280,7 @@ class Server(uvicorn.Server):
             log_config=None,
             ws="none",
             timeout_graceful_shutdown=5,
+            **tls,
         )
         super().__init__(config)
 

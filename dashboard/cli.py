@@ -37,6 +37,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "copy-store", help="copy an SQLite store's rows into the (new, empty) PostgreSQL store configured"
     )
     copy.add_argument("sqlite_file", help="the SQLite store to copy from (at this version's schema)")
+    setup = commands.add_parser(
+        "broker-setup",
+        help="create or update the broker's shared accounts (dashboard, ha@siaga) and default ACL through dynsec",
+    )
+    setup.add_argument("--ha-password-file", help="also the Home Assistant account ha@siaga, with this password")
     user = commands.add_parser("create-user", help="create an account (e.g. the first administrator)")
     user.add_argument("username")
     user.add_argument("--role", required=True, choices=[role.value for role in Role])
@@ -81,6 +86,10 @@ def main(argv: list[str] | None = None) -> int:
         return _migrate(config)
     if args.command == "copy-store":
         return _copy_store(config, args.sqlite_file)
+    if args.command == "broker-setup":
+        from .enrolment.setup import broker_setup
+
+        return broker_setup(config, args.ha_password_file)
     return serve(config)
 
 
@@ -139,7 +148,8 @@ def serve(config: dict[str, Any]) -> int:
     live.start(app)
     server = Server(app, host=config["SIAGA_HOST"], port=config["SIAGA_PORT"], threads=config["SIAGA_THREADS"])
     print(
-        f"siaga-dashboard listening on http://{config['SIAGA_HOST']}:{config['SIAGA_PORT']}/",
+        f"siaga-dashboard listening on {'https' if config.get('SIAGA_TLS_CERT_FILE') else 'http'}://"
+        f"{config['SIAGA_HOST']}:{config['SIAGA_PORT']}/",
         file=sys.stderr,
         flush=True,
     )

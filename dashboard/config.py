@@ -19,7 +19,9 @@ from . import defaults
 from .alarms.escalation import EscalationSettings
 from .alarms.notify import RetryPolicy, Webhook
 from .cap.messages import ACCESS, CapSettings
+from .commissioning.settings import read_commissioning
 from .devices.supervision import SupervisionSettings
+from .enrolment.settings import read_enrolment
 from .homeassistant.discovery import read_settings as read_homeassistant
 from .i18n import LANGUAGES
 from .pg import is_url
@@ -57,6 +59,7 @@ def parse_config(root: Section, *, create_secret: bool = True) -> dict[str, Any]
         "SIAGA_DEMO_PANEL_URL": section.str("demo_panel_url", None),
         "SIAGA_TRUSTED_PROXIES": section.int("trusted_proxies", 0, min=0, max=5),
     }
+    config.update(_tls(section))
     config["SECRET_KEY"] = _secret_key(section, secret_key_file, create=create_secret)
     section.done()
     config.update(_reports(root.section("reports"), data_dir, prepare=create_secret))
@@ -70,8 +73,23 @@ def parse_config(root: Section, *, create_secret: bool = True) -> dict[str, Any]
     config["SIAGA_CAP"] = _cap(root.section("cap"))
     config["SIAGA_METRICS"] = read_metrics(root.section("metrics"), listener=False)  # /metrics, off by default
     config["SIAGA_INFLUXDB"] = _influxdb(root.section("influxdb")) if root.has("influxdb") else None  # off
+    config["SIAGA_ENROLMENT"] = read_enrolment(root.section("enrolment"), broker)  # off unless enabled
+    config["SIAGA_COMMISSIONING"] = read_commissioning(root.section("commissioning"))  # required unless turned off
     root.done()
     return config
+
+
+def _tls(section: Section) -> dict[str, Any]:
+    """``tls_cert_file`` and ``tls_key_file``: HTTPS served by the dashboard itself (no reverse proxy needed)."""
+    cert, key = section.str("tls_cert_file", None), section.str("tls_key_file", None)
+    if (cert is None) != (key is None):
+        raise section.error(
+            "tls_cert_file" if cert is None else "tls_key_file", "tls_cert_file and tls_key_file go together"
+        )
+    for name, value in (("tls_cert_file", cert), ("tls_key_file", key)):
+        if value is not None and not Path(value).is_file():
+            raise section.error(name, f"file {value!r} does not exist")
+    return {"SIAGA_TLS_CERT_FILE": cert, "SIAGA_TLS_KEY_FILE": key}
 
 
 def _check_database_url(section: Section, url: str) -> None:

@@ -20,6 +20,9 @@ from flask import Blueprint, current_app, jsonify
 
 from firmware_bridge import __version__
 
+from .commissioning import apidoc as commissioning
+from .enrolment import apidoc as enrolment
+
 bp = Blueprint("openapi", __name__)
 
 JSON = "application/json"
@@ -374,6 +377,11 @@ SCHEMAS: dict[str, Any] = {
             },
             "live_subscribers": {"type": "integer"},
             "reports": {"type": "object", "additionalProperties": {"type": "integer"}},
+            "enrolment": {
+                "type": "object",
+                "additionalProperties": {"type": "integer"},
+                "description": "gateway enrolment: codes used, refused (by reason), throttled, broker failures",
+            },
             "supervisor_round": {
                 "type": ["object", "null"],
                 "description": "how long the supervisor's rounds take (null without a supervisor); each is null "
@@ -994,10 +1002,14 @@ def _spec() -> dict[str, Any]:
         "tags": [
             {"name": "board", "description": "alarms, devices and troubles for signed-in operators"},
             {"name": "open311", "description": "citizens' reports, Open311 GeoReport v2"},
+            {"name": "commissioning", "description": "technicians' commissioning sessions (siaga-gateway commission)"},
+            {"name": "enrolment", "description": "a gateway redeems its one-time code (siaga-gateway enrol)"},
             {"name": "meta", "description": "this description"},
         ],
         "paths": {
             **_api_paths(),
+            **commissioning.api_paths(),
+            **enrolment.api_paths(),
             **_open311_paths(),
             "/openapi.json": {
                 "get": {
@@ -1010,7 +1022,7 @@ def _spec() -> dict[str, Any]:
             },
         },
         "components": {
-            "schemas": SCHEMAS,
+            "schemas": {**SCHEMAS, **commissioning.SCHEMAS, **enrolment.SCHEMAS},
             "securitySchemes": {
                 "session": {
                     "type": "apiKey",

@@ -66,6 +66,29 @@ def _demo(args: argparse.Namespace) -> int:
     )
 
 
+def _site(args: argparse.Namespace) -> int:
+    from .site import SiteOptions, resolve_site, run_site
+
+    return run_site(
+        SiteOptions(
+            config=resolve_site(args.config),
+            broker=args.broker,
+            check=args.check,
+            workdir=Path(args.workdir) if args.workdir else None,
+            port=args.port,
+            panel_port=args.panel_port,
+            mqtt_port=args.mqtt_port,
+            timeout_s=args.timeout,
+        )
+    )
+
+
+def _drill(args: argparse.Namespace) -> int:
+    from .drill import run_drill
+
+    return run_drill(Path(args.scenario), json_file=Path(args.json) if args.json else None, workdir=args.workdir)
+
+
 def _gateway(args: argparse.Namespace) -> int:
     from .gatewayproc import run
 
@@ -167,6 +190,8 @@ def main(argv: list[str] | None = None) -> int:
     gateway.add_argument("--control-port", type=int, default=0, help="port of the control API (default: any free)")
     gateway.set_defaults(run=_gateway)
 
+    _add_site(commands)
+    _add_drill(commands)
     _add_load(commands)
 
     webhook = commands.add_parser(
@@ -180,6 +205,49 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     return args.run(args)
+
+
+def _add_site(commands: argparse._SubParsersAction) -> None:
+    site = commands.add_parser(
+        "site",
+        help="run a real site's gateway.toml on mock pins and virtual radios, against a local or its own broker",
+        description="Runs the production gateway with a site's configuration: wired buttons on gpiozero's mock "
+        "pins, LoRa buttons as virtual nodes running the reference firmware on a virtual module. What cannot run "
+        "on this machine is substituted, and said so. See docs/simulator.md.",
+    )
+    site.add_argument("config", help="the site's gateway.toml, or the name of a shipped site (pasar-andoolo)")
+    site.add_argument(
+        "--broker",
+        default="embedded",
+        choices=("embedded", "mosquitto", "config"),
+        help="'embedded' (default: a local broker, dashboard, board and panel, like the demo), 'mosquitto' (the "
+        "same on a local Mosquitto) or 'config' (the broker the configuration names, its credentials and TLS)",
+    )
+    site.add_argument(
+        "--check",
+        action="store_true",
+        help="test every button once, confirm each reached the dashboard, print a summary and exit 0 or 1",
+    )
+    site.add_argument("--workdir", help="keep the run's data here (default: a temporary folder, removed at exit)")
+    site.add_argument("--port", type=int, default=8000, help="the local dashboard's port (default 8000)")
+    site.add_argument("--panel-port", type=int, default=8001, help="the button panel's port (default 8001)")
+    site.add_argument("--mqtt-port", type=int, default=1883, help="the local broker's port (a free one if taken)")
+    site.add_argument("--timeout", type=float, default=20.0, help="seconds each step of the check may take (20)")
+    site.set_defaults(run=_site)
+
+
+def _add_drill(commands: argparse._SubParsersAction) -> None:
+    drill = commands.add_parser(
+        "drill",
+        help="run a scripted drill: timed presses and faults, expected outcomes, a pass/fail timeline",
+        description="Runs a site on separate processes (Mosquitto, the dashboard, the gateway) and a scenario's "
+        "timeline against it. Exit status 0 only if every expectation held, 1 if one did not, 78 for a malformed "
+        "scenario. See docs/simulator.md for the format and the shipped drills.",
+    )
+    drill.add_argument("scenario", help="the scenario's TOML file, or the name of a shipped drill (market-fire)")
+    drill.add_argument("--json", help="also write the report as JSON to this file")
+    drill.add_argument("--workdir", help="keep the drill's processes' data and logs here (default: temporary)")
+    drill.set_defaults(run=_drill)
 
 
 def _add_load(commands: argparse._SubParsersAction) -> None:

@@ -24,14 +24,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from gpiozero.pins.mock import MockFactory
-
 from firmware_bridge.settings import parse_toml
 from gateway.app import Gateway
 from gateway.config import GatewayConfig, LoraButtonConfig, parse_config, read_keys
 from gateway.provision import write_keys
 
 from .gatewayconf import fill_template, toml_text
+from .loops import mock_pins
 from .mosquitto import Mosquitto, free_port, wait_for_port
 from .panel import PanelButton, PanelServer, VirtualButton, VirtualLoraButton
 from .processes import stop_on_signals, stop_process
@@ -144,7 +143,7 @@ class Demo:
             port = free_port(self.options.host)
         self.mqtt_host, self.mqtt_port = self.options.host, port
         folder = self.options.workdir / "mqtt"
-        users = [DASHBOARD_MQTT_USER, *(name.removesuffix(".toml") for name in SAMPLE_GATEWAYS)]
+        users = [DASHBOARD_MQTT_USER, *self.gateway_accounts()]
         self.mqtt_password_files = _mqtt_password_files(folder, users)
         accounts = {user: path.read_text().strip() for user, path in self.mqtt_password_files.items()}
         if choice == "mosquitto":
@@ -167,6 +166,10 @@ class Demo:
             self.say(f"  broker     embedded (amqtt), mqtt://{self.mqtt_host}:{port}")
         self.say(f"  mqtt       accounts {', '.join(users)}; anonymous refused; ACL deploy/mosquitto/siaga.acl")
         self.say(f"             passwords in {folder}/<account>.password (mode 0600)")
+
+    def gateway_accounts(self) -> list[str]:
+        """The gateways' MQTT accounts (each its gateway id): the sample sites' (``siaga-sim site`` names its own)."""
+        return [name.removesuffix(".toml") for name in SAMPLE_GATEWAYS]
 
     def _mqtt_login(self, user: str) -> str:
         """The ``[mqtt]`` lines that log ``user`` in (none for an existing broker)."""
@@ -192,6 +195,7 @@ class Demo:
                 "password_file": login,
                 "client_id": "siaga-dashboard-demo",
             },
+            "commissioning": {"required": False},  # the demo's buttons are never commissioned
             "escalation": self._escalation_config(),
             "influxdb": self._influxdb_config(),
         }
@@ -326,11 +330,11 @@ class Demo:
             config = parse_config(parse_toml(text, str(path)))
             if config.lora is not None:
                 self._plug_module(config, tty)
-            factory = MockFactory()
+            factory, loops = mock_pins(config.buttons)
             gateway = Gateway(config, pin_factory=factory).start()
             self.gateways.append(gateway)
             for button in config.buttons:
-                buttons[button.id] = VirtualButton(gateway, factory, button)
+                buttons[button.id] = VirtualButton(gateway, factory, button, loops)
             for lora_button in config.lora_buttons:
                 node = self._node(config, lora_button)
                 buttons[lora_button.id] = VirtualLoraButton(gateway, node, lora_button)
@@ -349,7 +353,10 @@ class Demo:
         host.plug()
         self._stoppers.append(host.close)
 
-    def _node(self, config: GatewayConfig, button: LoraButtonConfig) -> VirtualNode:
+    def _node(
+        self, config: GatewayConfig, button: LoraButtonConfig, settings: dict[str, Any] | None = None
+    ) -> VirtualNode:
+        """A virtual node for ``button``; ``settings``: firmware settings (``HEARTBEAT_S``...) over its defaults."""
         lora = config.lora
         assert lora is not None and self.air is not None
         fixed = not lora.is_rylr and lora.mode == "fixed"
@@ -365,6 +372,7 @@ class Demo:
             e32_mode=lora.mode,
             gateway_e32_target=(GATEWAY_E32_ADDRESS >> 8, GATEWAY_E32_ADDRESS & 0xFF, lora.channel) if fixed else None,
             hold_ms=1000 if str(button.kind) == "sapa" else 0,
+            settings=dict(settings or {}),
         )
         node = VirtualNode(self.air, spec, self.options.workdir / "nodes")
         self._stoppers.append(node.close)

@@ -64,8 +64,11 @@ class ControlledGateway:
                 self._recorded.clear()
             drive(self.factory, self.loops, button, True)
             # A wired pin's edge records the event before drive() returns; a loop is read by the
-            # gateway's reader thread, so its press is held until the event is there.
-            wait_s = 0.0 if button.loop is None else self.LOOP_PRESS_TIMEOUT_S + button.hold_s
+            # gateway's reader thread, so its press is held until the event is there; so is a
+            # hold-to-confirm press, recorded by gpiozero's hold thread after hold_s.
+            wait_s = (0.0 if button.loop is None else self.LOOP_PRESS_TIMEOUT_S) + (
+                button.hold_s + 2.0 if button.hold_s else 0.0
+            )
             with self._arrived:
                 self._arrived.wait_for(lambda: self._mine(button_id), timeout=wait_s)
             drive(self.factory, self.loops, button, False)

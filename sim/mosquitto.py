@@ -2,7 +2,10 @@
 
 The generated main configuration adds only what is per-run (listener port,
 persistence folder, accounts) and includes ``deploy/mosquitto/conf.d`` --
-the same tuning file production uses.
+the same tuning file production uses. Accounts come from a password file and
+``deploy/mosquitto/siaga.acl`` (``users``, ``acl``), or from the dynamic
+security plugin (``dynsec``: its file made by ``mosquitto_ctrl dynsec init``,
+as ``docs/deployment.md`` tells an operator to).
 """
 
 from __future__ import annotations
@@ -21,6 +24,13 @@ from .processes import kill_process, stop_process
 REPO = Path(__file__).resolve().parent.parent
 CONF_D = REPO / "deploy" / "mosquitto" / "conf.d"
 ACL_FILE = REPO / "deploy" / "mosquitto" / "siaga.acl"
+#: Where Debian (and Ubuntu) install Mosquitto's dynamic security plugin, per architecture.
+DYNSEC_PLUGINS = (
+    "/usr/lib/x86_64-linux-gnu/mosquitto_dynamic_security.so",
+    "/usr/lib/aarch64-linux-gnu/mosquitto_dynamic_security.so",
+    "/usr/lib/arm-linux-gnueabihf/mosquitto_dynamic_security.so",
+    "/usr/lib/mosquitto_dynamic_security.so",
+)
 
 
 class BrokerStartError(RuntimeError):
@@ -92,6 +102,22 @@ def mosquitto_binary() -> str:
     raise BrokerStartError("mosquitto is not installed (Debian: sudo apt-get install mosquitto)")
 
 
+def dynsec_plugin() -> str:
+    """The dynamic security plugin's file, as the installed Mosquitto package put it."""
+    for candidate in DYNSEC_PLUGINS:
+        if os.path.isfile(candidate):
+            return candidate
+    raise BrokerStartError("mosquitto_dynamic_security.so is not installed (Debian: the mosquitto package ships it)")
+
+
+@dataclass(frozen=True)
+class DynsecAdmin:
+    """The dynamic security plugin's administrator, made by ``mosquitto_ctrl dynsec init`` (as in production)."""
+
+    username: str
+    password: str
+
+
 @dataclass
 class TlsFiles:
     ca_file: str
@@ -108,6 +134,8 @@ class Mosquitto:
     users: dict[str, str] = field(default_factory=dict)
     acl: bool = False
     tls: TlsFiles | None = None
+    #: Accounts and ACLs from the dynamic security plugin (no password file, no acl_file): its administrator.
+    dynsec: DynsecAdmin | None = None
     host: str = "127.0.0.1"
     process: subprocess.Popen[bytes] | None = None
 
@@ -137,7 +165,15 @@ class Mosquitto:
                 f"certfile {self.tls.cert_file}",
                 f"keyfile {self.tls.key_file}",
             ]
-        if self.users:
+        if self.dynsec is not None:
+            if self.users or self.acl:
+                raise BrokerStartError("dynsec replaces users and acl: give one or the other")
+            lines += [
+                "allow_anonymous false",
+                f"plugin {dynsec_plugin()}",
+                f"plugin_opt_config_file {self._dynsec_file()}",
+            ]
+        elif self.users:
             lines += ["allow_anonymous false", f"password_file {self._password_file()}"]
         else:
             lines.append("allow_anonymous true")
@@ -154,6 +190,20 @@ class Mosquitto:
             path.touch(mode=0o600)
             for user, password in self.users.items():
                 subprocess.run(["mosquitto_passwd", "-b", str(path), user, password], check=True, capture_output=True)
+        return path
+
+    @property
+    def dynsec_file(self) -> Path:
+        """The plugin's own state: clients, roles, ACLs (it rewrites the file on every change)."""
+        return self.workdir / "dynamic-security.json"
+
+    def _dynsec_file(self) -> Path:
+        """Made once by the command an operator runs (docs/deployment.md): the test broker starts as production's."""
+        assert self.dynsec is not None
+        path = self.dynsec_file
+        if not path.exists():
+            command = ["mosquitto_ctrl", "dynsec", "init", str(path), self.dynsec.username, self.dynsec.password]
+            subprocess.run(command, check=True, capture_output=True)
         return path
 
     def start(self, timeout: float = 10.0) -> Mosquitto:

@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import collections
 import errno
 import heapq
 import itertools
@@ -497,6 +498,8 @@ class VirtualNode:
             rng=rng.random,
         )
         self._wake = threading.Event()
+        self._fw = fw
+        self._calls: collections.deque[Callable[[], None]] = collections.deque()
         self._changed = threading.Condition()
         self._stopping = False
         self._pattern = self.node.pattern
@@ -526,6 +529,11 @@ class VirtualNode:
         self._release.daemon = True
         self._release.start()
 
+    def send_test(self) -> None:
+        """Send the protocol's TEST frame (the dashboard stores it, never an alarm), from the node's own thread."""
+        self._calls.append(lambda: self.node._send_event(self._fw.siaga_proto.TEST, 0, self.node.clock.ms()))
+        self._wake.set()
+
     def open_case(self, opened: bool = True) -> None:
         """Someone opens (or closes) the button's case: its tamper switch."""
         self.tamper.value(1 if opened else 0)
@@ -538,6 +546,8 @@ class VirtualNode:
     def _run(self) -> None:
         try:
             while not self._stopping:
+                while self._calls:  # what other threads asked of the firmware (send_test), run here
+                    self._calls.popleft()()
                 wait_ms = self.node.poll()
                 if self.node.pattern != self._pattern:
                     self._pattern = self.node.pattern

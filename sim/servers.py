@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from dashboard.commissioning.settings import CommissioningSettings
 from dashboard.defaults import MQTT_CLIENT_ID
 from firmware_bridge.broker import BrokerSettings
 
@@ -41,6 +42,9 @@ def dashboard_config(
         "SIAGA_PORT": port,
         "SIAGA_THREADS": 16,
         "SESSION_COOKIE_SECURE": False,
+        # Off in tests, as in the demo: every button would be a not_commissioned trouble (the
+        # commissioning tests turn it on).
+        "SIAGA_COMMISSIONING": CommissioningSettings(required=False),
         **extra,
     }
 

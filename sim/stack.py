@@ -286,7 +286,8 @@ class Stack:
             "cookie_secure": False,
         }
         mqtt = self._dashboard_mqtt(index, folder, password, client_id)
-        document: dict[str, Any] = {"dashboard": settings, "mqtt": mqtt}
+        # The stack's buttons are never commissioned: without this each would be a not_commissioned trouble.
+        document: dict[str, Any] = {"dashboard": settings, "mqtt": mqtt, "commissioning": {"required": False}}
         if self.escalation is not None:
             document["escalation"] = self.escalation
         dashboard.config.write_text(toml_text(document))

@@ -29,7 +29,7 @@ import pytest
 pytest.importorskip("playwright", reason="Playwright has no wheels for this machine (32-bit ARM)")
 
 from gpiozero.pins.mock import MockFactory
-from playwright.sync_api import Browser, Locator, Page, Playwright, expect, sync_playwright
+from playwright.sync_api import Browser, Locator, Page, Playwright, expect
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from dashboard.alarms.escalation import EscalationSettings
@@ -40,21 +40,11 @@ from gateway.config import GatewayConfig
 from gateway.indicator import Pattern
 from sim.servers import DashboardServer, dashboard_config
 
-from .conftest import OPERATOR, SAPA_DESK, SATPOL, press, signed_in
+from .conftest import CHROMIUM, CHROMIUM_ARGS, OPERATOR, SAPA_DESK, SATPOL, press, signed_in
 from .reports_helpers import jpeg
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-]
 AUTOPLAY_ARGS = ["--autoplay-policy=no-user-gesture-required"]
 
 #: Upper bound for anything the board should show; a press normally takes milliseconds.
@@ -68,20 +58,6 @@ expect.set_options(timeout=WAIT_MS)
 
 
 # -- fixtures -----------------------------------------------------------------------
-
-
-@pytest.fixture(scope="session")
-def playwright() -> Iterator[Playwright]:
-    with sync_playwright() as driver:
-        yield driver
-
-
-@pytest.fixture(scope="session")
-def browser(playwright: Playwright) -> Iterator[Browser]:
-    """Headless Chromium with its default autoplay policy: sound needs a click first."""
-    chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-    yield chromium
-    chromium.close()
 
 
 @pytest.fixture(scope="session")

@@ -14,22 +14,31 @@ commission the installed gateway.
 from __future__ import annotations
 
 import contextlib
-import fcntl
+import functools
 import hashlib
 import importlib.util
 import os
 import shutil
+import stat
 import subprocess
 import sys
 import tempfile
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pytest
 
 from firmware_bridge import __version__
+from sim.mosquitto import free_port, wait_for_port
+from sim.webclient import DashboardClient
+
+from .test_enrolment import FIRE, Site, _issue, _plan
+from .test_enrolment import site as enrolment_site  # noqa: F401 (the enrolment tests' fixture)
+from .waiting import poll_until
 
 REPO = Path(__file__).resolve().parents[1]
 CACHE = Path(os.environ.get("SIAGA_TEST_CACHE", "/var/cache/siaga-test"))
@@ -63,16 +72,9 @@ pytestmark = [
 # --- the bookworm root -------------------------------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def locked(path: Path) -> Iterator[None]:
-    """An exclusive lock on ``path``: xdist workers and CI runs on this machine share the cache."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+def locked(path: Path) -> contextlib.AbstractContextManager[None]:
+    """An exclusive lock on ``path``: xdist workers and CI runs on this machine share the cache (the build's own)."""
+    return build_module().locked(path)
 
 
 def bookworm_tarball() -> Path:
@@ -231,6 +233,7 @@ class Built:
 HOST_ARCH = {"x86_64": "amd64", "aarch64": "arm64"}.get(os.uname().machine)
 
 
+@functools.cache
 def build_module() -> ModuleType:
     spec = importlib.util.spec_from_file_location("siaga_deb_build", REPO / "deploy/deb/build.py")
     assert spec is not None and spec.loader is not None
@@ -493,3 +496,120 @@ def test_a_root_is_unmounted_and_deleted_when_its_user_fails(tmp_path: Path) -> 
         raise RuntimeError("a failure inside")
     assert mounts_under(folder) == []
     assert not folder.exists()
+
+
+# --- from a fresh root to a commissioned gateway: the technician's three commands -------------------------
+
+TECHNICIAN = ("teknisi", "teknisi-password-1")
+
+
+def _in_root(root: Path, *command: str, **popen: Any) -> subprocess.Popen[str]:
+    """A long-running ``command`` inside ``root`` (as :func:`run_in_root`, not waited for)."""
+    variables = [f"{name}={value}" for name, value in ROOT_ENV.items()]
+    return subprocess.Popen([CHROOT, root, "env", "-i", *variables, *command], text=True, **popen)
+
+
+def _press(control: str, button: str) -> None:
+    request = urllib.request.Request(f"{control}/press/{button}", data=b"", method="POST")
+    with urllib.request.urlopen(request, timeout=15) as response:
+        assert response.status == 200
+
+
+def test_a_fresh_root_installs_enrols_commissions_and_its_press_reaches_the_board(
+    built: Built, enrolment_site: Site  # noqa: F811 (the fixture imported above)
+) -> None:
+    """`apt install`, `siaga-gateway enrol`, `siaga-gateway commission`: nothing else is typed in the root."""
+    site = enrolment_site
+    site.dashboard.create_user(*TECHNICIAN, "technician")
+    _plan(site, "gw-andoolo", [FIRE])
+    code = _issue(site, "gw-andoolo")
+    with bookworm_root() as root:
+        # 1. install
+        apt_install(root, built.gateway)
+        # 2. enrol, trusting the dashboard's private CA (the regency's own) by file
+        shutil.copy(site.ca_file, root / "root" / "dashboard-ca.pem")
+        enrolled = run_in_root(
+            root, "siaga-gateway", "enrol", site.url, code, "--ca-file", "/root/dashboard-ca.pem", check=False
+        )
+        assert enrolled.returncode == 0, enrolled.stdout + enrolled.stderr
+        assert "enrolled gateway gw-andoolo" in enrolled.stdout
+        groups = names(root, "group")
+        secret = (root / "etc/siaga/mqtt-password").stat()
+        assert (groups[secret.st_gid], stat.S_IMODE(secret.st_mode)) == ("siaga", 0o640)  # the service may read it
+        assert run_in_root(root, "siaga-gateway", "--check").stdout.startswith("/etc/siaga/gateway.toml: OK")
+
+        # The service, as systemd would start it (a chroot runs no systemd): the installed gateway on mock
+        # pins, with the simulator's control API standing in for the technician's finger.
+        (root / "run" / "siaga").mkdir(parents=True, exist_ok=True)  # RuntimeDirectory=siaga
+        port = free_port()
+        log = open(root.parent / "gateway.log", "w")  # closed in finally
+        gateway = _in_root(
+            root,
+            "/opt/siaga/venv/bin/python",  # the package drops siaga-sim's script; its gateway runner is there
+            "-m",
+            "sim",
+            "gateway",
+            "--config",
+            "/etc/siaga/gateway.toml",
+            "--control-port",
+            str(port),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            assert wait_for_port("127.0.0.1", port, 30), (root.parent / "gateway.log").read_text()[-3000:]
+            control = f"http://127.0.0.1:{port}"
+            # 3. commission: it asks for each press; the test presses when asked
+            (root / "root" / "password").write_text(TECHNICIAN[1] + "\n")
+            (root / "root" / "password").chmod(0o600)
+            commission = _in_root(
+                root,
+                "siaga-gateway",
+                "commission",
+                "--user",
+                TECHNICIAN[0],
+                "--password-file",
+                "/root/password",
+                "--yes",
+                "--timeout",
+                "30",
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+            )
+            assert commission.stdout is not None and commission.stderr is not None
+            output = []
+            for line in commission.stdout:
+                output.append(line)
+                words = line.split()
+                if len(words) >= 3 and words[0] == "press" and words[2] == "now":
+                    _press(control, words[1])
+            errors = commission.stderr.read()
+            assert commission.wait(60) == 0, "".join(output) + errors
+            text = "".join(output)
+            assert "press andoolo-fire-1 now" in text and "Verdict: PASSED" in text
+            report = next(line.split()[1] for line in output if line.startswith("Report:"))
+            technician = DashboardClient(site.url)
+            technician.login(*TECHNICIAN)
+            session = technician.get_json(f"/api/commissioning/sessions/{report.rstrip('/').rsplit('/', 1)[1]}")
+            assert (session["state"], session["verdict"]) == ("finished", "passed")
+            tests = site.operator.get_json("/api/alarms?state=all")["alarms"]
+            assert [(a["button"], a["test"]) for a in tests] == [("andoolo-fire-1", True)]  # never a real alarm
+
+            # Commissioned, back in service: a press is a real alarm on the fire post's board.
+            _press(control, "andoolo-fire-1")
+            real = poll_until(
+                lambda: site.operator.get_json("/api/alarms")["alarms"],
+                lambda alarms: any(a["button"] == "andoolo-fire-1" and not a["test"] for a in alarms),
+                timeout=15,
+                what="the commissioned button's press on the board",
+            )
+            assert [a["gw"] for a in real] == ["gw-andoolo"]
+        finally:
+            gateway.terminate()
+            try:
+                gateway.wait(15)
+            except subprocess.TimeoutExpired:
+                gateway.kill()
+                gateway.wait(5)
+            log.close()

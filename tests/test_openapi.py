@@ -94,7 +94,8 @@ def test_each_described_path_reaches_the_view_it_describes(app: Flask) -> None:
     for path, method, operation in spec_operations(spec()):
         concrete = re.sub(r"\{[^}]+\}", "1", path)
         endpoint, _ = adapter.match(concrete, method=method.upper())
-        assert endpoint.split(".")[0] in {"api", "open311", "devices", "openapi"}, f"{method.upper()} {path}"
+        blueprints = {"api", "open311", "devices", "openapi", "commissioning", "enrol_api"}
+        assert endpoint.split(".")[0] in blueprints, f"{method.upper()} {path}"
         assert operation["operationId"], path
 
 
@@ -135,12 +136,18 @@ def test_the_description_is_public_json_and_names_this_dashboards_cookie_and_jur
     assert jurisdiction["schema"]["enum"] == [app.config["SIAGA_CATALOGUE"].jurisdiction]
 
 
-def test_security_is_declared_as_the_app_enforces_it() -> None:
-    """Board reads need the session; board writes the session and the CSRF header; Open311 no cookie at all."""
+def test_security_is_declared_as_the_app_enforces_it(app: Flask) -> None:
+    """Board reads need the session; board writes the session and the CSRF header; Open311 no cookie at all,
+    nor a view the app itself exempts from CSRF because its body carries the credential (enrolment's code)."""
     document = spec()
+    adapter = app.url_map.bind("localhost")
+    exempt = tuple(app.config.get("SIAGA_CSRF_EXEMPT", ()))
     for path, method, operation in spec_operations(document):
         security = operation.get("security")
-        if path.startswith("/api/"):
+        endpoint, _ = adapter.match(re.sub(r"\{[^}]+\}", "1", path), method=method.upper())
+        if path.startswith("/api/") and endpoint.startswith(exempt):
+            assert security == [], f"{method.upper()} {path}: the app asks for no cookie; neither may the description"
+        elif path.startswith("/api/"):
             wanted = [{"session": [], "csrf": []}] if method == "post" else [{"session": []}]
             assert security == wanted, f"{method.upper()} {path}"
             assert {"401", "403"} <= set(operation["responses"]), f"{method.upper()} {path}"

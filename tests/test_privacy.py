@@ -573,10 +573,16 @@ def fillers(run: Run, alarms: list[tuple[str, int, int]]) -> dict[str, list[tupl
         "anything": [("v2/unknown.json", "v2/unknown.json")],
         "button": [(b, b) for b in buttons],
         "gw": [(GW, GW)],
+        "gw_id": [(GW, GW)],  # enrolment's plans: none in either run, so the same 404
+        "button_id": [(b, b) for b in buttons],
+        "code_id": [("code-1", "1")],
         "user_id": [(f"user-{row['username']}", str(row["id"])) for row in users],
         "username": [(row["username"], row["username"]) for row in users],
         "key_id": [("key-1", "1")],
         "identifier": cap_identifiers(run, alarms),
+        # Commissioning sessions and their reports (none in this scenario: tests/test_commissioning.py shows
+        # a SAPA button's commissioning to no one but technicians); the first ids are asked all the same.
+        "session_id": [("commissioning-1", "1"), ("commissioning-2", "2")],
     }
 
 

@@ -349,6 +349,7 @@ def diagnostics() -> Any:
         ],
         live_subscribers=state.hub.subscribers,
         reports=_report_counters(),
+        enrolment=_enrolment_counters(),
         supervisor_round=state.supervisor.round_times() if state.supervisor else None,
         # Whether this process runs the supervisor, escalator and webhook senders (one process at a time).
         leader=bool(state.leadership and state.leadership.holds()),
@@ -358,3 +359,9 @@ def diagnostics() -> Any:
 def _report_counters() -> dict[str, int]:
     reports = current_app.extensions.get("siaga.reports")
     return reports.counters.snapshot() if reports else {}
+
+
+def _enrolment_counters() -> dict[str, int]:
+    """Codes used, refused by reason, throttled, broker failures: gateways' enrolment, no alarm in it."""
+    enrolment = current_app.extensions.get("siaga.enrolment")
+    return enrolment.counters.snapshot() if enrolment else {}

@@ -47,6 +47,8 @@ from firmware_bridge.payloads import (
 from firmware_bridge.timeutil import format_epoch
 
 from ..alarms import notify
+from ..commissioning import store as commissioning
+from ..commissioning.settings import CommissioningSettings
 from ..db import PeriodicCheck, spelled, transaction
 from ..ingest.hub import Hub, LiveMessage
 from ..timeseries import queue
@@ -88,6 +90,8 @@ class TroubleType(StrEnum):
     TIMESERIES_FAILING = "timeseries_failing"  # points wait in the store: the time-series server refuses them
     BUTTON_OUT_OF_SERVICE = "button_out_of_service"  # set aside by a technician: its presses raise no alarm
     BUTTON_IN_TEST = "button_in_test"  # a technician is testing it: its presses raise silent test alarms
+    NOT_COMMISSIONED = "not_commissioned"  # with [commissioning] required: never passed a commissioning
+    TEST_OVERDUE = "test_overdue"  # its last test is older than [commissioning] test_period_days
     # Troubles that arise from presses (see PRESS_TROUBLES):
     PRESSES_SUPPRESSED = "presses_suppressed"  # presses of a button out of service: stored, no alarm
     KIND_MISMATCH = "kind_mismatch"  # events claim another kind than the button's registered one
@@ -145,6 +149,9 @@ class SupervisionSettings:
     indication_resync_s: float = 60.0
     #: With time series on (``[influxdb]``): how long writes may fail before it is a trouble.
     timeseries_trouble_after_s: float | None = None
+    #: ``[commissioning]``: with ``required``, every button must be commissioned and tested every period
+    #: (``create_app`` sets it from ``SIAGA_COMMISSIONING``; None: no such troubles).
+    commissioning: CommissioningSettings | None = None
 
 
 @dataclass(frozen=True)
@@ -541,6 +548,23 @@ def service_troubles(conn: sqlite3.Connection, now: float) -> list[Trouble]:
     return troubles
 
 
+def periodic_test_troubles(
+    now: float, buttons: Buttons, tests: dict[str, tuple[float, float]], period_s: float
+) -> list[Trouble]:
+    """The rule book of periodic testing (no I/O): a registered button never commissioned, or whose last
+    test (``tests``: button -> (last commissioning passed, last test)) is older than ``period_s``."""
+    troubles = []
+    every = f"{period_s / 86400:g}"
+    for button, (gw, kind, _transport) in buttons.items():  # in the inventory's order (read sorted by id)
+        last = tests.get(button)
+        if last is None:
+            troubles.append(Trouble(TroubleType.NOT_COMMISSIONED, gw, button, kind, "never commissioned", now))
+        elif now - last[1] > period_s:
+            detail = f"last test {format_epoch(last[1])}; one is due every {every} days"
+            troubles.append(Trouble(TroubleType.TEST_OVERDUE, gw, button, kind, detail, last[1] + period_s))
+    return troubles
+
+
 def anomaly_troubles(conn: sqlite3.Connection, now: float, memory_s: float) -> list[Trouble]:
     """Events of unregistered buttons, and events whose kind disagrees with their button's registration.
 
@@ -823,6 +847,10 @@ class Supervisor(PeriodicCheck):
         troubles += anomaly_troubles(conn, now, self.settings.anomaly_memory_s)
         troubles += self._inventory.conflicts(conn, now)
         troubles += set_aside_troubles(conn, now, self.settings.anomaly_memory_s)
+        rules = self.settings.commissioning
+        if rules is not None and rules.required:
+            tests = commissioning.last_tests(conn, buttons, now, rules.test_period_s)
+            troubles += periodic_test_troubles(now, buttons, tests, rules.test_period_s)
         changed = record(conn, troubles, now)
         opened_now = format_epoch(now)
         for view in changed:

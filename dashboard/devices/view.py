@@ -29,8 +29,9 @@ from flask import Blueprint, flash, jsonify, redirect, render_template, request,
 from firmware_bridge.payloads import Health
 
 from ..accounts import audit
-from ..accounts.auth import Role, current_role, login_required
+from ..accounts.auth import Role, current_role, login_required, trouble_kinds
 from ..accounts.visibility import trouble_audience
+from ..commissioning import store as commissioning
 from ..db import database_file, get_db, rows_in, transaction
 from ..i18n import translate
 from ..live import live
@@ -269,7 +270,20 @@ def _overview() -> dict[str, Any]:
 @bp.get("/devices")
 @login_required(Role.TECHNICIAN, Role.ADMIN, Role.FIRE_OPERATOR, Role.SAPA_DESK)
 def index() -> str:
-    return render_template("devices.html", view=_overview(), can_service=current_role() in _MAINTAINERS)
+    view = _overview()
+    can_service = current_role() in _MAINTAINERS
+    commissioned = _commissioned(view, can_service)
+    return render_template("devices.html", view=view, can_service=can_service, commissioned=commissioned)
+
+
+def _commissioned(view: dict[str, Any], can_service: bool) -> dict[str, dict[str, Any]]:
+    """The latest commissioning report of each gateway and button on the page (maintainers only)."""
+    if not can_service:
+        return {"gateways": {}, "buttons": {}}
+    gateways, buttons = commissioning.latest_reports(
+        get_db(), [gw["gw"] for gw in view["gateways"]], [b["id"] for b in view["buttons"]], trouble_kinds()
+    )
+    return {"gateways": gateways, "buttons": buttons}
 
 
 @bp.post("/devices/buttons/<button>/service")
