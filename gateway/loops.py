@@ -52,9 +52,11 @@ if TYPE_CHECKING:  # config.py asks this module to check resistor values: no imp
 
 log = logging.getLogger(__name__)
 
-#: How often every loop is read. The MCP3008 answers in about 50 µs on the Pi's hardware SPI, so
-#: eight loops at 100 Hz cost well under 1 % of a core; a press is seen 30-40 ms after it begins.
-POLL_S = 0.01
+#: How often every loop is read: 50 times a second, so a press is seen 60-80 ms after it begins (three
+#: readings agree), far inside a deliberate press. Each read is a Python call down to the SPI driver (about
+#: 0.3 ms on gpiozero's mock pins, which bit-bang the bus in Python; not yet measured on a Pi's hardware SPI),
+#: so eight loops cost a few percent of a core at most.
+POLL_S = 0.02
 #: Readings in a row a new state must hold before it counts (debounce; a contact's bounce is ~5 ms).
 CONFIRM_READINGS = 3
 #: Failed reads in a row before the loop is reported unreadable (an ADC unplugged or dead).
@@ -231,7 +233,7 @@ class SupervisedButton(WiredButton):
             counters.add("loop_read_errors")
             before = self.tracker.wiring
             self.tracker.failed_read(now)
-            if self.tracker.failures == 1:  # once per run of failures: the reader turns 100 times a second
+            if self.tracker.failures == 1:  # once per run of failures: the reader turns 50 times a second
                 log.warning("button %s: cannot read its loop: %s", self.config.id, exc)
             self._tell_wiring(before, str(exc))
             return
