@@ -493,7 +493,12 @@ def test_a_real_press_never_joins_a_test_alarm_still_open(conn, kind: str) -> No
         service.set_mode(conn, button, "test", "uji bulanan", 1, audit.Who("teknisi"), now)
     with transaction(conn):
         [test_alarm] = store.store_events(conn, [(make_event(button=button, kind=kind), now + 1)]).alarms
-    assert store.get_alarm(conn, test_alarm, kinds=[kind])["test"]
+    test = store.get_alarm(conn, test_alarm, kinds=[kind])
+    assert test["test"]
+    # An operator acknowledged the test: its LED says "help is coming", which a real press must not inherit.
+    store.act_on_alarm(
+        conn, test_alarm, Action.ACKNOWLEDGED, actor="op", kinds=[kind], now=now + 2, seen_rev=test["rev"]
+    )
     with transaction(conn):
         service.set_mode(conn, button, "in_service", "selesai", 0, audit.Who("teknisi"), now + 10)
     with transaction(conn):
@@ -501,5 +506,8 @@ def test_a_real_press_never_joins_a_test_alarm_still_open(conn, kind: str) -> No
     alarm = store.get_alarm(conn, test_alarm, kinds=[kind])
     assert outcome.alarms == {test_alarm: Action.OPENED}  # told as an alarm opened: sounded, notified
     assert not alarm["test"] and alarm["press_count"] == 2 and alarm["opened_at"] == format_epoch(now + 20)
+    assert (alarm["state"], alarm["acknowledged_by"], alarm["acknowledged_at"]) == ("unacknowledged", None, None)
+    opened = [a for a in store.alarm_actions(conn, test_alarm) if a["action"] == "opened"]
+    assert len(opened) == 2 and opened[-1]["from_state"] == "acknowledged"  # the history says what happened
     assert test_alarm in {row["id"] for row in store.escalation_candidates(conn)}
     assert not store.expired_test_alarms(conn, opened_before=now + 1000)  # the test alarms' closing leaves it

@@ -222,9 +222,7 @@ def _store_event(
                 outcome.alarms[alarm_id] = Action.OPENED
             else:
                 if not testing and alarm_id in lookups.test_alarms:
-                    # A real press must never join a muted test alarm: it would be closed with it a minute
-                    # after the test. The alarm becomes real, opened by this press (its escalation runs from now).
-                    _bump(conn, alarm_id, test=0, opened_at=received_at)
+                    _make_real(conn, alarm_id, event, received_at)
                     lookups.test_alarms.discard(alarm_id)
                     outcome.alarms[alarm_id] = Action.OPENED  # as a real alarm: sounded, notified
                 writes.join(alarm_id, event, received_at, anomaly)
@@ -418,6 +416,33 @@ def _open_alarm(
     return new_id
 
 
+def _make_real(conn: sqlite3.Connection, alarm_id: int, event: Event, received_at: float) -> None:
+    """A real press came to an open test alarm: the alarm is real from now, as if this press had opened it.
+
+    Joining the muted test alarm would have it closed with the test a minute later, never sounded nor
+    escalated; and an operator may have acknowledged the test, which must not tell the person pressing now
+    that help is coming. So it is unacknowledged again, opened at this press, and its history says why.
+    """
+    before = conn.execute("SELECT state FROM alarms WHERE id = ?", (alarm_id,)).fetchone()[0]
+    _bump(
+        conn,
+        alarm_id,
+        test=0,
+        opened_at=received_at,
+        state=AlarmState.UNACKNOWLEDGED,
+        acknowledged_at=None,
+        acknowledged_by=None,
+        dispatched_at=None,
+        dispatched_by=None,
+        dispatch_unit=None,
+        escalation=0,
+        escalated_at=None,
+    )
+    note = "a real press came to a test alarm: a real alarm from this press"
+    log_action(conn, alarm_id, Action.OPENED, f"gw:{event.gw}", received_at, before, AlarmState.UNACKNOWLEDGED, note,
+               event.id)  # fmt: skip
+
+
 def raise_degraded_alarm(conn: sqlite3.Connection, event: Event, received_at: float) -> int | None:
     """Fail open: the alarm for a press that the normal path could not process (a bug, bad data).
 
@@ -442,8 +467,9 @@ def raise_degraded_alarm(conn: sqlite3.Connection, event: Event, received_at: fl
     )
     alarm_id = _open_alarm_of(conn, event.button, kind)
     if alarm_id is not None:
-        # A test alarm becomes real: this minimal path cannot tell a test press from a call for help.
-        _join_press(conn, alarm_id, event, received_at, anomaly=str(Anomaly.DEGRADED), test=0)
+        if conn.execute("SELECT test FROM alarms WHERE id = ?", (alarm_id,)).fetchone()[0]:
+            _make_real(conn, alarm_id, event, received_at)  # this path cannot tell a test press from a real one
+        _join_press(conn, alarm_id, event, received_at, anomaly=str(Anomaly.DEGRADED))
     else:
         alarm_id = _open_alarm(conn, event, received_at, kind, str(Anomaly.DEGRADED), test=False)
     conn.execute("UPDATE events SET alarm_id = ? WHERE id = ? AND alarm_id IS NULL", (alarm_id, event.id))
