@@ -233,20 +233,31 @@ class Commissioning:
                 self.commission(button)
             report = self.dashboard.call("POST", self._path + "/finish")
         except KeyboardInterrupt:
-            self._abandon()
+            self._abandon("Interrupted")
             return 130
         except DashboardError as exc:
             print(f"siaga-gateway commission: {exc}", file=sys.stderr)
+            self._abandon("Stopped")
             return EXIT_FAILED
+        except Exception:
+            # Whatever stops the run, the buttons must not stay in test mode: a real press there would be muted.
+            self._abandon("Stopped by an error")
+            raise
         self.summary(report)
         return EXIT_PASSED if report["verdict"] == "passed" else EXIT_FAILED
 
-    def _abandon(self) -> None:
+    def _abandon(self, why: str) -> None:
         try:
             self.dashboard.call("POST", self._path + "/abandon")
-            self.console.say("\nInterrupted: the session is abandoned and its buttons left test mode.")
+            self.console.say(f"\n{why}: the session is abandoned and its buttons left test mode.")
         except DashboardError as exc:
-            self.console.say(f"\nInterrupted; the session could not be abandoned ({exc}): it ends by itself.")
+            # Said loudly: until the session expires, these buttons' presses are test alarms.
+            buttons = ", ".join(b["id"] for b in self.session.get("buttons", []))
+            self.console.say(
+                f"\n{why}; the session could not be abandoned ({exc}). WARNING: {buttons} stay in test mode "
+                f"until {self.session.get('expires_at')}: end the session in the device view, or put the buttons "
+                "back in service there."
+            )
 
     def commission(self, button: dict[str, Any]) -> None:
         say = self.console.say
@@ -273,7 +284,14 @@ class Commissioning:
         deadline = self.clock() + self.timeout
         next_note = self.clock() + REMIND_S
         while True:
-            self.session = self.dashboard.call("GET", self._path)
+            try:
+                self.session = self.dashboard.call("GET", self._path)
+            except DashboardError as exc:  # a Wi-Fi blip or a busy dashboard: ask again until the deadline
+                if self.clock() >= deadline:
+                    raise
+                self.console.say(f"  the dashboard did not answer ({exc}); asking again")
+                time.sleep(POLL_S)
+                continue
             record = self._button(self.session, button_id)
             if record["event_id"] is not None:
                 return record

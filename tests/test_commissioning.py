@@ -332,6 +332,24 @@ def test_a_button_not_pressed_fails_the_run_and_is_recorded_as_failed(
     assert ("not_commissioned", "sapa-1") in troubles(technician)
 
 
+def test_a_run_the_dashboard_stops_answering_ends_with_a_warning_not_a_traceback(
+    site: tuple[GatewayProcess, DashboardServer, DashboardClient], short_dir: Path
+) -> None:
+    """Whatever ends a run early, it tries to end the session (test mode would mute real presses there); when even
+    that cannot reach the dashboard, it says loudly which buttons stay in test mode and until when."""
+    gateway, dashboard, _technician = site
+
+    def dashboard_gone(_button: str) -> bool:
+        dashboard.stop()
+        return False
+
+    run = CommissionRun(gateway.config, password_file(short_dir), "--yes", "--timeout", "3")
+    code = run.run(gateway, press=dashboard_gone)
+    assert code == 1, run.text + run.errors
+    assert "the dashboard did not answer" in run.text and "Traceback" not in run.errors
+    assert "WARNING: fire-1, sapa-1 stay in test mode until" in run.text
+
+
 def test_the_command_refuses_a_wrong_password_and_a_gateway_not_enrolled(
     site: tuple[GatewayProcess, DashboardServer, DashboardClient], short_dir: Path, mosquitto: Mosquitto
 ) -> None:
