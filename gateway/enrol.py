@@ -38,7 +38,8 @@ from firmware_bridge.errors import ConfigError, SiagaError
 from firmware_bridge.settings import parse_toml
 from firmware_bridge.tomlwrite import toml_text
 
-from .config import GatewayConfig, parse_config
+from .cli import DEFAULT_CONFIG
+from .config import GatewayConfig, parse_config, read_keys
 
 EXIT_REFUSED = 2
 EXIT_NETWORK = 1
@@ -49,6 +50,12 @@ EXIT_EXISTS = 73
 PASSWORD_NAME = "mqtt-password"  # noqa: S105 - a file name
 BROKER_CA_NAME = "ca.crt"
 DASHBOARD_CA_NAME = "dashboard-ca.crt"
+#: The LoRa nodes' keys: made here by ``provision-node``, never sent by (or to) the dashboard.
+KEYS_NAME = "lora-keys.toml"
+EMPTY_KEYS = (
+    "# Siaga LoRa node keys: node id = 16-byte key (hex), added by siaga-gateway provision-node.\n"
+    "# Secret: never copy it off this gateway.\n[keys]\n"
+)
 #: The group the service runs as; it may read the secrets.
 SERVICE_GROUP = "siaga"
 SERVICE = "siaga-gateway"
@@ -102,6 +109,12 @@ def _enrol(args: argparse.Namespace) -> int:
         say(f"  wrote {path} (mode {mode:04o})")
     if answer.replaced_account:
         say("the gateway's broker account was there already: its old password no longer works")
+    unkeyed = nodes_without_keys(document)
+    if unkeyed:
+        for line in next_steps(unkeyed, config_path, document):
+            say(line)
+        say(f"enrolled gateway {answer.gateway_id}; not started: {len(unkeyed)} LoRa node(s) have no key yet")
+        return 0
     started = _start(args, config_path)
     say(f"enrolled gateway {answer.gateway_id}; {started}")
     return 0
@@ -233,6 +246,9 @@ def placed(answer: Answer, folder: Path) -> dict[str, Any]:
             tls["ca_file"] = str(folder / BROKER_CA_NAME)
         else:
             tls.pop("ca_file", None)  # the broker's certificate is one the system trusts
+    lora = document.get("lora")
+    if isinstance(lora, dict):
+        lora["keys_file"] = str(folder / KEYS_NAME)
     dashboard = document.get("dashboard")
     if isinstance(dashboard, dict):
         if answer.dashboard_ca is not None:
@@ -247,7 +263,9 @@ def _validated(answer: Answer, folder: Path) -> dict[str, Any]:
     staging = Path(tempfile.mkdtemp(prefix=".enrol-", dir=folder))
     try:
         _stage(answer, staging)
-        config = check_config(placed(answer, staging), staging)
+        staged = placed(answer, staging)
+        _stage_throwaway_keys(staged, staging)
+        config = check_config(staged, staging)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     if config.id != answer.gateway_id:
@@ -262,6 +280,26 @@ def _stage(answer: Answer, staging: Path) -> None:
         (staging / BROKER_CA_NAME).write_text(answer.broker_ca)
     if answer.dashboard_ca is not None:
         (staging / DASHBOARD_CA_NAME).write_text(answer.dashboard_ca)
+
+
+def lora_nodes(document: dict[str, Any]) -> list[tuple[int, str]]:
+    """(node, kind) of each planned LoRa button, as the document has them (the parser checks them)."""
+    tables = document.get("lora_button") or []
+    return [
+        (table["node"], str(table.get("kind")))
+        for table in tables
+        if isinstance(table, dict) and isinstance(table.get("node"), int)
+    ]
+
+
+def _stage_throwaway_keys(document: dict[str, Any], staging: Path) -> None:
+    """A keys file in the staging folder with a random key per planned node: the configuration is checked
+    as the daemon reads it without the real keys, which do not exist yet (provision-node makes them after)."""
+    lora = document.get("lora")
+    if not isinstance(lora, dict):
+        return
+    keys = "".join(f'"{node}" = "{os.urandom(16).hex()}"\n' for node, _ in lora_nodes(document))
+    (staging / KEYS_NAME).write_text("[keys]\n" + keys)
 
 
 def check_config(document: dict[str, Any], where: Path) -> GatewayConfig:
@@ -293,14 +331,78 @@ def write_files(answer: Answer, document: dict[str, Any], config_path: Path) -> 
         files.append((folder / BROKER_CA_NAME, answer.broker_ca, 0o644, None))
     if answer.dashboard_ca is not None:
         files.append((folder / DASHBOARD_CA_NAME, answer.dashboard_ca, 0o644, None))
+    keys_file = _keys_file(document)
+    if keys_file is not None and create_exclusively(keys_file, EMPTY_KEYS, secret_mode, group):
+        files_made = [(keys_file, secret_mode)]
+    else:
+        files_made = []
     header = f"# Siaga gateway {answer.gateway_id}, written by siaga-gateway enrol (docs/configuration.md).\n"
     files.append((config_path, header + toml_text(document), 0o644, None))  # no secret in it
-    written = []
+    written = files_made
     for path, text, mode, gid in files:
         write_atomically(path, text, mode, gid)
         written.append((path, mode))
     _sync_folder(folder)
     return written
+
+
+def _keys_file(document: dict[str, Any]) -> Path | None:
+    lora = document.get("lora")
+    return Path(lora["keys_file"]) if isinstance(lora, dict) and lora.get("keys_file") else None
+
+
+def create_exclusively(path: Path, text: str, mode: int, gid: int | None = None) -> bool:
+    """Write ``path`` complete (temporary file, fsync, hard link) only if it does not exist: never replaces one.
+
+    Returns False when it existed (its keys are kept; re-enrolment must not cost the nodes their keys)."""
+    fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        os.fchmod(fd, mode)
+        if gid is not None:
+            os.fchown(fd, 0, gid)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        try:
+            os.link(temporary, path)  # fails if the path exists, unlike a rename
+        except FileExistsError:
+            return False
+        return True
+    finally:
+        Path(temporary).unlink(missing_ok=True)
+
+
+def nodes_without_keys(document: dict[str, Any]) -> list[tuple[int, str]]:
+    """The planned LoRa nodes the keys file has no key for (all of them on a first enrolment)."""
+    keys_file = _keys_file(document)
+    if keys_file is None:
+        return []
+    try:
+        keys = read_keys(keys_file)
+    except ConfigError as exc:
+        raise EnrolError(f"the files are written but the keys file cannot be read: {exc}", EXIT_CONFIG) from None
+    return [(node, kind) for node, kind in lora_nodes(document) if node not in keys]
+
+
+def next_steps(unkeyed: list[tuple[int, str]], config_path: Path, document: dict[str, Any]) -> list[str]:
+    """The commands that finish a gateway with LoRa buttons: a key and node_config.py per node, then the service."""
+    default = Path(os.environ.get("SIAGA_GATEWAY_CONFIG", DEFAULT_CONFIG)).absolute()
+    config = "" if config_path == default else f" --config {config_path}"
+    lora = document.get("lora") or {}
+    lines = [
+        f"the LoRa module is planned on {lora.get('port')} ({lora.get('module')}); if it is elsewhere, "
+        f"edit [lora] port in {config_path} first (best its /dev/serial/by-id/... link)",
+        "each LoRa node needs its key, made here and never sent anywhere; run:",
+    ]
+    lines += [
+        f"  siaga-gateway{config} provision-node {node} --kind {kind} --output node-{node}.py" for node, kind in unkeyed
+    ]
+    lines += [
+        "  copy each node-<node>.py to its board as node_config.py (docs/field.md), then start the gateway:",
+        f"  systemctl enable {SERVICE} && systemctl restart {SERVICE}",
+    ]
+    return lines
 
 
 def write_atomically(path: Path, text: str, mode: int, gid: int | None = None) -> None:
@@ -334,12 +436,18 @@ def _sync_folder(folder: Path) -> None:
 def _start(args: argparse.Namespace, config_path: Path) -> str:
     how = f"siaga-gateway --config {config_path}"
     if args.no_start:
-        return f"not started (--no-start); start it with: systemctl enable --now {SERVICE}, or {how}"
+        return (
+            f"not started (--no-start); start it with: systemctl enable {SERVICE} && systemctl restart {SERVICE} "
+            f"(restart: a running gateway still has the old password), or {how}"
+        )
     if not Path("/run/systemd/system").exists():
         return f"systemd is not running here: start the gateway with: {how}"
-    say(f"starting the service: systemctl enable --now {SERVICE}")
-    result = subprocess.run(["systemctl", "enable", "--now", SERVICE], capture_output=True, text=True)
-    if result.returncode != 0:
-        problem = (result.stderr or result.stdout).strip()
-        return f"the files are written but systemctl failed ({problem}); see: journalctl -u {SERVICE}"
-    return f"service {SERVICE} enabled and started (journalctl -u {SERVICE} -f to follow it)"
+    # restart, not just --now: a gateway enrolled again is running with the password the dashboard just
+    # replaced, and would be locked out of the broker until restarted.
+    say(f"starting the service: systemctl enable {SERVICE} && systemctl restart {SERVICE}")
+    for command in (["systemctl", "enable", SERVICE], ["systemctl", "restart", SERVICE]):
+        result = subprocess.run(command, capture_output=True, text=True)
+        if result.returncode != 0:
+            problem = (result.stderr or result.stdout).strip()
+            return f"the files are written but {' '.join(command)} failed ({problem}); see: journalctl -u {SERVICE}"
+    return f"service {SERVICE} enabled and (re)started (journalctl -u {SERVICE} -f to follow it)"

@@ -38,7 +38,6 @@ from enum import StrEnum
 from typing import TYPE_CHECKING
 
 from gpiozero import MCP3008, Device
-from gpiozero.exc import GPIOZeroError
 from gpiozero.pins import Factory
 
 from firmware_bridge.counters import Counters
@@ -229,7 +228,7 @@ class SupervisedButton(WiredButton):
     def poll(self, now: float, counters: Counters) -> None:
         try:
             value = float(self.adc.value)
-        except (GPIOZeroError, OSError) as exc:
+        except Exception as exc:  # noqa: BLE001 (any failed read, not only the SPI's errors, leaves the loop unwatched)
             counters.add("loop_read_errors")
             before = self.tracker.wiring
             self.tracker.failed_read(now)

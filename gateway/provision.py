@@ -8,6 +8,7 @@ gateway's module, ready to copy to the board with the firmware.
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 
 from firmware_bridge import radio
@@ -19,12 +20,22 @@ from .config import RYLR_MODULES, read_keys
 
 
 def write_keys(path: Path, keys: dict[int, bytes]) -> None:
-    """Write the keys file atomically, readable by its owner only."""
+    """Write the keys file atomically: readable by its owner only, or, replacing a file, with that file's
+    owner, group and mode (enrolment makes it 0640 root:siaga so that the service, run as ``siaga``, reads it;
+    ``sudo siaga-gateway provision-node`` must not take that away)."""
     text = "# Siaga LoRa node keys: node id = 16-byte key (hex). Secret: mode 0600, never in a repository.\n[keys]\n"
     text += "".join(f'"{node}" = "{key.hex()}"\n' for node, key in sorted(keys.items()))
+    try:
+        before: os.stat_result | None = path.stat()
+    except FileNotFoundError:
+        before = None
     temporary = path.with_name(path.name + ".tmp")
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as handle:
+        if before is not None:
+            if os.geteuid() == 0:
+                os.fchown(handle.fileno(), before.st_uid, before.st_gid)
+            os.fchmod(handle.fileno(), stat.S_IMODE(before.st_mode) & 0o640)  # never wider than owner rw, group r
         handle.write(text)
         handle.flush()
         os.fsync(handle.fileno())

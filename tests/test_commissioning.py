@@ -350,6 +350,24 @@ def test_a_run_the_dashboard_stops_answering_ends_with_a_warning_not_a_traceback
     assert "WARNING: fire-1, sapa-1 stay in test mode until" in run.text
 
 
+def test_a_sapa_press_that_raised_a_real_alarm_is_never_recorded_in_a_session(
+    site: tuple[GatewayProcess, DashboardServer, DashboardClient],
+) -> None:
+    """Put back in service during the session, a SAPA button's press is a real call for help: its time and alarm
+    are the SAPA desk's alone, so the session (read by technicians) records nothing of it."""
+    gateway, dashboard, technician = site
+    session = technician.post_json("/api/commissioning/sessions", {"gw": GW, "buttons": ["sapa-1"]}, expect=201)
+    path = f"/api/commissioning/sessions/{session['id']}"
+    technician.post_form("/devices/buttons/sapa-1/service", {"mode": "in_service", "reason": "", "hours": "0"})
+    technician.post_json(path + "/buttons/sapa-1/arm", {})
+    gateway.press("sapa-1")
+    desk = signed_in(dashboard, SAPA_DESK)
+    poll_until(lambda: desk.get_json("/api/alarms")["alarms"], lambda a: any(not x["test"] for x in a),
+               what="the real SAPA alarm")  # fmt: skip
+    record = next(b for b in technician.get_json(path)["buttons"] if b["id"] == "sapa-1")
+    assert (record["event_id"], record["alarm_id"], record["pressed_at"]) == (None, None, None)
+
+
 def test_the_command_refuses_a_wrong_password_and_a_gateway_not_enrolled(
     site: tuple[GatewayProcess, DashboardServer, DashboardClient], short_dir: Path, mosquitto: Mosquitto
 ) -> None:

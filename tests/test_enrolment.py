@@ -170,6 +170,95 @@ def test_the_configuration_a_plan_makes_is_one_the_gateway_reads(tmp_path: Path)
     assert (sapa.kind, sapa.hold_s, sapa.buzzer_pin) == (Kind.SAPA, 0.5, None)
 
 
+LORA = {"lora_module": "rylr998", "lora_port": "/dev/ttyUSB0"}
+LORA_FIRE = {"button_id": "andoolo-lora-1", "kind": "fire", "label": "Kios 12", "node": "7"}
+
+
+def test_a_lora_module_and_lora_buttons_are_checked_as_the_gateway_checks_them() -> None:
+    lora = plans.read_lora({"lora_module": "e32"})  # the gateway's own defaults, the first USB adapter
+    assert (lora.port, lora.mode, lora.channel, lora.e32_address, lora.network_id) == (
+        plans.DEFAULT_PORT,
+        "transparent",
+        23,
+        1,
+        18,
+    )
+    with pytest.raises(PlanError) as caught:
+        plans.read_lora(
+            {
+                "lora_module": "sx1276",
+                "lora_port": "COM3; rm",
+                "lora_network_id": "2",
+                "lora_band": "433000000",
+                "lora_parameter": "9,7",
+                "lora_mode": "broadcast",
+                "lora_channel": "256",
+                "lora_address": "1.5",
+            }
+        )
+    assert {name: error.key for name, error in caught.value.by_field().items()} == {
+        "lora_module": "enrol_err_lora_module",
+        "lora_port": "enrol_err_lora_port",
+        "lora_network_id": "enrol_err_network_id",
+        "lora_band": "enrol_err_integer",
+        "lora_parameter": "enrol_err_lora_parameter",
+        "lora_mode": "enrol_err_lora_mode",
+        "lora_channel": "enrol_err_integer",
+        "lora_address": "enrol_err_integer",
+    }
+    wired = (plans.read_button(FIRE),)
+    first = plans.read_lora_button(LORA_FIRE, wired)
+    assert (first.id, first.kind, first.node, first.label) == ("andoolo-lora-1", Kind.FIRE, 7, "Kios 12")
+
+    def wrong(form: dict[str, str]) -> dict[str, str]:
+        with pytest.raises(PlanError) as caught:
+            plans.read_lora_button(form, wired, (first,))
+        return {name: error.key for name, error in caught.value.by_field().items()}
+
+    assert wrong({**LORA_FIRE, "button_id": "andoolo-lora-2"}) == {"node": "enrol_err_node_taken"}
+    assert wrong({**LORA_FIRE, "node": "8"}) == {"button_id": "enrol_err_exists"}
+    assert wrong({**LORA_FIRE, "button_id": FIRE["button_id"], "node": "8"}) == {"button_id": "enrol_err_exists"}
+    for node in ("0", "4294967296", "-3", "x"):
+        assert wrong({**LORA_FIRE, "button_id": "b-2", "node": node}) == {"node": "enrol_err_node"}, node
+    assert wrong({"button_id": "b-2", "kind": "flood"}) == {"kind": "enrol_err_kind", "node": "enrol_err_required"}
+    # A wired button may not take a LoRa button's id either.
+    with pytest.raises(PlanError):
+        plans.read_button({**SAPA, "button_id": "andoolo-lora-1"}, wired, (first,))
+
+
+def test_a_plan_with_lora_buttons_makes_their_tables_and_validates_without_the_keys(tmp_path: Path) -> None:
+    site = plans.read_site(SITE)
+    lora = plans.read_lora(LORA)
+    nodes = (
+        plans.read_lora_button(LORA_FIRE),
+        plans.read_lora_button({**LORA_FIRE, "button_id": "l-2", "node": "9", "kind": "sapa"}),
+    )
+    text = plans.gateway_toml("gw-andoolo", site, (), _settings(tmp_path), lora=lora, lora_buttons=nodes)
+    document = tomllib.loads(text)
+    assert document["lora"] == {
+        "module": "rylr998",
+        "port": "/dev/ttyUSB0",
+        "keys_file": "/etc/siaga/lora-keys.toml",
+        "address": 1,
+        "network_id": 18,
+        "band": 923_000_000,
+        "parameter": "9,7,1,12",
+    }
+    assert [(b["id"], b["node"], b["kind"], b["site"]["name"]) for b in document["lora_button"]] == [
+        ("andoolo-lora-1", 7, "fire", "Pasar Andoolo"),
+        ("l-2", 9, "sapa", "Pasar Andoolo"),
+    ]
+    assert "button" not in document and not re.search(r"[0-9a-f]{32}", text)  # no key, ever
+    # Without LoRa buttons no [lora] table (the gateway would ask for a keys file it does not need).
+    assert "[lora]" not in plans.gateway_toml("gw-a", site, (plans.read_button(FIRE),), _settings(tmp_path), lora=lora)
+    # The gateway checks it with throwaway keys in its staging folder: no keys file is written by the check.
+    answer = enrol.Answer("gw-andoolo", text, "pw", "-----BEGIN CERTIFICATE-----\n", None, False)
+    placed = enrol._validated(answer, tmp_path)
+    assert placed["lora"]["keys_file"] == str(tmp_path / "lora-keys.toml")
+    assert list(tmp_path.iterdir()) == [tmp_path / "broker-ca.pem"]
+    assert enrol.lora_nodes(placed) == [(7, "fire"), (9, "sapa")]
+
+
 def test_the_enrolment_section_is_checked_at_start(tmp_path: Path) -> None:
     password = tmp_path / "admin-password"
     password.write_text("secret\n")
@@ -703,3 +792,72 @@ def test_the_shipped_dynsec_broker_configuration_runs_and_takes_the_accounts(tmp
     finally:
         process.terminate()
         process.wait(10)
+
+
+def test_a_gateway_with_lora_buttons_enrols_without_keys_and_runs_once_its_nodes_are_provisioned(site: Site) -> None:
+    admin = site.admin
+    _plan(site, "gw-lora", [])
+    # A LoRa button before the module: said at the node field; a wrong module: said per field.
+    status, page = admin.post_form("/admin/enrolment/gw-lora/lora-buttons", LORA_FIRE)
+    assert status == 422 and 'id="error-node"' in page
+    status, page = admin.post_form("/admin/enrolment/gw-lora/lora", {**LORA, "lora_network_id": "16"})
+    assert status == 422 and 'id="error-lora_network_id"' in page
+    status, page = admin.post_form("/admin/enrolment/gw-lora/lora", LORA)
+    assert status == 200 and 'id="lora-buttons"' in page, page
+    status, page = admin.post_form("/admin/enrolment/gw-lora/lora-buttons", LORA_FIRE)
+    assert status == 200 and 'data-lora-button="andoolo-lora-1"' in page, page
+    assert (
+        "keys_file = &#34;/etc/siaga/lora-keys.toml&#34;" in page or 'keys_file = "/etc/siaga/lora-keys.toml"' in page
+    )
+    # Node ids and button ids are unique across plans (wired and LoRa alike).
+    _plan(site, "gw-other", [])
+    admin.post_form("/admin/enrolment/gw-other/lora", {"lora_module": "e22"})
+    status, page = admin.post_form("/admin/enrolment/gw-other/lora-buttons", {**LORA_FIRE, "button_id": "o-1"})
+    assert status == 422 and 'id="error-node"' in page and "andoolo-lora-1 (gw-lora)" in page
+    status, page = admin.post_form("/admin/enrolment/gw-other/buttons", {**FIRE, "button_id": "andoolo-lora-1"})
+    assert status == 422 and 'id="error-button_id"' in page
+    assert ("enrolment.lora_set", "gateway:gw-lora") in {(action, subject) for action, subject, _ in _audit(site)}
+
+    etc = site.tmp / "etc-lora"
+    config_path = etc / "gateway.toml"
+    result = _enrol_process(config_path, site.url, _issue(site, "gw-lora"), ca_file=site.ca_file)
+    assert result.returncode == 0, result.stdout + result.stderr
+    keys_file = etc / "lora-keys.toml"
+    secret_mode = 0o640 if os.geteuid() == 0 and _group_exists("siaga") else 0o600
+    assert stat.S_IMODE(keys_file.stat().st_mode) == secret_mode
+    assert tomllib.loads(keys_file.read_text()) == {"keys": {}}  # empty: the keys are made here, next
+    provision = f"siaga-gateway --config {config_path} provision-node 7 --kind fire --output node-7.py"
+    lines = result.stdout.splitlines()
+    assert provision in [line.strip() for line in lines], result.stdout
+    assert lines.index("  " + provision) < lines.index(
+        "  systemctl enable siaga-gateway && systemctl restart siaga-gateway"
+    )
+    assert "not started: 1 LoRa node(s) have no key yet" in result.stdout and "--no-start" not in result.stdout
+
+    def gateway(*command: str) -> subprocess.CompletedProcess[str]:
+        argv = [sys.executable, "-m", "gateway", "--config", str(config_path), *command]
+        return subprocess.run(argv, capture_output=True, text=True, timeout=60, cwd=site.tmp)
+
+    assert gateway("--check").returncode == 78  # the node has no key yet: the daemon would refuse to start
+    made = gateway("provision-node", "7", "--kind", "fire", "--output", "node-7.py")
+    assert made.returncode == 0, made.stderr
+    assert "NODE_ID = 7" in (site.tmp / "node-7.py").read_text()
+    checked = gateway("--check")
+    assert checked.returncode == 0 and "gateway gw-lora" in checked.stdout, checked.stderr
+    key = tomllib.loads(keys_file.read_text())["keys"]["7"]
+
+    # Re-enrolment keeps the keys file (the nodes are flashed with their keys): nothing left to provision.
+    again = _enrol_process(config_path, site.url, _issue(site, "gw-lora"), "--force", ca_file=site.ca_file)
+    assert again.returncode == 0 and "provision-node" not in again.stdout, again.stdout + again.stderr
+    assert "--no-start" in again.stdout and tomllib.loads(keys_file.read_text())["keys"]["7"] == key
+
+
+def test_a_gateway_account_never_takes_over_another_account_of_the_broker(site: Site) -> None:
+    """An id that names the dashboard's own broker account (or any account with another role) is refused before
+    its password could be replaced: the dashboard would be locked out and no press would reach anyone."""
+    settings = site.dashboard.config["SIAGA_ENROLMENT"]
+    admin = BrokerAdmin(settings.admin, timeout_s=settings.broker_timeout_s)
+    with pytest.raises(dynsec.DynsecError, match="not this gateway's"):
+        gateway_account(admin, ROOT, "dashboard")
+    assert _login(site.broker_settings("dashboard", site.dashboard_password)) == "Success"  # untouched
+    assert gateway_account(admin, ROOT, "gw-new").username == "gw-new"  # an ordinary gateway still enrols

@@ -8,6 +8,7 @@ Pi; the nodes run the reference MicroPython firmware under CPython.
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -559,3 +560,22 @@ def test_without_a_disk_a_lora_press_still_goes_out_from_memory(
     assert gateway.counters.get("events_unstored") >= 1
     assert node.node.pending is not None or node.pattern == "received"  # never acknowledged without the disk
     host.close()
+
+
+def test_provisioning_a_node_keeps_the_keys_files_owner_group_and_mode(tmp_path: Path) -> None:
+    """Enrolment makes the keys file 0640 root:siaga for the service (run as siaga) to read; a later
+    `sudo siaga-gateway provision-node` must not turn it into a file only root can read."""
+    from gateway.provision import write_keys
+
+    keys_file = tmp_path / "lora-keys.toml"
+    keys_file.write_text("[keys]\n")
+    group = os.getgid() if os.geteuid() != 0 else 1  # as root: another group, as the siaga group would be
+    os.chown(keys_file, -1, group)
+    keys_file.chmod(0o640)
+    write_keys(keys_file, {1101: bytes(16)})
+    after = keys_file.stat()
+    assert (stat.S_IMODE(after.st_mode), after.st_gid) == (0o640, group)
+    assert "1101" in keys_file.read_text()
+    fresh = tmp_path / "new-keys.toml"
+    write_keys(fresh, {1102: bytes(16)})
+    assert stat.S_IMODE(fresh.stat().st_mode) == 0o600  # a new file: its owner's alone

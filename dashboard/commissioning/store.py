@@ -195,26 +195,37 @@ def _buttons(conn: sqlite3.Connection, session_id: int) -> list[dict[str, Any]]:
 
 
 def observe(conn: sqlite3.Connection, session: Session, now: float) -> bool:
-    """Record each waiting button's first press since it was armed (its own transaction, only if one is new)."""
+    """Record each waiting button's first press since it was armed and before the session expired (its own
+    transaction, only if one is new).
+
+    Only presses made during the session count: after it, the buttons are back in service and their presses
+    are calls for help, not tests. A SAPA button's press that raised a real alarm is never recorded (its time
+    and alarm are the SAPA desk's alone, and a report is read by technicians): the button waits on, as if
+    nobody had pressed.
+    """
     if session.state != OPEN:
         return False
     waiting = conn.execute(
-        "SELECT button, armed_at FROM commissioning_buttons WHERE session_id = ? AND event_id IS NULL "
+        "SELECT button, kind, armed_at FROM commissioning_buttons WHERE session_id = ? AND event_id IS NULL "
         "AND gave_up_at IS NULL",
         (session.id,),
     ).fetchall()
-    found = []
+    presses = []
     for row in waiting:
         event = conn.execute(
             "SELECT id, received_at, alarm_id, payload FROM events WHERE button = ? AND type = 'press' "
-            "AND received_at >= ? ORDER BY received_at, id LIMIT 1",
-            (row["button"], row["armed_at"]),
+            "AND received_at >= ? AND received_at < ? ORDER BY received_at, id LIMIT 1",
+            (row["button"], row["armed_at"], session.expires_at),
         ).fetchone()
         if event is not None:
-            found.append((row["button"], event))
+            presses.append((row["button"], row["kind"], event))
+    if not presses:
+        return False
+    alarm_ids = {e["alarm_id"] for _, _, e in presses if e["alarm_id"]}
+    tests = {a["id"]: a["test"] for a in alarms.get_alarms(conn, alarm_ids)}
+    found = [(b, e) for b, kind, e in presses if kind != "sapa" or tests.get(e["alarm_id"])]
     if not found:
         return False
-    tests = {a["id"]: a["test"] for a in alarms.get_alarms(conn, {e["alarm_id"] for _, e in found if e["alarm_id"]})}
     with transaction(conn):
         for button, event in found:
             radio = _radio(event["payload"])

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from . import dynsec
 from .brokeradmin import BrokerAdmin
+from .dynsec import DynsecError
 
 #: 32 random bytes as URL-safe text (43 characters): far beyond the 128 bits asked of it.
 PASSWORD_BYTES = 32
@@ -67,8 +68,9 @@ class GatewayAccount:
 
 
 def gateway_account(admin: BrokerAdmin, root: str, gw_id: str) -> GatewayAccount:
-    """The gateway's role and client, with a new password."""
+    """The gateway's role and client, with a new password; refused if an account of that name is another's."""
     role = dynsec.gateway_role(gw_id)
+    _refuse_foreign_client(admin, gw_id, role)
     ensure_role(admin, role, dynsec.gateway_acls(root, gw_id), f"Siaga gateway {gw_id}")
     password = new_password()
     replaced = ensure_client(admin, gw_id, password, [role], f"Siaga gateway {gw_id}")
@@ -105,3 +107,19 @@ def shared_accounts(
     dynsec.refused(narrow, admin.run(narrow), tolerated=("not found", "Role not found"))
     done.append(f"role {dynsec.ADMIN_ROLE!r} no longer reads every topic (only the plugin's own)")
     return done
+
+
+def _refuse_foreign_client(admin: BrokerAdmin, username: str, role: str) -> None:
+    """A client of this name that holds any role but the gateway's own is not this gateway's account (the
+    dashboard's, Home Assistant's, a person's): replacing its password would lock it out of the broker."""
+    ask = dynsec.get_client(username)
+    answer = admin.run([ask])[ask["correlationData"]]
+    if not answer.ok:
+        return  # no such client yet (the plugin answers an error): it will be made
+    client = (answer.data or {}).get("client") or {}
+    held = {item.get("rolename") for item in client.get("roles") or [] if isinstance(item, dict)}
+    if held - {role}:
+        raise DynsecError(
+            f"the broker already has an account {username!r} with role(s) {', '.join(sorted(map(str, held)))}: "
+            "it is not this gateway's, so it is left alone; give the gateway another id"
+        )

@@ -123,15 +123,18 @@ def _redeem(enrolment: Enrolment, conn: db.Connection, taken: store.Claim) -> An
     plan = store.plan(conn, taken.gateway_id)
     assert plan is not None  # codes go with their plan (ON DELETE CASCADE)
     try:
-        config_text = plans.gateway_toml(plan.gateway_id, plan.site, plan.buttons, settings)
+        config_text = plans.gateway_toml(
+            plan.gateway_id, plan.site, plan.buttons, settings, lora=plan.lora, lora_buttons=plan.lora_buttons
+        )
         broker_ca = _read(settings.broker_ca_file)
         dashboard_ca = _read(settings.dashboard_ca_file)
-        assert settings.admin is not None
+        if settings.admin is None:
+            raise DynsecError("[enrolment] names no dynamic security administrator")
         admin = BrokerAdmin(settings.admin, timeout_s=settings.broker_timeout_s)
         account = accounts.gateway_account(admin, settings.admin.root, plan.gateway_id)
-    except (DynsecError, OSError) as exc:
-        log.error("enrolment of %s failed: %s", plan.gateway_id, exc)
-        enrolment.counters.add("enrol_broker_failures")
+    except Exception as exc:  # whatever failed, the code is given back: never burnt by our fault
+        log.error("enrolment of %s failed: %s", plan.gateway_id, exc, exc_info=not isinstance(exc, DynsecError))
+        enrolment.counters.add("enrol_broker_failures" if isinstance(exc, (DynsecError, OSError)) else "enrol_errors")
         with db.transaction(conn):
             store.release(conn, taken)
             audit.record(
@@ -171,4 +174,4 @@ def _redeem(enrolment: Enrolment, conn: db.Connection, taken: store.Claim) -> An
 
 
 def _read(path: Any) -> str | None:
-    return None if path is None else path.read_text("ascii")
+    return None if path is None else path.read_text("utf-8")  # a CA bundle's comments may not be ASCII

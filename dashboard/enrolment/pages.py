@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from typing import Any
 
@@ -72,8 +73,11 @@ def create() -> Any:
 
 
 def _reserved() -> set[str]:
-    admin = settings().admin
-    return {admin.username} if admin is not None and admin.username else set()
+    """The broker accounts that are not gateways: enrolling a gateway by one of these names would replace that
+    account's password (the dashboard's own: no press would reach anyone)."""
+    names = {account.username for account in (settings().admin, current_app.config.get("SIAGA_BROKER"))
+             if account is not None and account.username}  # fmt: skip
+    return names
 
 
 def _site(site: plans.Site) -> dict[str, Any]:
@@ -98,11 +102,16 @@ def _plan_page(
     *,
     site_errors: dict[str, FieldError] | None = None,
     button_errors: dict[str, FieldError] | None = None,
+    lora_errors: dict[str, FieldError] | None = None,
+    lora_button_errors: dict[str, FieldError] | None = None,
     new_code: str | None = None,
     status: int = 200,
 ) -> Any:
     current = settings()
-    config = plans.gateway_toml(found.gateway_id, found.site, found.buttons, current) if current.enabled else None
+    config = None
+    if current.enabled:
+        lora = {"lora": found.lora, "lora_buttons": found.lora_buttons}
+        config = plans.gateway_toml(found.gateway_id, found.site, found.buttons, current, **lora)
     page = render_template(
         "admin_enrolment_plan.html",
         plan=found,
@@ -111,7 +120,11 @@ def _plan_page(
         config_text=config,
         site_errors=_said(site_errors),
         button_errors=_said(button_errors),
-        form=request.form if (site_errors or button_errors) else {},
+        lora_errors=_said(lora_errors),
+        lora_button_errors=_said(lora_button_errors),
+        form=request.form if (site_errors or button_errors or lora_errors or lora_button_errors) else {},
+        lora_modules=plans.LORA_MODULES,
+        default_port=plans.DEFAULT_PORT,
         new_code=new_code,
         now=time.time(),
         when=format_epoch,
@@ -150,7 +163,7 @@ def add_button(gw_id: str) -> Any:
     found = _plan_or_404(gw_id)
     conn = get_db()
     try:
-        button = plans.read_button(request.form, found.buttons)
+        button = plans.read_button(request.form, found.buttons, found.lora_buttons)
         elsewhere = store.button_gateway(conn, button.id)
         if elsewhere is not None:
             where = {"value": button.id, "gw": elsewhere}
@@ -193,6 +206,116 @@ def remove_button(gw_id: str, button_id: str) -> Any:
     return redirect(url_for("enrolment.plan", gw_id=gw_id), 303)
 
 
+@bp.post("/<gw_id>/lora")
+@login_required(Role.ADMIN)
+def set_lora(gw_id: str) -> Any:
+    """The gateway's LoRa module, added or replaced (its settings apply to every LoRa button of the gateway)."""
+    found = _plan_or_404(gw_id)
+    try:
+        lora = plans.read_lora(request.form)
+    except PlanError as exc:
+        return _plan_page(found, lora_errors=exc.by_field(), status=422)
+    conn = get_db()
+    now = time.time()
+    with transaction(conn):
+        store.set_lora(conn, gw_id, lora, at=now)
+        audit.record(
+            conn,
+            audit.who(),
+            "enrolment.lora_set",
+            subject=f"gateway:{gw_id}",
+            before=_lora(found.lora),
+            after=_lora(lora),
+            at=now,
+        )
+    flash(translate("enrol_lora_saved", gw=gw_id))
+    return redirect(url_for("enrolment.plan", gw_id=gw_id), 303)
+
+
+def _lora(lora: plans.LoraModule | None) -> dict[str, Any] | None:
+    return None if lora is None else dataclasses.asdict(lora)
+
+
+@bp.post("/<gw_id>/lora/delete")
+@login_required(Role.ADMIN)
+def remove_lora(gw_id: str) -> Any:
+    found = _plan_or_404(gw_id)
+    if found.lora_buttons:
+        flash(translate("enrol_lora_in_use"), "error")
+        return redirect(url_for("enrolment.plan", gw_id=gw_id), 303)
+    conn = get_db()
+    now = time.time()
+    with transaction(conn):
+        if not store.remove_lora(conn, gw_id, at=now):
+            abort(404)
+        subject = f"gateway:{gw_id}"
+        audit.record(conn, audit.who(), "enrolment.lora_removed", subject=subject, before=_lora(found.lora), at=now)
+    flash(translate("enrol_lora_removed"))
+    return redirect(url_for("enrolment.plan", gw_id=gw_id), 303)
+
+
+@bp.post("/<gw_id>/lora-buttons")
+@login_required(Role.ADMIN)
+def add_lora_button(gw_id: str) -> Any:
+    found = _plan_or_404(gw_id)
+    conn = get_db()
+    try:
+        if found.lora is None:
+            raise PlanError([FieldError("node", "enrol_err_lora_first")])
+        button = plans.read_lora_button(request.form, found.buttons, found.lora_buttons)
+        _check_elsewhere(conn, button)
+    except PlanError as exc:
+        return _plan_page(found, lora_button_errors=exc.by_field(), status=422)
+    now = time.time()
+    with transaction(conn):
+        store.add_lora_button(conn, gw_id, button, at=now)
+        audit.record(
+            conn,
+            audit.who(),
+            "enrolment.lora_button_added",
+            subject=f"gateway:{gw_id}",
+            after={"button": button.id, "kind": button.kind.value, "node": button.node},
+            at=now,
+        )
+    flash(translate("enrol_button_added", button=button.id))
+    return redirect(url_for("enrolment.plan", gw_id=gw_id), 303)
+
+
+def _check_elsewhere(conn: Any, button: plans.LoraButton) -> None:
+    """Button ids and node ids are unique in the regency: another plan may not have them."""
+    errors = []
+    elsewhere = store.button_gateway(conn, button.id)
+    if elsewhere is not None:
+        errors.append(FieldError("button_id", "enrol_err_button_elsewhere", {"value": button.id, "gw": elsewhere}))
+    holder = store.node_holder(conn, button.node)
+    if holder is not None:
+        by = f"{holder[1]} ({holder[0]})"
+        errors.append(FieldError("node", "enrol_err_node_taken", {"value": button.node, "by": by}))
+    if errors:
+        raise PlanError(errors)
+
+
+@bp.post("/<gw_id>/lora-buttons/<button_id>/delete")
+@login_required(Role.ADMIN)
+def remove_lora_button(gw_id: str, button_id: str) -> Any:
+    _plan_or_404(gw_id)
+    conn = get_db()
+    now = time.time()
+    with transaction(conn):
+        if not store.remove_lora_button(conn, gw_id, button_id, at=now):
+            abort(404)
+        audit.record(
+            conn,
+            audit.who(),
+            "enrolment.lora_button_removed",
+            subject=f"gateway:{gw_id}",
+            before={"button": button_id},
+            at=now,
+        )
+    flash(translate("enrol_button_removed", button=button_id))
+    return redirect(url_for("enrolment.plan", gw_id=gw_id), 303)
+
+
 @bp.post("/<gw_id>/codes")
 @login_required(Role.ADMIN)
 def issue(gw_id: str) -> Any:
@@ -202,7 +325,7 @@ def issue(gw_id: str) -> Any:
     if not current.enabled:
         flash(translate("enrol_disabled"), "error")
         return redirect(url_for("enrolment.plan", gw_id=gw_id), 303)
-    if not found.buttons:
+    if not found.has_buttons:
         flash(translate("enrol_no_buttons"), "error")
         return redirect(url_for("enrolment.plan", gw_id=gw_id), 303)
     conn = get_db()

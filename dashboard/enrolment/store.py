@@ -1,4 +1,4 @@
-"""Planned gateways, their buttons and their enrolment codes in the store (revision 0004).
+"""Planned gateways, their buttons and their enrolment codes in the store (revisions 0004 and 0006).
 
 Redeeming a code is one UPDATE that takes it only while it is unused,
 unrevoked and unexpired, so two gateways racing with the same code (or two
@@ -14,13 +14,15 @@ from firmware_bridge.payloads import Kind
 
 from .. import db
 from . import codes
-from .plans import Button, Site
+from .plans import Button, LoraButton, LoraModule, Site
 
 _PLAN = (
     "SELECT gateway_id, site_name, kecamatan, lat, lon, created_at, created_by, enrolled_at, enrolments"
     " FROM gateway_plans"
 )
 _BUTTONS = "SELECT button_id, kind, label, pin, led_pin, buzzer_pin, hold_s FROM plan_buttons"
+_LORA = "SELECT module, port, address, network_id, band, parameter, mode, channel, e32_address FROM plan_lora"
+_LORA_BUTTONS = "SELECT button_id, kind, node, label FROM plan_lora_buttons"
 _CODES = (
     "SELECT id, gateway_id, hint, issued_at, issued_by, expires_at, used_at, used_from, revoked_at, revoked_by "
     "FROM enrolment_codes"
@@ -36,13 +38,20 @@ class Plan:
     created_by: str
     enrolled_at: float | None
     enrolments: int
+    lora: LoraModule | None = None
+    lora_buttons: tuple[LoraButton, ...] = ()
+
+    @property
+    def has_buttons(self) -> bool:
+        return bool(self.buttons or self.lora_buttons)
 
 
 def plans(conn: db.Connection) -> list[dict[str, Any]]:
     """Every plan with its button count and whether a code is waiting, for the list page."""
     rows = conn.execute(
         "SELECT p.gateway_id, p.site_name, p.kecamatan, p.enrolled_at, p.enrolments,"
-        " (SELECT COUNT(*) FROM plan_buttons b WHERE b.gateway_id = p.gateway_id) AS buttons"
+        " (SELECT COUNT(*) FROM plan_buttons b WHERE b.gateway_id = p.gateway_id)"
+        " + (SELECT COUNT(*) FROM plan_lora_buttons l WHERE l.gateway_id = p.gateway_id) AS buttons"
         " FROM gateway_plans p ORDER BY p.gateway_id"
     ).fetchall()
     return [dict(row) for row in rows]
@@ -58,7 +67,27 @@ def plan(conn: db.Connection, gw_id: str) -> Plan | None:
     )
     site = Site(row["site_name"], row["kecamatan"], row["lat"], row["lon"])
     return Plan(
-        row["gateway_id"], site, buttons, row["created_at"], row["created_by"], row["enrolled_at"], row["enrolments"]
+        row["gateway_id"],
+        site,
+        buttons,
+        row["created_at"],
+        row["created_by"],
+        row["enrolled_at"],
+        row["enrolments"],
+        _lora(conn, gw_id),
+        _lora_buttons(conn, gw_id),
+    )
+
+
+def _lora(conn: db.Connection, gw_id: str) -> LoraModule | None:
+    row = conn.execute(_LORA + " WHERE gateway_id = ?", (gw_id,)).fetchone()
+    return None if row is None else LoraModule(*(row[i] for i in range(9)))
+
+
+def _lora_buttons(conn: db.Connection, gw_id: str) -> tuple[LoraButton, ...]:
+    return tuple(
+        LoraButton(b["button_id"], Kind(b["kind"]), b["node"], b["label"])
+        for b in conn.execute(_LORA_BUTTONS + " WHERE gateway_id = ? ORDER BY button_id", (gw_id,))
     )
 
 
@@ -67,9 +96,61 @@ def plan_exists(conn: db.Connection, gw_id: str) -> bool:
 
 
 def button_gateway(conn: db.Connection, button_id: str) -> str | None:
-    """The planned gateway that has a button of this id (ids are unique in the regency)."""
-    row = conn.execute("SELECT gateway_id FROM plan_buttons WHERE button_id = ?", (button_id,)).fetchone()
+    """The planned gateway that has a button (wired or LoRa) of this id (ids are unique in the regency)."""
+    row = conn.execute(
+        "SELECT gateway_id FROM plan_buttons WHERE button_id = ?"
+        " UNION SELECT gateway_id FROM plan_lora_buttons WHERE button_id = ?",
+        (button_id, button_id),
+    ).fetchone()
     return None if row is None else row[0]
+
+
+def node_holder(conn: db.Connection, node: int) -> tuple[str, str] | None:
+    """(gateway, button) of the planned LoRa button with this node id (node ids are unique in the regency)."""
+    row = conn.execute("SELECT gateway_id, button_id FROM plan_lora_buttons WHERE node = ?", (node,)).fetchone()
+    return None if row is None else (row[0], row[1])
+
+
+def set_lora(conn: db.Connection, gw_id: str, lora: LoraModule, *, at: float) -> None:
+    """The gateway's LoRa module, added or replaced."""
+    values = (
+        lora.module,
+        lora.port,
+        lora.address,
+        lora.network_id,
+        lora.band,
+        lora.parameter,
+        lora.mode,
+        lora.channel,
+        lora.e32_address,
+    )
+    conn.execute("DELETE FROM plan_lora WHERE gateway_id = ?", (gw_id,))
+    conn.execute(
+        "INSERT INTO plan_lora (gateway_id, module, port, address, network_id, band, parameter, mode, channel,"
+        " e32_address) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (gw_id, *values),
+    )
+    conn.execute("UPDATE gateway_plans SET updated_at = ? WHERE gateway_id = ?", (at, gw_id))
+
+
+def remove_lora(conn: db.Connection, gw_id: str, *, at: float) -> bool:
+    cursor = conn.execute("DELETE FROM plan_lora WHERE gateway_id = ?", (gw_id,))
+    conn.execute("UPDATE gateway_plans SET updated_at = ? WHERE gateway_id = ?", (at, gw_id))
+    return cursor.rowcount == 1
+
+
+def add_lora_button(conn: db.Connection, gw_id: str, button: LoraButton, *, at: float) -> None:
+    conn.execute(
+        "INSERT INTO plan_lora_buttons (gateway_id, button_id, kind, label, node) VALUES (?, ?, ?, ?, ?)",
+        (gw_id, button.id, button.kind.value, button.label, button.node),
+    )
+    conn.execute("UPDATE gateway_plans SET updated_at = ? WHERE gateway_id = ?", (at, gw_id))
+
+
+def remove_lora_button(conn: db.Connection, gw_id: str, button_id: str, *, at: float) -> bool:
+    cursor = conn.execute("DELETE FROM plan_lora_buttons WHERE gateway_id = ? AND button_id = ?", (gw_id, button_id))
+    conn.execute("UPDATE gateway_plans SET updated_at = ? WHERE gateway_id = ?", (at, gw_id))
+    return cursor.rowcount == 1
 
 
 def add_plan(conn: db.Connection, gw_id: str, site: Site, *, by: str, at: float) -> None:
