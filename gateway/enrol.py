@@ -355,15 +355,8 @@ def create_exclusively(path: Path, text: str, mode: int, gid: int | None = None)
     """Write ``path`` complete (temporary file, fsync, hard link) only if it does not exist: never replaces one.
 
     Returns False when it existed (its keys are kept; re-enrolment must not cost the nodes their keys)."""
-    fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    temporary = _staged(path, text, mode, gid)
     try:
-        os.fchmod(fd, mode)
-        if gid is not None:
-            os.fchown(fd, 0, gid)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
         try:
             os.link(temporary, path)  # fails if the path exists, unlike a rename
         except FileExistsError:
@@ -407,6 +400,16 @@ def next_steps(unkeyed: list[tuple[int, str]], config_path: Path, document: dict
 
 def write_atomically(path: Path, text: str, mode: int, gid: int | None = None) -> None:
     """A temporary file in the same folder, with its mode before any byte is in it, fsynced, then renamed."""
+    temporary = _staged(path, text, mode, gid)
+    try:
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def _staged(path: Path, text: str, mode: int, gid: int | None) -> str:
+    """``text`` in a temporary file beside ``path``: its mode (and group) set before any byte, fsynced."""
     fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         os.fchmod(fd, mode)
@@ -416,10 +419,10 @@ def write_atomically(path: Path, text: str, mode: int, gid: int | None = None) -
             handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
-        os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+    return temporary
 
 
 def _sync_folder(folder: Path) -> None:
