@@ -99,9 +99,7 @@ def raw_rate(port: int, count: int, subscribers: int = 1) -> float:
 
 def events(count: int) -> list[tuple[str, bytes]]:
     start = int(time.time() * 1000)
-    return [
-        press_event(f"gw-bench-{n % GATEWAYS}", f"bench-{n % BUTTONS}", millis=start + n) for n in range(count)
-    ]
+    return [press_event(f"gw-bench-{n % GATEWAYS}", f"bench-{n % BUTTONS}", millis=start + n) for n in range(count)]
 
 
 def inventories() -> list[tuple[str, bytes]]:

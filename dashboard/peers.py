@@ -277,9 +277,7 @@ class Leadership:
         self._leader = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="siaga-leadership", daemon=True)
-        self._lock: _LeaderLock = (
-            _ServerLock(database) if pg.is_url(database) else _FileLock(database)
-        )
+        self._lock: _LeaderLock = _ServerLock(database) if pg.is_url(database) else _FileLock(database)
         #: When this process last became the leader (wall clock), or None.
         self.since: float | None = None
         self._guard = Guard("leadership: the thread; this process runs no jobs")

@@ -15,7 +15,7 @@ import socket
 import ssl
 import threading
 import urllib.parse
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -349,11 +349,14 @@ class Subscriptions:
         *,
         counters: Counters | None = None,
         retry_s: float = 1.0,
+        on_complete: Callable[[], None] | None = None,
     ) -> None:
         self._client = client
         self.topics = list(topics)
         self._counters = counters or Counters()
         self._retry_s = retry_s
+        #: Called (on paho's thread) when a SUBACK makes every topic held again after some were not.
+        self._on_complete = on_complete
         self._asked: dict[int, list[tuple[str, int]]] = {}
         self._held: set[str] = set()
         self._delays: dict[str, float] = {}
@@ -376,6 +379,10 @@ class Subscriptions:
         with self._lock:
             return frozenset(self._held)
 
+    def _complete(self) -> bool:
+        """Caller holds _lock: whether the broker granted every topic in this session."""
+        return all(topic in self._held for topic, _qos in self.topics)
+
     def subscribe(self, topics: Sequence[tuple[str, int]] | None = None) -> None:
         """Ask for ``topics`` (all of them by default)."""
         wanted = list(topics if topics is not None else self.topics)
@@ -388,6 +395,7 @@ class Subscriptions:
         self, client: mqtt.Client, userdata: Any, mid: int, reason_codes: list[Any], properties: Any
     ) -> None:
         with self._lock:
+            was_complete = self._complete()
             asked = self._asked.pop(mid, [])
             refused = [wanted for wanted, code in zip(asked, reason_codes, strict=False) if code.is_failure]
             for wanted in asked:
@@ -402,6 +410,9 @@ class Subscriptions:
             for topic, _ in refused:
                 self._delays[topic] = min(self._delays.get(topic, self._retry_s / 2) * 2, MAX_SUBSCRIBE_RETRY_S)
                 delay = max(delay, self._delays[topic])
+            completed = not was_complete and self._complete()
+        if completed and self._on_complete is not None:
+            self._on_complete()
         if not refused:
             return
         self._counters.add("mqtt_subscribe_refused", len(refused))

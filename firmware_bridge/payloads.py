@@ -860,9 +860,19 @@ class Presence:
     state: GatewayState
     ts: str
     started: str | None = None
+    #: Changes when the dashboard's subscriptions were granted in a session the broker had not kept.
+    resync: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return _drop_none({"v": PAYLOAD_VERSION, "state": str(self.state), "ts": self.ts, "started": self.started})
+        return _drop_none(
+            {
+                "v": PAYLOAD_VERSION,
+                "state": str(self.state),
+                "ts": self.ts,
+                "started": self.started,
+                "resync": self.resync,
+            }
+        )
 
     def encode(self) -> bytes:
         return _encode(validate("presence", self.to_dict()))
@@ -871,7 +881,9 @@ class Presence:
     def from_dict(cls, data: dict[str, Any]) -> Presence:
         validate("presence", data)
         parse_ts(data["ts"])
-        return cls(state=GatewayState(data["state"]), ts=data["ts"], started=data.get("started"))
+        return cls(
+            state=GatewayState(data["state"]), ts=data["ts"], started=data.get("started"), resync=data.get("resync")
+        )
 
 
 def decode_event(payload: bytes | str) -> Event:

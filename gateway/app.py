@@ -309,8 +309,8 @@ class Gateway:
     def _on_receipt(self, event_ids: tuple[str, ...]) -> None:
         self.pump.receipted(event_ids)
 
-    def _on_dashboard(self, online: bool) -> None:
-        self.pump.dashboard_presence(online)
+    def _on_dashboard(self, online: bool, resync: str | None) -> None:
+        self.pump.dashboard_presence(online, resync)
 
     def _on_link(self, up: bool) -> None:
         if up:

@@ -71,7 +71,7 @@ class GatewayLink:
         counters: Counters,
         on_link: Callable[[bool], None] | None = None,
         on_receipt: Callable[[tuple[str, ...]], None] | None = None,
-        on_dashboard: Callable[[bool], None] | None = None,
+        on_dashboard: Callable[[bool, str | None], None] | None = None,
         started_at: float,
     ) -> None:
         self.settings = settings
@@ -84,7 +84,7 @@ class GatewayLink:
         self._on_publish_cb = on_publish
         self._on_link = on_link or (lambda up: None)
         self._on_receipt = on_receipt or (lambda ids: None)
-        self._on_dashboard = on_dashboard or (lambda online: None)
+        self._on_dashboard = on_dashboard or (lambda online, resync: None)
         self._receipt_topic = self.topics.receipt(gw_id)
         self._dashboard_topic = self.topics.dashboard_status()
         self._counters = counters
@@ -307,4 +307,4 @@ class GatewayLink:
         if online != self.dashboard_online:
             log.info("dashboard is %s", presence.state)
         self.dashboard_online = online
-        self._on_dashboard(online)
+        self._on_dashboard(online, presence.resync)

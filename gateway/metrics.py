@@ -87,6 +87,8 @@ PRESS_RULES: tuple[CounterRule, ...] = (
     _rule(r"receipts_ignored", "receipts_ignored_total", "Receipted event ids the outbox did not hold."),
     _rule(r"receipts_rejected", "receipts_rejected_total", "Receipt messages refused."),
     _rule(r"presence_inferred", "presence_inferred_total", "Dashboard presence inferred from its receipts."),
+    _rule(r"dashboard_resyncs", "dashboard_resyncs_total",
+          "Dashboard sessions found new (a broker that lost its state): unreceipted events sent again at once."),
     _rule(r"indications_(?P<outcome>applied|stale|unknown_button|unsendable)", "indications_total",
           "Indications from the dashboard, by what became of them."),
     _rule(r"indications_rejected", "indications_rejected_total", "Indication messages refused."),

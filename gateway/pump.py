@@ -79,6 +79,9 @@ class _Sent:
     published_at: float | None = None
     #: Monotonic time of the latest hand-over (paces resends while the dashboard is said to be away).
     last_sent_at: float = 0.0
+    #: Resend as soon as the broker acknowledges this copy: it went out before the dashboard's
+    #: session was remade (a resync), so the broker may have had no one to give it to.
+    again_on_ack: bool = False
 
 
 class Pump:
@@ -159,6 +162,9 @@ class Pump:
         self._dashboard_online: bool | None = None
         #: Monotonic time from which overdue resends get a full receipt timeout (None: no request).
         self._postpone_from: float | None = None
+        #: The dashboard's latest ``resync`` mark heard, and the monotonic time a new one came (None: none to apply).
+        self._resync_mark: str | None = None
+        self._resync_at: float | None = None
         # -- the gate (see the module's docstring), under _gate_lock --
         #: Set while paho sends what it is handed after everything handed before.
         #: Closed until the first connection.
@@ -211,13 +217,25 @@ class Pump:
             self.dashboard_presence(True)
         self._wake.set()
 
-    def dashboard_presence(self, online: bool) -> None:
-        """The dashboard's retained presence changed (or was first heard)."""
+    def dashboard_presence(self, online: bool, resync: str | None = None) -> None:
+        """The dashboard's retained presence changed (or was first heard).
+
+        ``resync`` changes when the broker granted the dashboard's
+        subscriptions in a session it had not kept: what went out before may
+        have been dropped, acknowledged all the same, so every unreceipted event
+        sent before now goes again at once rather than a receipt timeout after
+        its acknowledgement. The first mark this process hears is only noted:
+        it names a session made before this process's events went out.
+        """
         with self._facts_lock:
             came_back = online and self._dashboard_online is not True
             self._dashboard_online = online
             if came_back:
                 self._ask_postpone()  # its queue is being delivered: give the receipts time to come
+            if online and resync is not None and resync != self._resync_mark:
+                if self._resync_mark is not None:
+                    self._resync_at = time.monotonic()
+                self._resync_mark = resync
         self._wake.set()
 
     def link_up(self) -> None:
@@ -372,18 +390,21 @@ class Pump:
 
         Returns whether paho refused an event, and how long the pump may wait before the next round.
         """
-        dashboard_online, postpone_from = self._take_facts()
+        dashboard_online, postpone_from, resync_at = self._take_facts()
         if postpone_from is not None:
             self._postpone_resends(postpone_from)
+        if resync_at is not None:
+            self._resend_sent_before(resync_at)
         self._collect_acknowledged()
         self._collect_receipts()
         refused = self._send_more(dashboard_online)
         return refused, self._next_wait(dashboard_online)
 
-    def _take_facts(self) -> tuple[bool | None, float | None]:
+    def _take_facts(self) -> tuple[bool | None, float | None, float | None]:
         with self._facts_lock:
             postpone_from, self._postpone_from = self._postpone_from, None
-            return self._dashboard_online, postpone_from
+            resync_at, self._resync_at = self._resync_at, None
+            return self._dashboard_online, postpone_from, resync_at
 
     def _next_wait(self, dashboard_online: bool | None) -> float:
         """At most 1 s (liveness), less when a resend falls due sooner.
@@ -409,7 +430,8 @@ class Pump:
                 continue  # status, inventory or health: not an event
             acknowledged += 1
             sent.mid = None
-            sent.due = now + self._interval(sent.resends)
+            sent.due = now if sent.again_on_ack else now + self._interval(sent.resends)
+            sent.again_on_ack = False
         if acknowledged:
             self._counters.add("events_acknowledged", acknowledged)
 
@@ -510,6 +532,18 @@ class Pump:
         if dashboard_online is False:
             return max(sent.due, sent.last_sent_at + self._max_resend_interval_s)
         return sent.due
+
+    def _resend_sent_before(self, resync_at: float) -> None:
+        """The dashboard's session was remade at ``resync_at``: what was sent before goes again now."""
+        self._counters.add("dashboard_resyncs")
+        now = time.monotonic()
+        for sent in self._sent.values():
+            if sent.last_sent_at >= resync_at:
+                continue
+            if sent.mid is None:
+                sent.due = now
+            else:
+                sent.again_on_ack = True  # paho holds it; the broker's PUBACK frees it for a resend
 
     def _postpone_resends(self, since: float) -> None:
         """Give receipts a full timeout from ``since`` (after a reconnect, or the dashboard's return)."""

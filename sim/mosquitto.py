@@ -234,6 +234,12 @@ class Mosquitto:
         kill_process(self.process)
         self.process = None
 
+    def forget_state(self) -> None:
+        """Delete the saved state (sessions, queues, retained messages): a broker rebuilt on a new machine."""
+        assert not self.running, "the broker's state is deleted only while it is down"
+        for saved in (self.workdir / "data").glob("mosquitto.db*"):
+            saved.unlink()
+
     def restart(self) -> Mosquitto:
         self.stop()
         return self.start()

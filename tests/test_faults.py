@@ -17,6 +17,8 @@ import pytest
 
 from sim.stack import GatewayProcess, SmallDisk, Stack
 
+from .waiting import poll_until
+
 pytestmark = pytest.mark.timeout(240)
 
 BURST = 1000
@@ -85,6 +87,30 @@ def test_the_broker_killed_while_the_dashboard_is_away(stack: Stack) -> None:
     burst(stack, {200: stack.kill_dashboard, 400: stack.kill_broker, 450: back, 600: stack.start_dashboard})
     assert_nothing_lost_or_doubled(stack, min_accepted=BURST)
     assert counters(stack).get("events_resent", 0) >= 1  # the broker's loss was real, and made good
+
+
+def test_presses_a_broker_without_its_state_dropped_go_again_when_the_dashboard_is_back(tmp_path: Path) -> None:
+    """The broker comes back without its state while the dashboard is away; the gateway reconnects first and
+    the broker acknowledges its presses with no session to give them to. The dashboard's return in a new
+    session (``resync`` in its presence) brings them at once: with a 10 min receipt timeout nothing else
+    would within this test's time."""
+    with Stack(tmp_path / "stack", buttons_per_gateway=2, receipt_timeout_s=600) as stack:
+        gw = stack.gws[0]
+        assert stack.broker is not None
+        stack.kill_dashboard()
+        stack.kill_broker()
+        stack.broker.forget_state()
+        stack.wait_gateway_disconnected(gw)
+        for button in gw.buttons:
+            stack.press(gw, button)
+        stack.start_broker()
+        # The broker took them, and had no one to give them to.
+        poll_until(lambda: counters(stack).get("events_acknowledged", 0), lambda n: n >= 2, timeout=30)
+        assert stack.stored_ids() == set()
+        stack.start_dashboard()
+        assert stack.wait_stored(60), summary(stack.audit())
+        assert counters(stack)["dashboard_resyncs"] >= 1
+        assert counters(stack)["events_resent"] >= 2
 
 
 def test_the_gateway_killed_mid_burst(stack: Stack) -> None:

@@ -260,8 +260,7 @@ class Rig:
 
         failed = failures({name: delta(name) for name in after})
         set_aside = self.conn.execute(
-            "SELECT id AS n, topic, error, payload FROM rejected_messages "
-            "WHERE reason = 'internal_error' AND id > ?",
+            "SELECT id AS n, topic, error, payload FROM rejected_messages WHERE reason = 'internal_error' AND id > ?",
             (self.set_aside_seen,),
         ).fetchall()
         self.set_aside_seen = max([self.set_aside_seen, *(row["n"] for row in set_aside)])

@@ -516,7 +516,8 @@ def _press(control: str, button: str) -> None:
 
 
 def test_a_fresh_root_installs_enrols_commissions_and_its_press_reaches_the_board(
-    built: Built, enrolment_site: Site  # noqa: F811 (the fixture imported above)
+    built: Built,
+    enrolment_site: Site,  # noqa: F811 (the fixture imported above)
 ) -> None:
     """`apt install`, `siaga-gateway enrol`, `siaga-gateway commission`: nothing else is typed in the root."""
     site = enrolment_site

@@ -298,9 +298,7 @@ def test_an_outage_of_the_server_and_a_dashboard_restart_lose_nothing_and_write_
         dashboard.stop()
     presses = victoria.samples('{__name__="siaga_press_presses"}')
     written = sorted((labels["button"], at) for labels, _value, at in presses)
-    expected = sorted(
-        (sent.button, round(parse_ts(sent.ts).timestamp() * 1000)) for sent in first + during + later
-    )
+    expected = sorted((sent.button, round(parse_ts(sent.ts).timestamp() * 1000)) for sent in first + during + later)
     assert written == expected  # each once: none lost, none written twice
 
 

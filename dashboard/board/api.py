@@ -302,6 +302,7 @@ _KIND_FREE = frozenset(
         "writer_errors",
         "set_aside.other",
         "presence_restored",
+        "presence_resyncs",
         "health_unreadable",  # per gateway round, whatever its buttons' kinds
         "http_500",  # a bug: its count says nothing of which desk's request met it
         "rejected",

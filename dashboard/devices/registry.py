@@ -20,9 +20,7 @@ from .health import field_count
 #: deletes a button), so a count and a sum of the stamps move with any change; SQLite sums them
 #: without building a row per button.
 _BUTTONS_MARK = "(SELECT COUNT(*) FROM buttons), (SELECT coalesce(SUM(updated_at), 0.0) FROM buttons)"
-_REGISTRATIONS_MARK = (
-    "(SELECT COUNT(*) FROM registrations), (SELECT coalesce(SUM(updated_at), 0.0) FROM registrations)"
-)
+_REGISTRATIONS_MARK = "(SELECT COUNT(*) FROM registrations), (SELECT coalesce(SUM(updated_at), 0.0) FROM registrations)"
 #: What is read once per inventory mark is read again at least this often, whatever the mark says
 #: (a write this module does not make cannot hide for long).
 INVENTORY_REFRESH_S = 60.0

@@ -589,8 +589,7 @@ def anomaly_troubles(conn: sqlite3.Connection, now: float, memory_s: float) -> l
             "latest AS (SELECT DISTINCT ON (button, anomaly) button, anomaly, received_at AS last, gw, kind, "
             " siaga_json(payload) ->> 'kind' AS claimed FROM recent ORDER BY button, anomaly, received_at DESC), ",
         )
-        +
-        "span AS (SELECT button, anomaly, MIN(received_at) AS began, COUNT(*) AS n FROM recent "
+        + "span AS (SELECT button, anomaly, MIN(received_at) AS began, COUNT(*) AS n FROM recent "
         " GROUP BY button, anomaly) "
         "SELECT l.*, s.began, s.n, "
         # Registered by the gateway that carried the latest such event (each

@@ -76,7 +76,6 @@ log = logging.getLogger(__name__)
 SUBSCRIBED = (Channel.STATUS, Channel.INVENTORY, Channel.EVENT, Channel.HEALTH)
 
 
-
 #: Alarms resolved this recently are indicated again too (LED off), not only open ones.
 RESYNC_CLOSED_S = 3600.0
 
@@ -150,6 +149,8 @@ class Ingest:
         self.last_loop = time.monotonic()
         self.client = make_client(settings, client_id, persistent=True, manual_ack=True)
         self._started = format_epoch(time.time())
+        #: When the broker last granted our subscriptions in a session it had not kept (see _resubscribed).
+        self._resync: str | None = None
         self.client.will_set(self.topics.dashboard_status(), self._presence(GatewayState.OFFLINE), qos=1, retain=True)
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
@@ -159,6 +160,7 @@ class Ingest:
             [(self.topics.subscription(channel), channel.qos) for channel in SUBSCRIBED]
             + [(self.topics.dashboard_status(), 1)],
             counters=self.counters,
+            on_complete=self._resubscribed,
         )
         self._writer = threading.Thread(target=self._run, name="siaga-ingest", daemon=True)
         self._conn: sqlite3.Connection | None = None
@@ -295,6 +297,22 @@ class Ingest:
             log.warning("our presence on %s said %r while connected: publishing online", message.topic, state)
             self._publish_online()
 
+    def _resubscribed(self) -> None:
+        """Every subscription granted in a session the broker had not kept: say so in our presence.
+
+        A broker restarted without its saved state (SIGKILLed before its
+        autosave, or a new machine) has dropped what gateways published to it
+        before these subscriptions existed, acknowledged all the same. A
+        gateway resends an unreceipted event only a receipt timeout (15 s and
+        more) after the broker's PUBACK; a new ``resync`` in our presence makes
+        it resend them at once, so an alarm pressed while the broker was away
+        is not late by that timeout when the gateway reconnected first.
+        """
+        self._resync = format_epoch(time.time())
+        self.counters.add("presence_resyncs")
+        if self.connected.is_set() and not self._stopping.is_set():
+            self._publish_online()
+
     def _say_online(self) -> None:
         """Our presence again, retained, now and then: another dashboard process on the same topic may have
         left its last will there, and a gateway that missed this process's correction must not pace its
@@ -306,7 +324,8 @@ class Ingest:
         self.client.publish(self.topics.dashboard_status(), self._presence(GatewayState.ONLINE), qos=1, retain=True)
 
     def _presence(self, state: GatewayState) -> bytes:
-        return Presence(state=state, ts=format_epoch(time.time()), started=self._started).encode()
+        resync = self._resync if state is GatewayState.ONLINE else None
+        return Presence(state=state, ts=format_epoch(time.time()), started=self._started, resync=resync).encode()
 
     def _enqueue(self, item: Inbound) -> None:
         with self._changed:

@@ -54,6 +54,8 @@ RULES: tuple[CounterRule, ...] = (
     _rule(r"mqtt_disconnects", "mqtt_disconnects_total", "MQTT sessions lost by the ingest."),
     _rule(r"mqtt_connect_refused", "mqtt_connect_refused_total", "MQTT connections the broker refused."),
     _rule(r"presence_restored", "mqtt_presence_restored_total", "The dashboard's retained presence put back."),
+    _rule(r"presence_resyncs", "mqtt_presence_resyncs_total",
+          "Sessions the broker had not kept, announced so that gateways resend at once."),
     _rule(rf"indications_sent\.{_KIND}", "indications_sent_total", "Indications sent to buttons, by alarm kind."),
     _rule(rf"notifications_sent\.{_KIND}", "webhook_deliveries_total",
           "Webhook notices delivered or given up, by alarm kind.", outcome="sent"),

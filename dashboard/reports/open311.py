@@ -318,4 +318,3 @@ def discovery(fmt: str) -> Response:
         ],
     }
     return render(fmt, "discovery", None, data)
-

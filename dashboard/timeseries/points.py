@@ -155,7 +155,7 @@ def gateway(health: Health, received_at: float, buttons: Iterable[ButtonFacts], 
         fields["radio_rejected"] = sum(health.radio.rejected.values())
     lines = [_line(point)] if _fields(point, fields) else []
     by_id = {button.id: button for button in shown}
-    for node in (health.radio.nodes.values() if health.radio is not None else ()):
+    for node in health.radio.nodes.values() if health.radio is not None else ():
         facts = by_id.get(node.button)
         if facts is None:
             continue  # not in its inventory (or private): nothing says where it is
@@ -216,4 +216,3 @@ def sapa_day(day_start: float, kecamatan: str | None, presses: int, alarms: int)
         .time(_ms(day_start), WritePrecision.MS)
     )
     return _line(point)
-
