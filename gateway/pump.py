@@ -62,6 +62,9 @@ _ACCEPTED = (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN)
 
 #: The longest wait between two resends of an event whose receipt does not come.
 MAX_RESEND_INTERVAL_S = 600.0
+#: How many dashboard ``resync`` marks are remembered: more than there are dashboard processes, whose
+#: presences alternate on the one retained topic and must not each look new every time.
+RESYNC_MARKS_KEPT = 16
 
 
 @dataclass(slots=True)
@@ -162,8 +165,9 @@ class Pump:
         self._dashboard_online: bool | None = None
         #: Monotonic time from which overdue resends get a full receipt timeout (None: no request).
         self._postpone_from: float | None = None
-        #: The dashboard's latest ``resync`` mark heard, and the monotonic time a new one came (None: none to apply).
-        self._resync_mark: str | None = None
+        #: The dashboards' ``resync`` marks heard (several dashboard processes take turns on one retained
+        #: topic, each with its own), and the monotonic time a new one came (None: none to apply).
+        self._resync_marks: deque[str] = deque(maxlen=RESYNC_MARKS_KEPT)
         self._resync_at: float | None = None
         # -- the gate (see the module's docstring), under _gate_lock --
         #: Set while paho sends what it is handed after everything handed before.
@@ -224,18 +228,19 @@ class Pump:
         subscriptions in a session it had not kept: what went out before may
         have been dropped, acknowledged all the same, so every unreceipted event
         sent before now goes again at once rather than a receipt timeout after
-        its acknowledgement. The first mark this process hears is only noted:
-        it names a session made before this process's events went out.
+        its acknowledgement. A mark heard before is not new (dashboard processes
+        sharing the topic take turns), and the first one this process hears is
+        only noted: it names a session made before this process's events went out.
         """
         with self._facts_lock:
             came_back = online and self._dashboard_online is not True
             self._dashboard_online = online
             if came_back:
                 self._ask_postpone()  # its queue is being delivered: give the receipts time to come
-            if online and resync is not None and resync != self._resync_mark:
-                if self._resync_mark is not None:
+            if online and resync is not None and resync not in self._resync_marks:
+                if self._resync_marks:
                     self._resync_at = time.monotonic()
-                self._resync_mark = resync
+                self._resync_marks.append(resync)
         self._wake.set()
 
     def link_up(self) -> None:
