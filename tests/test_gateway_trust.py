@@ -511,6 +511,36 @@ def test_paho_s_thread_only_posts_facts_the_pump_applies(pump_rig: PumpRig) -> N
     wait_for(lambda: rig.pump.resend_times()[event_id] > due, "the postponement applied by the pump")
 
 
+def test_only_a_dashboard_session_not_heard_of_before_makes_unreceipted_events_go_again_at_once(
+    pump_rig: PumpRig,
+) -> None:
+    """A new ``resync`` mark: the broker may have dropped what it acknowledged. The first mark is only noted,
+    and marks of dashboard processes taking turns on the retained topic are not new."""
+    rig = pump_rig
+    rig.put(new_event_id())
+    rig.pump.start()
+    rig.pump.link_up()
+    rig.seen(1)
+    wait_for(lambda: rig.counters.get("events_acknowledged") == 1, "the PUBACK collected")
+    rig.pump.dashboard_presence(True, "2026-12-01T00:00:00Z")  # the first heard: only noted
+    rig.pump.dashboard_presence(True, "2026-12-01T00:00:00Z")
+    rig.pump.wake()
+    wait_for(lambda: rig.pump.last_loop > time.monotonic() - 0.05, "a turn of the pump")
+    assert rig.counters.get("dashboard_resyncs") == 0
+    assert rig.counters.get("events_resent") == 0
+    rig.pump.dashboard_presence(True, "2026-12-01T00:05:00Z")  # a session the broker had not kept
+    wait_for(lambda: rig.counters.get("events_resent") == 1, "the event sent again at once")
+    rig.seen(1)  # the copy (the receipt timeout, 15 s, is far off)
+    assert rig.counters.get("dashboard_resyncs") == 1
+    wait_for(lambda: rig.counters.get("events_acknowledged") == 2, "the copy's PUBACK collected")
+    for mark in ("2026-12-01T00:00:00Z", "2026-12-01T00:05:00Z"):  # two processes taking turns
+        rig.pump.dashboard_presence(True, mark)
+    rig.pump.wake()
+    wait_for(lambda: rig.pump.last_loop > time.monotonic() - 0.05, "a turn of the pump")
+    assert rig.counters.get("dashboard_resyncs") == 1
+    assert rig.counters.get("events_resent") == 1
+
+
 def test_lora_indications_are_kept_under_the_services_lock(lora_rig: LoraRig) -> None:
     service = lora_rig.gateway.radio
     assert service is not None
