@@ -15,7 +15,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.routing import Map
 from werkzeug.routing.converters import IntegerConverter
 
-from . import bodylimit, cap, db, defaults, enrolment, i18n, live, metrics, openapi, reports
+from . import bodylimit, cap, db, defaults, enrolment, evaluation, i18n, live, metrics, openapi, reports
 from .accounts import admin, auth, csrf
 from .alarms import stats
 from .board import api
@@ -116,6 +116,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(stats.bp)
     app.register_blueprint(openapi.bp)
     enrolment.init_app(app)
+    evaluation.init_app(app)
     cap.init_app(app)
     metrics.init_app(app)  # after live: it reads the live parts' counters
     _register_errors(app)

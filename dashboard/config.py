@@ -22,6 +22,7 @@ from .cap.messages import ACCESS, CapSettings
 from .commissioning.settings import read_commissioning
 from .devices.supervision import SupervisionSettings
 from .enrolment.settings import read_enrolment
+from .evaluation.settings import read_evaluation
 from .homeassistant.discovery import read_settings as read_homeassistant
 from .i18n import LANGUAGES
 from .pg import is_url
@@ -75,6 +76,7 @@ def parse_config(root: Section, *, create_secret: bool = True) -> dict[str, Any]
     config["SIAGA_INFLUXDB"] = _influxdb(root.section("influxdb")) if root.has("influxdb") else None  # off
     config["SIAGA_ENROLMENT"] = read_enrolment(root.section("enrolment"), broker)  # off unless enabled
     config["SIAGA_COMMISSIONING"] = read_commissioning(root.section("commissioning"))  # required unless turned off
+    config["SIAGA_EVALUATION"] = read_evaluation(root.section("evaluation"))  # the defaults suit Konawe Selatan
     root.done()
     return config
 

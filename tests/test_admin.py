@@ -70,6 +70,24 @@ def test_an_administrator_creates_changes_and_deactivates_an_account(
     assert "password_hash" not in text and "a-new-password-2" not in text
 
 
+def test_an_administrator_makes_an_evaluator_who_reads_the_evaluation_and_nothing_else(
+    dashboard: DashboardServer, admin: DashboardClient
+) -> None:
+    _status, page = admin.get_text("/admin/users")
+    assert '<option value="evaluator">Evaluator</option>' in page  # offered in the form, named in the language
+    status, page = admin.post_form(
+        "/admin/users", {"username": "eva", "role": "evaluator", "password": "eva-password-12"}
+    )
+    assert status == 200 and "Evaluator" in account_row(page, "eva")
+    eva = signed_in(dashboard, ("eva", "eva-password-12"))
+    assert eva.get_text("/evaluation")[0] == 200 and eva.get_text("/open-data/")[0] == 200
+    for path in ("/board", "/sapa", "/devices", "/stats", "/satpol/", "/admin/users", "/admin/audit", "/api/alarms"):
+        assert eva.get_text(path)[0] == 403, path
+    _, text = admin.get_text("/admin/audit.csv?action=user.created")
+    [row] = [row for row in csv.DictReader(io.StringIO(text)) if row["subject"] == "user:eva"]
+    assert json.loads(row["after"])["role"] == "evaluator"
+
+
 def test_bad_account_changes_are_refused_with_a_reason(dashboard: DashboardServer, admin: DashboardClient) -> None:
     _status, page = admin.post_form("/admin/users", {"username": "x", "role": "fire_operator", "password": "short"})
     assert "at least 10 characters" in page

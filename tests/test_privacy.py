@@ -20,7 +20,7 @@ alarm) and the one out of service (a suppressed press).
 
 **Every route.** ``app.url_map`` of the running app is enumerated; every rule
 that answers GET is requested with GET and HEAD, as every role (anonymous,
-fire_operator, satpol, technician, admin, sapa_desk). Converters are filled
+fire_operator, satpol, technician, admin, evaluator, sapa_desk). Converters are filled
 from :func:`fillers` with real values of the run (the SAPA and fire alarms'
 ids *and* their numbers, button and gateway ids, the report's ticket, token
 and photo, user ids, ...); ``any(...)`` converters fill themselves. A GET
@@ -87,6 +87,21 @@ quality, troubles, service state: operators.md, "The device view"): the node
 is heard by a heartbeat in both runs, so the technician's view must
 otherwise be identical: no alarm, no press count, no state that moved.
 
+The evaluation report and its open data publish SAPA *counts* by design, a
+count of 1 to 4 shown as hidden and a zero as zero (docs/evaluation.md). So a
+period is asked for twice: the last closed quarter, before either run's
+activity, where everything must be identical as anywhere else; and the month
+under way, whose report (for administrators and evaluators) is not compared
+between the runs: its SAPA cells are meant to move, and so are its fire
+response times with the scenario's timing (the fire alarm is dispatched after
+the SAPA desk's work); tests/test_evaluation_privacy.py proves what the SAPA
+cells may show. Every evaluation and open-data reply is still scanned for the
+SAPA traces and devices, as every role, administrators included, and a PDF is
+compared and scanned by its text. For ``admin`` the audit log's
+``evaluation.generated`` rows (who made which period's report) are dropped
+before comparing: the parallel first sweep interleaves the administrator's and
+the evaluator's.
+
 The SAPA desk is the positive control: its view must show the SAPA alarm and
 differ between the runs, or the scenario is broken and the test says so.
 
@@ -110,6 +125,7 @@ import re
 import socket
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, closing
@@ -121,6 +137,7 @@ from typing import Any
 import pytest
 from flask import Flask
 from gpiozero.pins.mock import MockFactory
+from pypdf import PdfReader
 from werkzeug.routing import AnyConverter, Rule
 
 from dashboard.alarms.escalation import EscalationSettings
@@ -128,6 +145,7 @@ from dashboard.alarms.notify import RetryPolicy, Webhook
 from dashboard.cap.messages import CapSettings, FireAlarm, Stage, incident
 from dashboard.db import Connection, connect
 from dashboard.devices.supervision import SupervisionSettings
+from dashboard.evaluation.period import Granularity, Period
 from firmware_bridge.broker import BrokerSettings
 from firmware_bridge.metrics import MetricsSettings, ScrapeAccess
 from firmware_bridge.settings import read_toml
@@ -146,16 +164,21 @@ from .test_lora import FAST, plugged_rylr
 from .waiting import poll_until
 
 TECHNICIAN = ("teknisi", "teknisi-password-1")
+EVALUATOR = ("penilai", "penilai-password-1")
 ACCOUNTS = {
     "fire_operator": OPERATOR,
     "satpol": SATPOL,
     "technician": TECHNICIAN,
     "admin": ADMIN,
+    "evaluator": EVALUATOR,
     "sapa_desk": SAPA_DESK,
 }
 #: The SAPA desk is swept last, so that its (audited) reads of the final sweep are in nobody's view.
-ROLES = ("anonymous", "fire_operator", "satpol", "technician", "admin", "sapa_desk")
+ROLES = ("anonymous", "fire_operator", "satpol", "technician", "admin", "evaluator", "sapa_desk")
 OTHERS = ROLES[:-1]
+#: Who reads the evaluation report; the label of the period under way, whose report is not compared.
+EVALUATION_READERS = ("admin", "evaluator")
+UNDER_WAY = "period-under-way"
 
 GW = "gw-konsel-1"
 NODE = 1002
@@ -562,6 +585,8 @@ def fillers(run: Run, alarms: list[tuple[str, int, int]]) -> dict[str, list[tupl
     users = run.query("SELECT id, username FROM users ORDER BY id")
     buttons = ["fire-1", "fire-2", *SAPA_BUTTONS, SAPA_LORA[0]]
     alarm_values = [(f"alarm-{kind}-{number}", str(alarm_id)) for kind, number, alarm_id in alarms]
+    now = time.time()
+    closed = Period.containing(now, Granularity.QUARTER).previous()
     numbers = {str(number): f"number-{number}" for _kind, number, _id in alarms}
     return {
         "alarm_id": alarm_values + [(label, value) for value, label in sorted(numbers.items())],
@@ -583,7 +608,17 @@ def fillers(run: Run, alarms: list[tuple[str, int, int]]) -> dict[str, list[tupl
         # Commissioning sessions and their reports (none in this scenario: tests/test_commissioning.py shows
         # a SAPA button's commissioning to no one but technicians); the first ids are asked all the same.
         "session_id": [("commissioning-1", "1"), ("commissioning-2", "2")],
+        # The evaluation and the open data: the last closed quarter (before all activity), the month under way.
+        "period": [("closed-quarter", closed.key), (UNDER_WAY, Period.containing(now, Granularity.MONTH).key)],
+        "dataset": [(name, name) for name in open_datasets(run, closed)],
     }
+
+
+def open_datasets(run: Run, period: Period) -> list[str]:
+    """The open data's dataset ids, as its data package lists them (public: the anonymous may read it)."""
+    reply = run.fetch("anonymous", "GET", f"/open-data/{period.key}/datapackage.json")
+    assert isinstance(reply, Reply) and reply.status == 200, "the open data's package of a closed quarter"
+    return [resource["name"] for resource in json.loads(reply.body)["resources"]]
 
 
 def cap_identifiers(run: Run, alarms: list[tuple[str, int, int]]) -> list[tuple[str, str]]:
@@ -642,6 +677,8 @@ def _build(rule: Rule, values: dict[str, str]) -> str:
 # -- normalisation -----------------------------------------------------------------------------------
 
 ISO_TS = re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?(?:Z|[+-]\d{2}:?\d{2})?")
+#: A moment as the evaluation report writes it for readers: "1 Desember 2026, 11:15:30" (its generation).
+LONG_TS = re.compile(r"\b\d{1,2} \w+ \d{4}, \d{2}:\d{2}(?::\d{2})?")
 STAMP = re.compile(r"\d{8}-\d{6}")
 ULID = re.compile(r"\b[0-9A-HJKMNP-TV-Z]{26}\b")
 UUID = re.compile(r"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b")
@@ -662,6 +699,7 @@ def normalise_text(text: str, run: Run) -> str:
     text = text.replace(run.server.url, "<dashboard>")
     text = CSRF.sub(r"\1<csrf>\2", text)
     text = ISO_TS.sub("<time>", text)
+    text = LONG_TS.sub("<time>", text)
     text = STAMP.sub("<time>", text)
     text = ULID.sub("<ulid>", UUID.sub("<uuid>", text))
     text = AGO.sub("<seconds> ago", text)
@@ -694,7 +732,8 @@ def _contentless(cell: str) -> bool:
 
 
 def drop_sapa_desk_audit_rows(text: str, content_type: str) -> str:
-    """The administrator's one exception: *that* the SAPA desk read or acted, never which alarm or what."""
+    """The administrator's one exception: *that* the SAPA desk read or acted, never which alarm or what.
+    (And the reports made of the evaluation, whose order the parallel first sweep varies.)"""
     if content_type.startswith("text/csv"):
         rows = list(csv.DictReader(io.StringIO(text)))
         if not rows or not {"role", "kind", "subject", "before", "after"} <= set(rows[0]):
@@ -708,6 +747,7 @@ def drop_sapa_desk_audit_rows(text: str, content_type: str) -> str:
                 and _contentless(row["after"])
                 and not re.search(r"\d", row["subject"])
             )
+            and row["action"] != "evaluation.generated"
         ]
         out = io.StringIO()
         writer = csv.DictWriter(out, fieldnames=list(rows[0]))
@@ -719,6 +759,8 @@ def drop_sapa_desk_audit_rows(text: str, content_type: str) -> str:
 
         def keep(match: re.Match[str]) -> str:
             row = match.group(0)
+            if row.startswith('<tr data-action="evaluation.generated"'):
+                return ""
             cells = re.findall(r"<td[^>]*>(.*?)</td>", row, re.S)
             codes = re.findall(r"<code>(.*?)</code>", row, re.S)
             by_desk = "(sapa_desk)" in row
@@ -737,9 +779,16 @@ def normalise(reply: Reply, run: Run, role: str) -> str:
     return "\n".join(head) + "\n\n" + normalise_body(reply.body, reply.content_type, run, role)
 
 
+def pdf_text(body: bytes) -> str:
+    """A PDF's text (the evaluation report's): compared and scanned as text, since its bytes hold its making."""
+    return "\n".join(page.extract_text() or "" for page in PdfReader(io.BytesIO(body)).pages)
+
+
 def normalise_body(body: bytes, content_type: str, run: Run, role: str) -> str:
     if not body:
         return ""
+    if content_type.startswith("application/pdf"):
+        return normalise_text(pdf_text(body), run)
     textual = content_type.startswith(("text/", "application/json", "application/xml", "application/javascript"))
     if not textual and not content_type.split(";")[0].strip().endswith(("+json", "+xml")):  # "; charset=utf-8" too
         return f"<{len(body)} bytes, sha256 {hashlib.sha256(body).hexdigest()}>"
@@ -959,12 +1008,17 @@ def test_a_sapa_press_is_invisible_to_every_role_but_the_sapa_desk(start_run: Ca
             continue
         other = without.replies.get((role, method, key))
         assert other is not None, f"{key} was requested in one run only"
+        evaluation = key.startswith(("/evaluation", "/open-data"))
         mine, theirs = normalise(reply, with_sapa, role), normalise(other, without, role)
-        if mine != theirs:
+        counts_move = evaluation and UNDER_WAY in key and role in EVALUATION_READERS  # by design: see above
+        if mine != theirs and not counts_move:
             leak(role, f"{method} {key}: differs with SAPA activity", excerpt(theirs, mine))
-        text = reply.body.decode("utf-8", "replace")
+        if reply.content_type.startswith("application/pdf") and reply.body:
+            text = pdf_text(reply.body)
+        else:
+            text = reply.body.decode("utf-8", "replace")
         named = sorted({why for token, why in traces.items() if token in text})
-        if role not in ("technician", "admin"):
+        if role not in ("technician", "admin") or evaluation:  # no report names a SAPA device, to anyone
             named += sorted({why for token, why in devices.items() if token in text})
         if sapa_kind_objects(reply.body, reply.content_type):
             named.append('a JSON object with "kind": "sapa" and an alarm')

@@ -53,6 +53,8 @@ class Role(StrEnum):
     SATPOL = "satpol"
     TECHNICIAN = "technician"
     ADMIN = "admin"
+    #: Reads the evaluation report and the open data: aggregates only, no alarm, report or device.
+    EVALUATOR = "evaluator"
 
 
 #: Which alarm kinds each role may see. SAPA is the SAPA desk's alone.
@@ -62,6 +64,7 @@ ALARM_KINDS: dict[Role, frozenset[str]] = {
     Role.ADMIN: frozenset({Kind.FIRE.value}),
     Role.TECHNICIAN: frozenset(),
     Role.SATPOL: frozenset(),
+    Role.EVALUATOR: frozenset(),
 }
 
 #: Whose device troubles (a missing button, a low battery, an open case) each
@@ -79,6 +82,7 @@ HOME: dict[Role, str] = {
     Role.ADMIN: "board.fire",
     Role.TECHNICIAN: "devices.index",
     Role.SATPOL: "workspace.queue",
+    Role.EVALUATOR: "evaluation.index",
 }
 
 MIN_PASSWORD = 10

@@ -796,6 +796,21 @@ def alarm_time_tuples(
     return cursor.execute(query + " ORDER BY opened_at", params).fetchall()
 
 
+def evaluation_alarms(conn: sqlite3.Connection, kind: str, since: float, until: float) -> list[tuple[Any, ...]]:
+    """The alarms of one kind opened in [``since``, ``until``), oldest first, as plain tuples, for the
+    evaluation report: ``(button, kecamatan, opened_at, acknowledged_at, dispatched_at, resolved_at,
+    resolution, test, escalated_at)``; ``kecamatan`` is the button's now (None when unknown). Read
+    through the index on (kind, opened_at). The caller drops what happened at or after its cut-off."""
+    cursor = conn.cursor()
+    cursor.row_factory = None  # tuples: a year of alarms is too many rows to wrap each one
+    return cursor.execute(
+        "SELECT a.button, b.kecamatan, a.opened_at, a.acknowledged_at, a.dispatched_at, a.resolved_at,"
+        " a.resolution, a.test, a.escalated_at FROM alarms a LEFT JOIN buttons b ON b.id = a.button"
+        " WHERE a.kind = ? AND a.opened_at >= ? AND a.opened_at < ? ORDER BY a.opened_at",
+        (kind, since, until),
+    ).fetchall()
+
+
 def button_sites(conn: sqlite3.Connection) -> dict[str, str]:
     """Each known button's site name."""
     cursor = conn.cursor()
@@ -1014,3 +1029,21 @@ def alarms_open_or_resolved_since(conn: sqlite3.Connection, kind: Kind, since: f
         f"{select}{still_open} UNION ALL {select}a.state = 'resolved' AND a.resolved_at >= ?",
         (str(kind), str(kind), since),
     ).fetchall()
+
+
+def evaluation_last_tests(
+    conn: sqlite3.Connection, kind: str, until: float, since: float | None = None
+) -> dict[str, float]:
+    """Each button's last test alarm of ``kind`` opened before ``until`` (and at or after ``since``, when
+    given), for the evaluation report: button -> its ``opened_at``. A test alarm is one raised in test mode
+    (``test = 1``) or resolved as a test before ``until`` (a resolution after the cut-off is not yet known,
+    so a closed period's report stays the same). Read through the index on (kind, opened_at)."""
+    cursor = conn.cursor()
+    cursor.row_factory = None
+    return dict(
+        cursor.execute(
+            "SELECT button, MAX(opened_at) FROM alarms WHERE kind = ? AND opened_at >= ? AND opened_at < ?"
+            " AND (test = 1 OR (resolution = ? AND resolved_at < ?)) GROUP BY button",
+            (kind, 0.0 if since is None else since, until, str(Resolution.TEST), until),
+        ).fetchall()
+    )

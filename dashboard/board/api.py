@@ -118,7 +118,8 @@ def resolve(alarm_id: int) -> Any:
 
 
 @bp.get("/gateways")
-@login_required()
+# Every role that keeps or watches the devices, and Satpol PP as before: not the evaluator (aggregates only).
+@login_required(*_BOARD_ROLES, Role.TECHNICIAN, Role.SATPOL)
 def gateways() -> Any:
     return jsonify(gateways=registry.list_gateways(get_db()))
 
