@@ -355,8 +355,10 @@ class Subscriptions:
         self.topics = list(topics)
         self._counters = counters or Counters()
         self._retry_s = retry_s
-        #: Called (on paho's thread) when a SUBACK makes every topic held again after some were not.
+        #: Called (on paho's thread) when a SUBACK makes every topic held again in a connection whose
+        #: session the broker had not kept, or after a refusal: messages may have been missed meanwhile.
         self._on_complete = on_complete
+        self._missed = False
         self._asked: dict[int, list[tuple[str, int]]] = {}
         self._held: set[str] = set()
         self._delays: dict[str, float] = {}
@@ -369,6 +371,7 @@ class Subscriptions:
             self._asked.clear()  # the last connection's SUBACKs will never come; its mids may be reused
             if not session_present:
                 self._held.clear()
+                self._missed = True
             missing = [topic for topic in self.topics if topic[0] not in self._held]
         if missing:
             self.subscribe(missing)
@@ -398,6 +401,8 @@ class Subscriptions:
             was_complete = self._complete()
             asked = self._asked.pop(mid, [])
             refused = [wanted for wanted, code in zip(asked, reason_codes, strict=False) if code.is_failure]
+            if refused:
+                self._missed = True
             for wanted in asked:
                 if wanted in refused:
                     self._held.discard(wanted[0])
@@ -410,7 +415,9 @@ class Subscriptions:
             for topic, _ in refused:
                 self._delays[topic] = min(self._delays.get(topic, self._retry_s / 2) * 2, MAX_SUBSCRIBE_RETRY_S)
                 delay = max(delay, self._delays[topic])
-            completed = not was_complete and self._complete()
+            completed = not was_complete and self._complete() and self._missed
+            if completed:
+                self._missed = False
         if completed and self._on_complete is not None:
             self._on_complete()
         if not refused:

@@ -49,8 +49,9 @@ from dataclasses import dataclass
 from paho.mqtt.client import MQTTErrorCode, MQTTMessageInfo
 
 from firmware_bridge.counters import Counters
-from firmware_bridge.errors import OutboxError
+from firmware_bridge.errors import BadPayload, OutboxError
 from firmware_bridge.periodic import Guard
+from firmware_bridge.timeutil import parse_ts
 
 from .outbox import Outbox, UnavailableOutbox
 
@@ -82,9 +83,19 @@ class _Sent:
     published_at: float | None = None
     #: Monotonic time of the latest hand-over (paces resends while the dashboard is said to be away).
     last_sent_at: float = 0.0
+    #: Wall-clock time of the latest hand-over, to compare with a dashboard's resync mark (its clock).
+    last_sent_wall: float = 0.0
     #: Resend as soon as the broker acknowledges this copy: it went out before the dashboard's
     #: session was remade (a resync), so the broker may have had no one to give it to.
     again_on_ack: bool = False
+
+
+def _epoch_of(mark: str) -> float | None:
+    """A resync mark's instant, or None if it cannot be read (then nothing is resent for it)."""
+    try:
+        return parse_ts(mark, field="resync").timestamp()
+    except BadPayload:
+        return None
 
 
 class Pump:
@@ -169,6 +180,8 @@ class Pump:
         #: topic, each with its own), and the monotonic time a new one came (None: none to apply).
         self._resync_marks: deque[str] = deque(maxlen=RESYNC_MARKS_KEPT)
         self._resync_at: float | None = None
+        #: The first mark heard, as an instant of the dashboard's clock (None: none to apply).
+        self._resync_before_wall: float | None = None
         # -- the gate (see the module's docstring), under _gate_lock --
         #: Set while paho sends what it is handed after everything handed before.
         #: Closed until the first connection.
@@ -229,8 +242,10 @@ class Pump:
         have been dropped, acknowledged all the same, so every unreceipted event
         sent before now goes again at once rather than a receipt timeout after
         its acknowledgement. A mark heard before is not new (dashboard processes
-        sharing the topic take turns), and the first one this process hears is
-        only noted: it names a session made before this process's events went out.
+        sharing the topic take turns). The first one this process hears may
+        name a session made before its events went out, or after (this gateway
+        restarted while the broker was away, and published before the dashboard
+        was back): events sent before the mark's time, by the clocks, go again.
         """
         with self._facts_lock:
             came_back = online and self._dashboard_online is not True
@@ -240,6 +255,8 @@ class Pump:
             if online and resync is not None and resync not in self._resync_marks:
                 if self._resync_marks:
                     self._resync_at = time.monotonic()
+                else:
+                    self._resync_before_wall = _epoch_of(resync)
                 self._resync_marks.append(resync)
         self._wake.set()
 
@@ -395,21 +412,24 @@ class Pump:
 
         Returns whether paho refused an event, and how long the pump may wait before the next round.
         """
-        dashboard_online, postpone_from, resync_at = self._take_facts()
+        dashboard_online, postpone_from, resync_at, resync_before_wall = self._take_facts()
         if postpone_from is not None:
             self._postpone_resends(postpone_from)
         if resync_at is not None:
-            self._resend_sent_before(resync_at)
+            self._resend_sent_before(lambda sent: sent.last_sent_at < resync_at)
+        if resync_before_wall is not None:
+            self._resend_sent_before(lambda sent: sent.last_sent_wall < resync_before_wall)
         self._collect_acknowledged()
         self._collect_receipts()
         refused = self._send_more(dashboard_online)
         return refused, self._next_wait(dashboard_online)
 
-    def _take_facts(self) -> tuple[bool | None, float | None, float | None]:
+    def _take_facts(self) -> tuple[bool | None, float | None, float | None, float | None]:
         with self._facts_lock:
             postpone_from, self._postpone_from = self._postpone_from, None
             resync_at, self._resync_at = self._resync_at, None
-            return self._dashboard_online, postpone_from, resync_at
+            before_wall, self._resync_before_wall = self._resync_before_wall, None
+            return self._dashboard_online, postpone_from, resync_at, before_wall
 
     def _next_wait(self, dashboard_online: bool | None) -> float:
         """At most 1 s (liveness), less when a resend falls due sooner.
@@ -538,17 +558,20 @@ class Pump:
             return max(sent.due, sent.last_sent_at + self._max_resend_interval_s)
         return sent.due
 
-    def _resend_sent_before(self, resync_at: float) -> None:
-        """The dashboard's session was remade at ``resync_at``: what was sent before goes again now."""
-        self._counters.add("dashboard_resyncs")
+    def _resend_sent_before(self, sent_before: Callable[[_Sent], bool]) -> None:
+        """The dashboard's session was remade: what was sent before (``sent_before``) goes again now."""
         now = time.monotonic()
+        again = 0
         for sent in self._sent.values():
-            if sent.last_sent_at >= resync_at:
+            if not sent_before(sent):
                 continue
+            again += 1
             if sent.mid is None:
                 sent.due = now
             else:
                 sent.again_on_ack = True  # paho holds it; the broker's PUBACK frees it for a resend
+        if again:
+            self._counters.add("dashboard_resyncs")
 
     def _postpone_resends(self, since: float) -> None:
         """Give receipts a full timeout from ``since`` (after a reconnect, or the dashboard's return)."""
@@ -583,6 +606,7 @@ class Pump:
         # Recorded under _send_lock, before the next _collect_acknowledged
         # (same lock): an acknowledgement that arrives first waits in the deque.
         sent.last_sent_at = started
+        sent.last_sent_wall = time.time()
         if sent.published_at is None:
             sent.published_at = started
         sent.mid = info.mid

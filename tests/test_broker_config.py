@@ -13,7 +13,9 @@ Mosquitto, and on a nats-server cluster in test_broker_cluster.py).
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
@@ -183,11 +185,16 @@ def test_a_client_moves_to_the_next_broker_when_one_refuses_and_when_one_drops(t
         second.stop()
 
 
-def subscribed_client(settings: BrokerSettings, client_id: str, topics: list[tuple[str, int]]) -> tuple:
+def subscribed_client(
+    settings: BrokerSettings,
+    client_id: str,
+    topics: list[tuple[str, int]],
+    on_complete: Callable[[], None] | None = None,
+) -> tuple:
     """A persistent client whose Subscriptions follow its connects, as the gateway's and the dashboard's do."""
     client = make_client(settings, client_id, persistent=True)
     counters = Counters()
-    subscriptions = Subscriptions(client, topics, counters=counters, retry_s=0.2)
+    subscriptions = Subscriptions(client, topics, counters=counters, retry_s=0.2, on_complete=on_complete)
     messages: list[mqtt.MQTTMessage] = []
     arrived = threading.Condition()
 
@@ -201,6 +208,34 @@ def subscribed_client(settings: BrokerSettings, client_id: str, topics: list[tup
     connect_with_failover(client, settings)
     client.loop_start()
     return client, subscriptions, counters, messages, arrived
+
+
+def test_subscriptions_say_complete_only_when_the_broker_had_not_kept_the_session(mosquitto: Mosquitto) -> None:
+    """What the dashboard's presence ``resync`` mark rests on: a first session, or a broker that came back
+    without its state, may have missed messages; a new process whose session the broker kept has not."""
+    settings = BrokerSettings(port=mosquitto.port, reconnect_min_s=0.05, reconnect_max_s=0.2)
+    topics = [("siaga/v1/gw/+/event", 1)]
+    said: list[str] = []
+
+    def process(name: str) -> Any:
+        client, subscriptions, *_ = subscribed_client(settings, "siaga-dashboard", topics, lambda: said.append(name))
+        poll_until(lambda: subscriptions.held == {topics[0][0]}, what=f"{name}: subscribed")
+        return client
+
+    def stop(client: Any) -> None:
+        client.disconnect()
+        client.loop_stop()
+
+    first = process("first")  # a session the broker never had
+    poll_until(lambda: said == ["first"], what="the first session said complete")
+    stop(first)
+    second = process("second")  # a new process, the session kept: asks again, nothing was missed
+    assert said == ["first"]
+    mosquitto.kill()
+    mosquitto.forget_state()
+    mosquitto.start()  # back without the session
+    poll_until(lambda: said == ["first", "second"], what="the remade session said complete")
+    stop(second)
 
 
 def test_a_reconnect_whose_session_the_broker_kept_does_not_subscribe_again(mosquitto: Mosquitto) -> None:

@@ -541,6 +541,21 @@ def test_only_a_dashboard_session_not_heard_of_before_makes_unreceipted_events_g
     assert rig.counters.get("events_resent") == 1
 
 
+def test_the_first_dashboard_session_heard_brings_again_what_was_sent_before_it_was_made(pump_rig: PumpRig) -> None:
+    """The gateway restarted while the broker was away and published before the dashboard was back on a
+    broker without its state: the first mark this process hears is then later than the event's sending."""
+    rig = pump_rig
+    rig.put(new_event_id())
+    rig.pump.start()
+    rig.pump.link_up()
+    rig.seen(1)
+    wait_for(lambda: rig.counters.get("events_acknowledged") == 1, "the PUBACK collected")
+    rig.pump.dashboard_presence(True, format_epoch(time.time() + 1))  # made after the event went out
+    wait_for(lambda: rig.counters.get("events_resent") == 1, "the event sent again at once")
+    rig.seen(1)  # the copy (the receipt timeout, 15 s, is far off)
+    assert rig.counters.get("dashboard_resyncs") == 1
+
+
 def test_lora_indications_are_kept_under_the_services_lock(lora_rig: LoraRig) -> None:
     service = lora_rig.gateway.radio
     assert service is not None

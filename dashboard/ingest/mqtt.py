@@ -298,7 +298,7 @@ class Ingest:
             self._publish_online()
 
     def _resubscribed(self) -> None:
-        """Every subscription granted in a session the broker had not kept: say so in our presence.
+        """Every subscription granted in a session the broker had not kept (or after a refusal): say so.
 
         A broker restarted without its saved state (SIGKILLed before its
         autosave, or a new machine) has dropped what gateways published to it
