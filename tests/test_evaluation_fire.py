@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
@@ -87,12 +88,14 @@ class Seeder:
         button: str | None = None,
         kind: str | None = None,
         subject: str | None = None,
+        detected: float | None = None,
     ) -> None:
+        """A trouble; ``detected`` (when it was recorded) is ``began`` unless it was back-dated."""
         key = f"{trouble_type}:{button or gw or subject}:{began}"
         self.conn.execute(
             "INSERT INTO troubles (key, type, gw, button, subject, kind, detail, began_at, detected_at, cleared_at)"
             " VALUES (?, ?, ?, ?, ?, ?, 'seeded', ?, ?, ?)",
-            (key, trouble_type, gw, button, subject, kind, began, began, cleared),
+            (key, trouble_type, gw, button, subject, kind, began, began if detected is None else detected, cleared),
         )
 
     def notice(self, alarm: str, status: str, finished: float | None, kind: str = "fire") -> None:
@@ -341,13 +344,16 @@ def test_availability_is_the_time_not_covered_by_outages_up_to_the_cut_off(seede
     found = table(build(seeded.conn, NOW), "fire-availability")
     assert keys(found) == ["gateway", "kecamatan", "fire_buttons", "gateway_available", "buttons_available",
                            "worst_button_available"]  # fmt: skip
-    # The quarter has 2208 h.
+    # Gateway names are sites: the table is in the signed-in report only, never open data.
+    assert found.open_data is False
+    # The quarter has 2208 h. gw-A carries a SAPA button too: no row of its own (its name would point at a SAPA
+    # site), but it counts in the total row with these figures:
+    # gw-A: 12 h (offline into Jul 1) + 20 h (silent and unreadable overlapping) = 32 h: 2176/2208 = 98.55 %.
+    # f-a1 (wired): + 2 h (wiring and stuck overlap, to the end) = 34 h: 2174/2208 = 98.46 %.
+    # f-a2 (LoRa): + 48 h (radio and missing overlap) = 80 h: 2128/2208 = 96.38 %.
+    # Mean (2174 + 2128) / 2 / 2208 = 97.42 %. The SAPA button's trouble counts for nothing.
+    # So gw-A is (2 buttons, 98.6, 97.4, 96.4).
     assert found.rows == [
-        # gw-A: 12 h (offline into Jul 1) + 20 h (silent and unreadable overlapping) = 32 h: 2176/2208 = 98.55 %.
-        # f-a1 (wired): + 2 h (wiring and stuck overlap, to the end) = 34 h: 2174/2208 = 98.46 %.
-        # f-a2 (LoRa): + 48 h (radio and missing overlap) = 80 h: 2128/2208 = 96.38 %.
-        # Mean (2174 + 2128) / 2 / 2208 = 97.42 %. The SAPA button's trouble counts for nothing.
-        ("gw-A", "Andoolo", 2, 98.6, 97.4, 96.4),
         # gw-B: 3 h + 12 h (offline until after the end, counted to it) = 15 h: 2193/2208 = 99.32 %.
         # f-b1 (LoRa): + 48 h (radio and out of service overlap) = 63 h: 2145/2208 = 97.15 %.
         # f-b2 (wired): the radio is none of its business, low battery no outage: 15 h: 99.32 %.
@@ -355,9 +361,11 @@ def test_availability_is_the_time_not_covered_by_outages_up_to_the_cut_off(seede
         ("gw-B", "Baito", 2, 99.3, 98.2, 97.1),
         # gw-C: its only outage ended before the quarter.
         ("gw-C", "Konda", 1, 100.0, 100.0, 100.0),
-        # (98.6 + 99.3 + 100) / 3 = 99.3; (97.4 + 98.2 + 100) / 3 = 98.53; the worst of all 96.4.
+        # Every gateway, gw-A included, weighs the same: 2 + 2 + 1 = 5 buttons; (98.6 + 99.3 + 100) / 3 = 99.3;
+        # (97.4 + 98.2 + 100) / 3 = 98.53; the worst of all 96.4 (gw-A's f-a2).
         ("total", None, 5, 99.3, 98.5, 96.4),
     ]
+    assert "gw-A" not in repr(found)
 
 
 def test_troubles_begun_in_the_period_by_type_with_their_time_to_repair(seeded: Seeder) -> None:
@@ -427,11 +435,14 @@ def test_no_sapa_button_gateway_or_kecamatan_reaches_the_section(seeded: Seeder)
 def test_a_provisional_report_counts_up_to_the_moment_it_is_made(seeded: Seeder) -> None:
     section = build(seeded.conn, wita(8, 1))  # exactly when A2 was opened: it is not in yet
     assert table(section, "fire-alarms-by-kecamatan").rows[-1] == ("total", 2, 0, 0, 2)  # A1 and A7
-    # 31 days = 744 h; gw-A was offline 12 h of them: 732/744 = 98.39 %; gw-B not at all yet.
-    # f-b1: 48 h (radio and out of service): 696/744 = 93.55 %; (100 + 93.55) / 2 = 96.77 %.
-    assert table(section, "fire-availability").rows[:2] == [
-        ("gw-A", "Andoolo", 2, 98.4, 98.4, 98.4),
+    # 31 days = 744 h; gw-A (no row: it carries a SAPA button) was offline 12 h of them: 732/744 = 98.39 %,
+    # its buttons too (their own troubles come later). gw-B not at all yet (its Aug 1 outage begins at the
+    # cut-off). f-b1: 48 h (radio and out of service): 696/744 = 93.55 %; (100 + 93.55) / 2 = 96.77 %.
+    assert table(section, "fire-availability").rows == [
         ("gw-B", "Baito", 2, 100.0, 96.8, 93.5),
+        ("gw-C", "Konda", 1, 100.0, 100.0, 100.0),
+        # (98.4 + 100 + 100) / 3 = 99.47; (98.4 + 96.8 + 100) / 3 = 98.4; the worst 93.5 (f-b1).
+        ("total", None, 5, 99.5, 98.4, 93.5),
     ]
 
 
@@ -446,8 +457,59 @@ def test_a_closed_quarter_gives_the_same_rows_whenever_it_is_made_again(seeded: 
     seeded.alarm("T3", "f-c1", wita(10, 6), resolved=wita(10, 6, 0, 1), resolution="test", test=1)
     seeded.conn.execute("UPDATE alarms SET dispatched_at = ? WHERE id = ?", (wita(10, 2, 1), seeded.ids["A6"]))
     seeded.trouble("gateway_offline", wita(10, 3), None, gw="gw-C")
+    # A trouble back-dated into the quarter, but recorded after it: it must not change the closed quarter.
+    seeded.trouble("gateway_offline", wita(9, 20), wita(9, 21), gw="gw-B", detected=wita(10, 1, 3))
     seeded.notice("A10", "sent", wita(10, 5, 0, 2))
     seeded.commissioning("gw-C", wita(10, 7), "passed", {"f-c1": ("passed", wita(10, 7))})
     seeded.conn.commit()
     assert snapshot(build(seeded.conn, wita(12, 31))) == first
     assert snapshot(build(seeded.conn, NOW)) == first
+
+
+@pytest.mark.parametrize(("detected_hour", "counted"), [(23, True), (27, False)])
+def test_a_trouble_counts_only_if_it_was_recorded_before_the_cut_off(
+    seeded: Seeder, detected_hour: int, counted: bool
+) -> None:
+    """gw-C offline Sep 20 for 24 h, recorded Sep 30 23:00 (before the cut-off) or Oct 1 03:00 (after it)."""
+    detected = wita(9, 30) + detected_hour * HOUR
+    seeded.trouble("gateway_offline", wita(9, 20), wita(9, 21), gw="gw-C", detected=detected)
+    seeded.conn.commit()
+    section = build(seeded.conn, NOW)
+    gw_c = [row for row in table(section, "fire-availability").rows if row[0] == "gw-C"]
+    offline = [row for row in table(section, "fire-troubles").rows if row[0] == "gateway_offline"]
+    if counted:
+        # (2208 - 24) / 2208 = 98.91 %, for the gateway and its one wired button.
+        assert gw_c == [("gw-C", "Konda", 1, 98.9, 98.9, 98.9)]
+        # gw-B's 3 h, gw-C's 24 h, and gw-B's still open: median (3 + 24) / 2 = 13.5; p90 rank ceil(1.8) = 2: 24.
+        assert offline == [("gateway_offline", 3, 2, 1, 13.5, 24.0)]
+    else:
+        assert gw_c == [("gw-C", "Konda", 1, 100.0, 100.0, 100.0)]
+        assert offline == [("gateway_offline", 2, 1, 1, 3.0, 3.0)]
+
+
+def test_negative_times_are_reached_or_repaired_but_left_out_of_the_times(
+    seeded: Seeder, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A11: acknowledged 2 min and resolved 1 min BEFORE it was opened (a clock set wrong): both steps were
+    # reached, but their times would be negative. A gateway_clock trouble of gw-C cleared an hour before it began.
+    a11 = wita(9, 26, 10)
+    seeded.alarm("A11", "f-c1", a11, ack=a11 - 2 * MINUTE, resolved=a11 - MINUTE, resolution="real")
+    seeded.trouble("gateway_clock", wita(9, 10, 12), wita(9, 10, 11), gw="gw-C")
+    seeded.conn.commit()
+    with caplog.at_level(logging.WARNING, logger="dashboard.evaluation.fire"):
+        section = build(seeded.conn, NOW)
+    # Non-test alarms: the 8 of before and A11 = 9. The times are those of before, A11's left out.
+    assert table(section, "fire-response-times").rows == [
+        ("acknowledge", 9, 7, 7.0, 20.0, 2),  # reached: 6 + A11; median and p90 as before (7, 20)
+        ("dispatch", 9, 4, 16.0, 30.0, 5),  # A11 sent no unit
+        ("resolve", 9, 6, 45.0, 90.0, 3),  # reached: 5 + A11; median and p90 as before (45, 90)
+    ]
+    troubles = {row[0]: row for row in table(section, "fire-troubles").rows}
+    # gw-A's 1.5 h and gw-C's: both repaired, only the 1.5 h timed.
+    assert troubles["gateway_clock"] == ("gateway_clock", 2, 2, 0, 1.5, 1.5)
+    # 13 + 1 = 14 begun, 10 + 1 = 11 repaired, 3 open; the hours as before: median 19.5, p90 36.
+    assert troubles["total"] == ("total", 14, 11, 3, 19.5, 36.0)
+    [warning] = [r for r in caplog.records if r.name == "dashboard.evaluation.fire"]
+    assert warning.levelno == logging.WARNING
+    assert "2026-Q3" in warning.getMessage() and "2 alarm step(s)" in warning.getMessage()
+    assert "1 trouble(s)" in warning.getMessage()

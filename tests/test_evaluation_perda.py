@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -169,18 +170,48 @@ def test_service_level(seeded: sqlite3.Connection) -> None:
         "target_days",
         "received",
         "within_target",
+        "not_yet_due",
+        "late",
         "within_target_share",
-        "late_or_open",
     ]
     rows = by_first(found)
-    # Building, 14 d: R3 rejected after 2 d is within; R4 closed after the cut-off and R7 open are not. 1/3 = 33.3 %.
-    assert rows[BUILDING] == (14.0, 3, 1, 33.3, 2)
-    # Trading, 3 d: R1 done after exactly 3.0 d is within; R2 (6 d) and R6 (10 d) late. 1/3 = 33.3 %.
-    assert rows[TRADING] == (3.0, 3, 1, 33.3, 2)
+    # Building, 14 d, cut-off 2026-10-01 00:00: R3 rejected after 2 d is within; R4 (received 09-20 08:00, due
+    # 10-04 08:00, done only on 10-05) and R7 (due 10-14) are open but not due yet. 1 / (3 - 2) = 100 %.
+    assert rows[BUILDING] == (14.0, 3, 1, 2, 0, 100.0)
+    # Trading, 3 d: R1 done after exactly 3.0 d is within; R2 (6 d) and R6 (10 d) late. 1 / (3 - 0) = 33.3 %.
+    assert rows[TRADING] == (3.0, 3, 1, 0, 2, 33.3)
     # The removed category gets Open311's 7 days: R5 done after 3 d is within. 1/1 = 100 %.
-    assert rows[GONE] == (7.0, 1, 1, 100.0, 0)
-    assert all(rows[c.code] == (c.target_days, 0, 0, None, 0) for c in CATALOGUE.categories[2:])
-    assert rows["total"] == (None, 7, 3, 42.9, 4)  # 3/7 = 42.857 %
+    assert rows[GONE] == (7.0, 1, 1, 0, 0, 100.0)
+    assert all(rows[c.code] == (c.target_days, 0, 0, 0, 0, None) for c in CATALOGUE.categories[2:])
+    assert rows["total"] == (None, 7, 3, 2, 2, 60.0)  # 3 / (7 - 2) = 60 %
+
+
+def test_a_report_inside_its_target_is_not_yet_due_not_late(conn: sqlite3.Connection, tmp_path: Path) -> None:
+    """September 2026, cut-off 2026-10-01 00:00 WITA: trading's target is 3 days, building's 14."""
+    desk = Desk(conn, tmp_path / "photos")
+    desk.receive(TRADING, wita(9, 27, 8), "Konda")  # A: due 09-30 08:00, before the cut-off, open: late
+    desk.receive(TRADING, wita(9, 28), "Konda")  # B: due 10-01 00:00, the cut-off itself: late
+    desk.receive(TRADING, wita(9, 28, 0, 1), "Konda")  # C: due 10-01 00:01, after the cut-off: not yet due
+    d = desk.receive(TRADING, wita(9, 29, 8), "Konda")  # D: verified is not closed, due 10-02 08:00: not yet due
+    desk.move(d, ("verified", None, wita(9, 30, 8)))
+    e = desk.receive(TRADING, wita(9, 29, 8), "Konda")  # E: done after 1.0 d: within
+    desk.move(e, ("verified", None, wita(9, 29, 10)), ("done", None, wita(9, 30, 8)))
+    f = desk.receive(TRADING, wita(9, 29, 9), "Konda")  # F: done on 10-02, after the cut-off: not yet due
+    desk.move(f, ("verified", None, wita(9, 29, 10)), ("done", None, wita(10, 2, 8)))
+    desk.receive(BUILDING, wita(9, 25, 8), "Andoolo")  # G: due 10-09 08:00: not yet due
+    section = build(conn, "2026-09")
+    rows = by_first(table(section, "perda-service-level"))
+    # Trading: 6 received, E within, C D F not yet due, A B late: 1 / (6 - 3) = 33.3 %.
+    assert rows[TRADING] == (3.0, 6, 1, 3, 2, 33.3)
+    # Building: its only report is not due yet, so there is no share to give (not 0 %).
+    assert rows[BUILDING] == (14.0, 1, 0, 1, 0, None)
+    assert rows["total"] == (None, 7, 1, 4, 2, 33.3)  # 1 / (7 - 4)
+    chart = section.charts[1]
+    assert (chart.labels, chart.series[0].values) == ((TRADING,), (33.3,))
+    # Made on 2026-09-30 12:00, before the month is over: A (due 08:00) is late, B is not due yet;
+    # E (done at 08:00) is within. Trading: 1 / (6 - 4) = 50 %.
+    early = by_first(table(build(conn, "2026-09", now=wita(9, 30, 12)), "perda-service-level"))
+    assert early[TRADING] == (3.0, 6, 1, 4, 1, 50.0)
 
 
 def test_handling_times(seeded: sqlite3.Connection) -> None:
@@ -223,6 +254,7 @@ def test_outcomes(seeded: sqlite3.Connection) -> None:
         ("rejected_outside_authority", 0, 0.0),
         ("rejected_duplicate", 1, 14.3),  # R3
         ("open_at_end", 2, 28.6),  # R4 (done after the end), R7
+        ("unknown", 0, 0.0),
         ("total", 7, 100.0),
     ]
 
@@ -244,14 +276,15 @@ def test_charts(seeded: sqlite3.Connection) -> None:
         "percent",
     )
     assert service.labels == (BUILDING, TRADING, GONE)
-    assert service.series[0].values == (33.3, 33.3, 100.0)
+    assert service.series[0].values == (100.0, 33.3, 100.0)
 
 
 def test_the_status_is_the_one_at_the_cut_off(seeded: sqlite3.Connection) -> None:
     # Made on 2026-07-04 00:00 WITA: only R1 was received (R5 came on the 5th), verified, and warned: open.
     early = build(seeded, now=wita(7, 4))
     assert table(early, "perda-reports-by-category").rows[-1] == ("total", 1, 1, 0, 0, 0, 1)
-    assert table(early, "perda-service-level").rows[-1] == ("total", None, 1, 0, 0.0, 1)
+    # R1 (received 07-01 08:00) is due on 07-04 08:00, after this cut-off: not yet due, so no share yet.
+    assert table(early, "perda-service-level").rows[-1] == ("total", None, 1, 0, 1, 0, None)
     assert table(early, "perda-handling-times").rows[-1] == ("total", 1, 0.2, 0.2, 0, None, None)  # 4 h = 0.167 d
     assert by_first(table(early, "perda-outcomes"))["open_at_end"] == (1, 100.0)
     # A closed quarter's tables are the same whenever they are made, whatever happened since.
@@ -271,7 +304,74 @@ def test_an_empty_quarter_has_rows_of_zeros(conn: sqlite3.Connection) -> None:
     section = build(conn, "2026-Q1")
     assert table(section, "perda-reports-by-category").rows[-1] == ("total", 0, 0, 0, 0, 0, 0)
     assert table(section, "perda-reports-by-kecamatan").column("kecamatan") == [*sorted(CATALOGUE.areas), "total"]
-    assert table(section, "perda-service-level").rows[-1] == ("total", None, 0, 0, None, 0)
+    assert table(section, "perda-service-level").rows[-1] == ("total", None, 0, 0, 0, 0, None)
     assert table(section, "perda-handling-times").rows[-1] == ("total", 0, None, None, 0, None, None)
     assert table(section, "perda-outcomes").rows[-1] == ("total", 0, None)
     assert section.charts[1].labels == ()
+
+
+def add_step(conn: sqlite3.Connection, ticket: str, to_status: str, resolution: str | None, at: float) -> None:
+    """A history row the workflow would never write (left by an old version, a manual fix, an import)."""
+    [(report_id,)] = conn.execute("SELECT id FROM reports WHERE ticket = ?", (ticket,)).fetchall()
+    conn.execute(
+        "INSERT INTO report_history (report_id, at, actor, to_status, resolution, public) VALUES (?, ?, ?, ?, ?, 0)",
+        (report_id, at, "import", to_status, resolution),
+    )
+    conn.commit()
+
+
+def warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == perda.__name__ and r.levelno == logging.WARNING]
+
+
+def test_an_odd_history_is_an_unknown_outcome_not_a_failed_report(
+    conn: sqlite3.Connection, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    desk = Desk(conn, tmp_path / "photos")
+    u1 = desk.receive(TRADING, wita(7, 1, 8), "Konda")  # verified, then a step to a status nobody knows
+    desk.move(u1, ("verified", None, wita(7, 1, 12)))
+    add_step(conn, u1, "archived", None, wita(7, 2, 8))
+    u2 = desk.receive(TRADING, wita(7, 2, 8), "Konda")  # rejected without a reason
+    add_step(conn, u2, "rejected", None, wita(7, 3, 8))
+    u3 = desk.receive(BUILDING, wita(7, 3, 8), "Andoolo")  # rejected for a reason the workflow does not have
+    add_step(conn, u3, "rejected", "spam", wita(7, 4, 8))
+    ok = desk.receive(BUILDING, wita(7, 5, 8), "Andoolo")
+    desk.move(ok, ("rejected", "duplicate", wita(7, 6, 8)))
+    with caplog.at_level(logging.WARNING, logger=perda.__name__):
+        section = build(conn)
+    outcomes = by_first(table(section, "perda-outcomes"))
+    assert outcomes["unknown"] == (3, 75.0)  # U1 U2 U3 of 4
+    assert outcomes["rejected_duplicate"] == (1, 25.0)
+    assert outcomes["total"] == (4, 100.0)
+    assert sum(count for name, (count, _) in outcomes.items() if name != "total") == 4
+    # The other tables count each report by its last known status: U1 verified (open), U2 and U3 rejected.
+    by_category = by_first(table(section, "perda-reports-by-category"))
+    assert by_category[TRADING] == (2, 2, 0, 1, 0, 1)
+    assert by_category[BUILDING] == (2, 2, 0, 2, 0, 0)
+    [message] = warnings(caplog)  # one warning for the build, with the count
+    assert message.startswith("evaluation: 3 Perda report(s)")
+    assert "spam" not in message and "archived" not in message
+
+
+def test_a_time_before_receipt_is_left_out(
+    conn: sqlite3.Connection, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    desk = Desk(conn, tmp_path / "photos")
+    v1 = desk.receive(TRADING, wita(7, 10, 8), "Konda")  # verified a day before receipt, done 1.0 d after it
+    desk.move(v1, ("verified", None, wita(7, 9, 8)), ("done", None, wita(7, 11, 8)))
+    v2 = desk.receive(TRADING, wita(7, 10, 8), "Konda")  # rejected two hours before receipt
+    desk.move(v2, ("rejected", "duplicate", wita(7, 10, 6)))
+    v3 = desk.receive(TRADING, wita(7, 12, 8), "Konda")  # verified after 0.5 d, done after 2.0 d
+    desk.move(v3, ("verified", None, wita(7, 12, 20)), ("done", None, wita(7, 14, 8)))
+    v4 = desk.receive(BUILDING, wita(7, 12, 8), "Andoolo")  # verified and done before receipt
+    desk.move(v4, ("verified", None, wita(7, 11, 8)), ("done", None, wita(7, 11, 20)))
+    with caplog.at_level(logging.WARNING, logger=perda.__name__):
+        section = build(conn)
+    rows = by_first(table(section, "perda-handling-times"))
+    # Trading: decisions V1 -1.0 d and V2 -0.083 d left out, V3 0.5 d: 1, median 0.5, p90 0.5;
+    # done V1 1.0 and V3 2.0 d: 2, median 1.5, p90 rank ceil(1.8) = 2 -> 2.0.
+    assert rows[TRADING] == (1, 0.5, 0.5, 2, 1.5, 2.0)
+    assert rows[BUILDING] == (0, None, None, 0, None, None)  # V4: both times before receipt
+    assert rows["total"] == (1, 0.5, 0.5, 2, 1.5, 2.0)
+    [message] = warnings(caplog)  # V1, V2 and V4, once for the build
+    assert message.startswith("evaluation: 3 Perda report(s) decided or done before they were received")

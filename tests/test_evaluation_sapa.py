@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
@@ -161,22 +162,22 @@ def test_the_quarter_counts_by_wita_month_and_hides_the_small_month_and_the_tota
     assert [column.key for column in by_month.columns] == ["month", "alarms", "acknowledged"]
     assert by_month.title_key == "evaluation_table_sapa_alarms_by_month"
     assert by_month.definition_key == "evaluation_def_sapa_alarms_by_month"
-    assert by_month.note_keys == ("evaluation_note_suppressed",)
-    # July: 7 + the 23:59:59 one = 8, all 8 acknowledged before the cut-off (2026-10-01 00:00 WITA).
+    assert by_month.note_keys == times.note_keys == ("evaluation_note_suppressed",)  # every month is over
+    # Each month as of its own end. July: 7 + the 23:59:59 one = 8; that one was acknowledged in August,
+    # so 7 acknowledged and 1 left: the 1 is small, so the 7 are hidden (8 - 7 would give it away).
     # August: 3 (from 00:00 WITA on the 1st), 2 acknowledged: both 1..4, hidden.
-    # September: the one alarm was resolved as a test on the 20th, before the cut-off: 0.
-    # Total: 11 and 10, but they include August's hidden cells: hidden too.
+    # September: the one alarm was resolved as a test on the 20th, before September's end: 0.
+    # Total: 11 and 9, but they include hidden cells: hidden too.
     assert by_month.rows == [
-        ("2026-07", 8, 8),
+        ("2026-07", 8, SUPPRESSED),
         ("2026-08", SUPPRESSED, SUPPRESSED),
         ("2026-09", 0, 0),
         ("total", SUPPRESSED, SUPPRESSED),
     ]
-    # Times to acknowledge of the 10: 1, 2, 3, 4, 5, 6, 10, 10, 20, 30 minutes.
-    # Median: (5 + 6) / 2 = 5.5; p90: rank ceil(0.9 * 10) = 9 -> 20. Their count is the hidden total.
+    # The count measured is the hidden total, so the times are hidden too: a hidden month's case is in them.
     assert times.id == "sapa-time-to-acknowledge"
-    assert [column.key for column in times.columns] == ["alarms_measured", "median_min", "p90_min"]
-    assert times.rows == [(SUPPRESSED, 5.5, 20.0)]
+    assert [column.key for column in times.columns] == ["months", "alarms_measured", "median_min", "p90_min"]
+    assert times.rows == [("2026-07/2026-09", SUPPRESSED, SUPPRESSED, SUPPRESSED)]
     [chart] = section.charts
     assert chart.id == "sapa-alarms-by-month-chart" and chart.table_id == "sapa-alarms-by-month"
     assert chart.labels == ("2026-07", "2026-08", "2026-09")
@@ -184,14 +185,10 @@ def test_the_quarter_counts_by_wita_month_and_hides_the_small_month_and_the_tota
 
 
 def test_a_month_hides_the_acknowledged_when_the_unacknowledged_are_few(seeded: sqlite3.Connection) -> None:
-    # July alone: cut-off 2026-08-01 00:00 WITA; the 23:59:59 alarm was acknowledged at 00:09:59, after it.
-    # 8 alarms, 7 acknowledged: the 1 left is a small count, so the 7 are hidden (8 - 7 would give it away).
-    assert rows(build(seeded, "2026-07"), "sapa-alarms-by-month") == [
-        ("2026-07", 8, SUPPRESSED),
-        ("total", 8, SUPPRESSED),
-    ]
-    # The 7 measured: 1, 2, 3, 4, 5, 6, 30 minutes. Median: the 4th = 4; p90: rank ceil(6.3) = 7 -> 30.
-    assert rows(build(seeded, "2026-07"), "sapa-time-to-acknowledge") == [(SUPPRESSED, 4.0, 30.0)]
+    # July alone: 8 alarms, 7 acknowledged before July's end: the 1 left is small, so the 7 are hidden.
+    july = build(seeded, "2026-07")
+    assert rows(july, "sapa-alarms-by-month") == [("2026-07", 8, SUPPRESSED), ("total", 8, SUPPRESSED)]
+    assert rows(july, "sapa-time-to-acknowledge") == [("2026-07", SUPPRESSED, SUPPRESSED, SUPPRESSED)]
 
 
 def test_fewer_than_five_measured_hide_the_times_and_zero_shows(seeded: sqlite3.Connection) -> None:
@@ -201,35 +198,117 @@ def test_fewer_than_five_measured_hide_the_times_and_zero_shows(seeded: sqlite3.
         ("2026-08", SUPPRESSED, SUPPRESSED),
         ("total", SUPPRESSED, SUPPRESSED),
     ]
-    assert rows(august, "sapa-time-to-acknowledge") == [(SUPPRESSED, SUPPRESSED, SUPPRESSED)]
+    assert rows(august, "sapa-time-to-acknowledge") == [("2026-08", SUPPRESSED, SUPPRESSED, SUPPRESSED)]
     # September alone: nothing, shown as 0 with no time.
     september = build(seeded, "2026-09")
     assert rows(september, "sapa-alarms-by-month") == [("2026-09", 0, 0), ("total", 0, 0)]
-    assert rows(september, "sapa-time-to-acknowledge") == [(0, None, None)]
+    assert rows(september, "sapa-time-to-acknowledge") == [("2026-09", 0, None, None)]
 
 
 def test_a_larger_threshold_hides_more_and_a_total_of_shown_months_is_shown(seeded: sqlite3.Connection) -> None:
-    # Threshold 3: August's 3 shows, its 2 acknowledged (and its 1 never acknowledged) do not.
+    # Threshold 3: August's 3 shows, its 2 acknowledged (and its 1 never acknowledged) do not;
+    # July's 7 acknowledged neither (its 1 left).
     assert rows(build(seeded, "2026-Q3", threshold=3), "sapa-alarms-by-month") == [
-        ("2026-07", 8, 8),
+        ("2026-07", 8, SUPPRESSED),
         ("2026-08", 3, SUPPRESSED),
         ("2026-09", 0, 0),
         ("total", 11, SUPPRESSED),  # 8 + 3 + 0
     ]
 
 
-def test_what_happens_after_the_cut_off_is_not_known_yet(seeded: sqlite3.Connection) -> None:
-    # Made on 2026-09-15 00:00 WITA: the September alarm is not resolved as a test yet, so it counts (1: hidden),
-    # unacknowledged (0 of 1: the 1 left is small, so hidden too).
+def test_a_report_made_before_the_period_ends_shows_only_the_months_that_are_over(
+    seeded: sqlite3.Connection,
+) -> None:
+    # Made on 2026-09-15 00:00 WITA: July and August are over, September is not and is left out whole
+    # (its alarm, not yet resolved as a test, would be a live count). The total is over July and August.
     provisional = build(seeded, "2026-Q3", now=wita(9, 15))
     assert rows(provisional, "sapa-alarms-by-month") == [
-        ("2026-07", 8, 8),
+        ("2026-07", 8, SUPPRESSED),
         ("2026-08", SUPPRESSED, SUPPRESSED),
-        ("2026-09", SUPPRESSED, SUPPRESSED),
         ("total", SUPPRESSED, SUPPRESSED),
     ]
+    notes = ("evaluation_note_suppressed", "evaluation_note_sapa_months_not_over")
+    assert [table.note_keys for table in provisional.tables] == [notes, notes]
+    assert [chart.labels for chart in provisional.charts] == [("2026-07", "2026-08")]
+    assert rows(provisional, "sapa-time-to-acknowledge") == [("2026-07/2026-08", SUPPRESSED, SUPPRESSED, SUPPRESSED)]
+    # At the very end of August (the cut-off is then August's end): August is over, and counted.
+    assert rows(build(seeded, "2026-Q3", now=wita(9, 1)), "sapa-alarms-by-month")[1][0] == "2026-08"
+    # September under way, alone: no month is over, so no row, no total and no chart, only the notes.
+    under_way = build(seeded, "2026-09", now=wita(9, 30, 23, 59))
+    for table in under_way.tables:
+        assert (table.rows, table.total, table.empty_key) == ([], False, "evaluation_sapa_no_month_over")
+        assert table.note_keys == notes
+    assert under_way.charts == []
     # The same closed quarter made twice, later, gives the same rows.
     assert build(seeded, "2026-Q3", now=wita(10, 2)).tables == build(seeded, "2026-Q3", now=wita(12, 31)).tables
+
+
+def test_reloading_a_report_under_way_does_not_follow_the_cases(conn: sqlite3.Connection) -> None:
+    # The reviewer's scenario: October's report made at 10:00 and again at 10:10, a SAPA alarm opened between.
+    seed = Seeder(conn)
+    for day in range(1, 8):  # September: 7 alarms, acknowledged after a minute
+        seed.alarm(wita(9, day, 9), wita(9, day, 9, 1))
+    before = build(conn, "2026-Q4", now=wita(10, 20, 10))
+    seed.alarm(wita(10, 20, 10, 7))
+    after = build(conn, "2026-Q4", now=wita(10, 20, 10, 10))
+    assert before.tables == after.tables and [table.rows for table in after.tables] == [[], []]
+    # The quarter under way shows nothing of October either; Q3 (over) shows September's 7.
+    assert rows(build(conn, "2026-Q3", now=wita(10, 20, 10, 10)), "sapa-alarms-by-month")[-2:] == [
+        ("2026-09", 7, 7),
+        ("total", 7, 7),
+    ]
+
+
+def test_a_month_is_counted_as_of_its_own_end_in_the_month_quarter_and_year_reports(
+    conn: sqlite3.Connection,
+) -> None:
+    seed = Seeder(conn)
+    for day in range(1, 6):  # July: 5 acknowledged within July, after 1 to 5 minutes
+        seed.alarm(wita(7, day, 9), wita(7, day, 9, day))
+    for day in range(6, 11):  # 5 never acknowledged
+        seed.alarm(wita(7, day, 9))
+    seed.alarm(wita(7, 31, 23, 50), wita(8, 1, 0, 30))  # acknowledged in August
+    seed.alarm(wita(7, 20, 9), resolved_at=wita(8, 3, 9), resolution="test")  # resolved as a test in August
+    # As of July's end: 12 alarms (the one resolved as a test later is still an alarm for July), 5
+    # acknowledged, 7 not. As of a later cut-off, July would read 11 and 6.
+    made_after_the_year = datetime(2027, 1, 5, tzinfo=WITA).timestamp()
+    for period in ("2026-07", "2026-Q3", "2026"):
+        by_month = rows(build(conn, period, now=made_after_the_year), "sapa-alarms-by-month")
+        [july] = [row for row in by_month if row[0] == "2026-07"]
+        assert july == ("2026-07", 12, 5), period
+        others = [row for row in by_month[:-1] if row[0] != "2026-07"]
+        assert all(row[1:] == (0, 0) for row in others), period  # no other month has an alarm
+        assert by_month[-1] == ("total", 12, 5), period  # 12 + 0 + ... and 5 + 0 + ...
+
+
+def test_times_show_only_over_ten_and_when_every_month_is_shown(
+    conn: sqlite3.Connection, caplog: pytest.LogCaptureFixture
+) -> None:
+    seed = Seeder(conn)
+    # The reviewer's scenario: August, 2 alarms (a hidden month), one acknowledged after 317 minutes, and
+    # September, 5 acknowledged after 1 to 5 minutes. Q3's p90 would be August's 317: hidden with its count.
+    seed.alarm(wita(8, 5, 1), wita(8, 5, 1) + 317 * MINUTE)
+    seed.alarm(wita(8, 9, 1), wita(8, 9, 1) + 3 * MINUTE)
+    for day in range(1, 6):
+        seed.alarm(wita(9, day, 9), wita(9, day, 9, day))
+    hidden = [("2026-07/2026-09", SUPPRESSED, SUPPRESSED, SUPPRESSED)]
+    assert rows(build(conn, "2026-Q3"), "sapa-time-to-acknowledge") == hidden
+    # September alone: every month shown, but 5 times are fewer than 10.
+    assert rows(build(conn, "2026-09"), "sapa-time-to-acknowledge") == [("2026-09", 5, SUPPRESSED, SUPPRESSED)]
+    # Five more in September, after 6, 7, 8, 9 and 30 minutes, and one recorded as acknowledged 2 minutes
+    # before its opening (a bad clock): acknowledged, but not timed.
+    for day, minutes in zip((6, 7, 8, 9, 10), (6, 7, 8, 9, 30), strict=True):
+        seed.alarm(wita(9, day, 9), wita(9, day, 9, minutes))
+    seed.alarm(wita(9, 11, 9), wita(9, 11, 8, 58))
+    with caplog.at_level(logging.WARNING, logger="dashboard.evaluation.sapa"):
+        september = build(conn, "2026-09")
+    # 11 acknowledged; the 10 times 1..9 and 30 minutes: median (5 + 6) / 2 = 5.5, p90 rank ceil(9) = 9 -> 9.
+    assert rows(september, "sapa-alarms-by-month") == [("2026-09", 11, 11), ("total", 11, 11)]
+    assert rows(september, "sapa-time-to-acknowledge") == [("2026-09", 11, 5.5, 9.0)]
+    [warning] = [record for record in caplog.records if "before the alarm's opening" in record.getMessage()]
+    assert "1 SAPA" in warning.getMessage() and MARKER not in warning.getMessage()
+    # Q3 still holds the hidden August: its times stay hidden, though September's show.
+    assert rows(build(conn, "2026-Q3"), "sapa-time-to-acknowledge") == hidden
 
 
 def test_nothing_of_a_case_reaches_the_section(seeded: sqlite3.Connection) -> None:
@@ -243,6 +322,7 @@ def test_nothing_of_a_case_reaches_the_section(seeded: sqlite3.Connection) -> No
         assert not {3, 2, 1} & {value for value in cells if isinstance(value, int | float)}, period
         assert {column.key for table in section.tables for column in table.columns} == {
             "month",
+            "months",
             "alarms",
             "acknowledged",
             "alarms_measured",

@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import sqlite3
+import threading
 import time
 from datetime import datetime
 from pathlib import Path
@@ -19,13 +20,14 @@ from flask.testing import FlaskClient
 
 from dashboard.accounts.auth import create_user
 from dashboard.db import connect
-from dashboard.evaluation import opendata
+from dashboard.evaluation import build, opendata
 from dashboard.evaluation.model import SUPPRESSED, Column, ColumnType, Report, Section, Table, Unit
 from dashboard.evaluation.period import Granularity, Period
 from dashboard.evaluation.settings import EvaluationSettings
 from dashboard.reports import store as reports
 
 from .reports_helpers import csrf, make_app, sign_in
+from .waiting import poll_until
 
 WITA = ZoneInfo("Asia/Makassar")
 QUARTER = "2025-Q3"
@@ -120,7 +122,8 @@ def test_the_metadata_of_a_dataset_names_its_fields_units_and_hidden_cells() -> 
     assert package["name"] == "siaga-evaluation-2025-q3" and package["profile"] == "tabular-data-package"
     assert package["licenses"] == [{"name": "CC-BY-4.0", "path": "https://creativecommons.org/licenses/by/4.0/"}]
     assert package["kode_wilayah"] == "74.05" and package["produsen_data"] == "Pemerintah Kabupaten Konawe Selatan"
-    # 2025-Q3 is 2025-07-01 to 2025-09-30; its figures are final from 2025-10-01 00:00 WITA.
+    # 2025-Q3 is 2025-07-01 to 2025-09-30; its figures are final from 2025-10-01 00:00 WITA, and its files are
+    # served from a day later, 2025-10-02 00:00 WITA: the day they are made.
     assert package["periode"] == {
         "kode": "2025-Q3",
         "granularitas": "quarter",
@@ -128,7 +131,7 @@ def test_the_metadata_of_a_dataset_names_its_fields_units_and_hidden_cells() -> 
         "selesai": "2025-09-30",
         "zona_waktu": "Asia/Makassar",
     }
-    assert package["tanggal_pembuatan"] == "2025-10-01" and package["created"] == "2025-10-01T00:00:00+08:00"
+    assert package["tanggal_pembuatan"] == "2025-10-02" and package["created"] == "2025-10-02T00:00:00+08:00"
     counts = package["resources"][0]
     assert counts["path"] == "sapa-test-counts.csv" and counts["suppressed_cells"] == 2 and counts["total_row"]
     assert counts["schema"]["missingValues"] == [""]
@@ -263,6 +266,7 @@ def test_every_file_of_a_closed_quarter_validates_against_its_own_metadata(app: 
     names = [resource["name"] for resource in package["resources"]]
     assert {"fire-alarms-by-kecamatan", "sapa-alarms-by-month", "perda-reports-by-category"} <= set(names)
     assert all(name.startswith(("fire-", "sapa-", "perda-")) for name in names)
+    assert "fire-availability" not in names, "its rows name gateways: the signed-in report only"
     result = frictionless.validate(str(folder / "datapackage.json"))
     assert result.valid, result.flatten(["resourceName", "rowNumber", "fieldName", "type", "note"])
     # Each JSON's metadata is its resource's; its data is the CSV read by the schema's types.
@@ -334,16 +338,24 @@ def test_a_closed_period_gives_the_same_bytes_in_another_process(app: Flask, tmp
     assert another.extensions["siaga.opendata"] is not app.extensions["siaga.opendata"]
 
 
-def test_periods_not_over_unknown_datasets_and_bad_periods_are_404_with_a_reason(app: Flask) -> None:
+def test_periods_not_published_or_listed_unknown_datasets_and_bad_periods_are_404_with_a_reason(
+    app: Flask,
+) -> None:
     client = app.test_client()
     now = time.time()
     current = Period.containing(now, Granularity.QUARTER).key
+    listed = opendata.closed_periods(now)
+    too_old = [listed[granularity][-1].previous().key for granularity in Granularity]
     for path, reason in (
-        (f"/open-data/{current}/datapackage.json", "belum berakhir"),
-        (f"/open-data/{Period.containing(now, Granularity.YEAR).key}/fire-outcomes.csv", "belum berakhir"),
-        ("/open-data/2999-01/fire-outcomes.json", "belum berakhir"),
+        (f"/open-data/{current}/datapackage.json", "belum diterbitkan"),
+        (f"/open-data/{Period.containing(now, Granularity.YEAR).key}/fire-outcomes.csv", "belum diterbitkan"),
+        ("/open-data/2999-01/fire-outcomes.json", "belum diterbitkan: datanya diterbitkan mulai 2999-02-02"),
+        # Older than the index lists (the last 24 months, 8 quarters, 3 years): not served, not built.
+        *((f"/open-data/{key}/datapackage.json", f"Periode {key} tidak lagi tersedia") for key in too_old),
+        ("/open-data/2000/fire-outcomes.csv", "hanya 24 bulan, 8 triwulan dan 3 tahun terakhir"),
         (f"/open-data/{QUARTER}/no-such-dataset.csv", "Tidak ada dataset no-such-dataset"),
         (f"/open-data/{QUARTER}/fire-not-open.json", "Tidak ada dataset"),
+        (f"/open-data/{QUARTER}/fire-availability.csv", "Tidak ada dataset fire-availability"),
         ("/open-data/2025-Q5/datapackage.json", "Periode tidak dikenal: 2025-Q5"),
         ("/open-data/2025-7/fire-outcomes.csv", "Periode tidak dikenal"),
         ("/open-data/1999/fire-outcomes.csv", "Periode tidak dikenal"),
@@ -353,7 +365,22 @@ def test_periods_not_over_unknown_datasets_and_bad_periods_are_404_with_a_reason
         assert response.headers["Cache-Control"] == "no-store"
         assert reason in response.get_json()["message"], (path, response.get_json())
     english = client.get(f"/open-data/{current}/datapackage.json?lang=en").get_json()["message"]
-    assert "is not over yet" in english
+    assert "are not published yet" in english
+    assert app.extensions["siaga.opendata"].builds == 1, "only the listed quarter was built"
+
+
+def test_a_period_is_listed_and_served_from_the_day_after_its_end() -> None:
+    """2025-Q3 ends 2025-10-01 00:00 WITA; its files are served, and listed, from 2025-10-02 00:00 WITA."""
+    quarter = Period.parse("2025-Q3")
+    assert opendata.published_from(quarter) == wita(10, 2)
+    the_day_after = opendata.closed_periods(wita(10, 1, 23, 59))
+    assert the_day_after[Granularity.QUARTER][0].key == "2025-Q2"
+    assert the_day_after[Granularity.MONTH][0].key == "2025-08"  # September's files wait a day too
+    listed = opendata.closed_periods(wita(10, 2))
+    assert listed[Granularity.QUARTER][0] == quarter and listed[Granularity.MONTH][0].key == "2025-09"
+    # 8 quarters back from 2025-Q3: 2023-Q4 is the oldest; years: 2024, 2023, 2022 (2025 is not over).
+    assert listed[Granularity.QUARTER][-1].key == "2023-Q4"
+    assert [p.key for p in listed[Granularity.YEAR]] == ["2024", "2023", "2022"]
 
 
 def test_the_index_lists_the_datasets_and_the_closed_periods(app: Flask) -> None:
@@ -363,8 +390,9 @@ def test_the_index_lists_the_datasets_and_the_closed_periods(app: Flask) -> None
     assert f'href="/open-data/{QUARTER}/fire-alarms-by-kecamatan.csv"' in page
     assert f'href="/open-data/{QUARTER}/sapa-alarms-by-month.json"' in page
     assert f'href="/open-data/{QUARTER}/datapackage.json"' in page
-    last_month = Period.containing(now, Granularity.MONTH).previous()
-    last_year = Period.containing(now, Granularity.YEAR).previous()
+    published = now - opendata.PUBLICATION_DELAY_S  # a period's files are served a day after its end
+    last_month = Period.containing(published, Granularity.MONTH).previous()
+    last_year = Period.containing(published, Granularity.YEAR).previous()
     assert f'href="/open-data/?period={last_month.key}"' in page and f"?period={last_year.key}" in page
     current = Period.containing(now, Granularity.MONTH).key
     assert f"?period={current}" not in page, "a month not over yet is not listed"
@@ -373,6 +401,59 @@ def test_the_index_lists_the_datasets_and_the_closed_periods(app: Flask) -> None
     assert "Data terbuka" in page and "Open data" in client.get("/open-data/?lang=en").get_data(as_text=True)
     assert client.get(f"/open-data/?period={current}").status_code == 404
     assert client.get("/open-data/?period=nonsense").status_code == 404
+
+
+def test_one_report_is_built_at_a_time_and_a_waiting_request_takes_the_one_built(
+    app: Flask, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = build.report_for
+    built: list[str] = []
+    started, gate = threading.Event(), threading.Event()
+
+    def held_report_for(period: Period, **kwargs: Any) -> Report:
+        """The real build, held at the quarter's until the test opens the gate."""
+        built.append(period.key)
+        if period.key == QUARTER:
+            started.set()
+            assert gate.wait(30), "the test never let the build go on"
+        return real(period, **kwargs)
+
+    monkeypatch.setattr(build, "report_for", held_report_for)
+    cache = app.extensions["siaga.opendata"]
+    assert app.test_client().get("/open-data/2025-08/datapackage.json").status_code == 200  # cached now
+    replies: dict[str, Any] = {}
+
+    def fetch(name: str, path: str) -> None:
+        replies[name] = app.test_client().get(path)
+
+    def start(name: str, path: str) -> threading.Thread:
+        thread = threading.Thread(target=fetch, args=(name, path), name=name, daemon=True)
+        thread.start()
+        return thread
+
+    try:
+        first = start("first", f"/open-data/{QUARTER}/datapackage.json")
+        assert started.wait(10), "the quarter's build began"
+        same = start("same", f"/open-data/{QUARTER}/sapa-alarms-by-month.csv")
+        other = start("other", "/open-data/2025-07/datapackage.json")
+        # Both wait for the build under way: the other period is not built beside it.
+        poll_until(lambda: cache.waiting, lambda n: n == 2, what="two requests waiting for the build")
+        assert built == ["2025-08", QUARTER]
+        # A cached period is served while the build is held: no lock of the build is taken for it.
+        cached = start("cached", "/open-data/2025-08/fire-outcomes.csv")
+        cached.join(10)
+        assert not cached.is_alive() and replies["cached"].status_code == 200
+    finally:
+        gate.set()
+    for thread in (first, same, other):
+        thread.join(30)
+        assert not thread.is_alive(), thread.name
+    assert [replies[name].status_code for name in ("first", "same", "other")] == [200, 200, 200]
+    # The quarter built once: the request that waited took its files; then the other period, alone.
+    assert built == ["2025-08", QUARTER, "2025-07"] and cache.builds == 3 and cache.waiting == 0
+    package = json.loads(replies["first"].data)
+    (resource,) = [r for r in package["resources"] if r["name"] == "sapa-alarms-by-month"]
+    assert resource["bytes"] == len(replies["same"].data), "the waiting request served the build's file"
 
 
 def sign_in_evaluator(app: Flask) -> FlaskClient:

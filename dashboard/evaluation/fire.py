@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 from bisect import bisect_right
 from collections import Counter, defaultdict
@@ -10,6 +11,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, fields
 from statistics import fmean
 from typing import TYPE_CHECKING, Any
+
+from firmware_bridge.payloads import Kind
 
 from ..alarms import store as alarm_store
 from ..alarms.lifecycle import Resolution
@@ -20,6 +23,8 @@ from .model import Chart, Column, ColumnType, Section, Series, Table, Unit, Valu
 
 if TYPE_CHECKING:
     from .build import Context
+
+log = logging.getLogger(__name__)
 
 KIND = "fire"
 #: The code of a kecamatan no button names, and of the total row's first cell (both shown through ``names``).
@@ -48,21 +53,32 @@ WIRED = "gpio"
 def section(ctx: Context) -> Section:
     """The Fire Button section of ``ctx.period``'s report, as of the cut-off ``ctx.until``."""
     buttons = _fire_buttons(ctx.conn)
-    alarms = _tally_alarms(ctx, alarm_store.evaluation_alarms(ctx.conn, KIND, ctx.period.start, ctx.until))
+    negative: Counter[str] = Counter()
+    alarms = _tally_alarms(ctx, alarm_store.evaluation_alarms(ctx.conn, KIND, ctx.period.start, ctx.until), negative)
     by_kecamatan = _alarms_by_kecamatan(ctx, alarms, buttons)
     outcomes = _outcomes(ctx, alarms, _notices_by_month(ctx))
+    tables = [
+        by_kecamatan,
+        _response_times(alarms),
+        outcomes,
+        _availability(ctx, buttons),
+        _troubles(ctx, {button.gw for button in buttons}, negative),
+        _commissioning(ctx, buttons),
+    ]
+    if negative:
+        # Once per build: a bad clock makes many such records, and each would say the same.
+        log.warning(
+            "evaluation %s: left out of the times, as negative: %d alarm step(s) recorded before the alarm's"
+            " opening, %d trouble(s) cleared before they began",
+            ctx.period.key,
+            negative["alarm_steps"],
+            negative["troubles"],
+        )
     return Section(
         id="fire",
         title_key="evaluation_fire_title",
         intro_key="evaluation_fire_intro",
-        tables=[
-            by_kecamatan,
-            _response_times(alarms),
-            outcomes,
-            _availability(ctx, buttons),
-            _troubles(ctx, {button.gw for button in buttons}),
-            _commissioning(ctx, buttons),
-        ],
+        tables=tables,
         charts=[_chart_by_month(ctx, alarms), _chart_by_kecamatan(by_kecamatan)],
     )
 
@@ -107,7 +123,9 @@ class AlarmTally:
     months: list[MonthTally]
     #: kecamatan -> non-test alarms per month of the period
     by_kecamatan: dict[str, list[int]] = field(default_factory=dict)
-    #: measure -> seconds from the opening to that step, of the non-test alarms that reached it
+    #: measure -> how many non-test alarms reached that step before the cut-off
+    reached: Counter[str] = field(default_factory=Counter)
+    #: measure -> seconds from the opening to that step, of those alarms, save negative ones (a bad clock)
     times: dict[str, list[float]] = field(default_factory=lambda: {measure: [] for measure in MEASURES})
 
     @property
@@ -115,8 +133,12 @@ class AlarmTally:
         return sum(month.not_tests for month in self.months)
 
 
-def _tally_alarms(ctx: Context, rows: Iterable[Sequence[Any]]) -> AlarmTally:
-    """One pass over ``evaluation_alarms`` tuples; a step at or after the cut-off has not happened yet."""
+def _tally_alarms(ctx: Context, rows: Iterable[Sequence[Any]], negative: Counter[str]) -> AlarmTally:
+    """One pass over ``evaluation_alarms`` tuples; a step at or after the cut-off has not happened yet.
+
+    A step recorded before the alarm's opening (a clock set wrong) is reached, but its time is no figure:
+    it is left out of the times and counted in ``negative``.
+    """
     until = ctx.until
     starts = ctx.period.month_starts()
     months = len(starts) - 1
@@ -140,7 +162,12 @@ def _tally_alarms(ctx: Context, rows: Iterable[Sequence[Any]]) -> AlarmTally:
         if escalated is not None and escalated < until:
             month.escalated += 1
         for measure, step in zip(MEASURES, (acknowledged, dispatched, resolved), strict=True):
-            if step is not None and step < until:
+            if step is None or step >= until:
+                continue
+            tally.reached[measure] += 1
+            if step < opened:
+                negative["alarm_steps"] += 1
+            else:
                 tally.times[measure].append(step - opened)
     return tally
 
@@ -188,9 +215,11 @@ def _codes(key: str, *, code_prefix: str | None = None, names: Iterable[str] = (
     return Column(key, f"evaluation_fire_col_{key}", ColumnType.STRING, code_prefix=code_prefix, names=shown or None)
 
 
-def _table(table_id: str, columns: Sequence[Column], *, total: bool) -> Table:
+def _table(table_id: str, columns: Sequence[Column], *, total: bool, open_data: bool = True) -> Table:
     key = table_id.replace("-", "_")
-    return Table(table_id, f"evaluation_table_{key}", f"evaluation_def_{key}", tuple(columns), total=total)
+    return Table(
+        table_id, f"evaluation_table_{key}", f"evaluation_def_{key}", tuple(columns), total=total, open_data=open_data
+    )
 
 
 def _by_name(codes: Iterable[str]) -> list[str]:
@@ -228,14 +257,14 @@ def _response_times(alarms: AlarmTally) -> Table:
     table = _table("fire-response-times", columns, total=False)
     total = alarms.not_tests
     for measure in MEASURES:
-        times = alarms.times[measure]
+        times, reached = alarms.times[measure], alarms.reached[measure]
         table.add(
             measure,
             total,
-            len(times),
+            reached,
             figures.in_minutes(figures.median(times)),
             figures.in_minutes(figures.p90(times)),
-            total - len(times),
+            total - reached,
         )
     return table
 
@@ -289,15 +318,16 @@ class Outages:
 
 
 def _outages(ctx: Context) -> Outages:
-    """Troubles that overlap [period start, cut-off); one cleared at or after the cut-off is still open."""
+    """Troubles recorded before the cut-off that overlap [period start, cut-off); one cleared at or after the
+    cut-off is still open. One recorded later is left out even if back-dated: a closed period never changes."""
     types = sorted(str(kind) for kind in (*GATEWAY_OUTAGES, *BUTTON_OUTAGES, RADIO_OUTAGE))
     cursor = ctx.conn.cursor()
     cursor.row_factory = None
     marks = ",".join("?" * len(types))
     rows = cursor.execute(
         f"SELECT type, gw, button, kind, began_at, cleared_at FROM troubles WHERE type IN ({marks})"  # noqa: S608
-        " AND began_at < ? AND (cleared_at IS NULL OR cleared_at > ?)",
-        (*types, ctx.until, ctx.period.start),
+        " AND began_at < ? AND detected_at < ? AND (cleared_at IS NULL OR cleared_at > ?)",
+        (*types, ctx.until, ctx.until, ctx.period.start),
     )
     found = Outages()
     for trouble_type, gw, button, kind, began, cleared in rows:
@@ -320,7 +350,17 @@ def _most_common(kecamatans: Iterable[str]) -> str:
     return min(counts, key=lambda kecamatan: (-counts[kecamatan], kecamatan.casefold(), kecamatan))
 
 
+def _sapa_gateways(conn: sqlite3.Connection) -> set[str]:
+    """Gateways that carry a SAPA button now: their ids would point at a SAPA site."""
+    cursor = conn.cursor()
+    cursor.row_factory = None
+    return {gw for (gw,) in cursor.execute("SELECT DISTINCT gw FROM buttons WHERE kind = ?", (str(Kind.SAPA),))}
+
+
 def _availability(ctx: Context, buttons: Sequence[FireButton]) -> Table:
+    """Each gateway's availability and its fire buttons'. A gateway that also carries a SAPA button has no
+    row of its own (it still counts in the total row), and the table is not open data: gateway ids are
+    sites, not published."""
     columns = [
         _codes("gateway", names=(TOTAL,)),
         _codes("kecamatan", names=(UNKNOWN,)),
@@ -329,7 +369,7 @@ def _availability(ctx: Context, buttons: Sequence[FireButton]) -> Table:
         _number("buttons_available", Unit.PERCENT),
         _number("worst_button_available", Unit.PERCENT),
     ]
-    table = _table("fire-availability", columns, total=True)
+    table = _table("fire-availability", columns, total=True, open_data=False)
     start, end = ctx.period.start, ctx.until
     span = end - start
     by_gateway: defaultdict[str, list[FireButton]] = defaultdict(list)
@@ -343,7 +383,8 @@ def _availability(ctx: Context, buttons: Sequence[FireButton]) -> Table:
         return (span - figures.covered(intervals, start, end)) / span
 
     outages = _outages(ctx)
-    shown: list[tuple[int, float, float, float]] = []
+    hidden = _sapa_gateways(ctx.conn)
+    per_gateway: list[tuple[int, float, float, float]] = []
     for gw in sorted(by_gateway):
         own = outages.gateway.get(gw, [])
         radio = outages.radio.get(gw, [])
@@ -352,16 +393,18 @@ def _availability(ctx: Context, buttons: Sequence[FireButton]) -> Table:
             for button in by_gateway[gw]
         ]
         figures_of_gateway = (len(shares), _percent(available(own)), _percent(fmean(shares)), _percent(min(shares)))
-        shown.append(figures_of_gateway)
-        table.add(gw, _most_common(button.kecamatan for button in by_gateway[gw]), *figures_of_gateway)
-    # The total row is made of the figures as shown, so a reader can check it from the rows above.
+        per_gateway.append(figures_of_gateway)
+        if gw not in hidden:
+            table.add(gw, _most_common(button.kecamatan for button in by_gateway[gw]), *figures_of_gateway)
+    # The total row is the mean of every gateway's rounded figures, those without a row included: with no
+    # hidden gateway, a reader can check it from the rows above.
     table.add(
         TOTAL,
         None,
-        sum(row[0] for row in shown),
-        round(fmean(row[1] for row in shown), 1),
-        round(fmean(row[2] for row in shown), 1),
-        min(row[3] for row in shown),
+        sum(row[0] for row in per_gateway),
+        round(fmean(row[1] for row in per_gateway), 1),
+        round(fmean(row[2] for row in per_gateway), 1),
+        min(row[3] for row in per_gateway),
     )
     return table
 
@@ -373,8 +416,10 @@ def _percent(fraction: float) -> float:
 # -- troubles --------------------------------------------------------------------------------------------
 
 
-def _troubles(ctx: Context, fire_gateways: set[str]) -> Table:
-    """Troubles begun in the period: of gateways that carry fire buttons, and those filed under kind fire."""
+def _troubles(ctx: Context, fire_gateways: set[str], negative: Counter[str]) -> Table:
+    """Troubles begun in the period and recorded before the cut-off (one recorded later is left out even if
+    back-dated into the period: a closed period never changes): of gateways that carry fire buttons, and
+    those filed under kind fire. One cleared before it began is repaired, but its time is left out."""
     columns = [
         _codes("type", code_prefix="trouble_", names=(TOTAL,)),
         _count("began", Unit.TROUBLES),
@@ -388,28 +433,35 @@ def _troubles(ctx: Context, fire_gateways: set[str]) -> Table:
     cursor.row_factory = None
     rows = cursor.execute(
         "SELECT type, gw, kind, began_at, cleared_at FROM troubles WHERE began_at >= ? AND began_at < ?"
-        " AND (kind = ? OR (kind IS NULL AND button IS NULL))",
-        (ctx.period.start, ctx.until, KIND),
+        " AND detected_at < ? AND (kind = ? OR (kind IS NULL AND button IS NULL))",
+        (ctx.period.start, ctx.until, ctx.until, KIND),
     )
     began: Counter[str] = Counter()
+    repaired: Counter[str] = Counter()
     repairs: defaultdict[str, list[float]] = defaultdict(list)
     for trouble_type, gw, kind, began_at, cleared_at in rows:
         if kind is None and (gw not in fire_gateways or trouble_type in PRESS_TROUBLES):
             continue
         began[trouble_type] += 1
-        if cleared_at is not None and cleared_at < ctx.until:
+        if cleared_at is None or cleared_at >= ctx.until:
+            continue
+        repaired[trouble_type] += 1
+        if cleared_at < began_at:
+            negative["troubles"] += 1
+        else:
             repairs[trouble_type].append(cleared_at - began_at)
     for trouble_type in sorted(began, key=lambda code: (-began[code], code)):
-        table.add(trouble_type, *_trouble_cells(began[trouble_type], repairs[trouble_type]))
-    table.add(TOTAL, *_trouble_cells(sum(began.values()), [t for times in repairs.values() for t in times]))
+        table.add(trouble_type, *_trouble_cells(began[trouble_type], repaired[trouble_type], repairs[trouble_type]))
+    every_repair = [seconds for times in repairs.values() for seconds in times]
+    table.add(TOTAL, *_trouble_cells(sum(began.values()), sum(repaired.values()), every_repair))
     return table
 
 
-def _trouble_cells(began: int, repairs: list[float]) -> tuple[Value, ...]:
+def _trouble_cells(began: int, repaired: int, repairs: list[float]) -> tuple[Value, ...]:
     return (
         began,
-        len(repairs),
-        began - len(repairs),
+        repaired,
+        began - repaired,
         figures.in_hours(figures.median(repairs)),
         figures.in_hours(figures.p90(repairs)),
     )

@@ -1,6 +1,8 @@
 """Open data for Satu Data Indonesia: the report's non-personal tables as CSV and JSON with their metadata.
 
-Every :class:`~.model.Table` with ``open_data`` is a dataset, published for periods that are over only:
+Every :class:`~.model.Table` with ``open_data`` is a dataset, published a day after its period ends, for
+the periods the index lists only (:func:`closed_periods`; anything else is 404, so no one makes this process,
+which also ingests alarms, build the report of any year at will):
 
 - ``/open-data/``: the datasets and the closed periods, with links (a page, in the reader's language);
 - ``/open-data/<period>/datapackage.json``: a Frictionless Data Package (tabular) describing every dataset,
@@ -12,8 +14,9 @@ The files are written in one language-independent way: codes, not translated nam
 in both languages (``title``/``description`` English, ``judul``/``definisi`` Indonesian). A hidden (suppressed)
 cell and a cell with no figure are both empty (null in JSON); the JSON lists the suppressed ones.
 
-A closed period's files never change: every figure counts only what happened before the period's end, and
-the metadata holds no moment of generation (``tanggal_pembuatan`` is the day the figures became final), so
+A published period's files never change: every figure counts only what happened (and was recorded) before
+the period's end, the day of waiting lets records of its last hours that reach the store late come in, and
+the metadata holds no moment of generation (``tanggal_pembuatan`` is the day the files are first served), so
 every dashboard process serves the same bytes under the same ETag.
 """
 
@@ -52,9 +55,12 @@ bp = Blueprint("opendata", __name__, url_prefix="/open-data")
 
 #: Built reports kept per process, by period: a harvester fetching a period's files builds it once.
 CACHE_SIZE = 8
+#: A period's files are served from a day after its end: a gateway that was offline at the end sends the
+#: presses it kept when it is back, and those of the period's last hours must be in the files for good.
+PUBLICATION_DELAY_S = 86400
 #: How long a shared cache may keep a file: a closed period's files never change, but a late fix may.
 MAX_AGE_S = 3600
-#: The closed periods the index lists: the last 24 months, 8 quarters and 3 years.
+#: The published periods the index lists (and the only ones served): the last 24 months, 8 quarters, 3 years.
 LISTED = {Granularity.MONTH: 24, Granularity.QUARTER: 8, Granularity.YEAR: 3}
 #: Who reads the open data when it is not public.
 READERS = (Role.ADMIN, Role.EVALUATOR)
@@ -140,6 +146,12 @@ def _heading(column: Column) -> dict[str, str]:
 
 def _local_date(epoch: float) -> str:
     return datetime.fromtimestamp(epoch, LOCAL_TIME).date().isoformat()
+
+
+def published_from(period: Period) -> float:
+    """The moment ``period``'s files are first served: local midnight a day after its end (its
+    ``tanggal_pembuatan``)."""
+    return period.end + PUBLICATION_DELAY_S
 
 
 def _period(report: Report) -> dict[str, str]:
@@ -251,7 +263,7 @@ def resource_metadata(report: Report, table: Table, csv_body: bytes) -> dict[str
         "nama_wilayah": meta.get("region_name"),
         "produsen_data": meta.get("producer"),
         "lisensi": meta.get("licence"),
-        "tanggal_pembuatan": _local_date(report.period.end),
+        "tanggal_pembuatan": _local_date(published_from(report.period)),
         "total_row": table.total,
         "suppressed_cells": table.suppressed_cells,
         "note": " ".join(note["en"] for note in notes),
@@ -271,7 +283,7 @@ def data_package(report: Report, resources: list[dict[str, Any]]) -> dict[str, A
     title = _both("evaluation_open_data_package_title", period=key, region=meta.get("region_name", ""))
     description = _both("evaluation_open_data_package_description")
     producer = meta.get("producer", "")
-    final = datetime.fromtimestamp(report.period.end, LOCAL_TIME)
+    final = datetime.fromtimestamp(published_from(report.period), LOCAL_TIME)
     return {
         "profile": "tabular-data-package",
         "name": f"siaga-evaluation-{key.lower()}",
@@ -329,32 +341,38 @@ def publish(report: Report) -> Published:
 
 
 class PublishedCache:
-    """The files of the last :data:`CACHE_SIZE` closed periods asked for; each built once even when asked
-    for by several requests at the same time (the others wait for it)."""
+    """The files of the last :data:`CACHE_SIZE` periods asked for, built ONE at a time per process: a build
+    reads a whole period in the process that also ingests alarms. A request for a period not cached waits
+    for any build under way, then takes the cached files if that build was of its period; a request for a
+    cached period never waits for a build."""
 
     def __init__(self, size: int = CACHE_SIZE) -> None:
         self._size = size
+        #: Guards the entries and counters; held only for a look-up, never during a build.
         self._lock = threading.Lock()
+        #: Held during a build: one at a time.
+        self._build_lock = threading.Lock()
         self._entries: OrderedDict[str, Published] = OrderedDict()
-        self._building: dict[str, threading.Lock] = {}
         self.builds = 0
+        #: Requests waiting for the build under way (to watch a crowd of harvesters, and for tests).
+        self.waiting = 0
 
     def get(self, period: Period, build: Callable[[Period], Published]) -> Published:
         with self._lock:
             if (found := self._take(period.key)) is not None:
                 return found
-            building = self._building.setdefault(period.key, threading.Lock())
-        with building:
+            self.waiting += 1
+        with self._build_lock:
             with self._lock:
+                self.waiting -= 1
                 if (found := self._take(period.key)) is not None:
-                    return found
+                    return found  # built while this request waited
             published = build(period)
             with self._lock:
                 self.builds += 1
                 self._entries[period.key] = published
                 while len(self._entries) > self._size:
                     self._entries.popitem(last=False)
-                self._building.pop(period.key, None)
             return published
 
     def _take(self, key: str) -> Published | None:
@@ -407,19 +425,24 @@ def _not_found(error: _NotFound) -> Response:
     return response
 
 
-def _closed_period(text: str) -> Period:
+def _served_period(text: str, now: float) -> Period:
+    """The period ``text`` names if its files are served at ``now`` (one the index lists); else a 404 that
+    says why: not a period, not published yet (and from when), or too old to be listed."""
     try:
         period = Period.parse(text)
     except BadPeriod:
         raise _NotFound(translate("evaluation_open_data_bad_period", period=text[:40])) from None
-    if not period.closed(time.time()):
-        end = datetime.fromtimestamp(period.end, LOCAL_TIME).date().isoformat()
-        raise _NotFound(translate("evaluation_open_data_not_closed", period=period.key, date=end))
+    if now < published_from(period):
+        date = _local_date(published_from(period))
+        raise _NotFound(translate("evaluation_open_data_not_closed", period=period.key, date=date))
+    if period not in closed_periods(now)[period.granularity]:
+        listed = {f"{granularity}s": count for granularity, count in LISTED.items()}
+        raise _NotFound(translate("evaluation_open_data_not_listed", period=period.key, **listed))
     return period
 
 
 def _file(period_text: str, name: str, mimetype: str, disposition: str) -> Response:
-    period = _closed_period(period_text)
+    period = _served_period(period_text, time.time())
     body = _published(period).files.get(name)
     if body is None:
         raise _NotFound(translate("evaluation_open_data_unknown_dataset", dataset=name.rsplit(".", 1)[0][:60]))
@@ -451,10 +474,12 @@ def dataset_json(period: str, dataset: str) -> Response:
 
 
 def closed_periods(now: float) -> dict[Granularity, list[Period]]:
-    """The periods the index lists, newest first: the last closed months, quarters and years before ``now``."""
+    """The periods the index lists and the only ones served, newest first: the last months, quarters and
+    years published at ``now`` (ended at least :data:`PUBLICATION_DELAY_S` before it)."""
     listed: dict[Granularity, list[Period]] = {}
     for granularity, count in LISTED.items():
-        period = Period.containing(now, granularity).previous()
+        # The period holding (now - delay) is not published yet; the one before it ended by then.
+        period = Period.containing(now - PUBLICATION_DELAY_S, granularity).previous()
         listed[granularity] = []
         while len(listed[granularity]) < count and period.year >= FIRST_YEAR:
             listed[granularity].append(period)
@@ -464,11 +489,12 @@ def closed_periods(now: float) -> dict[Granularity, list[Period]]:
 
 @bp.get("/")
 def index() -> Any:
-    """The datasets with their files for one closed period (``?period=``, by default the last quarter)."""
-    periods = closed_periods(time.time())
+    """The datasets with their files for one published period (``?period=``, by default the last quarter)."""
+    now = time.time()
+    periods = closed_periods(now)
     chosen = request.args.get("period", "").strip()
     try:
-        period = _closed_period(chosen) if chosen else periods[Granularity.QUARTER][0]
+        period = _served_period(chosen, now) if chosen else periods[Granularity.QUARTER][0]
     except _NotFound as error:
         return render_template("open_data_index.html", periods=periods, error=error.description), 404
     published = _published(period)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 from collections import defaultdict
 from collections.abc import Callable, Iterable
@@ -16,6 +17,8 @@ from .model import Chart, Column, ColumnType, Section, Series, Table, Unit, Valu
 if TYPE_CHECKING:
     from .build import Context
 
+log = logging.getLogger(__name__)
+
 DAY = 86400.0
 #: The service-level target of a category no longer in the catalogue: the one Open311 promised for it
 #: (``expected_datetime`` in ``reports.store.open311_view``).
@@ -27,12 +30,17 @@ OPEN311 = "open311"
 DONE_NO_ACTION = "done_no_action"
 OPEN_AT_END = "open_at_end"
 #: Every outcome, in the order the outcomes table lists them: each report of the period has exactly one.
+#: ``unknown``: a history the workflow never writes (a status it does not know, a rejection without a
+#: reason); such a report is counted and logged rather than failing the whole period's report.
 OUTCOMES = (
     *(action.value for action in Enforcement),
     DONE_NO_ACTION,
     *(f"rejected_{reason.value}" for reason in Rejection),
     OPEN_AT_END,
+    UNKNOWN,
 )
+_REJECTIONS = frozenset(reason.value for reason in Rejection)
+_ACTIONS = frozenset(action.value for action in Enforcement)
 
 
 @dataclass(slots=True)
@@ -49,6 +57,9 @@ class _Report:
     rejection: str | None = None
     #: The last enforcement action taken (a warning, then a written warning: the written warning).
     enforcement: str | None = None
+    #: A history step the workflow never writes (an unknown status, a rejection without a known reason,
+    #: an unknown action): the report's outcome is ``unknown``; its status is the last one known.
+    unreadable: bool = False
 
     @property
     def done(self) -> bool:
@@ -60,6 +71,8 @@ class _Report:
 
     @property
     def outcome(self) -> str:
+        if self.unreadable:
+            return UNKNOWN
         if self.rejected:
             return f"rejected_{self.rejection}"
         if self.done:
@@ -69,6 +82,7 @@ class _Report:
 
 def section(ctx: Context) -> Section:
     reports = _reports(ctx.conn, ctx.period.start, ctx.until)
+    _log_odd_histories(reports)
     categories = _category_order(ctx.catalogue, reports)
     by_category = _reports_by_category(ctx.catalogue, categories, reports)
     service_level = _service_level(ctx.catalogue, categories, reports, ctx.until)
@@ -111,10 +125,34 @@ def _reports(conn: sqlite3.Connection, since: float, until: float) -> list[_Repo
     ).fetchall()
     statuses = {status.value: status for status in Status}  # a dict, not Status(): a year is 100k steps
     for report_id, at, to_status, resolution in steps:
-        if to_status not in statuses:
-            raise ValueError(f"report {report_id} has a history step to an unknown status {to_status!r}")
-        _step(reports[report_id], at, statuses[to_status], resolution)
+        status = statuses.get(to_status)
+        if status is None:  # one odd row must not fail the period: the report's outcome becomes unknown
+            reports[report_id].unreadable = True
+            continue
+        _step(reports[report_id], at, status, resolution)
     return list(reports.values())
+
+
+def _log_odd_histories(reports: list[_Report]) -> None:
+    """One warning per build for the histories the evaluation cannot read and the times it leaves out."""
+    odd = sum(1 for report in reports if report.unreadable)
+    if odd:
+        log.warning(
+            "evaluation: %d Perda report(s) with a history step to an unknown status, a rejection without a"
+            " known reason or an unknown action, counted as outcome 'unknown'",
+            odd,
+        )
+    negative = sum(1 for report in reports if _before_receipt(report))
+    if negative:
+        log.warning(
+            "evaluation: %d Perda report(s) decided or done before they were received, their times left out",
+            negative,
+        )
+
+
+def _before_receipt(report: _Report) -> bool:
+    """A decision or completion stamped before the report was received: a clock or data error."""
+    return any(at is not None and at < report.requested_at for at in (report.first_decision_at, report.closed_at))
 
 
 def _channel(source: str) -> str | None:
@@ -135,8 +173,10 @@ def _step(report: _Report, at: float, status: Status, resolution: str | None) ->
         report.closed_at = at
     if status is Status.REJECTED:
         report.rejection = resolution
+        report.unreadable |= resolution not in _REJECTIONS
     if status is Status.IN_ACTION:
         report.enforcement = resolution
+        report.unreadable |= resolution not in _ACTIONS
 
 
 # -- the tables ---------------------------------------------------------------------------------
@@ -225,7 +265,13 @@ def _within_target(report: _Report, target_days: float, until: float) -> bool:
     return closed_at is not None and closed_at < until and closed_at - report.requested_at <= target_days * DAY
 
 
+def _not_yet_due(report: _Report, target_days: float, until: float) -> bool:
+    """Not closed before the cut-off, its target still ahead: neither within target nor late yet."""
+    return report.closed_at is None and report.requested_at + target_days * DAY > until
+
+
 def _service_level(catalogue: Catalogue, categories: list[str], reports: list[_Report], until: float) -> Table:
+    """Within target, not yet due and late by category; the share is of the reports whose target has come."""
     table = Table(
         id="perda-service-level",
         title_key="evaluation_table_perda_service_level",
@@ -235,21 +281,30 @@ def _service_level(catalogue: Catalogue, categories: list[str], reports: list[_R
             Column("target_days", "evaluation_perda_col_target_days", ColumnType.NUMBER, Unit.DAYS),
             _count("received"),
             _count("within_target"),
+            _count("not_yet_due"),
+            _count("late"),
             Column("within_target_share", "evaluation_perda_col_within_target_share", ColumnType.NUMBER, Unit.PERCENT),
-            _count("late_or_open"),
         ),
         total=True,
     )
     groups = _grouped(reports, lambda report: report.category)
-    all_within = 0
+    all_within = all_pending = 0
     for code in categories:
         group = groups.get(code, [])
         target = _target_days(catalogue, code)
         within = sum(1 for report in group if _within_target(report, target, until))
+        pending = sum(1 for report in group if _not_yet_due(report, target, until))
         all_within += within
-        table.add(code, target, len(group), within, share(within, len(group)), len(group) - within)
-    table.add(TOTAL, None, len(reports), all_within, share(all_within, len(reports)), len(reports) - all_within)
+        all_pending += pending
+        table.add(code, target, *_service_counts(len(group), within, pending))
+    table.add(TOTAL, None, *_service_counts(len(reports), all_within, all_pending))
     return table
+
+
+def _service_counts(received: int, within: int, pending: int) -> tuple[Value, ...]:
+    """Received, within target, not yet due, late, and the share within target of those due (None if none)."""
+    due = received - pending
+    return received, within, pending, due - within, share(within, due)
 
 
 def _in_days(seconds: float | None) -> float | None:
@@ -280,8 +335,8 @@ def _handling_times(catalogue: Catalogue, categories: list[str], reports: list[_
 
 def _times(reports: list[_Report]) -> tuple[Value, ...]:
     """Verified, its median and p90 in days, finished, its median and p90 in days (pooled, not averaged)."""
-    to_decision = [r.first_decision_at - r.requested_at for r in reports if r.first_decision_at is not None]
-    to_done = [r.closed_at - r.requested_at for r in reports if r.done and r.closed_at is not None]
+    to_decision = _durations((r.first_decision_at, r.requested_at) for r in reports)
+    to_done = _durations((r.closed_at if r.done else None, r.requested_at) for r in reports)
     return (
         len(to_decision),
         _in_days(median(to_decision)),
@@ -290,6 +345,11 @@ def _times(reports: list[_Report]) -> tuple[Value, ...]:
         _in_days(median(to_done)),
         _in_days(p90(to_done)),
     )
+
+
+def _durations(pairs: Iterable[tuple[float | None, float]]) -> list[float]:
+    """``at - requested_at`` of each step taken; one before receipt is a data error, left out (and logged)."""
+    return [at - requested_at for at, requested_at in pairs if at is not None and at >= requested_at]
 
 
 def _outcomes(reports: list[_Report]) -> Table:
@@ -305,9 +365,6 @@ def _outcomes(reports: list[_Report]) -> Table:
         total=True,
     )
     counts = _grouped(reports, lambda report: report.outcome)
-    unexpected = sorted(counts.keys() - set(OUTCOMES))
-    if unexpected:  # a rejection without a known reason: the store holds what the workflow never writes
-        raise ValueError(f"reports with an outcome the evaluation does not know: {', '.join(unexpected)}")
     for outcome in OUTCOMES:
         count = len(counts.get(outcome, []))
         table.add(outcome, count, share(count, len(reports)))
@@ -332,13 +389,14 @@ def _received_chart(by_category: Table) -> Chart:
 
 
 def _service_level_chart(service_level: Table) -> Chart:
-    """The share within target of each category that received reports (a category without any has none)."""
-    rows = [row for row in service_level.rows[:-1] if row[4] is not None]
+    """The share within target of each category with reports due (a category without any has none)."""
+    codes, shares = service_level.column("category")[:-1], service_level.column("within_target_share")[:-1]
+    rows = [(code, value) for code, value in zip(codes, shares, strict=True) if value is not None]
     return Chart(
         id="perda-service-level-chart",
         title_key="evaluation_chart_perda_service_level",
-        labels=tuple(str(row[0]) for row in rows),
-        series=(Series("evaluation_perda_col_within_target_share", tuple(_number(row[4]) for row in rows)),),
+        labels=tuple(str(code) for code, _ in rows),
+        series=(Series("evaluation_perda_col_within_target_share", tuple(_number(value) for _, value in rows)),),
         unit=Unit.PERCENT,
         horizontal=True,
         table_id=service_level.id,

@@ -10,6 +10,10 @@ the month, quarter and year reports are all made from the same month cells. A to
 when every month cell it adds up is published (:func:`suppressed_total`), so subtracting published
 figures from one another, within a report or across the month, quarter and year reports of the same
 time, never isolates a hidden month: any difference of published totals is a sum of published months.
+For that, a month cell must be the same in every report that shows it: each month is counted as of its
+own end (an alarm acknowledged, or resolved as a test, after the month it was opened in is not so in that
+month's cells), and a month not over at a report's cut-off is not shown at all (its cells would move as
+cases happen, and reloading the report would follow them one by one).
 
 There is no breakdown by kecamatan (nor by site, button or gateway) for SAPA: a kecamatan's month
 would almost always be a small cell, and a place is what most narrows a case down. With one dimension
