@@ -53,8 +53,6 @@ from .settings import EvaluationSettings
 
 bp = Blueprint("opendata", __name__, url_prefix="/open-data")
 
-#: Built reports kept per process, by period: a harvester fetching a period's files builds it once.
-CACHE_SIZE = 8
 #: A period's files are served from a day after its end: a gateway that was offline at the end sends the
 #: presses it kept when it is back, and those of the period's last hours must be in the files for good.
 PUBLICATION_DELAY_S = 86400
@@ -62,6 +60,9 @@ PUBLICATION_DELAY_S = 86400
 MAX_AGE_S = 3600
 #: The published periods the index lists (and the only ones served): the last 24 months, 8 quarters, 3 years.
 LISTED = {Granularity.MONTH: 24, Granularity.QUARTER: 8, Granularity.YEAR: 3}
+#: Built reports kept per process, by period: every period served, so each is built at most once per
+#: process (its files never change once served), however a client cycles through them.
+CACHE_SIZE = sum(LISTED.values())
 #: Who reads the open data when it is not public.
 READERS = (Role.ADMIN, Role.EVALUATOR)
 #: A spreadsheet runs a cell starting with one of these as a formula (the same guard as the other CSVs).
