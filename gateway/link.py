@@ -128,6 +128,11 @@ class GatewayLink:
     def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> MQTTMessageInfo:
         return self.client.publish(topic, payload, qos=qos, retain=retain)
 
+    @property
+    def subscribed(self) -> bool:
+        """Whether the broker granted every subscription in this session (commands sent before are not ours)."""
+        return self._subscriptions.held == {topic for topic, _qos in self._subscriptions.topics}
+
     def loop_alive(self) -> bool:
         """paho's network thread is running (its own attribute: paho has no public accessor)."""
         thread = getattr(self.client, "_thread", None)

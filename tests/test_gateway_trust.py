@@ -128,6 +128,8 @@ def open_gateway(pin_factory: MockFactory) -> Iterator[Callable[..., Gateway]]:
         gateway = Gateway(config, pin_factory=pin_factory, **knobs).start()  # type: ignore[arg-type]
         started.append(gateway)
         assert gateway.link.connected.wait(10), "gateway did not connect to the broker"
+        # Connected is not subscribed: an indication the test sends before the SUBACK is not the gateway's.
+        poll_until(lambda: gateway.link.subscribed, what="the gateway's subscriptions granted")
         return gateway
 
     yield start
