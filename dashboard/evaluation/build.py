@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import sqlite3
-from dataclasses import dataclass, field
-from typing import Any
+import time
+from dataclasses import dataclass
 
 from firmware_bridge import __version__
 
@@ -31,7 +31,6 @@ class Context:
     settings: EvaluationSettings
     commissioning: CommissioningSettings
     catalogue: Catalogue
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def build_report(
@@ -65,8 +64,6 @@ def build_report(
 
 def report_for(period: Period, *, now: float | None = None) -> Report:
     """``period``'s report from the app's store and settings (inside a request or an app context)."""
-    import time
-
     from flask import current_app
 
     from ..db import get_db, read_snapshot
