@@ -73,7 +73,8 @@ class VirtualLoraButton:
 
     def press(self) -> float:
         hold = self.node.spec.hold_ms / 1000 + 0.3 if self.node.spec.hold_ms else 0.15
-        threading.Thread(target=self.node.press, args=(hold,), daemon=True).start()
+        # A deliberate press: held at least this long, and until the firmware has it.
+        threading.Thread(target=self.node.press, args=(hold,), kwargs={"confirm": True}, daemon=True).start()
         return hold
 
     def view(self) -> dict[str, Any]:

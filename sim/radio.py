@@ -38,6 +38,10 @@ from .firmware import load_firmware
 
 log = logging.getLogger(__name__)
 
+#: How long a virtual finger stays on a button whose firmware has not confirmed the press: past it the
+#: press is let go unconfirmed (the firmware thread is stuck, which the node's ``failure`` then reports).
+PRESS_CONFIRM_TIMEOUT_S = 10.0
+
 
 @dataclass
 class Impairments:
@@ -475,7 +479,7 @@ class VirtualNode:
             self.module = VirtualE32(air, self.uart, address=spec.address, channel=spec.channel, mode=spec.e32_mode)
             radio = fw.siaga_radio.E32Radio(self.uart, spec.gateway_e32_target)
         self.button = VirtualPin(1)  # pulled up: 0 while pressed
-        self._release: threading.Timer | None = None
+        self._release: threading.Thread | None = None
         self.led = VirtualPin(0)
         #: The case switch: 1 when the case is open (``open_case``).
         self.tamper = VirtualPin(0)
@@ -502,7 +506,8 @@ class VirtualNode:
         self._calls: collections.deque[Callable[[], None]] = collections.deque()
         self._changed = threading.Condition()
         self._stopping = False
-        self._pattern = self.node.pattern
+        #: (LED pattern, confirmed presses, button as debounced) as last told to waiters on ``_changed``
+        self._seen = (self.node.pattern, self.node.stats["presses"], self.node.button_down)
         self.uart.on_data = self._wake.set
         self.button.on_change = lambda level: self._wake.set()
         self.failure: BaseException | None = None
@@ -513,21 +518,46 @@ class VirtualNode:
     def pattern(self) -> str:
         return self.node.pattern
 
-    def press(self, hold_s: float | None = None) -> None:
+    def press(self, hold_s: float | None = None, *, confirm: bool | None = None) -> None:
         """Press the button (and hold it for hold-to-confirm nodes), then release.
 
         Like a person, it first lets go of a press still held, and waits past
-        the debounce time, so that two presses are two presses.
+        the debounce time, so that two presses are two presses. With
+        ``confirm`` (the default when no ``hold_s`` is given) the button is
+        also held until the firmware has confirmed the press: the firmware
+        samples the button when its thread runs, and on a starved test machine
+        that thread may not run at all during a 100 ms press, which a
+        microcontroller's loop never fails to do. Without it, ``hold_s`` is
+        held for exactly that long (a bump that must not count).
         """
         previous = self._release
         if previous is not None:
             previous.join()
             time.sleep(0.08)  # a person's finger, not a wait for the system: longer than the debounce
-        hold = hold_s if hold_s is not None else self.spec.hold_ms / 1000 + 0.1
+        confirm = hold_s is None if confirm is None else confirm
+        hold = max(hold_s if hold_s is not None else self.spec.hold_ms / 1000 + 0.1, 0.06)
+        presses = self.node.stats["presses"]
         self.button.value(0)
-        self._release = threading.Timer(max(hold, 0.06), lambda: self.button.value(1))
-        self._release.daemon = True
+        self._release = threading.Thread(
+            target=self._hold_then_release, args=(hold, presses if confirm else None), daemon=True
+        )
         self._release.start()
+
+    def _hold_then_release(self, hold: float, confirm_after: int | None) -> None:
+        """The finger on the button: ``hold`` seconds, and until the firmware counts a press past ``confirm_after``.
+
+        Confirmed, it is also let go until the firmware has seen it let go: the next press must not
+        look like this one held on.
+        """
+        released_at = time.monotonic() + hold
+        if confirm_after is not None:
+            with self._changed:
+                self._changed.wait_for(lambda: self.node.stats["presses"] > confirm_after, PRESS_CONFIRM_TIMEOUT_S)
+        time.sleep(max(0.0, released_at - time.monotonic()))  # the finger's time, not a wait for the system
+        self.button.value(1)
+        if confirm_after is not None:
+            with self._changed:
+                self._changed.wait_for(lambda: not self.node.button_down, PRESS_CONFIRM_TIMEOUT_S)
 
     def send_test(self) -> None:
         """Send the protocol's TEST frame (the dashboard stores it, never an alarm), from the node's own thread."""
@@ -549,8 +579,9 @@ class VirtualNode:
                 while self._calls:  # what other threads asked of the firmware (send_test), run here
                     self._calls.popleft()()
                 wait_ms = self.node.poll()
-                if self.node.pattern != self._pattern:
-                    self._pattern = self.node.pattern
+                seen = (self.node.pattern, self.node.stats["presses"], self.node.button_down)
+                if seen != self._seen:
+                    self._seen = seen
                     with self._changed:
                         self._changed.notify_all()
                 self._wake.wait(min(wait_ms, 100) / 1000)

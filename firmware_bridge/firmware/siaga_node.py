@@ -182,11 +182,13 @@ class Node:
         self._raw = 1
         self._raw_since = now
         self._stable = 1
+        self.button_down = False  # the button as debounced: pressed (True) or released
         self._pressed_at = None
         self._press_fired = False
         self._tampered = False
         self._woken = False
-        self.stats = {"sent": 0, "retries": 0, "acks": 0, "indications": 0, "rejected": 0}
+        # presses: confirmed presses of the button, sent or not (one while a press is in flight adds nothing)
+        self.stats = {"presses": 0, "sent": 0, "retries": 0, "acks": 0, "indications": 0, "rejected": 0}
         if memo is not None and memo.read() == "press":
             # A reset (a brown-out while sending?) cut a press short: send it again.
             self._send_event(proto.PRESS, 0, now)
@@ -217,6 +219,7 @@ class Node:
     def press(self, held=False):
         """A confirmed press (also what the button handling calls)."""
         flags = proto.FLAG_HELD if held else 0
+        self.stats["presses"] += 1
         self._send_event(proto.PRESS, flags, self.clock.ms())
 
     # -- button and tamper ---------------------------------------------------------
@@ -232,6 +235,7 @@ class Node:
             self._raw, self._raw_since = raw, now
         if raw != self._stable and now - self._raw_since >= setting(self.cfg, "DEBOUNCE_MS"):
             self._stable = raw
+            self.button_down = raw == 0
             if raw == 0:
                 self._pressed_at, self._press_fired = now, False
             else:
