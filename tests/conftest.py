@@ -29,6 +29,7 @@ from sim.stores import server as stores_server
 from sim.webclient import DashboardClient
 
 from .mqttprobe import Probe
+from .waiting import poll_until
 
 OPERATOR = ("operator", "operator-password-1")
 SAPA_DESK = ("sapadesk", "sapa-desk-password-1")
@@ -125,6 +126,8 @@ def start_gateway(pin_factory: MockFactory) -> Iterator[Callable[..., Gateway]]:
         started.append(gateway)
         if wait_connected:
             assert gateway.link.connected.wait(10), "gateway did not connect to the broker"
+            # Connected is not subscribed: a receipt or indication sent before the SUBACK is not the gateway's.
+            poll_until(lambda: gateway.link.subscribed, what="the gateway's subscriptions granted")
         return gateway
 
     yield start
