@@ -39,7 +39,7 @@ from .firmware import load_firmware
 log = logging.getLogger(__name__)
 
 #: How long a virtual finger stays on a button whose firmware has not confirmed the press: past it the
-#: press is let go unconfirmed (the firmware thread is stuck, which the node's ``failure`` then reports).
+#: press is let go unconfirmed, logged and counted (``VirtualNode.unconfirmed``).
 PRESS_CONFIRM_TIMEOUT_S = 10.0
 
 
@@ -480,6 +480,10 @@ class VirtualNode:
             radio = fw.siaga_radio.E32Radio(self.uart, spec.gateway_e32_target)
         self.button = VirtualPin(1)  # pulled up: 0 while pressed
         self._release: threading.Thread | None = None
+        #: One press at a time: the demo panel and drills press from threads of their own.
+        self._press_lock = threading.Lock()
+        #: Presses let go after PRESS_CONFIRM_TIMEOUT_S without the firmware counting them (or seeing the release).
+        self.unconfirmed = 0
         self.led = VirtualPin(0)
         #: The case switch: 1 when the case is open (``open_case``).
         self.tamper = VirtualPin(0)
@@ -530,18 +534,19 @@ class VirtualNode:
         microcontroller's loop never fails to do. Without it, ``hold_s`` is
         held for exactly that long (a bump that must not count).
         """
-        previous = self._release
-        if previous is not None:
-            previous.join()
-            time.sleep(0.08)  # a person's finger, not a wait for the system: longer than the debounce
-        confirm = hold_s is None if confirm is None else confirm
-        hold = max(hold_s if hold_s is not None else self.spec.hold_ms / 1000 + 0.1, 0.06)
-        presses = self.node.stats["presses"]
-        self.button.value(0)
-        self._release = threading.Thread(
-            target=self._hold_then_release, args=(hold, presses if confirm else None), daemon=True
-        )
-        self._release.start()
+        with self._press_lock:
+            previous = self._release
+            if previous is not None:
+                previous.join()
+                time.sleep(0.08)  # a person's finger, not a wait for the system: longer than the debounce
+            confirm = hold_s is None if confirm is None else confirm
+            hold = max(hold_s if hold_s is not None else self.spec.hold_ms / 1000 + 0.1, 0.06)
+            presses = self.node.stats["presses"]
+            self.button.value(0)
+            self._release = threading.Thread(
+                target=self._hold_then_release, args=(hold, presses if confirm else None), daemon=True
+            )
+            self._release.start()
 
     def _hold_then_release(self, hold: float, confirm_after: int | None) -> None:
         """The finger on the button: ``hold`` seconds, and until the firmware counts a press past ``confirm_after``.
@@ -550,14 +555,24 @@ class VirtualNode:
         look like this one held on.
         """
         released_at = time.monotonic() + hold
+        confirmed = True
         if confirm_after is not None:
             with self._changed:
-                self._changed.wait_for(lambda: self.node.stats["presses"] > confirm_after, PRESS_CONFIRM_TIMEOUT_S)
+                confirmed = self._changed.wait_for(
+                    lambda: self.node.stats["presses"] > confirm_after, PRESS_CONFIRM_TIMEOUT_S
+                )
         time.sleep(max(0.0, released_at - time.monotonic()))  # the finger's time, not a wait for the system
         self.button.value(1)
         if confirm_after is not None:
             with self._changed:
-                self._changed.wait_for(lambda: not self.node.button_down, PRESS_CONFIRM_TIMEOUT_S)
+                confirmed = (
+                    self._changed.wait_for(lambda: not self.node.button_down, PRESS_CONFIRM_TIMEOUT_S) and confirmed
+                )
+        if not confirmed:
+            self.unconfirmed += 1
+            log.warning(
+                "node %s: its firmware did not take a press within %.0f s", self.spec.node_id, PRESS_CONFIRM_TIMEOUT_S
+            )
 
     def send_test(self) -> None:
         """Send the protocol's TEST frame (the dashboard stores it, never an alarm), from the node's own thread."""

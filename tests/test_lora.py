@@ -225,8 +225,9 @@ def wait_counted(gateway: Gateway, counter: str, what: str) -> None:
 def wait_acknowledged(node: VirtualNode, timeout: float = 30) -> None:
     """Until the node holds no unacknowledged press and its button is released."""
     poll_until(
-        lambda: (node.node.pending, node.button.level),
-        lambda state: state[0] is None and state[1] != 0,
+        # The level first: once it is up, the (confirmed) press was the firmware's, so no pending means acknowledged.
+        lambda: (node.button.level, node.node.pending),
+        lambda state: state[0] != 0 and state[1] is None,
         timeout=timeout,
         what="a press was never acknowledged",
         pause=lambda s: node.wait_for_pattern("never", s),
@@ -310,13 +311,20 @@ def test_every_press_gets_through_twenty_percent_loss(
     assert [node.node.stats["presses"] for node in nodes] == [presses] * len(nodes)  # each press was a press
     expected = presses * len(nodes)
     gateway, _ = lora_gateway
-    poll_until(  # both sides' counters, so that a miss says where the event stopped
-        lambda: (dashboard.ingest.counters.snapshot(), gateway.counters.snapshot()),
+    radio_side = gateway.radio
+    assert radio_side is not None
+    poll_until(  # every side's counters, so that a miss says where the event stopped
+        lambda: (
+            dashboard.ingest.counters.snapshot(),
+            gateway.counters.snapshot(),
+            {node.spec.node_id: (dict(node.node.stats), radio_side.stats[node.spec.node_id].events) for node in nodes},
+        ),
         lambda seen: seen[0].get("events_stored", 0) + seen[0].get("events_duplicate", 0) >= expected,
         timeout=30,
         interval=0.01,
         what=f"the dashboard storing {expected} event(s)",
     )
+    assert [radio_side.stats[node.spec.node_id].events for node in nodes] == [presses] * len(nodes)  # none merged
     alarms = {a["button"]: a for a in operator.get_json("/api/alarms")["alarms"]}
     assert {button: alarm["press_count"] for button, alarm in alarms.items()} == {
         "lora-1001": presses,

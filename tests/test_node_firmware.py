@@ -126,7 +126,7 @@ def test_hold_to_confirm_ignores_a_bump_and_counts_a_hold(node, air: Air) -> Non
     button = node(HOLD_MS=400)
     start = time.time()
     button.press(hold_s=0.1)  # a bump
-    button.press(hold_s=0.6)  # a deliberate press, begun after the bump's release
+    button.press(hold_s=0.6, confirm=True)  # a deliberate press, begun after the bump's release
     wait_until(lambda: len(air.captured) >= 1)
     first = sent(air)[0]
     assert first.type is radio.FrameType.PRESS and radio.Flag.HELD in first.flags
