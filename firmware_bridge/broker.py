@@ -382,6 +382,12 @@ class Subscriptions:
         with self._lock:
             return frozenset(self._held)
 
+    @property
+    def complete(self) -> bool:
+        """Whether the broker granted every topic in this session (messages published before are not ours)."""
+        with self._lock:
+            return self._complete()
+
     def _complete(self) -> bool:
         """Caller holds _lock: whether the broker granted every topic in this session."""
         return all(topic in self._held for topic, _qos in self.topics)

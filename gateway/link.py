@@ -131,7 +131,7 @@ class GatewayLink:
     @property
     def subscribed(self) -> bool:
         """Whether the broker granted every subscription in this session (commands sent before are not ours)."""
-        return self._subscriptions.held == {topic for topic, _qos in self._subscriptions.topics}
+        return self._subscriptions.complete
 
     def loop_alive(self) -> bool:
         """paho's network thread is running (its own attribute: paho has no public accessor)."""

@@ -207,7 +207,7 @@ class Ingest:
     def subscribed(self) -> bool:
         """Whether the broker granted every subscription in this session (messages published before are
         not this session's to receive)."""
-        return self._subscriptions.held == {topic for topic, _qos in self._subscriptions.topics}
+        return self._subscriptions.complete
 
     @property
     def backlog(self) -> int:
