@@ -182,7 +182,6 @@ class Node:
         self._raw = 1
         self._raw_since = now
         self._stable = 1
-        self.button_down = False  # the button as debounced: pressed (True) or released
         self._pressed_at = None
         self._press_fired = False
         self._tampered = False
@@ -212,6 +211,11 @@ class Node:
         """True when nothing is pending and no alarm is open: sleeping loses nothing."""
         return self.pending is None and not self.queue and not self.episode_start and self.pattern == OFF
 
+    @property
+    def button_down(self):
+        """The button as debounced: pressed (True) or released."""
+        return self._stable == 0
+
     def button_woke(self):
         """From the button's interrupt: the board may have slept through a short press."""
         self._woken = True
@@ -235,7 +239,6 @@ class Node:
             self._raw, self._raw_since = raw, now
         if raw != self._stable and now - self._raw_since >= setting(self.cfg, "DEBOUNCE_MS"):
             self._stable = raw
-            self.button_down = raw == 0
             if raw == 0:
                 self._pressed_at, self._press_fired = now, False
             else:
