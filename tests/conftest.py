@@ -117,6 +117,15 @@ def pin_factory() -> Iterator[MockFactory]:
     factory.reset()
 
 
+def wait_online(gateway: Gateway) -> None:
+    """Until the gateway is connected and the broker granted its subscriptions.
+
+    Connected is not subscribed: a receipt or indication sent before the SUBACK is not the gateway's.
+    """
+    assert gateway.link.connected.wait(10), "gateway did not connect to the broker"
+    poll_until(lambda: gateway.link.subscribed, what="the gateway's subscriptions granted")
+
+
 @pytest.fixture
 def start_gateway(pin_factory: MockFactory) -> Iterator[Callable[..., Gateway]]:
     started: list[Gateway] = []
@@ -125,9 +134,7 @@ def start_gateway(pin_factory: MockFactory) -> Iterator[Callable[..., Gateway]]:
         gateway = Gateway(config, pin_factory=factory or pin_factory).start()
         started.append(gateway)
         if wait_connected:
-            assert gateway.link.connected.wait(10), "gateway did not connect to the broker"
-            # Connected is not subscribed: a receipt or indication sent before the SUBACK is not the gateway's.
-            poll_until(lambda: gateway.link.subscribed, what="the gateway's subscriptions granted")
+            wait_online(gateway)
         return gateway
 
     yield start

@@ -69,9 +69,8 @@ from gateway.indicator import Pattern
 from sim.mosquitto import Mosquitto
 from sim.servers import DashboardServer, dashboard_config
 
-from .conftest import ADMIN, OPERATOR, SAPA_DESK, SATPOL, gateway_toml, press
+from .conftest import ADMIN, OPERATOR, SAPA_DESK, SATPOL, gateway_toml, press, wait_online
 from .reports_helpers import report_fields
-from .waiting import poll_until
 
 pytestmark = pytest.mark.slow
 
@@ -248,8 +247,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         pins = MockFactory()
         gateway = Gateway(parse_config(read_toml(gateway_toml(tmp / "gw.toml", port=broker.port))), pin_factory=pins)
         gateway.start()
-        assert gateway.link.connected.wait(10)
-        poll_until(lambda: gateway.link.subscribed, what="the gateway's subscriptions granted")
+        wait_online(gateway)
         seeds, key = _seed(server, gateway, pins)
         app = server.app
         credentials = {role: _sign_in(app, *account) for role, account in ACCOUNTS.items()}

@@ -53,7 +53,7 @@ from sim.mosquitto import Mosquitto
 from sim.radio import Air, Impairments, NodeSpec, VirtualNode, VirtualPin
 from sim.servers import DashboardServer
 
-from .conftest import FIRE_1, SAPA_1, press
+from .conftest import FIRE_1, SAPA_1, press, wait_online
 from .mqttprobe import Probe
 from .test_ingest import drained
 from .test_lora import FAST, KEYS, lora_parts, make_config, plugged_rylr
@@ -127,9 +127,7 @@ def open_gateway(pin_factory: MockFactory) -> Iterator[Callable[..., Gateway]]:
     def start(config: GatewayConfig, **knobs: object) -> Gateway:
         gateway = Gateway(config, pin_factory=pin_factory, **knobs).start()  # type: ignore[arg-type]
         started.append(gateway)
-        assert gateway.link.connected.wait(10), "gateway did not connect to the broker"
-        # Connected is not subscribed: an indication the test sends before the SUBACK is not the gateway's.
-        poll_until(lambda: gateway.link.subscribed, what="the gateway's subscriptions granted")
+        wait_online(gateway)
         return gateway
 
     yield start

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Callable
 
 import pytest
 
@@ -69,11 +70,17 @@ def wait_alarm(client: DashboardClient, predicate, timeout: float = 10.0) -> dic
     )
 
 
-def drained(dashboard: DashboardServer, stored: int, timeout: float = 10.0) -> None:
+def drained(
+    dashboard: DashboardServer, stored: int, timeout: float = 10.0, *, beside: Callable[[], object] = lambda: None
+) -> None:
+    """Until the dashboard's ingest has stored (or found duplicate) ``stored`` events.
+
+    ``beside`` adds other parts' figures to the timeout's message, so that a miss says where events stopped.
+    """
     # the writer thread exposes counters, not an event
     poll_until(
-        dashboard.ingest.counters.snapshot,
-        lambda seen: seen.get("events_stored", 0) + seen.get("events_duplicate", 0) >= stored,
+        lambda: (dashboard.ingest.counters.snapshot(), beside()),
+        lambda seen: seen[0].get("events_stored", 0) + seen[0].get("events_duplicate", 0) >= stored,
         timeout=timeout,
         interval=0.01,
         what=f"ingest storing {stored} event(s)",

@@ -313,16 +313,14 @@ def test_every_press_gets_through_twenty_percent_loss(
     gateway, _ = lora_gateway
     radio_side = gateway.radio
     assert radio_side is not None
-    poll_until(  # every side's counters, so that a miss says where the event stopped
-        lambda: (
-            dashboard.ingest.counters.snapshot(),
+    drained(  # with the gateway's and every node's figures, so that a miss says where the event stopped
+        dashboard,
+        expected,
+        timeout=30,
+        beside=lambda: (
             gateway.counters.snapshot(),
             {node.spec.node_id: (dict(node.node.stats), radio_side.stats[node.spec.node_id].events) for node in nodes},
         ),
-        lambda seen: seen[0].get("events_stored", 0) + seen[0].get("events_duplicate", 0) >= expected,
-        timeout=30,
-        interval=0.01,
-        what=f"the dashboard storing {expected} event(s)",
     )
     assert [radio_side.stats[node.spec.node_id].events for node in nodes] == [presses] * len(nodes)  # none merged
     alarms = {a["button"]: a for a in operator.get_json("/api/alarms")["alarms"]}
